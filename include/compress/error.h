@@ -1,0 +1,32 @@
+#pragma once
+// One exception type for the whole toolkit. Every throw names what went wrong
+// and where (file, node, parameter, field); the CLI prints what() as one line.
+#include <stdexcept>
+#include <string>
+
+namespace compress {
+
+enum class ErrorKind {
+  BadInput,  // the user's input is wrong (file, model, option): CLI exit code 2
+  Failure,   // the job itself failed (I/O error, a kernel declined): exit code 1
+};
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  ErrorKind kind() const { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+// Throws Error(BadInput, message): for what a user can get wrong.
+[[noreturn]] void bad_input(const std::string& message);
+// Throws Error(Failure, message).
+[[noreturn]] void failure(const std::string& message);
+
+// The first line of a LibTorch / c10 error message, without its C++ backtrace,
+// so that it can be shown to a user inside one line of our own.
+std::string first_line_of(const std::exception& e);
+
+}  // namespace compress
