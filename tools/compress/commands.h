@@ -1,0 +1,10 @@
+#pragma once
+// Each subcommand lives in cmd_<name>.cpp and is listed in main.cpp's table.
+// A command returns the process exit code: 0 ok, 1 the job failed, 2 bad input
+// (main.cpp turns compress::Error into one line on stderr and that code).
+namespace compress::cli {
+
+int cmd_inspect(int argc, char** argv);
+int cmd_convert(int argc, char** argv);
+
+}  // namespace compress::cli
