@@ -1,1 +1,64 @@
-int main() { return 0; }
+// compress: the command line. Thin by design: parse, call the library, print.
+// Exit codes: 0 ok, 1 the job failed, 2 bad input. Errors are one line on
+// stderr, never an abort or a LibTorch backtrace.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include <cxxopts.hpp>
+
+#include "commands.h"
+#include "compress/error.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(int, char**);
+  const char* summary;
+};
+
+// The subcommands, in the order `compress --help` lists them.
+const Command kCommands[] = {
+    {"inspect", compress::cli::cmd_inspect, "print a model's graph: shapes, parameters, MACs"},
+    {"convert", compress::cli::cmd_convert, "import and re-export a model (--fold-bn, --strip-dropout)"},
+};
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out, "usage: compress <command> [options]   (compress <command> --help)\n\ncommands:\n");
+  for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return 2;
+  }
+  std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(stdout);
+    return 0;
+  }
+  for (const auto& c : kCommands) {
+    if (name != c.name) continue;
+    try {
+      // The command sees its own name as argv[0], as cxxopts expects.
+      return c.run(argc - 1, argv + 1);
+    } catch (const compress::Error& e) {
+      std::fprintf(stderr, "compress %s: error: %s\n", c.name, e.what());
+      return e.kind() == compress::ErrorKind::BadInput ? 2 : 1;
+    } catch (const cxxopts::OptionException& e) {
+      std::fprintf(stderr, "compress %s: error: %s (see compress %s --help)\n", c.name, e.what(), c.name);
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "compress %s: error: %s\n", c.name, compress::first_line_of(e).c_str());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "compress: unknown command '%s'\n", name.c_str());
+  print_usage(stderr);
+  return 2;
+}
