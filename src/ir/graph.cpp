@@ -109,6 +109,41 @@ void Graph::replace_uses(ValueId from, const Arg& to) {
     if (a.is_value() && a.value == from) a = to;
 }
 
+void Graph::erase_nodes(const std::vector<int>& indices) {
+  std::vector<bool> drop(nodes.size(), false);
+  for (int i : indices) drop.at(i) = true;
+  std::vector<Node> kept;
+  kept.reserve(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (!drop[i]) kept.push_back(std::move(nodes[i]));
+  nodes = std::move(kept);
+}
+
+int Graph::eliminate_dead_code() {
+  std::unordered_set<ValueId> used;
+  for (const Arg& a : outputs)
+    if (a.is_value()) used.insert(a.value);
+  std::vector<int> dead;
+  for (int i = static_cast<int>(nodes.size()) - 1; i >= 0; --i) {
+    const Node& n = nodes[i];
+    bool live = n.is_leaf() || n.outputs.empty();
+    for (ValueId v : n.outputs) live |= used.count(v) != 0;
+    if (!live && n.schema) {
+      std::string name = n.op.toQualString();
+      live = n.schema->is_mutable() || name.find("rand") != std::string::npos ||
+             name.find("dropout") != std::string::npos || name == "aten::warn";
+    }
+    if (live) {
+      for (const Arg& a : n.inputs)
+        if (a.is_value()) used.insert(a.value);
+    } else {
+      dead.push_back(i);
+    }
+  }
+  erase_nodes(dead);
+  return static_cast<int>(dead.size());
+}
+
 void Graph::lint() const {
   std::unordered_set<ValueId> defined(inputs.begin(), inputs.end());
   auto check_arg = [&](const Arg& a, const std::string& where) {

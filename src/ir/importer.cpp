@@ -82,6 +82,8 @@ class Importer {
     }
     auto outs = walk_graph(*g, args, "");
     for (const Binding& b : outs) graph_.outputs.push_back(to_arg(b, nullptr));
+    // What folded assertions and constant conditions left behind.
+    graph_.eliminate_dead_code();
     graph_.lint();
     return std::move(graph_);
   }

@@ -161,6 +161,14 @@ class Graph {
   // Replaces every use of `from` (node inputs and graph outputs) by `to`.
   void replace_uses(ValueId from, const Arg& to);
 
+  // Removes op nodes whose results are unused and that have no side effects
+  // (no mutable operands, no randomness). Leaves stay: a batch norm updates
+  // its statistics in training mode even when its output is unused.
+  // Returns the number of nodes removed.
+  int eliminate_dead_code();
+  // Removes the nodes at the given indices (their outputs must be unused).
+  void erase_nodes(const std::vector<int>& indices);
+
   // Checks the invariants: each value defined once, before its uses; every
   // parameter reference exists. Throws Error(Failure) naming the broken node.
   void lint() const;
