@@ -58,7 +58,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::fprintf(stderr, "compress: unknown command '%s'\n", name.c_str());
-  print_usage(stderr);
+  std::fprintf(stderr, "compress: unknown command '%s' (compress --help lists the commands)\n", name.c_str());
   return 2;
 }
