@@ -202,3 +202,27 @@ TEST_CASE("bad input: the output would overwrite the input", "[cli][bad-input]")
   check_bad_input(run("frobnicate"), "unknown command");
   CHECK(no_temporaries_left());
 }
+
+TEST_CASE("a converted model loads and runs in Python with the same outputs", "[cli][python]") {
+  for (std::string name : {"vit_small", "efficientnet_b0"}) {
+    INFO(name);
+    std::string out = scratch_dir() + "/" + name + ".py-check.pt";
+    fs::remove(out);
+    REQUIRE(run("convert " + fixture(name + ".pt") + " -o " + out).code == 0);
+    std::string script = scratch_dir() + "/check.py";
+    std::ofstream(script) << "import sys, torch\n"
+                             "m = torch.jit.load(sys.argv[1]).eval()\n"
+                             "x = torch.jit.load(sys.argv[2]).value\n"
+                             "y = torch.jit.load(sys.argv[3]).value\n"
+                             "with torch.no_grad():\n"
+                             "    d = (m(x) - y).abs().max().item()\n"
+                             "print('maxdiff', d)\n"
+                             "sys.exit(0 if d == 0.0 else 1)\n";
+    std::string cmd = std::string(COMPRESS_SYSTEM_PYTHON) + " " + script + " " + out + " " + fixture(name + ".input.pt") +
+                      " " + fixture(name + ".output.pt") + " > " + scratch_dir() + "/py.txt 2>&1";
+    int status = std::system(cmd.c_str());
+    INFO(read_file(scratch_dir() + "/py.txt"));
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+}

@@ -23,6 +23,7 @@ struct Command {
 const Command kCommands[] = {
     {"inspect", compress::cli::cmd_inspect, "print a model's graph: shapes, parameters, MACs"},
     {"convert", compress::cli::cmd_convert, "import and re-export a model (--fold-bn, --strip-dropout)"},
+    {"compare", compress::cli::cmd_compare, "run two models on the same input and compare outputs"},
 };
 
 void print_usage(std::FILE* out) {
