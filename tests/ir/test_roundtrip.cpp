@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include <ATen/Parallel.h>
+
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
 #include "test_util.h"
