@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -33,7 +34,9 @@ std::string read_file(const std::string& path) {
 
 std::string scratch_dir() {
   static std::string dir = [] {
-    std::string d = std::string(COMPRESS_BINARY_DIR) + "/test_cli_scratch";
+    // One folder per process: ctest runs test cases in parallel.
+    std::string d = std::string(COMPRESS_BINARY_DIR) + "/test_cli_scratch/" + std::to_string(::getpid());
+    fs::remove_all(d);
     fs::create_directories(d);
     return d;
   }();
