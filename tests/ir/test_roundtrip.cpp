@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <set>
 
 #include <ATen/Parallel.h>
 
@@ -76,4 +77,18 @@ TEST_CASE("round trip is exact: vit (fused attention)", "[ir][roundtrip]") { che
 TEST_CASE("round trip is exact: vit (decomposed attention)", "[ir][roundtrip]") { check_round_trip("vit_small_grad"); }
 TEST_CASE("round trip is exact: straight-line scripted model", "[ir][roundtrip]") {
   check_round_trip("straight_line_scripted");
+}
+
+TEST_CASE("round trip is exact: embedding, conv1d, batchnorm1d, layernorm, transformer layer", "[ir][roundtrip]") {
+  check_round_trip("text_model");
+  Graph g = import_module(torch::jit::load(fixture("text_model.pt")));
+  std::set<std::string> ops;
+  for (const auto& n : g.nodes) ops.insert(n.op_name());
+  for (const char* leaf : {"nn.Embedding", "nn.Conv1d", "nn.BatchNorm1d", "nn.LayerNorm", "nn.Linear"}) {
+    INFO(leaf);
+    CHECK(ops.count(leaf) == 1);
+  }
+  const auto& emb = std::get<EmbeddingAttrs>(g.nodes[0].attrs);
+  CHECK(emb.num_embeddings == 100);
+  CHECK(emb.padding_idx == std::optional<int64_t>(0));
 }
