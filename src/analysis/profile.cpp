@@ -48,6 +48,29 @@ const std::set<std::string>& plumbing_ops() {
   return ops;
 }
 
+// The TorchScript traceback points at the generated statement that failed
+// ("    x12 = self.layer1.0.conv1.forward(x11)" above "<--- HERE"): name its node.
+std::string failing_node(const Graph& graph, const std::string& message) {
+  size_t frame = message.find("in record_values");
+  if (frame == std::string::npos) return "";
+  size_t here = message.find("<--- HERE", frame);
+  if (here == std::string::npos) return "";
+  size_t line_end = message.rfind('\n', here);
+  if (line_end == std::string::npos || line_end == 0) return "";
+  size_t line_start = message.rfind('\n', line_end - 1);
+  std::string line = message.substr(line_start + 1, line_end - line_start - 1);
+  size_t x = line.find_first_not_of(' ');
+  if (x == std::string::npos || line[x] != 'x') return "";
+  ValueId id = std::atoi(line.c_str() + x + 1);
+  for (const Node& n : graph.nodes)
+    for (ValueId v : n.outputs)
+      if (v == id) {
+        std::string name = n.is_leaf() ? n.module : (n.scope.empty() ? "" : n.scope + "/") + n.op.toUnqualString();
+        return name + " (" + n.op_name() + ")";
+      }
+  return "";
+}
+
 }  // namespace
 
 bool is_understood_op(const std::string& name) { return understood_ops().count(name) || plumbing_ops().count(name); }
@@ -107,7 +130,9 @@ std::map<ValueId, Shape> infer_shapes(const Graph& graph, const std::vector<Shap
   } catch (const std::exception& e) {
     std::string shape_text;
     for (const auto& s : input_shapes) shape_text += (shape_text.empty() ? "" : ", ") + shape_to_string(s);
-    bad_input("input shape " + shape_text + " does not fit the model: " + first_line_of(e));
+    std::string node = failing_node(graph, e.what());
+    bad_input("input shape " + shape_text + " does not fit the model" + (node.empty() ? "" : " at node " + node) +
+              ": " + first_line_of(e));
   }
   size_t k = 0;
   for (const Node& n : graph.nodes) {

@@ -14,6 +14,21 @@ std::string first_line_of(const std::exception& e) {
   } else {
     text = e.what();
   }
+  // Errors raised inside TorchScript code come wrapped in an interpreter
+  // traceback; the cause is the last "SomethingError: message" line.
+  if (text.find("The following operation failed in the TorchScript interpreter") != std::string::npos) {
+    size_t pos = 0;
+    std::string cause;
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      std::string line = text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+      size_t colon = line.find("Error: ");
+      if (colon != std::string::npos && line.find(' ') > colon) cause = line.substr(colon + 7);
+      if (end == std::string::npos) break;
+      pos = end + 1;
+    }
+    if (!cause.empty()) text = cause;
+  }
   // Trim leading blank lines, then keep the first non-empty line.
   size_t start = text.find_first_not_of(" \n\t");
   if (start == std::string::npos) return "unknown error";

@@ -189,7 +189,7 @@ TEST_CASE("bad input: a model with control flow", "[cli][bad-input]") {
 
 TEST_CASE("bad input: input shapes of the wrong rank or not numbers", "[cli][bad-input]") {
   std::string model = fixture("resnet18.pt");
-  check_bad_input(run("inspect " + model + " --input-shape 1,3,224"), "does not fit the model");
+  check_bad_input(run("inspect " + model + " --input-shape 1,3,224"), "does not fit the model at node conv1 (nn.Conv2d)");
   check_bad_input(run("inspect " + model + " --input-shape 1,3,a,224"), "is not a shape");
   check_bad_input(run("inspect " + model + " --input-shape ''"), "--input-shape");
   check_bad_input(run("inspect " + model + " --input-shape '1,3,224,224;1,3'"), "takes 1 input(s) but 2");
