@@ -53,6 +53,12 @@ bool is_tensor_like(const c10::TypePtr& t) {
   return false;
 }
 
+// Tensor types without the shapes a trace may have recorded: the graph is
+// shape-agnostic, and the export annotates its inputs with these types.
+c10::TypePtr plain_type(const c10::TypePtr& t) {
+  return t->kind() == c10::TypeKind::TensorType ? c10::TensorType::get() : t;
+}
+
 class Importer {
  public:
   explicit Importer(const torch::jit::Module& root) : root_(root) {}
@@ -76,7 +82,7 @@ class Importer {
       JitValue* in = g->inputs()[i];
       Binding b;
       b.kind = Binding::Kind::Value;
-      b.value = graph_.add_value(in->type(), in->debugName());
+      b.value = graph_.add_value(plain_type(in->type()), in->debugName());
       graph_.inputs.push_back(b.value);
       args.push_back(b);
     }
@@ -168,7 +174,7 @@ class Importer {
     }
     const torch::jit::Module& m = *obj.module;
     std::string path = join_path(obj.name, name);
-    if (name == "training" && !m.hasattr("training")) bad_input("module without training flag at " + where(n));
+    if (!m.hasattr(name)) bad_input("module '" + obj.name + "' has no attribute '" + name + "' (read at " + where(n) + ")");
     c10::IValue v = m.attr(name);
     Binding b;
     auto type = m.type();
@@ -412,9 +418,7 @@ class Importer {
     for (JitValue* out : n->outputs()) {
       Binding b;
       b.kind = Binding::Kind::Value;
-      b.value = graph_.add_value(out->type()->kind() == c10::TypeKind::TensorType ? c10::TensorType::get()
-                                                                                   : out->type(),
-                                 out->debugName());
+      b.value = graph_.add_value(plain_type(out->type()), out->debugName());
       node.outputs.push_back(b.value);
       env[out] = b;
       outs.push_back(b);
