@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     } catch (const compress::Error& e) {
       std::fprintf(stderr, "compress %s: error: %s\n", c.name, e.what());
       return e.kind() == compress::ErrorKind::BadInput ? 2 : 1;
-    } catch (const cxxopts::OptionException& e) {
+    } catch (const cxxopts::exceptions::exception& e) {
       std::fprintf(stderr, "compress %s: error: %s (see compress %s --help)\n", c.name, e.what(), c.name);
       return 2;
     } catch (const std::exception& e) {
