@@ -58,7 +58,8 @@ struct Padded {
 }  // namespace
 
 const char* gemm_kernel_name(const PackedView& B, Isa isa) {
-  if (B.layout() == Layout::avx2_n16k2_s16 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_6x16";
+  if (B.layout() == Layout::avx2_n16k2_s16 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_6x16c2_s16";
+  if (B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_6x16c4";
   if (B.layout() == Layout::vnni_n32k4_s8 && allowed(Isa::avx512vnni, isa)) return "gemm_u8s8s32_avx512vnni_8x32";
   return "gemm_u8s8s32_ref";
 }
@@ -73,6 +74,7 @@ void gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& B,
   Padded pad(ep, B.n(), B.n_pad());
   detail::GemmJob job{M, A, lda, &B, C, ldc, &ep, pad.scale.data(), pad.bias.data()};
   if (B.layout() == Layout::avx2_n16k2_s16 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_6x16(job, pf);
+  if (B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_6x16c4(job, pf);
   if (B.layout() == Layout::vnni_n32k4_s8 && allowed(Isa::avx512vnni, isa))
     return detail::gemm_avx512vnni_8x32(job, pf);
   const std::vector<int8_t> w = unpack_weight_rowmajor(B);

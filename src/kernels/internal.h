@@ -33,7 +33,8 @@ void* scratch_alloc(int64_t bytes);
 void scratch_free(void* p);
 
 void gemm_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
-void gemm_avx2_6x16(const GemmJob& job, const ParallelFor& pf);
+void gemm_avx2_6x16(const GemmJob& job, const ParallelFor& pf);    // s16 vpmaddwd, exact for any weight
+void gemm_avx2_6x16c4(const GemmJob& job, const ParallelFor& pf);  // u8 vpmaddubsw + correction
 void gemm_avx512vnni_8x32(const GemmJob& job, const ParallelFor& pf);
 
 void sparse_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);

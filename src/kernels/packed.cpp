@@ -1,6 +1,7 @@
 // Packing: dense, depthwise and sparse weights into self-describing blobs.
 #include "compress/kernels/packed.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -71,9 +72,54 @@ void fill_comp(int32_t* comp, const int8_t* w_rowmajor, int64_t n, int64_t k, in
   }
 }
 
+// Clips every adjacent pair (k even, k + 1) of row-major w to |w0| + |w1| <= 128:
+// the larger magnitude stays, the smaller is reduced; the removed part is one
+// correction entry (k << 8 | (u8)delta). Returns the clipped weight.
+std::vector<int8_t> clip_pairs(const int8_t* w, int64_t n, int64_t k, std::vector<int32_t>& row_ptr,
+                               std::vector<int32_t>& entries) {
+  constexpr int kBudget = Avx2U8Traits::kPairBudget;
+  std::vector<int8_t> clipped(w, w + n * k);
+  row_ptr.assign(n + 1, 0);
+  entries.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j + 1 < k; j += 2) {
+      const int a = w[i * k + j], b = w[i * k + j + 1];
+      if (std::abs(a) + std::abs(b) <= kBudget) continue;
+      const bool keep_first = std::abs(a) >= std::abs(b);
+      const int big = keep_first ? a : b, small = keep_first ? b : a;
+      const int room = kBudget - std::abs(big);  // >= 0 since |big| <= 128
+      const int reduced = small < 0 ? -room : room;
+      const int64_t at = j + (keep_first ? 1 : 0);
+      clipped[i * k + at] = static_cast<int8_t>(reduced);
+      entries.push_back(static_cast<int32_t>((at << 8) | static_cast<uint8_t>(static_cast<int8_t>(small - reduced))));
+    }
+    row_ptr[i + 1] = static_cast<int32_t>(entries.size());
+  }
+  return clipped;
+}
+
 std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int64_t k,
-                                int32_t a_zp, Layout layout) {
+                                int32_t a_zp, Layout layout, double max_correction) {
   check_common(n, k, a_zp);
+  if (layout == Layout::avx2_n16k4_u8s8) {
+    std::vector<int32_t> row_ptr, entries;
+    const std::vector<int8_t> clipped = clip_pairs(w, n, k, row_ptr, entries);
+    if (static_cast<double>(entries.size()) > max_correction * static_cast<double>(n * k))
+      return pack_dense(kind, w, n, k, a_zp, Layout::avx2_n16k2_s16, 0);
+    constexpr int64_t NR = Avx2U8Traits::NR;
+    const int64_t n_pad = round_up(n, NR), k_pad = round_up(k, Avx2U8Traits::KPACK);
+    const int64_t nnz = static_cast<int64_t>(entries.size());
+    Builder b(kind, layout, n, k, n_pad, k_pad, a_zp, n_pad * k_pad, nnz * 4, (n + 1) * 4);
+    b.h()[kNnz] = nnz;
+    fill_comp(b.comp(), w, n, k, a_zp);  // over the full weight: clipped + correction
+    auto* d = reinterpret_cast<int8_t*>(b.data());
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j)
+        d[((i / NR * (k_pad / 4) + j / 4) * NR + i % NR) * 4 + j % 4] = clipped[i * k + j];
+    if (nnz) std::memcpy(b.idx(), entries.data(), static_cast<size_t>(nnz) * 4);
+    std::memcpy(b.row_ptr(), row_ptr.data(), row_ptr.size() * 4);
+    return std::move(b.blob);
+  }
   int64_t n_pad = n, k_pad = k, bytes = 0;
   switch (layout) {
     case Layout::rowmajor_s8: bytes = n * k; break;
@@ -125,7 +171,7 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   if (h[kTotalBytes] != bytes)
     bad_input("packed weight: header says " + std::to_string(h[kTotalBytes]) + " bytes, tensor has " +
               std::to_string(bytes));
-  if (h[kKind] < 1 || h[kKind] > 5 || h[kLayout] < 0 || h[kLayout] > 5)
+  if (h[kKind] < 1 || h[kKind] > 5 || h[kLayout] < 0 || h[kLayout] > 6)
     bad_input("packed weight: unknown kind or layout");
   for (int f : {kCompOffset, kDataOffset, kIdxOffset, kRowPtrOffset})
     if (h[f] < kHeaderBytes || h[f] > bytes) bad_input("packed weight: corrupt section offset");
@@ -133,21 +179,21 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
 
 Layout dense_layout_for(Isa isa) {
   switch (isa) {
-    case Isa::avx2: return Layout::avx2_n16k2_s16;
+    case Isa::avx2: return Layout::avx2_n16k4_u8s8;
     case Isa::avx512vnni: return Layout::vnni_n32k4_s8;
     default: return Layout::rowmajor_s8;
   }
 }
 
 std::vector<uint8_t> pack_gemm_u8s8(const int8_t* w, int64_t n, int64_t k, int32_t a_zero_point,
-                                   Layout layout) {
-  return pack_dense(PackedKind::gemm, w, n, k, a_zero_point, layout);
+                                   Layout layout, double max_correction) {
+  return pack_dense(PackedKind::gemm, w, n, k, a_zero_point, layout, max_correction);
 }
 
 std::vector<uint8_t> pack_conv_u8s8(const int8_t* w, int64_t c_out, int64_t kh, int64_t kw,
-                                   int64_t c_in, int32_t a_zero_point, Layout layout) {
+                                   int64_t c_in, int32_t a_zero_point, Layout layout, double max_correction) {
   if (kh <= 0 || kw <= 0 || c_in <= 0) bad_input("pack_conv: kernel sizes and channels must be positive");
-  auto blob = pack_dense(PackedKind::conv, w, c_out, kh * kw * c_in, a_zero_point, layout);
+  auto blob = pack_dense(PackedKind::conv, w, c_out, kh * kw * c_in, a_zero_point, layout, max_correction);
   auto* h = reinterpret_cast<int64_t*>(blob.data());
   h[kKh] = kh; h[kKw] = kw; h[kCIn] = c_in; h[kGroups] = 1;
   return blob;
@@ -249,6 +295,19 @@ std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v) {
       for (int64_t i = 0; i < n; ++i)
         for (int64_t j = 0; j < k; ++j)
           w[i * k + j] = static_cast<int8_t>(d[((i / NR * (v.k_pad() / 2) + j / 2) * NR + i % NR) * 2 + j % 2]);
+      break;
+    }
+    case Layout::avx2_n16k4_u8s8: {
+      constexpr int64_t NR = Avx2U8Traits::NR;
+      auto* d = reinterpret_cast<const int8_t*>(v.data());
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < k; ++j)
+          w[i * k + j] = d[((i / NR * (v.k_pad() / 4) + j / 4) * NR + i % NR) * 4 + j % 4];
+      const int32_t* rp = v.row_ptr();
+      const auto* e = reinterpret_cast<const int32_t*>(v.idx());
+      for (int64_t i = 0; i < n; ++i)
+        for (int32_t t = rp[i]; t < rp[i + 1]; ++t)
+          w[i * k + (e[t] >> 8)] = static_cast<int8_t>(w[i * k + (e[t] >> 8)] + static_cast<int8_t>(e[t] & 0xFF));
       break;
     }
     case Layout::vnni_n32k4_s8: {

@@ -22,7 +22,7 @@ struct Case {
 };
 
 // Runs one case on `isa` and on the reference and compares both with the naive GEMM.
-void check_case(const Case& c, Isa isa, std::mt19937& g) {
+void check_case(const Case& c, Isa isa, std::mt19937& g, Layout layout, double max_correction) {
   std::vector<uint8_t> A;
   std::vector<int8_t> W;
   switch (c.extremes) {
@@ -68,8 +68,9 @@ void check_case(const Case& c, Isa isa, std::mt19937& g) {
   PackedView vref(blob_ref.data(), static_cast<int64_t>(blob_ref.size()));
   gemm_u8s8s32(c.M, A.data(), c.K, vref, got_ref.data(), c.N, ep, serial(), Isa::ref);
 
-  auto blob = pack_gemm_u8s8(W.data(), c.N, c.K, c.a_zp, dense_layout_for(isa));
+  auto blob = pack_gemm_u8s8(W.data(), c.N, c.K, c.a_zp, layout, max_correction);
   PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  REQUIRE(v.layout() == layout);
   // Two threads: the tiles are split between them as in production.
   gemm_u8s8s32(c.M, A.data(), c.K, v, got.data(), c.N, ep, std_threads(2), isa);
 
@@ -80,7 +81,7 @@ void check_case(const Case& c, Isa isa, std::mt19937& g) {
   CHECK(kt::first_mismatch(got, expect, c.out) == -1);
 }
 
-void run_all_cases(Isa isa) {
+void run_all_cases(Isa isa, Layout layout, double max_correction = kDefaultMaxCorrection) {
   std::mt19937 g(1234 + static_cast<int>(isa));
   const int64_t Ms[] = {1, 2, 5, 6, 7, 8, 13, 49};
   const int64_t Ns[] = {1, 3, 16, 17, 32, 33, 70};
@@ -93,17 +94,17 @@ void run_all_cases(Isa isa) {
         ++i;
         Case c{M, N, K, static_cast<int32_t>(g() % 256), outs[i % 3], (i % 4) == 1, (i % 5) != 0,
                (i % 7) == 3, (i % 11 == 4) ? 1 + static_cast<int>(i % 3) : 0};
-        check_case(c, isa, g);
+        check_case(c, isa, g, layout, max_correction);
       }
   // Saturation edges on bigger K, every extreme pattern and zero points 0 and 255.
   for (int ex = 1; ex <= 3; ++ex)
     for (int32_t zp : {0, 128, 255})
-      for (OutType out : outs) check_case(Case{9, 35, 515, zp, out, false, true, false, ex}, isa, g);
+      for (OutType out : outs) check_case(Case{9, 35, 515, zp, out, false, true, false, ex}, isa, g, layout, max_correction);
 }
 
 // The integer part alone: f32 output with unit scale and no bias is the exact
 // accumulator (|acc| < 2^24 here), compared against int64 sums.
-void check_integer_part(Isa isa) {
+void check_integer_part(Isa isa, Layout layout) {
   std::mt19937 g(77);
   const int64_t M = 11, N = 37, K = 255;
   auto A = kt::random_u8(g, M * K);
@@ -112,8 +113,9 @@ void check_integer_part(Isa isa) {
   std::vector<float> ones(N, 1.f), C(M * N);
   Epilogue ep;
   ep.scale = ones.data();
-  auto blob = pack_gemm_u8s8(W.data(), N, K, a_zp, dense_layout_for(isa));
+  auto blob = pack_gemm_u8s8(W.data(), N, K, a_zp, layout, 1.0);
   PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  REQUIRE(v.layout() == layout);
   gemm_u8s8s32(M, A.data(), K, v, C.data(), N, ep, serial(), isa);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
@@ -126,17 +128,43 @@ void check_integer_part(Isa isa) {
 }  // namespace
 
 TEST_CASE("gemm_u8s8s32_ref matches the naive GEMM", "[kernels][gemm][ref]") {
-  run_all_cases(Isa::ref);
-  check_integer_part(Isa::ref);
+  run_all_cases(Isa::ref, Layout::rowmajor_s8);
+  check_integer_part(Isa::ref, Layout::rowmajor_s8);
 }
 
 TEST_CASE("gemm_u8s8s32_avx2_6x16 matches the reference", "[kernels][gemm][avx2]") {
   kt::require_isa(Isa::avx2);
   std::vector<uint8_t> blob = pack_gemm_u8s8(std::vector<int8_t>(4, 1).data(), 2, 2, 0, Layout::avx2_n16k2_s16);
   PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
-  REQUIRE(std::string(gemm_kernel_name(v, Isa::avx2)) == "gemm_u8s8s32_avx2_6x16");
-  run_all_cases(Isa::avx2);
-  check_integer_part(Isa::avx2);
+  REQUIRE(std::string(gemm_kernel_name(v, Isa::avx2)) == "gemm_u8s8s32_avx2_6x16c2_s16");
+  run_all_cases(Isa::avx2, Layout::avx2_n16k2_s16);
+  check_integer_part(Isa::avx2, Layout::avx2_n16k2_s16);
+}
+
+TEST_CASE("gemm_u8s8s32_avx2_6x16c4 (vpmaddubsw + correction) matches the reference", "[kernels][gemm][avx2]") {
+  kt::require_isa(Isa::avx2);
+  // Forced (max_correction = 1): every case, extremes included, takes the u8 path.
+  run_all_cases(Isa::avx2, Layout::avx2_n16k4_u8s8, 1.0);
+  check_integer_part(Isa::avx2, Layout::avx2_n16k4_u8s8);
+  std::mt19937 g(8);
+  auto forced = pack_gemm_u8s8(kt::random_s8(g, 64 * 64).data(), 64, 64, 0, Layout::avx2_n16k4_u8s8, 1.0);
+  PackedView v(forced.data(), static_cast<int64_t>(forced.size()));
+  CHECK(std::string(gemm_kernel_name(v, Isa::avx2)) == "gemm_u8s8s32_avx2_6x16c4");
+  CHECK(v.nnz() > 0);  // uniform random weights need corrections
+}
+
+TEST_CASE("the u8 layout falls back to the exact s16 layout when corrections would be dense",
+          "[kernels][gemm][packing]") {
+  std::mt19937 g(9);
+  auto uniform = kt::random_s8(g, 32 * 64);              // about half the pairs exceed the budget
+  auto small = kt::random_s8(g, 32 * 64, -60, 60);       // never exceeds it
+  auto a = pack_gemm_u8s8(uniform.data(), 32, 64, 0, Layout::avx2_n16k4_u8s8);
+  auto b = pack_gemm_u8s8(small.data(), 32, 64, 0, Layout::avx2_n16k4_u8s8);
+  CHECK(PackedView(a.data(), static_cast<int64_t>(a.size())).layout() == Layout::avx2_n16k2_s16);
+  PackedView vb(b.data(), static_cast<int64_t>(b.size()));
+  CHECK(vb.layout() == Layout::avx2_n16k4_u8s8);
+  CHECK(vb.nnz() == 0);
+  CHECK(unpack_weight_rowmajor(vb) == small);
 }
 
 TEST_CASE("gemm_u8s8s32_avx512vnni_8x32 matches the reference", "[kernels][gemm][avx512vnni]") {
@@ -144,8 +172,8 @@ TEST_CASE("gemm_u8s8s32_avx512vnni_8x32 matches the reference", "[kernels][gemm]
   std::vector<uint8_t> blob = pack_gemm_u8s8(std::vector<int8_t>(4, 1).data(), 2, 2, 0, Layout::vnni_n32k4_s8);
   PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
   REQUIRE(std::string(gemm_kernel_name(v, Isa::avx512vnni)) == "gemm_u8s8s32_avx512vnni_8x32");
-  run_all_cases(Isa::avx512vnni);
-  check_integer_part(Isa::avx512vnni);
+  run_all_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);
+  check_integer_part(Isa::avx512vnni, Layout::vnni_n32k4_s8);
 }
 
 TEST_CASE("a weight packed for one ISA runs correctly under another (declined to the reference)",
@@ -158,8 +186,8 @@ TEST_CASE("a weight packed for one ISA runs correctly under another (declined to
   Epilogue ep;
   ep.scale = scale.data();
   kt::naive_gemm(M, N, K, A.data(), 9, W.data(), ep, expect.data());
-  for (Layout l : {Layout::avx2_n16k2_s16, Layout::vnni_n32k4_s8, Layout::rowmajor_s8}) {
-    auto blob = pack_gemm_u8s8(W.data(), N, K, 9, l);
+  for (Layout l : {Layout::avx2_n16k2_s16, Layout::avx2_n16k4_u8s8, Layout::vnni_n32k4_s8, Layout::rowmajor_s8}) {
+    auto blob = pack_gemm_u8s8(W.data(), N, K, 9, l, 1.0);
     PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
     gemm_u8s8s32(M, A.data(), K, v, got.data(), N, ep, serial(), Isa::ref);
     CHECK(std::string(gemm_kernel_name(v, Isa::ref)) == "gemm_u8s8s32_ref");

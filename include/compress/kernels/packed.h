@@ -30,6 +30,11 @@ enum class Layout : int64_t {
   depthwise_s16 = 3,    // [taps_pad2][c_pad16] s16, taps in (kh, kw) order
   sparse_1x4_csr = 4,   // row_ptr int32[n+1], block k0 int32[nnzb], values s8[nnzb][4]
   sparse_2_4_s8 = 5,    // values s8[n][k_pad/2], indices u8[n][k_pad/4] (2 bits each)
+  // [n_pad/16][k_pad/4][16][4] s8 for vpmaddubsw, every adjacent k-pair
+  // clipped to |w0| + |w1| <= 128 so its s16 sum cannot saturate
+  // (255 * 128 = 32640 <= 32767); what clipping removed is kept exactly as a
+  // sparse correction: row_ptr int32[n+1], entries int32 (k << 8 | (u8)delta).
+  avx2_n16k4_u8s8 = 6,
 };
 
 // Field indices of the int64 header.
@@ -76,11 +81,16 @@ Layout dense_layout_for(Isa isa);
 
 // Packs a dense s8 weight W[n][k] (row-major) for u8 activations whose zero
 // point is `a_zero_point` (0..255). Throws BadInput on bad sizes.
+// avx2_n16k4_u8s8 is used only if the correction it needs stays under
+// `max_correction` of the weights (trained weights: well under 1%); otherwise
+// the exact s16 layout avx2_n16k2_s16 is packed instead (same results, slower).
+constexpr double kDefaultMaxCorrection = 0.02;
 std::vector<uint8_t> pack_gemm_u8s8(const int8_t* w, int64_t n, int64_t k, int32_t a_zero_point,
-                                   Layout layout);
+                                   Layout layout, double max_correction = kDefaultMaxCorrection);
 // Convolution weight in OHWI order: w[o][kh][kw][c_in]; groups must be 1.
 std::vector<uint8_t> pack_conv_u8s8(const int8_t* w, int64_t c_out, int64_t kh, int64_t kw,
-                                   int64_t c_in, int32_t a_zero_point, Layout layout);
+                                   int64_t c_in, int32_t a_zero_point, Layout layout,
+                                   double max_correction = kDefaultMaxCorrection);
 // Depthwise weight w[c][kh][kw] (channel multiplier 1).
 std::vector<uint8_t> pack_depthwise_u8s8(const int8_t* w, int64_t c, int64_t kh, int64_t kw,
                                         int32_t a_zero_point);

@@ -15,6 +15,18 @@ struct Avx2Traits {
   static constexpr int64_t KPACK = 2;
 };
 
+// AVX2 u8 path: vpmaddubsw (u8 x s8 pairs -> s16) then vpmaddwd with ones
+// (-> s32). A ymm of weights holds 8 columns x 4 k; NR = 16 = 2 ymm, MR = 6:
+// 12 accumulators + 2 weights + 1 broadcast + 1 vector of ones = 16 registers.
+//   KPACK = 4: one 32-bit broadcast holds a[k..k+3] as four u8.
+struct Avx2U8Traits {
+  static constexpr int64_t MR = 6;
+  static constexpr int64_t NR = 16;
+  static constexpr int64_t KPACK = 4;
+  // Largest |w0| + |w1| of an adjacent pair that cannot saturate s16: 255 * 128 = 32640.
+  static constexpr int kPairBudget = 128;
+};
+
 // AVX-512 VNNI: vpdpbusd multiplies 4 u8 x 4 s8 and adds to an s32 with no
 // intermediate saturation. A zmm holds 16 s32 = 16 columns, each fed by a k-quad.
 //   NR = 2 zmm x 16 = 32;  MR = 8 rows: 8 x 2 = 16 accumulators of 32 zmm.
