@@ -296,4 +296,14 @@ at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_poi
 
 std::string kernel_isa() { return K::isa_name(K::active_isa()); }
 
+KernelReport kernel_report() {
+  KernelReport r;
+  r.active = K::isa_name(K::active_isa());
+  r.best = K::isa_name(K::best_isa());
+  for (K::Isa isa : {K::Isa::ref, K::Isa::avx2, K::Isa::avx512vnni})
+    r.supported.emplace_back(K::isa_name(isa), K::cpu_supports(isa));
+  r.threads = at::get_num_threads();
+  return r;
+}
+
 }  // namespace compress::ops

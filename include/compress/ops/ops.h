@@ -13,6 +13,8 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace compress::ops {
 
@@ -44,5 +46,14 @@ at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_poi
 
 // The ISA the kernels run with ("ref", "avx2", "avx512vnni").
 std::string kernel_isa();
+
+// What `compress info` reports about the kernels on this machine.
+struct KernelReport {
+  std::string active;                                  // used now (COMPRESS_ISA or best)
+  std::string best;                                    // best this CPU + OS supports
+  std::vector<std::pair<std::string, bool>> supported; // every ISA the build has, in order
+  int threads;                                         // LibTorch intra-op threads the ops use
+};
+KernelReport kernel_report();
 
 }  // namespace compress::ops
