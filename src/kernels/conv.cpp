@@ -43,6 +43,29 @@ void im2col_rows(void* vctx, int64_t begin, int64_t end) {
   }
 }
 
+// Row m of the implicit im2col matrix, assembled in `scratch` (or, for an
+// unpadded 1x1 kernel, a pointer straight into the input pixel).
+const uint8_t* im2col_row(const void* vctx, int64_t m, uint8_t* scratch) {
+  const Im2col& c = *static_cast<const Im2col*>(vctx);
+  const ConvGeometry& g = *c.g;
+  const int64_t C = c.W->c_in(), kh = c.W->kh(), kw = c.W->kw();
+  const int64_t b = m / (c.oh * c.ow), oh = (m / c.ow) % c.oh, ow = m % c.ow;
+  if (kh == 1 && kw == 1 && g.pad_h == 0 && g.pad_w == 0)
+    return c.input + ((b * g.height + oh * g.stride_h) * g.width + ow * g.stride_w) * C;
+  const uint8_t zp = static_cast<uint8_t>(c.W->a_zero_point());
+  uint8_t* dst = scratch;
+  for (int64_t y = 0; y < kh; ++y)
+    for (int64_t x = 0; x < kw; ++x, dst += C) {
+      const int64_t ih = oh * g.stride_h - g.pad_h + y * g.dil_h;
+      const int64_t iw = ow * g.stride_w - g.pad_w + x * g.dil_w;
+      if (ih < 0 || ih >= g.height || iw < 0 || iw >= g.width)
+        std::memset(dst, zp, static_cast<size_t>(C));
+      else
+        std::memcpy(dst, c.input + ((b * g.height + ih) * g.width + iw) * C, static_cast<size_t>(C));
+    }
+  return scratch;
+}
+
 }  // namespace
 
 int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dil) {
@@ -82,7 +105,13 @@ void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& 
   if (kh == 1 && kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0)
     return gemm_u8s8s32(M, input, C, W, output, N, ep, pf, isa);  // NHWC rows are the GEMM's A
 
-  // Chunks of about 4 MiB of im2col rows, a multiple of the AVX2 row tile.
+  // Kernels that take row functions gather im2col rows while packing A: no
+  // im2col buffer and no extra pass.
+  {
+    Im2col c{input, &g, &W, oh, ow, 0, nullptr};
+    if (detail::gemm_u8s8s32_rows(M, im2col_row, &c, W, output, N, ep, pf, isa)) return;
+  }
+  // Otherwise: chunks of about 4 MiB of im2col rows, a multiple of the AVX2 row tile.
   const int64_t chunk = std::max<int64_t>(Avx2Traits::MR * 16, (int64_t{4} << 20) / K / 48 * 48);
   std::vector<uint8_t> buf(static_cast<size_t>(std::min(M, chunk) * K));
   const int64_t esz = ep.out == OutType::f32 ? 4 : 1;

@@ -81,6 +81,21 @@ void gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& B,
   detail::gemm_ref(job, w.data(), pf);
 }
 
+namespace detail {
+
+bool gemm_u8s8s32_rows(int64_t M, RowFn row, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
+                       const Epilogue& ep, const ParallelFor& pf, Isa isa) {
+  if (!(B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa))) return false;
+  check_epilogue(ep, "gemm_u8s8s32");
+  if (M == 0) return true;
+  Padded pad(ep, B.n(), B.n_pad());
+  GemmJob job{M, nullptr, B.k(), &B, C, ldc, &ep, pad.scale.data(), pad.bias.data(), row, row_ctx};
+  gemm_avx2_6x16c4(job, pf);
+  return true;
+}
+
+}  // namespace detail
+
 const char* sparse_kernel_name(const PackedView& W, Isa isa) {
   if (W.kind() == PackedKind::sparse_1x4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_1x4_avx2_16";
   if (W.kind() == PackedKind::sparse_2_4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_2of4_avx2_16";

@@ -22,23 +22,22 @@ constexpr int64_t NR = Avx2U8Traits::NR;
 
 struct Ctx {
   const GemmJob* job;
-  int32_t* apack;  // [strips][kq][MR]: a[m][4q..4q+3] as four u8 in one int32
-  int64_t kq, strips, panels, strips_per_block, panels_per_block, mblocks;
+  int64_t kq, strips, panels, strips_per_block, panels_per_block, mblocks, nblocks;
 };
 
-void pack_a(void* vctx, int64_t begin, int64_t end) {
-  const Ctx& c = *static_cast<Ctx*>(vctx);
+// Packs strips [s0, s1) of A into dst as [strip][kq][MR] int32 (four u8 each);
+// rows past M are zero. `row` is K bytes of scratch for row functions.
+void pack_a(const Ctx& c, int64_t s0, int64_t s1, int32_t* dst, uint8_t* row) {
   const GemmJob& j = *c.job;
   const int64_t K = j.B->k();
-  for (int64_t s = begin; s < end; ++s) {
-    int32_t* dst = c.apack + s * c.kq * MR;
+  for (int64_t s = s0; s < s1; ++s, dst += c.kq * MR) {
     for (int64_t i = 0; i < MR; ++i) {
       const int64_t m = s * MR + i;
       if (m >= j.M) {
         for (int64_t q = 0; q < c.kq; ++q) dst[q * MR + i] = 0;
         continue;
       }
-      const uint8_t* a = j.A + m * j.lda;
+      const uint8_t* a = j.row ? j.row(j.row_ctx, m, row) : j.A + m * j.lda;
       int64_t q = 0;
       for (; q < K / 4; ++q) {
         int32_t v;
@@ -87,6 +86,10 @@ inline void microkernel(const int32_t* a, const int8_t* b, int64_t kq, int32_t t
 }
 #undef COMPRESS_STEP
 
+// Work items are (m-block, n-block), m-block major: a thread packs the A
+// strips of an m-block once, into its own buffer, and sweeps the weight panels
+// past them. One parallel region per GEMM (no separate packing pass and its
+// barrier, which on a loaded 2-core machine costs a scheduler time slice).
 void compute(void* vctx, int64_t begin, int64_t end) {
   const Ctx& c = *static_cast<Ctx*>(vctx);
   const GemmJob& j = *c.job;
@@ -95,29 +98,43 @@ void compute(void* vctx, int64_t begin, int64_t end) {
   const int32_t* row_ptr = j.B->row_ptr();
   const auto* corr = reinterpret_cast<const int32_t*>(j.B->idx());
   const int64_t N = j.B->n();
+  auto* abuf = static_cast<int32_t*>(scratch_alloc(c.strips_per_block * c.kq * MR * 4));
+  auto* rowbuf = static_cast<uint8_t*>(scratch_alloc(c.kq * 4));
+  int64_t packed_mb = -1;
   alignas(32) int32_t tile[MR][NR];
   for (int64_t item = begin; item < end; ++item) {
-    const int64_t nb = item / c.mblocks, mb = item % c.mblocks;
-    const int64_t s_end = std::min(c.strips, (mb + 1) * c.strips_per_block);
+    const int64_t mb = item / c.nblocks, nb = item % c.nblocks;
+    const int64_t s_begin = mb * c.strips_per_block, s_end = std::min(c.strips, s_begin + c.strips_per_block);
+    if (mb != packed_mb) {
+      pack_a(c, s_begin, s_end, abuf, rowbuf);
+      packed_mb = mb;
+    }
     const int64_t p_end = std::min(c.panels, (nb + 1) * c.panels_per_block);
-    for (int64_t s = mb * c.strips_per_block; s < s_end; ++s)
+    for (int64_t s = s_begin; s < s_end; ++s) {
+      const int32_t* astrip = abuf + (s - s_begin) * c.kq * MR;
       for (int64_t p = nb * c.panels_per_block; p < p_end; ++p) {
-        microkernel(c.apack + s * c.kq * MR, bdata + p * c.kq * NR * 4, c.kq, tile);
+        microkernel(astrip, bdata + p * c.kq * NR * 4, c.kq, tile);
         const int64_t m0 = s * MR, n0 = p * NR;
         const int64_t rows = std::min<int64_t>(MR, j.M - m0), count = std::min<int64_t>(NR, N - n0);
-        // The clipped-away part of the weights, exactly (few entries for trained weights).
+        // The clipped-away part of the weights, exactly (few entries for trained
+        // weights); A's bytes are read back from the packed strip.
+        const auto* abytes = reinterpret_cast<const uint8_t*>(astrip);
         for (int64_t col = 0; col < count; ++col)
           for (int32_t t = row_ptr[n0 + col]; t < row_ptr[n0 + col + 1]; ++t) {
             const int64_t k = corr[t] >> 8;
             const int32_t delta = static_cast<int8_t>(corr[t] & 0xFF);
-            for (int64_t i = 0; i < rows; ++i) tile[i][col] += delta * j.A[(m0 + i) * j.lda + k];
+            const uint8_t* ak = abytes + (k / 4) * MR * 4 + (k % 4);
+            for (int64_t i = 0; i < rows; ++i) tile[i][col] += delta * ak[i * 4];
           }
         for (int64_t i = 0; i < rows; ++i)
           store_row16(_mm256_load_si256(reinterpret_cast<const __m256i*>(tile[i])),
                       _mm256_load_si256(reinterpret_cast<const __m256i*>(tile[i] + 8)), j.B->comp(), j.scale,
                       j.bias, *j.ep, e, m0 + i, n0, count, j.C, j.ldc);
       }
+    }
   }
+  scratch_free(rowbuf);
+  scratch_free(abuf);
 }
 
 }  // namespace
@@ -128,18 +145,15 @@ void gemm_avx2_6x16c4(const GemmJob& job, const ParallelFor& pf) {
   c.kq = job.B->k_pad() / 4;
   c.strips = (job.M + MR - 1) / MR;
   c.panels = job.B->n_pad() / NR;
-  c.apack = static_cast<int32_t*>(scratch_alloc(c.strips * c.kq * MR * 4));
-  run_parallel(pf, c.strips, &c, pack_a);
-  c.strips_per_block = 8;
-  c.panels_per_block = 4;
+  c.strips_per_block = 8;   // 48 rows of A: 48 * K bytes, in L1/L2 while the panels pass
+  c.panels_per_block = 4;   // 64 columns per item
   c.mblocks = (c.strips + c.strips_per_block - 1) / c.strips_per_block;
-  int64_t nblocks = (c.panels + c.panels_per_block - 1) / c.panels_per_block;
-  if (c.mblocks * nblocks < 16) {
+  c.nblocks = (c.panels + c.panels_per_block - 1) / c.panels_per_block;
+  if (c.mblocks * c.nblocks < 16) {  // small problems: finer n-blocks so every core gets work
     c.panels_per_block = 1;
-    nblocks = c.panels;
+    c.nblocks = c.panels;
   }
-  run_parallel(pf, c.mblocks * nblocks, &c, compute);
-  scratch_free(c.apack);
+  run_parallel(pf, c.mblocks * c.nblocks, &c, compute);
 }
 
 }  // namespace compress::kernels::detail

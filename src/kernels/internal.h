@@ -11,6 +11,10 @@
 
 namespace compress::kernels::detail {
 
+// Supplies row m of A (K bytes): a pointer into A itself, or `scratch`
+// (K bytes) filled on the fly, e.g. an im2col row of a convolution.
+using RowFn = const uint8_t* (*)(const void* ctx, int64_t m, uint8_t* scratch);
+
 struct GemmJob {
   int64_t M;
   const uint8_t* A;
@@ -21,6 +25,8 @@ struct GemmJob {
   const Epilogue* ep;
   const float* scale;  // n_pad floats, padded copies of ep->scale / ep->bias (0 beyond n)
   const float* bias;
+  RowFn row = nullptr;  // when set, rows of A come from row(row_ctx, m, scratch), A is unused
+  const void* row_ctx = nullptr;
 };
 
 // Parallel loop through a plain function pointer, so ISA translation units
@@ -34,7 +40,12 @@ void scratch_free(void* p);
 
 void gemm_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
 void gemm_avx2_6x16(const GemmJob& job, const ParallelFor& pf);    // s16 vpmaddwd, exact for any weight
-void gemm_avx2_6x16c4(const GemmJob& job, const ParallelFor& pf);  // u8 vpmaddubsw + correction
+void gemm_avx2_6x16c4(const GemmJob& job, const ParallelFor& pf);  // u8 vpmaddubsw + correction, honours job.row
+
+// GEMM whose A rows come from a RowFn (implicit im2col). Returns false,
+// computing nothing, when the weight's kernel does not take row functions.
+bool gemm_u8s8s32_rows(int64_t M, RowFn row, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
+                       const Epilogue& ep, const ParallelFor& pf, Isa isa);
 void gemm_avx512vnni_8x32(const GemmJob& job, const ParallelFor& pf);
 
 void sparse_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);

@@ -16,7 +16,7 @@ struct ConvCase {
   bool relu, residual;
 };
 
-void check_conv(const ConvCase& c, Isa isa, std::mt19937& g) {
+void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g) {
   const int64_t oh = conv_output_size(c.h, c.kh, c.stride, c.pad, c.dil);
   const int64_t ow = conv_output_size(c.w, c.kw, c.stride, c.pad, c.dil);
   const int64_t co = c.depthwise ? c.c_in : c.c_out;
@@ -63,22 +63,23 @@ void check_conv(const ConvCase& c, Isa isa, std::mt19937& g) {
           kt::naive_epilogue(acc, (b * oh + y) * ow + xo, o, ep, expect.data(), co);
         }
   auto blob = c.depthwise ? pack_depthwise_u8s8(w.data(), c.c_in, c.kh, c.kw, a_zp)
-                          : pack_conv_u8s8(w.data(), c.c_out, c.kh, c.kw, c.c_in, a_zp, dense_layout_for(isa));
+                          : pack_conv_u8s8(w.data(), c.c_out, c.kh, c.kw, c.c_in, a_zp, layout, 1.0);
   PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  if (!c.depthwise) REQUIRE(v.layout() == layout);
   ConvGeometry geo;
   geo.batch = c.batch; geo.height = c.h; geo.width = c.w;
   geo.stride_h = geo.stride_w = c.stride;
   geo.pad_h = geo.pad_w = c.pad;
   geo.dil_h = geo.dil_w = c.dil;
   conv2d_u8s8(x.data(), geo, v, got.data(), ep, std_threads(2), isa);
-  INFO("isa=" << isa_name(isa) << " dw=" << c.depthwise << " in=" << c.batch << "x" << c.h << "x" << c.w << "x"
+  INFO("isa=" << isa_name(isa) << " layout=" << static_cast<int>(layout) << " dw=" << c.depthwise << " in=" << c.batch << "x" << c.h << "x" << c.w << "x"
                << c.c_in << " out_c=" << co << " k=" << c.kh << "x" << c.kw << " s=" << c.stride << " p=" << c.pad
                << " d=" << c.dil << " out=" << static_cast<int>(c.out) << " relu=" << c.relu
                << " residual=" << c.residual);
   CHECK(kt::first_mismatch(got, expect, c.out) == -1);
 }
 
-void run_conv_cases(Isa isa) {
+void run_conv_cases(Isa isa, Layout layout) {
   std::mt19937 g(99);
   const ConvCase cases[] = {
       {2, 5, 6, 19, 21, 1, 1, 1, 0, 1, false, OutType::u8, true, true},    // 1x1: GEMM on the input
@@ -94,20 +95,27 @@ void run_conv_cases(Isa isa) {
       {1, 10, 10, 40, 0, 5, 5, 2, 2, 1, true, OutType::u8, true, false},
       {1, 6, 6, 33, 0, 3, 3, 1, 2, 2, true, OutType::u8, false, false},
   };
-  for (const auto& c : cases) check_conv(c, isa, g);
+  for (const auto& c : cases) check_conv(c, isa, layout, g);
 }
 
 }  // namespace
 
-TEST_CASE("conv2d_u8s8 ref matches a direct convolution", "[kernels][conv][ref]") { run_conv_cases(Isa::ref); }
+TEST_CASE("conv2d_u8s8 ref matches a direct convolution", "[kernels][conv][ref]") {
+  run_conv_cases(Isa::ref, Layout::rowmajor_s8);
+}
 
-TEST_CASE("conv2d_u8s8 avx2 (im2col + gemm_u8s8s32_avx2_6x16, dwconv_u8s8s32_avx2_16c) matches",
+TEST_CASE("conv2d_u8s8 avx2 (im2col + gemm_u8s8s32_avx2_6x16c2_s16, dwconv_u8s8s32_avx2_16c) matches",
           "[kernels][conv][avx2]") {
   kt::require_isa(Isa::avx2);
-  run_conv_cases(Isa::avx2);
+  run_conv_cases(Isa::avx2, Layout::avx2_n16k2_s16);  // im2col chunks + gemm_u8s8s32_avx2_6x16c2_s16
+}
+
+TEST_CASE("conv2d_u8s8 avx2 (implicit im2col rows + gemm_u8s8s32_avx2_6x16c4) matches", "[kernels][conv][avx2]") {
+  kt::require_isa(Isa::avx2);
+  run_conv_cases(Isa::avx2, Layout::avx2_n16k4_u8s8);
 }
 
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {
   kt::require_isa(Isa::avx512vnni);
-  run_conv_cases(Isa::avx512vnni);
+  run_conv_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);
 }
