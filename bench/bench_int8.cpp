@@ -2,7 +2,7 @@
 // and convolution, same thread count) and OpenBLAS sgemm, interleaved in one
 // process (ours, oneDNN, OpenBLAS, ours, ...), median of the repeats.
 //   compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only SECTION]
-// Sections: peak, square, model, sparse. Prints Markdown tables.
+// Sections: peak, exact, square, model, sparse. Prints Markdown tables.
 #include <dlfcn.h>
 #include <omp.h>
 
@@ -211,6 +211,37 @@ std::function<void()> onednn_gemm(GemmProblem& p, std::shared_ptr<DnnlMatmul>& k
   };
 }
 #endif
+
+// Exactness on inputs where u8*s8 pair sums exceed s16 (255*127*2 = 64770):
+// every output should be K * 255 * 127. Reports what oneDNN and we return.
+json exactness_check() {
+  const int64_t M = 8, N = 16, K = 64;
+  std::vector<uint8_t> A(M * K, 255);
+  std::vector<int8_t> W(N * K, 127);
+  const double exact = static_cast<double>(K) * 255 * 127;
+  json j;
+  j["exact"] = exact;
+  std::vector<float> ones(N, 1.f), ours(M * N);
+  auto blob = K::pack_gemm_u8s8(W.data(), N, K, 0, K::dense_layout_for(K::active_isa()), 1.0);
+  K::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  K::Epilogue ep;
+  ep.scale = ones.data();
+  K::gemm_u8s8s32(M, A.data(), K, v, ours.data(), N, ep, K::serial());
+  j["ours"] = ours[0];
+#if COMPRESS_HAVE_DNNL
+  using namespace dnnl;
+  using dt = memory::data_type;
+  using tag = memory::format_tag;
+  std::vector<int32_t> out(M * N, 0);
+  memory::desc a_md({M, K}, dt::u8, tag::ab), w_md({K, N}, dt::s8, tag::ba), c_md({M, N}, dt::s32, tag::ab);
+  matmul::primitive_desc pd(matmul::desc(a_md, w_md, c_md), eng());
+  memory a(a_md, eng(), A.data()), w(w_md, eng(), W.data()), c(c_md, eng(), out.data());
+  matmul(pd).execute(strm(), {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, c}});
+  strm().wait();
+  j["onednn"] = out[0];
+#endif
+  return j;
+}
 
 struct Row {
   std::string section, name;
@@ -430,7 +461,7 @@ int main(int argc, char** argv) {
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--smoke") smoke = true;
     else {
-      std::fprintf(stderr, "usage: compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only peak|square|model|sparse]\n");
+      std::fprintf(stderr, "usage: compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only peak|exact|square|model|sparse]\n");
       return 2;
     }
   }
@@ -461,6 +492,12 @@ int main(int argc, char** argv) {
     meta["madd_gmacs_per_core"] = madd / 1e9;
     meta["maddubs_gmacs_per_core"] = maddubs / 1e9;
     meta["peak_gops"] = 2 * madd * g_threads / 1e9;
+  }
+  if (want("exact")) {
+    const json e = exactness_check();
+    std::printf("\n## exactness: A = 255, W = 127, K = 64 (u8*s8 pair sums overflow s16)\nexact %.0f, ours %s, oneDNN %s\n",
+                e["exact"].get<double>(), e["ours"].dump().c_str(), e.contains("onednn") ? e["onednn"].dump().c_str() : "n/a");
+    meta["exactness"] = e;
   }
   const std::vector<std::string> names = {"ours", "oneDNN", "OpenBLAS"};
   if (want("square")) {

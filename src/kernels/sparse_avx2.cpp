@@ -19,9 +19,28 @@ constexpr int64_t kRowsPerItem = 32;  // output channels per work item
 
 struct Ctx {
   const GemmJob* job;
-  int16_t* at;  // [k_pad][m_pad]
+  int16_t* at;    // 2:4: [k_pad][m_pad] s16
+  int32_t* at2;   // 1x4: [k_pad/2][m_pad] int32 = (a[m][2p], a[m][2p+1]) as two s16
   int64_t m_pad, mchunks, nchunks;
 };
+
+// 1x4 blocks start at a multiple of 4, so their two k-pairs are aligned pairs:
+// A is transposed once into pair rows and a block costs, per 8 rows of A,
+// two loads and two vpmaddwd, with no shuffles.
+constexpr int64_t kPairRows = 32;  // rows of A per pass: 4 accumulators of 8
+
+void transpose_pairs(void* vctx, int64_t begin, int64_t end) {
+  const Ctx& c = *static_cast<Ctx*>(vctx);
+  const GemmJob& j = *c.job;
+  const int64_t K = j.B->k();
+  for (int64_t m = begin; m < end; ++m) {
+    const uint8_t* a = j.A + m * j.lda;
+    for (int64_t p = 0; p < (K + 1) / 2; ++p) {
+      const uint32_t lo = a[2 * p], hi = (2 * p + 1 < K) ? a[2 * p + 1] : 0;
+      c.at2[p * c.m_pad + m] = static_cast<int32_t>(lo | (hi << 16));
+    }
+  }
+}
 
 void transpose_a(void* vctx, int64_t begin, int64_t end) {
   const Ctx& c = *static_cast<Ctx*>(vctx);
@@ -115,6 +134,58 @@ void compute(void* vctx, int64_t begin, int64_t end) {
   }
 }
 
+void compute_1x4(void* vctx, int64_t begin, int64_t end) {
+  const Ctx& c = *static_cast<Ctx*>(vctx);
+  const GemmJob& j = *c.job;
+  const EpAvx2 e(*j.ep);
+  const PackedView& W = *j.B;
+  const auto* vals = reinterpret_cast<const int8_t*>(W.data());
+  const int32_t* rp = W.row_ptr();
+  const auto* bk = reinterpret_cast<const int32_t*>(W.idx());
+  const int64_t N = W.n();
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t nc = item / c.mchunks, mc = item % c.mchunks;
+    const int64_t m0 = mc * kPairRows;
+    const int32_t* at = c.at2 + m0;
+    for (int64_t n = nc * kRowsPerItem; n < std::min(N, (nc + 1) * kRowsPerItem); ++n) {
+      __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+      for (int32_t blk = rp[n]; blk < rp[n + 1]; ++blk) {
+        const int8_t* v = vals + blk * 4;
+        const __m256i w01 = _mm256_set1_epi32(pair(v[0], v[1])), w23 = _mm256_set1_epi32(pair(v[2], v[3]));
+        const int32_t* r0 = at + (bk[blk] / 2) * c.m_pad;
+        const int32_t* r1 = r0 + c.m_pad;
+        auto step = [&](__m256i& acc, int64_t off) {
+          const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + off));
+          const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + off));
+          acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(x0, w01), _mm256_madd_epi16(x1, w23)));
+        };
+        step(acc0, 0);
+        step(acc1, 8);
+        step(acc2, 16);
+        step(acc3, 24);
+      }
+      // store_column takes rows [0-3, 8-11] / [4-7, 12-15] split across lo/hi; undo that here.
+      store_column(j, e, _mm256_permute2x128_si256(acc0, acc1, 0x20), _mm256_permute2x128_si256(acc0, acc1, 0x31), m0, n);
+      if (m0 + 16 < j.M)
+        store_column(j, e, _mm256_permute2x128_si256(acc2, acc3, 0x20), _mm256_permute2x128_si256(acc2, acc3, 0x31),
+                     m0 + 16, n);
+    }
+  }
+}
+
+void run_1x4(const GemmJob& job, const ParallelFor& pf) {
+  Ctx c;
+  c.job = &job;
+  c.at = nullptr;
+  c.m_pad = (job.M + kPairRows - 1) / kPairRows * kPairRows;
+  c.at2 = static_cast<int32_t*>(scratch_alloc(job.B->k_pad() / 2 * c.m_pad * 4));
+  run_parallel(pf, job.M, &c, transpose_pairs);
+  c.mchunks = c.m_pad / kPairRows;
+  c.nchunks = (job.B->n() + kRowsPerItem - 1) / kRowsPerItem;
+  run_parallel(pf, c.mchunks * c.nchunks, &c, compute_1x4);
+  scratch_free(c.at2);
+}
+
 template <bool kTwoOfFour>
 void run(const GemmJob& job, const ParallelFor& pf) {
   Ctx c;
@@ -131,7 +202,7 @@ void run(const GemmJob& job, const ParallelFor& pf) {
 
 }  // namespace
 
-void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf) { run<false>(job, pf); }
+void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf) { run_1x4(job, pf); }
 void sparse_2_4_avx2(const GemmJob& job, const ParallelFor& pf) { run<true>(job, pf); }
 
 }  // namespace compress::kernels::detail
