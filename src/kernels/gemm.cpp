@@ -97,8 +97,8 @@ bool gemm_u8s8s32_rows(int64_t M, RowFn row, const void* row_ctx, const PackedVi
 }  // namespace detail
 
 const char* sparse_kernel_name(const PackedView& W, Isa isa) {
-  if (W.kind() == PackedKind::sparse_1x4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_1x4_avx2_16";
-  if (W.kind() == PackedKind::sparse_2_4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_2of4_avx2_16";
+  if (W.kind() == PackedKind::sparse_1x4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_1x4_avx2_32";
+  if (W.kind() == PackedKind::sparse_2_4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_2of4_avx2_32";
   return "spmm_u8s8s32_ref";
 }
 

@@ -38,9 +38,10 @@ struct Avx512VnniTraits {
 };
 
 // Sparse kernels vectorise over M (rows of the activation): one ymm of s32
-// holds 8 rows; 2 ymm per pass = 16 rows (lo/hi halves of a vpunpck pair).
+// holds 8 rows; 4 accumulators per pass = 32 rows, so each decoded weight
+// block (or 2:4 group) feeds 4 vpmaddwd pairs.
 struct SparseAvx2Traits {
-  static constexpr int64_t MV = 16;
+  static constexpr int64_t MV = 32;
 };
 
 // Depthwise: 16 channels per step (one 128-bit load of u8 widened to s16).
