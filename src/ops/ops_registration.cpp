@@ -1,7 +1,31 @@
-// Registers the `compress` op namespace so models that name it load even
-// before any op is defined. Ops themselves come with the kernels issue.
+// The compress op namespace: schemas and their CPU implementations.
+// Loading this library (C++ link, or torch.ops.load_library in Python) is all
+// a model saved with these ops needs.
 #include <torch/library.h>
+
+#include "compress/ops/ops.h"
 
 TORCH_LIBRARY(compress, m) {
   m.def("version() -> int", []() -> int64_t { return 1; });
+  m.def("kernel_isa() -> str", &compress::ops::kernel_isa);
+  m.def("pack_linear_int8(Tensor weight, int input_zero_point, str layout=\"auto\") -> Tensor",
+        &compress::ops::pack_linear_int8);
+  m.def("pack_conv2d_int8(Tensor weight, int input_zero_point, int groups=1, str layout=\"auto\") -> Tensor",
+        &compress::ops::pack_conv2d_int8);
+  m.def("pack_linear_int8_sparse(Tensor weight, Tensor mask, int input_zero_point, str format) -> Tensor",
+        &compress::ops::pack_linear_int8_sparse);
+  m.def("linear_int8(Tensor input, Tensor packed_weight, Tensor scale, Tensor? bias, int output_zero_point, "
+        "bool relu, ScalarType output_dtype, Tensor? residual=None, float residual_scale=1.0, "
+        "int residual_zero_point=0) -> Tensor",
+        &compress::ops::linear_int8);
+  m.def("linear_int8_sparse(Tensor input, Tensor packed_weight, Tensor scale, Tensor? bias, "
+        "int output_zero_point, bool relu, ScalarType output_dtype, Tensor? residual=None, "
+        "float residual_scale=1.0, int residual_zero_point=0) -> Tensor",
+        &compress::ops::linear_int8_sparse);
+  m.def("conv2d_int8(Tensor input, Tensor packed_weight, Tensor scale, Tensor? bias, int[2] stride, "
+        "int[2] padding, int[2] dilation, int output_zero_point, bool relu, ScalarType output_dtype, "
+        "Tensor? residual=None, float residual_scale=1.0, int residual_zero_point=0) -> Tensor",
+        &compress::ops::conv2d_int8);
+  m.def("quantize_u8(Tensor input, float scale, int zero_point) -> Tensor", &compress::ops::quantize_u8);
+  m.def("dequantize_u8(Tensor input, float scale, int zero_point) -> Tensor", &compress::ops::dequantize_u8);
 }

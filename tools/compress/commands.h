@@ -7,5 +7,6 @@ namespace compress::cli {
 int cmd_inspect(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
+int cmd_info(int argc, char** argv);
 
 }  // namespace compress::cli

@@ -24,6 +24,7 @@ const Command kCommands[] = {
     {"inspect", compress::cli::cmd_inspect, "print a model's graph: shapes, parameters, MACs"},
     {"convert", compress::cli::cmd_convert, "import and re-export a model (--fold-bn, --strip-dropout)"},
     {"compare", compress::cli::cmd_compare, "run two models on the same input and compare outputs"},
+    {"info", compress::cli::cmd_info, "report the kernel ISA (CPUID/XCR0 or COMPRESS_ISA) and threads"},
 };
 
 void print_usage(std::FILE* out) {

@@ -1,0 +1,25 @@
+#pragma once
+// INT8 2-D convolution on NHWC u8 activations, fused requantize/ReLU/residual
+// (same epilogue as the GEMM). Padding reads as the activation zero point,
+// i.e. as real zero.
+#include <cstdint>
+
+#include "compress/kernels/gemm.h"
+
+namespace compress::kernels {
+
+struct ConvGeometry {
+  int64_t batch = 1, height = 0, width = 0;  // input; channels come from the packed weight
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
+};
+
+int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dil);
+
+// input [batch][height][width][c_in] u8; output [batch][oh][ow][c_out] of ep.out;
+// residual (if any) shaped like the output. W is of kind conv or depthwise.
+// 1x1 stride-1 unpadded convolutions run as one GEMM over the input itself;
+// other k x k go through im2col in row chunks; depthwise has its own kernel.
+void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
+                 const Epilogue& ep, const ParallelFor& pf, Isa isa = active_isa());
+
+}  // namespace compress::kernels

@@ -1,0 +1,109 @@
+#pragma once
+// Packed weights: one self-describing byte blob per layer. The ops layer keeps
+// it in an ordinary uint8 tensor, so it saves and loads with a model.
+//
+// Blob = 256-byte header (int64 fields below) + sections at 64-byte offsets:
+//   comp  int32[n_pad]   per-output-channel compensation, folded at pack time:
+//                         -a_zero_point * sum_k W[n][k]. The inner loops then
+//                         multiply raw u8 activations and never see a zero point.
+//   data  weights in `layout`
+//   idx   sparse metadata (block columns / 2:4 indices), row_ptr
+#include <cstdint>
+#include <vector>
+
+#include "compress/kernels/isa.h"
+
+namespace compress::kernels {
+
+enum class PackedKind : int64_t {
+  gemm = 1,        // dense W[N][K]
+  conv = 2,        // dense, K = kh*kw*c_in in (kh, kw, c) order; NHWC im2col rows
+  depthwise = 3,   // W[c][kh][kw], groups == c_in == c_out
+  sparse_1x4 = 4,  // blocks of 4 consecutive k in one output row
+  sparse_2_4 = 5,  // at most 2 non-zeros in every group of 4 consecutive k
+};
+
+enum class Layout : int64_t {
+  rowmajor_s8 = 0,      // W[n_pad][k_pad] s8 (reference)
+  avx2_n16k2_s16 = 1,   // [n_pad/16][k_pad/2][16][2] s16 (Avx2Traits)
+  vnni_n32k4_s8 = 2,    // [n_pad/32][k_pad/4][32][4] s8 (Avx512VnniTraits)
+  depthwise_s16 = 3,    // [taps_pad2][c_pad16] s16, taps in (kh, kw) order
+  sparse_1x4_csr = 4,   // row_ptr int32[n+1], block k0 int32[nnzb], values s8[nnzb][4]
+  sparse_2_4_s8 = 5,    // values s8[n][k_pad/2], indices u8[n][k_pad/4] (2 bits each)
+  // [n_pad/16][k_pad/4][16][4] s8 for vpmaddubsw, every adjacent k-pair
+  // clipped to |w0| + |w1| <= 128 so its s16 sum cannot saturate
+  // (255 * 128 = 32640 <= 32767); what clipping removed is kept exactly as a
+  // sparse correction: row_ptr int32[n+1], entries int32 (k << 8 | (u8)delta).
+  avx2_n16k4_u8s8 = 6,
+};
+
+// Field indices of the int64 header.
+enum HeaderField : int {
+  kMagic = 0, kVersion, kKind, kLayout, kN, kK, kNPad, kKPad, kAZeroPoint,
+  kCompOffset, kDataOffset, kDataBytes, kIdxOffset, kIdxBytes, kRowPtrOffset, kNnz,
+  kKh, kKw, kCIn, kGroups, kTotalBytes, kHeaderFields
+};
+constexpr int64_t kHeaderBytes = 256;
+constexpr int64_t kPackedMagic = 0x3130544B50534D43LL;  // "CMSPKT01" little-endian
+constexpr int64_t kPackedVersion = 1;
+
+// A read-only, validated view of a blob. Construction throws
+// compress::Error(BadInput) with a one-line reason if the blob is not one of ours.
+struct PackedView {
+  PackedView(const uint8_t* blob, int64_t bytes);
+  const int64_t* header() const { return reinterpret_cast<const int64_t*>(blob_); }
+  PackedKind kind() const { return static_cast<PackedKind>(header()[kKind]); }
+  Layout layout() const { return static_cast<Layout>(header()[kLayout]); }
+  int64_t n() const { return header()[kN]; }
+  int64_t k() const { return header()[kK]; }
+  int64_t n_pad() const { return header()[kNPad]; }
+  int64_t k_pad() const { return header()[kKPad]; }
+  int32_t a_zero_point() const { return static_cast<int32_t>(header()[kAZeroPoint]); }
+  int64_t kh() const { return header()[kKh]; }
+  int64_t kw() const { return header()[kKw]; }
+  int64_t c_in() const { return header()[kCIn]; }
+  int64_t groups() const { return header()[kGroups]; }
+  int64_t nnz() const { return header()[kNnz]; }
+  const int32_t* comp() const { return reinterpret_cast<const int32_t*>(blob_ + header()[kCompOffset]); }
+  const uint8_t* data() const { return blob_ + header()[kDataOffset]; }
+  const uint8_t* idx() const { return blob_ + header()[kIdxOffset]; }
+  const int32_t* row_ptr() const { return reinterpret_cast<const int32_t*>(blob_ + header()[kRowPtrOffset]); }
+  const uint8_t* blob() const { return blob_; }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  const uint8_t* blob_;
+  int64_t bytes_;
+};
+
+// The dense layout the GEMM kernel of `isa` reads.
+Layout dense_layout_for(Isa isa);
+
+// Packs a dense s8 weight W[n][k] (row-major) for u8 activations whose zero
+// point is `a_zero_point` (0..255). Throws BadInput on bad sizes.
+// avx2_n16k4_u8s8 is used only if the correction it needs stays under
+// `max_correction` of the weights (trained weights: well under 1%); otherwise
+// the exact s16 layout avx2_n16k2_s16 is packed instead (same results, slower).
+constexpr double kDefaultMaxCorrection = 0.02;
+std::vector<uint8_t> pack_gemm_u8s8(const int8_t* w, int64_t n, int64_t k, int32_t a_zero_point,
+                                   Layout layout, double max_correction = kDefaultMaxCorrection);
+// Convolution weight in OHWI order: w[o][kh][kw][c_in]; groups must be 1.
+std::vector<uint8_t> pack_conv_u8s8(const int8_t* w, int64_t c_out, int64_t kh, int64_t kw,
+                                   int64_t c_in, int32_t a_zero_point, Layout layout,
+                                   double max_correction = kDefaultMaxCorrection);
+// Depthwise weight w[c][kh][kw] (channel multiplier 1).
+std::vector<uint8_t> pack_depthwise_u8s8(const int8_t* w, int64_t c, int64_t kh, int64_t kw,
+                                        int32_t a_zero_point);
+// Sparse packing from a dense weight and a mask (same shape; non-zero = keep).
+// 1x4: every 4-wide block along k with any kept entry is stored whole.
+// 2:4: throws BadInput if some group of 4 along k keeps more than 2 entries.
+std::vector<uint8_t> pack_sparse_1x4_u8s8(const int8_t* w, const uint8_t* mask, int64_t n,
+                                         int64_t k, int32_t a_zero_point);
+std::vector<uint8_t> pack_sparse_2_4_u8s8(const int8_t* w, const uint8_t* mask, int64_t n,
+                                         int64_t k, int32_t a_zero_point);
+
+// Row-major copy W[n][k] of the (possibly masked) weight a blob holds; for any
+// kind and layout. Used by the reference kernels and by tests.
+std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v);
+
+}  // namespace compress::kernels

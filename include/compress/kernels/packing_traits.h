@@ -1,0 +1,52 @@
+#pragma once
+// Blocking constants of every packed layout, each with its arithmetic.
+#include <cstdint>
+
+namespace compress::kernels {
+
+// AVX2 (no VNNI): vpmaddwd multiplies 16 s16 pairs into 8 s32 sums, exactly.
+// A ymm holds 8 s32 accumulators = 8 output columns, each fed by a k-pair.
+//   NR = 2 ymm x 8 columns = 16;  MR = 6 rows: 6 x 2 = 12 accumulators
+//   + 2 weight registers + 1 broadcast = 15 of 16 ymm registers.
+//   KPACK = 2: one 32-bit broadcast holds (a[k], a[k+1]) as two s16.
+struct Avx2Traits {
+  static constexpr int64_t MR = 6;
+  static constexpr int64_t NR = 16;
+  static constexpr int64_t KPACK = 2;
+};
+
+// AVX2 u8 path: vpmaddubsw (u8 x s8 pairs -> s16) then vpmaddwd with ones
+// (-> s32). A ymm of weights holds 8 columns x 4 k; NR = 16 = 2 ymm, MR = 6:
+// 12 accumulators + 2 weights + 1 broadcast + 1 vector of ones = 16 registers.
+//   KPACK = 4: one 32-bit broadcast holds a[k..k+3] as four u8.
+struct Avx2U8Traits {
+  static constexpr int64_t MR = 6;
+  static constexpr int64_t NR = 16;
+  static constexpr int64_t KPACK = 4;
+  // Largest |w0| + |w1| of an adjacent pair that cannot saturate s16: 255 * 128 = 32640.
+  static constexpr int kPairBudget = 128;
+};
+
+// AVX-512 VNNI: vpdpbusd multiplies 4 u8 x 4 s8 and adds to an s32 with no
+// intermediate saturation. A zmm holds 16 s32 = 16 columns, each fed by a k-quad.
+//   NR = 2 zmm x 16 = 32;  MR = 8 rows: 8 x 2 = 16 accumulators of 32 zmm.
+//   KPACK = 4: one 32-bit broadcast holds a[k..k+3] as four u8.
+struct Avx512VnniTraits {
+  static constexpr int64_t MR = 8;
+  static constexpr int64_t NR = 32;
+  static constexpr int64_t KPACK = 4;
+};
+
+// Sparse kernels vectorise over M (rows of the activation): one ymm of s32
+// holds 8 rows; 4 accumulators per pass = 32 rows, so each decoded weight
+// block (or 2:4 group) feeds 4 vpmaddwd pairs.
+struct SparseAvx2Traits {
+  static constexpr int64_t MV = 32;
+};
+
+// Depthwise: 16 channels per step (one 128-bit load of u8 widened to s16).
+struct DepthwiseTraits {
+  static constexpr int64_t CV = 16;
+};
+
+}  // namespace compress::kernels

@@ -1,0 +1,59 @@
+#pragma once
+// The compress TorchScript custom ops (also callable directly from C++).
+// Conventions:
+//   * activations are plain uint8 tensors with their zero point folded into the
+//     packed weight at pack time (pack_* take input_zero_point);
+//   * packed weights are 1-D uint8 tensors (a kernels::PackedView blob), so a
+//     module keeps them as ordinary buffers and saves/loads them as such;
+//   * the epilogue computes y = scale[n] * acc + bias[n] (+ residual_scale *
+//     (residual - residual_zero_point)), then ReLU, then rounds to output_dtype
+//     (uint8 / int8 with output_zero_point, or float32);
+//   * convolutions take and return NHWC tensors [N, H, W, C].
+// Bad input raises a c10::Error whose first line names the op and the problem.
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace compress::ops {
+
+// weight int8 [N, K]; layout "auto" (for this CPU), "ref", "avx2" or "avx512vnni".
+at::Tensor pack_linear_int8(const at::Tensor& weight, int64_t input_zero_point, const std::string& layout);
+// weight int8 [O, I/groups, kh, kw] (PyTorch OIHW); groups 1 or depthwise (groups == O == I).
+at::Tensor pack_conv2d_int8(const at::Tensor& weight, int64_t input_zero_point, int64_t groups,
+                            const std::string& layout);
+// weight int8 [N, K] and mask bool/uint8 [N, K]; format "1x4" or "2:4".
+at::Tensor pack_linear_int8_sparse(const at::Tensor& weight, const at::Tensor& mask, int64_t input_zero_point,
+                                   const std::string& format);
+
+at::Tensor linear_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
+                       const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
+                       c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
+                       double residual_scale, int64_t residual_zero_point);
+at::Tensor linear_int8_sparse(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
+                              const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
+                              c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
+                              double residual_scale, int64_t residual_zero_point);
+at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
+                       const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                       at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
+                       c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
+                       double residual_scale, int64_t residual_zero_point);
+
+at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point);
+at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_point);
+
+// The ISA the kernels run with ("ref", "avx2", "avx512vnni").
+std::string kernel_isa();
+
+// What `compress info` reports about the kernels on this machine.
+struct KernelReport {
+  std::string active;                                  // used now (COMPRESS_ISA or best)
+  std::string best;                                    // best this CPU + OS supports
+  std::vector<std::pair<std::string, bool>> supported; // every ISA the build has, in order
+  int threads;                                         // LibTorch intra-op threads the ops use
+};
+KernelReport kernel_report();
+
+}  // namespace compress::ops

@@ -1,0 +1,64 @@
+// dwconv_u8s8s32_avx2_16c: depthwise convolution, 16 channels per step,
+// two taps per vpmaddwd (compiled with -mavx2 -mfma).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "compress/kernels/packing_traits.h"
+#include "epilogue_avx2.h"
+#include "internal.h"
+
+namespace compress::kernels::detail {
+namespace {
+
+constexpr int64_t CV = DepthwiseTraits::CV;
+
+void rows(void* vctx, int64_t begin, int64_t end) {
+  const DepthwiseJob& j = *static_cast<DepthwiseJob*>(vctx);
+  const EpAvx2 e(*j.ep);
+  const int64_t C = j.channels, taps = j.kh * j.kw, c_pad = j.W->n_pad();
+  const auto* w = reinterpret_cast<const int16_t*>(j.W->data());
+  const __m256i pad = _mm256_set1_epi16(static_cast<int16_t>(j.W->a_zero_point()));
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / j.out_h, oh = row % j.out_h;
+    for (int64_t ow = 0; ow < j.out_w; ++ow) {
+      const int64_t m = row * j.out_w + ow;
+      for (int64_t c0 = 0; c0 < C; c0 += CV) {
+        const int64_t count = std::min(CV, C - c0);
+        // Loads tap t for channels c0..c0+15 as s16; padding reads as the zero point.
+        auto load_tap = [&](int64_t t) -> __m256i {
+          if (t >= taps) return _mm256_setzero_si256();
+          const int64_t ih = oh * j.stride_h - j.pad_h + (t / j.kw) * j.dil_h;
+          const int64_t iw = ow * j.stride_w - j.pad_w + (t % j.kw) * j.dil_w;
+          if (ih < 0 || ih >= j.height || iw < 0 || iw >= j.width) return pad;
+          const uint8_t* p = j.input + ((b * j.height + ih) * j.width + iw) * C + c0;
+          if (count == CV) return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+          alignas(16) uint8_t tmp[CV] = {0};
+          std::memcpy(tmp, p, static_cast<size_t>(count));
+          return _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
+        };
+        __m256i lo = _mm256_setzero_si256(), hi = lo;
+        for (int64_t t = 0; t < taps; t += 2) {
+          const __m256i x0 = load_tap(t), x1 = load_tap(t + 1);
+          // taps_pad is even and its extra row is zero, so t + 1 is always readable.
+          const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + t * c_pad + c0));
+          const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (t + 1) * c_pad + c0));
+          lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), _mm256_unpacklo_epi16(w0, w1)));
+          hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), _mm256_unpackhi_epi16(w0, w1)));
+        }
+        // lo = channels [0-3, 8-11], hi = [4-7, 12-15]: restore order.
+        store_row16(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31),
+                    j.W->comp(), j.scale, j.bias, *j.ep, e, m, c0, count, j.output, C);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void depthwise_avx2(const DepthwiseJob& job, const ParallelFor& pf) {
+  run_parallel(pf, job.batch * job.out_h, const_cast<DepthwiseJob*>(&job), rows);
+}
+
+}  // namespace compress::kernels::detail

@@ -1,0 +1,114 @@
+#pragma once
+// AVX2 form of the epilogue in gemm.h; included only by -mavx2 translation units.
+// Same float operations, same order as detail::epilogue_scalar: vfmadd (one
+// rounding, like std::fma), vroundps nearest-even (like std::nearbyint), and
+// max/min whose operand order matches the scalar ternaries, NaN included.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "compress/kernels/gemm.h"
+
+namespace compress::kernels::detail {
+namespace {
+
+struct EpAvx2 {
+  OutType out;
+  bool relu;
+  __m256 lo, hi, zero, rscale;
+  __m256i zp;
+  int32_t rzp;
+  explicit EpAvx2(const Epilogue& ep) : out(ep.out), relu(ep.relu), rzp(ep.residual_zero_point) {
+    const int32_t qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? 255 : 127;
+    const int32_t z = ep.out_zero_point;
+    lo = _mm256_set1_ps(static_cast<float>((ep.relu && z > qmin ? z : qmin) - z));
+    hi = _mm256_set1_ps(static_cast<float>(qmax - z));
+    zp = _mm256_set1_epi32(z);
+    zero = _mm256_setzero_ps();
+    rscale = _mm256_set1_ps(ep.residual_scale);
+  }
+};
+
+inline int64_t out_size(OutType t) { return t == OutType::f32 ? 4 : 1; }
+
+// 16 residual values (count <= 16 valid, rest zero) as floats r - zero_point.
+inline void load_residual16(const void* p, OutType t, int64_t count, int32_t rzp, __m256& r0, __m256& r1) {
+  alignas(64) uint8_t tmp[64] = {0};
+  if (count < 16) {
+    std::memcpy(tmp, p, static_cast<size_t>(count * out_size(t)));
+    p = tmp;
+  }
+  const __m256i z = _mm256_set1_epi32(rzp);
+  if (t == OutType::f32) {
+    r0 = _mm256_loadu_ps(static_cast<const float*>(p));
+    r1 = _mm256_loadu_ps(static_cast<const float*>(p) + 8);
+    return;
+  }
+  const __m128i b = _mm_loadu_si128(static_cast<const __m128i*>(p));
+  __m256i i0, i1;
+  if (t == OutType::u8) {
+    i0 = _mm256_cvtepu8_epi32(b);
+    i1 = _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8));
+  } else {
+    i0 = _mm256_cvtepi8_epi32(b);
+    i1 = _mm256_cvtepi8_epi32(_mm_srli_si128(b, 8));
+  }
+  r0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(i0, z));
+  r1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(i1, z));
+}
+
+// Rounds/clamps/converts 16 values y0|y1 and writes them as 16 elements of e.out to dst.
+inline void finalize16(__m256 y0, __m256 y1, const EpAvx2& e, void* dst) {
+  if (e.out == OutType::f32) {
+    if (e.relu) {
+      y0 = _mm256_max_ps(y0, e.zero);
+      y1 = _mm256_max_ps(y1, e.zero);
+    }
+    _mm256_storeu_ps(static_cast<float*>(dst), y0);
+    _mm256_storeu_ps(static_cast<float*>(dst) + 8, y1);
+    return;
+  }
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  y0 = _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(y0, kRound), e.lo), e.hi);
+  y1 = _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(y1, kRound), e.lo), e.hi);
+  const __m256i q0 = _mm256_add_epi32(_mm256_cvttps_epi32(y0), e.zp);
+  const __m256i q1 = _mm256_add_epi32(_mm256_cvttps_epi32(y1), e.zp);
+  // packs works within 128-bit lanes: [q0 0-3, q1 0-3 | q0 4-7, q1 4-7]; 0xD8 restores order.
+  const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
+  const __m256i b8 = e.out == OutType::u8 ? _mm256_packus_epi16(w16, w16) : _mm256_packs_epi16(w16, w16);
+  // bytes 0-7 of each lane hold the result: gather qwords 0 and 2.
+  const __m256i r = _mm256_permute4x64_epi64(b8, 0x08);
+  _mm_storeu_si128(static_cast<__m128i*>(dst), _mm256_castsi256_si128(r));
+}
+
+// One output row segment: 16 accumulators (acc0 = columns n0..n0+7, acc1 =
+// n0+8..n0+15) of row m, plus comp/scale/bias (arrays readable for 16 entries
+// from n0), through the whole epilogue into C; `count` <= 16 columns are valid.
+inline void store_row16(__m256i acc0, __m256i acc1, const int32_t* comp, const float* scale,
+                        const float* bias, const Epilogue& ep, const EpAvx2& e, int64_t m,
+                        int64_t n0, int64_t count, void* C, int64_t ldc) {
+  const int64_t esz = out_size(ep.out);
+  acc0 = _mm256_add_epi32(acc0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(comp + n0)));
+  acc1 = _mm256_add_epi32(acc1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(comp + n0 + 8)));
+  __m256 y0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc0), _mm256_loadu_ps(scale + n0), _mm256_loadu_ps(bias + n0));
+  __m256 y1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc1), _mm256_loadu_ps(scale + n0 + 8),
+                              _mm256_loadu_ps(bias + n0 + 8));
+  if (ep.residual) {
+    __m256 r0, r1;
+    const auto* rp = static_cast<const uint8_t*>(ep.residual) + (m * ep.ld_residual + n0) * esz;
+    load_residual16(rp, ep.out, count, e.rzp, r0, r1);
+    y0 = _mm256_fmadd_ps(e.rscale, r0, y0);
+    y1 = _mm256_fmadd_ps(e.rscale, r1, y1);
+  }
+  auto* dst = static_cast<uint8_t*>(C) + (m * ldc + n0) * esz;
+  if (count == 16) {
+    finalize16(y0, y1, e, dst);
+  } else {
+    alignas(64) uint8_t tmp[64];
+    finalize16(y0, y1, e, tmp);
+    std::memcpy(dst, tmp, static_cast<size_t>(count * esz));
+  }
+}
+
+}  // namespace
+}  // namespace compress::kernels::detail

@@ -1,0 +1,120 @@
+// Dispatch: an ordered choice of kernels that ends in the reference. A kernel
+// runs only if the CPU has its ISA, the caller allows that ISA, and the weight
+// is packed in the layout it reads; otherwise the reference computes the same
+// bits from an unpacked copy.
+#include "compress/kernels/gemm.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "compress/error.h"
+#include "compress/kernels/sparse.h"
+#include "internal.h"
+
+namespace compress::kernels {
+namespace detail {
+
+void run_parallel(const ParallelFor& pf, int64_t n, void* ctx, RangeFn fn) {
+  if (n <= 0) return;
+  pf(n, [ctx, fn](int64_t b, int64_t e) { fn(ctx, b, e); });
+}
+
+void* scratch_alloc(int64_t bytes) {
+  const size_t size = static_cast<size_t>((bytes + 63) / 64 * 64 + 64);
+  void* p = std::aligned_alloc(64, size);
+  if (p == nullptr) failure("kernels: out of memory allocating " + std::to_string(bytes) + " bytes of scratch");
+  std::memset(p, 0, size);
+  return p;
+}
+
+void scratch_free(void* p) { std::free(p); }
+
+}  // namespace detail
+
+namespace {
+
+bool allowed(Isa kernel_isa, Isa requested) {
+  return static_cast<int>(kernel_isa) <= static_cast<int>(requested) && cpu_supports(kernel_isa);
+}
+
+void check_epilogue(const Epilogue& ep, const char* what) {
+  if (ep.scale == nullptr) bad_input(std::string(what) + ": the epilogue needs a per-channel scale");
+  if (ep.out == OutType::u8 && (ep.out_zero_point < 0 || ep.out_zero_point > 255))
+    bad_input(std::string(what) + ": u8 output zero point " + std::to_string(ep.out_zero_point) + " is outside 0..255");
+  if (ep.out == OutType::s8 && (ep.out_zero_point < -128 || ep.out_zero_point > 127))
+    bad_input(std::string(what) + ": s8 output zero point " + std::to_string(ep.out_zero_point) + " is outside -128..127");
+}
+
+struct Padded {
+  std::vector<float> scale, bias;
+  Padded(const Epilogue& ep, int64_t n, int64_t n_pad) : scale(n_pad + 16, 0.f), bias(n_pad + 16, 0.f) {
+    std::memcpy(scale.data(), ep.scale, static_cast<size_t>(n) * 4);
+    if (ep.bias) std::memcpy(bias.data(), ep.bias, static_cast<size_t>(n) * 4);
+  }
+};
+
+}  // namespace
+
+const char* gemm_kernel_name(const PackedView& B, Isa isa) {
+  if (B.layout() == Layout::avx2_n16k2_s16 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_6x16c2_s16";
+  if (B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_6x16c4";
+  if (B.layout() == Layout::vnni_n32k4_s8 && allowed(Isa::avx512vnni, isa)) return "gemm_u8s8s32_avx512vnni_8x32";
+  return "gemm_u8s8s32_ref";
+}
+
+void gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& B, void* C,
+                  int64_t ldc, const Epilogue& ep, const ParallelFor& pf, Isa isa) {
+  if (B.kind() != PackedKind::gemm && B.kind() != PackedKind::conv)
+    bad_input("gemm_u8s8s32: the packed weight is not a dense GEMM weight");
+  if (M < 0 || lda < B.k() || ldc < B.n()) bad_input("gemm_u8s8s32: bad M, lda or ldc");
+  check_epilogue(ep, "gemm_u8s8s32");
+  if (M == 0) return;
+  Padded pad(ep, B.n(), B.n_pad());
+  detail::GemmJob job{M, A, lda, &B, C, ldc, &ep, pad.scale.data(), pad.bias.data()};
+  if (B.layout() == Layout::avx2_n16k2_s16 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_6x16(job, pf);
+  if (B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_6x16c4(job, pf);
+  if (B.layout() == Layout::vnni_n32k4_s8 && allowed(Isa::avx512vnni, isa))
+    return detail::gemm_avx512vnni_8x32(job, pf);
+  const std::vector<int8_t> w = unpack_weight_rowmajor(B);
+  detail::gemm_ref(job, w.data(), pf);
+}
+
+namespace detail {
+
+bool gemm_u8s8s32_rows(int64_t M, RowFn row, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
+                       const Epilogue& ep, const ParallelFor& pf, Isa isa) {
+  if (!(B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa))) return false;
+  check_epilogue(ep, "gemm_u8s8s32");
+  if (M == 0) return true;
+  Padded pad(ep, B.n(), B.n_pad());
+  GemmJob job{M, nullptr, B.k(), &B, C, ldc, &ep, pad.scale.data(), pad.bias.data(), row, row_ctx};
+  gemm_avx2_6x16c4(job, pf);
+  return true;
+}
+
+}  // namespace detail
+
+const char* sparse_kernel_name(const PackedView& W, Isa isa) {
+  if (W.kind() == PackedKind::sparse_1x4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_1x4_avx2_32";
+  if (W.kind() == PackedKind::sparse_2_4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_2of4_avx2_32";
+  return "spmm_u8s8s32_ref";
+}
+
+void sparse_gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& W, void* C,
+                         int64_t ldc, const Epilogue& ep, const ParallelFor& pf, Isa isa) {
+  if (W.kind() != PackedKind::sparse_1x4 && W.kind() != PackedKind::sparse_2_4)
+    bad_input("sparse_gemm_u8s8s32: the packed weight is not a sparse (1x4 or 2:4) weight");
+  if (M < 0 || lda < W.k() || ldc < W.n()) bad_input("sparse_gemm_u8s8s32: bad M, lda or ldc");
+  check_epilogue(ep, "sparse_gemm_u8s8s32");
+  if (M == 0) return;
+  Padded pad(ep, W.n(), W.n_pad());
+  detail::GemmJob job{M, A, lda, &W, C, ldc, &ep, pad.scale.data(), pad.bias.data()};
+  if (W.kind() == PackedKind::sparse_1x4 && allowed(Isa::avx2, isa)) return detail::sparse_1x4_avx2(job, pf);
+  if (W.kind() == PackedKind::sparse_2_4 && allowed(Isa::avx2, isa)) return detail::sparse_2_4_avx2(job, pf);
+  const std::vector<int8_t> w = unpack_weight_rowmajor(W);
+  detail::gemm_ref(job, w.data(), pf);
+}
+
+}  // namespace compress::kernels

@@ -1,0 +1,102 @@
+#pragma once
+// Private to src/kernels: the per-ISA entry points and the scalar epilogue.
+// Everything here that has a body is `static` so that a translation unit built
+// with -mavx2 or -mavx512* never donates its copy to another one (an inline
+// function compiled with AVX2 could otherwise be picked by the linker for the
+// reference path and fault on an older CPU).
+#include <cmath>
+#include <cstdint>
+
+#include "compress/kernels/gemm.h"
+
+namespace compress::kernels::detail {
+
+// Supplies row m of A (K bytes): a pointer into A itself, or `scratch`
+// (K bytes) filled on the fly, e.g. an im2col row of a convolution.
+using RowFn = const uint8_t* (*)(const void* ctx, int64_t m, uint8_t* scratch);
+
+struct GemmJob {
+  int64_t M;
+  const uint8_t* A;
+  int64_t lda;
+  const PackedView* B;
+  void* C;
+  int64_t ldc;
+  const Epilogue* ep;
+  const float* scale;  // n_pad floats, padded copies of ep->scale / ep->bias (0 beyond n)
+  const float* bias;
+  RowFn row = nullptr;  // when set, rows of A come from row(row_ctx, m, scratch), A is unused
+  const void* row_ctx = nullptr;
+};
+
+// Parallel loop through a plain function pointer, so ISA translation units
+// never instantiate std::function themselves (see above).
+using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end);
+void run_parallel(const ParallelFor& pf, int64_t n, void* ctx, RangeFn fn);
+
+// Scratch memory allocated outside the ISA units (64-byte aligned, zeroed).
+void* scratch_alloc(int64_t bytes);
+void scratch_free(void* p);
+
+void gemm_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
+void gemm_avx2_6x16(const GemmJob& job, const ParallelFor& pf);    // s16 vpmaddwd, exact for any weight
+void gemm_avx2_6x16c4(const GemmJob& job, const ParallelFor& pf);  // u8 vpmaddubsw + correction, honours job.row
+
+// GEMM whose A rows come from a RowFn (implicit im2col). Returns false,
+// computing nothing, when the weight's kernel does not take row functions.
+bool gemm_u8s8s32_rows(int64_t M, RowFn row, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
+                       const Epilogue& ep, const ParallelFor& pf, Isa isa);
+void gemm_avx512vnni_8x32(const GemmJob& job, const ParallelFor& pf);
+
+void sparse_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
+void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf);
+void sparse_2_4_avx2(const GemmJob& job, const ParallelFor& pf);
+
+struct DepthwiseJob {
+  const uint8_t* input;
+  int64_t batch, height, width, channels;
+  int64_t kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, out_h, out_w;
+  const PackedView* W;
+  void* output;
+  const Epilogue* ep;
+  const float* scale;
+  const float* bias;
+};
+void depthwise_ref(const DepthwiseJob& job, const ParallelFor& pf);
+void depthwise_avx2(const DepthwiseJob& job, const ParallelFor& pf);
+
+// The epilogue of gemm.h for one element, in the exact float order the SIMD
+// versions use (fma, then residual fma, then round/clamp).
+static inline void epilogue_scalar(int32_t acc, int64_t m, int64_t n, const Epilogue& ep,
+                                   const float* scale, const float* bias, void* C, int64_t ldc) {
+  float y = std::fma(static_cast<float>(acc), scale[n], bias[n]);
+  if (ep.residual) {
+    float r;
+    const int64_t at = m * ep.ld_residual + n;
+    switch (ep.out) {
+      case OutType::u8: r = static_cast<float>(static_cast<const uint8_t*>(ep.residual)[at] - ep.residual_zero_point); break;
+      case OutType::s8: r = static_cast<float>(static_cast<const int8_t*>(ep.residual)[at] - ep.residual_zero_point); break;
+      default: r = static_cast<const float*>(ep.residual)[at]; break;
+    }
+    y = std::fma(ep.residual_scale, r, y);
+  }
+  if (ep.out == OutType::f32) {
+    if (ep.relu) y = (y > 0.f) ? y : 0.f;
+    static_cast<float*>(C)[m * ldc + n] = y;
+    return;
+  }
+  const int32_t qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? 255 : 127;
+  const int32_t zp = ep.out_zero_point;
+  const float lo = static_cast<float>((ep.relu && zp > qmin ? zp : qmin) - zp);
+  const float hi = static_cast<float>(qmax - zp);
+  float r = std::nearbyint(y);
+  r = (r > lo) ? r : lo;
+  r = (r < hi) ? r : hi;
+  const int32_t q = static_cast<int32_t>(r) + zp;
+  if (ep.out == OutType::u8)
+    static_cast<uint8_t*>(C)[m * ldc + n] = static_cast<uint8_t>(q);
+  else
+    static_cast<int8_t*>(C)[m * ldc + n] = static_cast<int8_t>(q);
+}
+
+}  // namespace compress::kernels::detail

@@ -1,0 +1,353 @@
+// Packing: dense, depthwise and sparse weights into self-describing blobs.
+#include "compress/kernels/packed.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "compress/error.h"
+#include "compress/kernels/packing_traits.h"
+
+namespace compress::kernels {
+namespace {
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// The int32 accumulator must hold sum_k 255 * 128 plus the compensation:
+// 2 * 255 * 128 * K < 2^31  =>  K < 32896.
+constexpr int64_t kMaxK = 32768;
+
+void check_common(int64_t n, int64_t k, int32_t a_zero_point) {
+  if (n <= 0 || k <= 0)
+    bad_input("pack: weight must have positive sizes, got n=" + std::to_string(n) + " k=" + std::to_string(k));
+  if (k > kMaxK)
+    bad_input("pack: k=" + std::to_string(k) + " exceeds " + std::to_string(kMaxK) + " (int32 accumulator range)");
+  if (a_zero_point < 0 || a_zero_point > 255)
+    bad_input("pack: activation zero point " + std::to_string(a_zero_point) + " is outside 0..255");
+}
+
+// Lays out sections at 64-byte offsets and fills the header.
+struct Builder {
+  std::vector<uint8_t> blob;
+  int64_t* h() { return reinterpret_cast<int64_t*>(blob.data()); }
+
+  Builder(PackedKind kind, Layout layout, int64_t n, int64_t k, int64_t n_pad, int64_t k_pad,
+          int32_t a_zp, int64_t data_bytes, int64_t idx_bytes, int64_t rowptr_bytes) {
+    int64_t off = kHeaderBytes;
+    const int64_t comp_off = off;
+    off = round_up(off + n_pad * 4, 64);
+    const int64_t data_off = off;
+    off = round_up(off + data_bytes, 64);
+    const int64_t idx_off = off;
+    off = round_up(off + idx_bytes, 64);
+    const int64_t rowptr_off = off;
+    off = round_up(off + rowptr_bytes, 64);
+    blob.assign(static_cast<size_t>(off), 0);
+    int64_t* hd = h();
+    hd[kMagic] = kPackedMagic;
+    hd[kVersion] = kPackedVersion;
+    hd[kKind] = static_cast<int64_t>(kind);
+    hd[kLayout] = static_cast<int64_t>(layout);
+    hd[kN] = n; hd[kK] = k; hd[kNPad] = n_pad; hd[kKPad] = k_pad;
+    hd[kAZeroPoint] = a_zp;
+    hd[kCompOffset] = comp_off;
+    hd[kDataOffset] = data_off; hd[kDataBytes] = data_bytes;
+    hd[kIdxOffset] = idx_off; hd[kIdxBytes] = idx_bytes;
+    hd[kRowPtrOffset] = rowptr_off;
+    hd[kKh] = 1; hd[kKw] = 1; hd[kCIn] = k; hd[kGroups] = 1;
+    hd[kTotalBytes] = off;
+  }
+  int32_t* comp() { return reinterpret_cast<int32_t*>(blob.data() + h()[kCompOffset]); }
+  uint8_t* data() { return blob.data() + h()[kDataOffset]; }
+  uint8_t* idx() { return blob.data() + h()[kIdxOffset]; }
+  int32_t* row_ptr() { return reinterpret_cast<int32_t*>(blob.data() + h()[kRowPtrOffset]); }
+};
+
+// comp[n] = -a_zp * sum_k W'[n][k] over the weight as packed (masked entries excluded).
+void fill_comp(int32_t* comp, const int8_t* w_rowmajor, int64_t n, int64_t k, int32_t a_zp) {
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t s = 0;
+    for (int64_t j = 0; j < k; ++j) s += w_rowmajor[i * k + j];
+    comp[i] = -a_zp * s;
+  }
+}
+
+// Clips every adjacent pair (k even, k + 1) of row-major w to |w0| + |w1| <= 128:
+// the larger magnitude stays, the smaller is reduced; the removed part is one
+// correction entry (k << 8 | (u8)delta). Returns the clipped weight.
+std::vector<int8_t> clip_pairs(const int8_t* w, int64_t n, int64_t k, std::vector<int32_t>& row_ptr,
+                               std::vector<int32_t>& entries) {
+  constexpr int kBudget = Avx2U8Traits::kPairBudget;
+  std::vector<int8_t> clipped(w, w + n * k);
+  row_ptr.assign(n + 1, 0);
+  entries.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j + 1 < k; j += 2) {
+      const int a = w[i * k + j], b = w[i * k + j + 1];
+      if (std::abs(a) + std::abs(b) <= kBudget) continue;
+      const bool keep_first = std::abs(a) >= std::abs(b);
+      const int big = keep_first ? a : b, small = keep_first ? b : a;
+      const int room = kBudget - std::abs(big);  // >= 0 since |big| <= 128
+      const int reduced = small < 0 ? -room : room;
+      const int64_t at = j + (keep_first ? 1 : 0);
+      clipped[i * k + at] = static_cast<int8_t>(reduced);
+      entries.push_back(static_cast<int32_t>((at << 8) | static_cast<uint8_t>(static_cast<int8_t>(small - reduced))));
+    }
+    row_ptr[i + 1] = static_cast<int32_t>(entries.size());
+  }
+  return clipped;
+}
+
+std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int64_t k,
+                                int32_t a_zp, Layout layout, double max_correction) {
+  check_common(n, k, a_zp);
+  if (layout == Layout::avx2_n16k4_u8s8) {
+    std::vector<int32_t> row_ptr, entries;
+    const std::vector<int8_t> clipped = clip_pairs(w, n, k, row_ptr, entries);
+    if (static_cast<double>(entries.size()) > max_correction * static_cast<double>(n * k))
+      return pack_dense(kind, w, n, k, a_zp, Layout::avx2_n16k2_s16, 0);
+    constexpr int64_t NR = Avx2U8Traits::NR;
+    const int64_t n_pad = round_up(n, NR), k_pad = round_up(k, Avx2U8Traits::KPACK);
+    const int64_t nnz = static_cast<int64_t>(entries.size());
+    Builder b(kind, layout, n, k, n_pad, k_pad, a_zp, n_pad * k_pad, nnz * 4, (n + 1) * 4);
+    b.h()[kNnz] = nnz;
+    fill_comp(b.comp(), w, n, k, a_zp);  // over the full weight: clipped + correction
+    auto* d = reinterpret_cast<int8_t*>(b.data());
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j)
+        d[((i / NR * (k_pad / 4) + j / 4) * NR + i % NR) * 4 + j % 4] = clipped[i * k + j];
+    if (nnz) std::memcpy(b.idx(), entries.data(), static_cast<size_t>(nnz) * 4);
+    std::memcpy(b.row_ptr(), row_ptr.data(), row_ptr.size() * 4);
+    return std::move(b.blob);
+  }
+  int64_t n_pad = n, k_pad = k, bytes = 0;
+  switch (layout) {
+    case Layout::rowmajor_s8: bytes = n * k; break;
+    case Layout::avx2_n16k2_s16:
+      n_pad = round_up(n, Avx2Traits::NR);
+      k_pad = round_up(k, Avx2Traits::KPACK);
+      bytes = n_pad * k_pad * 2;
+      break;
+    case Layout::vnni_n32k4_s8:
+      n_pad = round_up(n, Avx512VnniTraits::NR);
+      k_pad = round_up(k, Avx512VnniTraits::KPACK);
+      bytes = n_pad * k_pad;
+      break;
+    default: bad_input("pack: layout is not a dense GEMM layout");
+  }
+  Builder b(kind, layout, n, k, n_pad, k_pad, a_zp, bytes, 0, 0);
+  fill_comp(b.comp(), w, n, k, a_zp);
+  if (layout == Layout::rowmajor_s8) {
+    std::memcpy(b.data(), w, static_cast<size_t>(n * k));
+  } else if (layout == Layout::avx2_n16k2_s16) {
+    constexpr int64_t NR = Avx2Traits::NR;
+    auto* d = reinterpret_cast<int16_t*>(b.data());
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t panel = i / NR, col = i % NR, pair = j / 2, half = j % 2;
+        d[((panel * (k_pad / 2) + pair) * NR + col) * 2 + half] = w[i * k + j];
+      }
+  } else {
+    constexpr int64_t NR = Avx512VnniTraits::NR;
+    auto* d = reinterpret_cast<int8_t*>(b.data());
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t panel = i / NR, col = i % NR, quad = j / 4, q = j % 4;
+        d[((panel * (k_pad / 4) + quad) * NR + col) * 4 + q] = w[i * k + j];
+      }
+  }
+  return std::move(b.blob);
+}
+
+}  // namespace
+
+PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_(bytes) {
+  if (blob == nullptr || bytes < kHeaderBytes)
+    bad_input("packed weight: too small to hold a header (" + std::to_string(bytes) + " bytes)");
+  const int64_t* h = header();
+  if (h[kMagic] != kPackedMagic) bad_input("packed weight: not a compress packed blob (bad magic)");
+  if (h[kVersion] != kPackedVersion)
+    bad_input("packed weight: version " + std::to_string(h[kVersion]) + " is not supported");
+  if (h[kTotalBytes] != bytes)
+    bad_input("packed weight: header says " + std::to_string(h[kTotalBytes]) + " bytes, tensor has " +
+              std::to_string(bytes));
+  if (h[kKind] < 1 || h[kKind] > 5 || h[kLayout] < 0 || h[kLayout] > 6)
+    bad_input("packed weight: unknown kind or layout");
+  for (int f : {kCompOffset, kDataOffset, kIdxOffset, kRowPtrOffset})
+    if (h[f] < kHeaderBytes || h[f] > bytes) bad_input("packed weight: corrupt section offset");
+}
+
+Layout dense_layout_for(Isa isa) {
+  switch (isa) {
+    case Isa::avx2: return Layout::avx2_n16k4_u8s8;
+    case Isa::avx512vnni: return Layout::vnni_n32k4_s8;
+    default: return Layout::rowmajor_s8;
+  }
+}
+
+std::vector<uint8_t> pack_gemm_u8s8(const int8_t* w, int64_t n, int64_t k, int32_t a_zero_point,
+                                   Layout layout, double max_correction) {
+  return pack_dense(PackedKind::gemm, w, n, k, a_zero_point, layout, max_correction);
+}
+
+std::vector<uint8_t> pack_conv_u8s8(const int8_t* w, int64_t c_out, int64_t kh, int64_t kw,
+                                   int64_t c_in, int32_t a_zero_point, Layout layout, double max_correction) {
+  if (kh <= 0 || kw <= 0 || c_in <= 0) bad_input("pack_conv: kernel sizes and channels must be positive");
+  auto blob = pack_dense(PackedKind::conv, w, c_out, kh * kw * c_in, a_zero_point, layout, max_correction);
+  auto* h = reinterpret_cast<int64_t*>(blob.data());
+  h[kKh] = kh; h[kKw] = kw; h[kCIn] = c_in; h[kGroups] = 1;
+  return blob;
+}
+
+std::vector<uint8_t> pack_depthwise_u8s8(const int8_t* w, int64_t c, int64_t kh, int64_t kw,
+                                        int32_t a_zero_point) {
+  check_common(c, kh * kw, a_zero_point);
+  const int64_t taps = kh * kw, taps_pad = round_up(taps, 2);
+  const int64_t c_pad = round_up(c, DepthwiseTraits::CV);
+  Builder b(PackedKind::depthwise, Layout::depthwise_s16, c, taps, c_pad, taps_pad, a_zero_point,
+            taps_pad * c_pad * 2, 0, 0);
+  b.h()[kKh] = kh; b.h()[kKw] = kw; b.h()[kCIn] = c; b.h()[kGroups] = c;
+  fill_comp(b.comp(), w, c, taps, a_zero_point);
+  auto* d = reinterpret_cast<int16_t*>(b.data());
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t t = 0; t < taps; ++t) d[t * c_pad + ch] = w[ch * taps + t];
+  return std::move(b.blob);
+}
+
+std::vector<uint8_t> pack_sparse_1x4_u8s8(const int8_t* w, const uint8_t* mask, int64_t n,
+                                         int64_t k, int32_t a_zero_point) {
+  check_common(n, k, a_zero_point);
+  const int64_t k_pad = round_up(k, 4);
+  std::vector<int8_t> masked(static_cast<size_t>(n * k));
+  for (int64_t i = 0; i < n * k; ++i) masked[i] = mask[i] ? w[i] : 0;
+  std::vector<int32_t> row_ptr(n + 1, 0), block_k;
+  std::vector<int8_t> values;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t k0 = 0; k0 < k; k0 += 4) {
+      bool keep = false;
+      for (int64_t j = k0; j < std::min(k, k0 + 4); ++j) keep = keep || mask[i * k + j];
+      if (!keep) continue;
+      block_k.push_back(static_cast<int32_t>(k0));
+      for (int64_t j = k0; j < k0 + 4; ++j) values.push_back(j < k ? masked[i * k + j] : 0);
+    }
+    row_ptr[i + 1] = static_cast<int32_t>(block_k.size());
+  }
+  const int64_t nnzb = static_cast<int64_t>(block_k.size());
+  Builder b(PackedKind::sparse_1x4, Layout::sparse_1x4_csr, n, k, n, k_pad, a_zero_point,
+            nnzb * 4, nnzb * 4, (n + 1) * 4);
+  b.h()[kNnz] = nnzb;
+  fill_comp(b.comp(), masked.data(), n, k, a_zero_point);
+  if (nnzb) {
+    std::memcpy(b.data(), values.data(), values.size());
+    std::memcpy(b.idx(), block_k.data(), block_k.size() * 4);
+  }
+  std::memcpy(b.row_ptr(), row_ptr.data(), row_ptr.size() * 4);
+  return std::move(b.blob);
+}
+
+std::vector<uint8_t> pack_sparse_2_4_u8s8(const int8_t* w, const uint8_t* mask, int64_t n,
+                                         int64_t k, int32_t a_zero_point) {
+  check_common(n, k, a_zero_point);
+  const int64_t k_pad = round_up(k, 4), groups = k_pad / 4;
+  Builder b(PackedKind::sparse_2_4, Layout::sparse_2_4_s8, n, k, n, k_pad, a_zero_point,
+            n * groups * 2, n * groups, 0);
+  b.h()[kNnz] = n * groups * 2;
+  std::vector<int8_t> masked(static_cast<size_t>(n * k));
+  for (int64_t i = 0; i < n * k; ++i) masked[i] = mask[i] ? w[i] : 0;
+  fill_comp(b.comp(), masked.data(), n, k, a_zero_point);
+  auto* vals = reinterpret_cast<int8_t*>(b.data());
+  uint8_t* idx = b.idx();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t g = 0; g < groups; ++g) {
+      int kept[4], count = 0;
+      for (int q = 0; q < 4; ++q) {
+        const int64_t j = g * 4 + q;
+        if (j < k && mask[i * k + j]) {
+          if (count == 2)
+            bad_input("pack 2:4: row " + std::to_string(i) + " keeps more than 2 of the 4 weights " +
+                      std::to_string(g * 4) + ".." + std::to_string(g * 4 + 3));
+          kept[count++] = q;
+        }
+      }
+      // Fewer than two kept: fill with unused positions holding zero weight.
+      for (int q = 0; q < 4 && count < 2; ++q)
+        if (count == 0 || kept[0] != q) kept[count++] = q;
+      if (kept[0] > kept[1]) std::swap(kept[0], kept[1]);
+      for (int s = 0; s < 2; ++s) {
+        const int64_t j = g * 4 + kept[s];
+        vals[(i * groups + g) * 2 + s] = (j < k) ? masked[i * k + j] : 0;
+      }
+      idx[i * groups + g] = static_cast<uint8_t>(kept[0] | (kept[1] << 2));
+    }
+  return std::move(b.blob);
+}
+
+std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v) {
+  const int64_t n = v.n(), k = v.k();
+  std::vector<int8_t> w(static_cast<size_t>(n * k), 0);
+  switch (v.layout()) {
+    case Layout::rowmajor_s8:
+      std::memcpy(w.data(), v.data(), w.size());
+      break;
+    case Layout::avx2_n16k2_s16: {
+      constexpr int64_t NR = Avx2Traits::NR;
+      auto* d = reinterpret_cast<const int16_t*>(v.data());
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < k; ++j)
+          w[i * k + j] = static_cast<int8_t>(d[((i / NR * (v.k_pad() / 2) + j / 2) * NR + i % NR) * 2 + j % 2]);
+      break;
+    }
+    case Layout::avx2_n16k4_u8s8: {
+      constexpr int64_t NR = Avx2U8Traits::NR;
+      auto* d = reinterpret_cast<const int8_t*>(v.data());
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < k; ++j)
+          w[i * k + j] = d[((i / NR * (v.k_pad() / 4) + j / 4) * NR + i % NR) * 4 + j % 4];
+      const int32_t* rp = v.row_ptr();
+      const auto* e = reinterpret_cast<const int32_t*>(v.idx());
+      for (int64_t i = 0; i < n; ++i)
+        for (int32_t t = rp[i]; t < rp[i + 1]; ++t)
+          w[i * k + (e[t] >> 8)] = static_cast<int8_t>(w[i * k + (e[t] >> 8)] + static_cast<int8_t>(e[t] & 0xFF));
+      break;
+    }
+    case Layout::vnni_n32k4_s8: {
+      constexpr int64_t NR = Avx512VnniTraits::NR;
+      auto* d = reinterpret_cast<const int8_t*>(v.data());
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < k; ++j)
+          w[i * k + j] = d[((i / NR * (v.k_pad() / 4) + j / 4) * NR + i % NR) * 4 + j % 4];
+      break;
+    }
+    case Layout::depthwise_s16: {
+      auto* d = reinterpret_cast<const int16_t*>(v.data());
+      for (int64_t ch = 0; ch < n; ++ch)
+        for (int64_t t = 0; t < k; ++t) w[ch * k + t] = static_cast<int8_t>(d[t * v.n_pad() + ch]);
+      break;
+    }
+    case Layout::sparse_1x4_csr: {
+      auto* vals = reinterpret_cast<const int8_t*>(v.data());
+      auto* bk = reinterpret_cast<const int32_t*>(v.idx());
+      const int32_t* rp = v.row_ptr();
+      for (int64_t i = 0; i < n; ++i)
+        for (int32_t b = rp[i]; b < rp[i + 1]; ++b)
+          for (int q = 0; q < 4; ++q)
+            if (bk[b] + q < k) w[i * k + bk[b] + q] = vals[b * 4 + q];
+      break;
+    }
+    case Layout::sparse_2_4_s8: {
+      const int64_t groups = v.k_pad() / 4;
+      auto* vals = reinterpret_cast<const int8_t*>(v.data());
+      const uint8_t* idx = v.idx();
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t g = 0; g < groups; ++g) {
+          const int q0 = idx[i * groups + g] & 3, q1 = (idx[i * groups + g] >> 2) & 3;
+          if (g * 4 + q0 < k) w[i * k + g * 4 + q0] = vals[(i * groups + g) * 2];
+          if (g * 4 + q1 < k) w[i * k + g * 4 + q1] = vals[(i * groups + g) * 2 + 1];
+        }
+      break;
+    }
+  }
+  return w;
+}
+
+}  // namespace compress::kernels

@@ -1,0 +1,86 @@
+// Reference kernels: plain loops, no ISA flags. They define the results every
+// other variant must reproduce bit for bit.
+#include <algorithm>
+
+#include "compress/kernels/quantize.h"
+#include "internal.h"
+
+namespace compress::kernels {
+namespace detail {
+namespace {
+
+struct RefCtx {
+  const GemmJob* job;
+  const int8_t* w;
+};
+
+void ref_rows(void* vctx, int64_t begin, int64_t end) {
+  const RefCtx& c = *static_cast<RefCtx*>(vctx);
+  const GemmJob& j = *c.job;
+  const int64_t N = j.B->n(), K = j.B->k();
+  const int32_t* comp = j.B->comp();
+  for (int64_t m = begin; m < end; ++m) {
+    const uint8_t* a = j.A + m * j.lda;
+    for (int64_t n = 0; n < N; ++n) {
+      const int8_t* w = c.w + n * K;
+      int32_t acc = comp[n];
+      for (int64_t k = 0; k < K; ++k) acc += static_cast<int32_t>(a[k]) * w[k];
+      epilogue_scalar(acc, m, n, *j.ep, j.scale, j.bias, j.C, j.ldc);
+    }
+  }
+}
+
+void depthwise_rows(void* vctx, int64_t begin, int64_t end) {
+  const DepthwiseJob& j = *static_cast<DepthwiseJob*>(vctx);
+  const int64_t C = j.channels, taps = j.kh * j.kw, c_pad = j.W->n_pad();
+  const auto* w = reinterpret_cast<const int16_t*>(j.W->data());
+  const int32_t* comp = j.W->comp();
+  const int32_t azp = j.W->a_zero_point();
+  for (int64_t row = begin; row < end; ++row) {  // row = (b, oh)
+    const int64_t b = row / j.out_h, oh = row % j.out_h;
+    for (int64_t ow = 0; ow < j.out_w; ++ow) {
+      const int64_t m = row * j.out_w + ow;
+      for (int64_t c = 0; c < C; ++c) {
+        int32_t acc = comp[c];
+        for (int64_t t = 0; t < taps; ++t) {
+          const int64_t ih = oh * j.stride_h - j.pad_h + (t / j.kw) * j.dil_h;
+          const int64_t iw = ow * j.stride_w - j.pad_w + (t % j.kw) * j.dil_w;
+          const int32_t x = (ih < 0 || ih >= j.height || iw < 0 || iw >= j.width)
+                                ? azp
+                                : j.input[((b * j.height + ih) * j.width + iw) * C + c];
+          acc += x * w[t * c_pad + c];
+        }
+        epilogue_scalar(acc, m, c, *j.ep, j.scale, j.bias, j.output, C);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf) {
+  RefCtx c{&job, w_rowmajor};
+  run_parallel(pf, job.M, &c, ref_rows);
+}
+
+void depthwise_ref(const DepthwiseJob& job, const ParallelFor& pf) {
+  run_parallel(pf, job.batch * job.out_h, const_cast<DepthwiseJob*>(&job), depthwise_rows);
+}
+
+}  // namespace detail
+
+void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q) {
+  const float inv = 1.f / scale;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = std::nearbyint(x[i] * inv) + static_cast<float>(zero_point);
+    v = v > 0.f ? v : 0.f;
+    v = v < 255.f ? v : 255.f;
+    q[i] = static_cast<uint8_t>(v);
+  }
+}
+
+void dequantize_u8_f32(const uint8_t* q, int64_t n, float scale, int32_t zero_point, float* x) {
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<int32_t>(q[i]) - zero_point) * scale;
+}
+
+}  // namespace compress::kernels

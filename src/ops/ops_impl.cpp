@@ -1,0 +1,309 @@
+// Tensor-level wrappers of the kernels: argument checks with one-line
+// messages, layout conversion, and LibTorch's thread pool for parallelism.
+#include <ATen/Parallel.h>
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "compress/error.h"
+#include "compress/kernels/conv.h"
+#include "compress/kernels/gemm.h"
+#include "compress/kernels/packed.h"
+#include "compress/kernels/quantize.h"
+#include "compress/kernels/sparse.h"
+#include "compress/ops/ops.h"
+
+namespace compress::ops {
+namespace {
+
+namespace K = compress::kernels;
+
+// Kernels split their work through at::parallel_for, so they use LibTorch's
+// intra-op threads (at::get_num_threads()) and never add threads of their own.
+K::ParallelFor torch_parallel() {
+  return [](int64_t n, const std::function<void(int64_t, int64_t)>& body) {
+    at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) { body(b, e); });
+  };
+}
+
+// Runs f, turning compress::Error into a one-line c10::Error that names the op.
+template <typename F>
+auto guarded(const char* op, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const compress::Error& e) {
+    TORCH_CHECK(false, op, ": ", e.what());
+  }
+}
+
+K::Layout parse_layout(const char* op, const std::string& layout) {
+  if (layout == "auto") return K::dense_layout_for(K::active_isa());
+  TORCH_CHECK(layout == "ref" || layout == "avx2" || layout == "avx512vnni", op, ": unknown layout '", layout,
+              "' (expected auto, ref, avx2 or avx512vnni)");
+  return K::dense_layout_for(K::parse_isa(layout));
+}
+
+at::Tensor blob_tensor(const std::vector<uint8_t>& blob) {
+  at::Tensor t = at::empty({static_cast<int64_t>(blob.size())}, at::kByte);
+  std::memcpy(t.data_ptr<uint8_t>(), blob.data(), blob.size());
+  return t;
+}
+
+K::PackedView view_of(const char* op, const at::Tensor& packed) {
+  TORCH_CHECK(packed.device().is_cpu() && packed.scalar_type() == at::kByte && packed.dim() == 1 &&
+                  packed.is_contiguous(),
+              op, ": packed_weight must be a contiguous 1-D uint8 CPU tensor made by a compress::pack_* op, got ",
+              packed.scalar_type(), " of shape ", packed.sizes());
+  return guarded(op, [&] { return K::PackedView(packed.data_ptr<uint8_t>(), packed.numel()); });
+}
+
+void check_zero_point(const char* op, int64_t zp) {
+  TORCH_CHECK(zp >= 0 && zp <= 255, op, ": input_zero_point must be in 0..255, got ", zp);
+}
+
+K::OutType out_type(const char* op, c10::ScalarType t) {
+  switch (t) {
+    case at::kByte: return K::OutType::u8;
+    case at::kChar: return K::OutType::s8;
+    case at::kFloat: return K::OutType::f32;
+    default: TORCH_CHECK(false, op, ": output_dtype must be uint8, int8 or float32, got ", t);
+  }
+}
+
+// Epilogue arrays kept alive for the duration of a call.
+struct EpilogueTensors {
+  at::Tensor scale, bias, residual;
+  K::Epilogue ep;
+};
+
+EpilogueTensors make_epilogue(const char* op, int64_t n, const at::Tensor& scale,
+                              const c10::optional<at::Tensor>& bias, int64_t out_zp, bool relu,
+                              c10::ScalarType dtype, const c10::optional<at::Tensor>& residual,
+                              at::IntArrayRef out_shape, double residual_scale, int64_t residual_zp) {
+  EpilogueTensors e;
+  TORCH_CHECK(scale.dim() == 1 && scale.numel() == n && scale.is_floating_point(), op,
+              ": scale must be a 1-D float tensor of ", n, " per-output-channel values, got shape ", scale.sizes());
+  e.scale = scale.to(at::kFloat).contiguous();
+  e.ep.scale = e.scale.data_ptr<float>();
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->numel() == n && bias->is_floating_point(), op,
+                ": bias must be a 1-D float tensor of ", n, " values, got shape ", bias->sizes());
+    e.bias = bias->to(at::kFloat).contiguous();
+    e.ep.bias = e.bias.data_ptr<float>();
+  }
+  e.ep.out = out_type(op, dtype);
+  e.ep.relu = relu;
+  if (e.ep.out == K::OutType::u8)
+    TORCH_CHECK(out_zp >= 0 && out_zp <= 255, op, ": output_zero_point must be in 0..255 for uint8, got ", out_zp);
+  if (e.ep.out == K::OutType::s8)
+    TORCH_CHECK(out_zp >= -128 && out_zp <= 127, op, ": output_zero_point must be in -128..127 for int8, got ",
+                out_zp);
+  e.ep.out_zero_point = static_cast<int32_t>(out_zp);
+  if (residual.has_value() && residual->defined()) {
+    TORCH_CHECK(residual->scalar_type() == dtype, op, ": residual must have the output dtype ", dtype, ", got ",
+                residual->scalar_type());
+    TORCH_CHECK(residual->sizes() == out_shape, op, ": residual must have the output shape ", out_shape,
+                ", got ", residual->sizes());
+    e.residual = residual->contiguous();
+    e.ep.residual = e.residual.data_ptr();
+    e.ep.ld_residual = n;
+    e.ep.residual_scale = static_cast<float>(residual_scale);
+    e.ep.residual_zero_point = static_cast<int32_t>(residual_zp);
+  }
+  return e;
+}
+
+at::Tensor linear_common(const char* op, bool sparse, const at::Tensor& input, const at::Tensor& packed,
+                         const at::Tensor& scale, const c10::optional<at::Tensor>& bias, int64_t out_zp,
+                         bool relu, c10::ScalarType dtype, const c10::optional<at::Tensor>& residual,
+                         double residual_scale, int64_t residual_zp) {
+  const K::PackedView w = view_of(op, packed);
+  const bool is_sparse = w.kind() == K::PackedKind::sparse_1x4 || w.kind() == K::PackedKind::sparse_2_4;
+  TORCH_CHECK(is_sparse == sparse && (sparse || w.kind() == K::PackedKind::gemm), op,
+              ": packed_weight was not made by ",
+              sparse ? "compress::pack_linear_int8_sparse" : "compress::pack_linear_int8");
+  TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kByte, op,
+              ": input must be a uint8 CPU tensor (quantized activations), got ", input.scalar_type(), " on ",
+              input.device());
+  TORCH_CHECK(input.dim() >= 1 && input.size(-1) == w.k(), op, ": input's last dimension must be ", w.k(),
+              " (in_features), got shape ", input.sizes());
+  std::vector<int64_t> out_shape(input.sizes().begin(), input.sizes().end());
+  out_shape.back() = w.n();
+  const at::Tensor x = input.contiguous();
+  const int64_t M = x.numel() / w.k();
+  EpilogueTensors e = make_epilogue(op, w.n(), scale, bias, out_zp, relu, dtype, residual, out_shape,
+                                    residual_scale, residual_zp);
+  at::Tensor out = at::empty(out_shape, at::TensorOptions().dtype(dtype));
+  guarded(op, [&] {
+    if (sparse)
+      K::sparse_gemm_u8s8s32(M, x.data_ptr<uint8_t>(), w.k(), w, out.data_ptr(), w.n(), e.ep, torch_parallel());
+    else
+      K::gemm_u8s8s32(M, x.data_ptr<uint8_t>(), w.k(), w, out.data_ptr(), w.n(), e.ep, torch_parallel());
+    return 0;
+  });
+  return out;
+}
+
+}  // namespace
+
+at::Tensor pack_linear_int8(const at::Tensor& weight, int64_t input_zero_point, const std::string& layout) {
+  const char* op = "compress::pack_linear_int8";
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 2, op,
+              ": weight must be a 2-D int8 tensor [out_features, in_features], got ", weight.scalar_type(),
+              " of shape ", weight.sizes());
+  check_zero_point(op, input_zero_point);
+  const K::Layout l = parse_layout(op, layout);
+  const at::Tensor w = weight.contiguous().cpu();
+  return guarded(op, [&] {
+    return blob_tensor(K::pack_gemm_u8s8(w.data_ptr<int8_t>(), w.size(0), w.size(1),
+                                         static_cast<int32_t>(input_zero_point), l));
+  });
+}
+
+at::Tensor pack_conv2d_int8(const at::Tensor& weight, int64_t input_zero_point, int64_t groups,
+                            const std::string& layout) {
+  const char* op = "compress::pack_conv2d_int8";
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 4, op,
+              ": weight must be a 4-D int8 tensor [out, in/groups, kh, kw], got ", weight.scalar_type(),
+              " of shape ", weight.sizes());
+  check_zero_point(op, input_zero_point);
+  const int64_t O = weight.size(0), Ig = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  const K::Layout l = parse_layout(op, layout);
+  if (groups == 1) {
+    // OIHW -> OHWI: the im2col rows of NHWC activations are (kh, kw, c).
+    const at::Tensor w = weight.permute({0, 2, 3, 1}).contiguous().cpu();
+    return guarded(op, [&] {
+      return blob_tensor(K::pack_conv_u8s8(w.data_ptr<int8_t>(), O, kh, kw, Ig,
+                                           static_cast<int32_t>(input_zero_point), l));
+    });
+  }
+  TORCH_CHECK(Ig == 1 && groups == O, op, ": groups=", groups,
+              " is supported only as depthwise (groups == out_channels == in_channels, weight [C, 1, kh, kw]); got "
+              "weight shape ",
+              weight.sizes());
+  const at::Tensor w = weight.contiguous().cpu();
+  return guarded(op, [&] {
+    return blob_tensor(K::pack_depthwise_u8s8(w.data_ptr<int8_t>(), O, kh, kw, static_cast<int32_t>(input_zero_point)));
+  });
+}
+
+at::Tensor pack_linear_int8_sparse(const at::Tensor& weight, const at::Tensor& mask, int64_t input_zero_point,
+                                   const std::string& format) {
+  const char* op = "compress::pack_linear_int8_sparse";
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 2, op,
+              ": weight must be a 2-D int8 tensor [out_features, in_features], got ", weight.scalar_type(),
+              " of shape ", weight.sizes());
+  TORCH_CHECK(mask.sizes() == weight.sizes(), op, ": mask must have the weight's shape ", weight.sizes(), ", got ",
+              mask.sizes());
+  TORCH_CHECK(format == "1x4" || format == "2:4", op, ": format must be \"1x4\" or \"2:4\", got \"", format, "\"");
+  check_zero_point(op, input_zero_point);
+  const at::Tensor w = weight.contiguous().cpu();
+  const at::Tensor m = mask.ne(0).to(at::kByte).contiguous().cpu();
+  return guarded(op, [&] {
+    const auto zp = static_cast<int32_t>(input_zero_point);
+    return blob_tensor(format == "1x4"
+                           ? K::pack_sparse_1x4_u8s8(w.data_ptr<int8_t>(), m.data_ptr<uint8_t>(), w.size(0), w.size(1), zp)
+                           : K::pack_sparse_2_4_u8s8(w.data_ptr<int8_t>(), m.data_ptr<uint8_t>(), w.size(0), w.size(1), zp));
+  });
+}
+
+at::Tensor linear_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
+                       const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
+                       c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
+                       double residual_scale, int64_t residual_zero_point) {
+  return linear_common("compress::linear_int8", false, input, packed_weight, scale, bias, output_zero_point, relu,
+                       output_dtype, residual, residual_scale, residual_zero_point);
+}
+
+at::Tensor linear_int8_sparse(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
+                              const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
+                              c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
+                              double residual_scale, int64_t residual_zero_point) {
+  return linear_common("compress::linear_int8_sparse", true, input, packed_weight, scale, bias, output_zero_point,
+                       relu, output_dtype, residual, residual_scale, residual_zero_point);
+}
+
+at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
+                       const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                       at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
+                       c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
+                       double residual_scale, int64_t residual_zero_point) {
+  const char* op = "compress::conv2d_int8";
+  const K::PackedView w = view_of(op, packed_weight);
+  TORCH_CHECK(w.kind() == K::PackedKind::conv || w.kind() == K::PackedKind::depthwise, op,
+              ": packed_weight was not made by compress::pack_conv2d_int8");
+  TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kByte && input.dim() == 4, op,
+              ": input must be a 4-D uint8 NHWC CPU tensor [N, H, W, C], got ", input.scalar_type(), " of shape ",
+              input.sizes());
+  TORCH_CHECK(input.size(3) == w.c_in(), op, ": input has ", input.size(3), " channels (NHWC, last dim), the weight expects ",
+              w.c_in());
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
+              ": stride, padding and dilation must have 2 values each");
+  K::ConvGeometry g;
+  g.batch = input.size(0); g.height = input.size(1); g.width = input.size(2);
+  g.stride_h = stride[0]; g.stride_w = stride[1];
+  g.pad_h = padding[0]; g.pad_w = padding[1];
+  g.dil_h = dilation[0]; g.dil_w = dilation[1];
+  TORCH_CHECK(g.stride_h > 0 && g.stride_w > 0 && g.dil_h > 0 && g.dil_w > 0 && g.pad_h >= 0 && g.pad_w >= 0, op,
+              ": stride and dilation must be positive and padding non-negative");
+  const int64_t oh = K::conv_output_size(g.height, w.kh(), g.stride_h, g.pad_h, g.dil_h);
+  const int64_t ow = K::conv_output_size(g.width, w.kw(), g.stride_w, g.pad_w, g.dil_w);
+  TORCH_CHECK(oh > 0 && ow > 0, op, ": the ", w.kh(), "x", w.kw(), " kernel does not fit the padded ", g.height, "x",
+              g.width, " input");
+  const std::vector<int64_t> out_shape = {g.batch, oh, ow, w.n()};
+  EpilogueTensors e = make_epilogue(op, w.n(), scale, bias, output_zero_point, relu, output_dtype, residual,
+                                    out_shape, residual_scale, residual_zero_point);
+  const at::Tensor x = input.contiguous();
+  at::Tensor out = at::empty(out_shape, at::TensorOptions().dtype(output_dtype));
+  guarded(op, [&] {
+    K::conv2d_u8s8(x.data_ptr<uint8_t>(), g, w, out.data_ptr(), e.ep, torch_parallel());
+    return 0;
+  });
+  return out;
+}
+
+at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point) {
+  const char* op = "compress::quantize_u8";
+  TORCH_CHECK(input.device().is_cpu() && input.is_floating_point(), op, ": input must be a float CPU tensor, got ",
+              input.scalar_type());
+  TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", scale);
+  check_zero_point(op, zero_point);
+  const at::Tensor x = input.to(at::kFloat).contiguous();
+  at::Tensor q = at::empty(x.sizes(), at::kByte);
+  const float* src = x.data_ptr<float>();
+  uint8_t* dst = q.data_ptr<uint8_t>();
+  at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+    K::quantize_f32_u8(src + b, e - b, static_cast<float>(scale), static_cast<int32_t>(zero_point), dst + b);
+  });
+  return q;
+}
+
+at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_point) {
+  const char* op = "compress::dequantize_u8";
+  TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kByte, op, ": input must be a uint8 CPU tensor, got ",
+              input.scalar_type());
+  check_zero_point(op, zero_point);
+  const at::Tensor q = input.contiguous();
+  at::Tensor x = at::empty(q.sizes(), at::kFloat);
+  const uint8_t* src = q.data_ptr<uint8_t>();
+  float* dst = x.data_ptr<float>();
+  at::parallel_for(0, q.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+    K::dequantize_u8_f32(src + b, e - b, static_cast<float>(scale), static_cast<int32_t>(zero_point), dst + b);
+  });
+  return x;
+}
+
+std::string kernel_isa() { return K::isa_name(K::active_isa()); }
+
+KernelReport kernel_report() {
+  KernelReport r;
+  r.active = K::isa_name(K::active_isa());
+  r.best = K::isa_name(K::best_isa());
+  for (K::Isa isa : {K::Isa::ref, K::Isa::avx2, K::Isa::avx512vnni})
+    r.supported.emplace_back(K::isa_name(isa), K::cpu_supports(isa));
+  r.threads = at::get_num_threads();
+  return r;
+}
+
+}  // namespace compress::ops

@@ -1,0 +1,20 @@
+# Test binaries whose cases may be skipped. A case that cannot run here (the
+# CPU lacks an ISA, there is no GPU) exits the process with code 77, and CTest
+# reports it as skipped through SKIP_RETURN_CODE, never as passed.
+# Same as compress_add_test_binary (tests/CMakeLists.txt) plus that property;
+# NO_TORCH: a binary that does not use LibTorch (the kernel tests) skips the
+# LibTorch precompiled header, whose flags it would not match.
+set(COMPRESS_SKIP_CODE 77)
+function(compress_add_skippable_test_binary name)
+  cmake_parse_arguments(T "NO_TORCH" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${T_SOURCES} $<TARGET_OBJECTS:compress_test_main>)
+  target_link_libraries(${name} PRIVATE Catch2::Catch2 ${T_LIBS})
+  target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_BINARY_DIR}/.. ${PROJECT_SOURCE_DIR}/tests)
+  target_compile_definitions(${name} PRIVATE COMPRESS_SKIP_CODE=${COMPRESS_SKIP_CODE})
+  if(NOT T_NO_TORCH)
+    compress_use_pch(${name})
+  endif()
+  catch_discover_tests(${name} PROPERTIES FIXTURES_REQUIRED compress_fixtures
+                       SKIP_RETURN_CODE ${COMPRESS_SKIP_CODE}
+                       TEST_PREFIX "${name}:")
+endfunction()

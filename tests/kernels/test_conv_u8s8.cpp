@@ -1,0 +1,121 @@
+// conv2d_u8s8 (NHWC): 1x1 GEMM path, im2col path and depthwise kernel, on each
+// ISA, against a naive direct convolution where padding is real zero.
+#include <catch2/catch.hpp>
+
+#include "compress/kernels/conv.h"
+#include "kernel_test_util.h"
+
+using namespace compress::kernels;
+
+namespace {
+
+struct ConvCase {
+  int64_t batch, h, w, c_in, c_out, kh, kw, stride, pad, dil;
+  bool depthwise;
+  OutType out;
+  bool relu, residual;
+};
+
+void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g) {
+  const int64_t oh = conv_output_size(c.h, c.kh, c.stride, c.pad, c.dil);
+  const int64_t ow = conv_output_size(c.w, c.kw, c.stride, c.pad, c.dil);
+  const int64_t co = c.depthwise ? c.c_in : c.c_out;
+  const int64_t kper = c.depthwise ? c.kh * c.kw : c.kh * c.kw * c.c_in;
+  const int32_t a_zp = static_cast<int32_t>(g() % 256);
+  auto x = kt::random_u8(g, c.batch * c.h * c.w * c.c_in);
+  auto w = kt::random_s8(g, co * kper);
+  const float span = static_cast<float>(kper) * 128.f * 255.f;
+  auto scale = kt::random_f(g, co, 0.5f * 255.f / span, 4.f * 255.f / span);
+  auto bias = kt::random_f(g, co, -20.f, 20.f);
+  Epilogue ep;
+  ep.scale = scale.data();
+  ep.bias = bias.data();
+  ep.out = c.out;
+  ep.relu = c.relu;
+  ep.out_zero_point = c.out == OutType::u8 ? 100 : 0;
+  const int64_t M = c.batch * oh * ow;
+  std::vector<uint8_t> residual;
+  if (c.residual) {
+    residual = kt::random_u8(g, M * co * kt::out_bytes(c.out), 0, c.out == OutType::f32 ? 60 : 255);
+    ep.residual = residual.data();
+    ep.ld_residual = co;
+    ep.residual_scale = 1.25f;
+    ep.residual_zero_point = c.out == OutType::f32 ? 0 : 7;
+  }
+  std::vector<uint8_t> expect(M * co * kt::out_bytes(c.out)), got(expect.size(), 0xEE);
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t y = 0; y < oh; ++y)
+      for (int64_t xo = 0; xo < ow; ++xo)
+        for (int64_t o = 0; o < co; ++o) {
+          int64_t acc = 0;
+          for (int64_t i = 0; i < c.kh; ++i)
+            for (int64_t j = 0; j < c.kw; ++j) {
+              const int64_t ih = y * c.stride - c.pad + i * c.dil, iw = xo * c.stride - c.pad + j * c.dil;
+              if (ih < 0 || ih >= c.h || iw < 0 || iw >= c.w) continue;  // padding is real zero
+              const uint8_t* px = x.data() + ((b * c.h + ih) * c.w + iw) * c.c_in;
+              if (c.depthwise) {
+                acc += (px[o] - a_zp) * static_cast<int64_t>(w[o * kper + i * c.kw + j]);
+              } else {
+                for (int64_t ci = 0; ci < c.c_in; ++ci)
+                  acc += (px[ci] - a_zp) * static_cast<int64_t>(w[o * kper + (i * c.kw + j) * c.c_in + ci]);
+              }
+            }
+          kt::naive_epilogue(acc, (b * oh + y) * ow + xo, o, ep, expect.data(), co);
+        }
+  auto blob = c.depthwise ? pack_depthwise_u8s8(w.data(), c.c_in, c.kh, c.kw, a_zp)
+                          : pack_conv_u8s8(w.data(), c.c_out, c.kh, c.kw, c.c_in, a_zp, layout, 1.0);
+  PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  if (!c.depthwise) REQUIRE(v.layout() == layout);
+  ConvGeometry geo;
+  geo.batch = c.batch; geo.height = c.h; geo.width = c.w;
+  geo.stride_h = geo.stride_w = c.stride;
+  geo.pad_h = geo.pad_w = c.pad;
+  geo.dil_h = geo.dil_w = c.dil;
+  conv2d_u8s8(x.data(), geo, v, got.data(), ep, std_threads(2), isa);
+  INFO("isa=" << isa_name(isa) << " layout=" << static_cast<int>(layout) << " dw=" << c.depthwise << " in=" << c.batch << "x" << c.h << "x" << c.w << "x"
+               << c.c_in << " out_c=" << co << " k=" << c.kh << "x" << c.kw << " s=" << c.stride << " p=" << c.pad
+               << " d=" << c.dil << " out=" << static_cast<int>(c.out) << " relu=" << c.relu
+               << " residual=" << c.residual);
+  CHECK(kt::first_mismatch(got, expect, c.out) == -1);
+}
+
+void run_conv_cases(Isa isa, Layout layout) {
+  std::mt19937 g(99);
+  const ConvCase cases[] = {
+      {2, 5, 6, 19, 21, 1, 1, 1, 0, 1, false, OutType::u8, true, true},    // 1x1: GEMM on the input
+      {1, 7, 7, 8, 33, 1, 1, 2, 0, 1, false, OutType::s8, false, false},   // 1x1 stride 2: im2col
+      {2, 9, 8, 3, 17, 3, 3, 1, 1, 1, false, OutType::u8, false, true},    // 3x3 pad 1
+      {1, 11, 10, 5, 16, 3, 3, 2, 1, 1, false, OutType::f32, true, false}, // 3x3 stride 2
+      {1, 12, 12, 4, 7, 5, 5, 1, 2, 2, false, OutType::u8, true, false},   // 5x5 dilation 2
+      {3, 15, 13, 3, 9, 7, 7, 2, 3, 1, false, OutType::f32, false, true},  // 7x7 stride 2 (stem)
+      {2, 6, 7, 1, 0, 3, 3, 1, 1, 1, true, OutType::u8, true, false},      // depthwise C = 1
+      {1, 9, 9, 15, 0, 3, 3, 2, 1, 1, true, OutType::s8, false, true},
+      {2, 8, 8, 16, 0, 3, 3, 1, 1, 1, true, OutType::u8, false, true},
+      {1, 7, 9, 17, 0, 3, 3, 1, 0, 1, true, OutType::f32, true, false},
+      {1, 10, 10, 40, 0, 5, 5, 2, 2, 1, true, OutType::u8, true, false},
+      {1, 6, 6, 33, 0, 3, 3, 1, 2, 2, true, OutType::u8, false, false},
+  };
+  for (const auto& c : cases) check_conv(c, isa, layout, g);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_u8s8 ref matches a direct convolution", "[kernels][conv][ref]") {
+  run_conv_cases(Isa::ref, Layout::rowmajor_s8);
+}
+
+TEST_CASE("conv2d_u8s8 avx2 (im2col + gemm_u8s8s32_avx2_6x16c2_s16, dwconv_u8s8s32_avx2_16c) matches",
+          "[kernels][conv][avx2]") {
+  kt::require_isa(Isa::avx2);
+  run_conv_cases(Isa::avx2, Layout::avx2_n16k2_s16);  // im2col chunks + gemm_u8s8s32_avx2_6x16c2_s16
+}
+
+TEST_CASE("conv2d_u8s8 avx2 (implicit im2col rows + gemm_u8s8s32_avx2_6x16c4) matches", "[kernels][conv][avx2]") {
+  kt::require_isa(Isa::avx2);
+  run_conv_cases(Isa::avx2, Layout::avx2_n16k4_u8s8);
+}
+
+TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {
+  kt::require_isa(Isa::avx512vnni);
+  run_conv_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);
+}

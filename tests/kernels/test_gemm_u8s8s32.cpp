@@ -1,0 +1,209 @@
+// gemm_u8s8s32: every ISA variant against the reference and against an
+// independent naive GEMM, bit for bit, on random shapes with tails, extreme
+// values, zero points, every output type, ReLU and residual.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "compress/error.h"
+#include "compress/kernels/packed.h"
+#include "kernel_test_util.h"
+
+using namespace compress::kernels;
+
+namespace {
+
+struct Case {
+  int64_t M, N, K;
+  int32_t a_zp;
+  OutType out;
+  bool relu, bias, residual;
+  int extremes;  // 0 random, 1 all max (255 x 127), 2 max x min (255 x -128), 3 mixed saturating pairs
+};
+
+// Runs one case on `isa` and on the reference and compares both with the naive GEMM.
+void check_case(const Case& c, Isa isa, std::mt19937& g, Layout layout, double max_correction) {
+  std::vector<uint8_t> A;
+  std::vector<int8_t> W;
+  switch (c.extremes) {
+    case 1: A.assign(c.M * c.K, 255); W.assign(c.N * c.K, 127); break;
+    case 2: A.assign(c.M * c.K, 255); W.assign(c.N * c.K, -128); break;
+    case 3:
+      // Values that saturate vpmaddubsw's s16 pair sums: 255*127 + 255*127.
+      A = kt::random_u8(g, c.M * c.K, 250, 255);
+      W = kt::random_s8(g, c.N * c.K, 120, 127);
+      for (size_t i = 0; i < W.size(); i += 3) W[i] = -128;
+      for (size_t i = 0; i < A.size(); i += 5) A[i] = 0;
+      break;
+    default: A = kt::random_u8(g, c.M * c.K); W = kt::random_s8(g, c.N * c.K); break;
+  }
+  // Scales that map the accumulator range onto the output range, so outputs
+  // spread over it and saturate at both ends.
+  const float span = static_cast<float>(c.K) * 128.f * 255.f;
+  std::vector<float> scale = kt::random_f(g, c.N, 0.3f * 255.f / span, 3.f * 255.f / span);
+  std::vector<float> bias = kt::random_f(g, c.N, -40.f, 40.f);
+  Epilogue ep;
+  ep.scale = scale.data();
+  ep.bias = c.bias ? bias.data() : nullptr;
+  ep.out = c.out;
+  ep.relu = c.relu;
+  ep.out_zero_point = c.out == OutType::u8 ? 1 + static_cast<int32_t>(g() % 250) : c.out == OutType::s8 ? -5 : 0;
+  std::vector<uint8_t> residual;
+  if (c.residual) {
+    residual = kt::random_u8(g, c.M * c.N * kt::out_bytes(c.out));
+    if (c.out == OutType::f32) {
+      auto r = kt::random_f(g, c.M * c.N, -3.f, 3.f);
+      std::memcpy(residual.data(), r.data(), residual.size());
+    }
+    ep.residual = residual.data();
+    ep.ld_residual = c.N;
+    ep.residual_scale = 0.75f;
+    ep.residual_zero_point = c.out == OutType::f32 ? 0 : 3;
+  }
+  const int64_t bytes = c.M * c.N * kt::out_bytes(c.out);
+  std::vector<uint8_t> expect(bytes), got_ref(bytes, 0xAB), got(bytes, 0xCD);
+  kt::naive_gemm(c.M, c.N, c.K, A.data(), c.a_zp, W.data(), ep, expect.data());
+
+  auto blob_ref = pack_gemm_u8s8(W.data(), c.N, c.K, c.a_zp, Layout::rowmajor_s8);
+  PackedView vref(blob_ref.data(), static_cast<int64_t>(blob_ref.size()));
+  gemm_u8s8s32(c.M, A.data(), c.K, vref, got_ref.data(), c.N, ep, serial(), Isa::ref);
+
+  auto blob = pack_gemm_u8s8(W.data(), c.N, c.K, c.a_zp, layout, max_correction);
+  PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  REQUIRE(v.layout() == layout);
+  // Two threads: the tiles are split between them as in production.
+  gemm_u8s8s32(c.M, A.data(), c.K, v, got.data(), c.N, ep, std_threads(2), isa);
+
+  INFO("isa=" << isa_name(isa) << " M=" << c.M << " N=" << c.N << " K=" << c.K << " a_zp=" << c.a_zp
+               << " out=" << static_cast<int>(c.out) << " relu=" << c.relu << " bias=" << c.bias
+               << " residual=" << c.residual << " extremes=" << c.extremes);
+  CHECK(kt::first_mismatch(got_ref, expect, c.out) == -1);
+  CHECK(kt::first_mismatch(got, expect, c.out) == -1);
+}
+
+void run_all_cases(Isa isa, Layout layout, double max_correction = kDefaultMaxCorrection) {
+  std::mt19937 g(1234 + static_cast<int>(isa));
+  const int64_t Ms[] = {1, 2, 5, 6, 7, 8, 13, 49};
+  const int64_t Ns[] = {1, 3, 16, 17, 32, 33, 70};
+  const int64_t Ks[] = {1, 2, 3, 4, 5, 7, 8, 31, 64, 129};
+  const OutType outs[] = {OutType::u8, OutType::s8, OutType::f32};
+  int i = 0;
+  for (int64_t M : Ms)
+    for (int64_t N : Ns)
+      for (int64_t K : Ks) {
+        ++i;
+        Case c{M, N, K, static_cast<int32_t>(g() % 256), outs[i % 3], (i % 4) == 1, (i % 5) != 0,
+               (i % 7) == 3, (i % 11 == 4) ? 1 + static_cast<int>(i % 3) : 0};
+        check_case(c, isa, g, layout, max_correction);
+      }
+  // Saturation edges on bigger K, every extreme pattern and zero points 0 and 255.
+  for (int ex = 1; ex <= 3; ++ex)
+    for (int32_t zp : {0, 128, 255})
+      for (OutType out : outs) check_case(Case{9, 35, 515, zp, out, false, true, false, ex}, isa, g, layout, max_correction);
+}
+
+// The integer part alone: f32 output with unit scale and no bias is the exact
+// accumulator (|acc| < 2^24 here), compared against int64 sums.
+void check_integer_part(Isa isa, Layout layout) {
+  std::mt19937 g(77);
+  const int64_t M = 11, N = 37, K = 255;
+  auto A = kt::random_u8(g, M * K);
+  auto W = kt::random_s8(g, N * K);
+  const int32_t a_zp = 131;
+  std::vector<float> ones(N, 1.f), C(M * N);
+  Epilogue ep;
+  ep.scale = ones.data();
+  auto blob = pack_gemm_u8s8(W.data(), N, K, a_zp, layout, 1.0);
+  PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  REQUIRE(v.layout() == layout);
+  gemm_u8s8s32(M, A.data(), K, v, C.data(), N, ep, serial(), isa);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += (A[m * K + k] - a_zp) * static_cast<int64_t>(W[n * K + k]);
+      REQUIRE(static_cast<int64_t>(C[m * N + n]) == acc);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("gemm_u8s8s32_ref matches the naive GEMM", "[kernels][gemm][ref]") {
+  run_all_cases(Isa::ref, Layout::rowmajor_s8);
+  check_integer_part(Isa::ref, Layout::rowmajor_s8);
+}
+
+TEST_CASE("gemm_u8s8s32_avx2_6x16 matches the reference", "[kernels][gemm][avx2]") {
+  kt::require_isa(Isa::avx2);
+  std::vector<uint8_t> blob = pack_gemm_u8s8(std::vector<int8_t>(4, 1).data(), 2, 2, 0, Layout::avx2_n16k2_s16);
+  PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  REQUIRE(std::string(gemm_kernel_name(v, Isa::avx2)) == "gemm_u8s8s32_avx2_6x16c2_s16");
+  run_all_cases(Isa::avx2, Layout::avx2_n16k2_s16);
+  check_integer_part(Isa::avx2, Layout::avx2_n16k2_s16);
+}
+
+TEST_CASE("gemm_u8s8s32_avx2_6x16c4 (vpmaddubsw + correction) matches the reference", "[kernels][gemm][avx2]") {
+  kt::require_isa(Isa::avx2);
+  // Forced (max_correction = 1): every case, extremes included, takes the u8 path.
+  run_all_cases(Isa::avx2, Layout::avx2_n16k4_u8s8, 1.0);
+  check_integer_part(Isa::avx2, Layout::avx2_n16k4_u8s8);
+  std::mt19937 g(8);
+  auto forced = pack_gemm_u8s8(kt::random_s8(g, 64 * 64).data(), 64, 64, 0, Layout::avx2_n16k4_u8s8, 1.0);
+  PackedView v(forced.data(), static_cast<int64_t>(forced.size()));
+  CHECK(std::string(gemm_kernel_name(v, Isa::avx2)) == "gemm_u8s8s32_avx2_6x16c4");
+  CHECK(v.nnz() > 0);  // uniform random weights need corrections
+}
+
+TEST_CASE("the u8 layout falls back to the exact s16 layout when corrections would be dense",
+          "[kernels][gemm][packing]") {
+  std::mt19937 g(9);
+  auto uniform = kt::random_s8(g, 32 * 64);              // about half the pairs exceed the budget
+  auto small = kt::random_s8(g, 32 * 64, -60, 60);       // never exceeds it
+  auto a = pack_gemm_u8s8(uniform.data(), 32, 64, 0, Layout::avx2_n16k4_u8s8);
+  auto b = pack_gemm_u8s8(small.data(), 32, 64, 0, Layout::avx2_n16k4_u8s8);
+  CHECK(PackedView(a.data(), static_cast<int64_t>(a.size())).layout() == Layout::avx2_n16k2_s16);
+  PackedView vb(b.data(), static_cast<int64_t>(b.size()));
+  CHECK(vb.layout() == Layout::avx2_n16k4_u8s8);
+  CHECK(vb.nnz() == 0);
+  CHECK(unpack_weight_rowmajor(vb) == small);
+}
+
+TEST_CASE("gemm_u8s8s32_avx512vnni_8x32 matches the reference", "[kernels][gemm][avx512vnni]") {
+  kt::require_isa(Isa::avx512vnni);
+  std::vector<uint8_t> blob = pack_gemm_u8s8(std::vector<int8_t>(4, 1).data(), 2, 2, 0, Layout::vnni_n32k4_s8);
+  PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  REQUIRE(std::string(gemm_kernel_name(v, Isa::avx512vnni)) == "gemm_u8s8s32_avx512vnni_8x32");
+  run_all_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);
+  check_integer_part(Isa::avx512vnni, Layout::vnni_n32k4_s8);
+}
+
+TEST_CASE("a weight packed for one ISA runs correctly under another (declined to the reference)",
+          "[kernels][gemm]") {
+  std::mt19937 g(5);
+  const int64_t M = 7, N = 19, K = 23;
+  auto A = kt::random_u8(g, M * K);
+  auto W = kt::random_s8(g, N * K);
+  std::vector<float> scale(N, 1.f), expect(M * N), got(M * N);
+  Epilogue ep;
+  ep.scale = scale.data();
+  kt::naive_gemm(M, N, K, A.data(), 9, W.data(), ep, expect.data());
+  for (Layout l : {Layout::avx2_n16k2_s16, Layout::avx2_n16k4_u8s8, Layout::vnni_n32k4_s8, Layout::rowmajor_s8}) {
+    auto blob = pack_gemm_u8s8(W.data(), N, K, 9, l, 1.0);
+    PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+    gemm_u8s8s32(M, A.data(), K, v, got.data(), N, ep, serial(), Isa::ref);
+    CHECK(std::string(gemm_kernel_name(v, Isa::ref)) == "gemm_u8s8s32_ref");
+    CHECK(std::memcmp(got.data(), expect.data(), expect.size() * 4) == 0);
+    CHECK(unpack_weight_rowmajor(v) == W);
+  }
+}
+
+TEST_CASE("packed blobs are validated", "[kernels][packing]") {
+  std::vector<int8_t> W(6, 1);
+  auto blob = pack_gemm_u8s8(W.data(), 2, 3, 0, Layout::rowmajor_s8);
+  REQUIRE_NOTHROW(PackedView(blob.data(), static_cast<int64_t>(blob.size())));
+  CHECK_THROWS_AS(PackedView(blob.data(), static_cast<int64_t>(blob.size()) - 1), compress::Error);
+  auto bad = blob;
+  bad[0] ^= 1;
+  CHECK_THROWS_WITH(PackedView(bad.data(), static_cast<int64_t>(bad.size())), Catch::Contains("bad magic"));
+  CHECK_THROWS_WITH(pack_gemm_u8s8(W.data(), 2, 3, 256, Layout::rowmajor_s8), Catch::Contains("zero point"));
+  CHECK_THROWS_AS(pack_gemm_u8s8(W.data(), 0, 3, 0, Layout::rowmajor_s8), compress::Error);
+}

@@ -1,0 +1,170 @@
+// The compress custom ops: results against the kernels' reference and against
+// at::conv2d / at::matmul on integers, save+load of a module that uses them,
+// and one-line errors for bad input.
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+#include <torch/script.h>
+
+#include <cstdio>
+#include <string>
+
+#include "compress/kernels/gemm.h"
+#include "compress/ops/ops.h"
+#include "compress/ops/script.h"
+#include "test_paths.h"
+
+namespace {
+
+c10::IValue call(const std::string& name, std::vector<c10::IValue> args) {
+  auto op = c10::Dispatcher::singleton().findSchemaOrThrow(("compress::" + name).c_str(), "");
+  auto stack = std::move(args);
+  op.callBoxed(&stack);
+  return stack.at(0);
+}
+
+at::Tensor rand_u8(at::IntArrayRef shape) { return at::randint(0, 256, shape, at::kByte); }
+at::Tensor rand_s8(at::IntArrayRef shape) { return at::randint(-128, 128, shape, at::kChar); }
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("linear_int8 accumulates exactly (float output, unit scale)", "[ops][linear]") {
+  at::manual_seed(1);
+  const int64_t K = 77, N = 29;
+  at::Tensor x = rand_u8({3, 5, K}), w = rand_s8({N, K});
+  const int64_t zp = 121;
+  at::Tensor packed = compress::ops::pack_linear_int8(w, zp, "auto");
+  at::Tensor y = compress::ops::linear_int8(x, packed, at::ones({N}), c10::nullopt, 0, false, at::kFloat, c10::nullopt,
+                                            1.0, 0);
+  at::Tensor expect = at::matmul(x.to(at::kLong) - zp, w.to(at::kLong).t()).to(at::kFloat);
+  REQUIRE(y.sizes() == expect.sizes());
+  CHECK(at::equal(y, expect));
+}
+
+TEST_CASE("linear_int8 uint8 output equals the kernels' reference bit for bit", "[ops][linear]") {
+  at::manual_seed(2);
+  const int64_t M = 9, K = 50, N = 33;
+  at::Tensor x = rand_u8({M, K}), w = rand_s8({N, K});
+  at::Tensor scale = at::rand({N}) * 1e-3 + 1e-4, bias = at::randn({N}) * 5;
+  at::Tensor y = compress::ops::linear_int8(x, compress::ops::pack_linear_int8(w, 17, "auto"), scale, bias, 128, true,
+                                            at::kByte, c10::nullopt, 1.0, 0);
+  // The same computation through the kernel library on the reference path.
+  namespace KN = compress::kernels;
+  auto blob = KN::pack_gemm_u8s8(w.contiguous().data_ptr<int8_t>(), N, K, 17, KN::Layout::rowmajor_s8);
+  KN::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  at::Tensor expect = at::empty({M, N}, at::kByte);
+  KN::Epilogue ep;
+  ep.scale = scale.data_ptr<float>();
+  ep.bias = bias.data_ptr<float>();
+  ep.out = KN::OutType::u8;
+  ep.out_zero_point = 128;
+  ep.relu = true;
+  KN::gemm_u8s8s32(M, x.data_ptr<uint8_t>(), K, v, expect.data_ptr(), N, ep, KN::serial(), KN::Isa::ref);
+  CHECK(at::equal(y, expect));
+  CHECK(y.min().item<int>() >= 128);  // ReLU clamps at the output zero point
+}
+
+TEST_CASE("conv2d_int8 matches at::conv2d on integers (groups 1 and depthwise)", "[ops][conv]") {
+  at::manual_seed(3);
+  struct C { int64_t n, h, w, cin, cout, k, stride, pad, dil, groups; };
+  for (C c : {C{2, 9, 8, 5, 7, 3, 1, 1, 1, 1}, C{1, 10, 11, 3, 16, 7, 2, 3, 1, 1}, C{1, 6, 6, 24, 8, 1, 1, 0, 1, 1},
+              C{2, 9, 9, 19, 19, 3, 2, 1, 1, 19}, C{1, 8, 8, 16, 16, 5, 1, 2, 1, 16}}) {
+    const int64_t zp = 90;
+    at::Tensor x = rand_u8({c.n, c.h, c.w, c.cin});
+    at::Tensor w = rand_s8({c.cout, c.cin / c.groups, c.k, c.k});
+    at::Tensor packed = compress::ops::pack_conv2d_int8(w, zp, c.groups, "auto");
+    at::Tensor y = compress::ops::conv2d_int8(x, packed, at::ones({c.cout}), c10::nullopt, {c.stride, c.stride},
+                                              {c.pad, c.pad}, {c.dil, c.dil}, 0, false, at::kFloat, c10::nullopt, 1.0, 0);
+    // Integers below 2^24 are exact in float, so float conv2d is an exact reference.
+    at::Tensor xf = (x.to(at::kFloat) - zp).permute({0, 3, 1, 2});
+    at::Tensor expect = at::conv2d(xf, w.to(at::kFloat), {}, {c.stride, c.stride}, {c.pad, c.pad}, {c.dil, c.dil},
+                                   c.groups)
+                            .permute({0, 2, 3, 1});
+    INFO("cin=" << c.cin << " cout=" << c.cout << " k=" << c.k << " groups=" << c.groups);
+    REQUIRE(y.sizes() == expect.sizes());
+    CHECK(at::equal(y, expect.contiguous()));
+  }
+}
+
+TEST_CASE("linear_int8_sparse equals linear_int8 on the masked weight", "[ops][sparse]") {
+  at::manual_seed(4);
+  const int64_t M = 20, K = 64, N = 40;
+  at::Tensor x = rand_u8({M, K}), w = rand_s8({N, K});
+  at::Tensor blocks = at::rand({N, K / 4}) > 0.8;  // 80% sparse in 1x4 blocks
+  at::Tensor mask14 = blocks.repeat_interleave(4, 1);
+  at::Tensor idx = std::get<1>(at::rand({N, K / 4, 4}).sort(-1)).lt(2);  // 2 of every 4
+  at::Tensor mask24 = idx.reshape({N, K});
+  at::Tensor scale = at::rand({N}) * 1e-3 + 1e-4, bias = at::randn({N});
+  for (auto [mask, fmt] : {std::pair<at::Tensor, std::string>{mask14, "1x4"}, {mask24, "2:4"}}) {
+    at::Tensor sparse = compress::ops::linear_int8_sparse(
+        x, compress::ops::pack_linear_int8_sparse(w, mask, 3, fmt), scale, bias, 10, false, at::kByte, c10::nullopt, 1.0, 0);
+    at::Tensor dense = compress::ops::linear_int8(x, compress::ops::pack_linear_int8(w * mask.to(at::kChar), 3, "auto"),
+                                                  scale, bias, 10, false, at::kByte, c10::nullopt, 1.0, 0);
+    INFO(fmt);
+    CHECK(at::equal(sparse, dense));
+  }
+}
+
+TEST_CASE("a module using the ops saves and loads in C++", "[ops][serialization]") {
+  at::manual_seed(5);
+  torch::jit::Module m("QuantLinear");
+  const int64_t K = 24, N = 10;
+  at::Tensor w = rand_s8({N, K});
+  m.register_buffer("packed", call("pack_linear_int8", {w, int64_t{7}, std::string("auto")}).toTensor());
+  m.register_buffer("scale", at::full({N}, 0.01f));
+  m.register_buffer("bias", at::zeros({N}));
+  m.define(R"(
+def forward(self, x):
+    y = ops.compress.linear_int8(x, self.packed, self.scale, self.bias, 5, True, 0)
+    return ops.compress.dequantize_u8(y, 0.5, 5)
+)", compress::ops::script_resolver());
+  at::Tensor x = rand_u8({4, K});
+  at::Tensor before = m.forward({x}).toTensor();
+  const std::string path = std::string(COMPRESS_BINARY_DIR) + "/test_ops_module.pt";
+  m.save(path);
+  torch::jit::Module loaded = torch::jit::load(path);
+  at::Tensor after = loaded.forward({x}).toTensor();
+  std::remove(path.c_str());
+  CHECK(at::equal(before, after));
+  CHECK(before.scalar_type() == at::kFloat);
+  CHECK(before.min().item<float>() >= 0.f);
+}
+
+TEST_CASE("bad input gives a one-line error naming the op", "[ops][errors]") {
+  at::Tensor w = rand_s8({4, 8});
+  at::Tensor p = compress::ops::pack_linear_int8(w, 0, "auto");
+  auto linear = [&](const at::Tensor& x, const at::Tensor& pw, const at::Tensor& s) {
+    compress::ops::linear_int8(x, pw, s, c10::nullopt, 0, false, at::kFloat, c10::nullopt, 1.0, 0);
+  };
+  std::string e = error_of([&] { linear(rand_u8({2, 7}), p, at::ones({4})); });
+  CHECK_THAT(e, Catch::StartsWith("compress::linear_int8: input's last dimension must be 8"));
+  CHECK(e.find('\n') == std::string::npos);
+  e = error_of([&] { linear(at::ones({2, 8}), p, at::ones({4})); });
+  CHECK_THAT(e, Catch::Contains("input must be a uint8"));
+  e = error_of([&] { linear(rand_u8({2, 8}), at::zeros({300}, at::kByte), at::ones({4})); });
+  CHECK_THAT(e, Catch::Contains("bad magic"));
+  e = error_of([&] { linear(rand_u8({2, 8}), p, at::ones({3})); });
+  CHECK_THAT(e, Catch::Contains("scale must be a 1-D float tensor of 4"));
+  e = error_of([&] { compress::ops::pack_linear_int8(w, 300, "auto"); });
+  CHECK_THAT(e, Catch::Contains("input_zero_point must be in 0..255"));
+  e = error_of([&] { compress::ops::pack_conv2d_int8(rand_s8({8, 2, 3, 3}), 0, 4, "auto"); });
+  CHECK_THAT(e, Catch::Contains("only as depthwise"));
+  e = error_of([&] { compress::ops::pack_linear_int8_sparse(w, at::ones({4, 8}), 0, "3:4"); });
+  CHECK_THAT(e, Catch::Contains("format must be"));
+  e = error_of([&] { compress::ops::pack_linear_int8_sparse(w, at::ones({4, 8}), 0, "2:4"); });
+  CHECK_THAT(e, Catch::Contains("more than 2"));
+}
+
+TEST_CASE("ops report the kernel ISA", "[ops]") {
+  const std::string isa = call("kernel_isa", {}).toStringRef();
+  CHECK((isa == "ref" || isa == "avx2" || isa == "avx512vnni"));
+}

@@ -1,0 +1,49 @@
+// compress info: what the kernels will run on this machine (ISA chosen from
+// CPUID + XCR0 or forced by COMPRESS_ISA, threads), as text or --json.
+#include <cstdio>
+#include <cstdlib>
+
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "compress/error.h"
+#include "compress/ops/ops.h"
+
+namespace compress::cli {
+
+int cmd_info(int argc, char** argv) {
+  cxxopts::Options options("compress info", "Report the kernel ISA and threads this machine uses");
+  options.add_options()("json", "print JSON")("h,help", "show this help");
+  const auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::printf("%s\n", options.help().c_str());
+    std::printf("The ISA is chosen from CPUID and XCR0; COMPRESS_ISA=ref|avx2|avx512vnni forces one.\n");
+    return 0;
+  }
+  ops::KernelReport r;
+  try {
+    r = ops::kernel_report();
+  } catch (const std::exception& e) {
+    // A forced COMPRESS_ISA the CPU cannot run is the user's input.
+    bad_input(first_line_of(e));
+  }
+  const char* env = std::getenv("COMPRESS_ISA");
+  if (args.count("json")) {
+    nlohmann::json j;
+    j["isa"] = r.active;
+    j["best_isa"] = r.best;
+    j["forced_by_env"] = env != nullptr && *env != '\0';
+    for (const auto& [name, ok] : r.supported) j["supported"][name] = ok;
+    j["threads"] = r.threads;
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("kernels: isa %s (best on this CPU: %s%s)\n", r.active.c_str(), r.best.c_str(),
+              env && *env ? ", forced by COMPRESS_ISA" : "");
+  for (const auto& [name, ok] : r.supported) std::printf("  %-11s %s\n", name.c_str(), ok ? "supported" : "not supported");
+  std::printf("threads: %d (LibTorch intra-op pool, shared by the kernels)\n", r.threads);
+  return 0;
+}
+
+}  // namespace compress::cli
