@@ -23,6 +23,8 @@ struct Command {
 const Command kCommands[] = {
     {"inspect", compress::cli::cmd_inspect, "print a model's graph: shapes, parameters, MACs"},
     {"convert", compress::cli::cmd_convert, "import and re-export a model (--fold-bn, --strip-dropout)"},
+    {"train", compress::cli::cmd_train, "train a baseline model (or fine-tune one) on a dataset"},
+    {"eval", compress::cli::cmd_eval, "test accuracy, confusion matrix and latency of a model"},
 };
 
 void print_usage(std::FILE* out) {
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
     } catch (const compress::Error& e) {
       std::fprintf(stderr, "compress %s: error: %s\n", c.name, e.what());
       return e.kind() == compress::ErrorKind::BadInput ? 2 : 1;
-    } catch (const cxxopts::OptionException& e) {
+    } catch (const cxxopts::exceptions::exception& e) {
       std::fprintf(stderr, "compress %s: error: %s (see compress %s --help)\n", c.name, e.what(), c.name);
       return 2;
     } catch (const std::exception& e) {
