@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "compress/error.h"
+#include "compress/ir/export.h"
+#include "compress/ir/import.h"
 
 namespace compress::models {
 namespace {
@@ -354,7 +356,7 @@ std::string zoo_summary(const std::string& name) {
   return "";
 }
 
-ZooModel build(const std::string& name, uint64_t seed, int64_t num_classes) {
+ZooModel build_direct(const std::string& name, uint64_t seed, int64_t num_classes) {
   Builder b(seed);
   ZooModel z;
   z.name = name;
@@ -373,7 +375,8 @@ ZooModel build(const std::string& name, uint64_t seed, int64_t num_classes) {
 }
 
 Recipe default_recipe(const std::string& name) {
-  // Short schedules: these run on two shared CPU cores (docs/training.md).
+  // Short schedules: these had to fit, one after another, in about an hour of
+  // two CPU cores shared with other jobs (docs/training.md).
   // Cosine decay to zero makes the most of few epochs; flips are free
   // regularisation for Fashion-MNIST's mostly symmetric items; random crops
   // slowed convergence more than these epoch counts allow.
@@ -382,16 +385,16 @@ Recipe default_recipe(const std::string& name) {
     r.epochs = 6;
     r.lr = 0.05;
   } else if (name == "resnet" || name == "senet") {
-    r.epochs = name == "resnet" ? 8 : 6;
+    r.epochs = name == "resnet" ? 5 : 4;
     r.lr = 0.1;
     r.horizontal_flip = true;
   } else if (name == "mobilenetv2") {
-    r.epochs = 8;
+    r.epochs = 5;
     r.lr = 0.1;
     r.weight_decay = 1e-4;
     r.horizontal_flip = true;
   } else if (name == "vit") {
-    r.epochs = 10;
+    r.epochs = 6;
     r.optimizer = "adamw";
     r.lr = 2e-3;
     r.weight_decay = 0.05;
@@ -404,6 +407,15 @@ Recipe default_recipe(const std::string& name) {
     build(name);  // raises the unknown-name error
   }
   return r;
+}
+
+ZooModel build(const std::string& name, uint64_t seed, int64_t num_classes) {
+  // What is trained and saved is the IR's export, exactly as for a user's
+  // model after `compress convert`: later passes then see the same graphs.
+  ZooModel z = build_direct(name, seed, num_classes);
+  z.module = export_module(import_module(z.module));
+  z.module.train(true);
+  return z;
 }
 
 int64_t count_parameters(const Module& m) {

@@ -1,4 +1,70 @@
+// compress inspect MODEL --input-shape 1,3,224,224 [--json] [--graph]
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
+#include "compress/analysis/profile.h"
+#include "compress/error.h"
+#include "compress/io.h"
+#include "compress/ir/import.h"
+#include "format.h"
+
 namespace compress::cli {
-int cmd_inspect(int, char**) { return 1; }
+
+int cmd_inspect(int argc, char** argv) {
+  cxxopts::Options options("compress inspect",
+                           "Print a model's graph with output shapes, parameters and MACs per node.");
+  options.positional_help("MODEL");
+  options.add_options()
+      ("model", "TorchScript model file", cxxopts::value<std::string>())
+      ("input-shape", "input shape, e.g. 1,3,224,224; several inputs: '1,3,32,32;1,10'",
+       cxxopts::value<std::string>())
+      ("input-dtype", "input dtype: float or int64", cxxopts::value<std::string>()->default_value("float"))
+      ("json", "print a JSON document instead of a table")
+      ("graph", "also print the imported graph, one node a line")
+      ("h,help", "show this help");
+  options.parse_positional({"model"});
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  if (!args.count("model")) bad_input("no model file given (usage: compress inspect MODEL --input-shape 1,3,224,224)");
+  if (!args.count("input-shape")) bad_input("--input-shape is required (e.g. --input-shape 1,3,224,224)");
+  std::vector<Shape> shapes;
+  {
+    std::string text = args["input-shape"].as<std::string>();
+    size_t start = 0;
+    while (true) {
+      size_t semi = text.find(';', start);
+      shapes.push_back(parse_shape(text.substr(start, semi == std::string::npos ? std::string::npos : semi - start),
+                                   "--input-shape"));
+      if (semi == std::string::npos) break;
+      start = semi + 1;
+    }
+  }
+  std::string dtype_name = args["input-dtype"].as<std::string>();
+  at::ScalarType dtype = at::kFloat;
+  if (dtype_name == "int64" || dtype_name == "long") dtype = at::kLong;
+  else if (dtype_name != "float" && dtype_name != "float32") bad_input("--input-dtype: '" + dtype_name + "' is not float or int64");
+
+  const std::string path = args["model"].as<std::string>();
+  torch::jit::Module module = load_module(path);
+  Graph graph = import_module(module);
+  ModelProfile prof = profile_model(graph, shapes, dtype);
+
+  if (args.count("json")) {
+    nlohmann::json j = profile_to_json(prof, path);
+    std::cout << j.dump(2) << std::endl;
+    return 0;
+  }
+  if (args.count("graph")) std::cout << graph.to_string() << "\n";
+  std::cout << format_profile_table(prof, path);
+  return 0;
 }
+
+}  // namespace compress::cli

@@ -6,6 +6,7 @@ namespace compress::cli {
 
 int cmd_inspect(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
+int cmd_compare(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 

@@ -23,6 +23,7 @@ struct Command {
 const Command kCommands[] = {
     {"inspect", compress::cli::cmd_inspect, "print a model's graph: shapes, parameters, MACs"},
     {"convert", compress::cli::cmd_convert, "import and re-export a model (--fold-bn, --strip-dropout)"},
+    {"compare", compress::cli::cmd_compare, "run two models on the same input and compare outputs"},
     {"train", compress::cli::cmd_train, "train a baseline model (or fine-tune one) on a dataset"},
     {"eval", compress::cli::cmd_eval, "test accuracy, confusion matrix and latency of a model"},
 };
@@ -60,7 +61,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::fprintf(stderr, "compress: unknown command '%s'\n", name.c_str());
-  print_usage(stderr);
+  std::fprintf(stderr, "compress: unknown command '%s' (compress --help lists the commands)\n", name.c_str());
   return 2;
 }

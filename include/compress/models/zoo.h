@@ -25,8 +25,11 @@ std::string zoo_summary(const std::string& name);
 
 // Builds `name` with weights drawn deterministically from `seed`: the same
 // seed gives bit-identical weights. Inputs are pixels in [0, 1], [N, 1, 28, 28].
-// Unknown names raise Error(BadInput).
+// Unknown names raise Error(BadInput). The module returned has gone through
+// the IR (import_module then export_module), in training mode.
 ZooModel build(const std::string& name, uint64_t seed = 0, int64_t num_classes = 10);
+// The module as built in C++, before the IR round trip (for tests).
+ZooModel build_direct(const std::string& name, uint64_t seed = 0, int64_t num_classes = 10);
 
 // The training recipe that reaches the accuracy recorded in docs/training.md.
 struct Recipe {

@@ -1,0 +1,62 @@
+#pragma once
+// Model analysis: output shapes of every node for a given input shape, and
+// parameters, MACs and bytes per node.
+//
+// MACs count multiply-accumulates of convolutions (groups included), linear
+// layers, matmul/bmm and attention (projections + QK^T + AV), the convention
+// of the published numbers (resnet18 at 1x3x224x224: 1.814 G).
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "compress/ir/graph.h"
+
+namespace compress {
+
+using Shape = std::vector<int64_t>;
+
+// Shapes of every tensor value (graph inputs and node outputs), found by
+// running the exported module once in eval mode on zero-filled inputs of the
+// given shapes and dtype. A shape that does not fit the model raises
+// Error(BadInput) with the model's own complaint.
+std::map<ValueId, Shape> infer_shapes(const Graph& graph, const std::vector<Shape>& input_shapes,
+                                      at::ScalarType input_dtype = at::kFloat);
+
+struct NodeProfile {
+  int node = -1;          // index in graph.nodes
+  std::string name;       // module path for leaves, "<scope>/<op>" for ops
+  std::string op;         // "nn.Conv2d", "aten::add_"
+  std::vector<Shape> output_shapes;
+  int64_t params = 0;     // trainable parameters first used by this node
+  int64_t param_bytes = 0;
+  int64_t macs = 0;
+  bool understood = true;  // false: carried through, compression leaves it alone
+};
+
+struct ModelProfile {
+  std::vector<Shape> input_shapes;
+  std::vector<NodeProfile> nodes;  // every node except graph plumbing (lists, tuples, size/int)
+  int64_t total_params = 0;        // all trainable parameters in the model
+  int64_t total_macs = 0;
+  int64_t param_bytes = 0;
+  int64_t buffer_bytes = 0;
+  std::map<std::string, int> carried_ops;  // op not understood -> count
+};
+
+ModelProfile profile_model(const Graph& graph, const std::vector<Shape>& input_shapes,
+                           at::ScalarType input_dtype = at::kFloat);
+
+// Whether the toolkit's passes understand an op (how channels flow through
+// it); other ops are carried through unchanged.
+bool is_understood_op(const std::string& qualified_name);
+// Ops that only move values around (lists, tuples, shape arithmetic).
+bool is_plumbing_op(const std::string& qualified_name);
+
+// "1x3x224x224"
+std::string shape_to_string(const Shape& s);
+// Parses "1,3,224,224"; Error(BadInput) naming `what` otherwise.
+Shape parse_shape(const std::string& text, const std::string& what);
+
+}  // namespace compress

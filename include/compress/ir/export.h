@@ -1,0 +1,29 @@
+#pragma once
+// compress::Graph -> TorchScript module.
+#include <string>
+
+#include <torch/script.h>
+
+#include "compress/ir/graph.h"
+
+namespace compress {
+
+struct ExportOptions {
+  // Also define `record_values(inputs) -> List[Tensor]`, returning every
+  // tensor the graph computes (graph order), for shape analysis.
+  bool record_values = false;
+};
+
+// Generates TorchScript source for the graph and compiles it with
+// Module::define (a resolver makes `compress.*` and `ops.*` callable).
+// Parameters and buffers are registered under their state_dict names in a
+// module hierarchy that mirrors the original; leaf modules get their own
+// `forward`. The module honours train()/eval() for batch norm, dropout and
+// attention dropout. It starts in eval mode.
+torch::jit::Module export_module(const Graph& graph, const ExportOptions& options = {});
+
+// The TorchScript source that export_module compiles for the root module
+// (for debugging and docs).
+std::string export_source(const Graph& graph, const ExportOptions& options = {});
+
+}  // namespace compress

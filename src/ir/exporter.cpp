@@ -1,0 +1,325 @@
+// compress::Graph -> TorchScript module, by generating TorchScript source and
+// compiling it with Module::define. See docs/ir.md.
+#include <cctype>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include <torch/csrc/jit/frontend/resolver.h>
+#include <torch/csrc/jit/frontend/sugared_value.h>
+
+#include "compress/error.h"
+#include "compress/ir/export.h"
+#include "leaves.h"
+
+namespace compress {
+namespace {
+
+using torch::jit::SugaredValue;
+
+// `ops.<namespace>.<op>`: any registered operator namespace, as in saved code.
+struct OpsNamespaces : public SugaredValue {
+  std::string kind() const override { return "ops namespaces"; }
+  std::shared_ptr<SugaredValue> attr(const torch::jit::SourceRange&, torch::jit::GraphFunction&,
+                                     const std::string& field) override {
+    return std::make_shared<torch::jit::BuiltinModule>(field);
+  }
+};
+
+// Resolves `torch.*` (aten), `compress.*` (this toolkit's custom ops), `ops.*`
+// and the special forms `annotate` / `unchecked_cast`.
+struct ExportResolver : public torch::jit::Resolver {
+  std::shared_ptr<SugaredValue> resolveValue(const std::string& name, torch::jit::GraphFunction&,
+                                             const torch::jit::SourceRange&) override {
+    if (name == "torch") return std::make_shared<torch::jit::BuiltinModule>("aten");
+    if (name == "compress") return std::make_shared<torch::jit::BuiltinModule>("compress");
+    if (name == "ops") return std::make_shared<OpsNamespaces>();
+    // Special forms that saved TorchScript code uses but Module::define's
+    // global environment does not provide.
+    if (name == "annotate") return torch::jit::SpecialFormValue::create(c10::prim::annotate);
+    if (name == "unchecked_cast") return torch::jit::SpecialFormValue::create(c10::prim::unchecked_cast);
+    return nullptr;
+  }
+  c10::TypePtr resolveType(const std::string&, const torch::jit::SourceRange&) override { return nullptr; }
+};
+
+bool is_identifier(const std::string& s) {
+  static const std::set<std::string> keywords = {
+      "False", "None", "True", "and", "as", "assert", "break", "class", "continue", "def", "del", "elif",
+      "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda",
+      "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "print"};
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return !keywords.count(s);
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  if (path.empty()) return parts;
+  std::string cur;
+  for (char c : path) {
+    if (c == '.') {
+      parts.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  parts.push_back(cur);
+  return parts;
+}
+
+// `self.layer1` / `getattr(self.layer1, "0")` for attribute names that are no identifiers.
+std::string access(const std::string& base, const std::string& path) {
+  std::string expr = base;
+  for (const auto& part : split_path(path)) {
+    if (is_identifier(part)) {
+      expr += "." + part;
+    } else {
+      expr = "getattr(" + expr + ", \"" + part + "\")";
+    }
+  }
+  return expr;
+}
+
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default: out += c;
+    }
+  }
+  return out + "\"";
+}
+
+class SourceWriter {
+ public:
+  SourceWriter(const Graph& graph, torch::jit::Module* root) : graph_(graph), root_(root) {}
+
+  std::string forward(const std::string& name, bool record) {
+    std::ostringstream s;
+    s << "def " << name << "(self";
+    for (ValueId v : graph_.inputs) s << ", " << var(v) << ": " << graph_.value(v).type->annotation_str();
+    s << ")";
+    if (record) s << " -> List[Tensor]";
+    s << ":\n";
+    if (record) s << "    _recorded = annotate(List[Tensor], [])\n";
+    for (const Node& n : graph_.nodes) {
+      s << "    " << statement(n) << "\n";
+      if (record) {
+        for (ValueId v : n.outputs)
+          if (graph_.value(v).type->kind() == c10::TypeKind::TensorType)
+            s << "    _recorded.append(" << var(v) << ")\n";
+      }
+    }
+    if (record) {
+      s << "    return _recorded\n";
+    } else if (graph_.outputs.size() == 1) {
+      s << "    return " << expr(graph_.outputs[0]) << "\n";
+    } else {
+      s << "    return (";
+      for (size_t i = 0; i < graph_.outputs.size(); ++i) s << (i ? ", " : "") << expr(graph_.outputs[i]);
+      s << (graph_.outputs.size() == 1 ? ",)" : ")") << "\n";
+    }
+    return s.str();
+  }
+
+ private:
+  static std::string var(ValueId v) { return "x" + std::to_string(v); }
+
+  std::string expr(const Arg& a) {
+    switch (a.kind) {
+      case Arg::Kind::Value: return var(a.value);
+      case Arg::Kind::Param: return access("self", a.param);
+      case Arg::Kind::Training: return "self.training";
+      case Arg::Kind::Constant: return literal(a.constant);
+    }
+    return "?";
+  }
+
+  std::string literal(const c10::IValue& v) {
+    if (v.isNone()) return "None";
+    if (v.isBool()) return v.toBool() ? "True" : "False";
+    if (v.isInt()) {
+      int64_t i = v.toInt();
+      if (i == std::numeric_limits<int64_t>::min()) return "(-9223372036854775807 - 1)";
+      return std::to_string(i);
+    }
+    if (v.isDouble()) return detail::float_literal(v.toDouble());
+    if (v.isString()) return quote(v.toStringRef());
+    if (v.isDevice()) return "torch.device(" + quote(v.toDevice().str()) + ")";
+    if (v.isTensor()) return tensor_constant(v.toTensor());
+    if (v.isTuple()) {
+      const auto& elems = v.toTupleRef().elements();
+      std::string s = "(";
+      for (size_t i = 0; i < elems.size(); ++i) s += (i ? ", " : "") + literal(elems[i]);
+      return s + (elems.size() == 1 ? ",)" : ")");
+    }
+    if (v.isList()) {
+      auto list = v.toList();
+      std::string s = "annotate(" + v.type()->annotation_str() + ", [";
+      for (size_t i = 0; i < list.size(); ++i) s += (i ? ", " : "") + literal(list.get(i));
+      return s + "])";
+    }
+    failure("export: cannot write a constant of type " + v.type()->repr_str() + " as TorchScript");
+  }
+
+  // Tensor constants (traced graphs embed some) live as plain attributes of
+  // the root module: they load and save with it but are not in its state_dict.
+  std::string tensor_constant(const at::Tensor& t) {
+    auto it = constants_.find(t.unsafeGetTensorImpl());
+    if (it != constants_.end()) return it->second;
+    std::string name = "_compress_constant" + std::to_string(constants_.size());
+    if (root_) root_->register_attribute(name, c10::TensorType::get(), t);
+    return constants_[t.unsafeGetTensorImpl()] = "self." + name;
+  }
+
+  std::string outputs_lhs(const Node& n) {
+    std::string s;
+    for (size_t i = 0; i < n.outputs.size(); ++i) s += (i ? ", " : "") + var(n.outputs[i]);
+    return s;
+  }
+
+  std::string statement(const Node& n) {
+    if (n.is_leaf()) {
+      return var(n.outputs.at(0)) + " = " + access("self", n.module) + ".forward(" + expr(n.inputs.at(0)) + ")";
+    }
+    auto k = n.op;
+    std::vector<std::string> args;
+    for (const Arg& a : n.inputs) args.push_back(expr(a));
+    auto joined = [&](size_t from = 0) {
+      std::string s;
+      for (size_t i = from; i < args.size(); ++i) s += (i > from ? ", " : "") + args[i];
+      return s;
+    };
+    if (k == c10::prim::ListConstruct) {
+      return var(n.outputs[0]) + " = annotate(" + graph_.value(n.outputs[0]).type->annotation_str() + ", [" +
+             joined() + "])";
+    }
+    if (k == c10::prim::TupleConstruct) {
+      return var(n.outputs[0]) + " = (" + joined() + (args.size() == 1 ? ",)" : ")");
+    }
+    if (k == c10::prim::ListUnpack || k == c10::prim::TupleUnpack) return outputs_lhs(n) + ", = " + args.at(0);
+    if (k == c10::prim::TupleIndex) return var(n.outputs[0]) + " = " + args.at(0) + "[" + args.at(1) + "]";
+    if (k == c10::prim::unchecked_cast) {
+      return var(n.outputs[0]) + " = unchecked_cast(" + graph_.value(n.outputs[0]).type->annotation_str() + ", " +
+             args.at(0) + ")";
+    }
+    if (!n.schema) failure("export: node " + n.op_name() + " has no schema");
+    std::string ns = k.ns().toUnqualString();
+    std::string callee = ns == "aten" ? "torch." + std::string(k.toUnqualString())
+                                      : "ops." + ns + "." + k.toUnqualString();
+    std::string call = callee + "(";
+    const auto& formals = n.schema->arguments();
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (i) call += ", ";
+      if (!n.schema->is_vararg() && i < formals.size() && formals[i].kwarg_only()) call += formals[i].name() + "=";
+      call += args[i];
+    }
+    call += ")";
+    if (n.outputs.empty()) return call;
+    return outputs_lhs(n) + (n.outputs.size() > 1 ? ", = " : " = ") + call;
+  }
+
+  const Graph& graph_;
+  torch::jit::Module* root_;
+  std::unordered_map<const void*, std::string> constants_;
+};
+
+struct Hierarchy {
+  std::shared_ptr<torch::jit::CompilationUnit> cu = std::make_shared<torch::jit::CompilationUnit>();
+  std::map<std::string, torch::jit::Module> modules;  // path -> module ("" is the root)
+
+  torch::jit::Module& get(const Graph& graph, const std::string& path, const std::string& leaf_type = "") {
+    auto it = modules.find(path);
+    if (it != modules.end()) return it->second;
+    std::string type_name = "__torch__.compress.Module";
+    auto known = graph.module_types.find(path);
+    if (known != graph.module_types.end()) {
+      type_name = known->second;
+    } else if (!leaf_type.empty()) {
+      type_name = leaf_type;
+    }
+    torch::jit::Module m(c10::QualifiedName(type_name), cu, /*shouldMangle=*/true);
+    m.register_attribute("training", c10::BoolType::get(), false);
+    if (!path.empty()) {
+      auto dot = path.rfind('.');
+      std::string parent = dot == std::string::npos ? "" : path.substr(0, dot);
+      std::string name = dot == std::string::npos ? path : path.substr(dot + 1);
+      get(graph, parent).register_module(name, m);
+    }
+    return modules.emplace(path, m).first->second;
+  }
+};
+
+std::pair<std::string, std::string> split_last(const std::string& name) {
+  auto dot = name.rfind('.');
+  if (dot == std::string::npos) return {"", name};
+  return {name.substr(0, dot), name.substr(dot + 1)};
+}
+
+}  // namespace
+
+std::string export_source(const Graph& graph, const ExportOptions& options) {
+  SourceWriter writer(graph, nullptr);
+  std::string src = writer.forward("forward", false);
+  if (options.record_values) src += "\n" + writer.forward("record_values", true);
+  return src;
+}
+
+torch::jit::Module export_module(const Graph& graph, const ExportOptions& options) {
+  graph.lint();
+  Hierarchy h;
+  torch::jit::Module root = h.get(graph, "");
+  auto resolver = std::make_shared<ExportResolver>();
+  try {
+    // Leaf modules first, so their parameters sit under their own names.
+    std::map<std::string, std::string> leaf_sources;
+    for (const Node& n : graph.nodes) {
+      if (!n.is_leaf()) continue;
+      std::string src = detail::leaf_module_source(n);
+      auto done = leaf_sources.find(n.module);
+      if (done != leaf_sources.end()) {
+        if (done->second != src)
+          failure("export: module '" + n.module + "' is called as two different " + n.op_name() + " leaves");
+        continue;
+      }
+      leaf_sources[n.module] = src;
+      h.get(graph, n.module, detail::default_leaf_type_name(n.leaf));
+      for (const auto& role : n.params) {
+        if (role.second != (n.module.empty() ? role.first : n.module + "." + role.first))
+          failure("export: parameter '" + role.second + "' of " + n.op_name() + " '" + n.module +
+                  "' is not named after its module");
+      }
+    }
+    for (const auto& name : graph.param_order) {
+      auto [owner, attr] = split_last(name);
+      const StoredTensor& st = graph.params.at(name);
+      h.get(graph, owner).register_parameter(attr, st.tensor, st.is_buffer);
+    }
+    for (const Node& n : graph.nodes) {
+      if (!n.is_leaf()) continue;
+      torch::jit::Module& m = h.modules.at(n.module);
+      if (m.find_method("forward")) continue;
+      for (const auto& kv : detail::leaf_module_attributes(n)) m.register_attribute(kv.first, kv.second.type(), kv.second);
+      m.define(leaf_sources.at(n.module), resolver);
+    }
+    SourceWriter writer(graph, &root);
+    std::string src = writer.forward("forward", false);
+    if (options.record_values) src += "\n" + writer.forward("record_values", true);
+    root.define(src, resolver);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    failure("export: generated TorchScript does not compile: " + first_line_of(e));
+  }
+  root.eval();
+  return root;
+}
+
+}  // namespace compress

@@ -1,0 +1,457 @@
+// TorchScript module -> compress::Graph.
+//
+// Walks `forward` the way an inliner would: calls of leaf modules become typed
+// leaf nodes; calls of other modules and functions are entered recursively;
+// attribute reads become parameter references or constants; every other op is
+// copied as a generic node. Conditions that are constant once module
+// attributes are known (common in scripted code) are folded on the way;
+// control flow that still depends on the input is refused.
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include "compress/error.h"
+#include "compress/ir/import.h"
+#include "leaves.h"
+
+namespace compress {
+namespace {
+
+using torch::jit::Block;
+using JitNode = torch::jit::Node;
+using JitValue = torch::jit::Value;
+namespace attr = c10::attr;
+namespace aten = c10::aten;
+namespace prim = c10::prim;
+
+// What a TorchScript value stands for during the walk.
+struct Binding {
+  enum class Kind { Value, Constant, Param, Training, Module, Function };
+  Kind kind = Kind::Constant;
+  ValueId value = -1;
+  c10::IValue constant;
+  std::string name;  // parameter name or module path
+  std::optional<torch::jit::Module> module;
+  torch::jit::Function* function = nullptr;
+};
+
+std::string where(const JitNode* n) {
+  std::string kind = n->kind().toQualString();
+  std::string loc;
+  auto src = n->sourceRange().file_line_col();
+  if (src) {
+    loc = " at " + std::get<0>(*src) + ":" + std::to_string(std::get<1>(*src));
+  }
+  return kind + loc;
+}
+
+std::string join_path(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
+
+bool is_tensor_like(const c10::TypePtr& t) {
+  if (t->kind() == c10::TypeKind::TensorType) return true;
+  for (const auto& c : t->containedTypes())
+    if (is_tensor_like(c)) return true;
+  return false;
+}
+
+class Importer {
+ public:
+  explicit Importer(const torch::jit::Module& root) : root_(root) {}
+
+  Graph run() {
+    // Parameters and buffers first, under their state_dict names.
+    for (const auto& p : root_.named_parameters(true)) graph_.add_param(p.name, p.value.detach(), false);
+    for (const auto& b : root_.named_buffers(true)) graph_.add_param(b.name, b.value.detach(), true);
+    for (const auto& m : root_.named_modules()) graph_.module_types[m.name] = detail::unmangled_type_name(m.value.type());
+
+    auto method = root_.find_method("forward");
+    if (!method) bad_input("the model has no forward method");
+    auto& fn = torch::jit::toGraphFunction(method->function());
+    std::shared_ptr<torch::jit::Graph> g = fn.graph();
+
+    Binding self;
+    self.kind = Binding::Kind::Module;
+    self.module = root_;
+    std::vector<Binding> args{self};
+    for (size_t i = 1; i < g->inputs().size(); ++i) {
+      JitValue* in = g->inputs()[i];
+      Binding b;
+      b.kind = Binding::Kind::Value;
+      b.value = graph_.add_value(in->type(), in->debugName());
+      graph_.inputs.push_back(b.value);
+      args.push_back(b);
+    }
+    auto outs = walk_graph(*g, args, "");
+    for (const Binding& b : outs) graph_.outputs.push_back(to_arg(b, nullptr));
+    // What folded assertions and constant conditions left behind.
+    graph_.eliminate_dead_code();
+    graph_.lint();
+    return std::move(graph_);
+  }
+
+ private:
+  using Env = std::unordered_map<const JitValue*, Binding>;
+
+  std::vector<Binding> walk_graph(torch::jit::Graph& g, const std::vector<Binding>& args,
+                                  const std::string& scope) {
+    if (++depth_ > 200) bad_input("module calls nest too deeply (recursion?)");
+    Env env;
+    for (size_t i = 0; i < g.inputs().size(); ++i) {
+      if (i >= args.size()) bad_input("call passes too few arguments to a graph");
+      env[g.inputs()[i]] = args[i];
+    }
+    walk_block(g.block(), env, scope);
+    std::vector<Binding> outs;
+    for (JitValue* v : g.outputs()) outs.push_back(lookup(env, v));
+    --depth_;
+    return outs;
+  }
+
+  void walk_block(Block* block, Env& env, const std::string& scope) {
+    for (JitNode* n : block->nodes()) walk_node(n, env, scope);
+  }
+
+  const Binding& lookup(Env& env, const JitValue* v) {
+    auto it = env.find(v);
+    if (it == env.end()) failure("import: value %" + v->debugName() + " used before definition");
+    return it->second;
+  }
+
+  Binding constant(c10::IValue v) {
+    Binding b;
+    b.kind = Binding::Kind::Constant;
+    b.constant = std::move(v);
+    return b;
+  }
+
+  void walk_node(JitNode* n, Env& env, const std::string& scope) {
+    auto kind = n->kind();
+    if (kind == prim::Constant) {
+      if (n->output()->type()->kind() == c10::TypeKind::FunctionType) {
+        Binding b;
+        b.kind = Binding::Kind::Function;
+        b.function = n->output()->type()->expectRef<c10::FunctionType>().function();
+        env[n->output()] = b;
+      } else {
+        env[n->output()] = constant(*torch::jit::toIValue(n->output()));
+      }
+      return;
+    }
+    if (kind == prim::GetAttr) return walk_get_attr(n, env);
+    if (kind == prim::CallMethod) return walk_call_method(n, env, scope);
+    if (kind == prim::CallFunction) return walk_call_function(n, env, scope);
+    if (kind == prim::If) return walk_if(n, env, scope);
+    if (kind == prim::Loop) {
+      bad_input("control flow: " + where(n) + " (a loop) cannot be imported; trace the model with "
+                "torch.jit.trace(model, example_input) so that loops are unrolled");
+    }
+    if (kind == prim::RaiseException) {
+      bad_input("the model raises an exception at " + where(n) + " for every input");
+    }
+    if (kind == prim::unchecked_cast) {
+      // Optional refinement: a Value keeps its id, the cast is emitted when typed differently.
+      const Binding& in = lookup(env, n->input(0));
+      if (in.kind != Binding::Kind::Value) {
+        env[n->output()] = in;
+        return;
+      }
+    }
+    if (fold_structural(n, env)) return;
+    if (fold_constant(n, env)) return;
+    emit_op(n, env, scope);
+  }
+
+  void walk_get_attr(JitNode* n, Env& env) {
+    const Binding& obj = lookup(env, n->input(0));
+    const std::string name = n->s(attr::name);
+    if (obj.kind != Binding::Kind::Module) {
+      bad_input("unsupported attribute access '" + name + "' on a non-module value at " + where(n));
+    }
+    const torch::jit::Module& m = *obj.module;
+    std::string path = join_path(obj.name, name);
+    if (name == "training" && !m.hasattr("training")) bad_input("module without training flag at " + where(n));
+    c10::IValue v = m.attr(name);
+    Binding b;
+    auto type = m.type();
+    auto slot = type->findAttributeSlot(name);
+    if (v.isModule()) {
+      b.kind = Binding::Kind::Module;
+      b.module = v.toModule();
+      b.name = path;
+    } else if (name == "training") {
+      b.kind = Binding::Kind::Training;
+    } else if (slot && (type->is_parameter(*slot) || type->is_buffer(*slot)) && v.isTensor()) {
+      b.kind = Binding::Kind::Param;
+      b.name = path;
+    } else {
+      b = constant(v);  // hyper-parameters, None, plain tensor attributes
+    }
+    env[n->output()] = b;
+  }
+
+  std::vector<Binding> call_args(JitNode* n, Env& env, size_t first) {
+    std::vector<Binding> args;
+    for (size_t i = first; i < n->inputs().size(); ++i) args.push_back(lookup(env, n->input(i)));
+    return args;
+  }
+
+  void bind_outputs(JitNode* n, Env& env, const std::vector<Binding>& outs) {
+    if (outs.size() != n->outputs().size()) failure("import: call at " + where(n) + " returns a different arity");
+    for (size_t i = 0; i < outs.size(); ++i) env[n->output(i)] = outs[i];
+  }
+
+  void walk_call_method(JitNode* n, Env& env, const std::string& scope) {
+    Binding self = lookup(env, n->input(0));
+    if (self.kind != Binding::Kind::Module) bad_input("method call on a non-module value at " + where(n));
+    const std::string method = n->s(attr::name);
+    const torch::jit::Module& m = *self.module;
+    if (method == "forward" && n->inputs().size() == 2 && n->outputs().size() == 1) {
+      if (auto leaf = leaf_for(m, self.name)) {
+        const Binding& x = lookup(env, n->input(1));
+        if (x.kind == Binding::Kind::Value || x.kind == Binding::Kind::Param) {
+          Node node;
+          node.kind = NodeKind::Leaf;
+          node.leaf = leaf->kind;
+          node.attrs = leaf->attrs;
+          node.module = self.name;
+          node.scope = scope;
+          for (const auto& role : leaf->roles) node.params[role] = join_path(self.name, role);
+          node.inputs.push_back(to_arg(x, n));
+          ValueId out = graph_.add_value(c10::TensorType::get(), n->output()->debugName());
+          node.outputs.push_back(out);
+          graph_.nodes.push_back(std::move(node));
+          Binding b;
+          b.kind = Binding::Kind::Value;
+          b.value = out;
+          env[n->output()] = b;
+          return;
+        }
+      }
+    }
+    auto fn = m.find_method(method);
+    if (!fn) bad_input("call of unknown method '" + method + "' at " + where(n));
+    std::vector<Binding> args{self};
+    auto rest = call_args(n, env, 1);
+    args.insert(args.end(), rest.begin(), rest.end());
+    bind_outputs(n, env, walk_graph(*torch::jit::toGraphFunction(fn->function()).graph(), args, self.name));
+  }
+
+  void walk_call_function(JitNode* n, Env& env, const std::string& scope) {
+    const Binding& f = lookup(env, n->input(0));
+    if (f.kind != Binding::Kind::Function) bad_input("call of a non-function value at " + where(n));
+    auto graph = torch::jit::toGraphFunction(*f.function).graph();
+    bind_outputs(n, env, walk_graph(*graph, call_args(n, env, 1), scope));
+  }
+
+  // A branch that does nothing but raise: the shape scripted code gives `assert`.
+  static bool only_raises(Block* b) {
+    bool raises = false;
+    for (JitNode* n : b->nodes()) {
+      if (n->kind() == prim::RaiseException) raises = true;
+      else if (n->kind() != prim::Constant && n->kind() != prim::Uninitialized && n->kind() != aten::format)
+        return false;
+    }
+    return raises;
+  }
+
+  void walk_if(JitNode* n, Env& env, const std::string& scope) {
+    const Binding& cond = lookup(env, n->input(0));
+    if (cond.kind != Binding::Kind::Constant && n->outputs().empty()) {
+      // An assertion on the input (`assert cond` / `if not cond: raise`): the
+      // graph keeps the path that does not raise; the check itself is dropped.
+      for (int taken : {0, 1}) {
+        if (only_raises(n->blocks().at(1 - taken)) && !only_raises(n->blocks().at(taken))) {
+          walk_block(n->blocks().at(taken), env, scope);
+          return;
+        }
+      }
+    }
+    if (cond.kind != Binding::Kind::Constant || !cond.constant.isBool()) {
+      bad_input("control flow: " + where(n) +
+                " (an `if` that depends on the input) cannot be imported; trace the model with "
+                "torch.jit.trace(model, example_input) instead of torch.jit.script");
+    }
+    Block* taken = n->blocks().at(cond.constant.toBool() ? 0 : 1);
+    walk_block(taken, env, scope);
+    for (size_t i = 0; i < n->outputs().size(); ++i) env[n->output(i)] = lookup(env, taken->outputs()[i]);
+  }
+
+  // Tuples and lists built and taken apart within the walk (typically across a
+  // module boundary) need no node: bind the elements through.
+  bool fold_structural(JitNode* n, Env& env) {
+    auto kind = n->kind();
+    if (kind == prim::TupleConstruct || kind == prim::ListConstruct) {
+      std::vector<Binding> elems;
+      bool all_constant = true;
+      for (JitValue* in : n->inputs()) {
+        elems.push_back(lookup(env, in));
+        all_constant &= elems.back().kind == Binding::Kind::Constant;
+      }
+      if (all_constant) {
+        std::vector<c10::IValue> values;
+        for (auto& e : elems) values.push_back(e.constant);
+        if (kind == prim::TupleConstruct) {
+          env[n->output()] = constant(c10::ivalue::Tuple::create(std::move(values)));
+        } else {
+          auto list_type = n->output()->type()->expect<c10::ListType>();
+          c10::impl::GenericList list(list_type->getElementType());
+          for (auto& v : values) list.push_back(v);
+          env[n->output()] = constant(c10::IValue(list));
+        }
+        return true;
+      }
+      return false;
+    }
+    if (kind == prim::TupleUnpack || kind == prim::ListUnpack || kind == prim::TupleIndex) {
+      const Binding& in = lookup(env, n->input(0));
+      if (in.kind == Binding::Kind::Constant) {
+        std::vector<c10::IValue> elems;
+        if (in.constant.isTuple()) elems = in.constant.toTupleRef().elements().vec();
+        else if (in.constant.isList()) elems = in.constant.toListRef().vec();
+        else return false;
+        if (kind == prim::TupleIndex) {
+          const Binding& idx = lookup(env, n->input(1));
+          if (idx.kind != Binding::Kind::Constant) return false;
+          int64_t i = idx.constant.toInt();
+          if (i < 0) i += static_cast<int64_t>(elems.size());
+          env[n->output()] = constant(elems.at(i));
+          return true;
+        }
+        if (elems.size() != n->outputs().size()) bad_input("unpacking of the wrong length at " + where(n));
+        for (size_t i = 0; i < elems.size(); ++i) env[n->output(i)] = constant(elems[i]);
+        return true;
+      }
+      auto it = packed_.find(in.value);
+      if (in.kind != Binding::Kind::Value || it == packed_.end()) return false;
+      const auto& elems = it->second;
+      if (kind == prim::TupleIndex) {
+        const Binding& idx = lookup(env, n->input(1));
+        if (idx.kind != Binding::Kind::Constant) return false;
+        int64_t i = idx.constant.toInt();
+        if (i < 0) i += static_cast<int64_t>(elems.size());
+        env[n->output()] = elems.at(i);
+        return true;
+      }
+      if (elems.size() != n->outputs().size()) return false;
+      for (size_t i = 0; i < elems.size(); ++i) env[n->output(i)] = elems[i];
+      return true;
+    }
+    return false;
+  }
+
+  // Evaluates ops whose inputs are all constants and whose results are not
+  // tensors (shape arithmetic, comparisons on hyper-parameters).
+  bool fold_constant(JitNode* n, Env& env) {
+    const auto* schema = n->maybeSchema();
+    if (!schema || schema->is_mutable() || n->outputs().empty()) return false;
+    // prim ops are mostly graph plumbing; fold only the pure ones scripted code uses.
+    static const c10::Symbol pure_prims[] = {prim::min, prim::max, prim::isinstance, prim::is_cuda,
+                                             prim::device, prim::dtype};
+    if (n->kind() == aten::warn) return false;
+    if (n->kind().is_prim() &&
+        std::find(std::begin(pure_prims), std::end(pure_prims), n->kind()) == std::end(pure_prims)) {
+      return false;
+    }
+    for (JitValue* out : n->outputs())
+      if (is_tensor_like(out->type())) return false;
+    torch::jit::Stack stack;
+    for (JitValue* in : n->inputs()) {
+      const Binding& b = lookup(env, in);
+      if (b.kind != Binding::Kind::Constant) return false;
+      stack.push_back(b.constant);
+    }
+    try {
+      n->getOperation()(stack);
+    } catch (const std::exception& e) {
+      bad_input("evaluating " + where(n) + " on constants failed: " + first_line_of(e));
+    }
+    if (stack.size() != n->outputs().size()) return false;
+    for (size_t i = 0; i < stack.size(); ++i) env[n->output(i)] = constant(stack[i]);
+    return true;
+  }
+
+  Arg to_arg(const Binding& b, const JitNode* n) {
+    switch (b.kind) {
+      case Binding::Kind::Value: return Arg::of_value(b.value);
+      case Binding::Kind::Constant: return Arg::of_constant(b.constant);
+      case Binding::Kind::Param: return Arg::of_param(b.name);
+      case Binding::Kind::Training: return Arg::training();
+      case Binding::Kind::Module:
+        bad_input("a module object is used as a value" + (n ? " at " + where(n) : std::string()) +
+                  "; only tensors, numbers and lists can flow between ops");
+      case Binding::Kind::Function:
+        bad_input("a function object is used as a value" + (n ? " at " + where(n) : std::string()));
+    }
+    failure("unreachable");
+  }
+
+  static bool is_dropout(c10::Symbol k) {
+    return k == aten::dropout || k == aten::dropout_ || k == aten::feature_dropout ||
+           k == aten::feature_dropout_ || k == aten::alpha_dropout || k == aten::alpha_dropout_ ||
+           k == aten::feature_alpha_dropout || k == aten::feature_alpha_dropout_;
+  }
+
+  void emit_op(JitNode* n, Env& env, const std::string& scope) {
+    auto kind = n->kind();
+    static const c10::Symbol structural[] = {prim::ListConstruct, prim::TupleConstruct, prim::ListUnpack,
+                                             prim::TupleUnpack, prim::TupleIndex, prim::unchecked_cast};
+    bool is_structural = std::find(std::begin(structural), std::end(structural), kind) != std::end(structural);
+    const auto* schema = n->maybeSchema();
+    if (!schema && !is_structural) {
+      bad_input("unsupported node " + where(n) + ": it has no operator schema the toolkit can carry through");
+    }
+    Node node;
+    node.kind = NodeKind::Op;
+    node.op = kind;
+    node.scope = scope;
+    if (schema) node.schema = std::make_shared<c10::FunctionSchema>(*schema);
+    for (JitValue* in : n->inputs()) node.inputs.push_back(to_arg(lookup(env, in), n));
+    // Dropout traced in eval mode carries a constant `train=False`: make it
+    // follow the module's training flag, as nn.Dropout would.
+    if (is_dropout(kind) && node.inputs.size() == 3) node.inputs[2] = Arg::training();
+    std::vector<Binding> outs;
+    for (JitValue* out : n->outputs()) {
+      Binding b;
+      b.kind = Binding::Kind::Value;
+      b.value = graph_.add_value(out->type()->kind() == c10::TypeKind::TensorType ? c10::TensorType::get()
+                                                                                   : out->type(),
+                                 out->debugName());
+      node.outputs.push_back(b.value);
+      env[out] = b;
+      outs.push_back(b);
+    }
+    if (kind == prim::TupleConstruct || kind == prim::ListConstruct) {
+      std::vector<Binding> elems;
+      for (JitValue* in : n->inputs()) elems.push_back(lookup(env, in));
+      packed_[node.outputs[0]] = std::move(elems);
+    }
+    graph_.nodes.push_back(std::move(node));
+  }
+
+  std::optional<detail::RecognizedLeaf> leaf_for(const torch::jit::Module& m, const std::string& path) {
+    auto it = leaf_cache_.find(path);
+    if (it != leaf_cache_.end()) return it->second;
+    auto leaf = detail::recognize_leaf(m);
+    leaf_cache_[path] = leaf;
+    return leaf;
+  }
+
+  const torch::jit::Module& root_;
+  Graph graph_;
+  int depth_ = 0;
+  std::unordered_map<ValueId, std::vector<Binding>> packed_;
+  std::map<std::string, std::optional<detail::RecognizedLeaf>> leaf_cache_;
+};
+
+}  // namespace
+
+Graph import_module(const torch::jit::Module& module) {
+  try {
+    return Importer(module).run();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    bad_input("cannot import the model: " + first_line_of(e));
+  }
+}
+
+}  // namespace compress

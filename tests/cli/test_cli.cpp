@@ -1,0 +1,228 @@
+// The command line as a user meets it: numbers, round trips, and every kind
+// of bad input answered with one clear line and exit code 2.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using compress::testing::fixture;
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string scratch_dir() {
+  static std::string dir = [] {
+    std::string d = std::string(COMPRESS_BINARY_DIR) + "/test_cli_scratch";
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+Result run(const std::string& args) {
+  std::string err_file = scratch_dir() + "/stderr.txt";
+  std::string cmd = std::string(COMPRESS_CLI) + " " + args + " 2>" + err_file;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = read_file(err_file);
+  return r;
+}
+
+// The contract for bad input: exit 2, exactly one line on stderr that
+// contains `expect`, nothing of LibTorch's internals.
+void check_bad_input(const Result& r, const std::string& expect) {
+  INFO("stderr: " << r.err);
+  CHECK(r.code == 2);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK(r.err.find(expect) != std::string::npos);
+  CHECK(r.err.find("terminate called") == std::string::npos);
+  CHECK(r.err.find("Exception raised from") == std::string::npos);
+  CHECK(r.err.find("frame #") == std::string::npos);
+}
+
+std::string write_scratch(const std::string& name, const std::string& bytes) {
+  std::string path = scratch_dir() + "/" + name;
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+bool no_temporaries_left() {
+  for (const auto& e : fs::directory_iterator(scratch_dir()))
+    if (e.path().filename().string().find(".tmp") != std::string::npos) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("inspect gives the published numbers for resnet18 and mobilenet_v2", "[cli]") {
+  auto r = run("inspect " + fixture("resnet18.pt") + " --input-shape 1,3,224,224 --json");
+  REQUIRE(r.code == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["total_params"].get<int64_t>() == 11689512);
+  CHECK(j["total_macs"].get<int64_t>() == 1814073344);  // 1.814 G, conv + linear
+  CHECK(j["nodes"].size() > 40);
+
+  r = run("inspect " + fixture("mobilenet_v2.pt") + " --input-shape 1,3,224,224 --json");
+  REQUIRE(r.code == 0);
+  j = nlohmann::json::parse(r.out);
+  CHECK(j["total_params"].get<int64_t>() == 3504872);
+  CHECK(std::llround(j["total_macs"].get<double>() / 1e6) == 301);  // 0.301 G
+
+  r = run("inspect " + fixture("resnet18.pt") + " --input-shape 1,3,224,224");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("11,689,512 parameters") != std::string::npos);
+  CHECK(r.out.find("1.814 G MACs") != std::string::npos);
+  CHECK(r.out.find("layer1.0.conv1") != std::string::npos);
+}
+
+TEST_CASE("inspect lists the ops it carries through", "[cli]") {
+  auto r = run("inspect " + fixture("vit_small.pt") + " --input-shape 2,3,32,32 --json");
+  REQUIRE(r.code == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["carried_ops"].contains("aten::floor_divide"));
+  bool has_attention = false;
+  for (const auto& n : j["nodes"]) has_attention |= n["op"] == "nn.MultiheadAttention" && n["macs"].get<int64_t>() > 0;
+  CHECK(has_attention);
+}
+
+TEST_CASE("convert without options is the identity; with --fold-bn it stays within 1e-5", "[cli]") {
+  std::string out = scratch_dir() + "/resnet18.converted.pt";
+  std::string folded = scratch_dir() + "/resnet18.folded.pt";
+  fs::remove(out);
+  fs::remove(folded);
+  auto r = run("convert " + fixture("resnet18.pt") + " -o " + out);
+  REQUIRE(r.code == 0);
+  r = run("convert " + fixture("resnet18.pt") + " -o " + folded + " --fold-bn --strip-dropout");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("20 batch norm(s) folded") != std::string::npos);
+
+  at::Tensor x = compress::testing::load_fixture_tensor("resnet18.input.pt");
+  torch::NoGradGuard no_grad;
+  auto original = torch::jit::load(fixture("resnet18.pt"));
+  auto identity = torch::jit::load(out);
+  auto with_folding = torch::jit::load(folded);
+  original.eval();
+  identity.eval();
+  with_folding.eval();
+  at::Tensor y = original.forward({x}).toTensor();
+  CHECK(compress::testing::max_abs_diff(identity.forward({x}).toTensor(), y) == 0.0);
+  double rel = compress::testing::max_abs_diff(with_folding.forward({x}).toTensor(), y) / y.abs().max().item<double>();
+  CHECK(rel < 1e-5);
+  size_t bn_count = 0;
+  for (const auto& p : with_folding.named_buffers()) bn_count += p.name.find("running_mean") != std::string::npos;
+  CHECK(bn_count == 0);
+  CHECK(no_temporaries_left());
+}
+
+TEST_CASE("bad input: a missing file", "[cli][bad-input]") {
+  std::string out = scratch_dir() + "/never.pt";
+  auto r = run("convert " + scratch_dir() + "/does-not-exist.pt -o " + out);
+  check_bad_input(r, "does-not-exist.pt: no such file");
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("bad input: a text file, an empty file, random bytes", "[cli][bad-input]") {
+  std::string out = scratch_dir() + "/never.pt";
+  std::string text = write_scratch("notes.txt", "this is not a model\n");
+  check_bad_input(run("convert " + text + " -o " + out), "notes.txt: not a TorchScript model");
+  std::string empty = write_scratch("empty.pt", "");
+  check_bad_input(run("inspect " + empty + " --input-shape 1,3"), "empty.pt: empty file");
+  std::mt19937 rng(7);
+  std::string noise(4096, '\0');
+  for (auto& c : noise) c = static_cast<char>(rng() % 256);
+  noise[0] = 'X';
+  std::string random = write_scratch("random.pt", noise);
+  check_bad_input(run("convert " + random + " -o " + out), "random.pt: not a TorchScript model");
+  CHECK_FALSE(fs::exists(out));
+  CHECK(read_file(text) == "this is not a model\n");
+  CHECK(no_temporaries_left());
+}
+
+TEST_CASE("bad input: a truncated archive", "[cli][bad-input]") {
+  std::string whole = read_file(fixture("straight_line_scripted.pt"));
+  std::string truncated = write_scratch("truncated.pt", whole.substr(0, whole.size() / 2));
+  std::string out = scratch_dir() + "/never.pt";
+  auto r = run("convert " + truncated + " -o " + out);
+  check_bad_input(r, "truncated.pt: cannot load TorchScript model");
+  CHECK_FALSE(fs::exists(out));
+  CHECK(read_file(truncated) == whole.substr(0, whole.size() / 2));
+}
+
+TEST_CASE("bad input: a model with control flow", "[cli][bad-input]") {
+  std::string out = scratch_dir() + "/never.pt";
+  auto r = run("convert " + fixture("control_flow_scripted.pt") + " -o " + out);
+  check_bad_input(r, "control flow");
+  CHECK(r.err.find("prim::If") != std::string::npos);
+  CHECK(r.err.find("torch.jit.trace") != std::string::npos);
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("bad input: input shapes of the wrong rank or not numbers", "[cli][bad-input]") {
+  std::string model = fixture("resnet18.pt");
+  check_bad_input(run("inspect " + model + " --input-shape 1,3,224"), "does not fit the model");
+  check_bad_input(run("inspect " + model + " --input-shape 1,3,a,224"), "is not a shape");
+  check_bad_input(run("inspect " + model + " --input-shape ''"), "--input-shape");
+  check_bad_input(run("inspect " + model + " --input-shape '1,3,224,224;1,3'"), "takes 1 input(s) but 2");
+}
+
+TEST_CASE("bad input: the output would overwrite the input", "[cli][bad-input]") {
+  std::string copy = scratch_dir() + "/keep.pt";
+  fs::copy_file(fixture("straight_line_scripted.pt"), copy, fs::copy_options::overwrite_existing);
+  std::string before = read_file(copy);
+  check_bad_input(run("convert " + copy + " -o " + copy), "would overwrite the input");
+  CHECK(read_file(copy) == before);
+  check_bad_input(run("convert " + copy), "no output file");
+  check_bad_input(run("frobnicate"), "unknown command");
+  CHECK(no_temporaries_left());
+}
+
+TEST_CASE("a converted model loads and runs in Python with the same outputs", "[cli][python]") {
+  for (std::string name : {"vit_small", "efficientnet_b0"}) {
+    INFO(name);
+    std::string out = scratch_dir() + "/" + name + ".py-check.pt";
+    fs::remove(out);
+    REQUIRE(run("convert " + fixture(name + ".pt") + " -o " + out).code == 0);
+    std::string script = scratch_dir() + "/check.py";
+    std::ofstream(script) << "import sys, torch\n"
+                             "m = torch.jit.load(sys.argv[1]).eval()\n"
+                             "x = torch.jit.load(sys.argv[2]).value\n"
+                             "y = torch.jit.load(sys.argv[3]).value\n"
+                             "with torch.no_grad():\n"
+                             "    d = (m(x) - y).abs().max().item()\n"
+                             "print('maxdiff', d)\n"
+                             "sys.exit(0 if d == 0.0 else 1)\n";
+    std::string cmd = std::string(COMPRESS_SYSTEM_PYTHON) + " " + script + " " + out + " " + fixture(name + ".input.pt") +
+                      " " + fixture(name + ".output.pt") + " > " + scratch_dir() + "/py.txt 2>&1";
+    int status = std::system(cmd.c_str());
+    INFO(read_file(scratch_dir() + "/py.txt"));
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+}
