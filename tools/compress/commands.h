@@ -8,5 +8,7 @@ int cmd_inspect(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
 
 }  // namespace compress::cli

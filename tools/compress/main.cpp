@@ -25,6 +25,8 @@ const Command kCommands[] = {
     {"convert", compress::cli::cmd_convert, "import and re-export a model (--fold-bn, --strip-dropout)"},
     {"compare", compress::cli::cmd_compare, "run two models on the same input and compare outputs"},
     {"info", compress::cli::cmd_info, "report the kernel ISA (CPUID/XCR0 or COMPRESS_ISA) and threads"},
+    {"train", compress::cli::cmd_train, "train a baseline model (or fine-tune one) on a dataset"},
+    {"eval", compress::cli::cmd_eval, "test accuracy, confusion matrix and latency of a model"},
 };
 
 void print_usage(std::FILE* out) {

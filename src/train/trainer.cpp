@@ -1,0 +1,322 @@
+#include "compress/train/trainer.h"
+
+#include <unistd.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "compress/error.h"
+#include "compress/io.h"
+
+namespace compress::train {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<NamedTensor> named_parameters(const torch::jit::Module& m) {
+  std::vector<NamedTensor> out;
+  for (const auto& p : m.named_parameters(/*recurse=*/true)) out.push_back({p.name, p.value});
+  return out;
+}
+
+std::vector<NamedTensor> named_buffers(const torch::jit::Module& m) {
+  std::vector<NamedTensor> out;
+  for (const auto& b : m.named_buffers(/*recurse=*/true)) out.push_back({b.name, b.value});
+  return out;
+}
+
+void seed_torch(uint64_t seed) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_current_seed(seed);
+}
+
+namespace {
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  char buf[32];
+  int t = int(s + 0.5);
+  if (t >= 3600) std::snprintf(buf, sizeof(buf), "%dh%02dm", t / 3600, (t / 60) % 60);
+  else std::snprintf(buf, sizeof(buf), "%dm%02ds", t / 60, t % 60);
+  return buf;
+}
+
+// A bar redrawn in place on a terminal; plain lines every few seconds in a
+// log file (a carriage-return bar would fill logs with one giant line).
+class Progress {
+ public:
+  Progress(bool quiet, double log_every_s) : quiet_(quiet), log_every_s_(log_every_s), tty_(::isatty(2)) {}
+
+  void update(int64_t epoch, int64_t epochs, int64_t batch, int64_t batches, double loss, double acc,
+              double samples_per_s, double eta_s, bool force = false) {
+    if (quiet_) return;
+    auto now = Clock::now();
+    double since = std::chrono::duration<double>(now - last_).count();
+    if (tty_) {
+      if (!force && since < 0.2) return;
+      const int width = 24;
+      int filled = batches ? int(width * double(batch) / double(batches)) : width;
+      std::string bar(size_t(filled), '#');
+      bar += std::string(size_t(width - filled), '.');
+      std::fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s] %lld/%lld loss %.4f acc %.2f%% %.0f samples/s ETA %s",
+                   (long long)epoch + 1, (long long)epochs, bar.c_str(), (long long)batch, (long long)batches,
+                   loss, 100 * acc, samples_per_s, format_duration(eta_s).c_str());
+    } else {
+      if (!force && since < log_every_s_) return;
+      std::fprintf(stderr, "epoch %lld/%lld step %lld/%lld loss %.4f acc %.2f%% %.0f samples/s ETA %s\n",
+                   (long long)epoch + 1, (long long)epochs, (long long)batch, (long long)batches, loss, 100 * acc,
+                   samples_per_s, format_duration(eta_s).c_str());
+    }
+    std::fflush(stderr);
+    last_ = now;
+  }
+
+  void epoch_done(const EpochStats& s, int64_t epochs) {
+    if (quiet_) return;
+    if (tty_) std::fprintf(stderr, "\r\033[K");
+    std::fprintf(stderr, "epoch %lld/%lld: loss %.4f acc %.2f%%", (long long)s.epoch + 1, (long long)epochs,
+                 s.train_loss, 100 * s.train_acc);
+    if (s.val) std::fprintf(stderr, " | val loss %.4f acc %.2f%%", s.val->loss, 100 * s.val->top1);
+    std::fprintf(stderr, " | %.1fs, %.0f samples/s\n", s.seconds, s.samples_per_s);
+    std::fflush(stderr);
+  }
+
+ private:
+  bool quiet_;
+  double log_every_s_;
+  bool tty_;
+  Clock::time_point last_{};
+};
+
+c10::Dict<std::string, at::Tensor> to_dict(const std::vector<NamedTensor>& v) {
+  c10::Dict<std::string, at::Tensor> d;
+  for (const auto& t : v) d.insert(t.name, t.value);
+  return d;
+}
+
+}  // namespace
+
+Trainer::Trainer(torch::jit::Module module, TrainConfig cfg) : module_(std::move(module)), cfg_(std::move(cfg)) {
+  if (cfg_.epochs <= 0) bad_input("epochs must be positive, got " + std::to_string(cfg_.epochs));
+  if (cfg_.label_smoothing < 0 || cfg_.label_smoothing >= 1) bad_input("label smoothing must be in [0, 1)");
+  if (cfg_.grad_clip < 0) bad_input("gradient clipping norm must not be negative");
+  auto params = named_parameters(module_);
+  if (params.empty()) bad_input("the model has no parameters to train");
+  for (auto& p : params) p.value.set_requires_grad(true);
+  optimizer_ = std::make_unique<Optimizer>(params, cfg_.optimizer);
+}
+
+void Trainer::save_checkpoint(int64_t epoch, int64_t next_batch, int64_t step, double loss_sum, int64_t correct,
+                              int64_t seen) {
+  c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
+  d.insert("format", std::string("compress-checkpoint-1"));
+  d.insert("fingerprint", cfg_.fingerprint);
+  d.insert("epoch", epoch);
+  d.insert("next_batch", next_batch);
+  d.insert("step", step);
+  d.insert("optimizer_steps", optimizer_->steps_taken());
+  d.insert("loss_sum", loss_sum);
+  d.insert("correct", correct);
+  d.insert("seen", seen);
+  d.insert("parameters", to_dict(named_parameters(module_)));
+  d.insert("buffers", to_dict(named_buffers(module_)));
+  d.insert("optimizer", to_dict(optimizer_->state()));
+  std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(d));
+  write_atomically(cfg_.checkpoint_path, [&](const std::string& tmp) {
+    std::ofstream f(tmp, std::ios::binary);
+    f.write(bytes.data(), std::streamsize(bytes.size()));
+    f.close();
+    if (!f) failure(cfg_.checkpoint_path + ": cannot write checkpoint");
+  });
+}
+
+bool Trainer::load_checkpoint(int64_t& epoch, int64_t& next_batch, int64_t& step, double& loss_sum,
+                              int64_t& correct, int64_t& seen) {
+  const std::string& path = cfg_.checkpoint_path;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return false;
+  std::ifstream f(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  c10::IValue v;
+  try {
+    v = torch::jit::pickle_load(bytes);
+  } catch (const std::exception& e) {
+    bad_input(path + ": not a readable checkpoint (" + first_line_of(e) + ")");
+  }
+  if (!v.isGenericDict()) bad_input(path + ": not a compress checkpoint");
+  auto d = v.toGenericDict();
+  auto get = [&](const char* key) {
+    if (!d.contains(key)) bad_input(path + ": checkpoint lacks '" + std::string(key) + "'");
+    return d.at(key);
+  };
+  if (get("format").toStringRef() != "compress-checkpoint-1") bad_input(path + ": unknown checkpoint format");
+  if (get("fingerprint").toStringRef() != cfg_.fingerprint) {
+    bad_input(path + ": checkpoint belongs to another run (" + get("fingerprint").toStringRef() +
+              "), not this one (" + cfg_.fingerprint + "); remove it or choose another checkpoint file");
+  }
+  auto restore = [&](const char* key, const std::vector<NamedTensor>& into) {
+    auto saved = get(key).toGenericDict();
+    at::NoGradGuard no_grad;
+    for (const auto& t : into) {
+      if (!saved.contains(t.name)) bad_input(path + ": checkpoint lacks " + std::string(key) + " " + t.name);
+      at::Tensor s = saved.at(t.name).toTensor();
+      if (s.sizes() != t.value.sizes()) bad_input(path + ": shape of " + t.name + " differs from the model's");
+      t.value.copy_(s);
+    }
+  };
+  restore("parameters", named_parameters(module_));
+  restore("buffers", named_buffers(module_));
+  std::vector<NamedTensor> opt;
+  for (const auto& kv : get("optimizer").toGenericDict()) opt.push_back({kv.key().toStringRef(), kv.value().toTensor()});
+  optimizer_->load_state(opt, get("optimizer_steps").toInt());
+  epoch = get("epoch").toInt();
+  next_batch = get("next_batch").toInt();
+  step = get("step").toInt();
+  loss_sum = get("loss_sum").toDouble();
+  correct = get("correct").toInt();
+  seen = get("seen").toInt();
+  return true;
+}
+
+TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDataset* val) {
+  // The interpreter runs the graph as written: no profiling runs or
+  // autodiff subgraphs, whose numerics could differ between the first steps of
+  // a fresh process and later ones and so break resume == uninterrupted.
+  torch::jit::GraphOptimizerEnabledGuard plain_interpreter(false);
+  const int saved_threads = at::get_num_threads();
+  if (cfg_.threads > 0) at::set_num_threads(cfg_.threads);
+
+  data::LoaderOptions lo;
+  lo.batch_size = cfg_.batch_size;
+  lo.shuffle = true;
+  lo.drop_last = train.size() > cfg_.batch_size;  // equal batch sizes keep BN statistics sane
+  lo.seed = cfg_.seed;
+  lo.augment = cfg_.augment;
+  lo.mean = cfg_.mean;
+  lo.std = cfg_.std;
+  data::Loader loader(train, lo);
+  const int64_t batches = loader.batches_per_epoch();
+  const int64_t total_steps = batches * cfg_.epochs;
+
+  int64_t epoch = 0, next_batch = 0, step = 0, correct = 0, seen = 0;
+  double loss_sum = 0;
+  if (cfg_.resume && !cfg_.checkpoint_path.empty()) {
+    if (load_checkpoint(epoch, next_batch, step, loss_sum, correct, seen) && !cfg_.quiet) {
+      std::fprintf(stderr, "resuming from %s at epoch %lld, step %lld\n", cfg_.checkpoint_path.c_str(),
+                   (long long)epoch + 1, (long long)step);
+    }
+  }
+
+  TrainResult result;
+  Progress progress(cfg_.quiet, cfg_.log_every_s);
+  auto run_start = Clock::now();
+  int64_t steps_this_run = 0;
+  module_.train(true);
+
+  for (; epoch < cfg_.epochs; ++epoch) {
+    auto epoch_start = Clock::now();
+    int64_t epoch_samples = 0;
+    loader.start_epoch(epoch, next_batch);
+    while (auto batch = loader.next()) {
+      StepContext ctx;
+      ctx.module = &module_;
+      ctx.optimizer = optimizer_.get();
+      ctx.epoch = epoch;
+      ctx.batch = batch->index;
+      ctx.step = step;
+      ctx.total_steps = total_steps;
+      ctx.lr = lr_at(cfg_.schedule, cfg_.optimizer.lr, step, total_steps);
+      ctx.inputs = batch->inputs;
+      ctx.labels = batch->labels;
+      // Dropout draws from LibTorch's generator: reseed it per step so a
+      // resumed run draws what the uninterrupted one drew.
+      seed_torch(data::mix_seed(cfg_.seed, uint64_t(step), 0xD50Full));
+
+      ctx.logits = module_.forward({ctx.inputs}).toTensor();
+      if (loss_fn_) {
+        ctx.loss = loss_fn_(ctx);
+      } else {
+        ctx.loss = at::cross_entropy_loss(ctx.logits, ctx.labels, {}, at::Reduction::Mean, -100,
+                                          cfg_.label_smoothing);
+      }
+      for (auto& cb : callbacks_) cb->on_loss(ctx);
+      optimizer_->zero_grad();
+      ctx.loss.backward();
+      for (auto& cb : callbacks_) cb->after_backward(ctx);
+      if (cfg_.grad_clip > 0) clip_grad_norm(optimizer_->params(), cfg_.grad_clip);
+      optimizer_->step(ctx.lr);
+      for (auto& cb : callbacks_) cb->after_step(ctx);
+
+      const double l = ctx.loss.item<double>();
+      if (!std::isfinite(l)) {
+        failure("training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step) +
+                " (loss is " + std::to_string(l) + "); lower the learning rate or clip gradients");
+      }
+      const int64_t n = ctx.labels.size(0);
+      loss_sum += l * double(n);
+      correct += ctx.logits.detach().argmax(1).eq(ctx.labels).sum().item<int64_t>();
+      seen += n;
+      epoch_samples += n;
+      ++step;
+      ++steps_this_run;
+      next_batch = batch->index + 1;
+
+      double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+      double sps = elapsed > 0 ? double(epoch_samples) / elapsed : 0;
+      double run_elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
+      double eta = double(total_steps - step) * run_elapsed / double(steps_this_run);
+      progress.update(epoch, cfg_.epochs, next_batch, batches, loss_sum / double(seen), double(correct) / double(seen),
+                      sps, eta);
+
+      const bool stop_now = cfg_.stop_after_steps >= 0 && step >= cfg_.stop_after_steps;
+      const bool periodic = cfg_.checkpoint_every_steps > 0 && step % cfg_.checkpoint_every_steps == 0;
+      if (!cfg_.checkpoint_path.empty() && (stop_now || periodic) && next_batch < batches) {
+        save_checkpoint(epoch, next_batch, step, loss_sum, correct, seen);
+      }
+      if (stop_now && next_batch < batches) {
+        result.stopped_early = true;
+        break;
+      }
+    }
+    if (result.stopped_early) break;
+
+    EpochStats s;
+    s.epoch = epoch;
+    s.train_loss = seen ? loss_sum / double(seen) : 0;
+    s.train_acc = seen ? double(correct) / double(seen) : 0;
+    s.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    s.samples_per_s = s.seconds > 0 ? double(epoch_samples) / s.seconds : 0;
+    if (val) {
+      s.val = evaluate(module_, *val, 500, cfg_.mean, cfg_.std);
+      module_.train(true);
+    }
+    next_batch = 0;
+    loss_sum = 0;
+    correct = 0;
+    seen = 0;
+    if (!cfg_.checkpoint_path.empty()) save_checkpoint(epoch + 1, 0, step, 0, 0, 0);
+    progress.epoch_done(s, cfg_.epochs);
+    for (auto& cb : callbacks_) cb->on_epoch_end(s);
+    result.history.push_back(s);
+    if (cfg_.stop_after_steps >= 0 && step >= cfg_.stop_after_steps && epoch + 1 < cfg_.epochs) {
+      result.stopped_early = true;
+      break;
+    }
+  }
+  result.steps = step;
+  result.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
+  module_.train(false);
+  if (cfg_.threads > 0) at::set_num_threads(saved_threads);
+  return result;
+}
+
+}  // namespace compress::train

@@ -1,0 +1,178 @@
+// Shuffling, augmentation, splitting, batching: deterministic from the seed,
+// independent of the prefetch thread's timing, resumable at any batch.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <set>
+
+#include "compress/data/dataset.h"
+#include "compress/data/loader.h"
+#include "compress/error.h"
+
+using namespace compress::data;
+
+namespace {
+
+TensorDataset numbered(int64_t n, int64_t c = 1, int64_t h = 4, int64_t w = 4) {
+  // Sample i is filled with the value i, so a batch tells which samples it holds.
+  TensorDataset ds;
+  ds.inputs = at::arange(n, at::kFloat).view({n, 1, 1, 1}).expand({n, c, h, w}).contiguous();
+  ds.labels = at::arange(n, at::kLong) % 3;
+  ds.num_classes = 3;
+  ds.name = "numbered";
+  return ds;
+}
+
+}  // namespace
+
+TEST_CASE("epoch_order is a seeded permutation, different per epoch", "[loader]") {
+  auto a = epoch_order(1000, 7, 0, true);
+  std::set<int64_t> seen(a.begin(), a.end());
+  REQUIRE(seen.size() == 1000);
+  REQUIRE(*seen.begin() == 0);
+  REQUIRE(*seen.rbegin() == 999);
+  CHECK(a == epoch_order(1000, 7, 0, true));
+  CHECK(a != epoch_order(1000, 7, 1, true));
+  CHECK(a != epoch_order(1000, 8, 0, true));
+  auto id = epoch_order(10, 7, 0, false);
+  for (int64_t i = 0; i < 10; ++i) CHECK(id[size_t(i)] == i);
+}
+
+TEST_CASE("flip mirrors whole samples; crop shifts within the padding", "[loader][augment]") {
+  const int64_t b = 64, h = 6, w = 6;
+  at::Tensor x = at::arange(b * h * w, at::kFloat).view({b, 1, h, w});
+  SECTION("flip only") {
+    Augment aug;
+    aug.horizontal_flip = true;
+    at::Tensor y = augment_batch(x, aug, 123);
+    int flipped = 0, kept = 0;
+    for (int64_t i = 0; i < b; ++i) {
+      if (at::equal(y[i], x[i])) ++kept;
+      else if (at::equal(y[i], x[i].flip({2}))) ++flipped;
+      else FAIL("sample " << i << " is neither the original nor its mirror");
+    }
+    CHECK(flipped > 10);
+    CHECK(kept > 10);
+    CHECK(at::equal(y, augment_batch(x, aug, 123)));
+    CHECK_FALSE(at::equal(y, augment_batch(x, aug, 124)));
+  }
+  SECTION("crop with padding") {
+    Augment aug;
+    aug.crop_padding = 2;
+    at::Tensor y = augment_batch(x, aug, 5);
+    at::Tensor padded = at::constant_pad_nd(x, {2, 2, 2, 2}, 0.0);
+    int shifted = 0;
+    for (int64_t i = 0; i < b; ++i) {
+      bool found = false;
+      for (int64_t dy = 0; dy <= 4 && !found; ++dy)
+        for (int64_t dx = 0; dx <= 4 && !found; ++dx)
+          if (at::equal(y[i], padded[i].narrow(1, dy, h).narrow(2, dx, w))) {
+            found = true;
+            shifted += (dy != 2 || dx != 2);
+          }
+      REQUIRE(found);
+    }
+    CHECK(shifted > b / 2);
+  }
+}
+
+TEST_CASE("train_val_split is a seeded partition", "[loader]") {
+  auto ds = numbered(100);
+  auto [tr, va] = train_val_split(ds, 0.2, 3);
+  REQUIRE(tr.size() == 80);
+  REQUIRE(va.size() == 20);
+  std::set<int64_t> all;
+  for (auto* part : {&tr, &va})
+    for (int64_t i = 0; i < part->size(); ++i) all.insert(int64_t(part->inputs[i][0][0][0].item<float>()));
+  CHECK(all.size() == 100);
+  auto [tr2, va2] = train_val_split(ds, 0.2, 3);
+  CHECK(at::equal(va.inputs, va2.inputs));
+  auto [tr3, va3] = train_val_split(ds, 0.2, 4);
+  CHECK_FALSE(at::equal(va.inputs, va3.inputs));
+  CHECK_THROWS_AS(train_val_split(ds, 1.0, 3), compress::Error);
+}
+
+TEST_CASE("the loader visits every sample once per epoch, same as synchronous batches", "[loader]") {
+  auto ds = numbered(50);
+  LoaderOptions opt;
+  opt.batch_size = 8;
+  opt.seed = 11;
+  opt.augment.horizontal_flip = true;
+  Loader loader(ds, opt);
+  REQUIRE(loader.batches_per_epoch() == 7);
+  for (int64_t epoch : {0, 1}) {
+    auto order = epoch_order(50, 11, epoch, true);
+    loader.start_epoch(epoch);
+    std::multiset<int64_t> ids;
+    int64_t k = 0;
+    while (auto b = loader.next()) {
+      REQUIRE(b->index == k);
+      Batch expect = loader.make_batch(epoch, k, order);
+      REQUIRE(at::equal(b->inputs, expect.inputs));
+      REQUIRE(at::equal(b->labels, expect.labels));
+      for (int64_t i = 0; i < b->inputs.size(0); ++i) ids.insert(int64_t(b->inputs[i][0][0][0].item<float>()));
+      ++k;
+    }
+    REQUIRE(k == 7);
+    std::set<int64_t> unique(ids.begin(), ids.end());
+    CHECK(ids.size() == 50);
+    CHECK(unique.size() == 50);
+  }
+  SECTION("starting mid-epoch yields the same later batches") {
+    auto order = epoch_order(50, 11, 1, true);
+    loader.start_epoch(1, 4);
+    auto b = loader.next();
+    REQUIRE(b);
+    CHECK(b->index == 4);
+    CHECK(at::equal(b->inputs, loader.make_batch(1, 4, order).inputs));
+  }
+  SECTION("an epoch can be abandoned and restarted") {
+    loader.start_epoch(0);
+    loader.next();
+    loader.start_epoch(0);
+    int n = 0;
+    while (loader.next()) ++n;
+    CHECK(n == 7);
+  }
+}
+
+TEST_CASE("normalisation uses per-channel statistics", "[loader]") {
+  TensorDataset ds;
+  ds.inputs = at::rand({200, 2, 3, 3}) * at::tensor({1.0f, 5.0f}).view({1, 2, 1, 1});
+  ds.labels = at::zeros({200}, at::kLong);
+  ds.num_classes = 1;
+  auto [mean, std] = channel_stats(ds.inputs);
+  REQUIRE(mean.numel() == 2);
+  LoaderOptions opt;
+  opt.batch_size = 200;
+  opt.shuffle = false;
+  opt.mean = mean;
+  opt.std = std;
+  Loader loader(ds, opt);
+  at::Tensor x = loader.make_batch(0, 0, epoch_order(200, 0, 0, false)).inputs;
+  auto [m2, s2] = channel_stats(x);
+  CHECK(m2.abs().max().item<float>() < 1e-4f);
+  CHECK((s2 - 1).abs().max().item<float>() < 1e-4f);
+}
+
+TEST_CASE("tensor datasets save and load; bad ones are refused", "[dataset]") {
+  auto dir = std::filesystem::temp_directory_path() / ("compress_test_ds_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto ds = numbered(12);
+  std::string p = (dir / "set.pt").string();
+  save_tensor_dataset(ds, p);
+  auto back = load_tensor_dataset(p);
+  CHECK(at::equal(back.inputs, ds.inputs));
+  CHECK(at::equal(back.labels, ds.labels));
+  CHECK(back.num_classes == 3);
+  ds.labels[0] = 7;
+  std::string bad = (dir / "bad.pt").string();
+  save_tensor_dataset(ds, bad);
+  try {
+    load_tensor_dataset(bad);
+    FAIL("out-of-range label accepted");
+  } catch (const compress::Error& e) {
+    CHECK(e.kind() == compress::ErrorKind::BadInput);
+    CHECK_THAT(std::string(e.what()), Catch::Contains(bad));
+  }
+}

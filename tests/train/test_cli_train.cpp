@@ -1,0 +1,95 @@
+// compress train / compress eval end to end on a tiny synthetic dataset file.
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "compress/data/dataset.h"
+#include "test_paths.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int code;
+  std::string out;
+};
+
+Run run(const std::string& args) {
+  std::string cmd = std::string(COMPRESS_CLI) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+fs::path workdir() {
+  fs::path d = fs::temp_directory_path() / ("compress_test_cli_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d;
+}
+
+// 28x28 images whose class is which quadrant is bright: learnable in one epoch.
+std::string make_set(const std::string& name, int64_t n, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  compress::data::TensorDataset ds;
+  ds.labels = at::randint(0, 4, {n}, gen);
+  ds.inputs = at::rand({n, 1, 28, 28}, gen) * 0.3;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t q = ds.labels[i].item<int64_t>();
+    ds.inputs[i].narrow(1, (q / 2) * 14, 14).narrow(2, (q % 2) * 14, 14).add_(0.7);
+  }
+  ds.num_classes = 10;
+  std::string p = (workdir() / name).string();
+  compress::data::save_tensor_dataset(ds, p);
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("compress train then compress eval on a dataset file", "[cli][train]") {
+  std::string train = make_set("quad_train.pt", 256, 1), test = make_set("quad_test.pt", 128, 2);
+  std::string model = (workdir() / "cnn.pt").string();
+  fs::remove(model);
+  Run t = run("train --arch cnn --data " + train + " --test-data " + test +
+              " --epochs 2 --batch-size 32 --lr 0.02 --quiet --json -o " + model);
+  INFO(t.out);
+  REQUIRE(t.code == 0);
+  auto j = nlohmann::json::parse(t.out);
+  CHECK(j["steps"] == 16);
+  CHECK(j["macs"].get<int64_t>() > 0);
+  REQUIRE(fs::exists(model));
+
+  Run e = run("eval " + model + " --data " + test + " --json");
+  INFO(e.out);
+  REQUIRE(e.code == 0);
+  auto k = nlohmann::json::parse(e.out);
+  CHECK(k["count"] == 128);
+  CHECK(k["top1"].get<double>() == Approx(j["test"]["top1"].get<double>()));
+  CHECK(k["top1"].get<double>() > 0.5);  // chance is 0.25
+  CHECK(k["confusion"]["matrix"].size() == 10);
+
+  Run lat = run("eval " + model + " --data " + test + " --latency --latency-batches 1,4 --latency-threads 1 --repeats 3");
+  INFO(lat.out);
+  REQUIRE(lat.code == 0);
+  CHECK_THAT(lat.out, Catch::Contains("latency: batch 4, 1 thread"));
+}
+
+TEST_CASE("bad input to train/eval: one line, exit code 2", "[cli][train]") {
+  std::string missing = (workdir() / "missing.pt").string();
+  for (const std::string& args : std::vector<std::string>
+       {"train --arch nosuch --data fashion-mnist -o " + (workdir() / "x.pt").string(),
+        "train --arch cnn --data " + missing + " -o " + (workdir() / "x.pt").string(),
+        std::string("train --arch cnn --data fashion-mnist"), "eval " + missing + " --data fashion-mnist",
+        "train --arch cnn --data fashion-mnist --resume -o " + (workdir() / "x.pt").string()}) {
+    Run r = run(args);
+    INFO(args << "\n" << r.out);
+    CHECK(r.code == 2);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+    CHECK_THAT(r.out, Catch::Contains("error:"));
+  }
+}

@@ -1,0 +1,189 @@
+// The trainer: it learns, it is deterministic, and a resumed run ends with
+// exactly the weights of an uninterrupted one.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+#include "compress/error.h"
+#include "compress/train/trainer.h"
+#include "tiny.h"
+
+using namespace compress::train;
+namespace fs = std::filesystem;
+
+namespace {
+
+TrainConfig small_config(uint64_t seed) {
+  TrainConfig c;
+  c.epochs = 4;
+  c.batch_size = 32;
+  c.seed = seed;
+  c.optimizer.kind = "sgd";
+  c.optimizer.lr = 0.2;
+  c.optimizer.momentum = 0.9;
+  c.optimizer.nesterov = true;
+  c.optimizer.weight_decay = 1e-3;
+  c.schedule.kind = "cosine";
+  c.schedule.warmup_steps = 3;
+  c.grad_clip = 5.0;
+  c.label_smoothing = 0.05;
+  c.quiet = true;
+  c.threads = 2;
+  return c;
+}
+
+std::string temp_path(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("compress_test_train_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  fs::remove(d / name);
+  return (d / name).string();
+}
+
+void require_same_state(const torch::jit::Module& a, const torch::jit::Module& b) {
+  auto pa = named_parameters(a), pb = named_parameters(b);
+  auto ba = named_buffers(a), bb = named_buffers(b);
+  pa.insert(pa.end(), ba.begin(), ba.end());
+  pb.insert(pb.end(), bb.begin(), bb.end());
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    INFO(pa[i].name);
+    REQUIRE(pa[i].name == pb[i].name);
+    REQUIRE(at::equal(pa[i].value, pb[i].value));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a short run lowers the loss on a synthetic problem", "[trainer]") {
+  auto data = tiny::blobs(256, 1);
+  auto m = tiny::make_model(0);
+  auto before = evaluate(m, data);
+  Trainer t(m, small_config(0));
+  auto r = t.fit(data);
+  REQUIRE(r.history.size() == 4);
+  auto after = evaluate(m, data);
+  CHECK(r.history.back().train_loss < 0.7 * r.history.front().train_loss);
+  CHECK(after.loss < 0.5 * before.loss);
+  CHECK(after.top1 > 0.9);
+  CHECK(r.steps == 4 * 8);
+}
+
+TEST_CASE("same seed gives the same weights; another seed does not", "[trainer][determinism]") {
+  auto data = tiny::blobs(200, 2);
+  auto m1 = tiny::make_model(3), m2 = tiny::make_model(3), m3 = tiny::make_model(3);
+  Trainer(m1, small_config(9)).fit(data);
+  Trainer(m2, small_config(9)).fit(data);
+  require_same_state(m1, m2);
+  Trainer(m3, small_config(10)).fit(data);
+  CHECK_FALSE(at::equal(named_parameters(m1)[0].value, named_parameters(m3)[0].value));
+}
+
+TEST_CASE("resuming from a checkpoint gives the uninterrupted run's weights", "[trainer][checkpoint]") {
+  auto data = tiny::blobs(200, 4);  // 6 full batches of 32 per epoch (drop_last)
+  for (const char* kind : {"sgd", "adamw"}) {
+    INFO(kind);
+    auto cfg = small_config(5);
+    cfg.optimizer.kind = kind;
+    if (std::string(kind) == "adamw") {
+      cfg.optimizer.lr = 0.01;
+      cfg.optimizer.nesterov = false;
+    }
+    auto whole = tiny::make_model(1);
+    Trainer(whole, cfg).fit(data);
+
+    for (int64_t stop_at : {8, 12}) {  // mid-epoch (epoch 2, batch 2) and at an epoch boundary
+      INFO("interrupted after step " << stop_at);
+      auto ckpt = temp_path(std::string("resume_") + kind + ".ckpt");
+      auto first = tiny::make_model(1);
+      auto c1 = cfg;
+      c1.checkpoint_path = ckpt;
+      c1.stop_after_steps = stop_at;
+      auto r1 = Trainer(first, c1).fit(data);
+      REQUIRE(r1.stopped_early);
+      REQUIRE(r1.steps == stop_at);
+      REQUIRE(fs::exists(ckpt));
+
+      auto second = tiny::make_model(1);  // a fresh process would rebuild the model like this
+      auto c2 = cfg;
+      c2.checkpoint_path = ckpt;
+      c2.resume = true;
+      auto r2 = Trainer(second, c2).fit(data);
+      REQUIRE_FALSE(r2.stopped_early);
+      REQUIRE(r2.steps == 4 * 6);
+      require_same_state(whole, second);
+    }
+  }
+}
+
+TEST_CASE("a checkpoint of another run is refused", "[trainer][checkpoint]") {
+  auto data = tiny::blobs(64, 4);
+  auto ckpt = temp_path("other.ckpt");
+  auto cfg = small_config(5);
+  cfg.epochs = 1;
+  cfg.checkpoint_path = ckpt;
+  cfg.fingerprint = "run A";
+  auto m = tiny::make_model(1);
+  Trainer(m, cfg).fit(data);
+  REQUIRE(fs::exists(ckpt));
+  cfg.fingerprint = "run B";
+  cfg.resume = true;
+  auto m2 = tiny::make_model(1);
+  Trainer t(m2, cfg);
+  try {
+    t.fit(data);
+    FAIL("foreign checkpoint accepted");
+  } catch (const compress::Error& e) {
+    CHECK(e.kind() == compress::ErrorKind::BadInput);
+    CHECK_THAT(std::string(e.what()), Catch::Contains(ckpt) && Catch::Contains("another run"));
+  }
+  // No temporary files are left next to the checkpoint.
+  for (const auto& f : fs::directory_iterator(fs::path(ckpt).parent_path()))
+    CHECK(f.path().filename().string().find(".tmp") == std::string::npos);
+}
+
+namespace {
+struct Recorder : Callback {
+  int losses = 0, backwards = 0, steps = 0, epochs = 0;
+  bool grads_seen = true;
+  void on_loss(StepContext& c) override {
+    ++losses;
+    // A penalty added here must reach the gradients (how BN-L1 hooks in).
+    c.loss = c.loss + 0.0 * c.logits.sum();
+  }
+  void after_backward(StepContext& c) override {
+    ++backwards;
+    for (const auto& p : c.optimizer->params()) grads_seen = grads_seen && p.value.grad().defined();
+  }
+  void after_step(StepContext&) override { ++steps; }
+  void on_epoch_end(const EpochStats&) override { ++epochs; }
+};
+}  // namespace
+
+TEST_CASE("callbacks run around backward and step", "[trainer]") {
+  auto data = tiny::blobs(128, 6);
+  auto m = tiny::make_model(2);
+  auto cfg = small_config(1);
+  cfg.epochs = 2;
+  Trainer t(m, cfg);
+  auto rec = std::make_shared<Recorder>();
+  t.add_callback(rec);
+  auto r = t.fit(data);
+  CHECK(rec->losses == r.steps);
+  CHECK(rec->backwards == r.steps);
+  CHECK(rec->steps == r.steps);
+  CHECK(rec->epochs == 2);
+  CHECK(rec->grads_seen);
+}
+
+TEST_CASE("a validation set is evaluated each epoch", "[trainer]") {
+  auto data = tiny::blobs(256, 7);
+  auto [tr, va] = compress::data::train_val_split(data, 0.25, 0);
+  auto m = tiny::make_model(2);
+  auto cfg = small_config(1);
+  cfg.epochs = 2;
+  auto r = Trainer(m, cfg).fit(tr, &va);
+  REQUIRE(r.history.size() == 2);
+  REQUIRE(r.history[1].val.has_value());
+  CHECK(r.history[1].val->count == 64);
+  CHECK(r.history[1].val->top1 > 0.5);
+}
