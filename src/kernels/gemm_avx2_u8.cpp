@@ -86,6 +86,45 @@ inline void microkernel(const int32_t* a, const int8_t* b, int64_t kq, int32_t t
 }
 #undef COMPRESS_STEP
 
+// The last strip of A may have fewer than MR rows (M = 1 for a batch-1
+// linear layer): a variant that computes only those rows does 1/6 of the
+// multiplies of the full tile; the weight stream is the same.
+template <int R>
+inline void microkernel_rows(const int32_t* a, const int8_t* b, int64_t kq, int32_t tile[MR][NR]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i c[R][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_si256();
+  for (int64_t q = 0; q < kq; ++q) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m256i x = _mm256_set1_epi32(a[i]);
+      c[i][0] = _mm256_add_epi32(c[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));
+      c[i][1] = _mm256_add_epi32(c[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
+    }
+    a += MR;
+    b += NR * 4;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i]), c[i][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i] + 8), c[i][1]);
+  }
+}
+
+inline void run_microkernel(int64_t rows, const int32_t* a, const int8_t* b, int64_t kq, int32_t tile[MR][NR]) {
+  switch (rows) {
+    case 1: return microkernel_rows<1>(a, b, kq, tile);
+    case 2: return microkernel_rows<2>(a, b, kq, tile);
+    case 3: return microkernel_rows<3>(a, b, kq, tile);
+    case 4: return microkernel_rows<4>(a, b, kq, tile);
+    case 5: return microkernel_rows<5>(a, b, kq, tile);
+    default: return microkernel(a, b, kq, tile);
+  }
+}
+
 // Work items are (m-block, n-block), m-block major: a thread packs the A
 // strips of an m-block once, into its own buffer, and sweeps the weight panels
 // past them. One parallel region per GEMM (no separate packing pass and its
@@ -113,9 +152,9 @@ void compute(void* vctx, int64_t begin, int64_t end) {
     for (int64_t s = s_begin; s < s_end; ++s) {
       const int32_t* astrip = abuf + (s - s_begin) * c.kq * MR;
       for (int64_t p = nb * c.panels_per_block; p < p_end; ++p) {
-        microkernel(astrip, bdata + p * c.kq * NR * 4, c.kq, tile);
         const int64_t m0 = s * MR, n0 = p * NR;
         const int64_t rows = std::min<int64_t>(MR, j.M - m0), count = std::min<int64_t>(NR, N - n0);
+        run_microkernel(rows, astrip, bdata + p * c.kq * NR * 4, c.kq, tile);
         // The clipped-away part of the weights, exactly (few entries for trained
         // weights); A's bytes are read back from the packed strip.
         const auto* abytes = reinterpret_cast<const uint8_t*>(astrip);
