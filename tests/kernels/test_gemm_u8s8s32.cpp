@@ -132,7 +132,7 @@ TEST_CASE("gemm_u8s8s32_ref matches the naive GEMM", "[kernels][gemm][ref]") {
   check_integer_part(Isa::ref, Layout::rowmajor_s8);
 }
 
-TEST_CASE("gemm_u8s8s32_avx2_6x16 matches the reference", "[kernels][gemm][avx2]") {
+TEST_CASE("gemm_u8s8s32_avx2_6x16c2_s16 (exact s16 path) matches the reference", "[kernels][gemm][avx2]") {
   kt::require_isa(Isa::avx2);
   std::vector<uint8_t> blob = pack_gemm_u8s8(std::vector<int8_t>(4, 1).data(), 2, 2, 0, Layout::avx2_n16k2_s16);
   PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
