@@ -27,17 +27,25 @@ void rows(void* vctx, int64_t begin, int64_t end) {
   auto* zp_row = static_cast<uint8_t*>(scratch_alloc(c_pad));
   for (int64_t c = 0; c < c_pad; ++c) zp_row[c] = static_cast<uint8_t>(j.W->a_zero_point());
   const uint8_t* tap[kMaxTaps + 1];
+  int64_t off[kMaxTaps];
+  for (int64_t t = 0; t < taps; ++t) off[t] = ((t / j.kw) * j.dil_h * j.width + (t % j.kw) * j.dil_w) * C;
   const int64_t full = C / CV * CV;
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / j.out_h, oh = row % j.out_h;
     for (int64_t ow = 0; ow < j.out_w; ++ow) {
       const int64_t m = row * j.out_w + ow;
-      for (int64_t t = 0; t < taps; ++t) {
-        const int64_t ih = oh * j.stride_h - j.pad_h + (t / j.kw) * j.dil_h;
-        const int64_t iw = ow * j.stride_w - j.pad_w + (t % j.kw) * j.dil_w;
-        tap[t] = (ih < 0 || ih >= j.height || iw < 0 || iw >= j.width)
-                     ? zp_row
-                     : j.input + ((b * j.height + ih) * j.width + iw) * C;
+      const int64_t ih0 = oh * j.stride_h - j.pad_h, iw0 = ow * j.stride_w - j.pad_w;
+      if (ih0 >= 0 && ih0 + (j.kh - 1) * j.dil_h < j.height && iw0 >= 0 && iw0 + (j.kw - 1) * j.dil_w < j.width) {
+        // Interior pixel (most of them): fixed offsets from the window's corner.
+        const uint8_t* base = j.input + ((b * j.height + ih0) * j.width + iw0) * C;
+        for (int64_t t = 0; t < taps; ++t) tap[t] = base + off[t];
+      } else {
+        for (int64_t t = 0; t < taps; ++t) {
+          const int64_t ih = ih0 + (t / j.kw) * j.dil_h, iw = iw0 + (t % j.kw) * j.dil_w;
+          tap[t] = (ih < 0 || ih >= j.height || iw < 0 || iw >= j.width)
+                       ? zp_row
+                       : j.input + ((b * j.height + ih) * j.width + iw) * C;
+        }
       }
       tap[taps] = nullptr;  // the odd tap's partner: zero input against zero weight
       auto block = [&](int64_t c0, int64_t count) {
