@@ -58,10 +58,16 @@ const uint8_t* im2col_row(const void* vctx, int64_t m, uint8_t* scratch) {
     for (int64_t x = 0; x < kw; ++x, dst += C) {
       const int64_t ih = oh * g.stride_h - g.pad_h + y * g.dil_h;
       const int64_t iw = ow * g.stride_w - g.pad_w + x * g.dil_w;
-      if (ih < 0 || ih >= g.height || iw < 0 || iw >= g.width)
+      const bool pad = ih < 0 || ih >= g.height || iw < 0 || iw >= g.width;
+      const uint8_t* src = pad ? nullptr : c.input + ((b * g.height + ih) * g.width + iw) * C;
+      if (C <= 4) {
+        // Stem layers (C = 3): a library memcpy call per 3-byte tap costs more than the copy.
+        for (int64_t q = 0; q < C; ++q) dst[q] = pad ? zp : src[q];
+      } else if (pad) {
         std::memset(dst, zp, static_cast<size_t>(C));
-      else
-        std::memcpy(dst, c.input + ((b * g.height + ih) * g.width + iw) * C, static_cast<size_t>(C));
+      } else {
+        std::memcpy(dst, src, static_cast<size_t>(C));
+      }
     }
   return scratch;
 }

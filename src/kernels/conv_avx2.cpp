@@ -14,33 +14,51 @@ namespace {
 
 constexpr int64_t CV = DepthwiseTraits::CV;
 
+// Per output pixel the tap addresses are computed once (padding taps point
+// at a row of zero points), then every 16-channel block runs without bounds
+// checks; only the last, partial block goes through a copy.
+constexpr int64_t kMaxTaps = 64;
+
 void rows(void* vctx, int64_t begin, int64_t end) {
   const DepthwiseJob& j = *static_cast<DepthwiseJob*>(vctx);
   const EpAvx2 e(*j.ep);
   const int64_t C = j.channels, taps = j.kh * j.kw, c_pad = j.W->n_pad();
   const auto* w = reinterpret_cast<const int16_t*>(j.W->data());
-  const __m256i pad = _mm256_set1_epi16(static_cast<int16_t>(j.W->a_zero_point()));
+  auto* zp_row = static_cast<uint8_t*>(scratch_alloc(c_pad));
+  for (int64_t c = 0; c < c_pad; ++c) zp_row[c] = static_cast<uint8_t>(j.W->a_zero_point());
+  const uint8_t* tap[kMaxTaps + 1];
+  int64_t off[kMaxTaps];
+  for (int64_t t = 0; t < taps; ++t) off[t] = ((t / j.kw) * j.dil_h * j.width + (t % j.kw) * j.dil_w) * C;
+  const int64_t full = C / CV * CV;
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / j.out_h, oh = row % j.out_h;
     for (int64_t ow = 0; ow < j.out_w; ++ow) {
       const int64_t m = row * j.out_w + ow;
-      for (int64_t c0 = 0; c0 < C; c0 += CV) {
-        const int64_t count = std::min(CV, C - c0);
-        // Loads tap t for channels c0..c0+15 as s16; padding reads as the zero point.
-        auto load_tap = [&](int64_t t) -> __m256i {
-          if (t >= taps) return _mm256_setzero_si256();
-          const int64_t ih = oh * j.stride_h - j.pad_h + (t / j.kw) * j.dil_h;
-          const int64_t iw = ow * j.stride_w - j.pad_w + (t % j.kw) * j.dil_w;
-          if (ih < 0 || ih >= j.height || iw < 0 || iw >= j.width) return pad;
-          const uint8_t* p = j.input + ((b * j.height + ih) * j.width + iw) * C + c0;
-          if (count == CV) return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      const int64_t ih0 = oh * j.stride_h - j.pad_h, iw0 = ow * j.stride_w - j.pad_w;
+      if (ih0 >= 0 && ih0 + (j.kh - 1) * j.dil_h < j.height && iw0 >= 0 && iw0 + (j.kw - 1) * j.dil_w < j.width) {
+        // Interior pixel (most of them): fixed offsets from the window's corner.
+        const uint8_t* base = j.input + ((b * j.height + ih0) * j.width + iw0) * C;
+        for (int64_t t = 0; t < taps; ++t) tap[t] = base + off[t];
+      } else {
+        for (int64_t t = 0; t < taps; ++t) {
+          const int64_t ih = ih0 + (t / j.kw) * j.dil_h, iw = iw0 + (t % j.kw) * j.dil_w;
+          tap[t] = (ih < 0 || ih >= j.height || iw < 0 || iw >= j.width)
+                       ? zp_row
+                       : j.input + ((b * j.height + ih) * j.width + iw) * C;
+        }
+      }
+      tap[taps] = nullptr;  // the odd tap's partner: zero input against zero weight
+      auto block = [&](int64_t c0, int64_t count) {
+        auto load = [&](int64_t t) -> __m256i {
+          if (tap[t] == nullptr) return _mm256_setzero_si256();
+          if (count == CV) return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tap[t] + c0)));
           alignas(16) uint8_t tmp[CV] = {0};
-          std::memcpy(tmp, p, static_cast<size_t>(count));
+          std::memcpy(tmp, tap[t] + c0, static_cast<size_t>(count));
           return _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
         };
         __m256i lo = _mm256_setzero_si256(), hi = lo;
         for (int64_t t = 0; t < taps; t += 2) {
-          const __m256i x0 = load_tap(t), x1 = load_tap(t + 1);
+          const __m256i x0 = load(t), x1 = load(t + 1);
           // taps_pad is even and its extra row is zero, so t + 1 is always readable.
           const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + t * c_pad + c0));
           const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (t + 1) * c_pad + c0));
@@ -48,16 +66,20 @@ void rows(void* vctx, int64_t begin, int64_t end) {
           hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), _mm256_unpackhi_epi16(w0, w1)));
         }
         // lo = channels [0-3, 8-11], hi = [4-7, 12-15]: restore order.
-        store_row16(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31),
-                    j.W->comp(), j.scale, j.bias, *j.ep, e, m, c0, count, j.output, C);
-      }
+        store_row16(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31), j.W->comp(),
+                    j.scale, j.bias, *j.ep, e, m, c0, count, j.output, C);
+      };
+      for (int64_t c0 = 0; c0 < full; c0 += CV) block(c0, CV);
+      if (full < C) block(full, C - full);
     }
   }
+  scratch_free(zp_row);
 }
 
 }  // namespace
 
 void depthwise_avx2(const DepthwiseJob& job, const ParallelFor& pf) {
+  if (job.kh * job.kw > kMaxTaps) return depthwise_ref(job, pf);  // kernels beyond 8x8: reference
   run_parallel(pf, job.batch * job.out_h, const_cast<DepthwiseJob*>(&job), rows);
 }
 

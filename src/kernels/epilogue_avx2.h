@@ -81,18 +81,27 @@ inline void finalize16(__m256 y0, __m256 y1, const EpAvx2& e, void* dst) {
   _mm_storeu_si128(static_cast<__m128i*>(dst), _mm256_castsi256_si128(r));
 }
 
+// Per-column epilogue constants of a 16-column segment, loaded once per tile
+// (stores to the u8 output may alias anything, so the compiler would reload
+// them for every row otherwise).
+struct Cols16 {
+  __m256i k0, k1;
+  __m256 s0, s1, b0, b1;
+  Cols16(const int32_t* comp, const float* scale, const float* bias, int64_t n0)
+      : k0(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(comp + n0))),
+        k1(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(comp + n0 + 8))),
+        s0(_mm256_loadu_ps(scale + n0)), s1(_mm256_loadu_ps(scale + n0 + 8)),
+        b0(_mm256_loadu_ps(bias + n0)), b1(_mm256_loadu_ps(bias + n0 + 8)) {}
+};
+
 // One output row segment: 16 accumulators (acc0 = columns n0..n0+7, acc1 =
-// n0+8..n0+15) of row m, plus comp/scale/bias (arrays readable for 16 entries
-// from n0), through the whole epilogue into C; `count` <= 16 columns are valid.
-inline void store_row16(__m256i acc0, __m256i acc1, const int32_t* comp, const float* scale,
-                        const float* bias, const Epilogue& ep, const EpAvx2& e, int64_t m,
-                        int64_t n0, int64_t count, void* C, int64_t ldc) {
+// n0+8..n0+15) of row m through the whole epilogue into C; `count` <= 16
+// columns are valid.
+inline void store_row16(__m256i acc0, __m256i acc1, const Cols16& cols, const Epilogue& ep, const EpAvx2& e,
+                        int64_t m, int64_t n0, int64_t count, void* C, int64_t ldc) {
   const int64_t esz = out_size(ep.out);
-  acc0 = _mm256_add_epi32(acc0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(comp + n0)));
-  acc1 = _mm256_add_epi32(acc1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(comp + n0 + 8)));
-  __m256 y0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc0), _mm256_loadu_ps(scale + n0), _mm256_loadu_ps(bias + n0));
-  __m256 y1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc1), _mm256_loadu_ps(scale + n0 + 8),
-                              _mm256_loadu_ps(bias + n0 + 8));
+  __m256 y0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc0, cols.k0)), cols.s0, cols.b0);
+  __m256 y1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc1, cols.k1)), cols.s1, cols.b1);
   if (ep.residual) {
     __m256 r0, r1;
     const auto* rp = static_cast<const uint8_t*>(ep.residual) + (m * ep.ld_residual + n0) * esz;
@@ -108,6 +117,12 @@ inline void store_row16(__m256i acc0, __m256i acc1, const int32_t* comp, const f
     finalize16(y0, y1, e, tmp);
     std::memcpy(dst, tmp, static_cast<size_t>(count * esz));
   }
+}
+
+inline void store_row16(__m256i acc0, __m256i acc1, const int32_t* comp, const float* scale,
+                        const float* bias, const Epilogue& ep, const EpAvx2& e, int64_t m,
+                        int64_t n0, int64_t count, void* C, int64_t ldc) {
+  store_row16(acc0, acc1, Cols16(comp, scale, bias, n0), ep, e, m, n0, count, C, ldc);
 }
 
 }  // namespace

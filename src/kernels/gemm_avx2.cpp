@@ -1,12 +1,13 @@
-// gemm_u8s8s32_avx2_6x16: AVX2 + FMA, compiled with -mavx2 -mfma (this file only).
+// gemm_u8s8s32_avx2_6x16c2_s16: AVX2 + FMA, compiled with -mavx2 -mfma (this file only).
 //
-// Why vpmaddwd on s16 rather than vpmaddubsw on u8/s8: vpmaddubsw adds two
-// u8*s8 products into a *saturating* s16 (255*127*2 = 64770 > 32767), so it is
-// only exact for 7-bit operands. Widening both operands to s16 (weights at pack
-// time, activations while packing A) and using vpmaddwd is exact for all
-// inputs. It costs no multiply throughput: vpmaddubsw needs a second vpmaddwd
-// against ones to reach s32, so both paths issue one multiply uop per 16 MACs.
-// The price is 2x the bytes for packed weights and packed A.
+// The exact fallback of the AVX2 u8 path (gemm_avx2_u8.cpp): vpmaddubsw adds
+// two u8*s8 products into a *saturating* s16 (255*127*2 = 64770 > 32767).
+// Here both operands are widened to s16 (weights at pack time, activations
+// while packing A) and vpmaddwd is exact for every input with no weight
+// clipping. The packer picks this layout when clipping would need too many
+// corrections (e.g. uniform random weights). Its price, measured on this
+// machine: about half the multiply throughput of the u8 path (vpmaddwd issues
+// about once per cycle, 16 MACs) and 2x the bytes of packed weights and A.
 #include <immintrin.h>
 
 #include <algorithm>

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include <cstdio>
@@ -167,4 +168,61 @@ TEST_CASE("bad input gives a one-line error naming the op", "[ops][errors]") {
 TEST_CASE("ops report the kernel ISA", "[ops]") {
   const std::string isa = call("kernel_isa", {}).toStringRef();
   CHECK((isa == "ref" || isa == "avx2" || isa == "avx512vnni"));
+}
+
+TEST_CASE("linear_int8 fuses the residual add like the kernels' reference", "[ops][linear]") {
+  at::manual_seed(6);
+  const int64_t M = 7, K = 40, N = 24;
+  at::Tensor x = rand_u8({M, K}), w = rand_s8({N, K}), r = rand_u8({M, N});
+  at::Tensor scale = at::rand({N}) * 1e-3 + 1e-4, bias = at::randn({N});
+  at::Tensor y = compress::ops::linear_int8(x, compress::ops::pack_linear_int8(w, 11, "auto"), scale, bias, 20, true,
+                                            at::kByte, r, 0.7, 9);
+  namespace KN = compress::kernels;
+  auto blob = KN::pack_gemm_u8s8(w.contiguous().data_ptr<int8_t>(), N, K, 11, KN::Layout::rowmajor_s8);
+  KN::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  at::Tensor expect = at::empty({M, N}, at::kByte);
+  KN::Epilogue ep;
+  ep.scale = scale.data_ptr<float>();
+  ep.bias = bias.data_ptr<float>();
+  ep.out = KN::OutType::u8;
+  ep.out_zero_point = 20;
+  ep.relu = true;
+  ep.residual = r.data_ptr<uint8_t>();
+  ep.ld_residual = N;
+  ep.residual_scale = 0.7f;
+  ep.residual_zero_point = 9;
+  KN::gemm_u8s8s32(M, x.data_ptr<uint8_t>(), K, v, expect.data_ptr(), N, ep, KN::serial(), KN::Isa::ref);
+  CHECK(at::equal(y, expect));
+  // The residual changed the result (the test would pass vacuously otherwise).
+  at::Tensor no_res = compress::ops::linear_int8(x, compress::ops::pack_linear_int8(w, 11, "auto"), scale, bias, 20,
+                                                 true, at::kByte, c10::nullopt, 1.0, 0);
+  CHECK_FALSE(at::equal(y, no_res));
+  std::string e = error_of([&] {
+    compress::ops::linear_int8(x, compress::ops::pack_linear_int8(w, 11, "auto"), scale, bias, 20, true, at::kByte,
+                               rand_u8({M, N + 1}), 1.0, 0);
+  });
+  CHECK_THAT(e, Catch::Contains("residual must have the output shape"));
+}
+
+TEST_CASE("ops give identical results on 1 and 2 LibTorch threads, and inside a parallel region",
+          "[ops][threads]") {
+  at::manual_seed(7);
+  const int64_t threads_before = at::get_num_threads();
+  at::Tensor x = rand_u8({2, 20, 20, 16}), w = rand_s8({32, 16, 3, 3});
+  at::Tensor packed = compress::ops::pack_conv2d_int8(w, 50, 1, "auto");
+  auto run = [&] {
+    return compress::ops::conv2d_int8(x, packed, at::full({32}, 2e-4), c10::nullopt, {1, 1}, {1, 1}, {1, 1}, 3, false,
+                                      at::kByte, c10::nullopt, 1.0, 0);
+  };
+  at::set_num_threads(1);
+  at::Tensor one = run();
+  at::set_num_threads(2);
+  at::Tensor two = run();
+  // Nested in LibTorch's own parallel region the op runs serially instead of adding threads.
+  at::Tensor nested;
+  at::parallel_for(0, 1, 1, [&](int64_t, int64_t) { nested = run(); });
+  at::set_num_threads(static_cast<int>(threads_before));
+  CHECK(at::equal(one, two));
+  CHECK(at::equal(one, nested));
+  CHECK(std::get<0>(at::_unique(one)).numel() > 10);
 }

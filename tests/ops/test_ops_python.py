@@ -84,7 +84,15 @@ def main():
     torch.jit.script(WithData(Net())).save(py_path)
     r = subprocess.run([roundtrip, "check", py_path])
     assert r.returncode == 0, "C++ does not reproduce the Python module's output"
-    print("ok: C++ -> Python and Python -> C++ round trips reproduce the saved outputs")
+    # 3. Bad input: one line, naming the op and the problem.
+    try:
+        ops.linear_int8(x.float(), ops.pack_linear_int8(w, zp), torch.ones(n), None, 0, False, torch.float32)
+        raise AssertionError("a float input was accepted")
+    except RuntimeError as e:
+        msg = str(e).strip()
+        assert msg.startswith("compress::linear_int8: input must be a uint8"), msg
+        assert "\n" not in msg, "multi-line error: " + msg
+    print("ok: C++ -> Python and Python -> C++ round trips reproduce the saved outputs; errors are one line")
 
 
 if __name__ == "__main__":
