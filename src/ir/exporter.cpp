@@ -5,43 +5,14 @@
 #include <sstream>
 #include <unordered_map>
 
-#include <torch/csrc/jit/frontend/resolver.h>
-#include <torch/csrc/jit/frontend/sugared_value.h>
 
 #include "compress/error.h"
 #include "compress/ir/export.h"
+#include "compress/ops/script.h"
 #include "leaves.h"
 
 namespace compress {
 namespace {
-
-using torch::jit::SugaredValue;
-
-// `ops.<namespace>.<op>`: any registered operator namespace, as in saved code.
-struct OpsNamespaces : public SugaredValue {
-  std::string kind() const override { return "ops namespaces"; }
-  std::shared_ptr<SugaredValue> attr(const torch::jit::SourceRange&, torch::jit::GraphFunction&,
-                                     const std::string& field) override {
-    return std::make_shared<torch::jit::BuiltinModule>(field);
-  }
-};
-
-// Resolves `torch.*` (aten), `compress.*` (this toolkit's custom ops), `ops.*`
-// and the special forms `annotate` / `unchecked_cast`.
-struct ExportResolver : public torch::jit::Resolver {
-  std::shared_ptr<SugaredValue> resolveValue(const std::string& name, torch::jit::GraphFunction&,
-                                             const torch::jit::SourceRange&) override {
-    if (name == "torch") return std::make_shared<torch::jit::BuiltinModule>("aten");
-    if (name == "compress") return std::make_shared<torch::jit::BuiltinModule>("compress");
-    if (name == "ops") return std::make_shared<OpsNamespaces>();
-    // Special forms that saved TorchScript code uses but Module::define's
-    // global environment does not provide.
-    if (name == "annotate") return torch::jit::SpecialFormValue::create(c10::prim::annotate);
-    if (name == "unchecked_cast") return torch::jit::SpecialFormValue::create(c10::prim::unchecked_cast);
-    return nullptr;
-  }
-  c10::TypePtr resolveType(const std::string&, const torch::jit::SourceRange&) override { return nullptr; }
-};
 
 bool is_identifier(const std::string& s) {
   static const std::set<std::string> keywords = {
@@ -276,7 +247,7 @@ torch::jit::Module export_module(const Graph& graph, const ExportOptions& option
   graph.lint();
   Hierarchy h;
   torch::jit::Module root = h.get(graph, "");
-  auto resolver = std::make_shared<ExportResolver>();
+  auto resolver = ops::script_resolver();
   try {
     // Leaf modules first, so their parameters sit under their own names.
     std::map<std::string, std::string> leaf_sources;

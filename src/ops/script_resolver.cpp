@@ -18,6 +18,12 @@ struct Resolver : torch::jit::NativeResolver {
   std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name, torch::jit::GraphFunction& m,
                                                          const torch::jit::SourceRange& loc) override {
     if (name == "ops") return std::make_shared<OpsNamespaces>();
+    // `compress.linear_int8(...)`: this toolkit's ops by their short name.
+    if (name == "compress") return std::make_shared<torch::jit::BuiltinModule>("compress");
+    // Special forms that saved TorchScript code uses but Module::define's
+    // global environment does not provide.
+    if (name == "annotate") return torch::jit::SpecialFormValue::create(c10::prim::annotate);
+    if (name == "unchecked_cast") return torch::jit::SpecialFormValue::create(c10::prim::unchecked_cast);
     return torch::jit::NativeResolver::resolveValue(name, m, loc);
   }
 };
