@@ -385,7 +385,7 @@ Recipe default_recipe(const std::string& name) {
     r.epochs = 6;
     r.lr = 0.05;
   } else if (name == "resnet" || name == "senet") {
-    r.epochs = name == "resnet" ? 5 : 4;
+    r.epochs = name == "resnet" ? 10 : 4;
     r.lr = 0.1;
     r.horizontal_flip = true;
   } else if (name == "mobilenetv2") {
