@@ -38,7 +38,7 @@ TEST_CASE("epoch_order is a seeded permutation, different per epoch", "[loader]"
   for (int64_t i = 0; i < 10; ++i) CHECK(id[size_t(i)] == i);
 }
 
-TEST_CASE("flip mirrors whole samples; crop shifts within the padding", "[loader][augment]") {
+TEST_CASE("flip mirrors whole samples, crop shifts within the padding", "[loader][augment]") {
   const int64_t b = 64, h = 6, w = 6;
   at::Tensor x = at::arange(b * h * w, at::kFloat).view({b, 1, h, w});
   SECTION("flip only") {
@@ -155,7 +155,7 @@ TEST_CASE("normalisation uses per-channel statistics", "[loader]") {
   CHECK((s2 - 1).abs().max().item<float>() < 1e-4f);
 }
 
-TEST_CASE("tensor datasets save and load; bad ones are refused", "[dataset]") {
+TEST_CASE("tensor datasets save and load, bad ones are refused", "[dataset]") {
   auto dir = std::filesystem::temp_directory_path() / ("compress_test_ds_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto ds = numbered(12);

@@ -40,7 +40,7 @@ TEST_CASE("SGD with momentum, Nesterov and weight decay follows PyTorch's rule",
   CHECK(opt.steps_taken() == 2);
 }
 
-TEST_CASE("Adam's first step moves each weight by about lr; AdamW decays decoupled", "[optim]") {
+TEST_CASE("Adam first step moves each weight by about lr, AdamW decays decoupled", "[optim]") {
   for (const char* kind : {"adam", "adamw"}) {
     at::Tensor p = param({1.0f, -1.0f, 3.0f});
     OptimizerConfig c;

@@ -68,7 +68,7 @@ TEST_CASE("a short run lowers the loss on a synthetic problem", "[trainer]") {
   CHECK(r.steps == 4 * 8);
 }
 
-TEST_CASE("same seed gives the same weights; another seed does not", "[trainer][determinism]") {
+TEST_CASE("same seed gives the same weights, another seed does not", "[trainer][determinism]") {
   auto data = tiny::blobs(200, 2);
   auto m1 = tiny::make_model(3), m2 = tiny::make_model(3), m3 = tiny::make_model(3);
   Trainer(m1, small_config(9)).fit(data);

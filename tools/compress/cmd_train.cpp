@@ -66,6 +66,13 @@ int cmd_train(int argc, char** argv) {
   if (arch.empty() == init.empty()) bad_input("give exactly one of --arch NAME or --init MODEL");
   if (out.empty()) bad_input("-o/--output is required");
   const uint64_t seed = r["seed"].as<uint64_t>();
+  // Cheap checks first, so a mistake is reported before minutes of loading.
+  if (r.count("resume") && r["checkpoint"].as<std::string>().empty()) bad_input("--resume needs --checkpoint FILE");
+  if (r["threads"].as<int>() < 1) bad_input("--threads must be at least 1");
+  for (const char* opt : {"data", "test-data"}) {
+    const std::string f = r[opt].as<std::string>();
+    if (!f.empty() && f != "fashion-mnist") require_input_file(f);
+  }
 
   torch::jit::Module module;
   int64_t macs = -1;
