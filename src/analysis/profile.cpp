@@ -234,13 +234,10 @@ ModelProfile profile_model(const Graph& graph, const std::vector<Shape>& input_s
         }
       }
       if (!np.understood) prof.carried_ops[op]++;
-      if (is_plumbing_op(op)) {
-        prof.total_macs += np.macs;
-        continue;
-      }
     }
     prof.total_macs += np.macs;
-    prof.nodes.push_back(std::move(np));
+    // Plumbing (lists, tuples, size arithmetic) counts but is not listed.
+    if (n.is_leaf() || !is_plumbing_op(op)) prof.nodes.push_back(std::move(np));
   }
   for (const auto& name : graph.param_order) {
     const StoredTensor& st = graph.params.at(name);
