@@ -1,8 +1,9 @@
 // compress_bench_int8: our INT8 kernels side by side with oneDNN (u8s8 matmul
 // and convolution, same thread count) and OpenBLAS sgemm, interleaved in one
 // process (ours, oneDNN, OpenBLAS, ours, ...), median of the repeats.
-//   compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only SECTION]
+//   compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only SECTION] [--filter TEXT]
 // Sections: peak, exact, square, model, sparse. Prints Markdown tables.
+// --filter keeps only the model layers whose name contains TEXT ("stem", "dw", "fc").
 #include <dlfcn.h>
 #include <omp.h>
 
@@ -115,9 +116,12 @@ void load_openblas() {
 }
 
 std::mt19937 g_rng(42);
+// Activations 0..127 for every contender: the 7-bit range PyTorch's x86
+// quantization (reduce_range) produces, which our u7 layout takes; no
+// contender's speed depends on the values.
 std::vector<uint8_t> rand_u8(int64_t n) {
   std::vector<uint8_t> v(n);
-  for (auto& x : v) x = static_cast<uint8_t>(g_rng());
+  for (auto& x : v) x = static_cast<uint8_t>(g_rng() & 0x7F);
   return v;
 }
 // Weights as a per-channel symmetric quantizer leaves trained weights: roughly
@@ -147,10 +151,11 @@ struct GemmProblem {
   std::vector<uint8_t> A, C;
   std::vector<int8_t> W;
   std::vector<float> scale, bias, Af, Wf, Cf;
-  std::vector<uint8_t> packed;
+  std::vector<uint8_t> packed, packed7;  // for u8 activations; for 7-bit ones
   GemmProblem(int64_t m, int64_t n, int64_t k, bool want_float)
       : M(m), N(n), K(k), A(rand_u8(m * k)), C(m * n), W(rand_s8(n * k)), scale(n, 1e-4f), bias(n, 3.f) {
     packed = K::pack_gemm_u8s8(W.data(), N, K, 0, K::dense_layout_for(K::active_isa()));
+    packed7 = K::pack_gemm_u8s8(W.data(), N, K, 0, K::dense_layout_for(K::active_isa(), true));
     if (want_float) {
       Af.assign(A.begin(), A.end());
       Wf.assign(W.begin(), W.end());
@@ -166,9 +171,9 @@ struct GemmProblem {
   }
 };
 
-std::function<void()> ours_gemm(GemmProblem& p) {
-  return [&p] {
-    K::PackedView v(p.packed.data(), static_cast<int64_t>(p.packed.size()));
+std::function<void()> ours_gemm(GemmProblem& p, const std::vector<uint8_t>& packed) {
+  return [&p, &packed] {
+    K::PackedView v(packed.data(), static_cast<int64_t>(packed.size()));
     K::gemm_u8s8s32(p.M, p.A.data(), p.K, v, p.C.data(), p.N, p.ep(), omp_parallel());
   };
 }
@@ -250,23 +255,33 @@ struct Row {
 };
 std::vector<Row> g_rows;
 
+bool is_ours(const std::string& name) { return name.rfind("ours", 0) == 0; }
+
+// Contenders named "ours..." are our variants (u8 layout, u7 layout); the
+// others are compared with the fastest of ours that ran, and the last column
+// is what the 7-bit layout gains over the u8 one.
 void record(const std::string& section, const std::string& name, double ops, const std::vector<Contender>& cs) {
   Row r{section, name, ops, {}};
   for (const auto& c : cs) r.ms.push_back({c.name, c.median()});
   g_rows.push_back(r);
   std::printf("| %-34s |", name.c_str());
+  double best = NAN;
   for (const auto& c : cs) {
     const double m = c.median();
     if (std::isnan(m)) std::printf("      n/a |");
     else std::printf(" %8.3f |", m);
+    if (is_ours(c.name) && !std::isnan(m) && !(m >= best)) best = m;
   }
-  const double ours = cs[0].median();
-  std::printf(" %7.1f |", ops / ours / 1e6);
-  for (size_t i = 1; i < cs.size(); ++i) {
-    const double m = cs[i].median();
+  std::printf(" %7.1f |", ops / best / 1e6);
+  for (const auto& c : cs) {
+    if (is_ours(c.name)) continue;
+    const double m = c.median();
     if (std::isnan(m)) std::printf("     n/a |");
-    else std::printf(" %6.2fx |", m / ours);
+    else std::printf(" %6.2fx |", m / best);
   }
+  const double u8 = cs[0].median(), u7 = cs[1].median();
+  if (std::isnan(u7)) std::printf("     n/a |");
+  else std::printf(" %6.2fx |", u8 / u7);
   std::printf("\n");
   std::fflush(stdout);
 }
@@ -274,24 +289,31 @@ void record(const std::string& section, const std::string& name, double ops, con
 void header(const std::vector<std::string>& names, const char* first) {
   std::printf("\n| %-34s |", first);
   for (auto& n : names) std::printf(" %8s |", (n + " ms").c_str());
-  std::printf(" ours GOPS |");
-  for (size_t i = 1; i < names.size(); ++i) std::printf(" %s/ours |", names[i].c_str());
+  std::printf(" best ours GOPS |");
+  int columns = static_cast<int>(names.size()) + 2;
+  for (auto& n : names)
+    if (!is_ours(n)) {
+      std::printf(" %s/best ours |", n.c_str());
+      ++columns;
+    }
+  std::printf(" u8/u7 |");
   std::printf("\n|%s|", std::string(36, '-').c_str());
-  for (size_t i = 0; i < names.size() * 2; ++i) std::printf("---:|");
+  for (int i = 0; i < columns; ++i) std::printf("---:|");
   std::printf("\n");
 }
 
 void run_gemm(const std::string& section, const std::string& name, int64_t M, int64_t N, int64_t K) {
   GemmProblem p(M, N, K, true);
-  std::vector<Contender> cs(3);
-  cs[0] = {"ours", ours_gemm(p)};
+  std::vector<Contender> cs(4);
+  cs[0] = {"ours", ours_gemm(p, p.packed)};
+  cs[1] = {"ours u7", ours_gemm(p, p.packed7)};
 #if COMPRESS_HAVE_DNNL
   std::shared_ptr<DnnlMatmul> keep;
-  cs[1] = {"oneDNN", onednn_gemm(p, keep)};
+  cs[2] = {"oneDNN", onednn_gemm(p, keep)};
 #else
-  cs[1] = {"oneDNN", {}};
+  cs[2] = {"oneDNN", {}};
 #endif
-  cs[2] = {"OpenBLAS", openblas_gemm(p)};
+  cs[3] = {"OpenBLAS", openblas_gemm(p)};
   measure(cs);
   record(section, name, 2.0 * M * N * K, cs);
 }
@@ -315,6 +337,10 @@ void run_conv(const ConvShape& s, int64_t batch) {
   std::vector<uint8_t> y(batch * oh * ow * cout);
   auto packed = s.depthwise ? K::pack_depthwise_u8s8(w.data(), s.cin, s.k, s.k, 0)
                             : K::pack_conv_u8s8(w.data(), cout, s.k, s.k, s.cin, 0, K::dense_layout_for(K::active_isa()));
+  // Depthwise has one layout; "ours u7" is n/a there.
+  auto packed7 = s.depthwise ? std::vector<uint8_t>{}
+                             : K::pack_conv_u8s8(w.data(), cout, s.k, s.k, s.cin, 0,
+                                                 K::dense_layout_for(K::active_isa(), true));
   K::ConvGeometry g;
   g.batch = batch; g.height = H; g.width = W;
   g.stride_h = g.stride_w = s.stride;
@@ -323,11 +349,17 @@ void run_conv(const ConvShape& s, int64_t batch) {
   ep.scale = scale.data();
   ep.bias = bias.data();
   ep.out = K::OutType::u8;
-  std::vector<Contender> cs(3);
-  cs[0] = {"ours", [&] {
-             K::PackedView v(packed.data(), static_cast<int64_t>(packed.size()));
-             K::conv2d_u8s8(x.data(), g, v, y.data(), ep, omp_parallel());
-           }};
+  std::vector<Contender> cs(4);
+  auto ours_conv = [&](const std::vector<uint8_t>& blob) -> std::function<void()> {
+    if (blob.empty()) return {};
+    const std::vector<uint8_t>* b = &blob;
+    return [&, b] {
+      K::PackedView v(b->data(), static_cast<int64_t>(b->size()));
+      K::conv2d_u8s8(x.data(), g, v, y.data(), ep, omp_parallel());
+    };
+  };
+  cs[0] = {"ours", ours_conv(packed)};
+  cs[1] = {"ours u7", ours_conv(packed7)};
 #if COMPRESS_HAVE_DNNL
   using namespace dnnl;
   using dt = memory::data_type;
@@ -348,12 +380,12 @@ void run_conv(const ConvShape& s, int64_t batch) {
   memory wu(w_user, eng(), w.data()), wp(pd.weights_desc(), eng());
   reorder(wu, wp).execute(strm(), wu, wp);
   strm().wait();
-  cs[1] = {"oneDNN", [&] {
+  cs[2] = {"oneDNN", [&] {
              prim.execute(strm(), {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, dst}});
              strm().wait();
            }};
 #else
-  cs[1] = {"oneDNN", {}};
+  cs[2] = {"oneDNN", {}};
 #endif
   // OpenBLAS: sgemm on the convolution's implicit GEMM shape (no im2col cost
   // charged to it); depthwise has no GEMM form, so it is left out.
@@ -363,12 +395,12 @@ void run_conv(const ConvShape& s, int64_t batch) {
     af.assign(M * kper, 0.5f);
     wf.assign(cout * kper, 0.25f);
     cf.assign(M * cout, 0.f);
-    cs[2] = {"OpenBLAS", [&] {
+    cs[3] = {"OpenBLAS", [&] {
                g_sgemm(101, 111, 112, static_cast<int>(M), static_cast<int>(cout), static_cast<int>(kper), 1.f, af.data(),
                        static_cast<int>(kper), wf.data(), static_cast<int>(kper), 0.f, cf.data(), static_cast<int>(cout));
              }};
   } else {
-    cs[2] = {"OpenBLAS", {}};
+    cs[3] = {"OpenBLAS", {}};
   }
   measure(cs);
   char name[128];
@@ -405,7 +437,7 @@ const ConvShape kModelConvs[] = {
 void run_sparse(int64_t M, int64_t N, int64_t K, bool smoke) {
   GemmProblem p(M, N, K, false);
   std::vector<Contender> dense(1);
-  dense[0] = {"ours dense", ours_gemm(p)};
+  dense[0] = {"ours dense", ours_gemm(p, p.packed)};
   measure(dense);
   const double dense_ms = dense[0].median();
   std::printf("\n| sparse M=%lld N=%lld K=%lld | ms | dense/sparse |\n|---|---:|---:|\n", static_cast<long long>(M),
@@ -420,7 +452,7 @@ void run_sparse(int64_t M, int64_t N, int64_t K, bool smoke) {
                K::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
                K::sparse_gemm_u8s8s32(p.M, p.A.data(), p.K, v, p.C.data(), p.N, p.ep(), omp_parallel());
              }};
-    cs[1] = {"dense", ours_gemm(p)};  // re-measured alongside, for a side-by-side ratio
+    cs[1] = {"dense", ours_gemm(p, p.packed)};  // re-measured alongside, for a side-by-side ratio
     measure(cs);
     std::printf("| %s | %.3f | %.2fx |\n", name.c_str(), cs[0].median(), cs[1].median() / cs[0].median());
     std::fflush(stdout);
@@ -451,7 +483,7 @@ void run_sparse(int64_t M, int64_t N, int64_t K, bool smoke) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string json_path, only;
+  std::string json_path, only, filter;
   bool smoke = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -459,9 +491,10 @@ int main(int argc, char** argv) {
     else if (a == "--reps" && i + 1 < argc) g_reps = std::atoi(argv[++i]);
     else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
     else if (a == "--smoke") smoke = true;
     else {
-      std::fprintf(stderr, "usage: compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only peak|exact|square|model|sparse]\n");
+      std::fprintf(stderr, "usage: compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only peak|exact|square|model|sparse] [--filter TEXT]\n");
       return 2;
     }
   }
@@ -479,6 +512,7 @@ int main(int argc, char** argv) {
   meta["threads"] = g_threads;
   meta["reps"] = g_reps;
   const auto want = [&](const char* s) { return only.empty() || only == s; };
+  const auto keep = [&](const std::string& layer) { return filter.empty() || layer.find(filter) != std::string::npos; };
 
   if (want("peak") && !smoke && K::cpu_supports(K::Isa::avx2)) {
     const double ghz = bench::measure_clock_ghz();
@@ -502,7 +536,7 @@ int main(int argc, char** argv) {
                 e["exact"].get<double>(), e["ours"].dump().c_str(), e.contains("onednn") ? e["onednn"].dump().c_str() : "n/a");
     meta["exactness"] = e;
   }
-  const std::vector<std::string> names = {"ours", "oneDNN", "OpenBLAS"};
+  const std::vector<std::string> names = {"ours", "ours u7", "oneDNN", "OpenBLAS"};
   if (want("square")) {
     std::printf("\n## square GEMMs u8 x s8 -> u8 (OpenBLAS: sgemm f32)\n");
     header(names, "M=N=K");
@@ -516,13 +550,11 @@ int main(int argc, char** argv) {
       int count = 0;
       for (const auto& s : kModelConvs) {
         if (smoke && ++count > 2) break;
-        if (batch == 32 && s.hw >= 112 && !s.depthwise && s.k == 1) {
-          // keep the table short: the largest batch-32 pointwise layers add minutes, not information
-        }
+        if (!keep(std::string(s.net) + " " + s.layer)) continue;
         run_conv(s, batch);
       }
-      run_gemm("model", "resnet18 fc 512-1000 b" + std::to_string(batch), batch, 1000, 512);
-      run_gemm("model", "mbv2 fc 1280-1000 b" + std::to_string(batch), batch, 1000, 1280);
+      if (keep("resnet18 fc 512-1000")) run_gemm("model", "resnet18 fc 512-1000 b" + std::to_string(batch), batch, 1000, 512);
+      if (keep("mbv2 fc 1280-1000")) run_gemm("model", "mbv2 fc 1280-1000 b" + std::to_string(batch), batch, 1000, 1280);
     }
   }
   if (want("sparse")) {

@@ -43,8 +43,40 @@ void im2col_rows(void* vctx, int64_t begin, int64_t end) {
   }
 }
 
+// Copies n bytes for the short runs of im2col (a 3-channel tap is 3 bytes, a
+// 7-tap stem row 21): two overlapping fixed-size moves instead of a library
+// call, which costs more than such a copy. Reads and writes only [0, n).
+inline void copy_run(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 16 && n <= 32) {
+    uint8_t head[16], tail[16];
+    std::memcpy(head, src, 16);
+    std::memcpy(tail, src + n - 16, 16);
+    std::memcpy(dst, head, 16);
+    std::memcpy(dst + n - 16, tail, 16);
+  } else if (n >= 8 && n < 16) {
+    uint64_t head, tail;
+    std::memcpy(&head, src, 8);
+    std::memcpy(&tail, src + n - 8, 8);
+    std::memcpy(dst, &head, 8);
+    std::memcpy(dst + n - 8, &tail, 8);
+  } else if (n >= 4 && n < 8) {
+    uint32_t head, tail;
+    std::memcpy(&head, src, 4);
+    std::memcpy(&tail, src + n - 4, 4);
+    std::memcpy(dst, &head, 4);
+    std::memcpy(dst + n - 4, &tail, 4);
+  } else if (n < 4) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  } else {
+    std::memcpy(dst, src, static_cast<size_t>(n));
+  }
+}
+
 // Row m of the implicit im2col matrix, assembled in `scratch` (or, for an
-// unpadded 1x1 kernel, a pointer straight into the input pixel).
+// unpadded 1x1 kernel, a pointer straight into the input pixel). In NHWC the
+// kw taps of one kernel row are kw * C contiguous bytes when the dilation is
+// 1, so a window row that lies inside the image is one copy (3 per 3x3 window
+// instead of 9; for a C = 3 stem that is what makes im2col cheap).
 const uint8_t* im2col_row(const void* vctx, int64_t m, uint8_t* scratch) {
   const Im2col& c = *static_cast<const Im2col*>(vctx);
   const ConvGeometry& g = *c.g;
@@ -53,22 +85,30 @@ const uint8_t* im2col_row(const void* vctx, int64_t m, uint8_t* scratch) {
   if (kh == 1 && kw == 1 && g.pad_h == 0 && g.pad_w == 0)
     return c.input + ((b * g.height + oh * g.stride_h) * g.width + ow * g.stride_w) * C;
   const uint8_t zp = static_cast<uint8_t>(c.W->a_zero_point());
+  const int64_t iw0 = ow * g.stride_w - g.pad_w;
+  const bool row_inside = g.dil_w == 1 && iw0 >= 0 && iw0 + kw <= g.width;
   uint8_t* dst = scratch;
-  for (int64_t y = 0; y < kh; ++y)
-    for (int64_t x = 0; x < kw; ++x, dst += C) {
-      const int64_t ih = oh * g.stride_h - g.pad_h + y * g.dil_h;
-      const int64_t iw = ow * g.stride_w - g.pad_w + x * g.dil_w;
-      const bool pad = ih < 0 || ih >= g.height || iw < 0 || iw >= g.width;
-      const uint8_t* src = pad ? nullptr : c.input + ((b * g.height + ih) * g.width + iw) * C;
-      if (C <= 4) {
-        // Stem layers (C = 3): a library memcpy call per 3-byte tap costs more than the copy.
-        for (int64_t q = 0; q < C; ++q) dst[q] = pad ? zp : src[q];
-      } else if (pad) {
-        std::memset(dst, zp, static_cast<size_t>(C));
-      } else {
-        std::memcpy(dst, src, static_cast<size_t>(C));
-      }
+  for (int64_t y = 0; y < kh; ++y) {
+    const int64_t ih = oh * g.stride_h - g.pad_h + y * g.dil_h;
+    if (ih < 0 || ih >= g.height) {
+      std::memset(dst, zp, static_cast<size_t>(kw * C));
+      dst += kw * C;
+      continue;
     }
+    const uint8_t* in_row = c.input + (b * g.height + ih) * g.width * C;
+    if (row_inside) {
+      copy_run(dst, in_row + iw0 * C, kw * C);
+      dst += kw * C;
+      continue;
+    }
+    for (int64_t x = 0; x < kw; ++x, dst += C) {
+      const int64_t iw = iw0 + x * g.dil_w;
+      if (iw < 0 || iw >= g.width)
+        std::memset(dst, zp, static_cast<size_t>(C));
+      else
+        copy_run(dst, in_row + iw * C, C);
+    }
+  }
   return scratch;
 }
 
@@ -110,6 +150,8 @@ void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& 
   const int64_t C = W.c_in(), K = W.k();
   if (kh == 1 && kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0)
     return gemm_u8s8s32(M, input, C, W, output, N, ep, pf, isa);  // NHWC rows are the GEMM's A
+  if (layout_needs_7bit_activations(W.layout()))  // im2col rows are copies of these bytes
+    detail::require_7bit_activations(input, 1, g.batch * g.height * g.width * C, 0, "conv2d_u8s8");
 
   // Kernels that take row functions gather im2col rows while packing A: no
   // im2col buffer and no extra pass.

@@ -19,7 +19,7 @@ struct EpAvx2 {
   __m256i zp;
   int32_t rzp;
   explicit EpAvx2(const Epilogue& ep) : out(ep.out), relu(ep.relu), rzp(ep.residual_zero_point) {
-    const int32_t qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? 255 : 127;
+    const int32_t qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? ep.out_quant_max : 127;
     const int32_t z = ep.out_zero_point;
     lo = _mm256_set1_ps(static_cast<float>((ep.relu && z > qmin ? z : qmin) - z));
     hi = _mm256_set1_ps(static_cast<float>(qmax - z));

@@ -31,6 +31,25 @@ void* scratch_alloc(int64_t bytes) {
 
 void scratch_free(void* p) { std::free(p); }
 
+bool bytes_fit_7bit(const uint8_t* p, int64_t rows, int64_t cols, int64_t stride) {
+  if (cpu_supports(Isa::avx2)) return bytes_fit_7bit_avx2(p, rows, cols, stride);
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t any = 0;
+    for (int64_t i = 0; i < cols; ++i) any |= p[r * stride + i];
+    if (any & 0x80) return false;
+  }
+  return true;
+}
+
+void require_7bit_activations(const uint8_t* p, int64_t rows, int64_t cols, int64_t stride, const char* what) {
+  // One read of the activations (a few per cent of a small layer's time):
+  // the alternative, wrong sums without a word, is worse.
+  if (!bytes_fit_7bit(p, rows, cols, stride))
+    bad_input(std::string(what) +
+              ": an activation exceeds 127, but the weight is packed for 7-bit activations "
+              "(layout avx2_n16k8_u7s8); quantize the input to 0..127 or pack the weight for u8");
+}
+
 }  // namespace detail
 
 namespace {
@@ -43,6 +62,9 @@ void check_epilogue(const Epilogue& ep, const char* what) {
   if (ep.scale == nullptr) bad_input(std::string(what) + ": the epilogue needs a per-channel scale");
   if (ep.out == OutType::u8 && (ep.out_zero_point < 0 || ep.out_zero_point > 255))
     bad_input(std::string(what) + ": u8 output zero point " + std::to_string(ep.out_zero_point) + " is outside 0..255");
+  if (ep.out == OutType::u8 && (ep.out_quant_max < ep.out_zero_point || ep.out_quant_max > 255))
+    bad_input(std::string(what) + ": u8 output quant max " + std::to_string(ep.out_quant_max) +
+              " is outside out_zero_point..255");
   if (ep.out == OutType::s8 && (ep.out_zero_point < -128 || ep.out_zero_point > 127))
     bad_input(std::string(what) + ": s8 output zero point " + std::to_string(ep.out_zero_point) + " is outside -128..127");
 }
@@ -60,6 +82,7 @@ struct Padded {
 const char* gemm_kernel_name(const PackedView& B, Isa isa) {
   if (B.layout() == Layout::avx2_n16k2_s16 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_6x16c2_s16";
   if (B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_6x16c4";
+  if (B.layout() == Layout::avx2_n16k8_u7s8 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_4x16c8_u7";
   if (B.layout() == Layout::vnni_n32k4_s8 && allowed(Isa::avx512vnni, isa)) return "gemm_u8s8s32_avx512vnni_8x32";
   return "gemm_u8s8s32_ref";
 }
@@ -71,10 +94,14 @@ void gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& B,
   if (M < 0 || lda < B.k() || ldc < B.n()) bad_input("gemm_u8s8s32: bad M, lda or ldc");
   check_epilogue(ep, "gemm_u8s8s32");
   if (M == 0) return;
+  // Every ISA refuses what the 7-bit layout cannot take, not only the kernel
+  // that would get it wrong, so a model behaves the same wherever it runs.
+  if (layout_needs_7bit_activations(B.layout())) detail::require_7bit_activations(A, M, B.k(), lda, "gemm_u8s8s32");
   Padded pad(ep, B.n(), B.n_pad());
   detail::GemmJob job{M, A, lda, &B, C, ldc, &ep, pad.scale.data(), pad.bias.data()};
   if (B.layout() == Layout::avx2_n16k2_s16 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_6x16(job, pf);
   if (B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_6x16c4(job, pf);
+  if (B.layout() == Layout::avx2_n16k8_u7s8 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_4x16c8_u7(job, pf);
   if (B.layout() == Layout::vnni_n32k4_s8 && allowed(Isa::avx512vnni, isa))
     return detail::gemm_avx512vnni_8x32(job, pf);
   const std::vector<int8_t> w = unpack_weight_rowmajor(B);
@@ -85,12 +112,16 @@ namespace detail {
 
 bool gemm_u8s8s32_rows(int64_t M, RowFn row, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
                        const Epilogue& ep, const ParallelFor& pf, Isa isa) {
-  if (!(B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa))) return false;
+  const bool u8 = B.layout() == Layout::avx2_n16k4_u8s8, u7 = B.layout() == Layout::avx2_n16k8_u7s8;
+  if (!((u8 || u7) && allowed(Isa::avx2, isa))) return false;
   check_epilogue(ep, "gemm_u8s8s32");
   if (M == 0) return true;
   Padded pad(ep, B.n(), B.n_pad());
   GemmJob job{M, nullptr, B.k(), &B, C, ldc, &ep, pad.scale.data(), pad.bias.data(), row, row_ctx};
-  gemm_avx2_6x16c4(job, pf);
+  if (u7)  // the caller checked the activations the rows come from
+    gemm_avx2_4x16c8_u7(job, pf);
+  else
+    gemm_avx2_6x16c4(job, pf);
   return true;
 }
 

@@ -1,4 +1,5 @@
-// gemm_u8s8s32_avx2_6x16c4: AVX2 u8 path, compiled with -mavx2 -mfma (this file only).
+// gemm_u8s8s32_avx2_6x16c4 and gemm_u8s8s32_avx2_4x16c8_u7: the AVX2 u8
+// path, compiled with -mavx2 -mfma (this file only).
 // vpmaddubsw multiplies u8 activations by s8 weights and adds adjacent pairs
 // into s16 with saturation, then vpmaddwd against ones widens to s32. The
 // packer clipped every weight pair to |w0| + |w1| <= 128, so no s16 sum can
@@ -6,6 +7,7 @@
 // correction, added here to the int32 tile before the epilogue: exact for any
 // input. On this machine (AMD family 19h, model 11h) the u8 path measured
 // ~1.7x the multiply throughput of the s16 vpmaddwd path (bench "peak").
+// For 7-bit activations a second tile saves one multiply in four (U7Tile).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -17,16 +19,20 @@
 namespace compress::kernels::detail {
 namespace {
 
-constexpr int64_t MR = Avx2U8Traits::MR;
 constexpr int64_t NR = Avx2U8Traits::NR;
+static_assert(Avx2U7Traits::NR == NR, "both tiles are 16 columns wide");
+constexpr int64_t kMaxMR = 8;  // tile buffers are sized for any tile's MR
 
 struct Ctx {
   const GemmJob* job;
   int64_t kq, strips, panels, strips_per_block, panels_per_block, mblocks, nblocks;
 };
 
-// Packs strips [s0, s1) of A into dst as [strip][kq][MR] int32 (four u8 each);
-// rows past M are zero. `row` is K bytes of scratch for row functions.
+// Packs strips [s0, s1) of MR rows of A into dst as [strip][kq][MR] int32
+// (four u8 each); rows past M are zero. `row` is K bytes of scratch for row
+// functions. Entries past the row's ceil(K / 4) quads are left as allocated
+// (zero).
+template <int64_t MR>
 void pack_a(const Ctx& c, int64_t s0, int64_t s1, int32_t* dst, uint8_t* row) {
   const GemmJob& j = *c.job;
   const int64_t K = j.B->k();
@@ -56,9 +62,10 @@ void pack_a(const Ctx& c, int64_t s0, int64_t s1, int32_t* dst, uint8_t* row) {
 }
 
 // Where the microkernel reads A: a packed strip [kq][MR] of int32 (four u8),
-// or, when A's rows can be read in place (K a multiple of 4, no row function),
-// MR row pointers; both broadcast a 32-bit word from memory per row and k-quad,
-// so reading in place costs the same and saves the packing pass.
+// or, when A's rows can be read in place (K a multiple of the k-step, no row
+// function), MR row pointers; both broadcast a 32-bit word from memory per row
+// and k-quad, so reading in place costs the same and saves the packing pass.
+template <int64_t MR>
 struct PackedA {
   const int32_t* a;
   int32_t get(int64_t q, int i) const { return a[q * MR + i]; }
@@ -66,6 +73,7 @@ struct PackedA {
     return reinterpret_cast<const uint8_t*>(a)[((k / 4) * MR + i) * 4 + k % 4];
   }
 };
+template <int64_t MR>
 struct DirectA {
   const uint8_t* rows[MR];
   int32_t get(int64_t q, int i) const {
@@ -76,90 +84,151 @@ struct DirectA {
   uint8_t byte(int i, int64_t k) const { return rows[i][k]; }
 };
 
-#define COMPRESS_STEP(c0, c1, idx)                                                     \
-  x = _mm256_set1_epi32(src.get(q, idx));                                              \
-  c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));     \
-  c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
+alignas(32) const int16_t kOnes[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 
-template <typename Src>
-inline void microkernel(const Src& src, const int8_t* b, int64_t kq, int32_t tile[MR][NR]) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (int64_t q = 0; q < kq; ++q) {
-    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
-    __m256i x;
-    COMPRESS_STEP(c00, c01, 0)
-    COMPRESS_STEP(c10, c11, 1)
-    COMPRESS_STEP(c20, c21, 2)
-    COMPRESS_STEP(c30, c31, 3)
-    COMPRESS_STEP(c40, c41, 4)
-    COMPRESS_STEP(c50, c51, 5)
-    b += NR * 4;
-  }
-  auto put = [&](int i, __m256i lo, __m256i hi) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i]), lo);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i] + 8), hi);
-  };
-  put(0, c00, c01); put(1, c10, c11); put(2, c20, c21);
-  put(3, c30, c31); put(4, c40, c41); put(5, c50, c51);
+// vpmaddwd against a vector of ones read from memory: the 6x16 tile needs 12
+// accumulators, two weight vectors, the broadcast and a product register, all
+// 16 ymm registers; a register holding the ones made GCC spill an accumulator
+// to the stack (a load and a store every k-step). The asm keeps the ones a
+// memory operand (a load port has room for it), which the compiler cannot
+// hoist back into a register.
+inline __m256i madd_ones(__m256i t) {
+  asm("vpmaddwd %1, %0, %0" : "+x"(t) : "m"(*reinterpret_cast<const __m256i*>(kOnes)));
+  return t;
 }
+
+// ---- u8 tile: 6 x 16, one k-quad per step, any u8 activation.
+struct U8Tile {
+  static constexpr int64_t MR = Avx2U8Traits::MR;
+  static constexpr int64_t kQuadsPerStep = 1;
+  static constexpr int64_t kStripsPerBlock = 8;  // 48 rows of A stay in L1/L2 while the panels pass
+
+#define COMPRESS_STEP(c0, c1, idx)                                        \
+  x = _mm256_set1_epi32(src.get(q, idx));                                 \
+  c0 = _mm256_add_epi32(c0, madd_ones(_mm256_maddubs_epi16(x, b0)));      \
+  c1 = _mm256_add_epi32(c1, madd_ones(_mm256_maddubs_epi16(x, b1)));
+
+  template <typename Src>
+  static void full(const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int64_t q = 0; q < kq; ++q) {
+      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+      __m256i x;
+      COMPRESS_STEP(c00, c01, 0)
+      COMPRESS_STEP(c10, c11, 1)
+      COMPRESS_STEP(c20, c21, 2)
+      COMPRESS_STEP(c30, c31, 3)
+      COMPRESS_STEP(c40, c41, 4)
+      COMPRESS_STEP(c50, c51, 5)
+      b += NR * 4;
+    }
+    auto put = [&](int i, __m256i lo, __m256i hi) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i]), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i] + 8), hi);
+    };
+    put(0, c00, c01); put(1, c10, c11); put(2, c20, c21);
+    put(3, c30, c31); put(4, c40, c41); put(5, c50, c51);
+  }
 #undef COMPRESS_STEP
 
-// The last strip of A may have fewer than MR rows (M = 1 for a batch-1
-// linear layer): a variant that computes only those rows does 1/6 of the
-// multiplies of the full tile; the weight stream is the same.
-template <int R, typename Src>
-inline void microkernel_rows(const Src& src, const int8_t* b, int64_t kq, int32_t tile[MR][NR]) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i c[R][2];
+  // The last strip of A may have fewer than MR rows (M = 1 for a batch-1
+  // linear layer): a variant that computes only those rows does 1/6 of the
+  // multiplies of the full tile; the weight stream is the same.
+  template <int R, typename Src>
+  static void rows(const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+    __m256i c[R][2];
 #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_si256();
-  for (int64_t q = 0; q < kq; ++q) {
-    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+    for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_si256();
+    for (int64_t q = 0; q < kq; ++q) {
+      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m256i x = _mm256_set1_epi32(src.get(q, i));
+        c[i][0] = _mm256_add_epi32(c[i][0], madd_ones(_mm256_maddubs_epi16(x, b0)));
+        c[i][1] = _mm256_add_epi32(c[i][1], madd_ones(_mm256_maddubs_epi16(x, b1)));
+      }
+      b += NR * 4;
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      const __m256i x = _mm256_set1_epi32(src.get(q, i));
-      c[i][0] = _mm256_add_epi32(c[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));
-      c[i][1] = _mm256_add_epi32(c[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i]), c[i][0]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i] + 8), c[i][1]);
     }
-    b += NR * 4;
   }
+
+  template <typename Src>
+  static void run(int64_t rows_, const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+    switch (rows_) {
+      case 1: return rows<1>(src, b, kq, tile);
+      case 2: return rows<2>(src, b, kq, tile);
+      case 3: return rows<3>(src, b, kq, tile);
+      case 4: return rows<4>(src, b, kq, tile);
+      case 5: return rows<5>(src, b, kq, tile);
+      default: return full(src, b, kq, tile);
+    }
+  }
+};
+
+// ---- u7 tile: 4 x 16, two k-quads per step whose vpmaddubsw products are
+// added in s16 before one vpmaddwd widens them (activations <= 127; the
+// packer bounded every s16 lane, see Layout::avx2_n16k8_u7s8).
+struct U7Tile {
+  static constexpr int64_t MR = Avx2U7Traits::MR;
+  static constexpr int64_t kQuadsPerStep = 2;
+  static constexpr int64_t kStripsPerBlock = 12;  // 48 rows, as for the u8 tile
+
+  template <int R, typename Src>
+  static void rows(const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+    __m256i c[R][2];
 #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i]), c[i][0]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i] + 8), c[i][1]);
+    for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_si256();
+    for (int64_t q = 0; q < kq; q += 2) {
+      // quad q: columns 0-7, 8-15; quad q + 1: columns 0-7, 8-15
+      const __m256i b00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+      const __m256i b01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+      const __m256i b10 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64));
+      const __m256i b11 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 96));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m256i x0 = _mm256_set1_epi32(src.get(q, i)), x1 = _mm256_set1_epi32(src.get(q + 1, i));
+        const __m256i lo = _mm256_add_epi16(_mm256_maddubs_epi16(x0, b00), _mm256_maddubs_epi16(x1, b10));
+        const __m256i hi = _mm256_add_epi16(_mm256_maddubs_epi16(x0, b01), _mm256_maddubs_epi16(x1, b11));
+        c[i][0] = _mm256_add_epi32(c[i][0], madd_ones(lo));
+        c[i][1] = _mm256_add_epi32(c[i][1], madd_ones(hi));
+      }
+      b += 2 * NR * 4;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i]), c[i][0]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i] + 8), c[i][1]);
+    }
   }
-}
 
-template <typename Src>
-inline void run_microkernel(int64_t rows, const Src& src, const int8_t* b, int64_t kq, int32_t tile[MR][NR]) {
-  switch (rows) {
-    case 1: return microkernel_rows<1>(src, b, kq, tile);
-    case 2: return microkernel_rows<2>(src, b, kq, tile);
-    case 3: return microkernel_rows<3>(src, b, kq, tile);
-    case 4: return microkernel_rows<4>(src, b, kq, tile);
-    case 5: return microkernel_rows<5>(src, b, kq, tile);
-    default: return microkernel(src, b, kq, tile);
+  template <typename Src>
+  static void run(int64_t rows_, const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+    switch (rows_) {
+      case 1: return rows<1>(src, b, kq, tile);
+      case 2: return rows<2>(src, b, kq, tile);
+      case 3: return rows<3>(src, b, kq, tile);
+      default: return rows<4>(src, b, kq, tile);
+    }
   }
-}
+};
 
-// Work items are (m-block, n-block), m-block major: a thread packs the A
-// strips of an m-block once, into its own buffer, and sweeps the weight panels
-// past them. One parallel region per GEMM (no separate packing pass and its
-// barrier, which on a loaded 2-core machine costs a scheduler time slice).
 // One (strip, panel) tile: microkernel, exact correction, epilogue.
-template <typename Src>
-inline void tile_u8(const Ctx& c, const EpAvx2& e, const Src& src, int64_t s, int64_t p, int32_t tile[MR][NR]) {
+template <typename Tile, typename Src>
+inline void tile_u8(const Ctx& c, const EpAvx2& e, const Src& src, int64_t s, int64_t p, int32_t (*tile)[NR]) {
   const GemmJob& j = *c.job;
   const int32_t* row_ptr = j.B->row_ptr();
   const auto* corr = reinterpret_cast<const int32_t*>(j.B->idx());
   const auto* bdata = reinterpret_cast<const int8_t*>(j.B->data());
-  const int64_t m0 = s * MR, n0 = p * NR;
-  const int64_t rows = std::min<int64_t>(MR, j.M - m0), count = std::min<int64_t>(NR, j.B->n() - n0);
-  run_microkernel(rows, src, bdata + p * c.kq * NR * 4, c.kq, tile);
+  const int64_t m0 = s * Tile::MR, n0 = p * NR;
+  const int64_t rows = std::min<int64_t>(Tile::MR, j.M - m0), count = std::min<int64_t>(NR, j.B->n() - n0);
+  Tile::run(rows, src, bdata + p * c.kq * NR * 4, c.kq, tile);
   // The clipped-away part of the weights, exactly (few entries for trained weights).
   if (row_ptr[n0] != row_ptr[n0 + count])  // this panel has corrections at all
     for (int64_t col = 0; col < count; ++col)
@@ -180,35 +249,38 @@ inline void tile_u8(const Ctx& c, const EpAvx2& e, const Src& src, int64_t s, in
 // sweeps the weight panels past them. One parallel region per GEMM (no
 // separate packing pass and its barrier, which on a loaded 2-core machine
 // costs a scheduler time slice).
+template <typename Tile>
 void compute(void* vctx, int64_t begin, int64_t end) {
+  constexpr int64_t MR = Tile::MR;
   const Ctx& c = *static_cast<Ctx*>(vctx);
   const GemmJob& j = *c.job;
   const EpAvx2 e(*j.ep);
   const int64_t K = j.B->k();
-  const bool direct = j.row == nullptr && K % 4 == 0;
+  // In place only if every k-step's words lie inside the row.
+  const bool direct = j.row == nullptr && K % (4 * Tile::kQuadsPerStep) == 0;
   auto* abuf = direct ? nullptr : static_cast<int32_t*>(scratch_alloc(c.strips_per_block * c.kq * MR * 4));
   auto* rowbuf = static_cast<uint8_t*>(scratch_alloc(c.kq * 4));  // im2col row, or the zero row
   int64_t packed_mb = -1;
-  alignas(32) int32_t tile[MR][NR];
+  alignas(32) int32_t tile[kMaxMR][NR];
   for (int64_t item = begin; item < end; ++item) {
     const int64_t mb = item / c.nblocks, nb = item % c.nblocks;
     const int64_t s_begin = mb * c.strips_per_block, s_end = std::min(c.strips, s_begin + c.strips_per_block);
     if (!direct && mb != packed_mb) {
-      pack_a(c, s_begin, s_end, abuf, rowbuf);
+      pack_a<MR>(c, s_begin, s_end, abuf, rowbuf);
       packed_mb = mb;
     }
     const int64_t p_end = std::min(c.panels, (nb + 1) * c.panels_per_block);
     for (int64_t s = s_begin; s < s_end; ++s) {
       if (direct) {
-        DirectA src;
+        DirectA<MR> src;
         for (int64_t i = 0; i < MR; ++i) {
           const int64_t m = s * MR + i;
           src.rows[i] = m < j.M ? j.A + m * j.lda : rowbuf;  // rowbuf stays zero here
         }
-        for (int64_t p = nb * c.panels_per_block; p < p_end; ++p) tile_u8(c, e, src, s, p, tile);
+        for (int64_t p = nb * c.panels_per_block; p < p_end; ++p) tile_u8<Tile>(c, e, src, s, p, tile);
       } else {
-        const PackedA src{abuf + (s - s_begin) * c.kq * MR};
-        for (int64_t p = nb * c.panels_per_block; p < p_end; ++p) tile_u8(c, e, src, s, p, tile);
+        const PackedA<MR> src{abuf + (s - s_begin) * c.kq * MR};
+        for (int64_t p = nb * c.panels_per_block; p < p_end; ++p) tile_u8<Tile>(c, e, src, s, p, tile);
       }
     }
   }
@@ -216,23 +288,42 @@ void compute(void* vctx, int64_t begin, int64_t end) {
   if (abuf) scratch_free(abuf);
 }
 
-}  // namespace
-
-void gemm_avx2_6x16c4(const GemmJob& job, const ParallelFor& pf) {
+template <typename Tile>
+void run_gemm(const GemmJob& job, const ParallelFor& pf) {
   Ctx c;
   c.job = &job;
   c.kq = job.B->k_pad() / 4;
-  c.strips = (job.M + MR - 1) / MR;
+  c.strips = (job.M + Tile::MR - 1) / Tile::MR;
   c.panels = job.B->n_pad() / NR;
-  c.strips_per_block = 8;   // 48 rows of A: 48 * K bytes, in L1/L2 while the panels pass
-  c.panels_per_block = 4;   // 64 columns per item
+  c.strips_per_block = Tile::kStripsPerBlock;
+  c.panels_per_block = 4;  // 64 columns per item
   c.mblocks = (c.strips + c.strips_per_block - 1) / c.strips_per_block;
   c.nblocks = (c.panels + c.panels_per_block - 1) / c.panels_per_block;
   if (c.mblocks * c.nblocks < 16) {  // small problems: finer n-blocks so every core gets work
     c.panels_per_block = 1;
     c.nblocks = c.panels;
   }
-  run_parallel(pf, c.mblocks * c.nblocks, &c, compute);
+  run_parallel(pf, c.mblocks * c.nblocks, &c, compute<Tile>);
+}
+
+}  // namespace
+
+void gemm_avx2_6x16c4(const GemmJob& job, const ParallelFor& pf) { run_gemm<U8Tile>(job, pf); }
+
+void gemm_avx2_4x16c8_u7(const GemmJob& job, const ParallelFor& pf) { run_gemm<U7Tile>(job, pf); }
+
+bool bytes_fit_7bit_avx2(const uint8_t* p, int64_t rows, int64_t cols, int64_t stride) {
+  __m256i any = _mm256_setzero_si256();
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* row = p + r * stride;
+    int64_t i = 0;
+    for (; i + 32 <= cols; i += 32)
+      any = _mm256_or_si256(any, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i)));
+    uint8_t tail = 0;
+    for (; i < cols; ++i) tail |= row[i];
+    if (tail & 0x80) return false;
+  }
+  return _mm256_movemask_epi8(any) == 0;  // no byte has its top bit set
 }
 
 }  // namespace compress::kernels::detail

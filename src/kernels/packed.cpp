@@ -1,6 +1,7 @@
 // Packing: dense, depthwise and sparse weights into self-describing blobs.
 #include "compress/kernels/packed.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -98,16 +99,62 @@ std::vector<int8_t> clip_pairs(const int8_t* w, int64_t n, int64_t k, std::vecto
   return clipped;
 }
 
+// Clips, for 7-bit activations, the four weights of row-major w that meet in
+// one s16 lane of the u7 kernel (k = 8o + 2h, 8o + 2h + 1, 8o + 4 + 2h,
+// 8o + 5 + 2h) to sum |w| <= 258, shrinking the largest magnitudes first;
+// every shrunk weight leaves one correction entry, as in clip_pairs.
+std::vector<int8_t> clip_lanes_u7(const int8_t* w, int64_t n, int64_t k, std::vector<int32_t>& row_ptr,
+                                  std::vector<int32_t>& entries) {
+  constexpr int kBudget = Avx2U7Traits::kLaneBudget;
+  std::vector<int8_t> clipped(w, w + n * k);
+  row_ptr.assign(n + 1, 0);
+  entries.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    int8_t* row = clipped.data() + i * k;
+    for (int64_t o = 0; o < k; o += 8)
+      for (int64_t h = 0; h < 2; ++h) {
+        int64_t at[4];
+        int count = 0, sum = 0;
+        for (int64_t j : {o + 2 * h, o + 2 * h + 1, o + 4 + 2 * h, o + 5 + 2 * h})
+          if (j < k) {
+            at[count++] = j;
+            sum += std::abs(row[j]);
+          }
+        while (sum > kBudget) {
+          int64_t big = at[0];
+          for (int c = 1; c < count; ++c)
+            if (std::abs(row[at[c]]) > std::abs(row[big])) big = at[c];
+          const int mag = std::abs(row[big]), cut = std::min(mag, sum - kBudget);
+          const int reduced = row[big] < 0 ? -(mag - cut) : mag - cut;
+          const int delta = row[big] - reduced;  // |delta| <= 128, fits the entry's byte
+          entries.push_back(static_cast<int32_t>((big << 8) | static_cast<uint8_t>(static_cast<int8_t>(delta))));
+          row[big] = static_cast<int8_t>(reduced);
+          sum -= cut;
+        }
+      }
+    row_ptr[i + 1] = static_cast<int32_t>(entries.size());
+  }
+  return clipped;
+}
+
 std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int64_t k,
                                 int32_t a_zp, Layout layout, double max_correction) {
   check_common(n, k, a_zp);
-  if (layout == Layout::avx2_n16k4_u8s8) {
+  const bool u7 = layout == Layout::avx2_n16k8_u7s8;
+  if (u7 && a_zp > Avx2U7Traits::kMaxActivation)
+    bad_input("pack: activation zero point " + std::to_string(a_zp) +
+              " is outside 0..127, the range of the 7-bit activation layout");
+  if (layout == Layout::avx2_n16k4_u8s8 || u7) {
+    // Both u8-path layouts: same byte order ([n_pad/16][k_pad/4][16][4]),
+    // different clipping rule and k padding.
+    static_assert(Avx2U8Traits::NR == Avx2U7Traits::NR, "u8 and u7 layouts share the column blocking");
     std::vector<int32_t> row_ptr, entries;
-    const std::vector<int8_t> clipped = clip_pairs(w, n, k, row_ptr, entries);
+    const std::vector<int8_t> clipped =
+        u7 ? clip_lanes_u7(w, n, k, row_ptr, entries) : clip_pairs(w, n, k, row_ptr, entries);
     if (static_cast<double>(entries.size()) > max_correction * static_cast<double>(n * k))
       return pack_dense(kind, w, n, k, a_zp, Layout::avx2_n16k2_s16, 0);
     constexpr int64_t NR = Avx2U8Traits::NR;
-    const int64_t n_pad = round_up(n, NR), k_pad = round_up(k, Avx2U8Traits::KPACK);
+    const int64_t n_pad = round_up(n, NR), k_pad = round_up(k, u7 ? Avx2U7Traits::KPACK : Avx2U8Traits::KPACK);
     const int64_t nnz = static_cast<int64_t>(entries.size());
     Builder b(kind, layout, n, k, n_pad, k_pad, a_zp, n_pad * k_pad, nnz * 4, (n + 1) * 4);
     b.h()[kNnz] = nnz;
@@ -171,15 +218,15 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   if (h[kTotalBytes] != bytes)
     bad_input("packed weight: header says " + std::to_string(h[kTotalBytes]) + " bytes, tensor has " +
               std::to_string(bytes));
-  if (h[kKind] < 1 || h[kKind] > 5 || h[kLayout] < 0 || h[kLayout] > 6)
+  if (h[kKind] < 1 || h[kKind] > 5 || h[kLayout] < 0 || h[kLayout] > 7)
     bad_input("packed weight: unknown kind or layout");
   for (int f : {kCompOffset, kDataOffset, kIdxOffset, kRowPtrOffset})
     if (h[f] < kHeaderBytes || h[f] > bytes) bad_input("packed weight: corrupt section offset");
 }
 
-Layout dense_layout_for(Isa isa) {
+Layout dense_layout_for(Isa isa, bool activations_7bit) {
   switch (isa) {
-    case Isa::avx2: return Layout::avx2_n16k4_u8s8;
+    case Isa::avx2: return activations_7bit ? Layout::avx2_n16k8_u7s8 : Layout::avx2_n16k4_u8s8;
     case Isa::avx512vnni: return Layout::vnni_n32k4_s8;
     default: return Layout::rowmajor_s8;
   }
@@ -297,7 +344,8 @@ std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v) {
           w[i * k + j] = static_cast<int8_t>(d[((i / NR * (v.k_pad() / 2) + j / 2) * NR + i % NR) * 2 + j % 2]);
       break;
     }
-    case Layout::avx2_n16k4_u8s8: {
+    case Layout::avx2_n16k4_u8s8:
+    case Layout::avx2_n16k8_u7s8: {
       constexpr int64_t NR = Avx2U8Traits::NR;
       auto* d = reinterpret_cast<const int8_t*>(v.data());
       for (int64_t i = 0; i < n; ++i)

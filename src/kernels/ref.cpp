@@ -69,12 +69,12 @@ void depthwise_ref(const DepthwiseJob& job, const ParallelFor& pf) {
 
 }  // namespace detail
 
-void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q) {
-  const float inv = 1.f / scale;
+void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q, int32_t quant_max) {
+  const float inv = 1.f / scale, hi = static_cast<float>(quant_max);
   for (int64_t i = 0; i < n; ++i) {
     float v = std::nearbyint(x[i] * inv) + static_cast<float>(zero_point);
     v = v > 0.f ? v : 0.f;
-    v = v < 255.f ? v : 255.f;
+    v = v < hi ? v : hi;
     q[i] = static_cast<uint8_t>(v);
   }
 }

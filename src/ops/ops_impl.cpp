@@ -37,11 +37,16 @@ auto guarded(const char* op, F&& f) -> decltype(f()) {
   }
 }
 
+// "<isa>" or "auto"; the suffix "_u7" asks for the layout of 7-bit
+// activations (0..127, reduce_range quantization) where the ISA has one.
 K::Layout parse_layout(const char* op, const std::string& layout) {
-  if (layout == "auto") return K::dense_layout_for(K::active_isa());
-  TORCH_CHECK(layout == "ref" || layout == "avx2" || layout == "avx512vnni", op, ": unknown layout '", layout,
-              "' (expected auto, ref, avx2 or avx512vnni)");
-  return K::dense_layout_for(K::parse_isa(layout));
+  const std::string suffix = "_u7";
+  const bool u7 = layout.size() > suffix.size() && layout.compare(layout.size() - suffix.size(), suffix.size(), suffix) == 0;
+  const std::string isa = u7 ? layout.substr(0, layout.size() - suffix.size()) : layout;
+  if (isa == "auto") return K::dense_layout_for(K::active_isa(), u7);
+  TORCH_CHECK(isa == "ref" || isa == "avx2" || isa == "avx512vnni", op, ": unknown layout '", layout,
+              "' (expected auto, ref, avx2 or avx512vnni, optionally with _u7 for 7-bit activations)");
+  return K::dense_layout_for(K::parse_isa(isa), u7);
 }
 
 at::Tensor blob_tensor(const std::vector<uint8_t>& blob) {
@@ -80,7 +85,8 @@ struct EpilogueTensors {
 EpilogueTensors make_epilogue(const char* op, int64_t n, const at::Tensor& scale,
                               const c10::optional<at::Tensor>& bias, int64_t out_zp, bool relu,
                               c10::ScalarType dtype, const c10::optional<at::Tensor>& residual,
-                              at::IntArrayRef out_shape, double residual_scale, int64_t residual_zp) {
+                              at::IntArrayRef out_shape, double residual_scale, int64_t residual_zp,
+                              int64_t out_quant_max) {
   EpilogueTensors e;
   TORCH_CHECK(scale.dim() == 1 && scale.numel() == n && scale.is_floating_point(), op,
               ": scale must be a 1-D float tensor of ", n, " per-output-channel values, got shape ", scale.sizes());
@@ -100,6 +106,10 @@ EpilogueTensors make_epilogue(const char* op, int64_t n, const at::Tensor& scale
     TORCH_CHECK(out_zp >= -128 && out_zp <= 127, op, ": output_zero_point must be in -128..127 for int8, got ",
                 out_zp);
   e.ep.out_zero_point = static_cast<int32_t>(out_zp);
+  if (e.ep.out == K::OutType::u8)
+    TORCH_CHECK(out_quant_max >= out_zp && out_quant_max <= 255, op, ": output_quant_max must be in ", out_zp,
+                "..255 (output_zero_point..255), got ", out_quant_max);
+  e.ep.out_quant_max = static_cast<int32_t>(out_quant_max);
   if (residual.has_value() && residual->defined()) {
     TORCH_CHECK(residual->scalar_type() == dtype, op, ": residual must have the output dtype ", dtype, ", got ",
                 residual->scalar_type());
@@ -117,7 +127,7 @@ EpilogueTensors make_epilogue(const char* op, int64_t n, const at::Tensor& scale
 at::Tensor linear_common(const char* op, bool sparse, const at::Tensor& input, const at::Tensor& packed,
                          const at::Tensor& scale, const c10::optional<at::Tensor>& bias, int64_t out_zp,
                          bool relu, c10::ScalarType dtype, const c10::optional<at::Tensor>& residual,
-                         double residual_scale, int64_t residual_zp) {
+                         double residual_scale, int64_t residual_zp, int64_t out_quant_max) {
   const K::PackedView w = view_of(op, packed);
   const bool is_sparse = w.kind() == K::PackedKind::sparse_1x4 || w.kind() == K::PackedKind::sparse_2_4;
   TORCH_CHECK(is_sparse == sparse && (sparse || w.kind() == K::PackedKind::gemm), op,
@@ -133,7 +143,7 @@ at::Tensor linear_common(const char* op, bool sparse, const at::Tensor& input, c
   const at::Tensor x = input.contiguous();
   const int64_t M = x.numel() / w.k();
   EpilogueTensors e = make_epilogue(op, w.n(), scale, bias, out_zp, relu, dtype, residual, out_shape,
-                                    residual_scale, residual_zp);
+                                    residual_scale, residual_zp, out_quant_max);
   at::Tensor out = at::empty(out_shape, at::TensorOptions().dtype(dtype));
   guarded(op, [&] {
     if (sparse)
@@ -211,24 +221,24 @@ at::Tensor pack_linear_int8_sparse(const at::Tensor& weight, const at::Tensor& m
 at::Tensor linear_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
                        const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
                        c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
-                       double residual_scale, int64_t residual_zero_point) {
+                       double residual_scale, int64_t residual_zero_point, int64_t output_quant_max) {
   return linear_common("compress::linear_int8", false, input, packed_weight, scale, bias, output_zero_point, relu,
-                       output_dtype, residual, residual_scale, residual_zero_point);
+                       output_dtype, residual, residual_scale, residual_zero_point, output_quant_max);
 }
 
 at::Tensor linear_int8_sparse(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
                               const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
                               c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
-                              double residual_scale, int64_t residual_zero_point) {
+                              double residual_scale, int64_t residual_zero_point, int64_t output_quant_max) {
   return linear_common("compress::linear_int8_sparse", true, input, packed_weight, scale, bias, output_zero_point,
-                       relu, output_dtype, residual, residual_scale, residual_zero_point);
+                       relu, output_dtype, residual, residual_scale, residual_zero_point, output_quant_max);
 }
 
 at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                        at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
                        c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
-                       double residual_scale, int64_t residual_zero_point) {
+                       double residual_scale, int64_t residual_zero_point, int64_t output_quant_max) {
   const char* op = "compress::conv2d_int8";
   const K::PackedView w = view_of(op, packed_weight);
   TORCH_CHECK(w.kind() == K::PackedKind::conv || w.kind() == K::PackedKind::depthwise, op,
@@ -253,7 +263,7 @@ at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight,
               g.width, " input");
   const std::vector<int64_t> out_shape = {g.batch, oh, ow, w.n()};
   EpilogueTensors e = make_epilogue(op, w.n(), scale, bias, output_zero_point, relu, output_dtype, residual,
-                                    out_shape, residual_scale, residual_zero_point);
+                                    out_shape, residual_scale, residual_zero_point, output_quant_max);
   const at::Tensor x = input.contiguous();
   at::Tensor out = at::empty(out_shape, at::TensorOptions().dtype(output_dtype));
   guarded(op, [&] {
@@ -263,18 +273,21 @@ at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight,
   return out;
 }
 
-at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point) {
+at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max) {
   const char* op = "compress::quantize_u8";
   TORCH_CHECK(input.device().is_cpu() && input.is_floating_point(), op, ": input must be a float CPU tensor, got ",
               input.scalar_type());
   TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", scale);
   check_zero_point(op, zero_point);
+  TORCH_CHECK(quant_max >= zero_point && quant_max <= 255, op, ": quant_max must be in ", zero_point,
+              "..255 (zero_point..255), got ", quant_max);
   const at::Tensor x = input.to(at::kFloat).contiguous();
   at::Tensor q = at::empty(x.sizes(), at::kByte);
   const float* src = x.data_ptr<float>();
   uint8_t* dst = q.data_ptr<uint8_t>();
   at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
-    K::quantize_f32_u8(src + b, e - b, static_cast<float>(scale), static_cast<int32_t>(zero_point), dst + b);
+    K::quantize_f32_u8(src + b, e - b, static_cast<float>(scale), static_cast<int32_t>(zero_point), dst + b,
+                       static_cast<int32_t>(quant_max));
   });
   return q;
 }

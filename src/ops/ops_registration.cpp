@@ -16,16 +16,16 @@ TORCH_LIBRARY(compress, m) {
         &compress::ops::pack_linear_int8_sparse);
   m.def("linear_int8(Tensor input, Tensor packed_weight, Tensor scale, Tensor? bias, int output_zero_point, "
         "bool relu, ScalarType output_dtype, Tensor? residual=None, float residual_scale=1.0, "
-        "int residual_zero_point=0) -> Tensor",
+        "int residual_zero_point=0, int output_quant_max=255) -> Tensor",
         &compress::ops::linear_int8);
   m.def("linear_int8_sparse(Tensor input, Tensor packed_weight, Tensor scale, Tensor? bias, "
         "int output_zero_point, bool relu, ScalarType output_dtype, Tensor? residual=None, "
-        "float residual_scale=1.0, int residual_zero_point=0) -> Tensor",
+        "float residual_scale=1.0, int residual_zero_point=0, int output_quant_max=255) -> Tensor",
         &compress::ops::linear_int8_sparse);
   m.def("conv2d_int8(Tensor input, Tensor packed_weight, Tensor scale, Tensor? bias, int[2] stride, "
         "int[2] padding, int[2] dilation, int output_zero_point, bool relu, ScalarType output_dtype, "
-        "Tensor? residual=None, float residual_scale=1.0, int residual_zero_point=0) -> Tensor",
+        "Tensor? residual=None, float residual_scale=1.0, int residual_zero_point=0, int output_quant_max=255) -> Tensor",
         &compress::ops::conv2d_int8);
-  m.def("quantize_u8(Tensor input, float scale, int zero_point) -> Tensor", &compress::ops::quantize_u8);
+  m.def("quantize_u8(Tensor input, float scale, int zero_point, int quant_max=255) -> Tensor", &compress::ops::quantize_u8);
   m.def("dequantize_u8(Tensor input, float scale, int zero_point) -> Tensor", &compress::ops::dequantize_u8);
 }

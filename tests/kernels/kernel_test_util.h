@@ -62,7 +62,7 @@ inline void naive_epilogue(int64_t acc, int64_t m, int64_t n, const Epilogue& ep
     static_cast<float*>(C)[m * ldc + n] = (ep.relu && !(y > 0.f)) ? 0.f : y;
     return;
   }
-  const int qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? 255 : 127;
+  const int qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? ep.out_quant_max : 127;
   const int lo = ep.relu ? std::max(qmin, ep.out_zero_point) : qmin;
   long q = std::lrint(y) + ep.out_zero_point;
   if (!(y == y)) q = lo;

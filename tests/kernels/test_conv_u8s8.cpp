@@ -16,13 +16,14 @@ struct ConvCase {
   bool relu, residual;
 };
 
-void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g) {
+// Activations and their zero point in 0..a_max (127 for the 7-bit layout).
+void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g, int a_max) {
   const int64_t oh = conv_output_size(c.h, c.kh, c.stride, c.pad, c.dil);
   const int64_t ow = conv_output_size(c.w, c.kw, c.stride, c.pad, c.dil);
   const int64_t co = c.depthwise ? c.c_in : c.c_out;
   const int64_t kper = c.depthwise ? c.kh * c.kw : c.kh * c.kw * c.c_in;
-  const int32_t a_zp = static_cast<int32_t>(g() % 256);
-  auto x = kt::random_u8(g, c.batch * c.h * c.w * c.c_in);
+  const int32_t a_zp = static_cast<int32_t>(g() % (a_max + 1));
+  auto x = kt::random_u8(g, c.batch * c.h * c.w * c.c_in, 0, a_max);
   auto w = kt::random_s8(g, co * kper);
   const float span = static_cast<float>(kper) * 128.f * 255.f;
   auto scale = kt::random_f(g, co, 0.5f * 255.f / span, 4.f * 255.f / span);
@@ -79,7 +80,7 @@ void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g) {
   CHECK(kt::first_mismatch(got, expect, c.out) == -1);
 }
 
-void run_conv_cases(Isa isa, Layout layout) {
+void run_conv_cases(Isa isa, Layout layout, int a_max = 255) {
   std::mt19937 g(99);
   const ConvCase cases[] = {
       {2, 5, 6, 19, 21, 1, 1, 1, 0, 1, false, OutType::u8, true, true},    // 1x1: GEMM on the input
@@ -88,6 +89,10 @@ void run_conv_cases(Isa isa, Layout layout) {
       {1, 11, 10, 5, 16, 3, 3, 2, 1, 1, false, OutType::f32, true, false}, // 3x3 stride 2
       {1, 12, 12, 4, 7, 5, 5, 1, 2, 2, false, OutType::u8, true, false},   // 5x5 dilation 2
       {3, 15, 13, 3, 9, 7, 7, 2, 3, 1, false, OutType::f32, false, true},  // 7x7 stride 2 (stem)
+      // im2col window rows copied as one run of kw * C bytes: 6, 18 and 120 bytes
+      {2, 7, 8, 2, 10, 3, 3, 1, 0, 1, false, OutType::u8, false, false},
+      {1, 9, 11, 6, 20, 3, 3, 2, 1, 1, false, OutType::s8, true, false},
+      {1, 8, 9, 40, 12, 3, 3, 1, 1, 1, false, OutType::u8, false, true},
       {2, 6, 7, 1, 0, 3, 3, 1, 1, 1, true, OutType::u8, true, false},      // depthwise C = 1
       {1, 9, 9, 15, 0, 3, 3, 2, 1, 1, true, OutType::s8, false, true},
       {2, 8, 8, 16, 0, 3, 3, 1, 1, 1, true, OutType::u8, false, true},
@@ -95,7 +100,7 @@ void run_conv_cases(Isa isa, Layout layout) {
       {1, 10, 10, 40, 0, 5, 5, 2, 2, 1, true, OutType::u8, true, false},
       {1, 6, 6, 33, 0, 3, 3, 1, 2, 2, true, OutType::u8, false, false},
   };
-  for (const auto& c : cases) check_conv(c, isa, layout, g);
+  for (const auto& c : cases) check_conv(c, isa, layout, g, a_max);
 }
 
 }  // namespace
@@ -113,6 +118,31 @@ TEST_CASE("conv2d_u8s8 avx2 (im2col + gemm_u8s8s32_avx2_6x16c2_s16, dwconv_u8s8s
 TEST_CASE("conv2d_u8s8 avx2 (implicit im2col rows + gemm_u8s8s32_avx2_6x16c4) matches", "[kernels][conv][avx2]") {
   kt::require_isa(Isa::avx2);
   run_conv_cases(Isa::avx2, Layout::avx2_n16k4_u8s8);
+}
+
+TEST_CASE("conv2d_u8s8 avx2 7-bit activations (gemm_u8s8s32_avx2_4x16c8_u7) matches", "[kernels][conv][avx2]") {
+  kt::require_isa(Isa::avx2);
+  run_conv_cases(Isa::avx2, Layout::avx2_n16k8_u7s8, 127);
+  // An input byte above 127 is refused on both the GEMM (1x1) and im2col paths.
+  std::mt19937 g(3);
+  auto w = kt::random_s8(g, 8 * 3 * 3 * 4, -50, 50);
+  auto x = kt::random_u8(g, 1 * 5 * 5 * 4, 0, 127);
+  x[57] = 200;
+  std::vector<float> scale(8, 0.01f);
+  std::vector<uint8_t> y(5 * 5 * 8);
+  Epilogue ep;
+  ep.scale = scale.data();
+  ep.out = OutType::u8;
+  ConvGeometry geo;
+  geo.height = geo.width = 5;
+  geo.pad_h = geo.pad_w = 1;
+  for (int64_t k : {1, 3}) {
+    auto blob = pack_conv_u8s8(w.data(), 8, k, k, 4, 0, Layout::avx2_n16k8_u7s8);
+    PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+    ConvGeometry gk = geo;
+    if (k == 1) gk.pad_h = gk.pad_w = 0;
+    CHECK_THROWS_WITH(conv2d_u8s8(x.data(), gk, v, y.data(), ep, serial(), Isa::avx2), Catch::Contains("exceeds 127"));
+  }
 }
 
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {

@@ -3,6 +3,8 @@
 // values, zero points, every output type, ReLU and residual.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "compress/error.h"
@@ -22,20 +24,23 @@ struct Case {
 };
 
 // Runs one case on `isa` and on the reference and compares both with the naive GEMM.
-void check_case(const Case& c, Isa isa, std::mt19937& g, Layout layout, double max_correction) {
+// Activations are drawn from 0..a_max (127 for the 7-bit layout).
+void check_case(const Case& c, Isa isa, std::mt19937& g, Layout layout, double max_correction, int a_max = 255) {
   std::vector<uint8_t> A;
   std::vector<int8_t> W;
+  const auto top = static_cast<uint8_t>(a_max);
   switch (c.extremes) {
-    case 1: A.assign(c.M * c.K, 255); W.assign(c.N * c.K, 127); break;
-    case 2: A.assign(c.M * c.K, 255); W.assign(c.N * c.K, -128); break;
+    case 1: A.assign(c.M * c.K, top); W.assign(c.N * c.K, 127); break;
+    case 2: A.assign(c.M * c.K, top); W.assign(c.N * c.K, -128); break;
     case 3:
-      // Values that saturate vpmaddubsw's s16 pair sums: 255*127 + 255*127.
-      A = kt::random_u8(g, c.M * c.K, 250, 255);
+      // Values that saturate vpmaddubsw's s16 pair sums: 255*127 + 255*127
+      // (for 7-bit activations: overflow the s16 sum of two quads).
+      A = kt::random_u8(g, c.M * c.K, a_max - 5, a_max);
       W = kt::random_s8(g, c.N * c.K, 120, 127);
       for (size_t i = 0; i < W.size(); i += 3) W[i] = -128;
       for (size_t i = 0; i < A.size(); i += 5) A[i] = 0;
       break;
-    default: A = kt::random_u8(g, c.M * c.K); W = kt::random_s8(g, c.N * c.K); break;
+    default: A = kt::random_u8(g, c.M * c.K, 0, a_max); W = kt::random_s8(g, c.N * c.K); break;
   }
   // Scales that map the accumulator range onto the output range, so outputs
   // spread over it and saturate at both ends.
@@ -48,6 +53,8 @@ void check_case(const Case& c, Isa isa, std::mt19937& g, Layout layout, double m
   ep.out = c.out;
   ep.relu = c.relu;
   ep.out_zero_point = c.out == OutType::u8 ? 1 + static_cast<int32_t>(g() % 250) : c.out == OutType::s8 ? -5 : 0;
+  // Now and then a u8 output capped below 255 (7-bit activations for a next layer).
+  if (c.out == OutType::u8 && g() % 3 == 0) ep.out_quant_max = ep.out_zero_point + static_cast<int32_t>(g() % (256 - ep.out_zero_point));
   std::vector<uint8_t> residual;
   if (c.residual) {
     residual = kt::random_u8(g, c.M * c.N * kt::out_bytes(c.out));
@@ -81,35 +88,36 @@ void check_case(const Case& c, Isa isa, std::mt19937& g, Layout layout, double m
   CHECK(kt::first_mismatch(got, expect, c.out) == -1);
 }
 
-void run_all_cases(Isa isa, Layout layout, double max_correction = kDefaultMaxCorrection) {
+void run_all_cases(Isa isa, Layout layout, double max_correction = kDefaultMaxCorrection, int a_max = 255) {
   std::mt19937 g(1234 + static_cast<int>(isa));
-  const int64_t Ms[] = {1, 2, 3, 4, 5, 6, 7, 9, 10, 13, 49};  // every remainder of the 6-row tile
+  const int64_t Ms[] = {1, 2, 3, 4, 5, 6, 7, 9, 10, 13, 49};  // every remainder of the 6- and 4-row tiles
   const int64_t Ns[] = {1, 3, 16, 17, 32, 33, 70};
-  const int64_t Ks[] = {1, 2, 3, 4, 5, 7, 8, 31, 64, 129};
+  const int64_t Ks[] = {1, 2, 3, 4, 5, 7, 8, 12, 16, 31, 64, 129};  // 12: a multiple of 4, not of 8
   const OutType outs[] = {OutType::u8, OutType::s8, OutType::f32};
   int i = 0;
   for (int64_t M : Ms)
     for (int64_t N : Ns)
       for (int64_t K : Ks) {
         ++i;
-        Case c{M, N, K, static_cast<int32_t>(g() % 256), outs[i % 3], (i % 4) == 1, (i % 5) != 0,
+        Case c{M, N, K, static_cast<int32_t>(g() % (a_max + 1)), outs[i % 3], (i % 4) == 1, (i % 5) != 0,
                (i % 7) == 3, (i % 11 == 4) ? 1 + static_cast<int>(i % 3) : 0};
-        check_case(c, isa, g, layout, max_correction);
+        check_case(c, isa, g, layout, max_correction, a_max);
       }
-  // Saturation edges on bigger K, every extreme pattern and zero points 0 and 255.
+  // Saturation edges on bigger K, every extreme pattern and zero points 0, middle and top.
   for (int ex = 1; ex <= 3; ++ex)
-    for (int32_t zp : {0, 128, 255})
-      for (OutType out : outs) check_case(Case{9, 35, 515, zp, out, false, true, false, ex}, isa, g, layout, max_correction);
+    for (int32_t zp : {0, (a_max + 1) / 2, a_max})
+      for (OutType out : outs)
+        check_case(Case{9, 35, 515, zp, out, false, true, false, ex}, isa, g, layout, max_correction, a_max);
 }
 
 // The integer part alone: f32 output with unit scale and no bias is the exact
 // accumulator (|acc| < 2^24 here), compared against int64 sums.
-void check_integer_part(Isa isa, Layout layout) {
+void check_integer_part(Isa isa, Layout layout, int a_max = 255) {
   std::mt19937 g(77);
   const int64_t M = 11, N = 37, K = 255;
-  auto A = kt::random_u8(g, M * K);
+  auto A = kt::random_u8(g, M * K, 0, a_max);
   auto W = kt::random_s8(g, N * K);
-  const int32_t a_zp = 131;
+  const int32_t a_zp = a_max / 2 + 4;
   std::vector<float> ones(N, 1.f), C(M * N);
   Epilogue ep;
   ep.scale = ones.data();
@@ -153,6 +161,78 @@ TEST_CASE("gemm_u8s8s32_avx2_6x16c4 (vpmaddubsw + correction) matches the refere
   CHECK(v.nnz() > 0);  // uniform random weights need corrections
 }
 
+TEST_CASE("gemm_u8s8s32_avx2_4x16c8_u7 (7-bit activations, two quads per s16) matches the reference",
+          "[kernels][gemm][avx2]") {
+  kt::require_isa(Isa::avx2);
+  run_all_cases(Isa::avx2, Layout::avx2_n16k8_u7s8, 1.0, 127);
+  check_integer_part(Isa::avx2, Layout::avx2_n16k8_u7s8, 127);
+  std::mt19937 g(8);
+  auto forced = pack_gemm_u8s8(kt::random_s8(g, 64 * 64).data(), 64, 64, 0, Layout::avx2_n16k8_u7s8, 1.0);
+  PackedView v(forced.data(), static_cast<int64_t>(forced.size()));
+  CHECK(std::string(gemm_kernel_name(v, Isa::avx2)) == "gemm_u8s8s32_avx2_4x16c8_u7");
+  CHECK(v.k_pad() % 8 == 0);
+  CHECK(v.nnz() > 0);  // uniform random weights overflow some lanes
+}
+
+TEST_CASE("the 7-bit layout bounds every s16 lane and keeps the rest as corrections", "[kernels][gemm][packing]") {
+  std::mt19937 g(10);
+  const int64_t N = 24, K = 37;  // K not a multiple of 8: partial lanes at the end
+  auto W = kt::random_s8(g, N * K);
+  auto blob = pack_gemm_u8s8(W.data(), N, K, 3, Layout::avx2_n16k8_u7s8, 1.0);
+  PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  REQUIRE(v.layout() == Layout::avx2_n16k8_u7s8);
+  CHECK(unpack_weight_rowmajor(v) == W);  // clipped part + corrections = the weight
+  // The packed (clipped) weights of each lane: sum |w| <= 258, so 127 * sum fits s16.
+  const auto* d = reinterpret_cast<const int8_t*>(v.data());
+  const int64_t kq = v.k_pad() / 4;
+  int64_t worst = 0;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < v.k_pad(); o += 8)
+      for (int64_t h = 0; h < 2; ++h) {
+        int64_t sum = 0;
+        for (int64_t k : {o + 2 * h, o + 2 * h + 1, o + 4 + 2 * h, o + 5 + 2 * h})
+          sum += std::abs(d[((n / 16 * kq + k / 4) * 16 + n % 16) * 4 + k % 4]);
+        worst = std::max(worst, sum);
+      }
+  CHECK(worst <= 258);
+  CHECK(worst >= 200);  // uniform weights do reach the budget: the check above is not vacuous
+  // Trained-like weights (normal, max 127 at about 4 sigma) need no correction at all.
+  std::normal_distribution<float> normal(0.f, 32.f);
+  std::vector<int8_t> trained(64 * 256);
+  for (auto& w : trained) w = static_cast<int8_t>(std::max(-127.f, std::min(127.f, std::nearbyint(normal(g)))));
+  auto tb = pack_gemm_u8s8(trained.data(), 64, 256, 0, Layout::avx2_n16k8_u7s8);
+  PackedView tv(tb.data(), static_cast<int64_t>(tb.size()));
+  CHECK(tv.layout() == Layout::avx2_n16k8_u7s8);
+  CHECK(tv.nnz() < 64 * 256 / 1000);
+}
+
+TEST_CASE("a weight packed for 7-bit activations refuses larger ones on every ISA", "[kernels][gemm]") {
+  std::mt19937 g(11);
+  const int64_t M = 5, N = 20, K = 40;
+  auto W = kt::random_s8(g, N * K, -60, 60);
+  auto A = kt::random_u8(g, M * K, 0, 127);
+  std::vector<float> scale(N, 1.f), C(M * N);
+  Epilogue ep;
+  ep.scale = scale.data();
+  auto blob = pack_gemm_u8s8(W.data(), N, K, 0, Layout::avx2_n16k8_u7s8);
+  PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  for (Isa isa : {Isa::ref, Isa::avx2}) {
+    if (!cpu_supports(isa)) continue;
+    CHECK_NOTHROW(gemm_u8s8s32(M, A.data(), K, v, C.data(), N, ep, serial(), isa));
+    auto bad = A;
+    bad[3 * K + 39] = 128;  // one byte, in the last row's tail
+    CHECK_THROWS_WITH(gemm_u8s8s32(M, bad.data(), K, v, C.data(), N, ep, serial(), isa),
+                      Catch::Contains("exceeds 127"));
+  }
+  CHECK_THROWS_WITH(pack_gemm_u8s8(W.data(), N, K, 128, Layout::avx2_n16k8_u7s8), Catch::Contains("0..127"));
+  ep.out = OutType::u8;
+  ep.out_zero_point = 10;
+  ep.out_quant_max = 9;  // below the zero point
+  std::vector<uint8_t> C8(M * N);
+  CHECK_THROWS_WITH(gemm_u8s8s32(M, A.data(), K, v, C8.data(), N, ep, serial(), Isa::ref),
+                    Catch::Contains("quant max"));
+}
+
 TEST_CASE("the u8 layout falls back to the exact s16 layout when corrections would be dense",
           "[kernels][gemm][packing]") {
   std::mt19937 g(9);
@@ -180,13 +260,14 @@ TEST_CASE("a weight packed for one ISA runs correctly under another (declined to
           "[kernels][gemm]") {
   std::mt19937 g(5);
   const int64_t M = 7, N = 19, K = 23;
-  auto A = kt::random_u8(g, M * K);
+  auto A = kt::random_u8(g, M * K, 0, 127);  // 7-bit, so the u7 layout takes them too
   auto W = kt::random_s8(g, N * K);
   std::vector<float> scale(N, 1.f), expect(M * N), got(M * N);
   Epilogue ep;
   ep.scale = scale.data();
   kt::naive_gemm(M, N, K, A.data(), 9, W.data(), ep, expect.data());
-  for (Layout l : {Layout::avx2_n16k2_s16, Layout::avx2_n16k4_u8s8, Layout::vnni_n32k4_s8, Layout::rowmajor_s8}) {
+  for (Layout l : {Layout::avx2_n16k2_s16, Layout::avx2_n16k4_u8s8, Layout::avx2_n16k8_u7s8, Layout::vnni_n32k4_s8,
+                   Layout::rowmajor_s8}) {
     auto blob = pack_gemm_u8s8(W.data(), N, K, 9, l, 1.0);
     PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
     gemm_u8s8s32(M, A.data(), K, v, got.data(), N, ep, serial(), Isa::ref);

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "compress/kernels/gemm.h"
+#include "compress/kernels/packed.h"
 #include "compress/ops/ops.h"
 #include "compress/ops/script.h"
 #include "test_paths.h"
@@ -225,4 +226,48 @@ TEST_CASE("ops give identical results on 1 and 2 LibTorch threads, and inside a 
   CHECK(at::equal(one, two));
   CHECK(at::equal(one, nested));
   CHECK(std::get<0>(at::_unique(one)).numel() > 10);
+}
+
+TEST_CASE("7-bit activations: the _u7 layouts, quant_max and output_quant_max", "[ops][linear][u7]") {
+  at::manual_seed(9);
+  const int64_t K = 72, N = 40;
+  // Trained-like weights (uniform random ones would need so many corrections
+  // that packing falls back to the exact s16 layout, which takes any input).
+  at::Tensor w = (at::randn({N, K}) * 30).round().clamp(-127, 127).to(at::kChar);
+  at::Tensor x = at::randint(0, 128, {6, K}, at::kByte);
+  const int64_t zp = 60;
+  at::Tensor expect = at::matmul(x.to(at::kLong) - zp, w.to(at::kLong).t()).to(at::kFloat);
+  for (const char* layout : {"auto_u7", "avx2_u7", "ref_u7"}) {
+    INFO("layout " << layout);
+    at::Tensor packed = compress::ops::pack_linear_int8(w, zp, layout);
+    at::Tensor y = compress::ops::linear_int8(x, packed, at::ones({N}), c10::nullopt, 0, false, at::kFloat,
+                                              c10::nullopt, 1.0, 0);
+    CHECK(at::equal(y, expect));
+  }
+  // What the layout cannot take is refused, naming the op and the cause.
+  at::Tensor packed7 = compress::ops::pack_linear_int8(w, zp, "avx2_u7");
+  REQUIRE(compress::kernels::PackedView(packed7.data_ptr<uint8_t>(), packed7.numel()).layout() ==
+          compress::kernels::Layout::avx2_n16k8_u7s8);
+  at::Tensor big = x.clone();
+  big[2][5] = 128;
+  const std::string err = error_of([&] {
+    compress::ops::linear_int8(big, packed7, at::ones({N}), c10::nullopt, 0, false, at::kFloat, c10::nullopt, 1.0, 0);
+  });
+  CHECK(err.find("compress::linear_int8") != std::string::npos);
+  CHECK(err.find("exceeds 127") != std::string::npos);
+  CHECK(error_of([&] { compress::ops::pack_linear_int8(w, 128, "avx2_u7"); }).find("0..127") != std::string::npos);
+  CHECK(error_of([&] { compress::ops::pack_linear_int8(w, 0, "avx3_u7"); }).find("unknown layout") != std::string::npos);
+  // quantize_u8 with quant_max 127 makes inputs the layout takes; the default keeps 0..255.
+  at::Tensor f = at::linspace(-10, 300, 500);
+  at::Tensor q7 = compress::ops::quantize_u8(f, 1.0, 3, 127), q8 = compress::ops::quantize_u8(f, 1.0, 3);
+  CHECK(q7.max().item<int64_t>() == 127);
+  CHECK(q8.max().item<int64_t>() == 255);
+  CHECK(at::equal(q7, at::clamp_max(q8, 127)));
+  CHECK(error_of([&] { compress::ops::quantize_u8(f, 1.0, 3, 2); }).find("quant_max") != std::string::npos);
+  // output_quant_max caps a uint8 output, so it can feed the next 7-bit layer.
+  at::Tensor scale = at::full({N}, 0.05), bias = at::full({N}, 100.0);
+  at::Tensor y8 = compress::ops::linear_int8(x, packed7, scale, bias, 20, false, at::kByte, c10::nullopt, 1.0, 0);
+  at::Tensor y7 = compress::ops::linear_int8(x, packed7, scale, bias, 20, false, at::kByte, c10::nullopt, 1.0, 0, 127);
+  REQUIRE(y8.max().item<int64_t>() > 127);  // the cap below is not vacuous
+  CHECK(at::equal(y7, at::clamp_max(y8, 127)));
 }

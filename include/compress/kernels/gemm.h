@@ -22,6 +22,10 @@ struct Epilogue {
   const float* scale = nullptr;  // [n], required
   const float* bias = nullptr;   // [n] or nullptr
   int32_t out_zero_point = 0;    // u8/s8 output only
+  // u8 output only: the largest code written. 127 feeds a next layer packed
+  // for 7-bit activations (Layout::avx2_n16k8_u7s8), like PyTorch's
+  // reduce_range; must be in out_zero_point..255.
+  int32_t out_quant_max = 255;
   bool relu = false;
   OutType out = OutType::f32;
   // Residual of the same type as the output, added before ReLU (ResNet blocks).

@@ -27,6 +27,20 @@ struct Avx2U8Traits {
   static constexpr int kPairBudget = 128;
 };
 
+// AVX2 path for 7-bit activations: two vpmaddubsw (k-quads q and q + 1) are
+// added in s16 (vpaddw) before one vpmaddwd with ones widens them, so a k-step
+// covers 8 k. NR = 16 = 2 ymm, MR = 4: 8 accumulators + 4 weight vectors (two
+// quads x two column halves) + 2 broadcasts + 2 products = 16 registers, the
+// ones read from memory.
+struct Avx2U7Traits {
+  static constexpr int64_t MR = 4;
+  static constexpr int64_t NR = 16;
+  static constexpr int64_t KPACK = 8;
+  // Largest sum |w| of the four weights meeting in one s16 lane: 127 * 258 = 32766.
+  static constexpr int kLaneBudget = 258;
+  static constexpr int kMaxActivation = 127;
+};
+
 // AVX-512 VNNI: vpdpbusd multiplies 4 u8 x 4 s8 and adds to an s32 with no
 // intermediate saturation. A zmm holds 16 s32 = 16 columns, each fed by a k-quad.
 //   NR = 2 zmm x 16 = 32;  MR = 8 rows: 8 x 2 = 16 accumulators of 32 zmm.

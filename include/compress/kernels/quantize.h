@@ -1,12 +1,14 @@
 #pragma once
 // Activation quantize / dequantize (per tensor, u8):
-//   q = clamp(nearbyint(x * (1 / scale)) + zero_point, 0, 255)
+//   q = clamp(nearbyint(x * (1 / scale)) + zero_point, 0, quant_max)
+// quant_max 127 gives the 7-bit activations of Layout::avx2_n16k8_u7s8.
 //   x = (q - zero_point) * scale
 #include <cstdint>
 
 namespace compress::kernels {
 
-void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q);
+void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q,
+                     int32_t quant_max = 255);
 void dequantize_u8_f32(const uint8_t* q, int64_t n, float scale, int32_t zero_point, float* x);
 
 }  // namespace compress::kernels

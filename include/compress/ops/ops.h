@@ -18,7 +18,10 @@
 
 namespace compress::ops {
 
-// weight int8 [N, K]; layout "auto" (for this CPU), "ref", "avx2" or "avx512vnni".
+// weight int8 [N, K]; layout "auto" (for this CPU), "ref", "avx2" or "avx512vnni";
+// with the suffix "_u7" ("auto_u7", "avx2_u7") the layout for 7-bit
+// activations (0..127, reduce_range), faster on AVX2; such a weight refuses
+// inputs above 127.
 at::Tensor pack_linear_int8(const at::Tensor& weight, int64_t input_zero_point, const std::string& layout);
 // weight int8 [O, I/groups, kh, kw] (PyTorch OIHW); groups 1 or depthwise (groups == O == I).
 at::Tensor pack_conv2d_int8(const at::Tensor& weight, int64_t input_zero_point, int64_t groups,
@@ -30,18 +33,20 @@ at::Tensor pack_linear_int8_sparse(const at::Tensor& weight, const at::Tensor& m
 at::Tensor linear_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
                        const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
                        c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
-                       double residual_scale, int64_t residual_zero_point);
+                       double residual_scale, int64_t residual_zero_point, int64_t output_quant_max = 255);
 at::Tensor linear_int8_sparse(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
                               const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
                               c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
-                              double residual_scale, int64_t residual_zero_point);
+                              double residual_scale, int64_t residual_zero_point, int64_t output_quant_max = 255);
 at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                        at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
                        c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
-                       double residual_scale, int64_t residual_zero_point);
+                       double residual_scale, int64_t residual_zero_point, int64_t output_quant_max = 255);
 
-at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point);
+// output_quant_max (uint8 output) / quant_max: the largest code, 127 for a
+// next layer packed for 7-bit activations.
+at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max = 255);
 at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_point);
 
 // The ISA the kernels run with ("ref", "avx2", "avx512vnni").
