@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "compress/kernels/packing_traits.h"
 #include "epilogue_avx2.h"
@@ -19,12 +21,42 @@ constexpr int64_t CV = DepthwiseTraits::CV;
 // checks; only the last, partial block goes through a copy.
 constexpr int64_t kMaxTaps = 64;
 
+// The weights of tap pair (t, t + 1) for one 16-channel block, interleaved
+// the way _mm256_unpacklo/hi_epi16 interleave the two taps' activations: lo =
+// channels 0-3 and 8-11, hi = 4-7 and 12-15, each as (w_t, w_t+1). Built once
+// per call from the packed [taps_pad][c_pad] layout, so the inner loop reads
+// ready operands instead of unpacking weights at every output pixel.
+int16_t* interleave_weights(const DepthwiseJob& j) {
+  const int64_t taps_pad = j.W->k_pad(), c_pad = j.W->n_pad(), blocks = c_pad / CV;
+  const auto* w = reinterpret_cast<const int16_t*>(j.W->data());
+  auto* out = static_cast<int16_t*>(scratch_alloc(taps_pad * c_pad * 2));
+  for (int64_t t = 0; t < taps_pad; t += 2)
+    for (int64_t b = 0; b < blocks; ++b) {
+      int16_t* dst = out + ((t / 2) * blocks + b) * 2 * CV;
+      const int16_t* w0 = w + t * c_pad + b * CV;
+      const int16_t* w1 = w0 + c_pad;
+      for (int half = 0; half < 2; ++half)      // lo, hi
+        for (int lane = 0; lane < 2; ++lane)    // 128-bit lanes
+          for (int i = 0; i < 4; ++i) {
+            const int64_t ch = lane * 8 + half * 4 + i;
+            *dst++ = w0[ch];
+            *dst++ = w1[ch];
+          }
+    }
+  return out;
+}
+
 void rows(void* vctx, int64_t begin, int64_t end) {
   const DepthwiseJob& j = *static_cast<DepthwiseJob*>(vctx);
   const EpAvx2 e(*j.ep);
-  const int64_t C = j.channels, taps = j.kh * j.kw, c_pad = j.W->n_pad();
-  const auto* w = reinterpret_cast<const int16_t*>(j.W->data());
+  const int64_t C = j.channels, taps = j.kh * j.kw, c_pad = j.W->n_pad(), blocks = c_pad / CV;
+  int16_t* w = interleave_weights(j);
   auto* zp_row = static_cast<uint8_t*>(scratch_alloc(c_pad));
+  // Epilogue constants of every 16-channel block, loaded once per call rather
+  // than once per output pixel.
+  std::vector<Cols16> cols;
+  cols.reserve(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) cols.emplace_back(j.W->comp(), j.scale, j.bias, b * CV);
   for (int64_t c = 0; c < c_pad; ++c) zp_row[c] = static_cast<uint8_t>(j.W->a_zero_point());
   const uint8_t* tap[kMaxTaps + 1];
   int64_t off[kMaxTaps];
@@ -47,33 +79,37 @@ void rows(void* vctx, int64_t begin, int64_t end) {
                        : j.input + ((b * j.height + ih) * j.width + iw) * C;
         }
       }
-      tap[taps] = nullptr;  // the odd tap's partner: zero input against zero weight
-      auto block = [&](int64_t c0, int64_t count) {
+      // The odd tap's partner reads any valid bytes: its weights are zero.
+      tap[taps] = zp_row;
+      // kFull: a whole 16-channel block, loaded straight from the taps; else
+      // the last `count` channels, through a zero-padded copy.
+      auto block = [&](auto full_tag, int64_t c0, int64_t count) {
+        constexpr bool kFull = decltype(full_tag)::value;
         auto load = [&](int64_t t) -> __m256i {
-          if (tap[t] == nullptr) return _mm256_setzero_si256();
-          if (count == CV) return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tap[t] + c0)));
+          if (kFull) return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tap[t] + c0)));
           alignas(16) uint8_t tmp[CV] = {0};
           std::memcpy(tmp, tap[t] + c0, static_cast<size_t>(count));
           return _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
         };
         __m256i lo = _mm256_setzero_si256(), hi = lo;
-        for (int64_t t = 0; t < taps; t += 2) {
+        const int16_t* wb = w + (c0 / CV) * 2 * CV;
+        for (int64_t t = 0; t < taps; t += 2, wb += blocks * 2 * CV) {
           const __m256i x0 = load(t), x1 = load(t + 1);
-          // taps_pad is even and its extra row is zero, so t + 1 is always readable.
-          const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + t * c_pad + c0));
-          const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (t + 1) * c_pad + c0));
-          lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), _mm256_unpacklo_epi16(w0, w1)));
-          hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), _mm256_unpackhi_epi16(w0, w1)));
+          const __m256i wlo = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb));
+          const __m256i whi = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + CV));
+          lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), wlo));
+          hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), whi));
         }
         // lo = channels [0-3, 8-11], hi = [4-7, 12-15]: restore order.
-        store_row16(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31), j.W->comp(),
-                    j.scale, j.bias, *j.ep, e, m, c0, count, j.output, C);
+        store_row16(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31), cols[c0 / CV],
+                    *j.ep, e, m, c0, count, j.output, C);
       };
-      for (int64_t c0 = 0; c0 < full; c0 += CV) block(c0, CV);
-      if (full < C) block(full, C - full);
+      for (int64_t c0 = 0; c0 < full; c0 += CV) block(std::true_type{}, c0, CV);
+      if (full < C) block(std::false_type{}, full, C - full);
     }
   }
   scratch_free(zp_row);
+  scratch_free(w);
 }
 
 }  // namespace
