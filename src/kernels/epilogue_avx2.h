@@ -1,8 +1,8 @@
 #pragma once
 // AVX2 form of the epilogue in gemm.h; included only by -mavx2 translation units.
 // Same float operations, same order as detail::epilogue_scalar: vfmadd (one
-// rounding, like std::fma), vroundps nearest-even (like std::nearbyint), and
-// max/min whose operand order matches the scalar ternaries, NaN included.
+// rounding, like std::fma), max/min whose operand order matches the scalar
+// ternaries, NaN included, and a rounding conversion (like std::nearbyint).
 #include <immintrin.h>
 
 #include <cstring>
@@ -68,11 +68,14 @@ inline void finalize16(__m256 y0, __m256 y1, const EpAvx2& e, void* dst) {
     _mm256_storeu_ps(static_cast<float*>(dst) + 8, y1);
     return;
   }
-  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-  y0 = _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(y0, kRound), e.lo), e.hi);
-  y1 = _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(y1, kRound), e.lo), e.hi);
-  const __m256i q0 = _mm256_add_epi32(_mm256_cvttps_epi32(y0), e.zp);
-  const __m256i q1 = _mm256_add_epi32(_mm256_cvttps_epi32(y1), e.zp);
+  // Clamp, then round with the conversion itself (vcvtps2dq rounds in the
+  // current mode, nearest-even by default, as std::nearbyint does): lo and hi
+  // are integers, so clamping before rounding gives what rounding first would,
+  // and a NaN becomes lo either way (vmaxps returns its second operand).
+  y0 = _mm256_min_ps(_mm256_max_ps(y0, e.lo), e.hi);
+  y1 = _mm256_min_ps(_mm256_max_ps(y1, e.lo), e.hi);
+  const __m256i q0 = _mm256_add_epi32(_mm256_cvtps_epi32(y0), e.zp);
+  const __m256i q1 = _mm256_add_epi32(_mm256_cvtps_epi32(y1), e.zp);
   // packs works within 128-bit lanes: [q0 0-3, q1 0-3 | q0 4-7, q1 4-7]; 0xD8 restores order.
   const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
   const __m256i b8 = e.out == OutType::u8 ? _mm256_packus_epi16(w16, w16) : _mm256_packs_epi16(w16, w16);

@@ -108,8 +108,8 @@ struct U8Tile {
   c0 = _mm256_add_epi32(c0, madd_ones(_mm256_maddubs_epi16(x, b0)));      \
   c1 = _mm256_add_epi32(c1, madd_ones(_mm256_maddubs_epi16(x, b1)));
 
-  template <typename Src>
-  static void full(const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+  template <typename Src, typename Sink>
+  static void full(const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int64_t q = 0; q < kq; ++q) {
@@ -124,20 +124,16 @@ struct U8Tile {
       COMPRESS_STEP(c50, c51, 5)
       b += NR * 4;
     }
-    auto put = [&](int i, __m256i lo, __m256i hi) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i]), lo);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i] + 8), hi);
-    };
-    put(0, c00, c01); put(1, c10, c11); put(2, c20, c21);
-    put(3, c30, c31); put(4, c40, c41); put(5, c50, c51);
+    sink(0, c00, c01); sink(1, c10, c11); sink(2, c20, c21);
+    sink(3, c30, c31); sink(4, c40, c41); sink(5, c50, c51);
   }
 #undef COMPRESS_STEP
 
   // The last strip of A may have fewer than MR rows (M = 1 for a batch-1
   // linear layer): a variant that computes only those rows does 1/6 of the
   // multiplies of the full tile; the weight stream is the same.
-  template <int R, typename Src>
-  static void rows(const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+  template <int R, typename Src, typename Sink>
+  static void rows(const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
     __m256i c[R][2];
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_si256();
@@ -153,21 +149,19 @@ struct U8Tile {
       b += NR * 4;
     }
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i]), c[i][0]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i] + 8), c[i][1]);
-    }
+    for (int i = 0; i < R; ++i) sink(i, c[i][0], c[i][1]);
   }
 
-  template <typename Src>
-  static void run(int64_t rows_, const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+  // sink(i, columns 0-7, columns 8-15) receives row i's accumulators.
+  template <typename Src, typename Sink>
+  static void run(int64_t rows_, const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
     switch (rows_) {
-      case 1: return rows<1>(src, b, kq, tile);
-      case 2: return rows<2>(src, b, kq, tile);
-      case 3: return rows<3>(src, b, kq, tile);
-      case 4: return rows<4>(src, b, kq, tile);
-      case 5: return rows<5>(src, b, kq, tile);
-      default: return full(src, b, kq, tile);
+      case 1: return rows<1>(src, b, kq, sink);
+      case 2: return rows<2>(src, b, kq, sink);
+      case 3: return rows<3>(src, b, kq, sink);
+      case 4: return rows<4>(src, b, kq, sink);
+      case 5: return rows<5>(src, b, kq, sink);
+      default: return full(src, b, kq, sink);
     }
   }
 };
@@ -180,8 +174,8 @@ struct U7Tile {
   static constexpr int64_t kQuadsPerStep = 2;
   static constexpr int64_t kStripsPerBlock = 12;  // 48 rows, as for the u8 tile
 
-  template <int R, typename Src>
-  static void rows(const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+  template <int R, typename Src, typename Sink>
+  static void rows(const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
     __m256i c[R][2];
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_si256();
@@ -202,42 +196,50 @@ struct U7Tile {
       b += 2 * NR * 4;
     }
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i]), c[i][0]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile[i] + 8), c[i][1]);
-    }
+    for (int i = 0; i < R; ++i) sink(i, c[i][0], c[i][1]);
   }
 
-  template <typename Src>
-  static void run(int64_t rows_, const Src& src, const int8_t* b, int64_t kq, int32_t (*tile)[NR]) {
+  template <typename Src, typename Sink>
+  static void run(int64_t rows_, const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
     switch (rows_) {
-      case 1: return rows<1>(src, b, kq, tile);
-      case 2: return rows<2>(src, b, kq, tile);
-      case 3: return rows<3>(src, b, kq, tile);
-      default: return rows<4>(src, b, kq, tile);
+      case 1: return rows<1>(src, b, kq, sink);
+      case 2: return rows<2>(src, b, kq, sink);
+      case 3: return rows<3>(src, b, kq, sink);
+      default: return rows<4>(src, b, kq, sink);
     }
   }
 };
 
-// One (strip, panel) tile: microkernel, exact correction, epilogue.
+// One (strip, panel) tile: microkernel, exact correction, epilogue. Panels
+// without corrections (most, for trained weights) hand the accumulators
+// straight from registers to the epilogue.
 template <typename Tile, typename Src>
 inline void tile_u8(const Ctx& c, const EpAvx2& e, const Src& src, int64_t s, int64_t p, int32_t (*tile)[NR]) {
   const GemmJob& j = *c.job;
   const int32_t* row_ptr = j.B->row_ptr();
-  const auto* corr = reinterpret_cast<const int32_t*>(j.B->idx());
   const auto* bdata = reinterpret_cast<const int8_t*>(j.B->data());
   const int64_t m0 = s * Tile::MR, n0 = p * NR;
   const int64_t rows = std::min<int64_t>(Tile::MR, j.M - m0), count = std::min<int64_t>(NR, j.B->n() - n0);
-  Tile::run(rows, src, bdata + p * c.kq * NR * 4, c.kq, tile);
-  // The clipped-away part of the weights, exactly (few entries for trained weights).
-  if (row_ptr[n0] != row_ptr[n0 + count])  // this panel has corrections at all
-    for (int64_t col = 0; col < count; ++col)
-      for (int32_t t = row_ptr[n0 + col]; t < row_ptr[n0 + col + 1]; ++t) {
-        const int64_t k = corr[t] >> 8;
-        const int32_t delta = static_cast<int8_t>(corr[t] & 0xFF);
-        for (int64_t i = 0; i < rows; ++i) tile[i][col] += delta * src.byte(static_cast<int>(i), k);
-      }
   const Cols16 cols(j.B->comp(), j.scale, j.bias, n0);
+  const int8_t* panel = bdata + p * c.kq * NR * 4;
+  if (row_ptr[n0] == row_ptr[n0 + count]) {
+    Tile::run(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {
+      store_row16(lo, hi, cols, *j.ep, e, m0 + i, n0, count, j.C, j.ldc);
+    });
+    return;
+  }
+  Tile::run(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tile[i]), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tile[i] + 8), hi);
+  });
+  // The clipped-away part of the weights, exactly (few entries for trained weights).
+  const auto* corr = reinterpret_cast<const int32_t*>(j.B->idx());
+  for (int64_t col = 0; col < count; ++col)
+    for (int32_t t = row_ptr[n0 + col]; t < row_ptr[n0 + col + 1]; ++t) {
+      const int64_t k = corr[t] >> 8;
+      const int32_t delta = static_cast<int8_t>(corr[t] & 0xFF);
+      for (int64_t i = 0; i < rows; ++i) tile[i][col] += delta * src.byte(static_cast<int>(i), k);
+    }
   for (int64_t i = 0; i < rows; ++i)
     store_row16(_mm256_load_si256(reinterpret_cast<const __m256i*>(tile[i])),
                 _mm256_load_si256(reinterpret_cast<const __m256i*>(tile[i] + 8)), cols, *j.ep, e, m0 + i, n0, count,
