@@ -389,7 +389,7 @@ Recipe default_recipe(const std::string& name) {
     r.lr = 0.1;
     r.horizontal_flip = true;
   } else if (name == "mobilenetv2") {
-    r.epochs = 5;
+    r.epochs = 8;
     r.lr = 0.1;
     r.weight_decay = 1e-4;
     r.horizontal_flip = true;
