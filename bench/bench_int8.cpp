@@ -36,6 +36,7 @@ namespace bench {
 double measure_clock_ghz();
 double measure_madd_macs_per_s();
 double measure_maddubs_macs_per_s();
+double measure_u7_macs_per_s();
 }  // namespace bench
 
 namespace {
@@ -518,12 +519,16 @@ int main(int argc, char** argv) {
     const double ghz = bench::measure_clock_ghz();
     const double madd = bench::measure_madd_macs_per_s();
     const double maddubs = bench::measure_maddubs_macs_per_s();
+    const double u7 = bench::measure_u7_macs_per_s();
     std::printf("\n## peak (one core, measured)\nclock %.2f GHz; vpmaddwd+vpaddd: %.1f GMAC/s = %.1f MAC/cycle; "
-                "vpmaddubsw+vpmaddwd+vpaddd: %.1f GMAC/s = %.1f MAC/cycle\n",
-                ghz, madd / 1e9, madd / 1e9 / ghz, maddubs / 1e9, maddubs / 1e9 / ghz);
+                "vpmaddubsw+vpmaddwd+vpaddd: %.1f GMAC/s = %.1f MAC/cycle; "
+                "2x vpmaddubsw+vpaddw+vpmaddwd+vpaddd (7-bit): %.1f GMAC/s = %.1f MAC/cycle\n",
+                ghz, madd / 1e9, madd / 1e9 / ghz, maddubs / 1e9, maddubs / 1e9 / ghz, u7 / 1e9, u7 / 1e9 / ghz);
     std::printf("int8 ceiling for %d cores, as measured now: %.0f GOPS on the u8 path (default), %.0f GOPS on the "
-                "s16 path (2 ops per MAC)\n",
-                g_threads, 2 * maddubs * g_threads / 1e9, 2 * madd * g_threads / 1e9);
+                "7-bit path, %.0f GOPS on the s16 path (2 ops per MAC)\n",
+                g_threads, 2 * maddubs * g_threads / 1e9, 2 * u7 * g_threads / 1e9, 2 * madd * g_threads / 1e9);
+    meta["u7_gmacs_per_core"] = u7 / 1e9;
+    meta["peak_gops_u7_path"] = 2 * u7 * g_threads / 1e9;
     meta["clock_ghz"] = ghz;
     meta["madd_gmacs_per_core"] = madd / 1e9;
     meta["maddubs_gmacs_per_core"] = maddubs / 1e9;
