@@ -100,9 +100,16 @@ const uint8_t* im2col_row(const void* vctx, int64_t m, uint8_t* scratch) {
   if (kh == 1 && kw == 1 && g.pad_h == 0 && g.pad_w == 0)
     return c.input + ((b * g.height + oh * g.stride_h) * g.width + ow * g.stride_w) * C;
   const uint8_t zp = static_cast<uint8_t>(c.W->a_zero_point());
-  const int64_t iw0 = ow * g.stride_w - g.pad_w;
+  const int64_t iw0 = ow * g.stride_w - g.pad_w, ih0 = oh * g.stride_h - g.pad_h;
   const bool row_inside = g.dil_w == 1 && iw0 >= 0 && iw0 + kw <= g.width;
   uint8_t* dst = scratch;
+  if (row_inside && ih0 >= 0 && ih0 + (kh - 1) * g.dil_h < g.height) {
+    // The whole window is inside the image (most rows): kh runs, fixed stride.
+    const int64_t run = kw * C, step = g.dil_h * g.width * C;
+    const uint8_t* src = c.input + ((b * g.height + ih0) * g.width + iw0) * C;
+    for (int64_t y = 0; y < kh; ++y, src += step, dst += run) copy_run(dst, src, run);
+    return scratch;
+  }
   for (int64_t y = 0; y < kh; ++y) {
     const int64_t ih = oh * g.stride_h - g.pad_h + y * g.dil_h;
     if (ih < 0 || ih >= g.height) {

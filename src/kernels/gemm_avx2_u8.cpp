@@ -44,13 +44,16 @@ void pack_a(const Ctx& c, int64_t s0, int64_t s1, int32_t* dst, uint8_t* row) {
         continue;
       }
       const uint8_t* a = j.row ? j.row(j.row_ctx, m, row) : j.A + m * j.lda;
+      // A row assembled in the scratch row (kq * 4 bytes, zero past K, never
+      // written there) is read in whole words, tail included.
+      const int64_t words = a == row ? c.kq : K / 4;
       int64_t q = 0;
-      for (; q < K / 4; ++q) {
+      for (; q < words; ++q) {
         int32_t v;
         __builtin_memcpy(&v, a + 4 * q, 4);
         dst[q * MR + i] = v;
       }
-      if (K % 4) {
+      if (a != row && K % 4) {
         uint8_t t[4] = {0, 0, 0, 0};
         for (int64_t r = 0; r < K % 4; ++r) t[r] = a[4 * q + r];
         int32_t v;
