@@ -155,18 +155,6 @@ struct U8Tile {
     for (int i = 0; i < R; ++i) sink(i, c[i][0], c[i][1]);
   }
 
-  // sink(i, columns 0-7, columns 8-15) receives row i's accumulators.
-  template <typename Src, typename Sink>
-  static void run(int64_t rows_, const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
-    switch (rows_) {
-      case 1: return rows<1>(src, b, kq, sink);
-      case 2: return rows<2>(src, b, kq, sink);
-      case 3: return rows<3>(src, b, kq, sink);
-      case 4: return rows<4>(src, b, kq, sink);
-      case 5: return rows<5>(src, b, kq, sink);
-      default: return full(src, b, kq, sink);
-    }
-  }
 };
 
 // ---- u7 tile: 4 x 16, two k-quads per step whose vpmaddubsw products are
@@ -203,15 +191,23 @@ struct U7Tile {
   }
 
   template <typename Src, typename Sink>
-  static void run(int64_t rows_, const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
-    switch (rows_) {
-      case 1: return rows<1>(src, b, kq, sink);
-      case 2: return rows<2>(src, b, kq, sink);
-      case 3: return rows<3>(src, b, kq, sink);
-      default: return rows<4>(src, b, kq, sink);
-    }
+  static void full(const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
+    rows<MR>(src, b, kq, sink);
   }
 };
+
+// Runs the tile's microkernel for `rows` (1..MR) rows: Tile::rows<R> for a
+// short last strip, Tile::full for a whole one. sink(i, columns 0-7,
+// columns 8-15) receives row i's accumulators.
+template <typename Tile, int R = 1, typename Src, typename Sink>
+inline void run_tile(int64_t rows, const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
+  if constexpr (R >= Tile::MR) {
+    Tile::full(src, b, kq, sink);
+  } else {
+    if (rows == R) return Tile::template rows<R>(src, b, kq, sink);
+    run_tile<Tile, R + 1>(rows, src, b, kq, sink);
+  }
+}
 
 // One (strip, panel) tile: microkernel, exact correction, epilogue. Panels
 // without corrections (most, for trained weights) hand the accumulators
@@ -230,19 +226,19 @@ inline void tile_u8(const Ctx& c, const EpAvx2& e, const Src& src, int64_t s, in
       // The common case of a quantized layer, without the per-row tests of
       // the general epilogue (which cost as much as the MACs when K is 16).
       uint8_t* out = static_cast<uint8_t*>(j.C) + m0 * j.ldc + n0;
-      Tile::run(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {
+      run_tile<Tile>(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {
         const __m256 y0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo, cols.k0)), cols.s0, cols.b0);
         const __m256 y1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(hi, cols.k1)), cols.s1, cols.b1);
         finalize16(y0, y1, e, out + i * j.ldc);
       });
       return;
     }
-    Tile::run(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {
+    run_tile<Tile>(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {
       store_row16(lo, hi, cols, *j.ep, e, m0 + i, n0, count, j.C, j.ldc);
     });
     return;
   }
-  Tile::run(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {
+  run_tile<Tile>(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(tile[i]), lo);
     _mm256_store_si256(reinterpret_cast<__m256i*>(tile[i] + 8), hi);
   });
