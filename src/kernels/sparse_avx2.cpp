@@ -1,4 +1,5 @@
 // spmm_u8s8s32_1x4_avx2_32 and spmm_u8s8s32_2of4_avx2_32 (compiled with -mavx2 -mfma).
+// The 1x4 kernel has a second inner loop for activations that fit 7 bits.
 // Sparse weights are vectorised over M (rows of A): each thread transposes the
 // rows of A of its current m-chunk into a small buffer, then walks the kept
 // weights of many output channels over it; pruned blocks cost nothing. One
@@ -74,6 +75,70 @@ void pack_pairs(const GemmJob& j, int64_t m0, int32_t* buf) {
       buf[p * kChunk + i] = static_cast<int32_t>(v);
     }
   }
+}
+
+// For 7-bit activations (checked per call): rows m0.. of A become quad rows
+// buf[q][32] = a[m][4q..4q+3] as four u8, so a block is one load, one
+// vpmaddubsw (no saturation: 127 * (|w0| + |w1|) <= 127 * 256 = 32512), one
+// vpmaddwd with ones per 8 rows: 3 instructions where the pair layout needs 5.
+void pack_quads(const GemmJob& j, int64_t m0, int32_t* buf) {
+  const int64_t K = j.B->k(), quads = j.B->k_pad() / 4;
+  for (int64_t i = 0; i < kChunk; ++i) {
+    const int64_t m = m0 + i;
+    const uint8_t* a = j.A + m * j.lda;
+    for (int64_t q = 0; q < quads; ++q) {
+      uint32_t v = 0;
+      if (m < j.M) {
+        if (4 * q + 4 <= K) {
+          __builtin_memcpy(&v, a + 4 * q, 4);
+        } else {
+          for (int64_t r = 0; 4 * q + r < K; ++r) v |= static_cast<uint32_t>(a[4 * q + r]) << (8 * r);
+        }
+      }
+      buf[q * kChunk + i] = static_cast<int32_t>(v);
+    }
+  }
+}
+
+void compute_1x4_u7(void* vctx, int64_t begin, int64_t end) {
+  const Ctx& c = *static_cast<Ctx*>(vctx);
+  const GemmJob& j = *c.job;
+  const EpAvx2 e(*j.ep);
+  const PackedView& W = *j.B;
+  const auto* vals = reinterpret_cast<const int8_t*>(W.data());
+  const int32_t* rp = W.row_ptr();
+  const auto* bk = reinterpret_cast<const int32_t*>(W.idx());
+  const int64_t N = W.n();
+  const __m256i ones = _mm256_set1_epi16(1);
+  auto* buf = static_cast<int32_t*>(scratch_alloc(W.k_pad() / 4 * kChunk * 4));
+  int64_t packed = -1;
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t mc = item / c.nchunks, nc = item % c.nchunks, m0 = mc * kChunk;
+    if (mc != packed) {
+      pack_quads(j, m0, buf);
+      packed = mc;
+    }
+    for (int64_t n = nc * kRowsPerItem; n < std::min(N, (nc + 1) * kRowsPerItem); ++n) {
+      __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+      for (int32_t blk = rp[n]; blk < rp[n + 1]; ++blk) {
+        int32_t w4;
+        __builtin_memcpy(&w4, vals + blk * 4, 4);
+        const __m256i w = _mm256_set1_epi32(w4);
+        const int32_t* r = buf + (bk[blk] / 4) * kChunk;
+        auto step = [&](__m256i& acc, int64_t off) {
+          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + off));
+          acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones));
+        };
+        step(acc0, 0);
+        step(acc1, 8);
+        step(acc2, 16);
+        step(acc3, 24);
+      }
+      store_column(j, e, acc0, acc1, m0, n);
+      store_column(j, e, acc2, acc3, m0 + 16, n);
+    }
+  }
+  scratch_free(buf);
 }
 
 // 2:4: single k rows buf[k][32] as s16; the two kept rows of a group are
@@ -179,7 +244,11 @@ void run(const GemmJob& job, const ParallelFor& pf, RangeFn fn) {
 
 }  // namespace
 
-void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf) { run(job, pf, compute_1x4); }
+void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf) {
+  // One read of A decides; any byte above 127 takes the s16 pair path.
+  const bool u7 = bytes_fit_7bit_avx2(job.A, job.M, job.B->k(), job.lda);
+  run(job, pf, u7 ? compute_1x4_u7 : compute_1x4);
+}
 void sparse_2_4_avx2(const GemmJob& job, const ParallelFor& pf) { run(job, pf, compute_2of4); }
 
 }  // namespace compress::kernels::detail
