@@ -68,10 +68,14 @@ void pack_a(const Ctx& c, int64_t s0, int64_t s1, int32_t* dst, uint8_t* row) {
 // or, when A's rows can be read in place (K a multiple of the k-step, no row
 // function), MR row pointers; both broadcast a 32-bit word from memory per row
 // and k-quad, so reading in place costs the same and saves the packing pass.
+// A 32-bit word of A that may sit in u8 data (read through asm operands).
+typedef int32_t __attribute__((may_alias)) word_t;
+
 template <int64_t MR>
 struct PackedA {
   const int32_t* a;
   int32_t get(int64_t q, int i) const { return a[q * MR + i]; }
+  const word_t* at(int64_t q, int i) const { return a + q * MR + i; }
   uint8_t byte(int i, int64_t k) const {
     return reinterpret_cast<const uint8_t*>(a)[((k / 4) * MR + i) * 4 + k % 4];
   }
@@ -84,6 +88,7 @@ struct DirectA {
     __builtin_memcpy(&v, rows[i] + 4 * q, 4);
     return v;
   }
+  const word_t* at(int64_t q, int i) const { return reinterpret_cast<const word_t*>(rows[i] + 4 * q); }
   uint8_t byte(int i, int64_t k) const { return rows[i][k]; }
 };
 
@@ -165,6 +170,32 @@ struct U7Tile {
   static constexpr int64_t kQuadsPerStep = 2;
   static constexpr int64_t kStripsPerBlock = 12;  // 48 rows, as for the u8 tile
 
+  // One row of one k-step: c0/c1 (columns 0-7 / 8-15) += the 8 k of words
+  // a0 (quad q) and a1 (quad q + 1) times the four weight vectors. Written
+  // as asm so that the weights stay in registers: with 8 accumulators, 4
+  // weight vectors and 4 temporaries every ymm register is taken, and GCC
+  // otherwise re-reads the weights as memory operands of each vpmaddubsw,
+  // which made the tile wait on the load ports (32 loads per 24 multiplies).
+  static inline void row_step(__m256i& c0, __m256i& c1, const word_t* a0, const word_t* a1, __m256i b00,
+                              __m256i b01, __m256i b10, __m256i b11) {
+    __m256i x0, x1, t0, t1;
+    asm("vpbroadcastd %[a0], %[x0]\n\t"
+        "vpbroadcastd %[a1], %[x1]\n\t"
+        "vpmaddubsw %[b00], %[x0], %[t0]\n\t"
+        "vpmaddubsw %[b10], %[x1], %[t1]\n\t"
+        "vpaddw %[t1], %[t0], %[t0]\n\t"
+        "vpmaddwd %[ones], %[t0], %[t0]\n\t"
+        "vpaddd %[t0], %[c0], %[c0]\n\t"
+        "vpmaddubsw %[b01], %[x0], %[t0]\n\t"
+        "vpmaddubsw %[b11], %[x1], %[t1]\n\t"
+        "vpaddw %[t1], %[t0], %[t0]\n\t"
+        "vpmaddwd %[ones], %[t0], %[t0]\n\t"
+        "vpaddd %[t0], %[c1], %[c1]"
+        : [c0] "+x"(c0), [c1] "+x"(c1), [x0] "=&x"(x0), [x1] "=&x"(x1), [t0] "=&x"(t0), [t1] "=&x"(t1)
+        : [a0] "m"(*a0), [a1] "m"(*a1), [b00] "x"(b00), [b01] "x"(b01), [b10] "x"(b10), [b11] "x"(b11),
+          [ones] "m"(*reinterpret_cast<const __m256i*>(kOnes)));
+  }
+
   template <int R, typename Src, typename Sink>
   static void rows(const Src& src, const int8_t* b, int64_t kq, Sink&& sink) {
     __m256i c[R][2];
@@ -177,13 +208,7 @@ struct U7Tile {
       const __m256i b10 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64));
       const __m256i b11 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 96));
 #pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) {
-        const __m256i x0 = _mm256_set1_epi32(src.get(q, i)), x1 = _mm256_set1_epi32(src.get(q + 1, i));
-        const __m256i lo = _mm256_add_epi16(_mm256_maddubs_epi16(x0, b00), _mm256_maddubs_epi16(x1, b10));
-        const __m256i hi = _mm256_add_epi16(_mm256_maddubs_epi16(x0, b01), _mm256_maddubs_epi16(x1, b11));
-        c[i][0] = _mm256_add_epi32(c[i][0], madd_ones(lo));
-        c[i][1] = _mm256_add_epi32(c[i][1], madd_ones(hi));
-      }
+      for (int i = 0; i < R; ++i) row_step(c[i][0], c[i][1], src.at(q, i), src.at(q + 1, i), b00, b01, b10, b11);
       b += 2 * NR * 4;
     }
 #pragma GCC unroll 8
