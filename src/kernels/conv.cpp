@@ -23,27 +23,6 @@ struct Im2col {
   uint8_t* buf;
 };
 
-void im2col_rows(void* vctx, int64_t begin, int64_t end) {
-  const Im2col& c = *static_cast<Im2col*>(vctx);
-  const ConvGeometry& g = *c.g;
-  const int64_t C = c.W->c_in(), kh = c.W->kh(), kw = c.W->kw(), K = kh * kw * C;
-  const uint8_t zp = static_cast<uint8_t>(c.W->a_zero_point());
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t m = c.row0 + r;
-    const int64_t b = m / (c.oh * c.ow), oh = (m / c.ow) % c.oh, ow = m % c.ow;
-    uint8_t* dst = c.buf + r * K;
-    for (int64_t y = 0; y < kh; ++y)
-      for (int64_t x = 0; x < kw; ++x, dst += C) {
-        const int64_t ih = oh * g.stride_h - g.pad_h + y * g.dil_h;
-        const int64_t iw = ow * g.stride_w - g.pad_w + x * g.dil_w;
-        if (ih < 0 || ih >= g.height || iw < 0 || iw >= g.width)
-          std::memset(dst, zp, static_cast<size_t>(C));
-        else
-          std::memcpy(dst, c.input + ((b * g.height + ih) * g.width + iw) * C, static_cast<size_t>(C));
-      }
-  }
-}
-
 // Copies n bytes for the short runs of im2col (a 3-channel tap is 3 bytes, a
 // 7-tap stem row 21): two overlapping fixed-size moves instead of a library
 // call, which costs more than such a copy. Reads and writes only [0, n).
@@ -73,45 +52,25 @@ inline void copy_run(uint8_t* dst, const uint8_t* src, int64_t n) {
   }
 }
 
-// Row m of the implicit im2col matrix, assembled in `scratch` (or, for an
-// unpadded 1x1 kernel, a pointer straight into the input pixel). In NHWC the
-// kw taps of one kernel row are kw * C contiguous bytes when the dilation is
-// 1, so a window row that lies inside the image is one copy (3 per 3x3 window
+// The im2col row of output pixel (b, oh, ow), K bytes at dst. In NHWC the kw
+// taps of one kernel row are kw * C contiguous bytes when the dilation is 1,
+// so a window row that lies inside the image is one copy (3 per 3x3 window
 // instead of 9; for a C = 3 stem that is what makes im2col cheap).
-const uint8_t* im2col_row(const void* vctx, int64_t m, uint8_t* scratch) {
-  const Im2col& c = *static_cast<const Im2col*>(vctx);
+inline void fill_window(const Im2col& c, int64_t b, int64_t oh, int64_t ow, uint8_t* dst) {
   const ConvGeometry& g = *c.g;
   const int64_t C = c.W->c_in(), kh = c.W->kh(), kw = c.W->kw();
-  // Two divisions, 32-bit when the sizes allow (cheaper; for a C = 3 stem
-  // the three 64-bit divisions of the obvious form cost as much as the row's MACs).
-  int64_t b, oh, ow;
-  if (m <= UINT32_MAX) {
-    const uint32_t um = static_cast<uint32_t>(m), uow = static_cast<uint32_t>(c.ow), uoh = static_cast<uint32_t>(c.oh);
-    const uint32_t row = um / uow;
-    ow = um - row * uow;
-    b = row / uoh;
-    oh = row - static_cast<uint32_t>(b) * uoh;
-  } else {
-    const int64_t row = m / c.ow;
-    ow = m - row * c.ow;
-    b = row / c.oh;
-    oh = row - b * c.oh;
-  }
-  if (kh == 1 && kw == 1 && g.pad_h == 0 && g.pad_w == 0)
-    return c.input + ((b * g.height + oh * g.stride_h) * g.width + ow * g.stride_w) * C;
-  const uint8_t zp = static_cast<uint8_t>(c.W->a_zero_point());
   const int64_t iw0 = ow * g.stride_w - g.pad_w, ih0 = oh * g.stride_h - g.pad_h;
   const bool row_inside = g.dil_w == 1 && iw0 >= 0 && iw0 + kw <= g.width;
-  uint8_t* dst = scratch;
   if (row_inside && ih0 >= 0 && ih0 + (kh - 1) * g.dil_h < g.height) {
     // The whole window is inside the image (most rows): kh runs, fixed stride.
     const int64_t run = kw * C, step = g.dil_h * g.width * C;
     const uint8_t* src = c.input + ((b * g.height + ih0) * g.width + iw0) * C;
     for (int64_t y = 0; y < kh; ++y, src += step, dst += run) copy_run(dst, src, run);
-    return scratch;
+    return;
   }
+  const uint8_t zp = static_cast<uint8_t>(c.W->a_zero_point());
   for (int64_t y = 0; y < kh; ++y) {
-    const int64_t ih = oh * g.stride_h - g.pad_h + y * g.dil_h;
+    const int64_t ih = ih0 + y * g.dil_h;
     if (ih < 0 || ih >= g.height) {
       std::memset(dst, zp, static_cast<size_t>(kw * C));
       dst += kw * C;
@@ -131,7 +90,32 @@ const uint8_t* im2col_row(const void* vctx, int64_t m, uint8_t* scratch) {
         copy_run(dst, in_row + iw * C, C);
     }
   }
-  return scratch;
+}
+
+// Rows m0 .. m0 + count - 1 of the implicit im2col matrix, `ld` bytes apart:
+// the pixel index is divided once, then stepped (a division per row cost as
+// much as a C = 3 stem row's MACs).
+void im2col_strip(const void* vctx, int64_t m0, int64_t count, uint8_t* dst, int64_t ld) {
+  const Im2col& c = *static_cast<const Im2col*>(vctx);
+  const int64_t row = m0 / c.ow;
+  int64_t ow = m0 - row * c.ow, b = row / c.oh, oh = row - b * c.oh;
+  for (int64_t r = 0; r < count; ++r, dst += ld) {
+    fill_window(c, b, oh, ow, dst);
+    if (++ow == c.ow) {
+      ow = 0;
+      if (++oh == c.oh) {
+        oh = 0;
+        ++b;
+      }
+    }
+  }
+}
+
+// Parallel im2col into a buffer (for kernels that read A as a matrix).
+void im2col_rows(void* vctx, int64_t begin, int64_t end) {
+  const Im2col& c = *static_cast<Im2col*>(vctx);
+  const int64_t K = c.W->k();
+  im2col_strip(&c, c.row0 + begin, end - begin, c.buf + begin * K, K);
 }
 
 }  // namespace
@@ -179,7 +163,7 @@ void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& 
   // im2col buffer and no extra pass.
   {
     Im2col c{input, &g, &W, oh, ow, 0, nullptr};
-    if (detail::gemm_u8s8s32_rows(M, im2col_row, &c, W, output, N, ep, pf, isa)) return;
+    if (detail::gemm_u8s8s32_rows(M, im2col_strip, &c, W, output, N, ep, pf, isa)) return;
   }
   // Otherwise: chunks of about 4 MiB of im2col rows, a multiple of the AVX2 row tile.
   const int64_t chunk = std::max<int64_t>(Avx2Traits::MR * 16, (int64_t{4} << 20) / K / 48 * 48);

@@ -110,14 +110,14 @@ void gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& B,
 
 namespace detail {
 
-bool gemm_u8s8s32_rows(int64_t M, RowFn row, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
+bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
                        const Epilogue& ep, const ParallelFor& pf, Isa isa) {
   const bool u8 = B.layout() == Layout::avx2_n16k4_u8s8, u7 = B.layout() == Layout::avx2_n16k8_u7s8;
   if (!((u8 || u7) && allowed(Isa::avx2, isa))) return false;
   check_epilogue(ep, "gemm_u8s8s32");
   if (M == 0) return true;
   Padded pad(ep, B.n(), B.n_pad());
-  GemmJob job{M, nullptr, B.k(), &B, C, ldc, &ep, pad.scale.data(), pad.bias.data(), row, row_ctx};
+  GemmJob job{M, nullptr, B.k(), &B, C, ldc, &ep, pad.scale.data(), pad.bias.data(), rows, row_ctx};
   if (u7)  // the caller checked the activations the rows come from
     gemm_avx2_4x16c8_u7(job, pf);
   else

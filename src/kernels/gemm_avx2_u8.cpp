@@ -29,31 +29,30 @@ struct Ctx {
 };
 
 // Packs strips [s0, s1) of MR rows of A into dst as [strip][kq][MR] int32
-// (four u8 each); rows past M are zero. `row` is K bytes of scratch for row
-// functions. Entries past the row's ceil(K / 4) quads are left as allocated
-// (zero).
+// (four u8 each); rows past M are zero. `strip` is MR rows of kq * 4 bytes of
+// scratch for a row function, zero past K (the function writes K bytes).
 template <int64_t MR>
-void pack_a(const Ctx& c, int64_t s0, int64_t s1, int32_t* dst, uint8_t* row) {
+void pack_a(const Ctx& c, int64_t s0, int64_t s1, int32_t* dst, uint8_t* strip) {
   const GemmJob& j = *c.job;
-  const int64_t K = j.B->k();
+  const int64_t K = j.B->k(), ld = c.kq * 4;
   for (int64_t s = s0; s < s1; ++s, dst += c.kq * MR) {
+    const int64_t rows = std::min<int64_t>(MR, j.M - s * MR);
+    if (j.rows) j.rows(j.row_ctx, s * MR, rows, strip, ld);
     for (int64_t i = 0; i < MR; ++i) {
-      const int64_t m = s * MR + i;
-      if (m >= j.M) {
+      if (i >= rows) {
         for (int64_t q = 0; q < c.kq; ++q) dst[q * MR + i] = 0;
         continue;
       }
-      const uint8_t* a = j.row ? j.row(j.row_ctx, m, row) : j.A + m * j.lda;
-      // A row assembled in the scratch row (kq * 4 bytes, zero past K, never
-      // written there) is read in whole words, tail included.
-      const int64_t words = a == row ? c.kq : K / 4;
+      const uint8_t* a = j.rows ? strip + i * ld : j.A + (s * MR + i) * j.lda;
+      // Scratch rows are read in whole words, tail included.
+      const int64_t words = j.rows ? c.kq : K / 4;
       int64_t q = 0;
       for (; q < words; ++q) {
         int32_t v;
         __builtin_memcpy(&v, a + 4 * q, 4);
         dst[q * MR + i] = v;
       }
-      if (a != row && K % 4) {
+      if (!j.rows && K % 4) {
         uint8_t t[4] = {0, 0, 0, 0};
         for (int64_t r = 0; r < K % 4; ++r) t[r] = a[4 * q + r];
         int32_t v;
@@ -294,9 +293,10 @@ void compute(void* vctx, int64_t begin, int64_t end) {
   const EpAvx2 e(*j.ep);
   const int64_t K = j.B->k();
   // In place only if every k-step's words lie inside the row.
-  const bool direct = j.row == nullptr && K % (4 * Tile::kQuadsPerStep) == 0;
+  const bool direct = j.rows == nullptr && K % (4 * Tile::kQuadsPerStep) == 0;
   auto* abuf = direct ? nullptr : static_cast<int32_t*>(scratch_alloc(c.strips_per_block * c.kq * MR * 4));
-  auto* rowbuf = static_cast<uint8_t*>(scratch_alloc(c.kq * 4));  // im2col row, or the zero row
+  // MR im2col rows; its first row is also the zero row of DirectA.
+  auto* rowbuf = static_cast<uint8_t*>(scratch_alloc(MR * c.kq * 4));
   int64_t packed_mb = -1;
   alignas(32) int32_t tile[kMaxMR][NR];
   for (int64_t item = begin; item < end; ++item) {

@@ -11,9 +11,9 @@
 
 namespace compress::kernels::detail {
 
-// Supplies row m of A (K bytes): a pointer into A itself, or `scratch`
-// (K bytes) filled on the fly, e.g. an im2col row of a convolution.
-using RowFn = const uint8_t* (*)(const void* ctx, int64_t m, uint8_t* scratch);
+// Writes rows m0 .. m0 + count - 1 of A (K bytes each, `ld` bytes apart) to
+// dst, e.g. im2col rows of a convolution assembled on the fly.
+using RowsFn = void (*)(const void* ctx, int64_t m0, int64_t count, uint8_t* dst, int64_t ld);
 
 struct GemmJob {
   int64_t M;
@@ -25,7 +25,7 @@ struct GemmJob {
   const Epilogue* ep;
   const float* scale;  // n_pad floats, padded copies of ep->scale / ep->bias (0 beyond n)
   const float* bias;
-  RowFn row = nullptr;  // when set, rows of A come from row(row_ctx, m, scratch), A is unused
+  RowsFn rows = nullptr;  // when set, rows of A come from rows(row_ctx, ...), A is unused
   const void* row_ctx = nullptr;
 };
 
@@ -49,9 +49,9 @@ bool bytes_fit_7bit_avx2(const uint8_t* p, int64_t rows, int64_t cols, int64_t s
 // BadInput naming `what` unless the activations fit the 7-bit layout.
 void require_7bit_activations(const uint8_t* p, int64_t rows, int64_t cols, int64_t stride, const char* what);
 
-// GEMM whose A rows come from a RowFn (implicit im2col). Returns false,
+// GEMM whose A rows come from a RowsFn (implicit im2col). Returns false,
 // computing nothing, when the weight's kernel does not take row functions.
-bool gemm_u8s8s32_rows(int64_t M, RowFn row, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
+bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
                        const Epilogue& ep, const ParallelFor& pf, Isa isa);
 void gemm_avx512vnni_8x32(const GemmJob& job, const ParallelFor& pf);
 
