@@ -332,9 +332,11 @@ void run_gemm(const GemmJob& job, const ParallelFor& pf) {
   c.kq = job.B->k_pad() / 4;
   c.strips = (job.M + Tile::MR - 1) / Tile::MR;
   c.panels = job.B->n_pad() / NR;
-  c.strips_per_block = Tile::kStripsPerBlock;
+  // m-blocks of at most kStripsPerBlock strips, of equal size: 13 strips as
+  // 12 + 1 left one thread with 12/13 of a batch-1 7x7 layer's work.
+  c.mblocks = (c.strips + Tile::kStripsPerBlock - 1) / Tile::kStripsPerBlock;
+  c.strips_per_block = (c.strips + c.mblocks - 1) / c.mblocks;
   c.panels_per_block = 4;  // 64 columns per item
-  c.mblocks = (c.strips + c.strips_per_block - 1) / c.strips_per_block;
   c.nblocks = (c.panels + c.panels_per_block - 1) / c.panels_per_block;
   if (c.mblocks * c.nblocks < 16) {  // small problems: finer n-blocks so every core gets work
     c.panels_per_block = 1;
