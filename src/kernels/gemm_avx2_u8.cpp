@@ -310,9 +310,12 @@ void compute(void* vctx, int64_t begin, int64_t end) {
     for (int64_t s = s_begin; s < s_end; ++s) {
       if (direct) {
         DirectA<MR> src;
-        for (int64_t i = 0; i < MR; ++i) {
-          const int64_t m = s * MR + i;
-          src.rows[i] = m < j.M ? j.A + m * j.lda : rowbuf;  // rowbuf stays zero here
+        const uint8_t* first = j.A + s * MR * j.lda;
+        if ((s + 1) * MR <= j.M) {
+          for (int64_t i = 0; i < MR; ++i) src.rows[i] = first + i * j.lda;
+        } else {
+          for (int64_t i = 0; i < MR; ++i)  // rows past M read the zero row (rowbuf is never written here)
+            src.rows[i] = s * MR + i < j.M ? first + i * j.lda : rowbuf;
         }
         for (int64_t p = nb * c.panels_per_block; p < p_end; ++p) tile_u8<Tile>(c, e, src, s, p, tile);
       } else {
