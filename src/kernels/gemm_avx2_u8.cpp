@@ -63,13 +63,13 @@ void pack_a(const Ctx& c, int64_t s0, int64_t s1, int32_t* dst, uint8_t* strip) 
   }
 }
 
+// A 32-bit word of A that may sit in u8 data (read through asm operands).
+typedef int32_t __attribute__((may_alias)) word_t;
+
 // Where the microkernel reads A: a packed strip [kq][MR] of int32 (four u8),
 // or, when A's rows can be read in place (K a multiple of the k-step, no row
 // function), MR row pointers; both broadcast a 32-bit word from memory per row
 // and k-quad, so reading in place costs the same and saves the packing pass.
-// A 32-bit word of A that may sit in u8 data (read through asm operands).
-typedef int32_t __attribute__((may_alias)) word_t;
-
 template <int64_t MR>
 struct PackedA {
   const int32_t* a;

@@ -17,7 +17,8 @@ struct Avx2Traits {
 
 // AVX2 u8 path: vpmaddubsw (u8 x s8 pairs -> s16) then vpmaddwd with ones
 // (-> s32). A ymm of weights holds 8 columns x 4 k; NR = 16 = 2 ymm, MR = 6:
-// 12 accumulators + 2 weights + 1 broadcast + 1 vector of ones = 16 registers.
+// 12 accumulators + 2 weights + 1 broadcast + 1 product = 16 registers (the
+// vector of ones is a memory operand).
 //   KPACK = 4: one 32-bit broadcast holds a[k..k+3] as four u8.
 struct Avx2U8Traits {
   static constexpr int64_t MR = 6;
