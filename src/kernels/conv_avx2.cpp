@@ -52,7 +52,6 @@ void rows(void* vctx, int64_t begin, int64_t end) {
   const int64_t C = j.channels, taps = j.kh * j.kw, c_pad = j.W->n_pad(), blocks = c_pad / CV;
   int16_t* w = interleave_weights(j);
   auto* zp_row = static_cast<uint8_t*>(scratch_alloc(c_pad));
-  const bool lean = j.ep->residual == nullptr && j.ep->out != OutType::f32;
   // Epilogue constants of every 16-channel block, loaded once per call rather
   // than once per output pixel.
   std::vector<Cols16> cols;
@@ -104,10 +103,8 @@ void rows(void* vctx, int64_t begin, int64_t end) {
         // lo = channels [0-3, 8-11], hi = [4-7, 12-15]: restore order.
         const __m256i acc0 = _mm256_permute2x128_si256(lo, hi, 0x20), acc1 = _mm256_permute2x128_si256(lo, hi, 0x31);
         const Cols16& k = cols[c0 / CV];
-        if (kFull && lean) {  // u8/s8 output, no residual: the epilogue without its per-call tests
-          const __m256 y0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc0, k.k0)), k.s0, k.b0);
-          const __m256 y1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc1, k.k1)), k.s1, k.b1);
-          finalize16(y0, y1, e, static_cast<uint8_t*>(j.output) + m * C + c0);
+        if (kFull && e.plain) {
+          store_row16_plain(acc0, acc1, k, e, static_cast<uint8_t*>(j.output) + m * C + c0);
         } else {
           store_row16(acc0, acc1, k, *j.ep, e, m, c0, count, j.output, C);
         }

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "compress/kernels/gemm.h"
+#include "internal.h"
 
 namespace compress::kernels::detail {
 namespace {
@@ -15,15 +16,19 @@ namespace {
 struct EpAvx2 {
   OutType out;
   bool relu;
+  // u8/s8 output without residual, the common case of a quantized layer:
+  // full 16-column rows can take store_row16_plain.
+  bool plain;
   __m256 lo, hi, zero, rscale;
   __m256i zp;
   int32_t rzp;
-  explicit EpAvx2(const Epilogue& ep) : out(ep.out), relu(ep.relu), rzp(ep.residual_zero_point) {
-    const int32_t qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? ep.out_quant_max : 127;
-    const int32_t z = ep.out_zero_point;
-    lo = _mm256_set1_ps(static_cast<float>((ep.relu && z > qmin ? z : qmin) - z));
-    hi = _mm256_set1_ps(static_cast<float>(qmax - z));
-    zp = _mm256_set1_epi32(z);
+  explicit EpAvx2(const Epilogue& ep)
+      : out(ep.out), relu(ep.relu), plain(ep.residual == nullptr && ep.out != OutType::f32),
+        rzp(ep.residual_zero_point) {
+    const OutputBounds b = output_bounds(ep);
+    lo = _mm256_set1_ps(b.lo);
+    hi = _mm256_set1_ps(b.hi);
+    zp = _mm256_set1_epi32(ep.out_zero_point);
     zero = _mm256_setzero_ps();
     rscale = _mm256_set1_ps(ep.residual_scale);
   }
@@ -97,14 +102,24 @@ struct Cols16 {
         b0(_mm256_loadu_ps(bias + n0)), b1(_mm256_loadu_ps(bias + n0 + 8)) {}
 };
 
+// (acc + compensation) * scale + bias for 8 columns, one rounding (vfmadd).
+inline __m256 scale8(__m256i acc, __m256i comp, __m256 scale, __m256 bias) {
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, comp)), scale, bias);
+}
+
+// store_row16 for a full 16-column row when e.plain: no residual, no partial
+// row, no output-type tests beyond finalize16's. dst points at column n0.
+inline void store_row16_plain(__m256i acc0, __m256i acc1, const Cols16& cols, const EpAvx2& e, void* dst) {
+  finalize16(scale8(acc0, cols.k0, cols.s0, cols.b0), scale8(acc1, cols.k1, cols.s1, cols.b1), e, dst);
+}
+
 // One output row segment: 16 accumulators (acc0 = columns n0..n0+7, acc1 =
 // n0+8..n0+15) of row m through the whole epilogue into C; `count` <= 16
 // columns are valid.
 inline void store_row16(__m256i acc0, __m256i acc1, const Cols16& cols, const Epilogue& ep, const EpAvx2& e,
                         int64_t m, int64_t n0, int64_t count, void* C, int64_t ldc) {
   const int64_t esz = out_size(ep.out);
-  __m256 y0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc0, cols.k0)), cols.s0, cols.b0);
-  __m256 y1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc1, cols.k1)), cols.s1, cols.b1);
+  __m256 y0 = scale8(acc0, cols.k0, cols.s0, cols.b0), y1 = scale8(acc1, cols.k1, cols.s1, cols.b1);
   if (ep.residual) {
     __m256 r0, r1;
     const auto* rp = static_cast<const uint8_t*>(ep.residual) + (m * ep.ld_residual + n0) * esz;

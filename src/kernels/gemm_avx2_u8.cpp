@@ -246,15 +246,12 @@ inline void tile_u8(const Ctx& c, const EpAvx2& e, const Src& src, int64_t s, in
   const Cols16 cols(j.B->comp(), j.scale, j.bias, n0);
   const int8_t* panel = bdata + p * c.kq * NR * 4;
   if (row_ptr[n0] == row_ptr[n0 + count]) {
-    if (count == NR && j.ep->residual == nullptr && j.ep->out != OutType::f32) {
-      // The common case of a quantized layer, without the per-row tests of
-      // the general epilogue (which cost as much as the MACs when K is 16).
+    if (count == NR && e.plain) {
+      // Without the per-row tests of the general epilogue (which cost as
+      // much as the MACs when K is 16).
       uint8_t* out = static_cast<uint8_t*>(j.C) + m0 * j.ldc + n0;
-      run_tile<Tile>(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {
-        const __m256 y0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo, cols.k0)), cols.s0, cols.b0);
-        const __m256 y1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(hi, cols.k1)), cols.s1, cols.b1);
-        finalize16(y0, y1, e, out + i * j.ldc);
-      });
+      run_tile<Tile>(rows, src, panel, c.kq,
+                     [&](int i, __m256i lo, __m256i hi) { store_row16_plain(lo, hi, cols, e, out + i * j.ldc); });
       return;
     }
     run_tile<Tile>(rows, src, panel, c.kq, [&](int i, __m256i lo, __m256i hi) {

@@ -46,11 +46,10 @@ struct Ep512 {
   __m512i zp;
   int32_t rzp;
   explicit Ep512(const Epilogue& ep) : out(ep.out), relu(ep.relu), rzp(ep.residual_zero_point) {
-    const int32_t qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? ep.out_quant_max : 127;
-    const int32_t z = ep.out_zero_point;
-    lo = _mm512_set1_ps(static_cast<float>((ep.relu && z > qmin ? z : qmin) - z));
-    hi = _mm512_set1_ps(static_cast<float>(qmax - z));
-    zp = _mm512_set1_epi32(z);
+    const OutputBounds b = output_bounds(ep);
+    lo = _mm512_set1_ps(b.lo);
+    hi = _mm512_set1_ps(b.hi);
+    zp = _mm512_set1_epi32(ep.out_zero_point);
     zero = _mm512_setzero_ps();
     rscale = _mm512_set1_ps(ep.residual_scale);
   }

@@ -72,6 +72,18 @@ struct DepthwiseJob {
 void depthwise_ref(const DepthwiseJob& job, const ParallelFor& pf);
 void depthwise_avx2(const DepthwiseJob& job, const ParallelFor& pf);
 
+// Clamp bounds of a u8/s8 output relative to its zero point, as the epilogue
+// applies them to the rounded value: [lo, hi] = [max(qmin, zp if relu) - zp,
+// qmax - zp], qmax = out_quant_max for u8. Every ISA's epilogue uses these.
+struct OutputBounds {
+  float lo, hi;
+};
+static inline OutputBounds output_bounds(const Epilogue& ep) {
+  const int32_t qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? ep.out_quant_max : 127;
+  const int32_t zp = ep.out_zero_point;
+  return {static_cast<float>((ep.relu && zp > qmin ? zp : qmin) - zp), static_cast<float>(qmax - zp)};
+}
+
 // The epilogue of gemm.h for one element, in the exact float order the SIMD
 // versions use (fma, then residual fma, then round/clamp).
 static inline void epilogue_scalar(int32_t acc, int64_t m, int64_t n, const Epilogue& ep,
@@ -92,10 +104,8 @@ static inline void epilogue_scalar(int32_t acc, int64_t m, int64_t n, const Epil
     static_cast<float*>(C)[m * ldc + n] = y;
     return;
   }
-  const int32_t qmin = ep.out == OutType::u8 ? 0 : -128, qmax = ep.out == OutType::u8 ? ep.out_quant_max : 127;
   const int32_t zp = ep.out_zero_point;
-  const float lo = static_cast<float>((ep.relu && zp > qmin ? zp : qmin) - zp);
-  const float hi = static_cast<float>(qmax - zp);
+  const auto [lo, hi] = output_bounds(ep);
   float r = std::nearbyint(y);
   r = (r > lo) ? r : lo;
   r = (r < hi) ? r : hi;
