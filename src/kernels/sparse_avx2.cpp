@@ -34,8 +34,7 @@ void store_column(const GemmJob& j, const EpAvx2& e, __m256i acc0, __m256i acc1,
   const Epilogue& ep = *j.ep;
   const __m256i comp = _mm256_set1_epi32(j.B->comp()[n]);
   const __m256 s = _mm256_set1_ps(j.scale[n]), b = _mm256_set1_ps(j.bias[n]);
-  __m256 y0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc0, comp)), s, b);
-  __m256 y1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc1, comp)), s, b);
+  __m256 y0 = scale8(acc0, comp, s, b), y1 = scale8(acc1, comp, s, b);
   const int64_t rows = std::min<int64_t>(16, j.M - m0);
   const int64_t esz = out_size(ep.out);
   if (ep.residual) {
@@ -100,47 +99,6 @@ void pack_quads(const GemmJob& j, int64_t m0, int32_t* buf) {
   }
 }
 
-void compute_1x4_u7(void* vctx, int64_t begin, int64_t end) {
-  const Ctx& c = *static_cast<Ctx*>(vctx);
-  const GemmJob& j = *c.job;
-  const EpAvx2 e(*j.ep);
-  const PackedView& W = *j.B;
-  const auto* vals = reinterpret_cast<const int8_t*>(W.data());
-  const int32_t* rp = W.row_ptr();
-  const auto* bk = reinterpret_cast<const int32_t*>(W.idx());
-  const int64_t N = W.n();
-  const __m256i ones = _mm256_set1_epi16(1);
-  auto* buf = static_cast<int32_t*>(scratch_alloc(W.k_pad() / 4 * kChunk * 4));
-  int64_t packed = -1;
-  for (int64_t item = begin; item < end; ++item) {
-    const int64_t mc = item / c.nchunks, nc = item % c.nchunks, m0 = mc * kChunk;
-    if (mc != packed) {
-      pack_quads(j, m0, buf);
-      packed = mc;
-    }
-    for (int64_t n = nc * kRowsPerItem; n < std::min(N, (nc + 1) * kRowsPerItem); ++n) {
-      __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-      for (int32_t blk = rp[n]; blk < rp[n + 1]; ++blk) {
-        int32_t w4;
-        __builtin_memcpy(&w4, vals + blk * 4, 4);
-        const __m256i w = _mm256_set1_epi32(w4);
-        const int32_t* r = buf + (bk[blk] / 4) * kChunk;
-        auto step = [&](__m256i& acc, int64_t off) {
-          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + off));
-          acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones));
-        };
-        step(acc0, 0);
-        step(acc1, 8);
-        step(acc2, 16);
-        step(acc3, 24);
-      }
-      store_column(j, e, acc0, acc1, m0, n);
-      store_column(j, e, acc2, acc3, m0 + 16, n);
-    }
-  }
-  scratch_free(buf);
-}
-
 // 2:4: single k rows buf[k][32] as s16; the two kept rows of a group are
 // interleaved with vpunpck before vpmaddwd.
 void pack_rows(const GemmJob& j, int64_t m0, int16_t* buf) {
@@ -152,6 +110,36 @@ void pack_rows(const GemmJob& j, int64_t m0, int16_t* buf) {
   }
 }
 
+// The two ways a 1x4 block meets 32 transposed rows of A. kK: k per buffer
+// row; pack: transpose A's rows; add: accumulate one block (4 weights at v,
+// buffer rows from r) into four 8-row accumulators.
+struct PairRows {  // any u8: k-pairs as s16, two vpmaddwd per 8 rows
+  static constexpr int64_t kK = 2;
+  static void pack(const GemmJob& j, int64_t m0, int32_t* buf) { pack_pairs(j, m0, buf); }
+  static void add(__m256i acc[4], const int8_t* v, const int32_t* r) {
+    const __m256i w01 = _mm256_set1_epi32(pair(v[0], v[1])), w23 = _mm256_set1_epi32(pair(v[2], v[3]));
+    for (int h = 0; h < 4; ++h) {
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + 8 * h));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + kChunk + 8 * h));
+      acc[h] = _mm256_add_epi32(acc[h], _mm256_add_epi32(_mm256_madd_epi16(x0, w01), _mm256_madd_epi16(x1, w23)));
+    }
+  }
+};
+struct QuadRows {  // activations <= 127: k-quads as u8, one vpmaddubsw per 8 rows
+  static constexpr int64_t kK = 4;
+  static void pack(const GemmJob& j, int64_t m0, int32_t* buf) { pack_quads(j, m0, buf); }
+  static void add(__m256i acc[4], const int8_t* v, const int32_t* r) {
+    int32_t w4;
+    __builtin_memcpy(&w4, v, 4);
+    const __m256i w = _mm256_set1_epi32(w4), ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 4; ++h) {
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + 8 * h));
+      acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones));
+    }
+  }
+};
+
+template <typename Rows>
 void compute_1x4(void* vctx, int64_t begin, int64_t end) {
   const Ctx& c = *static_cast<Ctx*>(vctx);
   const GemmJob& j = *c.job;
@@ -161,33 +149,21 @@ void compute_1x4(void* vctx, int64_t begin, int64_t end) {
   const int32_t* rp = W.row_ptr();
   const auto* bk = reinterpret_cast<const int32_t*>(W.idx());
   const int64_t N = W.n();
-  auto* buf = static_cast<int32_t*>(scratch_alloc(W.k_pad() / 2 * kChunk * 4));
+  auto* buf = static_cast<int32_t*>(scratch_alloc(W.k_pad() / Rows::kK * kChunk * 4));
   int64_t packed = -1;
   for (int64_t item = begin; item < end; ++item) {
     const int64_t mc = item / c.nchunks, nc = item % c.nchunks, m0 = mc * kChunk;
     if (mc != packed) {
-      pack_pairs(j, m0, buf);
+      Rows::pack(j, m0, buf);
       packed = mc;
     }
     for (int64_t n = nc * kRowsPerItem; n < std::min(N, (nc + 1) * kRowsPerItem); ++n) {
-      __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-      for (int32_t blk = rp[n]; blk < rp[n + 1]; ++blk) {
-        const int8_t* v = vals + blk * 4;
-        const __m256i w01 = _mm256_set1_epi32(pair(v[0], v[1])), w23 = _mm256_set1_epi32(pair(v[2], v[3]));
-        const int32_t* r0 = buf + (bk[blk] / 2) * kChunk;
-        const int32_t* r1 = r0 + kChunk;
-        auto step = [&](__m256i& acc, int64_t off) {
-          const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + off));
-          const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + off));
-          acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(x0, w01), _mm256_madd_epi16(x1, w23)));
-        };
-        step(acc0, 0);
-        step(acc1, 8);
-        step(acc2, 16);
-        step(acc3, 24);
-      }
-      store_column(j, e, acc0, acc1, m0, n);
-      store_column(j, e, acc2, acc3, m0 + 16, n);
+      __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                        _mm256_setzero_si256()};
+      for (int32_t blk = rp[n]; blk < rp[n + 1]; ++blk)
+        Rows::add(acc, vals + blk * 4, buf + (bk[blk] / Rows::kK) * kChunk);
+      store_column(j, e, acc[0], acc[1], m0, n);
+      store_column(j, e, acc[2], acc[3], m0 + 16, n);
     }
   }
   scratch_free(buf);
@@ -247,7 +223,7 @@ void run(const GemmJob& job, const ParallelFor& pf, RangeFn fn) {
 void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf) {
   // One read of A decides; any byte above 127 takes the s16 pair path.
   const bool u7 = bytes_fit_7bit_avx2(job.A, job.M, job.B->k(), job.lda);
-  run(job, pf, u7 ? compute_1x4_u7 : compute_1x4);
+  run(job, pf, u7 ? compute_1x4<QuadRows> : compute_1x4<PairRows>);
 }
 void sparse_2_4_avx2(const GemmJob& job, const ParallelFor& pf) { run(job, pf, compute_2of4); }
 
