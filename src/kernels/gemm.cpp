@@ -77,14 +77,35 @@ struct Padded {
   }
 };
 
+// The dense kernels: the layout each reads and the ISA it needs. One table
+// answers gemm_kernel_name, gemm_u8s8s32 and gemm_u8s8s32_rows alike.
+struct DenseKernel {
+  Layout layout;
+  Isa isa;
+  const char* name;
+  void (*run)(const detail::GemmJob&, const ParallelFor&);
+  bool takes_rows;  // reads A through GemmJob::rows (implicit im2col)
+};
+constexpr DenseKernel kDenseKernels[] = {
+    {Layout::avx2_n16k2_s16, Isa::avx2, "gemm_u8s8s32_avx2_6x16c2_s16", detail::gemm_avx2_6x16, false},
+    {Layout::avx2_n16k4_u8s8, Isa::avx2, "gemm_u8s8s32_avx2_6x16c4", detail::gemm_avx2_6x16c4, true},
+    {Layout::avx2_n16k8_u7s8, Isa::avx2, "gemm_u8s8s32_avx2_4x16c8_u7", detail::gemm_avx2_4x16c8_u7, true},
+    {Layout::vnni_n32k4_s8, Isa::avx512vnni, "gemm_u8s8s32_avx512vnni_8x32", detail::gemm_avx512vnni_8x32, false},
+};
+
+// The kernel for B's layout that `isa` allows and the CPU runs, or nullptr
+// (the reference then computes the same bits).
+const DenseKernel* dense_kernel(const PackedView& B, Isa isa) {
+  for (const DenseKernel& k : kDenseKernels)
+    if (B.layout() == k.layout && allowed(k.isa, isa)) return &k;
+  return nullptr;
+}
+
 }  // namespace
 
 const char* gemm_kernel_name(const PackedView& B, Isa isa) {
-  if (B.layout() == Layout::avx2_n16k2_s16 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_6x16c2_s16";
-  if (B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_6x16c4";
-  if (B.layout() == Layout::avx2_n16k8_u7s8 && allowed(Isa::avx2, isa)) return "gemm_u8s8s32_avx2_4x16c8_u7";
-  if (B.layout() == Layout::vnni_n32k4_s8 && allowed(Isa::avx512vnni, isa)) return "gemm_u8s8s32_avx512vnni_8x32";
-  return "gemm_u8s8s32_ref";
+  const DenseKernel* k = dense_kernel(B, isa);
+  return k ? k->name : "gemm_u8s8s32_ref";
 }
 
 void gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& B, void* C,
@@ -99,11 +120,7 @@ void gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& B,
   if (layout_needs_7bit_activations(B.layout())) detail::require_7bit_activations(A, M, B.k(), lda, "gemm_u8s8s32");
   Padded pad(ep, B.n(), B.n_pad());
   detail::GemmJob job{M, A, lda, &B, C, ldc, &ep, pad.scale.data(), pad.bias.data()};
-  if (B.layout() == Layout::avx2_n16k2_s16 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_6x16(job, pf);
-  if (B.layout() == Layout::avx2_n16k4_u8s8 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_6x16c4(job, pf);
-  if (B.layout() == Layout::avx2_n16k8_u7s8 && allowed(Isa::avx2, isa)) return detail::gemm_avx2_4x16c8_u7(job, pf);
-  if (B.layout() == Layout::vnni_n32k4_s8 && allowed(Isa::avx512vnni, isa))
-    return detail::gemm_avx512vnni_8x32(job, pf);
+  if (const DenseKernel* k = dense_kernel(B, isa)) return k->run(job, pf);
   const std::vector<int8_t> w = unpack_weight_rowmajor(B);
   detail::gemm_ref(job, w.data(), pf);
 }
@@ -112,16 +129,13 @@ namespace detail {
 
 bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
                        const Epilogue& ep, const ParallelFor& pf, Isa isa) {
-  const bool u8 = B.layout() == Layout::avx2_n16k4_u8s8, u7 = B.layout() == Layout::avx2_n16k8_u7s8;
-  if (!((u8 || u7) && allowed(Isa::avx2, isa))) return false;
+  const DenseKernel* k = dense_kernel(B, isa);
+  if (k == nullptr || !k->takes_rows) return false;
   check_epilogue(ep, "gemm_u8s8s32");
   if (M == 0) return true;
   Padded pad(ep, B.n(), B.n_pad());
   GemmJob job{M, nullptr, B.k(), &B, C, ldc, &ep, pad.scale.data(), pad.bias.data(), rows, row_ctx};
-  if (u7)  // the caller checked the activations the rows come from
-    gemm_avx2_4x16c8_u7(job, pf);
-  else
-    gemm_avx2_6x16c4(job, pf);
+  k->run(job, pf);  // for the 7-bit layout the caller checked the activations the rows come from
   return true;
 }
 
