@@ -37,6 +37,33 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
+// The uint8 result of linear_int8's arguments computed by the kernel library
+// on the reference path (the ops must match it bit for bit).
+at::Tensor reference_linear_u8(const at::Tensor& x, const at::Tensor& w, int32_t in_zp, const at::Tensor& scale,
+                               const at::Tensor& bias, int32_t out_zp, bool relu,
+                               const at::Tensor* residual = nullptr, float residual_scale = 1.f,
+                               int32_t residual_zp = 0) {
+  namespace KN = compress::kernels;
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  auto blob = KN::pack_gemm_u8s8(w.contiguous().data_ptr<int8_t>(), N, K, in_zp, KN::Layout::rowmajor_s8);
+  KN::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  at::Tensor expect = at::empty({M, N}, at::kByte);
+  KN::Epilogue ep;
+  ep.scale = scale.data_ptr<float>();
+  ep.bias = bias.data_ptr<float>();
+  ep.out = KN::OutType::u8;
+  ep.out_zero_point = out_zp;
+  ep.relu = relu;
+  if (residual) {
+    ep.residual = residual->data_ptr<uint8_t>();
+    ep.ld_residual = N;
+    ep.residual_scale = residual_scale;
+    ep.residual_zero_point = residual_zp;
+  }
+  KN::gemm_u8s8s32(M, x.contiguous().data_ptr<uint8_t>(), K, v, expect.data_ptr(), N, ep, KN::serial(), KN::Isa::ref);
+  return expect;
+}
+
 }  // namespace
 
 TEST_CASE("linear_int8 accumulates exactly (float output, unit scale)", "[ops][linear]") {
@@ -60,18 +87,7 @@ TEST_CASE("linear_int8 uint8 output equals the kernels' reference bit for bit", 
   at::Tensor y = compress::ops::linear_int8(x, compress::ops::pack_linear_int8(w, 17, "auto"), scale, bias, 128, true,
                                             at::kByte, c10::nullopt, 1.0, 0);
   // The same computation through the kernel library on the reference path.
-  namespace KN = compress::kernels;
-  auto blob = KN::pack_gemm_u8s8(w.contiguous().data_ptr<int8_t>(), N, K, 17, KN::Layout::rowmajor_s8);
-  KN::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
-  at::Tensor expect = at::empty({M, N}, at::kByte);
-  KN::Epilogue ep;
-  ep.scale = scale.data_ptr<float>();
-  ep.bias = bias.data_ptr<float>();
-  ep.out = KN::OutType::u8;
-  ep.out_zero_point = 128;
-  ep.relu = true;
-  KN::gemm_u8s8s32(M, x.data_ptr<uint8_t>(), K, v, expect.data_ptr(), N, ep, KN::serial(), KN::Isa::ref);
-  CHECK(at::equal(y, expect));
+  CHECK(at::equal(y, reference_linear_u8(x, w, 17, scale, bias, 128, true)));
   CHECK(y.min().item<int>() >= 128);  // ReLU clamps at the output zero point
 }
 
@@ -178,22 +194,7 @@ TEST_CASE("linear_int8 fuses the residual add like the kernels' reference", "[op
   at::Tensor scale = at::rand({N}) * 1e-3 + 1e-4, bias = at::randn({N});
   at::Tensor y = compress::ops::linear_int8(x, compress::ops::pack_linear_int8(w, 11, "auto"), scale, bias, 20, true,
                                             at::kByte, r, 0.7, 9);
-  namespace KN = compress::kernels;
-  auto blob = KN::pack_gemm_u8s8(w.contiguous().data_ptr<int8_t>(), N, K, 11, KN::Layout::rowmajor_s8);
-  KN::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
-  at::Tensor expect = at::empty({M, N}, at::kByte);
-  KN::Epilogue ep;
-  ep.scale = scale.data_ptr<float>();
-  ep.bias = bias.data_ptr<float>();
-  ep.out = KN::OutType::u8;
-  ep.out_zero_point = 20;
-  ep.relu = true;
-  ep.residual = r.data_ptr<uint8_t>();
-  ep.ld_residual = N;
-  ep.residual_scale = 0.7f;
-  ep.residual_zero_point = 9;
-  KN::gemm_u8s8s32(M, x.data_ptr<uint8_t>(), K, v, expect.data_ptr(), N, ep, KN::serial(), KN::Isa::ref);
-  CHECK(at::equal(y, expect));
+  CHECK(at::equal(y, reference_linear_u8(x, w, 11, scale, bias, 20, true, &r, 0.7f, 9)));
   // The residual changed the result (the test would pass vacuously otherwise).
   at::Tensor no_res = compress::ops::linear_int8(x, compress::ops::pack_linear_int8(w, 11, "auto"), scale, bias, 20,
                                                  true, at::kByte, c10::nullopt, 1.0, 0);
