@@ -8,7 +8,7 @@
 #include <compress/io.h>
 #include <compress/ir/export.h>
 #include <compress/ir/import.h>
-#include <compress/passes/graph_passes.h>
+#include <compress/passes/fold_batch_norm.h>
 
 int main(int argc, char** argv) {
   if (argc != 4) {
@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   }
   try {
     compress::Graph graph = compress::import_module(compress::load_module(argv[1]));
-    int folded = compress::fold_batch_norm(graph);
+    int folded = compress::fold_batch_norm(graph).changed;
     auto profile = compress::profile_model(graph, {compress::parse_shape(argv[3], "input shape")});
     compress::save_module(compress::export_module(graph), argv[2], argv[1]);
     std::cout << "folded " << folded << " batch norms; " << profile.total_params << " parameters, "

@@ -7,7 +7,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "compress/error.h"
-#include "compress/ir/export.h"
+#include "compress/ir/leaf.h"
 
 namespace compress {
 
@@ -48,29 +48,6 @@ const std::set<std::string>& plumbing_ops() {
   return ops;
 }
 
-// The TorchScript traceback points at the generated statement that failed
-// ("    x12 = self.layer1.0.conv1.forward(x11)" above "<--- HERE"): name its node.
-std::string failing_node(const Graph& graph, const std::string& message) {
-  size_t frame = message.find("in record_values");
-  if (frame == std::string::npos) return "";
-  size_t here = message.find("<--- HERE", frame);
-  if (here == std::string::npos) return "";
-  size_t line_end = message.rfind('\n', here);
-  if (line_end == std::string::npos || line_end == 0) return "";
-  size_t line_start = message.rfind('\n', line_end - 1);
-  std::string line = message.substr(line_start + 1, line_end - line_start - 1);
-  size_t x = line.find_first_not_of(' ');
-  if (x == std::string::npos || line[x] != 'x') return "";
-  ValueId id = std::atoi(line.c_str() + x + 1);
-  for (const Node& n : graph.nodes)
-    for (ValueId v : n.outputs)
-      if (v == id) {
-        std::string name = n.is_leaf() ? n.module : (n.scope.empty() ? "" : n.scope + "/") + n.op.toUnqualString();
-        return name + " (" + n.op_name() + ")";
-      }
-  return "";
-}
-
 }  // namespace
 
 bool is_understood_op(const std::string& name) { return understood_ops().count(name) || plumbing_ops().count(name); }
@@ -107,54 +84,21 @@ Shape parse_shape(const std::string& text, const std::string& what) {
   return shape;
 }
 
-std::map<ValueId, Shape> infer_shapes(const Graph& graph, const std::vector<Shape>& input_shapes,
-                                      at::ScalarType input_dtype) {
-  if (input_shapes.size() != graph.inputs.size()) {
-    bad_input("the model takes " + std::to_string(graph.inputs.size()) + " input(s) but " +
-              std::to_string(input_shapes.size()) + " input shape(s) were given");
-  }
-  ExportOptions options;
-  options.record_values = true;
-  torch::jit::Module module = export_module(graph, options);
-  module.eval();
-  std::vector<c10::IValue> inputs;
-  std::map<ValueId, Shape> shapes;
-  for (size_t i = 0; i < input_shapes.size(); ++i) {
-    inputs.emplace_back(at::zeros(input_shapes[i], at::TensorOptions().dtype(input_dtype)));
-    shapes[graph.inputs[i]] = input_shapes[i];
-  }
-  c10::List<at::Tensor> recorded;
-  try {
-    torch::NoGradGuard no_grad;
-    recorded = module.get_method("record_values")(inputs).toTensorList();
-  } catch (const std::exception& e) {
-    std::string shape_text;
-    for (const auto& s : input_shapes) shape_text += (shape_text.empty() ? "" : ", ") + shape_to_string(s);
-    std::string node = failing_node(graph, e.what());
-    bad_input("input shape " + shape_text + " does not fit the model" + (node.empty() ? "" : " at node " + node) +
-              ": " + first_line_of(e));
-  }
-  size_t k = 0;
-  for (const Node& n : graph.nodes) {
-    for (ValueId v : n.outputs) {
-      if (graph.value(v).type->kind() != c10::TypeKind::TensorType) continue;
-      if (k >= recorded.size()) failure("shape inference: fewer recorded tensors than expected");
-      at::Tensor t = recorded.get(k++);
-      shapes[v] = Shape(t.sizes().begin(), t.sizes().end());
-    }
-  }
-  return shapes;
+ModelProfile profile_model(Graph& graph, const std::vector<Shape>& input_shapes, at::ScalarType input_dtype) {
+  std::vector<InputSpec> specs;
+  for (const Shape& s : input_shapes) specs.push_back(InputSpec{s, input_dtype});
+  graph.set_example_inputs(std::move(specs));
+  return profile_model(graph);
 }
 
-ModelProfile profile_model(const Graph& graph, const std::vector<Shape>& input_shapes, at::ScalarType input_dtype) {
-  auto shapes = infer_shapes(graph, input_shapes, input_dtype);
+ModelProfile profile_model(const Graph& graph) {
+  graph.infer_shapes();
   ModelProfile prof;
-  prof.input_shapes = input_shapes;
+  for (const InputSpec& in : graph.example_inputs()) prof.input_shapes.push_back(in.shape);
 
   auto shape_of = [&](const Arg& a) -> Shape {
     if (a.kind == Arg::Kind::Value) {
-      auto it = shapes.find(a.value);
-      if (it != shapes.end()) return it->second;
+      if (graph.value(a.value).is_tensor()) return graph.shape(a.value);
     } else if (a.kind == Arg::Kind::Param) {
       const at::Tensor& t = graph.param(a.param);
       return Shape(t.sizes().begin(), t.sizes().end());
@@ -174,62 +118,35 @@ ModelProfile profile_model(const Graph& graph, const std::vector<Shape>& input_s
     np.param_bytes += st.tensor.numel() * static_cast<int64_t>(st.tensor.element_size());
   };
 
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    const Node& n = graph.nodes[i];
+  for (const Node& n : graph.nodes()) {
     std::string op = n.op_name();
     NodeProfile np;
-    np.node = static_cast<int>(i);
+    np.node = &n;
     np.op = op;
-    for (ValueId v : n.outputs) {
-      auto it = shapes.find(v);
-      if (it != shapes.end()) np.output_shapes.push_back(it->second);
-    }
+    np.name = n.outputs().empty() ? op : graph.name_of(n.output(0));
+    for (ValueId v : n.outputs())
+      if (graph.value(v).is_tensor()) np.output_shapes.push_back(graph.shape(v));
     Shape out = np.output_shapes.empty() ? Shape{} : np.output_shapes[0];
     if (n.is_leaf()) {
-      np.name = n.module;
       for (const auto& kv : n.params) take_param(kv.second, np);
-      switch (n.leaf) {
-        case LeafKind::Conv1d:
-        case LeafKind::Conv2d: {
-          const auto& a = std::get<ConvAttrs>(n.attrs);
-          np.macs = numel(out) * (a.in_channels / a.groups) * numel(a.kernel);
-          break;
-        }
-        case LeafKind::Linear:
-          np.macs = numel(out) * std::get<LinearAttrs>(n.attrs).in_features;
-          break;
-        case LeafKind::MultiheadAttention: {
-          const auto& a = std::get<AttentionAttrs>(n.attrs);
-          Shape in = shape_of(n.inputs.at(0));
-          if (in.size() == 3) {
-            int64_t tokens = in[0] * in[1];
-            int64_t seq = a.batch_first ? in[1] : in[0];
-            int64_t E = a.embed_dim;
-            // q/k/v projections + out projection, then QK^T and AV over all heads.
-            np.macs = 4 * tokens * E * E + 2 * tokens * seq * E;
-          }
-          break;
-        }
-        default: break;
-      }
+      np.macs = leaf_info(n.leaf).macs(n, shape_of(n.input(0)), out);
     } else {
-      np.name = (n.scope.empty() ? "" : n.scope + "/") + std::string(n.op.toUnqualString());
       np.understood = is_understood_op(op);
-      for (const Arg& a : n.inputs)
+      for (const Arg& a : n.inputs())
         if (a.kind == Arg::Kind::Param) take_param(a.param, np);
       if (!out.empty()) {
-        auto in0 = n.inputs.empty() ? Shape{} : shape_of(n.inputs[0]);
+        auto in0 = n.inputs().empty() ? Shape{} : shape_of(n.input(0));
         if ((op == "aten::matmul" || op == "aten::bmm" || op == "aten::mm") && !in0.empty()) {
           np.macs = numel(out) * in0.back();
-        } else if (op == "aten::addmm" && n.inputs.size() > 1) {
-          auto m1 = shape_of(n.inputs[1]);
+        } else if (op == "aten::addmm" && n.inputs().size() > 1) {
+          auto m1 = shape_of(n.input(1));
           if (m1.size() == 2) np.macs = numel(out) * m1[1];
-        } else if (op == "aten::linear" && n.inputs.size() > 1) {
-          auto w = shape_of(n.inputs[1]);
+        } else if (op == "aten::linear" && n.inputs().size() > 1) {
+          auto w = shape_of(n.input(1));
           if (w.size() == 2) np.macs = numel(out) * w[1];
         } else if ((op == "aten::_convolution" || op == "aten::conv2d" || op == "aten::conv1d") &&
-                   n.inputs.size() > 1) {
-          auto w = shape_of(n.inputs[1]);
+                   n.inputs().size() > 1) {
+          auto w = shape_of(n.input(1));
           if (w.size() >= 3) np.macs = numel(out) * numel(Shape(w.begin() + 1, w.end()));
         }
       }

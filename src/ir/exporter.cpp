@@ -8,8 +8,10 @@
 
 #include "compress/error.h"
 #include "compress/ir/export.h"
+#include "compress/ir/leaf.h"
 #include "compress/ops/script.h"
-#include "leaves.h"
+#include "leaves/common.h"
+#include "leaves/names.h"
 
 namespace compress {
 namespace {
@@ -72,30 +74,34 @@ class SourceWriter {
  public:
   SourceWriter(const Graph& graph, torch::jit::Module* root) : graph_(graph), root_(root) {}
 
-  std::string forward(const std::string& name, bool record) {
+  // `forward` (or `record_values`, which returns every tensor the graph
+  // computes). With taps, forward returns (outputs..., taps...) as a tuple.
+  std::string forward(const std::string& name, bool record, const std::vector<ValueId>& taps = {}) {
     std::ostringstream s;
     s << "def " << name << "(self";
-    for (ValueId v : graph_.inputs) s << ", " << var(v) << ": " << graph_.value(v).type->annotation_str();
+    for (ValueId v : graph_.inputs()) s << ", " << var(v) << ": " << graph_.value(v).type->annotation_str();
     s << ")";
     if (record) s << " -> List[Tensor]";
     s << ":\n";
     if (record) s << "    _recorded = annotate(List[Tensor], [])\n";
-    for (const Node& n : graph_.nodes) {
+    for (const Node& n : graph_.nodes()) {
       s << "    " << statement(n) << "\n";
       if (record) {
-        for (ValueId v : n.outputs)
-          if (graph_.value(v).type->kind() == c10::TypeKind::TensorType)
-            s << "    _recorded.append(" << var(v) << ")\n";
+        for (ValueId v : n.outputs())
+          if (graph_.value(v).is_tensor()) s << "    _recorded.append(" << var(v) << ")\n";
       }
     }
+    std::vector<std::string> results;
+    for (const Arg& a : graph_.outputs()) results.push_back(expr(a));
+    for (ValueId v : taps) results.push_back(var(v));
     if (record) {
       s << "    return _recorded\n";
-    } else if (graph_.outputs.size() == 1) {
-      s << "    return " << expr(graph_.outputs[0]) << "\n";
+    } else if (results.size() == 1) {
+      s << "    return " << results[0] << "\n";
     } else {
       s << "    return (";
-      for (size_t i = 0; i < graph_.outputs.size(); ++i) s << (i ? ", " : "") << expr(graph_.outputs[i]);
-      s << (graph_.outputs.size() == 1 ? ",)" : ")") << "\n";
+      for (size_t i = 0; i < results.size(); ++i) s << (i ? ", " : "") << results[i];
+      s << ")\n";
     }
     return s.str();
   }
@@ -152,33 +158,33 @@ class SourceWriter {
 
   std::string outputs_lhs(const Node& n) {
     std::string s;
-    for (size_t i = 0; i < n.outputs.size(); ++i) s += (i ? ", " : "") + var(n.outputs[i]);
+    for (size_t i = 0; i < n.outputs().size(); ++i) s += (i ? ", " : "") + var(n.output(i));
     return s;
   }
 
   std::string statement(const Node& n) {
     if (n.is_leaf()) {
-      return var(n.outputs.at(0)) + " = " + access("self", n.module) + ".forward(" + expr(n.inputs.at(0)) + ")";
+      return var(n.output(0)) + " = " + access("self", n.module) + ".forward(" + expr(n.input(0)) + ")";
     }
     auto k = n.op;
     std::vector<std::string> args;
-    for (const Arg& a : n.inputs) args.push_back(expr(a));
+    for (const Arg& a : n.inputs()) args.push_back(expr(a));
     auto joined = [&](size_t from = 0) {
       std::string s;
       for (size_t i = from; i < args.size(); ++i) s += (i > from ? ", " : "") + args[i];
       return s;
     };
     if (k == c10::prim::ListConstruct) {
-      return var(n.outputs[0]) + " = annotate(" + graph_.value(n.outputs[0]).type->annotation_str() + ", [" +
+      return var(n.output(0)) + " = annotate(" + graph_.value(n.output(0)).type->annotation_str() + ", [" +
              joined() + "])";
     }
     if (k == c10::prim::TupleConstruct) {
-      return var(n.outputs[0]) + " = (" + joined() + (args.size() == 1 ? ",)" : ")");
+      return var(n.output(0)) + " = (" + joined() + (args.size() == 1 ? ",)" : ")");
     }
     if (k == c10::prim::ListUnpack || k == c10::prim::TupleUnpack) return outputs_lhs(n) + ", = " + args.at(0);
-    if (k == c10::prim::TupleIndex) return var(n.outputs[0]) + " = " + args.at(0) + "[" + args.at(1) + "]";
+    if (k == c10::prim::TupleIndex) return var(n.output(0)) + " = " + args.at(0) + "[" + args.at(1) + "]";
     if (k == c10::prim::unchecked_cast) {
-      return var(n.outputs[0]) + " = unchecked_cast(" + graph_.value(n.outputs[0]).type->annotation_str() + ", " +
+      return var(n.output(0)) + " = unchecked_cast(" + graph_.value(n.output(0)).type->annotation_str() + ", " +
              args.at(0) + ")";
     }
     if (!n.schema) failure("export: node " + n.op_name() + " has no schema");
@@ -193,8 +199,8 @@ class SourceWriter {
       call += args[i];
     }
     call += ")";
-    if (n.outputs.empty()) return call;
-    return outputs_lhs(n) + (n.outputs.size() > 1 ? ", = " : " = ") + call;
+    if (n.outputs().empty()) return call;
+    return outputs_lhs(n) + (n.outputs().size() > 1 ? ", = " : " = ") + call;
   }
 
   const Graph& graph_;
@@ -236,24 +242,39 @@ std::pair<std::string, std::string> split_last(const std::string& name) {
 
 }  // namespace
 
+namespace {
+
+std::vector<ValueId> tap_values(const Graph& graph, const ExportOptions& options) {
+  std::vector<ValueId> taps;
+  for (const std::string& name : options.taps) {
+    ValueId v = graph.value_named(name, "tap");
+    if (!graph.value(v).is_tensor()) bad_input("tap '" + name + "' is not a tensor value");
+    taps.push_back(v);
+  }
+  return taps;
+}
+
+}  // namespace
+
 std::string export_source(const Graph& graph, const ExportOptions& options) {
   SourceWriter writer(graph, nullptr);
-  std::string src = writer.forward("forward", false);
+  std::string src = writer.forward("forward", false, tap_values(graph, options));
   if (options.record_values) src += "\n" + writer.forward("record_values", true);
   return src;
 }
 
 torch::jit::Module export_module(const Graph& graph, const ExportOptions& options) {
   graph.lint();
+  std::vector<ValueId> taps = tap_values(graph, options);
   Hierarchy h;
   torch::jit::Module root = h.get(graph, "");
   auto resolver = ops::script_resolver();
   try {
     // Leaf modules first, so their parameters sit under their own names.
     std::map<std::string, std::string> leaf_sources;
-    for (const Node& n : graph.nodes) {
+    for (const Node& n : graph.nodes()) {
       if (!n.is_leaf()) continue;
-      std::string src = detail::leaf_module_source(n);
+      std::string src = leaf_info(n.leaf).source(n);
       auto done = leaf_sources.find(n.module);
       if (done != leaf_sources.end()) {
         if (done->second != src)
@@ -268,20 +289,26 @@ torch::jit::Module export_module(const Graph& graph, const ExportOptions& option
                   "' is not named after its module");
       }
     }
+    // The module gets its own copies: training it never changes the graph,
+    // nor another module exported from the same graph.
+    torch::NoGradGuard no_grad;
     for (const auto& name : graph.param_order) {
       auto [owner, attr] = split_last(name);
       const StoredTensor& st = graph.params.at(name);
-      h.get(graph, owner).register_parameter(attr, st.tensor, st.is_buffer);
+      at::Tensor copy = st.tensor.detach().clone(at::MemoryFormat::Preserve);
+      h.get(graph, owner).register_parameter(attr, copy, st.is_buffer);
     }
-    for (const Node& n : graph.nodes) {
+    for (const Node& n : graph.nodes()) {
       if (!n.is_leaf()) continue;
       torch::jit::Module& m = h.modules.at(n.module);
       if (m.find_method("forward")) continue;
-      for (const auto& kv : detail::leaf_module_attributes(n)) m.register_attribute(kv.first, kv.second.type(), kv.second);
+      const LeafInfo& info = leaf_info(n.leaf);
+      if (info.attributes)
+        for (const auto& kv : info.attributes(n)) m.register_attribute(kv.first, kv.second.type(), kv.second);
       m.define(leaf_sources.at(n.module), resolver);
     }
     SourceWriter writer(graph, &root);
-    std::string src = writer.forward("forward", false);
+    std::string src = writer.forward("forward", false, taps);
     if (options.record_values) src += "\n" + writer.forward("record_values", true);
     root.define(src, resolver);
   } catch (const Error&) {

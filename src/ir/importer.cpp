@@ -8,10 +8,13 @@
 // control flow that still depends on the input is refused.
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/runtime/operator.h>
+#include <torch/csrc/autograd/grad_mode.h>
 
 #include "compress/error.h"
 #include "compress/ir/import.h"
-#include "leaves.h"
+#include "compress/ir/leaf.h"
+#include "leaves/names.h"
 
 namespace compress {
 namespace {
@@ -64,9 +67,14 @@ class Importer {
   explicit Importer(const torch::jit::Module& root) : root_(root) {}
 
   Graph run() {
-    // Parameters and buffers first, under their state_dict names.
-    for (const auto& p : root_.named_parameters(true)) graph_.add_param(p.name, p.value.detach(), false);
-    for (const auto& b : root_.named_buffers(true)) graph_.add_param(b.name, b.value.detach(), true);
+    // Parameters and buffers first, under their state_dict names. The graph
+    // owns copies: nothing done to it (or to a module exported from it)
+    // reaches back into the source module.
+    torch::NoGradGuard no_grad;
+    for (const auto& p : root_.named_parameters(true))
+      graph_.add_param(p.name, p.value.detach().clone(at::MemoryFormat::Preserve), false);
+    for (const auto& b : root_.named_buffers(true))
+      graph_.add_param(b.name, b.value.detach().clone(at::MemoryFormat::Preserve), true);
     for (const auto& m : root_.named_modules()) graph_.module_types[m.name] = detail::unmangled_type_name(m.value.type());
 
     auto method = root_.find_method("forward");
@@ -78,18 +86,25 @@ class Importer {
     self.kind = Binding::Kind::Module;
     self.module = root_;
     std::vector<Binding> args{self};
+    std::vector<InputSpec> example;
     for (size_t i = 1; i < g->inputs().size(); ++i) {
       JitValue* in = g->inputs()[i];
       Binding b;
       b.kind = Binding::Kind::Value;
-      b.value = graph_.add_value(plain_type(in->type()), in->debugName());
-      graph_.inputs.push_back(b.value);
+      b.value = graph_.add_input(plain_type(in->type()), input_name(in, i));
       args.push_back(b);
+      // A trace records its example input's shape and dtype: shape metadata
+      // is then available without asking the user.
+      if (auto t = in->type()->cast<c10::TensorType>()) {
+        auto sizes = t->sizes().concrete_sizes();
+        if (sizes && t->scalarType()) example.push_back(InputSpec{*sizes, *t->scalarType()});
+      }
     }
     auto outs = walk_graph(*g, args, "");
-    for (const Binding& b : outs) graph_.outputs.push_back(to_arg(b, nullptr));
+    for (const Binding& b : outs) graph_.add_output(to_arg(b, nullptr));
     // What folded assertions and constant conditions left behind.
     graph_.eliminate_dead_code();
+    if (example.size() == graph_.inputs().size() && !example.empty()) graph_.set_example_inputs(example);
     graph_.lint();
     return std::move(graph_);
   }
@@ -116,10 +131,27 @@ class Importer {
     for (JitNode* n : block->nodes()) walk_node(n, env, scope);
   }
 
-  const Binding& lookup(Env& env, const JitValue* v) {
+  // The binding of a TorchScript value; a graph value that an in-place op
+  // has since replaced reads as its newest version.
+  Binding lookup(Env& env, const JitValue* v) {
     auto it = env.find(v);
     if (it == env.end()) failure("import: value %" + v->debugName() + " used before definition");
-    return it->second;
+    Binding b = it->second;
+    if (b.kind == Binding::Kind::Value) b.value = latest(b.value);
+    return b;
+  }
+
+  ValueId latest(ValueId v) const {
+    for (auto it = newer_.find(v); it != newer_.end(); it = newer_.find(v)) v = it->second;
+    return v;
+  }
+
+  // "x" for a traced input called "x.1"; "input_<i>" when it has no name.
+  static std::string input_name(const JitValue* in, size_t i) {
+    std::string name = in->hasDebugName() ? in->debugName() : "";
+    auto dot = name.find('.');
+    if (dot != std::string::npos) name = name.substr(0, dot);
+    return name.empty() ? "input_" + std::to_string(i - 1) : name;
   }
 
   Binding constant(c10::IValue v) {
@@ -155,7 +187,7 @@ class Importer {
     }
     if (kind == prim::unchecked_cast) {
       // Optional refinement: a Value keeps its id, the cast is emitted when typed differently.
-      const Binding& in = lookup(env, n->input(0));
+      const Binding in = lookup(env, n->input(0));
       if (in.kind != Binding::Kind::Value) {
         env[n->output()] = in;
         return;
@@ -167,7 +199,7 @@ class Importer {
   }
 
   void walk_get_attr(JitNode* n, Env& env) {
-    const Binding& obj = lookup(env, n->input(0));
+    const Binding obj = lookup(env, n->input(0));
     const std::string name = n->s(attr::name);
     if (obj.kind != Binding::Kind::Module) {
       bad_input("unsupported attribute access '" + name + "' on a non-module value at " + where(n));
@@ -212,22 +244,14 @@ class Importer {
     const torch::jit::Module& m = *self.module;
     if (method == "forward" && n->inputs().size() == 2 && n->outputs().size() == 1) {
       if (auto leaf = leaf_for(m, self.name)) {
-        const Binding& x = lookup(env, n->input(1));
+        const Binding x = lookup(env, n->input(1));
         if (x.kind == Binding::Kind::Value || x.kind == Binding::Kind::Param) {
-          Node node;
-          node.kind = NodeKind::Leaf;
-          node.leaf = leaf->kind;
-          node.attrs = leaf->attrs;
-          node.module = self.name;
-          node.scope = scope;
-          for (const auto& role : leaf->roles) node.params[role] = join_path(self.name, role);
-          node.inputs.push_back(to_arg(x, n));
-          ValueId out = graph_.add_value(c10::TensorType::get(), n->output()->debugName());
-          node.outputs.push_back(out);
-          graph_.nodes.push_back(std::move(node));
+          std::map<std::string, std::string> params;
+          for (const auto& role : leaf->roles) params[role] = join_path(self.name, role);
+          Node* node = graph_.create_leaf(leaf->kind, self.name, leaf->attrs, std::move(params), to_arg(x, n), scope);
           Binding b;
           b.kind = Binding::Kind::Value;
-          b.value = out;
+          b.value = node->output();
           env[n->output()] = b;
           return;
         }
@@ -242,7 +266,7 @@ class Importer {
   }
 
   void walk_call_function(JitNode* n, Env& env, const std::string& scope) {
-    const Binding& f = lookup(env, n->input(0));
+    const Binding f = lookup(env, n->input(0));
     if (f.kind != Binding::Kind::Function) bad_input("call of a non-function value at " + where(n));
     auto graph = torch::jit::toGraphFunction(*f.function).graph();
     bind_outputs(n, env, walk_graph(*graph, call_args(n, env, 1), scope));
@@ -260,7 +284,7 @@ class Importer {
   }
 
   void walk_if(JitNode* n, Env& env, const std::string& scope) {
-    const Binding& cond = lookup(env, n->input(0));
+    const Binding cond = lookup(env, n->input(0));
     if (cond.kind != Binding::Kind::Constant && n->outputs().empty()) {
       // An assertion on the input (`assert cond` / `if not cond: raise`): the
       // graph keeps the path that does not raise; the check itself is dropped.
@@ -308,14 +332,14 @@ class Importer {
       return false;
     }
     if (kind == prim::TupleUnpack || kind == prim::ListUnpack || kind == prim::TupleIndex) {
-      const Binding& in = lookup(env, n->input(0));
+      const Binding in = lookup(env, n->input(0));
       if (in.kind == Binding::Kind::Constant) {
         std::vector<c10::IValue> elems;
         if (in.constant.isTuple()) elems = in.constant.toTupleRef().elements().vec();
         else if (in.constant.isList()) elems = in.constant.toListRef().vec();
         else return false;
         if (kind == prim::TupleIndex) {
-          const Binding& idx = lookup(env, n->input(1));
+          const Binding idx = lookup(env, n->input(1));
           if (idx.kind != Binding::Kind::Constant) return false;
           int64_t i = idx.constant.toInt();
           if (i < 0) i += static_cast<int64_t>(elems.size());
@@ -330,7 +354,7 @@ class Importer {
       if (in.kind != Binding::Kind::Value || it == packed_.end()) return false;
       const auto& elems = it->second;
       if (kind == prim::TupleIndex) {
-        const Binding& idx = lookup(env, n->input(1));
+        const Binding idx = lookup(env, n->input(1));
         if (idx.kind != Binding::Kind::Constant) return false;
         int64_t i = idx.constant.toInt();
         if (i < 0) i += static_cast<int64_t>(elems.size());
@@ -361,7 +385,7 @@ class Importer {
       if (is_tensor_like(out->type())) return false;
     torch::jit::Stack stack;
     for (JitValue* in : n->inputs()) {
-      const Binding& b = lookup(env, in);
+      const Binding b = lookup(env, in);
       if (b.kind != Binding::Kind::Constant) return false;
       stack.push_back(b.constant);
     }
@@ -401,40 +425,99 @@ class Importer {
     static const c10::Symbol structural[] = {prim::ListConstruct, prim::TupleConstruct, prim::ListUnpack,
                                              prim::TupleUnpack, prim::TupleIndex, prim::unchecked_cast};
     bool is_structural = std::find(std::begin(structural), std::end(structural), kind) != std::end(structural);
-    const auto* schema = n->maybeSchema();
-    if (!schema && !is_structural) {
+    const auto* jit_schema = n->maybeSchema();
+    if (!jit_schema && !is_structural) {
       bad_input("unsupported node " + where(n) + ": it has no operator schema the toolkit can carry through");
     }
-    Node node;
-    node.kind = NodeKind::Op;
-    node.op = kind;
-    node.scope = scope;
-    if (schema) node.schema = std::make_shared<c10::FunctionSchema>(*schema);
-    for (JitValue* in : n->inputs()) node.inputs.push_back(to_arg(lookup(env, in), n));
+    std::shared_ptr<c10::FunctionSchema> schema;
+    if (jit_schema) schema = std::make_shared<c10::FunctionSchema>(*jit_schema);
+    std::vector<Arg> inputs;
+    for (JitValue* in : n->inputs()) inputs.push_back(to_arg(lookup(env, in), n));
+    // In-place ops (relu_, add_, hardtanh_, ...) become their functional
+    // forms, so that every graph value is one tensor at one point in time:
+    // later readers of the mutated value read the op's result instead.
+    ValueId mutated = -1;
+    if (schema && is_in_place(*schema) && !inputs.empty() && inputs[0].is_value() && may_functionalize(inputs[0].value)) {
+      if (auto functional = functional_schema(*schema)) {
+        mutated = inputs[0].value;
+        kind = c10::Symbol::fromQualString(functional->name());
+        schema = functional;
+      }
+    }
     // Dropout traced in eval mode carries a constant `train=False`: make it
     // follow the module's training flag, as nn.Dropout would.
-    if (is_dropout(kind) && node.inputs.size() == 3) node.inputs[2] = Arg::training();
+    if (is_dropout(kind) && inputs.size() == 3) inputs[2] = Arg::training();
+
+    std::vector<c10::TypePtr> types;
+    for (JitValue* out : n->outputs()) types.push_back(plain_type(out->type()));
+    Node* node = graph_.create_raw_op(kind, schema, std::move(inputs), types, scope);
     std::vector<Binding> outs;
-    for (JitValue* out : n->outputs()) {
+    for (size_t i = 0; i < n->outputs().size(); ++i) {
       Binding b;
       b.kind = Binding::Kind::Value;
-      b.value = graph_.add_value(plain_type(out->type()), out->debugName());
-      node.outputs.push_back(b.value);
-      env[out] = b;
-      outs.push_back(b);
+      b.value = node->output(i);
+      env[n->output(i)] = b;
     }
+    if (mutated >= 0) newer_[mutated] = node->output(0);
     if (kind == prim::TupleConstruct || kind == prim::ListConstruct) {
       std::vector<Binding> elems;
       for (JitValue* in : n->inputs()) elems.push_back(lookup(env, in));
-      packed_[node.outputs[0]] = std::move(elems);
+      packed_[node->output(0)] = std::move(elems);
     }
-    graph_.nodes.push_back(std::move(node));
   }
 
-  std::optional<detail::RecognizedLeaf> leaf_for(const torch::jit::Module& m, const std::string& path) {
+  // An aten op that writes its first operand and returns it (`relu_`, `add_.Tensor`).
+  static bool is_in_place(const c10::FunctionSchema& s) {
+    const std::string& name = s.name();
+    if (name.rfind("aten::", 0) != 0 || name.size() < 2 || name.back() != '_' || name[name.size() - 2] == '_') return false;
+    if (s.arguments().empty() || s.returns().size() != 1) return false;
+    const auto* alias = s.arguments()[0].alias_info();
+    return alias && alias->isWrite();
+  }
+
+  // The same operator without the trailing underscore and with the same
+  // operands (aliasing aside), when the registry has one.
+  static std::shared_ptr<c10::FunctionSchema> functional_schema(const c10::FunctionSchema& s) {
+    std::string name = s.name().substr(0, s.name().size() - 1);
+    for (const auto& op : torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString(name))) {
+      const auto& f = op->schema();
+      if (f.overload_name() != s.overload_name() || f.arguments().size() != s.arguments().size() || f.is_mutable())
+        continue;
+      bool same = true;
+      for (size_t i = 0; i < f.arguments().size(); ++i)
+        same &= f.arguments()[i].type()->str() == s.arguments()[i].type()->str() &&
+                f.arguments()[i].name() == s.arguments()[i].name();
+      if (same) return std::make_shared<c10::FunctionSchema>(f);
+    }
+    return nullptr;
+  }
+
+  // Whether the mutation of `v` can be replaced by a new value: only when no
+  // other tensor may share its memory — it is no graph input (the caller
+  // would see the write), not itself a view of another tensor, and no view
+  // of it has been taken (those would see the write too).
+  bool may_functionalize(ValueId v) const {
+    Node* producer = graph_.producer(v);
+    if (!producer || is_view(*producer)) return false;
+    for (Node* user : graph_.users(v))
+      if (is_view(*user)) return false;
+    return true;
+  }
+
+  // Results may alias an operand: a schema return annotated `Tensor(a)`, or
+  // plumbing that hands out list elements.
+  static bool is_view(const Node& n) {
+    if (n.is_leaf()) return false;
+    if (!n.schema) return true;  // list/tuple plumbing: elements may be views
+    for (const auto& r : n.schema->returns())
+      if (r.alias_info() || (r.type()->kind() == c10::TypeKind::ListType)) return true;
+    return false;
+  }
+
+  std::optional<RecognizedLeaf> leaf_for(const torch::jit::Module& m, const std::string& path) {
     auto it = leaf_cache_.find(path);
     if (it != leaf_cache_.end()) return it->second;
-    auto leaf = detail::recognize_leaf(m);
+    auto leaf = recognize_leaf(m);
     leaf_cache_[path] = leaf;
     return leaf;
   }
@@ -443,7 +526,9 @@ class Importer {
   Graph graph_;
   int depth_ = 0;
   std::unordered_map<ValueId, std::vector<Binding>> packed_;
-  std::map<std::string, std::optional<detail::RecognizedLeaf>> leaf_cache_;
+  // Value -> the value an in-place op replaced it by (functionalised).
+  std::unordered_map<ValueId, ValueId> newer_;
+  std::map<std::string, std::optional<RecognizedLeaf>> leaf_cache_;
 };
 
 }  // namespace

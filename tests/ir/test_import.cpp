@@ -9,7 +9,8 @@
 #include "compress/error.h"
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
-#include "compress/passes/graph_passes.h"
+#include "compress/passes/fold_batch_norm.h"
+#include "compress/passes/strip_dropout.h"
 #include "test_util.h"
 
 using namespace compress;
@@ -62,9 +63,9 @@ def forward(self, x):
 TEST_CASE("leaves are typed with their hyper-parameters and state_dict names", "[ir]") {
   Graph g = import_module(conv_bn_dropout_model());
   std::vector<std::string> ops;
-  for (const auto& n : g.nodes) ops.push_back(n.op_name());
+  for (const auto& n : g.nodes()) ops.push_back(n.op_name());
   CHECK(ops == std::vector<std::string>{"nn.Conv2d", "nn.BatchNorm2d", "aten::relu", "aten::mean", "nn.Dropout", "nn.Linear"});
-  const Node& conv = g.nodes[0];
+  const Node& conv = *g.node_list()[0];
   const auto& a = std::get<ConvAttrs>(conv.attrs);
   CHECK(a.in_channels == 4);
   CHECK(a.out_channels == 8);
@@ -73,9 +74,9 @@ TEST_CASE("leaves are typed with their hyper-parameters and state_dict names", "
   CHECK(a.kernel == std::vector<int64_t>{3, 3});
   CHECK_FALSE(a.bias);
   CHECK(conv.params.at("weight") == "conv.weight");
-  CHECK(g.nodes[1].params.at("running_var") == "bn.running_var");
-  CHECK(std::get<DropoutAttrs>(g.nodes[4].attrs).p == 0.5);
-  CHECK(std::get<LinearAttrs>(g.nodes[5].attrs).in_features == 8);
+  CHECK(g.node_list()[1]->params.at("running_var") == "bn.running_var");
+  CHECK(std::get<DropoutAttrs>(g.node_list()[4]->attrs).p == 0.5);
+  CHECK(std::get<LinearAttrs>(g.node_list()[5]->attrs).in_features == 8);
   CHECK(g.params.at("bn.running_mean").is_buffer);
   CHECK_FALSE(g.params.at("fc.bias").is_buffer);
 }
@@ -119,10 +120,10 @@ TEST_CASE("a user's class named like a leaf is not a leaf, and unknown ops are c
   root.register_module("lin", fake);
   root.define("def forward(self, x):\n    return self.lin.forward(x)\n");
   Graph g = import_module(root);
-  REQUIRE(g.nodes.size() == 2);
-  CHECK(g.nodes[0].op_name() == "aten::matmul");
-  CHECK(g.nodes[1].op_name() == "aten::cumsum");
-  CHECK(g.nodes[0].inputs[1].param == "lin.weight");
+  REQUIRE(g.num_nodes() == 2);
+  CHECK(g.node_list()[0]->op_name() == "aten::matmul");
+  CHECK(g.node_list()[1]->op_name() == "aten::cumsum");
+  CHECK(g.node_list()[0]->input(1).param == "lin.weight");
   at::Tensor x = at::randn({3, 4});
   CHECK(at::equal(export_module(g).forward({x}).toTensor(), root.forward({x}).toTensor()));
   auto prof = profile_model(g, {{3, 4}});
@@ -185,18 +186,18 @@ def forward(self, x):
     return x
 )");
   Graph g = import_module(root);
-  REQUIRE(g.nodes.size() == 1);
-  CHECK(g.nodes[0].op_name() == "aten::relu");
+  REQUIRE(g.num_nodes() == 1);
+  CHECK(g.node_list()[0]->op_name() == "aten::relu");
 }
 
 TEST_CASE("fold-bn on mobilenet_v2 (depthwise) stays within 1e-5", "[ir][passes]") {
   auto original = torch::jit::load(compress::testing::fixture("mobilenet_v2.pt"));
   original.eval();
   Graph g = import_module(original);
-  int folded = fold_batch_norm(g);
+  int folded = fold_batch_norm(g).changed;
   CHECK(folded == 52);
-  for (const auto& n : g.nodes) CHECK_FALSE(n.is_leaf(LeafKind::BatchNorm2d));
-  CHECK(strip_dropout(g) == 1);
+  for (const auto& n : g.nodes()) CHECK_FALSE(n.is_leaf(LeafKind::BatchNorm2d));
+  CHECK(strip_dropout(g).changed == 1);
   auto m = export_module(g);
   at::Tensor x = compress::testing::load_fixture_tensor("mobilenet_v2.input.pt");
   torch::NoGradGuard no_grad;

@@ -83,12 +83,12 @@ TEST_CASE("round trip is exact: embedding, conv1d, batchnorm1d, layernorm, trans
   check_round_trip("text_model");
   Graph g = import_module(torch::jit::load(fixture("text_model.pt")));
   std::set<std::string> ops;
-  for (const auto& n : g.nodes) ops.insert(n.op_name());
+  for (const auto& n : g.nodes()) ops.insert(n.op_name());
   for (const char* leaf : {"nn.Embedding", "nn.Conv1d", "nn.BatchNorm1d", "nn.LayerNorm", "nn.Linear"}) {
     INFO(leaf);
     CHECK(ops.count(leaf) == 1);
   }
-  const auto& emb = std::get<EmbeddingAttrs>(g.nodes[0].attrs);
+  const auto& emb = std::get<EmbeddingAttrs>(g.node_list()[0]->attrs);
   CHECK(emb.num_embeddings == 100);
   CHECK(emb.padding_idx == std::optional<int64_t>(0));
 }

@@ -21,11 +21,11 @@ int cmd_inspect(int argc, char** argv) {
   options.positional_help("MODEL");
   options.add_options()
       ("model", "TorchScript model file", cxxopts::value<std::string>())
-      ("input-shape", "input shape, e.g. 1,3,224,224; several inputs: '1,3,32,32;1,10'",
+      ("input-shape", "input shape, e.g. 1,3,224,224; several inputs: '1,3,32,32;1,10' (default: the shape a traced model recorded)",
        cxxopts::value<std::string>())
       ("input-dtype", "input dtype: float or int64", cxxopts::value<std::string>()->default_value("float"))
       ("json", "print a JSON document instead of a table")
-      ("graph", "also print the imported graph, one node a line")
+      ("graph", "also print the imported graph, one node a line, values by name (the names options and recipes use)")
       ("h,help", "show this help");
   options.parse_positional({"model"});
   auto args = options.parse(argc, argv);
@@ -34,9 +34,8 @@ int cmd_inspect(int argc, char** argv) {
     return 0;
   }
   if (!args.count("model")) bad_input("no model file given (usage: compress inspect MODEL --input-shape 1,3,224,224)");
-  if (!args.count("input-shape")) bad_input("--input-shape is required (e.g. --input-shape 1,3,224,224)");
   std::vector<Shape> shapes;
-  {
+  if (args.count("input-shape")) {
     std::string text = args["input-shape"].as<std::string>();
     size_t start = 0;
     while (true) {
@@ -55,7 +54,9 @@ int cmd_inspect(int argc, char** argv) {
   const std::string path = args["model"].as<std::string>();
   torch::jit::Module module = load_module(path);
   Graph graph = import_module(module);
-  ModelProfile prof = profile_model(graph, shapes, dtype);
+  if (shapes.empty() && graph.example_inputs().empty() && !graph.inputs().empty())
+    bad_input("--input-shape is required: " + path + " does not record its input shape (e.g. --input-shape 1,3,224,224)");
+  ModelProfile prof = shapes.empty() ? profile_model(graph) : profile_model(graph, shapes, dtype);
 
   if (args.count("json")) {
     nlohmann::json j = profile_to_json(prof, path);

@@ -1,6 +1,6 @@
 #pragma once
-// Model analysis: output shapes of every node for a given input shape, and
-// parameters, MACs and bytes per node.
+// Model analysis: parameters, MACs and bytes per node for the graph's
+// example inputs (shapes come from Graph::infer_shapes).
 //
 // MACs count multiply-accumulates of convolutions (groups included), linear
 // layers, matmul/bmm and attention (projections + QK^T + AV), the convention
@@ -15,18 +15,9 @@
 
 namespace compress {
 
-using Shape = std::vector<int64_t>;
-
-// Shapes of every tensor value (graph inputs and node outputs), found by
-// running the exported module once in eval mode on zero-filled inputs of the
-// given shapes and dtype. A shape that does not fit the model raises
-// Error(BadInput) with the model's own complaint.
-std::map<ValueId, Shape> infer_shapes(const Graph& graph, const std::vector<Shape>& input_shapes,
-                                      at::ScalarType input_dtype = at::kFloat);
-
 struct NodeProfile {
-  int node = -1;          // index in graph.nodes
-  std::string name;       // module path for leaves, "<scope>/<op>" for ops
+  const Node* node = nullptr;
+  std::string name;       // the name of its (first) output: module path for leaves, "<scope>:<op>" for ops
   std::string op;         // "nn.Conv2d", "aten::add_"
   std::vector<Shape> output_shapes;
   int64_t params = 0;     // trainable parameters first used by this node
@@ -45,7 +36,13 @@ struct ModelProfile {
   std::map<std::string, int> carried_ops;  // op not understood -> count
 };
 
-ModelProfile profile_model(const Graph& graph, const std::vector<Shape>& input_shapes,
+// Profiles the graph for its example inputs (Graph::example_inputs; a
+// traced model brings its own). Error(BadInput) when they are unknown or do
+// not fit.
+ModelProfile profile_model(const Graph& graph);
+// Sets the graph's example inputs to these shapes (one per input, all of
+// `input_dtype`) and profiles it.
+ModelProfile profile_model(Graph& graph, const std::vector<Shape>& input_shapes,
                            at::ScalarType input_dtype = at::kFloat);
 
 // Whether the toolkit's passes understand an op (how channels flow through
