@@ -244,6 +244,32 @@ std::pair<std::string, std::string> split_last(const std::string& name) {
 
 namespace {
 
+// What a later import cannot see in the generated code: each value's name
+// and scope (the root forward is flat), and the example inputs. Plain
+// attributes of the root; the model runs without them.
+void record_metadata(const Graph& graph, torch::jit::Module& root) {
+  c10::Dict<std::string, std::string> names, scopes;
+  for (ValueId v : graph.inputs()) names.insert("x" + std::to_string(v), graph.name_of(v));
+  for (const Node& n : graph.nodes()) {
+    for (ValueId v : n.outputs()) {
+      names.insert("x" + std::to_string(v), graph.name_of(v));
+      if (!n.scope.empty()) scopes.insert("x" + std::to_string(v), n.scope);
+    }
+  }
+  root.register_attribute(detail::kValueNamesAttr, c10::DictType::create(c10::StringType::get(), c10::StringType::get()), names);
+  root.register_attribute(detail::kScopesAttr, c10::DictType::create(c10::StringType::get(), c10::StringType::get()), scopes);
+  if (!graph.example_inputs().empty()) {
+    c10::List<std::vector<int64_t>> shapes;
+    c10::List<int64_t> dtypes;
+    for (const InputSpec& in : graph.example_inputs()) {
+      shapes.push_back(in.shape);
+      dtypes.push_back(static_cast<int64_t>(in.dtype));
+    }
+    root.register_attribute(detail::kInputShapesAttr, c10::ListType::create(c10::ListType::ofInts()), shapes);
+    root.register_attribute(detail::kInputDtypesAttr, c10::ListType::ofInts(), dtypes);
+  }
+}
+
 std::vector<ValueId> tap_values(const Graph& graph, const ExportOptions& options) {
   std::vector<ValueId> taps;
   for (const std::string& name : options.taps) {
@@ -311,6 +337,7 @@ torch::jit::Module export_module(const Graph& graph, const ExportOptions& option
     std::string src = writer.forward("forward", false, taps);
     if (options.record_values) src += "\n" + writer.forward("record_values", true);
     root.define(src, resolver);
+    record_metadata(graph, root);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {

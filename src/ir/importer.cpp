@@ -82,6 +82,7 @@ class Importer {
     auto& fn = torch::jit::toGraphFunction(method->function());
     std::shared_ptr<torch::jit::Graph> g = fn.graph();
 
+    read_saved_metadata();
     Binding self;
     self.kind = Binding::Kind::Module;
     self.module = root_;
@@ -91,7 +92,8 @@ class Importer {
       JitValue* in = g->inputs()[i];
       Binding b;
       b.kind = Binding::Kind::Value;
-      b.value = graph_.add_input(plain_type(in->type()), input_name(in, i));
+      std::string saved = saved_name(in);
+      b.value = graph_.add_input(plain_type(in->type()), saved.empty() ? input_name(in, i) : saved);
       args.push_back(b);
       // A trace records its example input's shape and dtype: shape metadata
       // is then available without asking the user.
@@ -104,6 +106,7 @@ class Importer {
     for (const Binding& b : outs) graph_.add_output(to_arg(b, nullptr));
     // What folded assertions and constant conditions left behind.
     graph_.eliminate_dead_code();
+    if (example.size() != graph_.inputs().size() || example.empty()) example = saved_inputs_;
     if (example.size() == graph_.inputs().size() && !example.empty()) graph_.set_example_inputs(example);
     graph_.lint();
     return std::move(graph_);
@@ -144,6 +147,45 @@ class Importer {
   ValueId latest(ValueId v) const {
     for (auto it = newer_.find(v); it != newer_.end(); it = newer_.find(v)) v = it->second;
     return v;
+  }
+
+  // A model this toolkit exported carries its value names, scopes and
+  // example inputs as attributes of the root (its forward is flat).
+  void read_saved_metadata() {
+    auto dict = [&](const char* name, std::map<std::string, std::string>& out) {
+      if (!root_.hasattr(name) || !root_.attr(name).isGenericDict()) return;
+      for (const auto& kv : root_.attr(name).toGenericDict())
+        if (kv.key().isString() && kv.value().isString()) out[kv.key().toStringRef()] = kv.value().toStringRef();
+    };
+    dict(detail::kValueNamesAttr, saved_names_);
+    dict(detail::kScopesAttr, saved_scopes_);
+    if (root_.hasattr(detail::kInputShapesAttr) && root_.hasattr(detail::kInputDtypesAttr)) {
+      auto shapes = root_.attr(detail::kInputShapesAttr);
+      auto dtypes = root_.attr(detail::kInputDtypesAttr);
+      if (shapes.isList() && dtypes.isIntList() && shapes.toListRef().size() == dtypes.toIntList().size()) {
+        for (size_t i = 0; i < shapes.toListRef().size(); ++i) {
+          const auto& s = shapes.toListRef()[i];
+          int64_t dtype = dtypes.toIntList().get(i);
+          if (!s.isIntList() || dtype < 0 || dtype >= static_cast<int64_t>(at::ScalarType::NumOptions)) {
+            saved_inputs_.clear();
+            return;
+          }
+          saved_inputs_.push_back(InputSpec{s.toIntVector(), static_cast<at::ScalarType>(dtype)});
+        }
+      }
+    }
+  }
+
+  // The saved name of a value of the root's forward ("" when there is none).
+  std::string saved_name(const JitValue* v) const {
+    if (depth_ > 1 || saved_names_.empty() || !v->hasDebugName()) return "";
+    auto it = saved_names_.find(v->debugName().substr(0, v->debugName().find('.')));
+    return it == saved_names_.end() ? "" : it->second;
+  }
+  std::string saved_scope(const JitValue* v, const std::string& scope) const {
+    if (depth_ > 1 || saved_scopes_.empty() || !v->hasDebugName()) return scope;
+    auto it = saved_scopes_.find(v->debugName().substr(0, v->debugName().find('.')));
+    return it == saved_scopes_.end() ? scope : it->second;
   }
 
   // "x" for a traced input called "x.1"; "input_<i>" when it has no name.
@@ -248,7 +290,8 @@ class Importer {
         if (x.kind == Binding::Kind::Value || x.kind == Binding::Kind::Param) {
           std::map<std::string, std::string> params;
           for (const auto& role : leaf->roles) params[role] = join_path(self.name, role);
-          Node* node = graph_.create_leaf(leaf->kind, self.name, leaf->attrs, std::move(params), to_arg(x, n), scope);
+          Node* node = graph_.create_leaf(leaf->kind, self.name, leaf->attrs, std::move(params), to_arg(x, n),
+                                          saved_scope(n->output(), scope), saved_name(n->output()));
           Binding b;
           b.kind = Binding::Kind::Value;
           b.value = node->output();
@@ -450,7 +493,8 @@ class Importer {
 
     std::vector<c10::TypePtr> types;
     for (JitValue* out : n->outputs()) types.push_back(plain_type(out->type()));
-    Node* node = graph_.create_raw_op(kind, schema, std::move(inputs), types, scope);
+    Node* node = graph_.create_raw_op(kind, schema, std::move(inputs), types, saved_scope(n->output(0), scope),
+                                      n->outputs().size() == 1 ? saved_name(n->output(0)) : "");
     std::vector<Binding> outs;
     for (size_t i = 0; i < n->outputs().size(); ++i) {
       Binding b;
@@ -526,6 +570,8 @@ class Importer {
   Graph graph_;
   int depth_ = 0;
   std::unordered_map<ValueId, std::vector<Binding>> packed_;
+  std::map<std::string, std::string> saved_names_, saved_scopes_;
+  std::vector<InputSpec> saved_inputs_;
   // Value -> the value an in-place op replaced it by (functionalised).
   std::unordered_map<ValueId, ValueId> newer_;
   std::map<std::string, std::optional<RecognizedLeaf>> leaf_cache_;

@@ -51,7 +51,7 @@ EvalResult evaluate(torch::jit::Module& module, const data::TensorDataset& ds, i
     at::Tensor y = ds.labels.narrow(0, s, n);
     at::Tensor logits;
     try {
-      logits = module.forward({x}).toTensor();
+      logits = logits_of(module.forward({x}));
     } catch (const std::exception& e) {
       bad_input("the model cannot run on " + ds.name + " inputs of shape " + c10::str(x.sizes()) + ": " +
                 first_line_of(e));
@@ -125,6 +125,21 @@ std::string latency_to_json(const std::vector<LatencyPoint>& points) {
                  {"p90_ms", p.p90_ms}, {"samples_per_s", p.samples_per_s}});
   }
   return a.dump();
+}
+
+at::Tensor logits_of(const c10::IValue& output, std::vector<at::Tensor>* features) {
+  if (output.isTensor()) return output.toTensor();
+  if (output.isTuple()) {
+    const auto& elems = output.toTupleRef().elements();
+    if (!elems.empty() && elems[0].isTensor()) {
+      for (size_t i = 1; features && i < elems.size(); ++i) {
+        if (!elems[i].isTensor()) bad_input("the model returns a tuple whose element " + std::to_string(i) + " is no tensor");
+        features->push_back(elems[i].toTensor());
+      }
+      return elems[0].toTensor();
+    }
+  }
+  bad_input("the model returns " + output.tagKind() + ", not logits (a tensor, or a tuple starting with one)");
 }
 
 }  // namespace compress::train

@@ -16,8 +16,59 @@ Optimizer::Optimizer(std::vector<NamedTensor> params, OptimizerConfig cfg)
   if (cfg_.nesterov && (cfg_.kind != "sgd" || cfg_.momentum <= 0)) {
     bad_input("optimizer: Nesterov momentum needs sgd with momentum > 0");
   }
+  // Groups: each parameter's learning-rate factor and weight decay, or frozen.
+  std::vector<int> hits(cfg_.groups.size(), 0);
+  std::vector<NamedTensor> trained;
+  for (auto& p : params_) {
+    const ParamGroup* group = nullptr;
+    for (size_t g = 0; g < cfg_.groups.size() && !group; ++g) {
+      for (const auto& pattern : cfg_.groups[g].match) {
+        if (matches_pattern(pattern, p.name)) {
+          group = &cfg_.groups[g];
+          ++hits[g];
+          break;
+        }
+      }
+    }
+    if (group && group->frozen) {
+      p.value.set_requires_grad(false);
+      continue;
+    }
+    double lr = group && group->lr ? *group->lr : cfg_.lr;
+    double wd = group && group->weight_decay ? *group->weight_decay : cfg_.weight_decay;
+    if (!(lr > 0)) bad_input("optimizer: parameter group '" + group->name + "' needs a positive learning rate");
+    if (wd < 0) bad_input("optimizer: parameter group '" + group->name + "' has a negative weight decay");
+    lr_scale_.push_back(lr / cfg_.lr);
+    // An explicit group decay applies to 1-D tensors too; the default keeps decay_1d's rule.
+    weight_decay_.push_back(group && group->weight_decay ? wd : ((p.value.dim() > 1 || cfg_.decay_1d) ? wd : 0.0));
+    trained.push_back(p);
+  }
+  for (size_t g = 0; g < cfg_.groups.size(); ++g)
+    if (!hits[g]) bad_input("optimizer: parameter group '" + cfg_.groups[g].name + "' matches no parameter");
+  params_ = std::move(trained);
   buf1_.resize(params_.size());
   buf2_.resize(params_.size());
+}
+
+bool matches_pattern(const std::string& pattern, const std::string& name) {
+  // Iterative glob with '*' only: backtrack to the last star on a mismatch.
+  size_t p = 0, n = 0, star = std::string::npos, mark = 0;
+  while (n < name.size()) {
+    if (p < pattern.size() && pattern[p] != '*' && pattern[p] == name[n]) {
+      ++p;
+      ++n;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = n;
+    } else if (star != std::string::npos) {
+      p = star + 1;
+      n = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
 }
 
 void Optimizer::zero_grad() {
@@ -26,14 +77,15 @@ void Optimizer::zero_grad() {
   }
 }
 
-void Optimizer::step(double lr) {
+void Optimizer::step(double lr_all) {
   at::NoGradGuard no_grad;
   ++steps_;
   for (size_t i = 0; i < params_.size(); ++i) {
     at::Tensor p = params_[i].value;
     at::Tensor g = p.grad();
     if (!g.defined()) continue;
-    const double wd = (p.dim() > 1 || cfg_.decay_1d) ? cfg_.weight_decay : 0.0;
+    const double wd = weight_decay_[i];
+    const double lr = lr_all * lr_scale_[i];
     if (cfg_.kind == "sgd") {
       if (wd != 0) g = g.add(p, wd);
       if (cfg_.momentum != 0) {

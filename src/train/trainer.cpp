@@ -113,6 +113,7 @@ Trainer::Trainer(torch::jit::Module module, TrainConfig cfg) : module_(std::move
   if (params.empty()) bad_input("the model has no parameters to train");
   for (auto& p : params) p.value.set_requires_grad(true);
   optimizer_ = std::make_unique<Optimizer>(params, cfg_.optimizer);
+  if (optimizer_->params().empty()) bad_input("every parameter of the model is frozen: nothing to train");
 }
 
 void Trainer::save_checkpoint(int64_t epoch, int64_t next_batch, int64_t step, double loss_sum, int64_t correct,
@@ -241,7 +242,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
       // resumed run draws what the uninterrupted one drew.
       seed_torch(data::mix_seed(cfg_.seed, uint64_t(step), 0xD50Full));
 
-      ctx.logits = module_.forward({ctx.inputs}).toTensor();
+      ctx.logits = logits_of(module_.forward({ctx.inputs}), &ctx.features);
       if (loss_fn_) {
         ctx.loss = loss_fn_(ctx);
       } else {

@@ -49,4 +49,9 @@ std::vector<LatencyPoint> measure_latency(torch::jit::Module& module, const std:
                                           const LatencyOptions& opt = {});
 std::string latency_to_json(const std::vector<LatencyPoint>& points);
 
+// A model's output as logits: the tensor itself, or the first element of a
+// tuple (logits, features...) whose other tensors go to `features`.
+// Error(BadInput) for anything else.
+at::Tensor logits_of(const c10::IValue& output, std::vector<at::Tensor>* features = nullptr);
+
 }  // namespace compress::train

@@ -3,12 +3,28 @@
 // rather than taken from torch::optim so the toolkit only needs
 // <torch/script.h>; the update rules follow PyTorch's documented ones.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
 
 namespace compress::train {
+
+// Parameters with settings of their own, chosen by state_dict name. A
+// pattern is an exact name or a glob with '*' ("layer1.*", "*.scale").
+// A parameter belongs to the first group with a matching pattern, else to
+// the default group (the config's own lr and weight_decay).
+struct ParamGroup {
+  std::string name;                  // for messages
+  std::vector<std::string> match;    // patterns
+  bool frozen = false;               // not trained: no gradient, no update
+  std::optional<double> lr;          // base learning rate; the schedule scales it like the default
+  std::optional<double> weight_decay;
+};
+
+// Whether `name` matches a group pattern (exact, or '*' globs).
+bool matches_pattern(const std::string& pattern, const std::string& name);
 
 struct OptimizerConfig {
   std::string kind = "sgd";  // sgd | adam | adamw
@@ -20,6 +36,7 @@ struct OptimizerConfig {
   // Weight decay on 1-D tensors (biases, norm scales) usually hurts and is
   // off unless asked for.
   bool decay_1d = false;
+  std::vector<ParamGroup> groups;  // empty: every parameter in the default group
 };
 
 struct NamedTensor {
@@ -29,6 +46,8 @@ struct NamedTensor {
 
 class Optimizer {
  public:
+  // Frozen parameters (see ParamGroup) are set to requires_grad=false and
+  // left out. Error(BadInput) when a group matches no parameter.
   Optimizer(std::vector<NamedTensor> params, OptimizerConfig cfg);
 
   // One update with learning rate `lr`; parameters without a gradient are skipped.
@@ -49,6 +68,7 @@ class Optimizer {
   std::vector<NamedTensor> params_;
   OptimizerConfig cfg_;
   std::vector<at::Tensor> buf1_, buf2_;  // sgd: momentum; adam: first and second moments
+  std::vector<double> lr_scale_, weight_decay_;  // per parameter, from its group
   int64_t steps_ = 0;
 };
 

@@ -47,6 +47,9 @@ struct StepContext {
   int64_t epoch = 0, batch = 0, step = 0, total_steps = 0;
   double lr = 0;
   at::Tensor inputs, labels, logits, loss;
+  // When the module's forward returns a tuple (logits, features...), e.g. an
+  // export with taps: the tensors after the logits, in order.
+  std::vector<at::Tensor> features;
 };
 
 struct EpochStats {
@@ -77,7 +80,8 @@ class Trainer {
   Trainer(torch::jit::Module module, TrainConfig cfg);
 
   void add_callback(std::shared_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
-  // Replaces the cross-entropy loss (e.g. distillation); gets the context with logits set.
+  // Replaces the cross-entropy loss (e.g. distillation, feature losses); gets
+  // the context with logits (and features) set.
   void set_loss(std::function<at::Tensor(StepContext&)> fn) { loss_fn_ = std::move(fn); }
 
   TrainResult fit(const data::TensorDataset& train, const data::TensorDataset* val = nullptr);
