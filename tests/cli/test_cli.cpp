@@ -115,7 +115,7 @@ TEST_CASE("inspect lists the ops it carries through", "[cli]") {
   CHECK(has_attention);
 }
 
-TEST_CASE("convert without options is the identity; with --fold-bn it stays within 1e-5", "[cli]") {
+TEST_CASE("convert without options is the identity, with --fold-bn it stays within 1e-5", "[cli]") {
   std::string out = scratch_dir() + "/resnet18.converted.pt";
   std::string folded = scratch_dir() + "/resnet18.folded.pt";
   fs::remove(out);
@@ -124,7 +124,8 @@ TEST_CASE("convert without options is the identity; with --fold-bn it stays with
   REQUIRE(r.code == 0);
   r = run("convert " + fixture("resnet18.pt") + " -o " + folded + " --fold-bn --strip-dropout");
   REQUIRE(r.code == 0);
-  CHECK(r.out.find("20 batch norm(s) folded") != std::string::npos);
+  CHECK(r.out.find("fold_batch_norm: 20 changed, 0 left alone") != std::string::npos);
+  CHECK(r.out.find("strip_dropout: 0 changed") != std::string::npos);
 
   at::Tensor x = compress::testing::load_fixture_tensor("resnet18.input.pt");
   torch::NoGradGuard no_grad;
@@ -142,6 +143,28 @@ TEST_CASE("convert without options is the identity; with --fold-bn it stays with
   for (const auto& p : with_folding.named_buffers()) bn_count += p.name.find("running_mean") != std::string::npos;
   CHECK(bn_count == 0);
   CHECK(no_temporaries_left());
+}
+
+TEST_CASE("convert runs passes by name with JSON options and lists them", "[cli][passes]") {
+  auto r = run("convert --list-passes");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("fold_batch_norm  {\"linear\":true}") != std::string::npos);
+  CHECK(r.out.find("strip_dropout") != std::string::npos);
+  std::string out = scratch_dir() + "/mobilenet_v2.passes.pt";
+  fs::remove(out);
+  r = run("convert " + fixture("mobilenet_v2.pt") + " -o " + out + " --pass 'fold_batch_norm={\"linear\": false}' --pass strip_dropout");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("fold_batch_norm: 52 changed") != std::string::npos);
+  CHECK(r.out.find("strip_dropout: 1 changed") != std::string::npos);
+  CHECK(fs::exists(out));
+  fs::remove(out);
+  check_bad_input(run("convert " + fixture("mobilenet_v2.pt") + " -o " + out + " --pass fold_bn"),
+                  "unknown pass 'fold_bn'");
+  check_bad_input(run("convert " + fixture("mobilenet_v2.pt") + " -o " + out + " --pass 'fold_batch_norm={\"linear\": 1}'"),
+                  "fold_batch_norm.linear: expected a boolean");
+  check_bad_input(run("convert " + fixture("mobilenet_v2.pt") + " -o " + out + " --pass 'strip_dropout={'"),
+                  "--pass strip_dropout: the options after '=' are not valid JSON");
+  CHECK_FALSE(fs::exists(out));
 }
 
 TEST_CASE("bad input: a missing file", "[cli][bad-input]") {

@@ -172,7 +172,7 @@ TEST_CASE("an op inserted after every conv exports and gives identical outputs",
   }
 }
 
-TEST_CASE("node handles stay valid across insertions and erasures; use-lists stay exact", "[ir][handles]") {
+TEST_CASE("node handles stay valid across insertions and erasures, use-lists stay exact", "[ir][handles]") {
   Graph g = import_module(load_eval("resnet18"));
   auto nodes = g.node_list();
   Node* first = nodes.front();

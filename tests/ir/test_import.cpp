@@ -11,23 +11,13 @@
 #include "compress/ir/import.h"
 #include "compress/passes/fold_batch_norm.h"
 #include "compress/passes/strip_dropout.h"
+#include "make_module.h"
 #include "test_util.h"
 
 using namespace compress;
+using compress::testing::make_module;
 
 namespace {
-
-// A submodule of class `type_name` with the given tensors and forward source.
-torch::jit::Module make_module(const std::string& type_name, const std::map<std::string, at::Tensor>& params,
-                               const std::string& source, const std::map<std::string, at::Tensor>& buffers = {}) {
-  auto cu = std::make_shared<torch::jit::CompilationUnit>();
-  torch::jit::Module m(c10::QualifiedName(type_name), cu, true);
-  m.register_attribute("training", c10::BoolType::get(), false);
-  for (const auto& kv : params) m.register_parameter(kv.first, kv.second, false);
-  for (const auto& kv : buffers) m.register_parameter(kv.first, kv.second, true);
-  if (!source.empty()) m.define(source);
-  return m;
-}
 
 torch::jit::Module conv_bn_dropout_model() {
   torch::manual_seed(1);

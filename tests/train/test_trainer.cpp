@@ -187,3 +187,79 @@ TEST_CASE("a validation set is evaluated each epoch", "[trainer]") {
   CHECK(r.history[1].val->count == 64);
   CHECK(r.history[1].val->top1 > 0.5);
 }
+
+TEST_CASE("parameter groups: a frozen group stays put, a group's own learning rate applies", "[trainer][groups]") {
+  auto data = tiny::blobs(128, 8);
+  auto m = tiny::make_model(4);
+  auto cfg = small_config(2);
+  cfg.epochs = 1;
+  cfg.optimizer.groups = {ParamGroup{"first layer", {"w1", "b1"}, true, std::nullopt, std::nullopt}};
+  at::Tensor w1 = m.attr("w1").toTensor().clone(), w2 = m.attr("w2").toTensor().clone();
+  Trainer(m, cfg).fit(data);
+  CHECK(at::equal(m.attr("w1").toTensor(), w1));
+  CHECK_FALSE(m.attr("w1").toTensor().requires_grad());
+  CHECK_FALSE(at::equal(m.attr("w2").toTensor(), w2));
+
+  // One plain SGD step: the group's parameter moves by its own rate.
+  at::Tensor a = at::ones({4}), b = at::ones({4});
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  OptimizerConfig oc;
+  oc.lr = 0.1;
+  oc.momentum = 0;
+  oc.groups = {ParamGroup{"scales", {"*.scale"}, false, 0.01, std::nullopt}};
+  Optimizer opt({{"layer.weight", a}, {"layer.scale", b}}, oc);
+  (a.sum() + b.sum()).backward();
+  opt.step(0.1);
+  CHECK(at::allclose(a, at::full({4}, 0.9)));
+  CHECK(at::allclose(b, at::full({4}, 0.99)));
+
+  oc.groups = {ParamGroup{"typo", {"*.scael"}, false, std::nullopt, std::nullopt}};
+  CHECK_THROWS_WITH(Optimizer({{"layer.scale", b}}, oc), Catch::Contains("group 'typo' matches no parameter"));
+  cfg.optimizer.groups = {ParamGroup{"all", {"*"}, true, std::nullopt, std::nullopt}};
+  CHECK_THROWS_WITH(Trainer(tiny::make_model(4), cfg), Catch::Contains("every parameter of the model is frozen"));
+}
+
+TEST_CASE("group patterns: exact names and '*' globs", "[trainer][groups]") {
+  CHECK(matches_pattern("fc.weight", "fc.weight"));
+  CHECK_FALSE(matches_pattern("fc.weight", "fc.weight2"));
+  CHECK(matches_pattern("layer1.*", "layer1.0.conv1.weight"));
+  CHECK_FALSE(matches_pattern("layer1.*", "layer10.0.conv1.weight"));
+  CHECK(matches_pattern("*.bn*.weight", "layer1.0.bn2.weight"));
+  CHECK(matches_pattern("*", "anything"));
+  CHECK_FALSE(matches_pattern("*.scale", "scale"));
+}
+
+TEST_CASE("a model returning (logits, features) trains with a loss on its features", "[trainer][features]") {
+  auto data = tiny::blobs(128, 9);
+  auto m = tiny::make_model(5);
+  // The same model, also returning its hidden layer (what an export with taps gives).
+  m.define(R"(
+def with_features(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    h = torch.relu(torch.linear(x, self.w1, self.b1))
+    return (torch.linear(h, self.w2, self.b2), h)
+)");
+  torch::jit::Module wrapper("__torch__.Wrapper");
+  wrapper.register_attribute("training", c10::BoolType::get(), true);
+  wrapper.register_module("inner", m);
+  wrapper.define("def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:\n    return self.inner.with_features(x)\n");
+  auto cfg = small_config(3);
+  cfg.epochs = 2;
+  Trainer t(wrapper, cfg);
+  int64_t seen = 0;
+  double first_penalty = -1, last_penalty = -1;
+  t.set_loss([&](StepContext& ctx) {
+    REQUIRE(ctx.features.size() == 1);
+    CHECK(ctx.features[0].size(1) == 16);
+    at::Tensor penalty = ctx.features[0].pow(2).mean();
+    if (first_penalty < 0) first_penalty = penalty.item<double>();
+    last_penalty = penalty.item<double>();
+    ++seen;
+    return at::cross_entropy_loss(ctx.logits, ctx.labels) + 1.0 * penalty;
+  });
+  auto r = t.fit(data);
+  CHECK(seen == r.steps);
+  CHECK(last_penalty < first_penalty);
+  // Evaluation reads the logits from the tuple.
+  CHECK(evaluate(wrapper, data).top1 > 0.5);
+}
