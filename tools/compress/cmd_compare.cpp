@@ -37,6 +37,7 @@ int cmd_compare(int argc, char** argv) {
       ("b", "second model", cxxopts::value<std::string>())
       ("input-shape", "input shape, e.g. 1,3,224,224", cxxopts::value<std::string>())
       ("seed", "seed of the random input", cxxopts::value<uint64_t>()->default_value("0"))
+      ("train", "run both in training mode (batch norm on batch statistics, dropout drawn from the same seed)")
       ("json", "print JSON")
       ("h,help", "show this help");
   options.parse_positional({"a", "b"});
@@ -50,13 +51,16 @@ int cmd_compare(int argc, char** argv) {
   Shape shape = parse_shape(args["input-shape"].as<std::string>(), "--input-shape");
   const std::string pa = args["a"].as<std::string>(), pb = args["b"].as<std::string>();
   torch::jit::Module a = load_module(pa), b = load_module(pb);
-  a.eval();
-  b.eval();
-  at::manual_seed(args["seed"].as<uint64_t>());
+  const bool train = args.count("train") != 0;
+  a.train(train);
+  b.train(train);
+  const uint64_t seed = args["seed"].as<uint64_t>();
+  at::manual_seed(seed);
   at::Tensor x = at::randn(shape);
   torch::NoGradGuard no_grad;
   auto run = [&](torch::jit::Module& m, const std::string& path) {
     try {
+      at::manual_seed(seed + 1);  // the same dropout masks for both
       return output_tensors(m.forward({x}));
     } catch (const std::exception& e) {
       bad_input(path + ": input shape " + shape_to_string(shape) + " does not fit the model: " + first_line_of(e));
