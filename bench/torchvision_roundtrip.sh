@@ -20,7 +20,11 @@ for n in "${names[@]}"; do
   "$cli" convert "$work/$n.pt" -o "$work/$n.roundtrip.pt" -q
   diff=$(OMP_NUM_THREADS=1 "$cli" compare "$work/$n.pt" "$work/$n.roundtrip.pt" --input-shape 1,3,$s,$s --json |
          /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["max_abs_diff"])')
-  train=$(OMP_NUM_THREADS=1 "$cli" compare "$work/$n.pt" "$work/$n.roundtrip.pt" --input-shape 2,3,$s,$s --train --json |
+  # Training mode: a model traced in training mode (the trace bakes the mode
+  # in) against its round trip switched to train(), same dropout seed.
+  [ -f "$work/$n.train.pt" ] || /usr/bin/python3 "$root/tests/fixtures/trace_torchvision.py" "$work" --train "$n" >/dev/null 2>&1
+  "$cli" convert "$work/$n.train.pt" -o "$work/$n.train.roundtrip.pt" -q
+  train=$(OMP_NUM_THREADS=1 "$cli" compare "$work/$n.train.pt" "$work/$n.train.roundtrip.pt" --input-shape 2,3,$s,$s --train --json |
          /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["max_abs_diff"])')
   "$cli" inspect "$work/$n.pt" --input-shape 1,3,$s,$s --json > "$work/$n.json"
   /usr/bin/python3 - "$work/$n.json" "$n" "$diff" "$train" <<'PY'
