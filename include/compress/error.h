@@ -3,6 +3,7 @@
 // and where (file, node, parameter, field); the CLI prints what() as one line.
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace compress {
 
@@ -28,5 +29,9 @@ class Error : public std::runtime_error {
 // The first line of a LibTorch / c10 error message, without its C++ backtrace,
 // so that it can be shown to a user inside one line of our own.
 std::string first_line_of(const std::exception& e);
+
+// The candidate closest to `name` by edit distance ("" when there is none),
+// for "did you mean ...?" in messages about misspelt names.
+std::string closest_name(const std::string& name, const std::vector<std::string>& candidates);
 
 }  // namespace compress

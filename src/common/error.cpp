@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "compress/error.h"
 
 #include <c10/util/Exception.h>
@@ -38,6 +39,31 @@ std::string first_line_of(const std::exception& e) {
   size_t at = line.find(" (Exception raised from");
   if (at != std::string::npos) line.erase(at);
   return line;
+}
+
+std::string closest_name(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = std::string::npos;
+  std::vector<size_t> row;
+  for (const std::string& c : candidates) {
+    // Levenshtein distance, one row at a time.
+    row.assign(c.size() + 1, 0);
+    for (size_t j = 0; j <= c.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= name.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= c.size(); ++j) {
+        size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (name[i - 1] == c[j - 1] ? 0 : 1)});
+        diag = up;
+      }
+    }
+    if (row[c.size()] < best_distance) {
+      best_distance = row[c.size()];
+      best = c;
+    }
+  }
+  return best;
 }
 
 }  // namespace compress

@@ -270,34 +270,12 @@ std::optional<ValueId> Graph::find_value(const std::string& name) const {
   return it->second;
 }
 
-namespace {
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-}  // namespace
-
 ValueId Graph::value_named(const std::string& name, const std::string& what) const {
   if (auto v = find_value(name)) return *v;
-  std::string best;
-  size_t best_d = std::string::npos;
-  for (const auto& kv : names_) {
-    size_t d = edit_distance(name, kv.first);
-    if (d < best_d) {
-      best_d = d;
-      best = kv.first;
-    }
-  }
+  std::vector<std::string> known;
+  known.reserve(names_.size());
+  for (const auto& kv : names_) known.push_back(kv.first);
+  std::string best = closest_name(name, known);
   std::string hint = best.empty() ? "" : " (did you mean '" + best + "'? `compress inspect --graph` lists the names)";
   bad_input(what + " '" + name + "' is not a value of the model" + hint);
 }

@@ -37,55 +37,41 @@ bool runnable_prim(c10::Symbol s) {
   return std::find(std::begin(ok), std::end(ok), s) != std::end(ok);
 }
 
-// What a computed IValue is remembered as.
-c10::IValue skeleton(const c10::IValue& v) {
-  if (v.isTensor()) {
-    const at::Tensor& t = v.toTensor();
-    if (!t.defined() || t.numel() <= kKeepByValue) return t.defined() ? c10::IValue(t.detach().clone()) : v;
-    return at::zeros({}, t.options().requires_grad(false)).expand(t.sizes());
-  }
+// The IValue with every tensor in it replaced by fn(tensor).
+template <typename F>
+c10::IValue map_tensors(const c10::IValue& v, const F& fn) {
+  if (v.isTensor()) return v.toTensor().defined() ? c10::IValue(fn(v.toTensor())) : v;
   if (v.isTensorList()) {
     c10::List<at::Tensor> out;
-    for (const at::Tensor& t : v.toTensorList()) out.push_back(skeleton(t).toTensor());
+    for (const at::Tensor& t : v.toTensorList()) out.push_back(fn(t));
     return out;
   }
   if (v.isList()) {
     auto list = v.toList();
     c10::impl::GenericList out(list.elementType());
-    for (size_t i = 0; i < list.size(); ++i) out.push_back(skeleton(list.get(i)));
+    for (size_t i = 0; i < list.size(); ++i) out.push_back(map_tensors(list.get(i), fn));
     return out;
   }
   if (v.isTuple()) {
     std::vector<c10::IValue> elems;
-    for (const auto& e : v.toTupleRef().elements()) elems.push_back(skeleton(e));
+    for (const auto& e : v.toTupleRef().elements()) elems.push_back(map_tensors(e, fn));
     return c10::ivalue::Tuple::create(std::move(elems));
   }
   return v;
 }
 
+// What a computed IValue is remembered as: small tensors by value, others
+// as zero-strided zeros of their shape (no memory).
+c10::IValue skeleton(const c10::IValue& v) {
+  return map_tensors(v, [](const at::Tensor& t) {
+    if (t.numel() <= kKeepByValue) return t.detach().clone();
+    return at::zeros({}, t.options().requires_grad(false)).expand(t.sizes());
+  });
+}
+
 // Real (writable, contiguous) tensors from a skeleton.
 c10::IValue materialise(const c10::IValue& v) {
-  if (v.isTensor()) {
-    const at::Tensor& t = v.toTensor();
-    return t.defined() ? c10::IValue(t.contiguous()) : v;
-  }
-  if (v.isTensorList()) {
-    c10::List<at::Tensor> out;
-    for (const at::Tensor& t : v.toTensorList()) out.push_back(t.contiguous());
-    return out;
-  }
-  if (v.isList()) {
-    auto list = v.toList();
-    c10::impl::GenericList out(list.elementType());
-    for (size_t i = 0; i < list.size(); ++i) out.push_back(materialise(list.get(i)));
-    return out;
-  }
-  if (v.isTuple()) {
-    std::vector<c10::IValue> elems;
-    for (const auto& e : v.toTupleRef().elements()) elems.push_back(materialise(e));
-    return c10::ivalue::Tuple::create(std::move(elems));
-  }
-  return v;
+  return map_tensors(v, [](const at::Tensor& t) { return t.contiguous(); });
 }
 
 std::string describe_ivalue(const c10::IValue& v) {

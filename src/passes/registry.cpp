@@ -11,34 +11,6 @@ std::map<std::string, PassInfo>& passes() {
   return table;
 }
 
-size_t distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-std::string closest(const std::string& name, const std::vector<std::string>& known) {
-  std::string best;
-  size_t best_d = std::string::npos;
-  for (const auto& k : known) {
-    size_t d = distance(name, k);
-    if (d < best_d) {
-      best_d = d;
-      best = k;
-    }
-  }
-  return best;
-}
-
 bool same_kind(const nlohmann::json& a, const nlohmann::json& b) {
   if (a.is_number() && b.is_number()) return !(a.is_number_integer() && b.is_number_float());
   return a.type() == b.type();
@@ -65,7 +37,7 @@ std::vector<std::string> pass_names() {
 const PassInfo& pass_info(const std::string& name) {
   auto it = passes().find(name);
   if (it == passes().end()) {
-    std::string best = closest(name, pass_names());
+    std::string best = closest_name(name, pass_names());
     bad_input("unknown pass '" + name + "'" + (best.empty() ? "" : " (did you mean '" + best + "'?)"));
   }
   return it->second;
@@ -79,7 +51,7 @@ PassResult run_pass(Graph& graph, const std::string& name, const nlohmann::json&
   for (const auto& kv : info.default_options.items()) known.push_back(kv.key());
   for (const auto& kv : options.items()) {
     if (!info.default_options.contains(kv.key())) {
-      std::string best = closest(kv.key(), known);
+      std::string best = closest_name(kv.key(), known);
       bad_input(name + "." + kv.key() + ": unknown option" + (best.empty() ? " (the pass takes none)" : " (did you mean '" + best + "'?)"));
     }
     if (!same_kind(info.default_options[kv.key()], kv.value()))
