@@ -11,6 +11,7 @@
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/ir/import.h"
+#include "compress/pruning/groups.h"
 #include "format.h"
 
 namespace compress::cli {
@@ -25,6 +26,7 @@ int cmd_inspect(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("input-dtype", "input dtype: float or int64", cxxopts::value<std::string>()->default_value("float"))
       ("json", "print a JSON document instead of a table")
+      ("groups", "print the pruning dependency groups (channels that shrink together) instead")
       ("graph", "also print the imported graph, one node a line, values by name (the names options and recipes use)")
       ("h,help", "show this help");
   options.parse_positional({"model"});
@@ -57,6 +59,10 @@ int cmd_inspect(int argc, char** argv) {
   if (shapes.empty() && graph.example_inputs().empty() && !graph.inputs().empty())
     bad_input("--input-shape is required: " + path + " does not record its input shape (e.g. --input-shape 1,3,224,224)");
   ModelProfile prof = shapes.empty() ? profile_model(graph) : profile_model(graph, shapes, dtype);
+  if (args.count("groups")) {
+    std::cout << pruning::describe_groups(pruning::analyze_groups(graph));
+    return 0;
+  }
 
   if (args.count("json")) {
     nlohmann::json j = profile_to_json(prof, path);

@@ -6,6 +6,7 @@ namespace compress::cli {
 
 int cmd_inspect(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
+int cmd_prune(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_train(int argc, char** argv);

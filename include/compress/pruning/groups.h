@@ -1,0 +1,56 @@
+#pragma once
+// Dependency groups for structured pruning: the sets of channels that must
+// shrink together, found by following every channel from the layer that
+// makes it (a convolution, linear layer or embedding) through everything
+// that passes it on (batch/layer norm, activations, pooling, residual adds,
+// squeeze-excitation multiplies, concatenation, flatten) to every layer that
+// reads it. A group is removed channel by channel in all its places at once.
+//
+// What the analysis cannot follow it never guesses: an op whose channel rule
+// is unknown (a view, a permute, a custom op), a value the model returns, a
+// module called twice, a grouped (non-depthwise) convolution, attention —
+// each freezes the groups it touches, with the reason. docs/pruning.md.
+#include <string>
+#include <vector>
+
+#include "compress/ir/graph.h"
+
+namespace compress::pruning {
+
+// One place a group's channels appear: dimension `dim` of parameter `param`
+// (a state_dict name). Channel c of the group occupies indices
+// [offset + c * stride, offset + (c + 1) * stride) of that dimension (stride
+// > 1 where a flatten spread each channel over its spatial positions).
+struct ChannelSlice {
+  enum class Role { Out, In, Through };
+  std::string param;
+  int dim = 0;
+  int64_t offset = 0;
+  int64_t stride = 1;
+  Role role = Role::Out;
+  const Node* leaf = nullptr;  // the leaf that owns the parameter
+};
+
+struct Group {
+  std::string name;    // the first producing layer's module path ("layer1.0.conv1")
+  int64_t width = 0;   // channels
+  std::vector<ChannelSlice> slices;
+  std::vector<const Node*> producers;  // leaves that make these channels
+  std::vector<std::string> members;    // every module with a slice, in graph order
+  bool frozen = false;
+  std::string frozen_reason;           // first reason it may not shrink
+};
+
+struct GroupAnalysis {
+  std::vector<Group> groups;  // graph order of their first producer
+  // Index of a group by name, or -1.
+  int find(const std::string& name) const;
+};
+
+// Needs the graph's example inputs (shapes decide how flatten spreads channels).
+GroupAnalysis analyze_groups(const Graph& graph);
+
+// "layer1.0.conv1  64 ch  [frozen: returned by the model]  members: ..." per group.
+std::string describe_groups(const GroupAnalysis& analysis);
+
+}  // namespace compress::pruning

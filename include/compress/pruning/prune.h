@@ -1,0 +1,65 @@
+#pragma once
+// Structured pruning: score each group's channels, choose how many to keep
+// under a budget, and remove the others physically from every parameter of
+// the group, so the exported model is smaller and faster (no masks).
+//
+//   pruning::PruneOptions o;
+//   o.target_macs = 0.5;                       // keep at most half the MACs
+//   pruning::PruneResult r = pruning::prune(graph, o);
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/ir/graph.h"
+#include "compress/pruning/groups.h"
+
+namespace compress::pruning {
+
+enum class Criterion { L1, L2, BatchNorm, Fpgm, Random };
+// "l1" | "l2" | "bn" | "fpgm" | "random"; Error(BadInput) otherwise.
+Criterion parse_criterion(const std::string& name);
+const char* criterion_name(Criterion c);
+
+struct PruneOptions {
+  // Budget: exactly one of these.
+  std::optional<double> ratio;         // remove this fraction of every prunable group, in (0, 1)
+  std::optional<double> target_macs;   // keep at most this fraction of the MACs, in (0, 1)
+  std::map<std::string, double> ratios;  // a ratio per group, by group name
+  Criterion criterion = Criterion::L1;
+  bool global = false;        // rank channels across groups (scores normalised per group)
+  int64_t round_to = 1;       // kept widths are multiples of this (or the whole group)
+  int64_t min_channels = 1;   // no group shrinks below this
+  std::vector<std::string> ignore;  // group names or member modules to leave alone
+  uint64_t seed = 0;          // for `random`
+
+  nlohmann::json to_json() const;
+};
+
+struct GroupChange {
+  std::string name;
+  int64_t before = 0, after = 0;
+  std::vector<std::string> members;
+};
+
+struct PruneResult {
+  int64_t macs_before = 0, macs_after = 0;
+  int64_t params_before = 0, params_after = 0;
+  std::vector<GroupChange> changes;        // groups that shrank
+  std::vector<std::string> frozen;         // "name: reason"
+  double ratio_used = 0;                   // the uniform or global fraction a MACs budget found
+  nlohmann::json to_json() const;
+};
+
+// Per-channel importance of each group (one vector per group, `width` long).
+std::vector<std::vector<double>> channel_importance(const Graph& graph, const GroupAnalysis& analysis,
+                                                    const PruneOptions& options);
+
+// Prunes in place. Error(BadInput) for an impossible budget (names how far
+// it gets), an unknown group name in `ratios` or `ignore`, ratios outside
+// (0, 1), no budget or two.
+PruneResult prune(Graph& graph, const PruneOptions& options);
+
+}  // namespace compress::pruning

@@ -1,0 +1,488 @@
+// Dependency groups: a walk over the graph in order that gives every tensor
+// value a channel layout (which dimension carries channels, and which
+// "channel spaces" fill it, in order), unifies spaces that ops couple, and
+// records where each space's channels sit in the parameters.
+#include "compress/pruning/groups.h"
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "compress/error.h"
+#include "compress/ir/leaf.h"
+
+namespace compress::pruning {
+
+int GroupAnalysis::find(const std::string& name) const {
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (groups[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+namespace {
+
+// A run of channels of one space inside a value's channel dimension; each
+// channel spans `stride` consecutive positions.
+struct Segment {
+  int space = -1;
+  int64_t length = 0;
+  int64_t stride = 1;
+};
+
+struct Layout {
+  int dim = 1;  // non-negative: the channel dimension of the value
+  std::vector<Segment> segments;
+};
+
+struct Space {
+  int parent = -1;
+  int64_t length = 0;
+  bool frozen = false;
+  std::string reason;
+  std::vector<ChannelSlice> slices;
+  std::vector<const Node*> producers;
+};
+
+class Analyzer {
+ public:
+  explicit Analyzer(const Graph& g) : g_(g) {}
+
+  GroupAnalysis run() {
+    if (g_.example_inputs().empty() && !g_.inputs().empty())
+      bad_input("pruning needs the model's input shape (e.g. --input-shape 1,3,224,224)");
+    g_.infer_shapes();
+    count_calls();
+    for (ValueId v : g_.inputs()) {
+      if (!g_.value(v).is_tensor() || rank(v) < 2) continue;
+      int s = new_space(g_.shape(v)[1]);
+      freeze(s, "the model's input channels");
+      layouts_[v] = Layout{1, {Segment{s, g_.shape(v)[1], 1}}};
+    }
+    for (const Node& n : g_.nodes()) visit(n);
+    for (const Arg& a : g_.outputs())
+      if (a.is_value()) freeze_value(a.value, "returned by the model");
+    return collect();
+  }
+
+ private:
+  // ---- spaces (union-find) ----
+  int new_space(int64_t length) {
+    Space s;
+    s.parent = static_cast<int>(spaces_.size());
+    s.length = length;
+    spaces_.push_back(s);
+    return s.parent;
+  }
+  int root(int s) {
+    while (spaces_[s].parent != s) s = spaces_[s].parent = spaces_[spaces_[s].parent].parent;
+    return s;
+  }
+  void freeze(int s, const std::string& why) {
+    Space& r = spaces_[root(s)];
+    if (!r.frozen) r.reason = why;
+    r.frozen = true;
+  }
+  void unite(int a, int b, const Node& where) {
+    a = root(a);
+    b = root(b);
+    if (a == b) return;
+    if (spaces_[a].length != spaces_[b].length) {
+      freeze(a, "channel counts disagree at " + where.describe());
+      freeze(b, "channel counts disagree at " + where.describe());
+      return;
+    }
+    Space& keep = spaces_[a];
+    Space& gone = spaces_[b];
+    gone.parent = a;
+    if (gone.frozen && !keep.frozen) keep.reason = gone.reason;
+    keep.frozen |= gone.frozen;
+    keep.slices.insert(keep.slices.end(), gone.slices.begin(), gone.slices.end());
+    keep.producers.insert(keep.producers.end(), gone.producers.begin(), gone.producers.end());
+  }
+
+  // ---- layouts ----
+  const Layout* layout(const Arg& a) const {
+    if (!a.is_value()) return nullptr;
+    auto it = layouts_.find(a.value);
+    return it == layouts_.end() ? nullptr : &it->second;
+  }
+  size_t rank(ValueId v) const { return g_.shape(v).size(); }
+  void freeze_layout(const Layout& l, const std::string& why) {
+    for (const Segment& s : l.segments) freeze(s.space, why);
+  }
+  void freeze_value(ValueId v, const std::string& why) {
+    auto it = layouts_.find(v);
+    if (it != layouts_.end()) freeze_layout(it->second, why);
+  }
+  void freeze_inputs(const Node& n, const std::string& why) {
+    for (const Arg& a : n.inputs())
+      if (const Layout* l = layout(a)) freeze_layout(*l, why);
+    for (const Arg& a : n.inputs()) {
+      // A list of tensors carries its elements' channels.
+      if (!a.is_value()) continue;
+      auto it = lists_.find(a.value);
+      if (it != lists_.end())
+        for (ValueId e : it->second) freeze_value(e, why);
+    }
+  }
+  // Unifies two layouts segment by segment; freezes both when they are cut differently.
+  bool unify(const Layout& a, const Layout& b, const Node& where) {
+    bool same = a.segments.size() == b.segments.size();
+    for (size_t i = 0; same && i < a.segments.size(); ++i)
+      same = a.segments[i].length == b.segments[i].length && a.segments[i].stride == b.segments[i].stride;
+    if (!same) {
+      freeze_layout(a, "operands cut into channel groups differently at " + where.describe());
+      freeze_layout(b, "operands cut into channel groups differently at " + where.describe());
+      return false;
+    }
+    for (size_t i = 0; i < a.segments.size(); ++i) unite(a.segments[i].space, b.segments[i].space, where);
+    return true;
+  }
+
+  // ---- slices ----
+  void add_slices(const Layout& l, const Node& leaf, const std::string& role, int dim, ChannelSlice::Role kind) {
+    auto it = leaf.params.find(role);
+    if (it == leaf.params.end()) return;
+    int64_t offset = 0;
+    for (const Segment& s : l.segments) {
+      ChannelSlice slice{it->second, dim, offset, s.stride, kind, &leaf};
+      spaces_[root(s.space)].slices.push_back(slice);
+      offset += s.length * s.stride;
+    }
+  }
+  Layout produce(const Node& leaf, int64_t channels, int dim) {
+    int s = new_space(channels);
+    spaces_[s].producers.push_back(&leaf);
+    if (calls_[leaf.module] > 1) freeze(s, leaf.module + " is called more than once");
+    return Layout{dim, {Segment{s, channels, 1}}};
+  }
+
+  void count_calls() {
+    for (const Node& n : g_.nodes())
+      if (n.is_leaf()) ++calls_[n.module];
+  }
+
+  // ---- the walk ----
+  void visit(const Node& n) {
+    if (n.is_leaf()) return visit_leaf(n);
+    const std::string op = n.op_name();
+    if (op == "prim::ListConstruct") {
+      std::vector<ValueId> elems;
+      for (const Arg& a : n.inputs())
+        if (a.is_value() && layouts_.count(a.value)) elems.push_back(a.value);
+      lists_[n.output()] = elems;
+      return;
+    }
+    if (is_shape_query(op)) return;  // reads sizes, not channels
+    if (n.outputs().size() != 1 || !g_.value(n.output()).is_tensor()) return freeze_inputs(n, "read by " + op);
+    const ValueId out = n.output();
+    if (is_unary(op)) return pass_through(n, 0);
+    if (is_binary(op)) return elementwise(n);
+    if (is_pool(op)) return pass_through(n, 0);
+    if (op == "aten::mean" || op == "aten::sum") return reduce(n);
+    if (op == "aten::flatten") return flatten(n);
+    if (op == "aten::view" || op == "aten::reshape") return reshape(n);
+    if (op == "aten::cat") return concat(n);
+    (void)out;
+    freeze_inputs(n, "read by " + op + " (its channel rule is unknown)");
+  }
+
+  static bool is_shape_query(const std::string& op) {
+    return op == "aten::size" || op == "aten::dim" || op == "aten::len" || op == "prim::NumToTensor" ||
+           op == "aten::Int";
+  }
+  static bool is_unary(const std::string& op) {
+    static const std::set<std::string> ops = {
+        "aten::relu", "aten::relu6", "aten::hardtanh", "aten::sigmoid", "aten::hardsigmoid", "aten::hardswish",
+        "aten::silu", "aten::gelu", "aten::tanh", "aten::leaky_relu", "aten::elu", "aten::dropout",
+        "aten::feature_dropout", "aten::alpha_dropout", "aten::clamp", "aten::contiguous", "aten::clone"};
+    return ops.count(op) != 0;
+  }
+  static bool is_binary(const std::string& op) {
+    return op == "aten::add" || op == "aten::sub" || op == "aten::mul" || op == "aten::div";
+  }
+  static bool is_pool(const std::string& op) {
+    return op == "aten::max_pool2d" || op == "aten::avg_pool2d" || op == "aten::adaptive_avg_pool2d" ||
+           op == "aten::adaptive_max_pool2d" || op == "aten::max_pool1d" || op == "aten::avg_pool1d" ||
+           op == "aten::adaptive_avg_pool1d";
+  }
+
+  void pass_through(const Node& n, size_t operand) {
+    if (const Layout* l = layout(n.input(operand))) {
+      if (rank(n.output()) == rank(n.input(operand).value)) layouts_[n.output()] = *l;
+      else freeze_inputs(n, "rank changes at " + n.describe());
+    }
+  }
+
+  // add / sub / mul / div: operands that carry channels at the same
+  // dimension are coupled; one broadcast along it (size 1) is not.
+  void elementwise(const Node& n) {
+    const Layout* found = nullptr;
+    const ValueId out = n.output();
+    for (size_t i = 0; i < 2 && i < n.inputs().size(); ++i) {
+      const Arg& a = n.input(i);
+      if (a.kind == Arg::Kind::Param || (a.kind == Arg::Kind::Constant && a.constant.isTensor())) {
+        at::Tensor t = a.kind == Arg::Kind::Param ? g_.param(a.param) : a.constant.toTensor();
+        if (t.numel() > 1) return freeze_inputs(n, "combined with a fixed tensor at " + n.describe());
+        continue;
+      }
+      const Layout* l = layout(a);
+      if (!l) {
+        // A tensor without channels of its own: fine only if it broadcasts.
+        if (a.is_value() && g_.value(a.value).is_tensor() && found) {
+          const Shape& s = g_.shape(a.value);
+          size_t d = found->dim + s.size() - rank(out);
+          if (s.size() + found->dim >= rank(out) && d < s.size() && s[d] != 1)
+            return freeze_inputs(n, "combined with a tensor of unknown channels at " + n.describe());
+        }
+        continue;
+      }
+      const Shape& s = g_.shape(a.value);
+      if (s.size() != rank(out) || s[l->dim] == 1) continue;  // broadcast along the channels
+      if (!found) found = l;
+      else if (!unify(*found, *l, n)) return;
+    }
+    if (found) layouts_[out] = *found;
+  }
+
+  void reduce(const Node& n) {
+    const Layout* l = layout(n.input(0));
+    if (!l) return;
+    if (n.inputs().size() < 3 || n.input(1).kind != Arg::Kind::Constant || !n.input(1).constant.isIntList())
+      return freeze_inputs(n, "reduced over unknown dimensions at " + n.describe());
+    int64_t r = static_cast<int64_t>(rank(n.input(0).value));
+    bool keepdim = n.input(2).kind == Arg::Kind::Constant && n.input(2).constant.isBool() && n.input(2).constant.toBool();
+    int dim = l->dim;
+    for (int64_t d : n.input(1).constant.toIntVector()) {
+      if (d < 0) d += r;
+      if (d == l->dim) return freeze_inputs(n, "reduced over its channels at " + n.describe());
+      if (d < l->dim && !keepdim) --dim;
+    }
+    Layout out = *l;
+    out.dim = dim;
+    layouts_[n.output()] = out;
+  }
+
+  // Channels at `start` of a flatten spread over the flattened positions after them.
+  void spread(const Node& n, const Layout& l, int64_t start, int64_t end) {
+    const Shape& in = g_.shape(n.input(0).value);
+    if (l.dim < start) {
+      layouts_[n.output()] = l;
+      return;
+    }
+    if (l.dim > end) {
+      Layout out = l;
+      out.dim -= static_cast<int>(end - start);
+      layouts_[n.output()] = out;
+      return;
+    }
+    if (l.dim != start) return freeze_inputs(n, "channels are not the first flattened dimension at " + n.describe());
+    int64_t inner = 1;
+    for (int64_t d = start + 1; d <= end; ++d) inner *= in[d];
+    Layout out = l;
+    for (Segment& s : out.segments) s.stride *= inner;
+    layouts_[n.output()] = out;
+  }
+
+  void flatten(const Node& n) {
+    const Layout* l = layout(n.input(0));
+    if (!l) return;
+    int64_t r = static_cast<int64_t>(rank(n.input(0).value));
+    auto int_arg = [&](size_t i, int64_t dflt) {
+      if (i < n.inputs().size() && n.input(i).kind == Arg::Kind::Constant && n.input(i).constant.isInt()) {
+        int64_t v = n.input(i).constant.toInt();
+        return v < 0 ? v + r : v;
+      }
+      return dflt;
+    };
+    spread(n, *l, int_arg(1, 0), int_arg(2, r - 1));
+  }
+
+  // view/reshape that merges the channel dim with the ones after it (x.view(N, -1)).
+  void reshape(const Node& n) {
+    const Layout* l = layout(n.input(0));
+    if (!l) return;
+    const Shape& in = g_.shape(n.input(0).value);
+    const Shape& out = g_.shape(n.output());
+    bool prefix_kept = out.size() == static_cast<size_t>(l->dim) + 1 &&
+                       std::equal(in.begin(), in.begin() + l->dim, out.begin());
+    if (!prefix_kept) return freeze_inputs(n, "reshaped across its channels at " + n.describe());
+    spread(n, *l, l->dim, static_cast<int64_t>(in.size()) - 1);
+  }
+
+  void concat(const Node& n) {
+    if (!n.input(0).is_value() || !lists_.count(n.input(0).value)) return freeze_inputs(n, "concatenated from an unknown list");
+    const auto& elems = lists_.at(n.input(0).value);
+    Node* list = g_.producer(n.input(0).value);
+    size_t tensors = 0;
+    for (const Arg& a : list->inputs()) tensors += a.is_value() && g_.value(a.value).is_tensor();
+    if (elems.size() != tensors) {
+      for (ValueId e : elems) freeze_value(e, "concatenated with a tensor of unknown channels at " + n.describe());
+      return;
+    }
+    int64_t r = static_cast<int64_t>(rank(n.output()));
+    int64_t dim = n.inputs().size() > 1 && n.input(1).kind == Arg::Kind::Constant ? n.input(1).constant.toInt() : 0;
+    if (dim < 0) dim += r;
+    Layout out{layouts_.at(elems[0]).dim, {}};
+    for (ValueId e : elems) {
+      const Layout& l = layouts_.at(e);
+      if (l.dim != out.dim) {
+        for (ValueId x : elems) freeze_value(x, "concatenated with channels in another dimension at " + n.describe());
+        return;
+      }
+      if (dim == l.dim) {
+        out.segments.insert(out.segments.end(), l.segments.begin(), l.segments.end());
+      } else if (e != elems[0] && !unify(layouts_.at(elems[0]), l, n)) {
+        return;
+      }
+    }
+    if (dim != out.dim) out.segments = layouts_.at(elems[0]).segments;
+    layouts_[n.output()] = out;
+  }
+
+  void visit_leaf(const Node& n) {
+    const Layout* in = layout(n.input(0));
+    const ValueId out = n.output();
+    switch (n.leaf) {
+      case LeafKind::Conv1d:
+      case LeafKind::Conv2d: {
+        const auto& a = std::get<ConvAttrs>(n.attrs);
+        bool depthwise = a.groups > 1 && a.groups == a.in_channels && a.groups == a.out_channels;
+        if (depthwise && in) {
+          // Output channel i is input channel i: the conv passes channels on.
+          add_slices(*in, n, "weight", 0, ChannelSlice::Role::Through);
+          add_slices(*in, n, "bias", 0, ChannelSlice::Role::Through);
+          if (calls_[n.module] > 1) freeze_layout(*in, n.module + " is called more than once");
+          layouts_[out] = *in;
+          return;
+        }
+        if (a.groups > 1) {
+          if (in) freeze_layout(*in, "grouped convolution " + n.module);
+          Layout made = produce(n, a.out_channels, 1);
+          freeze_layout(made, "grouped convolution " + n.module);
+          layouts_[out] = made;
+          return;
+        }
+        if (in) {
+          if (in->dim != 1) freeze_layout(*in, n.module + " reads channels from another dimension");
+          else add_slices(*in, n, "weight", 1, ChannelSlice::Role::In);
+        }
+        Layout made = produce(n, a.out_channels, 1);
+        add_slices(made, n, "weight", 0, ChannelSlice::Role::Out);
+        add_slices(made, n, "bias", 0, ChannelSlice::Role::Out);
+        layouts_[out] = made;
+        return;
+      }
+      case LeafKind::Linear: {
+        const auto& a = std::get<LinearAttrs>(n.attrs);
+        int last = static_cast<int>(rank(out)) - 1;
+        if (in) {
+          if (in->dim != last) freeze_layout(*in, n.module + " reads features from another dimension");
+          else add_slices(*in, n, "weight", 1, ChannelSlice::Role::In);
+        }
+        Layout made = produce(n, a.out_features, last);
+        add_slices(made, n, "weight", 0, ChannelSlice::Role::Out);
+        add_slices(made, n, "bias", 0, ChannelSlice::Role::Out);
+        layouts_[out] = made;
+        return;
+      }
+      case LeafKind::BatchNorm1d:
+      case LeafKind::BatchNorm2d:
+        if (!in) return;
+        if (in->dim != 1) return freeze_layout(*in, n.module + " normalises another dimension");
+        if (n.params.empty()) return freeze_layout(*in, n.module + " has no tensors to shrink with its channels");
+        for (const char* role : {"weight", "bias", "running_mean", "running_var"})
+          add_slices(*in, n, role, 0, ChannelSlice::Role::Through);
+        if (calls_[n.module] > 1) freeze_layout(*in, n.module + " is called more than once");
+        layouts_[out] = *in;
+        return;
+      case LeafKind::LayerNorm: {
+        if (!in) return;
+        const auto& a = std::get<LayerNormAttrs>(n.attrs);
+        if (a.normalized_shape.size() != 1 || in->dim != static_cast<int>(rank(out)) - 1 || !a.affine)
+          return freeze_layout(*in, n.module + " normalises more than the channel dimension");
+        add_slices(*in, n, "weight", 0, ChannelSlice::Role::Through);
+        add_slices(*in, n, "bias", 0, ChannelSlice::Role::Through);
+        if (calls_[n.module] > 1) freeze_layout(*in, n.module + " is called more than once");
+        layouts_[out] = *in;
+        return;
+      }
+      case LeafKind::Dropout:
+        if (in) layouts_[out] = *in;
+        return;
+      case LeafKind::Embedding: {
+        Layout made = produce(n, std::get<EmbeddingAttrs>(n.attrs).embedding_dim, static_cast<int>(rank(out)) - 1);
+        add_slices(made, n, "weight", 1, ChannelSlice::Role::Out);
+        layouts_[out] = made;
+        return;
+      }
+      case LeafKind::MultiheadAttention: {
+        // Heads and the residual stream are not followed yet: keep the
+        // features it reads and makes.
+        if (in) freeze_layout(*in, "attention " + n.module + " (heads are not pruned yet)");
+        Layout made = produce(n, std::get<AttentionAttrs>(n.attrs).embed_dim, static_cast<int>(rank(out)) - 1);
+        freeze_layout(made, "attention " + n.module + " (heads are not pruned yet)");
+        layouts_[out] = made;
+        return;
+      }
+    }
+  }
+
+  GroupAnalysis collect() {
+    GroupAnalysis result;
+    std::unordered_map<int, size_t> index;
+    for (size_t s = 0; s < spaces_.size(); ++s) {
+      int r = root(static_cast<int>(s));
+      if (static_cast<int>(s) != r || spaces_[r].producers.empty()) continue;
+      Space& sp = spaces_[r];
+      std::sort(sp.producers.begin(), sp.producers.end(),
+                [&](const Node* a, const Node* b) { return g_.is_before(a, b); });
+      Group grp;
+      grp.name = sp.producers.front()->module;
+      grp.width = sp.length;
+      grp.slices = sp.slices;
+      grp.producers = sp.producers;
+      grp.frozen = sp.frozen;
+      grp.frozen_reason = sp.reason;
+      std::vector<const Node*> leaves;
+      for (const auto& sl : grp.slices)
+        if (std::find(leaves.begin(), leaves.end(), sl.leaf) == leaves.end()) leaves.push_back(sl.leaf);
+      std::sort(leaves.begin(), leaves.end(), [&](const Node* a, const Node* b) { return g_.is_before(a, b); });
+      for (const Node* l : leaves) grp.members.push_back(l->module);
+      result.groups.push_back(std::move(grp));
+    }
+    std::sort(result.groups.begin(), result.groups.end(), [&](const Group& a, const Group& b) {
+      return g_.is_before(a.producers.front(), b.producers.front());
+    });
+    return result;
+  }
+
+  const Graph& g_;
+  std::vector<Space> spaces_;
+  std::unordered_map<ValueId, Layout> layouts_;
+  std::unordered_map<ValueId, std::vector<ValueId>> lists_;
+  std::unordered_map<std::string, int> calls_;
+};
+
+}  // namespace
+
+GroupAnalysis analyze_groups(const Graph& graph) { return Analyzer(graph).run(); }
+
+std::string describe_groups(const GroupAnalysis& analysis) {
+  std::ostringstream os;
+  size_t prunable = 0;
+  for (const Group& grp : analysis.groups) {
+    prunable += !grp.frozen;
+    os << grp.name << "  " << grp.width << " ch";
+    if (grp.frozen) os << "  [frozen: " << grp.frozen_reason << "]";
+    os << "\n    ";
+    for (size_t i = 0; i < grp.members.size(); ++i) os << (i ? ", " : "") << grp.members[i];
+    os << "\n";
+  }
+  os << analysis.groups.size() << " groups, " << prunable << " prunable\n";
+  return os.str();
+}
+
+}  // namespace compress::pruning

@@ -1,0 +1,362 @@
+#include "compress/pruning/prune.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "compress/analysis/profile.h"
+#include "compress/error.h"
+
+namespace compress::pruning {
+
+Criterion parse_criterion(const std::string& name) {
+  if (name == "l1") return Criterion::L1;
+  if (name == "l2") return Criterion::L2;
+  if (name == "bn") return Criterion::BatchNorm;
+  if (name == "fpgm") return Criterion::Fpgm;
+  if (name == "random") return Criterion::Random;
+  bad_input("unknown pruning criterion '" + name + "' (l1, l2, bn, fpgm or random)");
+}
+
+const char* criterion_name(Criterion c) {
+  switch (c) {
+    case Criterion::L1: return "l1";
+    case Criterion::L2: return "l2";
+    case Criterion::BatchNorm: return "bn";
+    case Criterion::Fpgm: return "fpgm";
+    case Criterion::Random: return "random";
+  }
+  return "?";
+}
+
+nlohmann::json PruneOptions::to_json() const {
+  nlohmann::json j{{"criterion", criterion_name(criterion)}, {"global", global}, {"round_to", round_to},
+                   {"min_channels", min_channels}, {"ignore", ignore}, {"seed", seed}};
+  if (ratio) j["ratio"] = *ratio;
+  if (target_macs) j["target_macs"] = *target_macs;
+  if (!ratios.empty()) j["ratios"] = ratios;
+  return j;
+}
+
+nlohmann::json PruneResult::to_json() const {
+  nlohmann::json groups = nlohmann::json::array();
+  for (const auto& c : changes) groups.push_back({{"name", c.name}, {"before", c.before}, {"after", c.after}, {"members", c.members}});
+  return {{"macs_before", macs_before}, {"macs_after", macs_after}, {"params_before", params_before},
+          {"params_after", params_after}, {"groups", groups}, {"frozen", frozen}, {"ratio_used", ratio_used}};
+}
+
+namespace {
+
+// The slice's part of its tensor, one row per channel.
+at::Tensor rows_of(const Graph& g, const ChannelSlice& s, int64_t width) {
+  const at::Tensor& t = g.param(s.param);
+  return t.narrow(s.dim, s.offset, width * s.stride).movedim(s.dim, 0).reshape({width, -1}).to(at::kDouble);
+}
+
+bool is_weight(const Graph& g, const ChannelSlice& s) { return g.param(s.param).dim() >= 2; }
+
+std::vector<double> to_vector(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+std::vector<double> magnitude(const Graph& g, const Group& grp, bool squared) {
+  at::Tensor total = at::zeros({grp.width}, at::kDouble);
+  for (const ChannelSlice& s : grp.slices) {
+    if (!is_weight(g, s)) continue;
+    at::Tensor rows = rows_of(g, s, grp.width);
+    at::Tensor score = squared ? rows.pow(2).mean(1).sqrt() : rows.abs().mean(1);
+    double mean = score.mean().item<double>();
+    if (mean > 0) total += score / mean;  // each layer counts alike, whatever its scale
+  }
+  return to_vector(total);
+}
+
+std::vector<double> batch_norm_scale(const Graph& g, const Group& grp) {
+  at::Tensor total = at::zeros({grp.width}, at::kDouble);
+  bool found = false;
+  for (const ChannelSlice& s : grp.slices) {
+    bool bn = s.leaf->is_leaf(LeafKind::BatchNorm1d) || s.leaf->is_leaf(LeafKind::BatchNorm2d);
+    if (!bn || s.param != s.leaf->params.at("weight")) continue;
+    total += rows_of(g, s, grp.width).abs().mean(1);
+    found = true;
+  }
+  return found ? to_vector(total) : magnitude(g, grp, false);  // no batch norm: L1
+}
+
+// FPGM: a filter close to all others (near their geometric median) is the
+// most replaceable; its summed distance to the others is its importance.
+std::vector<double> geometric_median_distance(const Graph& g, const Group& grp) {
+  at::Tensor total = at::zeros({grp.width}, at::kDouble);
+  bool found = false;
+  for (const ChannelSlice& s : grp.slices) {
+    if (s.role != ChannelSlice::Role::Out || !is_weight(g, s)) continue;
+    at::Tensor rows = rows_of(g, s, grp.width);
+    total += at::cdist(rows.unsqueeze(0), rows.unsqueeze(0)).squeeze(0).sum(1);
+    found = true;
+  }
+  return found ? to_vector(total) : magnitude(g, grp, true);
+}
+
+int64_t keep_count(int64_t width, double ratio, const PruneOptions& o) {
+  int64_t keep = width - static_cast<int64_t>(std::floor(width * ratio));
+  keep = std::max(keep, std::min(o.min_channels, width));
+  if (o.round_to > 1) keep = (keep + o.round_to - 1) / o.round_to * o.round_to;
+  return std::min(std::max<int64_t>(keep, 1), width);
+}
+
+// The channels with the highest scores, in order.
+std::vector<int64_t> top(const std::vector<double>& scores, int64_t keep) {
+  std::vector<int64_t> idx(scores.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  idx.resize(static_cast<size_t>(keep));
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+using Plan = std::vector<std::vector<int64_t>>;  // kept channels per group (empty: untouched)
+
+Plan plan_for(const GroupAnalysis& a, const std::vector<std::vector<double>>& scores, const std::vector<bool>& prunable,
+              const PruneOptions& o, double fraction) {
+  Plan plan(a.groups.size());
+  if (!o.global || !o.ratios.empty()) {
+    for (size_t i = 0; i < a.groups.size(); ++i) {
+      if (!prunable[i]) continue;
+      double r = fraction;
+      if (!o.ratios.empty()) {
+        auto it = o.ratios.find(a.groups[i].name);
+        if (it == o.ratios.end()) continue;
+        r = it->second;
+      }
+      plan[i] = top(scores[i], keep_count(a.groups[i].width, r, o));
+    }
+    return plan;
+  }
+  // Global: scores normalised by each group's largest; one threshold for all.
+  std::vector<double> all;
+  std::vector<std::vector<double>> norm(a.groups.size());
+  for (size_t i = 0; i < a.groups.size(); ++i) {
+    if (!prunable[i]) continue;
+    double mx = *std::max_element(scores[i].begin(), scores[i].end());
+    for (double s : scores[i]) norm[i].push_back(mx > 0 ? s / mx : 0.0);
+    all.insert(all.end(), norm[i].begin(), norm[i].end());
+  }
+  if (all.empty()) return plan;
+  std::sort(all.begin(), all.end());
+  size_t cut = std::min(all.size() - 1, static_cast<size_t>(std::floor(fraction * all.size())));
+  double threshold = fraction <= 0 ? -1.0 : all[cut];
+  for (size_t i = 0; i < a.groups.size(); ++i) {
+    if (!prunable[i]) continue;
+    int64_t above = std::count_if(norm[i].begin(), norm[i].end(), [&](double s) { return s > threshold; });
+    double r = 1.0 - static_cast<double>(above) / static_cast<double>(a.groups[i].width);
+    plan[i] = top(scores[i], keep_count(a.groups[i].width, r, o));
+  }
+  return plan;
+}
+
+// Positions (in original coordinates) each (parameter, dim) loses under a plan.
+std::map<std::pair<std::string, int>, std::set<int64_t>> removed_positions(const GroupAnalysis& a, const Plan& plan) {
+  std::map<std::pair<std::string, int>, std::set<int64_t>> out;
+  for (size_t i = 0; i < a.groups.size(); ++i) {
+    if (plan[i].empty()) continue;
+    std::vector<bool> kept(static_cast<size_t>(a.groups[i].width), false);
+    for (int64_t c : plan[i]) kept[c] = true;
+    for (const ChannelSlice& s : a.groups[i].slices) {
+      auto& set = out[{s.param, s.dim}];
+      for (int64_t c = 0; c < a.groups[i].width; ++c)
+        if (!kept[c])
+          for (int64_t j = 0; j < s.stride; ++j) set.insert(s.offset + c * s.stride + j);
+    }
+  }
+  return out;
+}
+
+// MACs after a plan without applying it: a conv's or linear layer's MACs
+// scale with the fraction of its weight's rows and columns kept.
+int64_t macs_after(const Graph& g, const ModelProfile& prof, const GroupAnalysis& a, const Plan& plan) {
+  auto removed = removed_positions(a, plan);
+  double total = 0;
+  for (const NodeProfile& np : prof.nodes) {
+    double m = static_cast<double>(np.macs);
+    const Node* n = np.node;
+    if (m > 0 && n->is_leaf() && n->params.count("weight") &&
+        (n->is_leaf(LeafKind::Conv1d) || n->is_leaf(LeafKind::Conv2d) || n->is_leaf(LeafKind::Linear))) {
+      const std::string& w = n->params.at("weight");
+      const at::Tensor& t = g.param(w);
+      for (int dim : {0, 1}) {
+        auto it = removed.find({w, dim});
+        if (it != removed.end()) m *= 1.0 - static_cast<double>(it->second.size()) / static_cast<double>(t.size(dim));
+      }
+    }
+    total += m;
+  }
+  return static_cast<int64_t>(std::llround(total));
+}
+
+int64_t count_params(const Graph& g) {
+  int64_t n = 0;
+  for (const auto& kv : g.params)
+    if (!kv.second.is_buffer) n += kv.second.tensor.numel();
+  return n;
+}
+
+void apply(Graph& g, const GroupAnalysis& a, const Plan& plan) {
+  torch::NoGradGuard no_grad;
+  auto removed = removed_positions(a, plan);
+  std::set<const Node*> touched;
+  for (const auto& kv : removed) {
+    const auto& [param, dim] = kv.first;
+    at::Tensor t = g.param(param);
+    std::vector<int64_t> keep;
+    for (int64_t i = 0; i < t.size(dim); ++i)
+      if (!kv.second.count(i)) keep.push_back(i);
+    g.set_param(param, t.index_select(dim, at::tensor(keep, at::kLong)).contiguous());
+  }
+  for (size_t i = 0; i < a.groups.size(); ++i)
+    if (!plan[i].empty())
+      for (const ChannelSlice& s : a.groups[i].slices) touched.insert(s.leaf);
+  // Hyper-parameters follow the new tensor shapes.
+  for (const Node* cn : touched) {
+    Node* n = const_cast<Node*>(cn);
+    auto size = [&](const char* role, int dim) { return g.param(n->params.at(role)).size(dim); };
+    switch (n->leaf) {
+      case LeafKind::Conv1d:
+      case LeafKind::Conv2d: {
+        auto& c = std::get<ConvAttrs>(n->attrs);
+        bool depthwise = c.groups > 1 && c.groups == c.in_channels && c.groups == c.out_channels;
+        c.out_channels = size("weight", 0);
+        if (depthwise) c.groups = c.out_channels;
+        c.in_channels = size("weight", 1) * c.groups;
+        break;
+      }
+      case LeafKind::Linear: {
+        auto& l = std::get<LinearAttrs>(n->attrs);
+        l.out_features = size("weight", 0);
+        l.in_features = size("weight", 1);
+        break;
+      }
+      case LeafKind::BatchNorm1d:
+      case LeafKind::BatchNorm2d: {
+        auto& b = std::get<BatchNormAttrs>(n->attrs);
+        b.num_features = n->params.count("weight") ? size("weight", 0) : size("running_mean", 0);
+        break;
+      }
+      case LeafKind::LayerNorm:
+        std::get<LayerNormAttrs>(n->attrs).normalized_shape = {size("weight", 0)};
+        break;
+      case LeafKind::Embedding:
+        std::get<EmbeddingAttrs>(n->attrs).embedding_dim = size("weight", 1);
+        break;
+      default: break;
+    }
+  }
+  g.lint();
+  g.infer_shapes();
+}
+
+bool ignored(const Group& grp, const std::vector<std::string>& ignore) {
+  for (const auto& name : ignore) {
+    if (grp.name == name) return true;
+    if (std::find(grp.members.begin(), grp.members.end(), name) != grp.members.end()) return true;
+  }
+  return false;
+}
+
+void check_options(const GroupAnalysis& a, const PruneOptions& o) {
+  int budgets = (o.ratio ? 1 : 0) + (o.target_macs ? 1 : 0) + (o.ratios.empty() ? 0 : 1);
+  if (budgets != 1) bad_input("give exactly one budget: --ratio, --target-macs or --ratios");
+  auto in_range = [](double v) { return v > 0 && v < 1; };
+  if (o.ratio && !in_range(*o.ratio)) bad_input("--ratio must be in (0, 1), got " + std::to_string(*o.ratio));
+  if (o.target_macs && !in_range(*o.target_macs))
+    bad_input("--target-macs must be in (0, 1), got " + std::to_string(*o.target_macs));
+  if (o.round_to < 1) bad_input("--round-to must be at least 1");
+  if (o.min_channels < 1) bad_input("the minimum width must be at least 1");
+  std::vector<std::string> names;
+  for (const Group& grp : a.groups) names.push_back(grp.name);
+  for (const auto& kv : o.ratios) {
+    if (a.find(kv.first) < 0) {
+      std::string best = closest_name(kv.first, names);
+      bad_input("ratios: '" + kv.first + "' names no pruning group" + (best.empty() ? "" : " (did you mean '" + best + "'?)"));
+    }
+    if (!in_range(kv.second)) bad_input("ratios: '" + kv.first + "' must be in (0, 1), got " + std::to_string(kv.second));
+  }
+  for (const auto& name : o.ignore) {
+    bool known = std::any_of(a.groups.begin(), a.groups.end(), [&](const Group& grp) { return ignored(grp, {name}); });
+    if (!known) bad_input("--ignore: '" + name + "' is no pruning group or layer in one");
+  }
+}
+
+}  // namespace
+
+std::vector<std::vector<double>> channel_importance(const Graph& g, const GroupAnalysis& a, const PruneOptions& o) {
+  std::vector<std::vector<double>> scores;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  for (const Group& grp : a.groups) {
+    switch (o.criterion) {
+      case Criterion::L1: scores.push_back(magnitude(g, grp, false)); break;
+      case Criterion::L2: scores.push_back(magnitude(g, grp, true)); break;
+      case Criterion::BatchNorm: scores.push_back(batch_norm_scale(g, grp)); break;
+      case Criterion::Fpgm: scores.push_back(geometric_median_distance(g, grp)); break;
+      case Criterion::Random: scores.push_back(to_vector(at::rand({grp.width}, gen, at::kDouble))); break;
+    }
+  }
+  return scores;
+}
+
+PruneResult prune(Graph& g, const PruneOptions& o) {
+  GroupAnalysis a = analyze_groups(g);
+  check_options(a, o);
+  ModelProfile before = profile_model(g);
+  PruneResult result;
+  result.macs_before = before.total_macs;
+  result.params_before = count_params(g);
+  std::vector<bool> prunable;
+  for (const Group& grp : a.groups) {
+    bool ok = !grp.frozen && !ignored(grp, o.ignore) && grp.width > std::min(o.min_channels, grp.width);
+    prunable.push_back(ok);
+    if (grp.frozen) result.frozen.push_back(grp.name + ": " + grp.frozen_reason);
+    else if (ignored(grp, o.ignore)) result.frozen.push_back(grp.name + ": ignored (--ignore)");
+  }
+  auto scores = channel_importance(g, a, o);
+
+  double fraction = o.ratio.value_or(0.0);
+  if (o.target_macs) {
+    const double goal = *o.target_macs * static_cast<double>(before.total_macs);
+    auto macs_at = [&](double f) { return static_cast<double>(macs_after(g, before, a, plan_for(a, scores, prunable, o, f))); };
+    const double most = 0.99;
+    if (macs_at(most) > goal) {
+      bad_input("impossible budget: pruning every prunable group to its minimum width keeps " +
+                std::to_string(static_cast<int>(std::lround(100.0 * macs_at(most) / before.total_macs))) +
+                "% of the MACs, more than the " + std::to_string(static_cast<int>(std::lround(100 * *o.target_macs))) +
+                "% asked for");
+    }
+    double lo = 0, hi = most;  // the smallest fraction that meets the goal
+    for (int it = 0; it < 30; ++it) {
+      double mid = 0.5 * (lo + hi);
+      (macs_at(mid) <= goal ? hi : lo) = mid;
+    }
+    fraction = hi;
+  }
+  result.ratio_used = fraction;
+  Plan plan = plan_for(a, scores, prunable, o, fraction);
+  for (size_t i = 0; i < a.groups.size(); ++i) {
+    if (plan[i].empty() || static_cast<int64_t>(plan[i].size()) == a.groups[i].width) {
+      plan[i].clear();
+      continue;
+    }
+    result.changes.push_back(GroupChange{a.groups[i].name, a.groups[i].width, static_cast<int64_t>(plan[i].size()),
+                                         a.groups[i].members});
+  }
+  apply(g, a, plan);
+  result.macs_after = profile_model(g).total_macs;
+  result.params_after = count_params(g);
+  return result;
+}
+
+}  // namespace compress::pruning

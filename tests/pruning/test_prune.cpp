@@ -1,0 +1,305 @@
+// Structured pruning: the group rules on tiny models written in TorchScript
+// source, budgets, physical removal, and an end-to-end run on torchvision
+// models.
+#include <catch2/catch.hpp>
+
+#include <ATen/Parallel.h>
+
+#include "compress/analysis/profile.h"
+#include "compress/error.h"
+#include "compress/ir/export.h"
+#include "compress/ir/import.h"
+#include "compress/pruning/groups.h"
+#include "compress/pruning/prune.h"
+#include "ir/make_module.h"
+#include "test_util.h"
+
+using namespace compress;
+using namespace compress::pruning;
+using compress::testing::make_module;
+
+namespace {
+
+const char* kConv = "__torch__.torch.nn.modules.conv.Conv2d";
+const char* kBn = "__torch__.torch.nn.modules.batchnorm.BatchNorm2d";
+const char* kLinear = "__torch__.torch.nn.modules.linear.Linear";
+
+torch::jit::Module conv(int64_t in, int64_t out, int64_t groups = 1) {
+  return make_module(kConv, {{"weight", at::randn({out, in / groups, 3, 3})}, {"bias", at::randn({out})}},
+                     "def forward(self, x):\n    return torch.conv2d(x, self.weight, self.bias, [1, 1], [1, 1], [1, 1], " +
+                         std::to_string(groups) + ")\n");
+}
+torch::jit::Module bn(int64_t c) {
+  return make_module(kBn, {{"weight", at::rand({c}) + 0.5}, {"bias", at::randn({c})}},
+                     "def forward(self, x):\n    return torch.batch_norm(x, self.weight, self.bias, self.running_mean, "
+                     "self.running_var, False, 0.1, 1e-5, True)\n",
+                     {{"running_mean", at::randn({c}) * 0.1}, {"running_var", at::rand({c}) + 0.5}});
+}
+torch::jit::Module linear(int64_t in, int64_t out) {
+  return make_module(kLinear, {{"weight", at::randn({out, in})}, {"bias", at::randn({out})}},
+                     "def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
+}
+
+// A root with the given children and forward.
+torch::jit::Module net(const std::vector<std::pair<std::string, torch::jit::Module>>& children, const std::string& forward) {
+  torch::manual_seed(0);
+  auto root = make_module("__torch__.test.Net", {}, "");
+  for (const auto& kv : children) root.register_module(kv.first, kv.second);
+  root.define(forward);
+  root.eval();
+  return root;
+}
+
+Graph imported(const torch::jit::Module& m, Shape input) {
+  Graph g = import_module(m);
+  g.set_example_inputs({InputSpec{std::move(input)}});
+  return g;
+}
+
+const Group& group(const GroupAnalysis& a, const std::string& name) {
+  int i = a.find(name);
+  REQUIRE(i >= 0);
+  return a.groups[static_cast<size_t>(i)];
+}
+
+bool has_member(const Group& grp, const std::string& module) {
+  return std::find(grp.members.begin(), grp.members.end(), module) != grp.members.end();
+}
+
+// The pruned graph runs, keeps the output shape, and computes something.
+void check_runs(const Graph& g, torch::jit::Module original, Shape input) {
+  at::Tensor x = at::randn(input);
+  torch::NoGradGuard no_grad;
+  at::Tensor y = export_module(g).forward({x}).toTensor();
+  CHECK(y.sizes() == original.forward({x}).toTensor().sizes());
+  CHECK(y.isfinite().all().item<bool>());
+}
+
+}  // namespace
+
+TEST_CASE("residual adds couple every operand's channels", "[pruning][groups]") {
+  auto m = net({{"c1", conv(3, 8)}, {"b1", bn(8)}, {"c2", conv(8, 8)}, {"b2", bn(8)}, {"c3", conv(8, 4)}},
+               R"(
+def forward(self, x):
+    y = torch.relu(self.b1.forward(self.c1.forward(x)))
+    z = self.b2.forward(self.c2.forward(y))
+    return self.c3.forward(torch.relu(z + y))
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& stream = group(a, "c1");
+  CHECK(stream.width == 8);
+  CHECK_FALSE(stream.frozen);
+  for (const char* member : {"c1", "b1", "c2", "b2", "c3"}) CHECK(has_member(stream, member));
+  CHECK(a.find("c2") < 0);  // c2's outputs are the residual stream's
+  CHECK(group(a, "c3").frozen);  // returned by the model
+  PruneOptions o;
+  o.ratio = 0.5;
+  PruneResult r = prune(g, o);
+  REQUIRE(r.changes.size() == 1);
+  CHECK(r.changes[0].after == 4);
+  CHECK(g.param("c2.weight").sizes() == at::IntArrayRef({4, 4, 3, 3}));
+  CHECK(g.param("c3.weight").sizes() == at::IntArrayRef({4, 4, 3, 3}));
+  CHECK(g.param("b2.running_var").size(0) == 4);
+  check_runs(g, m, {1, 3, 8, 8});
+}
+
+TEST_CASE("concatenation maps each input to its offset range", "[pruning][groups]") {
+  auto m = net({{"a", conv(3, 6)}, {"b", conv(3, 10)}, {"head", conv(16, 4)}}, R"(
+def forward(self, x):
+    return self.head.forward(torch.cat([self.a.forward(x), torch.relu(self.b.forward(x))], 1))
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& ga = group(a, "a");
+  const Group& gb = group(a, "b");
+  CHECK(ga.width == 6);
+  CHECK(gb.width == 10);
+  auto head_slice = [](const Group& grp) {
+    for (const auto& s : grp.slices)
+      if (s.param == "head.weight") return s;
+    FAIL("no slice in head");
+    return ChannelSlice{};
+  };
+  CHECK(head_slice(ga).offset == 0);
+  CHECK(head_slice(gb).offset == 6);
+  CHECK(head_slice(gb).dim == 1);
+  PruneOptions o;
+  o.ratios = {{"b", 0.5}};
+  prune(g, o);
+  CHECK(g.param("b.weight").size(0) == 5);
+  CHECK(g.param("head.weight").size(1) == 11);
+  CHECK(g.param("a.weight").size(0) == 6);
+  check_runs(g, m, {1, 3, 8, 8});
+}
+
+TEST_CASE("depthwise convolutions pass channels on, grouped ones freeze them", "[pruning][groups]") {
+  auto m = net({{"pw", conv(3, 8)}, {"dw", conv(8, 8, 8)}, {"gc", conv(8, 8, 2)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    return self.out.forward(self.gc.forward(torch.relu(self.dw.forward(self.pw.forward(x)))))
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& pw = group(a, "pw");
+  CHECK(has_member(pw, "dw"));
+  CHECK(pw.frozen);  // gc is grouped
+  CHECK(pw.frozen_reason == "grouped convolution gc");
+
+  auto m2 = net({{"pw", conv(3, 8)}, {"dw", conv(8, 8, 8)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    return self.out.forward(torch.relu(self.dw.forward(self.pw.forward(x))))
+)");
+  Graph g2 = imported(m2, {1, 3, 8, 8});
+  PruneOptions o;
+  o.ratio = 0.25;
+  prune(g2, o);
+  const auto& dw = std::get<ConvAttrs>(g2.producer(g2.value_named("dw"))->attrs);
+  CHECK(dw.groups == 6);
+  CHECK(dw.in_channels == 6);
+  CHECK(dw.out_channels == 6);
+  CHECK(g2.param("dw.weight").sizes() == at::IntArrayRef({6, 1, 3, 3}));
+  check_runs(g2, m2, {1, 3, 8, 8});
+}
+
+TEST_CASE("flatten -> linear spreads each channel over its spatial block", "[pruning][groups]") {
+  auto m = net({{"c", conv(3, 4)}, {"fc", linear(4 * 5 * 5, 3)}}, R"(
+def forward(self, x):
+    return self.fc.forward(torch.flatten(torch.relu(self.c.forward(x)), 1))
+)");
+  Graph g = imported(m, {2, 3, 5, 5});
+  auto a = analyze_groups(g);
+  const Group& c = group(a, "c");
+  bool found = false;
+  for (const auto& s : c.slices)
+    if (s.param == "fc.weight") {
+      CHECK(s.stride == 25);
+      CHECK(s.dim == 1);
+      found = true;
+    }
+  CHECK(found);
+  PruneOptions o;
+  o.ratio = 0.5;
+  prune(g, o);
+  CHECK(g.param("fc.weight").size(1) == 2 * 25);
+  check_runs(g, m, {2, 3, 5, 5});
+}
+
+TEST_CASE("a squeeze-excitation multiply couples the gate with the feature map", "[pruning][groups]") {
+  auto m = net({{"c", conv(3, 8)}, {"se1", conv(8, 2)}, {"se2", conv(2, 8)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    y = torch.relu(self.c.forward(x))
+    s = torch.adaptive_avg_pool2d(y, [1, 1])
+    s = torch.sigmoid(self.se2.forward(torch.relu(self.se1.forward(s))))
+    return self.out.forward(y * s)
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& c = group(a, "c");
+  CHECK(has_member(c, "se2"));
+  CHECK(has_member(c, "se1"));
+  CHECK(has_member(c, "out"));
+  CHECK_FALSE(c.frozen);
+  CHECK(group(a, "se1").width == 2);
+  PruneOptions o;
+  o.ratios = {{"c", 0.5}};
+  prune(g, o);
+  CHECK(g.param("se2.weight").size(0) == 4);
+  CHECK(g.param("se1.weight").size(1) == 4);
+  check_runs(g, m, {1, 3, 8, 8});
+}
+
+TEST_CASE("an op with an unknown channel rule freezes what it touches, never guesses", "[pruning][groups]") {
+  auto m = net({{"a", conv(3, 8)}, {"b", conv(8, 8)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    y = self.a.forward(x)
+    z = torch.cumsum(self.b.forward(y), 1)
+    return self.out.forward(z)
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  CHECK_FALSE(group(a, "a").frozen);
+  CHECK(group(a, "b").frozen);
+  CHECK(group(a, "b").frozen_reason.find("aten::cumsum") != std::string::npos);
+  PruneOptions o;
+  o.ratio = 0.5;
+  PruneResult r = prune(g, o);
+  CHECK(r.changes.size() == 1);
+  CHECK(g.param("b.weight").sizes() == at::IntArrayRef({8, 4, 3, 3}));
+  check_runs(g, m, {1, 3, 8, 8});
+}
+
+TEST_CASE("criteria rank channels as defined", "[pruning][criteria]") {
+  auto m = net({{"a", conv(3, 4)}, {"b", bn(4)}, {"out", conv(4, 2)}}, R"(
+def forward(self, x):
+    return self.out.forward(torch.relu(self.b.forward(self.a.forward(x))))
+)");
+  {
+    torch::NoGradGuard no_grad;
+    auto w = m.attr("a").toModule().attr("weight").toTensor();
+    w.zero_();
+    for (int64_t c = 0; c < 4; ++c) w[c].fill_(static_cast<double>(c + 1));  // L1 ranks 3 > 2 > 1 > 0
+    m.attr("out").toModule().attr("weight").toTensor().fill_(1.0);
+    auto gamma = m.attr("b").toModule().attr("weight").toTensor();
+    gamma.copy_(at::tensor({4.0, 3.0, 2.0, 1.0}));  // BN ranks the other way
+  }
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  PruneOptions o;
+  auto l1 = channel_importance(g, a, o)[static_cast<size_t>(a.find("a"))];
+  CHECK(std::is_sorted(l1.begin(), l1.end()));
+  o.criterion = Criterion::BatchNorm;
+  auto bns = channel_importance(g, a, o)[static_cast<size_t>(a.find("a"))];
+  CHECK(std::is_sorted(bns.rbegin(), bns.rend()));
+  o.criterion = Criterion::Random;
+  auto r1 = channel_importance(g, a, o)[0];
+  auto r2 = channel_importance(g, a, o)[0];
+  CHECK(r1 == r2);  // seeded
+  // Pruning half by L1 keeps channels 2 and 3: their weights are 3 and 4.
+  o.criterion = Criterion::L1;
+  o.ratios = {{"a", 0.5}};
+  prune(g, o);
+  at::Tensor kept = g.param("a.weight");
+  CHECK(kept[0].abs().max().item<double>() == 3.0);
+  CHECK(kept[1].abs().max().item<double>() == 4.0);
+}
+
+TEST_CASE("bad budgets and names are refused with one clear reason", "[pruning][errors]") {
+  auto m = net({{"a", conv(3, 8)}, {"out", conv(8, 2)}}, "def forward(self, x):\n    return self.out.forward(self.a.forward(x))\n");
+  Graph g = imported(m, {1, 3, 8, 8});
+  PruneOptions o;
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("give exactly one budget"));
+  o.ratio = 1.2;
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("--ratio must be in (0, 1)"));
+  o.ratio.reset();
+  o.target_macs = 0.01;
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("impossible budget"));
+  o.target_macs.reset();
+  o.ratios = {{"aa", 0.5}};
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("'aa' names no pruning group (did you mean 'a'?)"));
+  o.ratios = {{"a", 0.5}};
+  o.ignore = {"nothere"};
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("--ignore: 'nothere'"));
+  CHECK_THROWS_WITH(parse_criterion("taylor"), Catch::Contains("unknown pruning criterion 'taylor'"));
+  Graph no_shape = import_module(m);
+  o.ignore.clear();
+  CHECK_THROWS_WITH(prune(no_shape, o), Catch::Contains("needs the model's input shape"));
+}
+
+TEST_CASE("torchvision models prune to half their MACs and keep their output shape", "[pruning][e2e]") {
+  at::set_num_threads(1);
+  for (const char* name : {"resnet18", "mobilenet_v2"}) {
+    INFO(name);
+    auto original = torch::jit::load(compress::testing::fixture(std::string(name) + ".pt"));
+    original.eval();
+    Graph g = imported(original, {1, 3, 224, 224});
+    PruneOptions o;
+    o.target_macs = 0.5;
+    o.round_to = 8;
+    PruneResult r = prune(g, o);
+    CHECK(r.macs_after <= 0.5 * r.macs_before);
+    CHECK(r.macs_after >= 0.4 * r.macs_before);  // the search lands near the budget
+    CHECK(r.params_after < r.params_before);
+    for (const auto& c : r.changes) CHECK(c.after % 8 == 0);
+    check_runs(g, original, {2, 3, 224, 224});
+  }
+}

@@ -1,0 +1,157 @@
+// compress prune IN -o OUT (--target-macs F | --ratio F | --ratios FILE) [--input-shape S] [--criterion C]
+//                [--global] [--round-to N] [--min-channels N] [--ignore NAME ...] [--report R.json]
+//                [--data fashion-mnist --finetune-epochs N]
+#include <fstream>
+#include <iostream>
+
+#include <ATen/Parallel.h>
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "compress/analysis/profile.h"
+#include "compress/error.h"
+#include "compress/io.h"
+#include "compress/ir/export.h"
+#include "compress/ir/import.h"
+#include "compress/pruning/prune.h"
+#include "compress/train/evaluate.h"
+#include "compress/train/trainer.h"
+#include "data_option.h"
+
+namespace compress::cli {
+
+namespace {
+
+std::map<std::string, double> read_ratios(const std::string& path) {
+  require_input_file(path);
+  std::ifstream in(path);
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const std::exception&) {
+    bad_input(path + ": not valid JSON (expected {\"group name\": ratio, ...})");
+  }
+  if (!j.is_object() || j.empty()) bad_input(path + ": expected a JSON object {\"group name\": ratio, ...} naming at least one group");
+  std::map<std::string, double> ratios;
+  for (const auto& kv : j.items()) {
+    if (!kv.value().is_number()) bad_input(path + ": the ratio of '" + kv.key() + "' is not a number");
+    ratios[kv.key()] = kv.value().get<double>();
+  }
+  return ratios;
+}
+
+}  // namespace
+
+int cmd_prune(int argc, char** argv) {
+  cxxopts::Options options("compress prune",
+                           "Structured pruning: remove whole channels (and everything coupled to them through "
+                           "residuals, concatenations, depthwise convolutions, ...) so the model is smaller and faster.");
+  options.positional_help("IN -o OUT (--target-macs F | --ratio F | --ratios FILE)");
+  options.add_options()
+      ("in", "input TorchScript model", cxxopts::value<std::string>())
+      ("o,output", "output model (written atomically; never the input)", cxxopts::value<std::string>())
+      ("input-shape", "example input shape, e.g. 1,3,224,224 (default: the one the model records)", cxxopts::value<std::string>())
+      ("target-macs", "keep at most this fraction of the MACs, in (0, 1)", cxxopts::value<double>())
+      ("ratio", "remove this fraction of the channels of every group, in (0, 1)", cxxopts::value<double>())
+      ("ratios", "JSON file {\"group\": ratio, ...} (group names: compress inspect --groups)", cxxopts::value<std::string>())
+      ("criterion", "channel importance: l1, l2, bn, fpgm, random", cxxopts::value<std::string>()->default_value("l1"))
+      ("global", "rank channels across groups instead of within each")
+      ("round-to", "keep widths at multiples of N", cxxopts::value<int64_t>()->default_value("1"))
+      ("min-channels", "no group below N channels", cxxopts::value<int64_t>()->default_value("1"))
+      ("ignore", "group or layer to leave alone (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("seed", "seed for --criterion random and fine-tuning", cxxopts::value<uint64_t>()->default_value("0"))
+      ("report", "write a JSON report here", cxxopts::value<std::string>())
+      ("data", "fashion-mnist or a tensor dataset (.pt): evaluate before/after and fine-tune", cxxopts::value<std::string>()->default_value(""))
+      ("data-dir", "folder of the Fashion-MNIST files", cxxopts::value<std::string>()->default_value(""))
+      ("finetune-epochs", "fine-tune this many epochs after pruning (needs --data)", cxxopts::value<int64_t>()->default_value("0"))
+      ("lr", "fine-tuning learning rate (SGD, cosine)", cxxopts::value<double>()->default_value("0.01"))
+      ("limit", "use at most N training and N test samples (quick runs)", cxxopts::value<int64_t>()->default_value("0"))
+      ("threads", "threads", cxxopts::value<int>()->default_value("2"))
+      ("q,quiet", "print nothing on success")
+      ("h,help", "show this help");
+  options.parse_positional({"in"});
+  auto r = options.parse(argc, argv);
+  if (r.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  if (!r.count("in")) bad_input("no input model given (usage: compress prune IN -o OUT --target-macs 0.5)");
+  if (!r.count("output")) bad_input("no output file given (-o OUT)");
+  const std::string in = r["in"].as<std::string>(), out = r["output"].as<std::string>();
+  const std::string data = r["data"].as<std::string>();
+  const int64_t epochs = r["finetune-epochs"].as<int64_t>();
+  if (epochs < 0) bad_input("--finetune-epochs must not be negative");
+  if (epochs > 0 && data.empty()) bad_input("--finetune-epochs needs --data");
+
+  pruning::PruneOptions o;
+  if (r.count("target-macs")) o.target_macs = r["target-macs"].as<double>();
+  if (r.count("ratio")) o.ratio = r["ratio"].as<double>();
+  if (r.count("ratios")) o.ratios = read_ratios(r["ratios"].as<std::string>());
+  o.criterion = pruning::parse_criterion(r["criterion"].as<std::string>());
+  o.global = r.count("global") > 0;
+  o.round_to = r["round-to"].as<int64_t>();
+  o.min_channels = r["min-channels"].as<int64_t>();
+  if (r.count("ignore")) o.ignore = r["ignore"].as<std::vector<std::string>>();
+  o.seed = r["seed"].as<uint64_t>();
+  at::set_num_threads(r["threads"].as<int>());
+
+  torch::jit::Module module = load_module(in);
+  Graph graph = import_module(module);
+  if (r.count("input-shape")) graph.set_example_inputs({InputSpec{parse_shape(r["input-shape"].as<std::string>(), "--input-shape")}});
+  if (graph.example_inputs().empty())
+    bad_input("--input-shape is required: " + in + " does not record its input shape (e.g. --input-shape 1,3,224,224)");
+
+  std::optional<data::TensorDataset> train_set, test_set;
+  const int64_t limit = r["limit"].as<int64_t>();
+  if (!data.empty()) {
+    test_set = load_data_option(data, "test", r["data-dir"].as<std::string>());
+    if (limit > 0) test_set = data::take(*test_set, limit);
+  }
+  nlohmann::json report;
+  if (test_set) {
+    module.eval();
+    report["accuracy_before"] = train::evaluate(module, *test_set).top1;
+  }
+
+  pruning::PruneResult result = pruning::prune(graph, o);
+  torch::jit::Module pruned = export_module(graph);
+  if (epochs > 0) {
+    train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
+    if (limit > 0) train_set = data::take(*train_set, limit);
+    train::TrainConfig cfg;
+    cfg.epochs = epochs;
+    cfg.seed = o.seed;
+    cfg.optimizer.lr = r["lr"].as<double>();
+    cfg.optimizer.weight_decay = 5e-4;
+    cfg.threads = r["threads"].as<int>();
+    cfg.quiet = r.count("quiet") > 0;
+    pruned.train();
+    train::Trainer trainer(pruned, cfg);
+    trainer.fit(*train_set);
+    pruned.eval();
+  }
+  if (test_set) report["accuracy_after"] = train::evaluate(pruned, *test_set).top1;
+  save_module(pruned, out, /*protect=*/in);
+
+  report["options"] = o.to_json();
+  report["result"] = result.to_json();
+  report["finetune_epochs"] = epochs;
+  if (r.count("report")) {
+    if (r["report"].as<std::string>() == in) bad_input("--report would overwrite the input model");
+    write_text_file(r["report"].as<std::string>(), report.dump(2) + "\n");
+  }
+  if (!r.count("quiet")) {
+    std::cout << "wrote " << out << ": MACs " << result.macs_before << " -> " << result.macs_after << " ("
+              << (100.0 * result.macs_after / std::max<int64_t>(1, result.macs_before)) << "%), parameters "
+              << result.params_before << " -> " << result.params_after << ", " << result.changes.size()
+              << " groups pruned, " << result.frozen.size() << " frozen\n";
+    for (const auto& f : result.frozen) std::cout << "  frozen: " << f << "\n";
+    if (report.contains("accuracy_before"))
+      std::cout << "top-1 " << report["accuracy_before"].get<double>() << " -> " << report["accuracy_after"].get<double>() << "\n";
+    std::cout << std::flush;
+  }
+  return 0;
+}
+
+}  // namespace compress::cli
