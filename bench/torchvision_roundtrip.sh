@@ -5,7 +5,7 @@
 #   bash bench/torchvision_roundtrip.sh [NAME...]     (needs a build: scripts/build.sh)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cli="$root/build/bin/compress"
+cli="${CLI:-$root/build/bin/compress}"
 work="${WORK:-$root/out/sweep}"
 mkdir -p "$work"
 names=("$@")

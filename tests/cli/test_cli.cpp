@@ -145,6 +145,40 @@ TEST_CASE("convert without options is the identity, with --fold-bn it stays with
   CHECK(no_temporaries_left());
 }
 
+TEST_CASE("prune: groups, a MACs budget, and bad input answered with one line", "[cli][prune]") {
+  auto r = run("inspect " + fixture("resnet18.pt") + " --input-shape 1,3,224,224 --groups");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("layer2.0.conv2  128 ch") != std::string::npos);
+  CHECK(r.out.find("13 groups, 12 prunable") != std::string::npos);
+  std::string out = scratch_dir() + "/resnet18.pruned.pt";
+  std::string report = scratch_dir() + "/resnet18.prune.json";
+  fs::remove(out);
+  r = run("prune " + fixture("resnet18.pt") + " -o " + out + " --input-shape 1,3,224,224 --target-macs 0.5 --round-to 8 --report " + report);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("frozen: fc: returned by the model") != std::string::npos);
+  auto j = nlohmann::json::parse(read_file(report));
+  CHECK(j["result"]["macs_after"].get<double>() <= 0.5 * j["result"]["macs_before"].get<double>());
+  auto c = run("compare " + fixture("resnet18.pt") + " " + out + " --input-shape 2,3,224,224 --json");
+  CHECK(c.code == 0);  // runs, same output shape
+  fs::remove(out);
+  fs::remove(report);
+
+  std::string ratios_bad = write_scratch("ratios_bad.json", "{not json");
+  std::string ratios_none = write_scratch("ratios_none.json", "{\"layer9\": 0.5}");
+  std::string ratios_empty = write_scratch("ratios_empty.json", "{}");
+  std::string base = "prune " + fixture("resnet18.pt") + " -o " + out + " --input-shape 1,3,224,224 ";
+  check_bad_input(run(base + "--target-macs 0.01 --min-channels 32"), "impossible budget");
+  check_bad_input(run(base + "--ratio 1.5"), "--ratio must be in (0, 1)");
+  check_bad_input(run(base + "--ratios " + ratios_bad), "not valid JSON");
+  check_bad_input(run(base + "--ratios " + ratios_none), "'layer9' names no pruning group");
+  check_bad_input(run(base + "--ratios " + ratios_empty), "naming at least one group");
+  check_bad_input(run(base + "--ratio 0.5 --criterion taylor"), "unknown pruning criterion 'taylor'");
+  check_bad_input(run(base + "--ratio 0.5 --finetune-epochs 1"), "--finetune-epochs needs --data");
+  check_bad_input(run(base + "--ratio 0.5 --ignore layer9.conv"), "--ignore: 'layer9.conv'");
+  check_bad_input(run(base + "--ratio 0.5 --target-macs 0.5"), "exactly one budget");
+  CHECK_FALSE(fs::exists(out));
+}
+
 TEST_CASE("convert runs passes by name with JSON options and lists them", "[cli][passes]") {
   auto r = run("convert --list-passes");
   REQUIRE(r.code == 0);

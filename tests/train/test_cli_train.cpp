@@ -1,6 +1,8 @@
 // compress train / compress eval end to end on a tiny synthetic dataset file.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -77,6 +79,32 @@ TEST_CASE("compress train then compress eval on a dataset file", "[cli][train]")
   INFO(lat.out);
   REQUIRE(lat.code == 0);
   CHECK_THAT(lat.out, Catch::Contains("latency: batch 4, 1 thread"));
+}
+
+TEST_CASE("compress prune shrinks a trained model and fine-tunes it on a dataset file", "[cli][prune]") {
+  std::string train = make_set("prune_train.pt", 256, 3), test = make_set("prune_test.pt", 128, 4);
+  std::string model = (workdir() / "prune_cnn.pt").string(), pruned = (workdir() / "prune_cnn.half.pt").string();
+  std::string report = (workdir() / "prune_report.json").string();
+  fs::remove(pruned);
+  REQUIRE(run("train --arch cnn --data " + train + " --epochs 2 --batch-size 32 --lr 0.02 --quiet -o " + model).code == 0);
+  Run p = run("prune " + model + " -o " + pruned + " --input-shape 1,1,28,28 --target-macs 0.5 --round-to 4 --data " +
+              test + " --finetune-epochs 2 --lr 0.02 --report " + report + " -q");
+  INFO(p.out);
+  REQUIRE(p.code == 0);
+  std::ifstream f(report);
+  auto j = nlohmann::json::parse(f);
+  CHECK(j["result"]["macs_after"].get<double>() <= 0.5 * j["result"]["macs_before"].get<double>());
+  CHECK(j["result"]["params_after"].get<int64_t>() < j["result"]["params_before"].get<int64_t>());
+  CHECK(j["finetune_epochs"] == 2);
+  INFO(j.dump());
+  CHECK(j["accuracy_after"].get<double>() > 0.5);  // chance is 0.25
+  Run e = run("eval " + pruned + " --data " + test + " --json");
+  REQUIRE(e.code == 0);
+  CHECK(nlohmann::json::parse(e.out)["top1"].get<double>() == Approx(j["accuracy_after"].get<double>()));
+  // The pruned model remembers its input shape: no --input-shape needed to inspect it.
+  Run i = run("inspect " + pruned + " --json");
+  REQUIRE(i.code == 0);
+  CHECK(nlohmann::json::parse(i.out)["total_macs"] == j["result"]["macs_after"]);
 }
 
 TEST_CASE("bad input to train/eval: one line, exit code 2", "[cli][train]") {
