@@ -11,6 +11,8 @@
 
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
+#include "compress/ir/export.h"
+#include "compress/train/evaluate.h"
 
 namespace compress::pruning {
 
@@ -19,8 +21,9 @@ Criterion parse_criterion(const std::string& name) {
   if (name == "l2") return Criterion::L2;
   if (name == "bn") return Criterion::BatchNorm;
   if (name == "fpgm") return Criterion::Fpgm;
+  if (name == "taylor") return Criterion::Taylor;
   if (name == "random") return Criterion::Random;
-  bad_input("unknown pruning criterion '" + name + "' (l1, l2, bn, fpgm or random)");
+  bad_input("unknown pruning criterion '" + name + "' (l1, l2, bn, fpgm, taylor or random)");
 }
 
 const char* criterion_name(Criterion c) {
@@ -29,6 +32,7 @@ const char* criterion_name(Criterion c) {
     case Criterion::L2: return "l2";
     case Criterion::BatchNorm: return "bn";
     case Criterion::Fpgm: return "fpgm";
+    case Criterion::Taylor: return "taylor";
     case Criterion::Random: return "random";
   }
   return "?";
@@ -101,6 +105,50 @@ std::vector<double> geometric_median_distance(const Graph& g, const Group& grp) 
     found = true;
   }
   return found ? to_vector(total) : magnitude(g, grp, true);
+}
+
+// Sum over a few batches of grad * weight for every parameter, by name: the
+// first-order estimate of how the loss changes when a weight goes to zero.
+std::map<std::string, at::Tensor> gradient_times_weight(const Graph& g, const PruneOptions& o) {
+  torch::jit::Module m = export_module(g);
+  m.eval();  // batch norm statistics as they will be used; gradients still flow
+  std::map<std::string, at::Tensor> params, acc;
+  for (const auto& p : m.named_parameters(true)) {
+    p.value.set_requires_grad(true);
+    params[p.name] = p.value;
+  }
+  const data::TensorDataset& ds = *o.data;
+  const int64_t n = ds.inputs.size(0);
+  for (int64_t b = 0; b < o.taylor_batches && b * o.taylor_batch_size < n; ++b) {
+    int64_t start = b * o.taylor_batch_size, len = std::min(o.taylor_batch_size, n - start);
+    at::Tensor logits = train::logits_of(m.forward({ds.inputs.narrow(0, start, len)}));
+    if (logits.dim() != 2 || logits.size(1) < ds.num_classes)
+      bad_input("taylor: the model's output " + c10::str(logits.sizes()) + " is no [N, classes] logits for the data");
+    at::Tensor loss = at::cross_entropy_loss(logits, ds.labels.narrow(0, start, len));
+    for (auto& kv : params) kv.second.mutable_grad() = at::Tensor();
+    loss.backward();
+    torch::NoGradGuard no_grad;
+    for (auto& kv : params) {
+      if (!kv.second.grad().defined()) continue;
+      at::Tensor gw = (kv.second.grad() * kv.second).to(at::kDouble);
+      auto it = acc.find(kv.first);
+      if (it == acc.end()) acc[kv.first] = gw;
+      else it->second += gw;
+    }
+  }
+  return acc;
+}
+
+// Taylor: a channel's importance is the square of the summed grad * weight
+// over all its weights in the group.
+std::vector<double> taylor(const Group& grp, const std::map<std::string, at::Tensor>& gw) {
+  at::Tensor total = at::zeros({grp.width}, at::kDouble);
+  for (const ChannelSlice& s : grp.slices) {
+    auto it = gw.find(s.param);
+    if (it == gw.end()) continue;
+    total += it->second.narrow(s.dim, s.offset, grp.width * s.stride).movedim(s.dim, 0).reshape({grp.width, -1}).sum(1);
+  }
+  return to_vector(total.pow(2));
 }
 
 int64_t keep_count(int64_t width, double ratio, const PruneOptions& o) {
@@ -297,12 +345,18 @@ void check_options(const GroupAnalysis& a, const PruneOptions& o) {
 std::vector<std::vector<double>> channel_importance(const Graph& g, const GroupAnalysis& a, const PruneOptions& o) {
   std::vector<std::vector<double>> scores;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  std::map<std::string, at::Tensor> gw;
+  if (o.criterion == Criterion::Taylor) {
+    if (!o.data || o.data->size() == 0) bad_input("the taylor criterion needs data (--data)");
+    gw = gradient_times_weight(g, o);
+  }
   for (const Group& grp : a.groups) {
     switch (o.criterion) {
       case Criterion::L1: scores.push_back(magnitude(g, grp, false)); break;
       case Criterion::L2: scores.push_back(magnitude(g, grp, true)); break;
       case Criterion::BatchNorm: scores.push_back(batch_norm_scale(g, grp)); break;
       case Criterion::Fpgm: scores.push_back(geometric_median_distance(g, grp)); break;
+      case Criterion::Taylor: scores.push_back(taylor(grp, gw)); break;
       case Criterion::Random: scores.push_back(to_vector(at::rand({grp.width}, gen, at::kDouble))); break;
     }
   }

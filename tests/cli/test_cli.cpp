@@ -172,7 +172,8 @@ TEST_CASE("prune: groups, a MACs budget, and bad input answered with one line", 
   check_bad_input(run(base + "--ratios " + ratios_bad), "not valid JSON");
   check_bad_input(run(base + "--ratios " + ratios_none), "'layer9' names no pruning group");
   check_bad_input(run(base + "--ratios " + ratios_empty), "naming at least one group");
-  check_bad_input(run(base + "--ratio 0.5 --criterion taylor"), "unknown pruning criterion 'taylor'");
+  check_bad_input(run(base + "--ratio 0.5 --criterion taylr"), "unknown pruning criterion 'taylr'");
+  check_bad_input(run(base + "--ratio 0.5 --criterion taylor"), "--criterion taylor needs --data");
   check_bad_input(run(base + "--ratio 0.5 --finetune-epochs 1"), "--finetune-epochs needs --data");
   check_bad_input(run(base + "--ratio 0.5 --ignore layer9.conv"), "--ignore: 'layer9.conv'");
   check_bad_input(run(base + "--ratio 0.5 --target-macs 0.5"), "exactly one budget");

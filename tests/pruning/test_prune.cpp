@@ -231,7 +231,7 @@ def forward(self, x):
 TEST_CASE("criteria rank channels as defined", "[pruning][criteria]") {
   auto m = net({{"a", conv(3, 4)}, {"b", bn(4)}, {"out", conv(4, 2)}}, R"(
 def forward(self, x):
-    return self.out.forward(torch.relu(self.b.forward(self.a.forward(x))))
+    return torch.mean(self.out.forward(torch.relu(self.b.forward(self.a.forward(x)))), [2, 3])
 )");
   {
     torch::NoGradGuard no_grad;
@@ -254,6 +254,23 @@ def forward(self, x):
   auto r1 = channel_importance(g, a, o)[0];
   auto r2 = channel_importance(g, a, o)[0];
   CHECK(r1 == r2);  // seeded
+  // Taylor: a channel whose weights are zero changes nothing when removed.
+  {
+    torch::NoGradGuard no_grad;
+    at::Tensor w = g.param("a.weight").clone();
+    w[1].zero_();
+    g.set_param("a.weight", w);
+  }
+  data::TensorDataset ds;
+  ds.inputs = at::randn({32, 3, 8, 8});
+  ds.labels = at::randint(0, 2, {32});
+  ds.num_classes = 2;
+  o.criterion = Criterion::Taylor;
+  o.data = &ds;
+  auto t = channel_importance(g, a, o)[static_cast<size_t>(a.find("a"))];
+  CHECK(t[1] == 0.0);
+  CHECK(t[0] > 0.0);
+  CHECK(t[3] > 0.0);
   // Pruning half by L1 keeps channels 2 and 3: their weights are 3 and 4.
   o.criterion = Criterion::L1;
   o.ratios = {{"a", 0.5}};
@@ -279,9 +296,12 @@ TEST_CASE("bad budgets and names are refused with one clear reason", "[pruning][
   o.ratios = {{"a", 0.5}};
   o.ignore = {"nothere"};
   CHECK_THROWS_WITH(prune(g, o), Catch::Contains("--ignore: 'nothere'"));
-  CHECK_THROWS_WITH(parse_criterion("taylor"), Catch::Contains("unknown pruning criterion 'taylor'"));
-  Graph no_shape = import_module(m);
+  CHECK_THROWS_WITH(parse_criterion("taylr"), Catch::Contains("unknown pruning criterion 'taylr'"));
   o.ignore.clear();
+  o.criterion = Criterion::Taylor;
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("the taylor criterion needs data"));
+  o.criterion = Criterion::L1;
+  Graph no_shape = import_module(m);
   CHECK_THROWS_WITH(prune(no_shape, o), Catch::Contains("needs the model's input shape"));
 }
 

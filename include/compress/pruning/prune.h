@@ -13,13 +13,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compress/data/dataset.h"
 #include "compress/ir/graph.h"
 #include "compress/pruning/groups.h"
 
 namespace compress::pruning {
 
-enum class Criterion { L1, L2, BatchNorm, Fpgm, Random };
-// "l1" | "l2" | "bn" | "fpgm" | "random"; Error(BadInput) otherwise.
+enum class Criterion { L1, L2, BatchNorm, Fpgm, Taylor, Random };
+// "l1" | "l2" | "bn" | "fpgm" | "taylor" | "random"; Error(BadInput) otherwise.
 Criterion parse_criterion(const std::string& name);
 const char* criterion_name(Criterion c);
 
@@ -34,6 +35,10 @@ struct PruneOptions {
   int64_t min_channels = 1;   // no group shrinks below this
   std::vector<std::string> ignore;  // group names or member modules to leave alone
   uint64_t seed = 0;          // for `random`
+  // For `taylor`: labelled data whose loss gradients score the channels
+  // (first-order Taylor expansion of the loss, Molchanov et al. 2019).
+  const data::TensorDataset* data = nullptr;
+  int64_t taylor_batches = 8, taylor_batch_size = 64;
 
   nlohmann::json to_json() const;
 };
