@@ -1,30 +1,33 @@
 #pragma once
 // Shared helpers of the kernel tests: random data, an independent naive
 // reference (int64 accumulation, zero point applied explicitly rather than
-// folded), the skip mechanism, and byte-exact comparison.
+// folded), skipping what the CPU cannot run, and byte-exact comparison.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "compress/kernels/gemm.h"
 #include "compress/kernels/isa.h"
+#include "skip.h"
 
 namespace kt {
 
 using namespace compress::kernels;
 
-// Ends this test process with the CTest skip code when the CPU lacks `isa`.
-inline void require_isa(Isa isa) {
-  if (!cpu_supports(isa)) {
-    std::printf("SKIPPED: this CPU (or its OS) lacks %s\n", isa_name(isa));
-    std::fflush(stdout);
-    std::exit(COMPRESS_SKIP_CODE);
-  }
-}
+inline std::string lacks(Isa isa) { return std::string("this CPU (or its OS) lacks ") + isa_name(isa); }
+
+}  // namespace kt
+
+// Skips the calling test case (tests/skip.h) when the CPU cannot run `isa`'s kernels.
+#define KT_REQUIRE_ISA(isa) \
+  if (!::compress::kernels::cpu_supports(isa)) COMPRESS_SKIP(::kt::lacks(isa))
+
+namespace kt {
 
 inline std::vector<uint8_t> random_u8(std::mt19937& g, int64_t n, int lo = 0, int hi = 255) {
   std::uniform_int_distribution<int> d(lo, hi);

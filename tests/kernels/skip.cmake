@@ -1,6 +1,8 @@
 # Test binaries whose cases may be skipped. A case that cannot run here (the
-# CPU lacks an ISA, there is no GPU) exits the process with code 77, and CTest
-# reports it as skipped through SKIP_RETURN_CODE, never as passed.
+# CPU lacks an ISA, there is no GPU) and was asked for alone (as CTest runs
+# each case) exits the process with code 77, and CTest reports it as skipped
+# through SKIP_RETURN_CODE, never as passed; in a run of several cases it
+# warns "SKIPPED: ..." and the others go on (tests/skip.h).
 # Same as compress_add_test_binary (tests/CMakeLists.txt) plus that property;
 # NO_TORCH: a binary that does not use LibTorch (the kernel tests) skips the
 # LibTorch precompiled header, whose flags it would not match.
