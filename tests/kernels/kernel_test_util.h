@@ -19,13 +19,30 @@ namespace kt {
 
 using namespace compress::kernels;
 
-inline std::string lacks(Isa isa) { return std::string("this CPU (or its OS) lacks ") + isa_name(isa); }
+// What the processor needs to run the kernels of `isa` in this test binary:
+// the ISA itself, except in test_kernels_vnni_simde, where the AVX-512 VNNI
+// kernel is compiled against SIMD Everywhere and needs AVX2.
+inline Isa cpu_needed_for(Isa isa) {
+#ifdef COMPRESS_VNNI_SIMDE
+  if (isa == Isa::avx512vnni) return Isa::avx2;
+#endif
+  return isa;
+}
+
+// The name the dispatcher gives the VNNI kernel in this binary.
+#ifdef COMPRESS_VNNI_SIMDE
+constexpr const char* kVnniKernelName = "gemm_u8s8s32_avx512vnni_8x32_simde";
+#else
+constexpr const char* kVnniKernelName = "gemm_u8s8s32_avx512vnni_8x32";
+#endif
+
+inline std::string lacks(Isa isa) { return std::string("this CPU (or its OS) lacks ") + isa_name(cpu_needed_for(isa)); }
 
 }  // namespace kt
 
 // Skips the calling test case (tests/skip.h) when the CPU cannot run `isa`'s kernels.
 #define KT_REQUIRE_ISA(isa) \
-  if (!::compress::kernels::cpu_supports(isa)) COMPRESS_SKIP(::kt::lacks(isa))
+  if (!::compress::kernels::cpu_supports(::kt::cpu_needed_for(isa))) COMPRESS_SKIP(::kt::lacks(isa))
 
 namespace kt {
 
