@@ -18,7 +18,7 @@ function(compress_add_skippable_test_binary name)
   if(NOT T_NO_TORCH)
     compress_use_pch(${name})
   endif()
-  catch_discover_tests(${name} TEST_SPEC ${T_TEST_SPEC} PROPERTIES FIXTURES_REQUIRED compress_fixtures
+  catch_discover_tests(${name} TEST_SPEC ${T_TEST_SPEC} EXTRA_ARGS --warn NoTests PROPERTIES FIXTURES_REQUIRED compress_fixtures
                        SKIP_RETURN_CODE ${COMPRESS_SKIP_CODE}
                        TEST_PREFIX "${name}:")
 endfunction()
