@@ -31,8 +31,7 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" -j2
 
-# LibTorch is not instrumented: its allocations at load time read as leaks.
-export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1"
+export ASAN_OPTIONS="halt_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 for name in packed idx shape; do
   mkdir -p "$build/corpus-$name"
