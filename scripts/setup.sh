@@ -8,7 +8,7 @@ packages=(
   libtorch-dev libdnnl-dev libeigen3-dev libcxxopts-dev nlohmann-json3-dev
   catch2 libgloo-dev libopenblas0-pthread libbenchmark-dev
   python3-torch python3-torchvision
-  dataset-fashion-mnist zlib1g-dev
+  dataset-fashion-mnist zlib1g-dev libsimde-dev
 )
 
 missing=()

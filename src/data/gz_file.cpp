@@ -8,7 +8,8 @@
 
 namespace compress_zlib {
 
-GzStatus read_file(const std::string& path, std::vector<unsigned char>& bytes, std::string& error) {
+GzStatus read_file(const std::string& path, std::vector<unsigned char>& bytes, std::string& error,
+                   const GzLimit& limit) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return GzStatus::Missing;
   if (std::filesystem::is_directory(path, ec)) {
@@ -33,6 +34,10 @@ GzStatus read_file(const std::string& path, std::vector<unsigned char>& bytes, s
     }
     if (n == 0) break;
     bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + n);
+    if (limit && bytes.size() > limit(bytes)) {
+      gzclose(f);
+      return GzStatus::TooLong;
+    }
   }
   int code = 0;
   const char* msg = gzerror(f, &code);

@@ -1,5 +1,7 @@
 // IDX reader: gzip or plain bytes (gz_file.cpp), then the IDX header checks.
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -12,21 +14,50 @@
 namespace compress::data {
 namespace {
 
+uint32_t big_endian_u32(const unsigned char* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+// Trailing bytes up to this many are read, so that the header checks below
+// can say how many there are; beyond it the stream is refused while reading.
+constexpr size_t kTrailingSlack = size_t(1) << 20;
+
+// What an IDX file may hold given its first bytes: unbounded until the header
+// is complete, then header + the data it announces + kTrailingSlack.
+// A header whose first word read_idx refuses (magic, element type, rank).
+bool bad_first_word(const std::vector<unsigned char>& b) {
+  return b[0] != 0 || b[1] != 0 || b[2] != 0x08 || b[3] < 1 || b[3] > 4;
+}
+
+size_t idx_limit(const std::vector<unsigned char>& b) {
+  if (b.size() < 4) return SIZE_MAX;
+  if (bad_first_word(b)) return 4 + kTrailingSlack;  // enough for read_idx to say what is wrong
+  const size_t header = 4 + 4 * size_t(b[3]);
+  if (b.size() < header) return SIZE_MAX;
+  constexpr uint64_t kCap = uint64_t(1) << 40;  // far above read_idx's own plausibility bound
+  uint64_t count = 1;
+  for (size_t i = 4; i < header; i += 4) {
+    const uint64_t d = big_endian_u32(&b[i]);
+    count = (d != 0 && count > kCap / d) ? kCap : count * d;
+  }
+  return header + size_t(count) + kTrailingSlack;
+}
+
 std::vector<unsigned char> read_all_bytes(const std::string& path) {
   std::vector<unsigned char> bytes;
   std::string why;
-  switch (compress_zlib::read_file(path, bytes, why)) {
+  switch (compress_zlib::read_file(path, bytes, why, idx_limit)) {
     case compress_zlib::GzStatus::Ok: return bytes;
     case compress_zlib::GzStatus::Missing: bad_input(path + ": no such file");
     case compress_zlib::GzStatus::CannotOpen: bad_input(path + ": cannot be opened (" + why + ")");
     case compress_zlib::GzStatus::Truncated: bad_input(path + ": truncated gzip file (" + why + ")");
     case compress_zlib::GzStatus::Corrupt: bad_input(path + ": corrupt gzip file (" + why + ")");
+    case compress_zlib::GzStatus::TooLong:
+      if (bad_first_word(bytes)) return bytes;  // read_idx names the header's problem
+      bad_input(path + ": decompresses to more than its IDX header announces (" +
+                std::to_string(idx_limit(bytes) - kTrailingSlack) + " bytes with the header); refused while reading");
   }
   bad_input(path + ": cannot be read");
-}
-
-uint32_t big_endian_u32(const unsigned char* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
 }
 
 }  // namespace

@@ -58,6 +58,12 @@ bool allowed(Isa kernel_isa, Isa requested) {
   return static_cast<int>(kernel_isa) <= static_cast<int>(requested) && cpu_supports(kernel_isa);
 }
 
+// A kernel of level `isa` that needs `cpu` from the processor: the same ISA
+// except for the emulated VNNI kernel of the SIMDe test build.
+bool allowed(Isa isa, Isa cpu, Isa requested) {
+  return static_cast<int>(isa) <= static_cast<int>(requested) && cpu_supports(cpu);
+}
+
 void check_epilogue(const Epilogue& ep, const char* what) {
   if (ep.scale == nullptr) bad_input(std::string(what) + ": the epilogue needs a per-channel scale");
   if (ep.out == OutType::u8 && (ep.out_zero_point < 0 || ep.out_zero_point > 255))
@@ -81,23 +87,32 @@ struct Padded {
 // answers gemm_kernel_name, gemm_u8s8s32 and gemm_u8s8s32_rows alike.
 struct DenseKernel {
   Layout layout;
-  Isa isa;
+  Isa isa;  // the level a caller must allow
+  Isa cpu;  // what the processor must have to run it
   const char* name;
   void (*run)(const detail::GemmJob&, const ParallelFor&);
   bool takes_rows;  // reads A through GemmJob::rows (implicit im2col)
 };
 constexpr DenseKernel kDenseKernels[] = {
-    {Layout::avx2_n16k2_s16, Isa::avx2, "gemm_u8s8s32_avx2_6x16c2_s16", detail::gemm_avx2_6x16, false},
-    {Layout::avx2_n16k4_u8s8, Isa::avx2, "gemm_u8s8s32_avx2_6x16c4", detail::gemm_avx2_6x16c4, true},
-    {Layout::avx2_n16k8_u7s8, Isa::avx2, "gemm_u8s8s32_avx2_4x16c8_u7", detail::gemm_avx2_4x16c8_u7, true},
-    {Layout::vnni_n32k4_s8, Isa::avx512vnni, "gemm_u8s8s32_avx512vnni_8x32", detail::gemm_avx512vnni_8x32, false},
+    {Layout::avx2_n16k2_s16, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c2_s16", detail::gemm_avx2_6x16, false},
+    {Layout::avx2_n16k4_u8s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c4", detail::gemm_avx2_6x16c4, true},
+    {Layout::avx2_n16k8_u7s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_4x16c8_u7", detail::gemm_avx2_4x16c8_u7, true},
+#ifdef COMPRESS_VNNI_SIMDE
+    // Test library only (src/kernels/CMakeLists.txt): the VNNI kernel's source
+    // compiled against SIMD Everywhere, run where the CPU has AVX2.
+    {Layout::vnni_n32k4_s8, Isa::avx512vnni, Isa::avx2, "gemm_u8s8s32_avx512vnni_8x32_simde",
+     detail::gemm_avx512vnni_8x32_simde, false},
+#else
+    {Layout::vnni_n32k4_s8, Isa::avx512vnni, Isa::avx512vnni, "gemm_u8s8s32_avx512vnni_8x32",
+     detail::gemm_avx512vnni_8x32, false},
+#endif
 };
 
 // The kernel for B's layout that `isa` allows and the CPU runs, or nullptr
 // (the reference then computes the same bits).
 const DenseKernel* dense_kernel(const PackedView& B, Isa isa) {
   for (const DenseKernel& k : kDenseKernels)
-    if (B.layout() == k.layout && allowed(k.isa, isa)) return &k;
+    if (B.layout() == k.layout && allowed(k.isa, k.cpu, isa)) return &k;
   return nullptr;
 }
 

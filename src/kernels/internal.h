@@ -54,6 +54,7 @@ void require_7bit_activations(const uint8_t* p, int64_t rows, int64_t cols, int6
 bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
                        const Epilogue& ep, const ParallelFor& pf, Isa isa);
 void gemm_avx512vnni_8x32(const GemmJob& job, const ParallelFor& pf);
+void gemm_avx512vnni_8x32_simde(const GemmJob& job, const ParallelFor& pf);  // SIMDe test build only
 
 void sparse_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
 void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf);

@@ -208,20 +208,208 @@ std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int
 
 }  // namespace
 
+namespace {
+
+// Names of the header fields, for error messages ("field 'n_pad'").
+const char* field_name(int f) {
+  static const char* const names[kHeaderFields] = {
+      "magic", "version", "kind", "layout", "n", "k", "n_pad", "k_pad", "a_zero_point", "comp_offset",
+      "data_offset", "data_bytes", "idx_offset", "idx_bytes", "row_ptr_offset", "nnz", "kh", "kw", "c_in",
+      "groups", "total_bytes"};
+  return names[f];
+}
+
+// Validation of a blob read from outside (a saved model): every header field,
+// every section inside the blob, every index a kernel follows. A blob that
+// passes cannot make any kernel read or write out of bounds; values inside
+// the sections (weights, compensation) only change the numbers computed.
+class BlobChecker {
+ public:
+  BlobChecker(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_(bytes) {}
+  const int64_t* h() const { return reinterpret_cast<const int64_t*>(blob_); }
+
+  [[noreturn]] void fail(int f, const std::string& why) const {
+    bad_input("packed weight: field '" + std::string(field_name(f)) + "' " + why);
+  }
+  // Field f must lie in lo..hi.
+  void range(int f, int64_t lo, int64_t hi) const {
+    if (h()[f] < lo || h()[f] > hi)
+      fail(f, "is " + std::to_string(h()[f]) + ", outside " + std::to_string(lo) + ".." + std::to_string(hi));
+  }
+  // Field f must equal `want` (what the other fields imply).
+  void equal(int f, int64_t want, const char* because) const {
+    if (h()[f] != want)
+      fail(f, "is " + std::to_string(h()[f]) + ", expected " + std::to_string(want) + " (" + because + ")");
+  }
+  // The section at field `off` holds `len` bytes inside the blob, 64-byte aligned.
+  void section(int off, int64_t len) const {
+    const int64_t o = h()[off];
+    if (o < kHeaderBytes || o % 64 != 0 || o > bytes_ || len > bytes_ - o)
+      fail(off, "is " + std::to_string(o) + ": a section of " + std::to_string(len) +
+                    " bytes there does not fit the 64-byte aligned space after the header of a " +
+                    std::to_string(bytes_) + "-byte blob");
+  }
+  // The content of a section is wrong: "section 'row_ptr': ...".
+  [[noreturn]] void fail_section(const char* name, const std::string& why) const {
+    bad_input("packed weight: section '" + std::string(name) + "': " + why);
+  }
+  const int32_t* i32(int off) const { return reinterpret_cast<const int32_t*>(blob_ + h()[off]); }
+
+  // CSR row pointers: rp[0] = 0, non-decreasing, rp[n] = nnz, at most
+  // `per_row` entries a row.
+  void row_ptr(int64_t n, int64_t nnz, int64_t per_row) const {
+    const int32_t* rp = i32(kRowPtrOffset);
+    if (rp[0] != 0) fail_section("row_ptr", "row_ptr[0] is " + std::to_string(rp[0]) + ", expected 0");
+    for (int64_t i = 0; i < n; ++i)
+      if (rp[i + 1] < rp[i] || rp[i + 1] - rp[i] > per_row)
+        fail_section("row_ptr", "row_ptr[" + std::to_string(i + 1) + "] = " + std::to_string(rp[i + 1]) +
+                                " after " + std::to_string(rp[i]) + " (must not decrease, at most " +
+                                std::to_string(per_row) + " entries a row)");
+    if (rp[n] != nnz) fail_section("row_ptr", "row_ptr[n] is " + std::to_string(rp[n]) + ", nnz is " + std::to_string(nnz));
+  }
+
+ private:
+  const uint8_t* blob_;
+  int64_t bytes_;
+};
+
+bool dense_layout(Layout l) {
+  return l == Layout::rowmajor_s8 || l == Layout::avx2_n16k2_s16 || l == Layout::vnni_n32k4_s8 ||
+         l == Layout::avx2_n16k4_u8s8 || l == Layout::avx2_n16k8_u7s8;
+}
+
+// Padding multiples (n, k) of each layout, as the packers above round.
+void padding_of(Layout l, int64_t& nm, int64_t& km) {
+  switch (l) {
+    case Layout::avx2_n16k2_s16: nm = Avx2Traits::NR; km = Avx2Traits::KPACK; break;
+    case Layout::vnni_n32k4_s8: nm = Avx512VnniTraits::NR; km = Avx512VnniTraits::KPACK; break;
+    case Layout::avx2_n16k4_u8s8: nm = Avx2U8Traits::NR; km = Avx2U8Traits::KPACK; break;
+    case Layout::avx2_n16k8_u7s8: nm = Avx2U7Traits::NR; km = Avx2U7Traits::KPACK; break;
+    case Layout::depthwise_s16: nm = DepthwiseTraits::CV; km = 2; break;
+    case Layout::sparse_1x4_csr:
+    case Layout::sparse_2_4_s8: nm = 1; km = 4; break;
+    default: nm = 1; km = 1; break;
+  }
+}
+
+}  // namespace
+
 PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_(bytes) {
   if (blob == nullptr || bytes < kHeaderBytes)
     bad_input("packed weight: too small to hold a header (" + std::to_string(bytes) + " bytes)");
+  if (reinterpret_cast<uintptr_t>(blob) % 8 != 0)
+    bad_input("packed weight: the blob does not start at an 8-byte aligned address (a sliced tensor?)");
+  const BlobChecker c(blob, bytes);
   const int64_t* h = header();
-  if (h[kMagic] != kPackedMagic) bad_input("packed weight: not a compress packed blob (bad magic)");
+  if (h[kMagic] != kPackedMagic) c.fail(kMagic, "does not match: not a compress packed blob (bad magic)");
   if (h[kVersion] != kPackedVersion)
-    bad_input("packed weight: version " + std::to_string(h[kVersion]) + " is not supported");
+    c.fail(kVersion, "is " + std::to_string(h[kVersion]) + "; only version " + std::to_string(kPackedVersion) +
+                         " is supported");
   if (h[kTotalBytes] != bytes)
-    bad_input("packed weight: header says " + std::to_string(h[kTotalBytes]) + " bytes, tensor has " +
-              std::to_string(bytes));
-  if (h[kKind] < 1 || h[kKind] > 5 || h[kLayout] < 0 || h[kLayout] > 7)
-    bad_input("packed weight: unknown kind or layout");
-  for (int f : {kCompOffset, kDataOffset, kIdxOffset, kRowPtrOffset})
-    if (h[f] < kHeaderBytes || h[f] > bytes) bad_input("packed weight: corrupt section offset");
+    c.fail(kTotalBytes, "says " + std::to_string(h[kTotalBytes]) + " bytes, the tensor has " + std::to_string(bytes));
+  c.range(kKind, 1, 5);
+  c.range(kLayout, 0, 7);
+  const PackedKind kd = kind();
+  const Layout l = layout();
+  const bool layout_fits = (kd == PackedKind::gemm || kd == PackedKind::conv) ? dense_layout(l)
+                           : kd == PackedKind::depthwise                     ? l == Layout::depthwise_s16
+                           : kd == PackedKind::sparse_1x4                    ? l == Layout::sparse_1x4_csr
+                                                                             : l == Layout::sparse_2_4_s8;
+  if (!layout_fits)
+    c.fail(kLayout, "is " + std::to_string(h[kLayout]) + ", not a layout of kind " + std::to_string(h[kKind]));
+
+  // Sizes first: they bound every product below (n * k_pad < 2^31 * 2^15).
+  c.range(kN, 1, int64_t{1} << 31);
+  c.range(kK, 1, kMaxK);
+  const int64_t n = h[kN], k = h[kK];
+  int64_t nm = 1, km = 1;
+  padding_of(l, nm, km);
+  c.equal(kNPad, round_up(n, nm), "n rounded up to the layout's column block");
+  c.equal(kKPad, round_up(k, km), "k rounded up to the layout's k block");
+  const int64_t n_pad = h[kNPad], k_pad = h[kKPad];
+  c.range(kAZeroPoint, 0, layout_needs_7bit_activations(l) ? Avx2U7Traits::kMaxActivation : 255);
+
+  // Geometry: a convolution's k is kh * kw * c_in; depthwise has one tap row per channel.
+  if (kd == PackedKind::conv || kd == PackedKind::depthwise) {
+    c.range(kKh, 1, k);
+    c.range(kKw, 1, k);
+  } else {
+    c.equal(kKh, 1, "only convolutions have a kernel height");
+    c.equal(kKw, 1, "only convolutions have a kernel width");
+  }
+  if (kd == PackedKind::depthwise) {
+    c.equal(kK, h[kKh] * h[kKw], "depthwise k is kh * kw taps");
+    c.equal(kCIn, n, "depthwise has as many input channels as outputs");
+    c.equal(kGroups, n, "depthwise groups equal the channels");
+  } else {
+    c.range(kCIn, 1, k);
+    c.equal(kK, h[kKh] * h[kKw] * h[kCIn], "k is kh * kw * c_in");
+    c.equal(kGroups, 1, "only depthwise convolutions are grouped");
+  }
+
+  // Sections: their sizes follow from the fields above.
+  const bool corrected = l == Layout::avx2_n16k4_u8s8 || l == Layout::avx2_n16k8_u7s8;
+  int64_t data = 0, idx = 0, nnz = 0;
+  switch (l) {
+    case Layout::rowmajor_s8: data = n * k; break;
+    case Layout::avx2_n16k2_s16: data = n_pad * k_pad * 2; break;
+    case Layout::depthwise_s16: data = n_pad * k_pad * 2; break;
+    case Layout::vnni_n32k4_s8: data = n_pad * k_pad; break;
+    case Layout::avx2_n16k4_u8s8:
+    case Layout::avx2_n16k8_u7s8:
+      c.range(kNnz, 0, n * k);
+      nnz = h[kNnz];
+      data = n_pad * k_pad;
+      idx = nnz * 4;
+      break;
+    case Layout::sparse_1x4_csr:
+      c.range(kNnz, 0, n * (k_pad / 4));
+      nnz = h[kNnz];
+      data = idx = nnz * 4;
+      break;
+    case Layout::sparse_2_4_s8:
+      nnz = n * (k_pad / 4) * 2;
+      data = nnz;
+      idx = n * (k_pad / 4);
+      break;
+  }
+  c.equal(kNnz, nnz, "the entry count the layout implies");
+  c.equal(kDataBytes, data, "the data size the layout implies");
+  c.equal(kIdxBytes, idx, "the index size the layout implies");
+  c.section(kCompOffset, n_pad * 4);
+  c.section(kDataOffset, data);
+  c.section(kIdxOffset, idx);
+  const bool has_row_ptr = corrected || l == Layout::sparse_1x4_csr;
+  c.section(kRowPtrOffset, has_row_ptr ? (n + 1) * 4 : 0);
+
+  // Indices the kernels follow.
+  if (has_row_ptr) c.row_ptr(n, nnz, corrected ? k : k_pad / 4);
+  if (corrected) {
+    const int32_t* e = c.i32(kIdxOffset);
+    for (int64_t t = 0; t < nnz; ++t)
+      if (e[t] < 0 || (e[t] >> 8) >= k)
+        c.fail_section("idx", "correction " + std::to_string(t) + " names k = " + std::to_string(e[t] >> 8) +
+                               ", outside 0.." + std::to_string(k - 1));
+  } else if (l == Layout::sparse_1x4_csr) {
+    const int32_t* bk = c.i32(kIdxOffset);
+    for (int64_t t = 0; t < nnz; ++t)
+      if (bk[t] < 0 || bk[t] >= k || bk[t] % 4 != 0)
+        c.fail_section("idx", "block " + std::to_string(t) + " starts at k = " + std::to_string(bk[t]) +
+                               ", not a multiple of 4 in 0.." + std::to_string(k - 1));
+  } else if (l == Layout::sparse_2_4_s8) {
+    const uint8_t* ix = blob + h[kIdxOffset];
+    for (int64_t t = 0; t < idx; ++t)
+      if (ix[t] > 15 || (ix[t] & 3) >= (ix[t] >> 2))
+        c.fail_section("idx", "2:4 index byte " + std::to_string(t) + " is " + std::to_string(ix[t]) +
+                               " (two positions 0..3, the first below the second)");
+  }
+  // The compensation: |comp| <= 255 * 128 * k keeps acc + comp inside int32 (see kMaxK).
+  const int32_t* comp = c.i32(kCompOffset);
+  const int64_t comp_max = 255 * 128 * k;
+  for (int64_t i = 0; i < n_pad; ++i)
+    if (comp[i] < -comp_max || comp[i] > comp_max)
+      c.fail_section("comp", "compensation of channel " + std::to_string(i) + " is " +
+                              std::to_string(comp[i]) + ", beyond 255 * 128 * k");
 }
 
 Layout dense_layout_for(Isa isa, bool activations_7bit) {

@@ -13,6 +13,7 @@
 #include <random>
 #include <sstream>
 
+#include "temp_dir.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -32,15 +33,11 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// One folder per process (ctest runs each case in its own process, in
+// parallel), removed when the process ends.
 std::string scratch_dir() {
-  static std::string dir = [] {
-    // One folder per process: ctest runs test cases in parallel.
-    std::string d = std::string(COMPRESS_BINARY_DIR) + "/test_cli_scratch/" + std::to_string(::getpid());
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+  static const compress::testing::TempDir dir("cli");
+  return dir.path().string();
 }
 
 Result run(const std::string& args) {

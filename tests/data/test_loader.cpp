@@ -8,6 +8,7 @@
 #include "compress/data/dataset.h"
 #include "compress/data/loader.h"
 #include "compress/error.h"
+#include "temp_dir.h"
 
 using namespace compress::data;
 
@@ -156,8 +157,8 @@ TEST_CASE("normalisation uses per-channel statistics", "[loader]") {
 }
 
 TEST_CASE("tensor datasets save and load, bad ones are refused", "[dataset]") {
-  auto dir = std::filesystem::temp_directory_path() / ("compress_test_ds_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  const compress::testing::TempDir tmp("ds");
+  const std::filesystem::path& dir = tmp.path();
   auto ds = numbered(12);
   std::string p = (dir / "set.pt").string();
   save_tensor_dataset(ds, p);

@@ -12,6 +12,23 @@ function(run)
 endfunction()
 
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+
+# The installed CLI finds its libraries through its relative RPATH
+# ($ORIGIN/../lib): without LD_LIBRARY_PATH, from another working folder,
+# and after the whole prefix is moved elsewhere.
+set(moved ${BUILD_DIR}/install-test/moved-prefix)
+file(REMOVE_RECURSE ${moved})
+file(COPY ${prefix}/ DESTINATION ${moved})
+foreach(p IN ITEMS ${prefix} ${moved})
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env --unset=LD_LIBRARY_PATH ${p}/bin/compress info --json
+                  WORKING_DIRECTORY ${BUILD_DIR}/install-test
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "\"isa\": \"(ref|avx2|avx512vnni)\"")
+    message(FATAL_ERROR "${p}/bin/compress info failed (${rc}): ${out}${err}")
+  endif()
+endforeach()
+file(REMOVE_RECURSE ${moved})
+message("installed compress info: runs from the prefix and from a moved copy")
 find_program(CCACHE ccache)
 set(launcher "")
 if(CCACHE)

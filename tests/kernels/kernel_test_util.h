@@ -1,30 +1,50 @@
 #pragma once
 // Shared helpers of the kernel tests: random data, an independent naive
 // reference (int64 accumulation, zero point applied explicitly rather than
-// folded), the skip mechanism, and byte-exact comparison.
+// folded), skipping what the CPU cannot run, and byte-exact comparison.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "compress/kernels/gemm.h"
 #include "compress/kernels/isa.h"
+#include "skip.h"
 
 namespace kt {
 
 using namespace compress::kernels;
 
-// Ends this test process with the CTest skip code when the CPU lacks `isa`.
-inline void require_isa(Isa isa) {
-  if (!cpu_supports(isa)) {
-    std::printf("SKIPPED: this CPU (or its OS) lacks %s\n", isa_name(isa));
-    std::fflush(stdout);
-    std::exit(COMPRESS_SKIP_CODE);
-  }
+// What the processor needs to run the kernels of `isa` in this test binary:
+// the ISA itself, except in test_kernels_vnni_simde, where the AVX-512 VNNI
+// kernel is compiled against SIMD Everywhere and needs AVX2.
+inline Isa cpu_needed_for(Isa isa) {
+#ifdef COMPRESS_VNNI_SIMDE
+  if (isa == Isa::avx512vnni) return Isa::avx2;
+#endif
+  return isa;
 }
+
+// The name the dispatcher gives the VNNI kernel in this binary.
+#ifdef COMPRESS_VNNI_SIMDE
+constexpr const char* kVnniKernelName = "gemm_u8s8s32_avx512vnni_8x32_simde";
+#else
+constexpr const char* kVnniKernelName = "gemm_u8s8s32_avx512vnni_8x32";
+#endif
+
+inline std::string lacks(Isa isa) { return std::string("this CPU (or its OS) lacks ") + isa_name(cpu_needed_for(isa)); }
+
+}  // namespace kt
+
+// Skips the calling test case (tests/skip.h) when the CPU cannot run `isa`'s kernels.
+#define KT_REQUIRE_ISA(isa) \
+  if (!::compress::kernels::cpu_supports(::kt::cpu_needed_for(isa))) COMPRESS_SKIP(::kt::lacks(isa))
+
+namespace kt {
 
 inline std::vector<uint8_t> random_u8(std::mt19937& g, int64_t n, int lo = 0, int hi = 255) {
   std::uniform_int_distribution<int> d(lo, hi);

@@ -111,17 +111,17 @@ TEST_CASE("conv2d_u8s8 ref matches a direct convolution", "[kernels][conv][ref]"
 
 TEST_CASE("conv2d_u8s8 avx2 (im2col + gemm_u8s8s32_avx2_6x16c2_s16, dwconv_u8s8s32_avx2_16c) matches",
           "[kernels][conv][avx2]") {
-  kt::require_isa(Isa::avx2);
+  KT_REQUIRE_ISA(Isa::avx2);
   run_conv_cases(Isa::avx2, Layout::avx2_n16k2_s16);  // im2col chunks + gemm_u8s8s32_avx2_6x16c2_s16
 }
 
 TEST_CASE("conv2d_u8s8 avx2 (implicit im2col rows + gemm_u8s8s32_avx2_6x16c4) matches", "[kernels][conv][avx2]") {
-  kt::require_isa(Isa::avx2);
+  KT_REQUIRE_ISA(Isa::avx2);
   run_conv_cases(Isa::avx2, Layout::avx2_n16k4_u8s8);
 }
 
 TEST_CASE("conv2d_u8s8 avx2 7-bit activations (gemm_u8s8s32_avx2_4x16c8_u7) matches", "[kernels][conv][avx2]") {
-  kt::require_isa(Isa::avx2);
+  KT_REQUIRE_ISA(Isa::avx2);
   run_conv_cases(Isa::avx2, Layout::avx2_n16k8_u7s8, 127);
   // An input byte above 127 is refused on both the GEMM (1x1) and im2col paths.
   std::mt19937 g(3);
@@ -146,6 +146,6 @@ TEST_CASE("conv2d_u8s8 avx2 7-bit activations (gemm_u8s8s32_avx2_4x16c8_u7) matc
 }
 
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {
-  kt::require_isa(Isa::avx512vnni);
+  KT_REQUIRE_ISA(Isa::avx512vnni);
   run_conv_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);
 }

@@ -13,18 +13,13 @@ using namespace compress::kernels;
 
 namespace {
 
-void require_gpu(int sm) {
+// Why the kernels for `sm` cannot run here, or "" when they can.
+std::string gpu_missing(int sm) {
   std::string why;
-  if (!cuda::device_available(&why)) {
-    std::printf("SKIPPED: %s\n", why.c_str());
-    std::fflush(stdout);
-    std::exit(COMPRESS_SKIP_CODE);
-  }
-  if (cuda::device_sm() < sm) {
-    std::printf("SKIPPED: device is sm_%d, the kernel needs sm_%d\n", cuda::device_sm(), sm);
-    std::fflush(stdout);
-    std::exit(COMPRESS_SKIP_CODE);
-  }
+  if (!cuda::device_available(&why)) return why;
+  if (cuda::device_sm() < sm)
+    return "device is sm_" + std::to_string(cuda::device_sm()) + ", the kernel needs sm_" + std::to_string(sm);
+  return "";
 }
 
 // Exact int32 reference: f32 output with unit scale through the CPU reference
@@ -64,17 +59,17 @@ void check_dense(F kernel) {
 }  // namespace
 
 TEST_CASE("gemm_u8s8s32_mma_m16n8k32_sm80 matches the CPU reference", "[kernels][cuda]") {
-  require_gpu(80);
+  if (const std::string why = gpu_missing(80); !why.empty()) COMPRESS_SKIP(why);
   check_dense(cuda::gemm_u8s8s32_mma_m16n8k32_sm80);
 }
 
 TEST_CASE("gemm_u8s8s32_wgmma_m64n8k32_sm90a matches the CPU reference", "[kernels][cuda]") {
-  require_gpu(90);
+  if (const std::string why = gpu_missing(90); !why.empty()) COMPRESS_SKIP(why);
   check_dense(cuda::gemm_u8s8s32_wgmma_m64n8k32_sm90a);
 }
 
 TEST_CASE("spmm_2of4_u8s8s32_mma_sp_m16n8k64_sm80 matches the CPU reference", "[kernels][cuda]") {
-  require_gpu(80);
+  if (const std::string why = gpu_missing(80); !why.empty()) COMPRESS_SKIP(why);
   std::mt19937 g(22);
   for (const Shape& s : kShapes) {
     auto A = kt::random_u8(g, s.M * s.K);

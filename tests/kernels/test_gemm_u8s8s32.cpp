@@ -141,7 +141,7 @@ TEST_CASE("gemm_u8s8s32_ref matches the naive GEMM", "[kernels][gemm][ref]") {
 }
 
 TEST_CASE("gemm_u8s8s32_avx2_6x16c2_s16 (exact s16 path) matches the reference", "[kernels][gemm][avx2]") {
-  kt::require_isa(Isa::avx2);
+  KT_REQUIRE_ISA(Isa::avx2);
   std::vector<uint8_t> blob = pack_gemm_u8s8(std::vector<int8_t>(4, 1).data(), 2, 2, 0, Layout::avx2_n16k2_s16);
   PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
   REQUIRE(std::string(gemm_kernel_name(v, Isa::avx2)) == "gemm_u8s8s32_avx2_6x16c2_s16");
@@ -150,7 +150,7 @@ TEST_CASE("gemm_u8s8s32_avx2_6x16c2_s16 (exact s16 path) matches the reference",
 }
 
 TEST_CASE("gemm_u8s8s32_avx2_6x16c4 (vpmaddubsw + correction) matches the reference", "[kernels][gemm][avx2]") {
-  kt::require_isa(Isa::avx2);
+  KT_REQUIRE_ISA(Isa::avx2);
   // Forced (max_correction = 1): every case, extremes included, takes the u8 path.
   run_all_cases(Isa::avx2, Layout::avx2_n16k4_u8s8, 1.0);
   check_integer_part(Isa::avx2, Layout::avx2_n16k4_u8s8);
@@ -163,7 +163,7 @@ TEST_CASE("gemm_u8s8s32_avx2_6x16c4 (vpmaddubsw + correction) matches the refere
 
 TEST_CASE("gemm_u8s8s32_avx2_4x16c8_u7 (7-bit activations, two quads per s16) matches the reference",
           "[kernels][gemm][avx2]") {
-  kt::require_isa(Isa::avx2);
+  KT_REQUIRE_ISA(Isa::avx2);
   run_all_cases(Isa::avx2, Layout::avx2_n16k8_u7s8, 1.0, 127);
   check_integer_part(Isa::avx2, Layout::avx2_n16k8_u7s8, 127);
   std::mt19937 g(8);
@@ -248,10 +248,10 @@ TEST_CASE("the u8 layout falls back to the exact s16 layout when corrections wou
 }
 
 TEST_CASE("gemm_u8s8s32_avx512vnni_8x32 matches the reference", "[kernels][gemm][avx512vnni]") {
-  kt::require_isa(Isa::avx512vnni);
+  KT_REQUIRE_ISA(Isa::avx512vnni);
   std::vector<uint8_t> blob = pack_gemm_u8s8(std::vector<int8_t>(4, 1).data(), 2, 2, 0, Layout::vnni_n32k4_s8);
   PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
-  REQUIRE(std::string(gemm_kernel_name(v, Isa::avx512vnni)) == "gemm_u8s8s32_avx512vnni_8x32");
+  REQUIRE(std::string(gemm_kernel_name(v, Isa::avx512vnni)) == kt::kVnniKernelName);
   run_all_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);
   check_integer_part(Isa::avx512vnni, Layout::vnni_n32k4_s8);
 }

@@ -83,7 +83,7 @@ TEST_CASE("spmm_u8s8s32_ref 1x4 and 2:4 match the naive GEMM", "[kernels][sparse
 }
 
 TEST_CASE("spmm_u8s8s32_1x4_avx2_32 matches the reference", "[kernels][sparse][avx2]") {
-  kt::require_isa(Isa::avx2);
+  KT_REQUIRE_ISA(Isa::avx2);
   std::vector<int8_t> w(8, 1);
   std::vector<uint8_t> m(8, 1);
   auto blob = pack_sparse_1x4_u8s8(w.data(), m.data(), 2, 4, 0);
@@ -94,7 +94,7 @@ TEST_CASE("spmm_u8s8s32_1x4_avx2_32 matches the reference", "[kernels][sparse][a
 }
 
 TEST_CASE("spmm_u8s8s32_2of4_avx2_32 matches the reference", "[kernels][sparse][avx2]") {
-  kt::require_isa(Isa::avx2);
+  KT_REQUIRE_ISA(Isa::avx2);
   check_sparse(true, Isa::avx2);
 }
 

@@ -14,28 +14,16 @@
 #include "compress/kernels/packed.h"
 #include "compress/ops/ops.h"
 #include "compress/ops/script.h"
+#include "ops_test_util.h"
 #include "test_paths.h"
 
 namespace {
 
-c10::IValue call(const std::string& name, std::vector<c10::IValue> args) {
-  auto op = c10::Dispatcher::singleton().findSchemaOrThrow(("compress::" + name).c_str(), "");
-  auto stack = std::move(args);
-  op.callBoxed(&stack);
-  return stack.at(0);
-}
+using ops_test::call;
+using ops_test::error_of;
 
 at::Tensor rand_u8(at::IntArrayRef shape) { return at::randint(0, 256, shape, at::kByte); }
 at::Tensor rand_s8(at::IntArrayRef shape) { return at::randint(-128, 128, shape, at::kChar); }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "";
-}
 
 // The uint8 result of linear_int8's arguments computed by the kernel library
 // on the reference path (the ops must match it bit for bit).

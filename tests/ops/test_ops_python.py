@@ -11,7 +11,11 @@ import os
 import subprocess
 import sys
 
-import torch
+try:
+    import torch
+except ImportError as e:
+    print(f"SKIPPED: {sys.executable} lacks torch: {e} (install python3-torch)")
+    sys.exit(77)
 
 
 def main():

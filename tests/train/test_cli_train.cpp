@@ -8,9 +8,12 @@
 #include <nlohmann/json.hpp>
 
 #include "compress/data/dataset.h"
+#include "temp_dir.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
+
+using compress::testing::TempDir;
 
 namespace {
 
@@ -29,14 +32,9 @@ Run run(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-fs::path workdir() {
-  fs::path d = fs::temp_directory_path() / ("compress_test_cli_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
-}
 
 // 28x28 images whose class is which quadrant is bright: learnable in one epoch.
-std::string make_set(const std::string& name, int64_t n, uint64_t seed) {
+std::string make_set(const TempDir& dir, const std::string& name, int64_t n, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   compress::data::TensorDataset ds;
   ds.labels = at::randint(0, 4, {n}, gen);
@@ -46,7 +44,7 @@ std::string make_set(const std::string& name, int64_t n, uint64_t seed) {
     ds.inputs[i].narrow(1, (q / 2) * 14, 14).narrow(2, (q % 2) * 14, 14).add_(0.7);
   }
   ds.num_classes = 10;
-  std::string p = (workdir() / name).string();
+  std::string p = dir.file(name);
   compress::data::save_tensor_dataset(ds, p);
   return p;
 }
@@ -54,9 +52,9 @@ std::string make_set(const std::string& name, int64_t n, uint64_t seed) {
 }  // namespace
 
 TEST_CASE("compress train then compress eval on a dataset file", "[cli][train]") {
-  std::string train = make_set("quad_train.pt", 256, 1), test = make_set("quad_test.pt", 128, 2);
-  std::string model = (workdir() / "cnn.pt").string();
-  fs::remove(model);
+  const TempDir dir("cli_train");
+  std::string train = make_set(dir, "quad_train.pt", 256, 1), test = make_set(dir, "quad_test.pt", 128, 2);
+  std::string model = dir.file("cnn.pt");
   Run t = run("train --arch cnn --data " + train + " --test-data " + test +
               " --epochs 2 --batch-size 32 --lr 0.02 --quiet --json -o " + model);
   INFO(t.out);
@@ -82,10 +80,9 @@ TEST_CASE("compress train then compress eval on a dataset file", "[cli][train]")
 }
 
 TEST_CASE("compress prune shrinks a trained model and fine-tunes it on a dataset file", "[cli][prune]") {
-  std::string train = make_set("prune_train.pt", 256, 3), test = make_set("prune_test.pt", 128, 4);
-  std::string model = (workdir() / "prune_cnn.pt").string(), pruned = (workdir() / "prune_cnn.half.pt").string();
-  std::string report = (workdir() / "prune_report.json").string();
-  fs::remove(pruned);
+  const TempDir dir("cli_prune");
+  std::string train = make_set(dir, "prune_train.pt", 256, 3), test = make_set(dir, "prune_test.pt", 128, 4);
+  std::string model = dir.file("cnn.pt"), pruned = dir.file("cnn.half.pt"), report = dir.file("report.json");
   REQUIRE(run("train --arch cnn --data " + train + " --epochs 2 --batch-size 32 --lr 0.02 --quiet -o " + model).code == 0);
   Run p = run("prune " + model + " -o " + pruned + " --input-shape 1,1,28,28 --target-macs 0.5 --round-to 4 --data " +
               test + " --finetune-epochs 2 --lr 0.02 --report " + report + " -q");
@@ -108,16 +105,22 @@ TEST_CASE("compress prune shrinks a trained model and fine-tunes it on a dataset
 }
 
 TEST_CASE("bad input to train/eval: one line, exit code 2", "[cli][train]") {
-  std::string missing = (workdir() / "missing.pt").string();
-  for (const std::string& args : std::vector<std::string>
-       {"train --arch nosuch --data fashion-mnist -o " + (workdir() / "x.pt").string(),
-        "train --arch cnn --data " + missing + " -o " + (workdir() / "x.pt").string(),
-        std::string("train --arch cnn --data fashion-mnist"), "eval " + missing + " --data fashion-mnist",
-        "train --arch cnn --data fashion-mnist --resume -o " + (workdir() / "x.pt").string()}) {
+  const TempDir dir("cli_train");
+  const std::string missing = dir.file("missing.pt"), out = dir.file("x.pt");
+  // Each command with the problem its one line must name.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"train --arch nosuch --data fashion-mnist -o " + out, "compress train: error: unknown architecture 'nosuch'"},
+      {"train --arch cnn --data " + missing + " -o " + out, "compress train: error: " + missing + ": no such file"},
+      {"train --arch cnn --data fashion-mnist", "compress train: error: -o/--output is required"},
+      {"eval " + missing + " --data fashion-mnist", "compress eval: error: " + missing + ": no such file"},
+      {"train --arch cnn --data fashion-mnist --resume -o " + out,
+       "compress train: error: --resume needs --checkpoint FILE"}};
+  for (const auto& [args, expect] : cases) {
     Run r = run(args);
     INFO(args << "\n" << r.out);
     CHECK(r.code == 2);
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
-    CHECK_THAT(r.out, Catch::Contains("error:"));
+    CHECK_THAT(r.out, Catch::StartsWith(expect));
   }
+  CHECK_FALSE(fs::exists(out));
 }

@@ -6,6 +6,7 @@
 
 #include "compress/error.h"
 #include "compress/train/trainer.h"
+#include "temp_dir.h"
 #include "tiny.h"
 
 using namespace compress::train;
@@ -32,12 +33,6 @@ TrainConfig small_config(uint64_t seed) {
   return c;
 }
 
-std::string temp_path(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("compress_test_train_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  fs::remove(d / name);
-  return (d / name).string();
-}
 
 void require_same_state(const torch::jit::Module& a, const torch::jit::Module& b) {
   auto pa = named_parameters(a), pb = named_parameters(b);
@@ -79,6 +74,7 @@ TEST_CASE("same seed gives the same weights, another seed does not", "[trainer][
 }
 
 TEST_CASE("resuming from a checkpoint gives the uninterrupted run's weights", "[trainer][checkpoint]") {
+  const compress::testing::TempDir tmp("train");
   auto data = tiny::blobs(200, 4);  // 6 full batches of 32 per epoch (drop_last)
   for (const char* kind : {"sgd", "adamw"}) {
     INFO(kind);
@@ -93,7 +89,7 @@ TEST_CASE("resuming from a checkpoint gives the uninterrupted run's weights", "[
 
     for (int64_t stop_at : {8, 12}) {  // mid-epoch (epoch 2, batch 2) and at an epoch boundary
       INFO("interrupted after step " << stop_at);
-      auto ckpt = temp_path(std::string("resume_") + kind + ".ckpt");
+      auto ckpt = tmp.file(std::string("resume_") + kind + "_" + std::to_string(stop_at) + ".ckpt");
       auto first = tiny::make_model(1);
       auto c1 = cfg;
       c1.checkpoint_path = ckpt;
@@ -117,7 +113,8 @@ TEST_CASE("resuming from a checkpoint gives the uninterrupted run's weights", "[
 
 TEST_CASE("a checkpoint of another run is refused", "[trainer][checkpoint]") {
   auto data = tiny::blobs(64, 4);
-  auto ckpt = temp_path("other.ckpt");
+  const compress::testing::TempDir tmp("train");
+  auto ckpt = tmp.file("other.ckpt");
   auto cfg = small_config(5);
   cfg.epochs = 1;
   cfg.checkpoint_path = ckpt;

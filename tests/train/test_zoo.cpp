@@ -6,12 +6,13 @@
 
 #include "compress/models/zoo.h"
 #include "compress/error.h"
+#include "temp_dir.h"
 
 using namespace compress::models;
 
 TEST_CASE("every zoo model runs, is seeded, and round-trips through save/load", "[zoo]") {
-  auto dir = std::filesystem::temp_directory_path() / ("compress_test_zoo_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  const compress::testing::TempDir tmp("zoo");
+  const std::filesystem::path& dir = tmp.path();
   at::Tensor x = at::rand({2, 1, 28, 28});
   for (const auto& name : zoo_names()) {
     INFO(name);

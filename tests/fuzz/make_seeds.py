@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""Writes the seed corpora of the fuzz harnesses (tests/fuzz/corpus/NAME/).
+Run once, with Debian's interpreter and a built ops library; the seeds are
+committed:  /usr/bin/python3 make_seeds.py build/src/ops/libcompress_ops.so"""
+import gzip
+import os
+import sys
+
+import torch
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(corpus, name, data):
+    d = os.path.join(here, "corpus", corpus)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def packed_seeds(lib):
+    torch.ops.load_library(lib)
+    ops = torch.ops.compress
+    torch.manual_seed(0)
+    w = torch.randint(-128, 128, (5, 12), dtype=torch.int8)
+    trained = torch.randint(-40, 41, (20, 16), dtype=torch.int8)
+    trained[0, 0], trained[0, 1] = 127, 120  # one saturating pair: a correction entry
+    blobs = {
+        "linear_ref": ops.pack_linear_int8(w, 3, "ref"),
+        "linear_avx2_s16": ops.pack_linear_int8(w, 3, "avx2"),
+        "linear_avx2_u8": ops.pack_linear_int8(trained, 3, "avx2"),
+        "linear_avx2_u7": ops.pack_linear_int8(trained, 3, "avx2_u7"),
+        "linear_vnni": ops.pack_linear_int8(w, 3, "avx512vnni"),
+        "conv_ref": ops.pack_conv2d_int8(torch.randint(-128, 128, (4, 3, 3, 3), dtype=torch.int8), 5, 1, "ref"),
+        "conv_avx2": ops.pack_conv2d_int8(torch.randint(-128, 128, (4, 3, 3, 3), dtype=torch.int8), 5, 1, "avx2"),
+        "depthwise": ops.pack_conv2d_int8(torch.randint(-128, 128, (6, 1, 3, 3), dtype=torch.int8), 5, 6, "auto"),
+    }
+    mask = torch.zeros(5, 12, dtype=torch.uint8)
+    mask[:, 0::4] = 1
+    mask[:, 2::4] = 1
+    blobs["sparse_1x4"] = ops.pack_linear_int8_sparse(w, mask, 2, "1x4")
+    blobs["sparse_2_4"] = ops.pack_linear_int8_sparse(w, mask, 2, "2:4")
+    for name, t in blobs.items():
+        write("packed", name, bytes(t.numpy().tobytes()))
+
+
+def idx(dims, data, kind=0x08):
+    b = bytes([0, 0, kind, len(dims)])
+    for d in dims:
+        b += d.to_bytes(4, "big")
+    return b + bytes(data)
+
+
+def idx_seeds():
+    images = idx([2, 3, 3], range(18))
+    write("idx", "images", images)
+    write("idx", "labels", idx([4], [0, 1, 2, 9]))
+    write("idx", "images_gz", gzip.compress(images))
+    write("idx", "truncated", images[:-3])
+    write("idx", "bomb_gz", gzip.compress(idx([2], [1, 2]) + bytes(1 << 21)))
+
+
+def shape_seeds():
+    for i, text in enumerate(["1,3,224,224", "2,3,32,32", "1", "1,,3", "-1,3", ",", "3.5,2",
+                              "99999999999999999999,1", "0x10,4", " 1,2"]):
+        write("shape", "s%02d" % i, text.encode())
+
+
+if __name__ == "__main__":
+    packed_seeds(sys.argv[1])
+    idx_seeds()
+    shape_seeds()
