@@ -172,6 +172,7 @@ TEST_CASE("prune: groups, a MACs budget, and bad input answered with one line", 
   check_bad_input(run(base + "--ratio 0.5 --criterion taylr"), "unknown pruning criterion 'taylr'");
   check_bad_input(run(base + "--ratio 0.5 --criterion taylor"), "--criterion taylor needs --data");
   check_bad_input(run(base + "--ratio 0.5 --finetune-epochs 1"), "--finetune-epochs needs --data");
+  check_bad_input(run(base + "--ratio 0.5 --recalibrate-bn 4"), "--recalibrate-bn needs --data");
   check_bad_input(run(base + "--ratio 0.5 --ignore layer9.conv"), "--ignore: 'layer9.conv'");
   check_bad_input(run(base + "--ratio 0.5 --target-macs 0.5"), "exactly one budget");
   CHECK_FALSE(fs::exists(out));

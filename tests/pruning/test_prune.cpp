@@ -305,6 +305,29 @@ TEST_CASE("bad budgets and names are refused with one clear reason", "[pruning][
   CHECK_THROWS_WITH(prune(no_shape, o), Catch::Contains("needs the model's input shape"));
 }
 
+TEST_CASE("batch-norm statistics are re-estimated from data", "[pruning][recalibrate]") {
+  auto m = net({{"a", conv(3, 4)}, {"b", bn(4)}, {"out", conv(4, 2)}}, R"(
+def forward(self, x):
+    return torch.mean(self.out.forward(torch.relu(self.b.forward(self.a.forward(x)))), [2, 3])
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  data::TensorDataset ds;
+  ds.inputs = at::randn({40, 3, 8, 8}) * 2 + 1;
+  ds.labels = at::zeros({40}, at::kLong);
+  ds.num_classes = 2;
+  CHECK(recalibrate_batch_norm(g, ds, /*batches=*/3, /*batch_size=*/16) == 1);
+  // The statistics of the conv output over all 40 samples (3 batches of 16 cover them).
+  at::Tensor y = at::conv2d(ds.inputs, g.param("a.weight"), g.param("a.bias"), 1, 1).to(at::kDouble);
+  at::Tensor mean = y.mean({0, 2, 3}), var = y.var({0, 2, 3}, /*unbiased=*/true);
+  CHECK(at::allclose(g.param("b.running_mean").to(at::kDouble), mean, 1e-4, 1e-5));
+  CHECK(at::allclose(g.param("b.running_var").to(at::kDouble), var, 1e-4, 1e-5));
+  // Only the batches asked for: one batch of 16 gives those 16 samples' statistics.
+  Graph h = imported(m, {1, 3, 8, 8});
+  recalibrate_batch_norm(h, ds, 1, 16);
+  at::Tensor y16 = y.narrow(0, 0, 16);
+  CHECK(at::allclose(h.param("b.running_mean").to(at::kDouble), y16.mean({0, 2, 3}), 1e-4, 1e-5));
+}
+
 TEST_CASE("torchvision models prune to half their MACs and keep their output shape", "[pruning][e2e]") {
   at::set_num_threads(1);
   for (const char* name : {"resnet18", "mobilenet_v2"}) {

@@ -85,7 +85,7 @@ TEST_CASE("compress prune shrinks a trained model and fine-tunes it on a dataset
   std::string model = dir.file("cnn.pt"), pruned = dir.file("cnn.half.pt"), report = dir.file("report.json");
   REQUIRE(run("train --arch cnn --data " + train + " --epochs 2 --batch-size 32 --lr 0.02 --quiet -o " + model).code == 0);
   Run p = run("prune " + model + " -o " + pruned + " --input-shape 1,1,28,28 --target-macs 0.5 --round-to 4 --data " +
-              test + " --finetune-epochs 2 --lr 0.02 --report " + report + " -q");
+              test + " --recalibrate-bn 2 --finetune-epochs 2 --lr 0.02 --latency 1,8 --report " + report + " -q");
   INFO(p.out);
   REQUIRE(p.code == 0);
   std::ifstream f(report);
@@ -93,6 +93,13 @@ TEST_CASE("compress prune shrinks a trained model and fine-tunes it on a dataset
   CHECK(j["result"]["macs_after"].get<double>() <= 0.5 * j["result"]["macs_before"].get<double>());
   CHECK(j["result"]["params_after"].get<int64_t>() < j["result"]["params_before"].get<int64_t>());
   CHECK(j["finetune_epochs"] == 2);
+  CHECK(j["batch_norms_recalibrated"].get<int>() > 0);
+  CHECK(j["file_bytes"]["after"].get<int64_t>() < j["file_bytes"]["before"].get<int64_t>());
+  for (const char* batch : {"1", "8"}) {
+    INFO(batch);
+    CHECK(j["latency_ms"][batch]["before"].get<double>() > 0);
+    CHECK(j["latency_ms"][batch]["after"].get<double>() > 0);
+  }
   INFO(j.dump());
   CHECK(j["accuracy_after"].get<double>() > 0.5);  // chance is 0.25
   Run e = run("eval " + pruned + " --data " + test + " --json");

@@ -1,6 +1,7 @@
 // compress prune IN -o OUT (--target-macs F | --ratio F | --ratios FILE) [--input-shape S] [--criterion C]
 //                [--global] [--round-to N] [--min-channels N] [--ignore NAME ...] [--report R.json]
 //                [--data fashion-mnist --finetune-epochs N]
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -41,6 +42,32 @@ std::map<std::string, double> read_ratios(const std::string& path) {
   return ratios;
 }
 
+// Median latency of the original and the pruned model, 1 thread, FP32, run
+// alternately (twice each, best median kept) so both see the same machine.
+nlohmann::json latency_before_after(const Graph& original, torch::jit::Module& pruned, const std::string& batches) {
+  train::LatencyOptions lo;
+  lo.batch_sizes.clear();
+  for (int64_t b : parse_shape(batches, "--latency")) lo.batch_sizes.push_back(b);
+  lo.thread_counts = {1};
+  lo.repeats = 5;
+  lo.warmup = 2;
+  torch::jit::Module before = export_module(original);
+  Shape sample(original.example_inputs()[0].shape.begin() + 1, original.example_inputs()[0].shape.end());
+  nlohmann::json out;
+  std::map<int64_t, double> best_before, best_after;
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& p : train::measure_latency(before, sample, lo))
+      best_before[p.batch] = round ? std::min(best_before[p.batch], p.median_ms) : p.median_ms;
+    for (const auto& p : train::measure_latency(pruned, sample, lo))
+      best_after[p.batch] = round ? std::min(best_after[p.batch], p.median_ms) : p.median_ms;
+  }
+  for (const auto& kv : best_before) {
+    out[std::to_string(kv.first)] = {{"before", kv.second}, {"after", best_after[kv.first]},
+                                     {"speedup", kv.second / best_after[kv.first]}};
+  }
+  return out;
+}
+
 }  // namespace
 
 int cmd_prune(int argc, char** argv) {
@@ -62,6 +89,10 @@ int cmd_prune(int argc, char** argv) {
       ("ignore", "group or layer to leave alone (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("seed", "seed for --criterion random and fine-tuning", cxxopts::value<uint64_t>()->default_value("0"))
       ("report", "write a JSON report here", cxxopts::value<std::string>())
+      ("latency", "measure latency before and after (1 thread, FP32) at these batch sizes, e.g. 1,32",
+       cxxopts::value<std::string>())
+      ("recalibrate-bn", "re-estimate batch-norm statistics of the pruned model on N batches of --data (no training)",
+       cxxopts::value<int64_t>()->default_value("0"))
       ("data", "fashion-mnist or a tensor dataset (.pt): evaluate before/after and fine-tune", cxxopts::value<std::string>()->default_value(""))
       ("data-dir", "folder of the Fashion-MNIST files", cxxopts::value<std::string>()->default_value(""))
       ("finetune-epochs", "fine-tune this many epochs after pruning (needs --data)", cxxopts::value<int64_t>()->default_value("0"))
@@ -120,7 +151,16 @@ int cmd_prune(int argc, char** argv) {
     if (limit > 0) train_set = data::take(*train_set, limit);
     o.data = &*train_set;
   }
+  Graph original = graph;  // for the latency comparison
   pruning::PruneResult result = pruning::prune(graph, o);
+  const int64_t recal = r["recalibrate-bn"].as<int64_t>();
+  if (recal < 0) bad_input("--recalibrate-bn must not be negative");
+  if (recal > 0) {
+    if (data.empty()) bad_input("--recalibrate-bn needs --data");
+    if (!train_set) train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
+    if (limit > 0) train_set = data::take(*train_set, limit);
+    report["batch_norms_recalibrated"] = pruning::recalibrate_batch_norm(graph, *train_set, recal);
+  }
   torch::jit::Module pruned = export_module(graph);
   if (epochs > 0) {
     if (!train_set) train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
@@ -139,6 +179,8 @@ int cmd_prune(int argc, char** argv) {
   }
   if (test_set) report["accuracy_after"] = train::evaluate(pruned, *test_set).top1;
   save_module(pruned, out, /*protect=*/in);
+  report["file_bytes"] = {{"before", std::filesystem::file_size(in)}, {"after", std::filesystem::file_size(out)}};
+  if (r.count("latency")) report["latency_ms"] = latency_before_after(original, pruned, r["latency"].as<std::string>());
 
   report["options"] = o.to_json();
   report["result"] = result.to_json();
@@ -153,6 +195,10 @@ int cmd_prune(int argc, char** argv) {
               << result.params_before << " -> " << result.params_after << ", " << result.changes.size()
               << " groups pruned, " << result.frozen.size() << " frozen\n";
     for (const auto& f : result.frozen) std::cout << "  frozen: " << f << "\n";
+    if (report.contains("latency_ms"))
+      for (const auto& kv : report["latency_ms"].items())
+        std::cout << "latency batch " << kv.key() << ", 1 thread: " << kv.value()["before"].get<double>() << " ms -> "
+                  << kv.value()["after"].get<double>() << " ms (" << kv.value()["speedup"].get<double>() << "x)\n";
     if (report.contains("accuracy_before"))
       std::cout << "top-1 " << report["accuracy_before"].get<double>() << " -> " << report["accuracy_after"].get<double>() << "\n";
     std::cout << std::flush;

@@ -67,4 +67,12 @@ std::vector<std::vector<double>> channel_importance(const Graph& graph, const Gr
 // (0, 1), no budget or two.
 PruneResult prune(Graph& graph, const PruneOptions& options);
 
+// Re-estimates the running mean and variance of every batch norm in
+// training-statistics form from `batches` batches of `data` (no training):
+// taps on each batch norm's input, mean and unbiased variance over batch and
+// spatial positions, accumulated exactly over all batches. What pruning
+// without fine-tuning needs, since removing channels shifts the statistics
+// of the layers after them. Returns the number of batch norms updated.
+int recalibrate_batch_norm(Graph& graph, const data::TensorDataset& data, int64_t batches, int64_t batch_size = 64);
+
 }  // namespace compress::pruning
