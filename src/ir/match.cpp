@@ -42,12 +42,24 @@ class Matcher {
  public:
   Matcher(const Graph& g, const Pattern& p) : g_(g), p_(p) {}
 
+  // Tries every choice of operand order for the commutative nodes (a
+  // pattern has few), so that the inner-use rule can pick the order that
+  // works: add(conv_a, conv_b) matches conv -> add with either conv.
   bool match_root(Node* root, Match& m) {
-    m.nodes.assign(p_.elements().size(), nullptr);
-    m.values.assign(p_.elements().size(), -1);
     if (root->outputs().empty()) return false;
-    if (!match_node(p_.root(), root, m)) return false;
-    // Inner nodes may be read only inside the match.
+    int commutative = 0;
+    for (const auto& e : p_.elements()) commutative += e.commutative;
+    for (uint32_t mask = 0; mask < (1u << commutative); ++mask) {
+      swap_mask_ = mask;
+      m.nodes.assign(p_.elements().size(), nullptr);
+      m.values.assign(p_.elements().size(), -1);
+      if (match_node(p_.root(), root, m) && inner_uses_ok(root, m)) return true;
+    }
+    return false;
+  }
+
+  // Inner nodes may be read only inside the match.
+  bool inner_uses_ok(Node* root, const Match& m) const {
     std::unordered_set<const Node*> inside;
     for (Node* n : m.nodes)
       if (n) inside.insert(n);
@@ -79,20 +91,10 @@ class Matcher {
     if (operands.size() < e.inputs.size()) return false;
     m.nodes[id] = n;
     m.values[id] = n->output(0);
-    std::vector<std::vector<ValueId>> orders{operands};
-    if (e.commutative) orders.push_back({operands[1], operands[0]});
-    for (const auto& order : orders) {
-      Match trial = m;
-      bool ok = true;
-      for (size_t k = 0; k < e.inputs.size() && ok; ++k) ok = match_value(e.inputs[k], order[k], trial);
-      if (ok) {
-        m = std::move(trial);
-        return true;
-      }
-    }
-    m.nodes[id] = nullptr;
-    m.values[id] = -1;
-    return false;
+    if (e.commutative && (swap_mask_ >> commutative_index(id)) & 1u) std::swap(operands[0], operands[1]);
+    for (size_t k = 0; k < e.inputs.size(); ++k)
+      if (!match_value(e.inputs[k], operands[k], m)) return false;
+    return true;
   }
 
   bool match_value(Pattern::Id id, ValueId v, Match& m) {
@@ -107,8 +109,16 @@ class Matcher {
     return match_node(id, producer, m);
   }
 
+  // Which bit of the swap mask a commutative element owns.
+  int commutative_index(Pattern::Id id) const {
+    int k = 0;
+    for (Pattern::Id i = 0; i < id; ++i) k += p_.elements()[static_cast<size_t>(i)].commutative;
+    return k;
+  }
+
   const Graph& g_;
   const Pattern& p_;
+  uint32_t swap_mask_ = 0;
 };
 
 }  // namespace

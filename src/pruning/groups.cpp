@@ -39,6 +39,7 @@ struct Layout {
 struct Space {
   int parent = -1;
   int64_t length = 0;
+  std::string name;  // when not the first producer's module path (attention heads)
   bool frozen = false;
   std::string reason;
   std::vector<ChannelSlice> slices;
@@ -419,11 +420,27 @@ class Analyzer {
         return;
       }
       case LeafKind::MultiheadAttention: {
-        // Heads and the residual stream are not followed yet: keep the
-        // features it reads and makes.
-        if (in) freeze_layout(*in, "attention " + n.module + " (heads are not pruned yet)");
-        Layout made = produce(n, std::get<AttentionAttrs>(n.attrs).embed_dim, static_cast<int>(rank(out)) - 1);
-        freeze_layout(made, "attention " + n.module + " (heads are not pruned yet)");
+        // Whole heads are a group of their own: head h is rows
+        // [h*d, (h+1)*d) of each of the q, k and v blocks of in_proj and
+        // the same columns of out_proj. The features it reads and writes
+        // (a transformer's residual stream) are not followed yet.
+        const auto& a = std::get<AttentionAttrs>(n.attrs);
+        const int64_t d = a.head_size(), inner = a.inner_dim();
+        int heads = new_space(a.num_heads);
+        spaces_[heads].producers.push_back(&n);
+        spaces_[heads].name = n.module + ":heads";
+        if (calls_[n.module] > 1) freeze(heads, n.module + " is called more than once");
+        for (const char* role : {"in_proj_weight", "in_proj_bias"}) {
+          auto it = n.params.find(role);
+          if (it == n.params.end()) continue;
+          for (int64_t block = 0; block < 3; ++block)
+            spaces_[heads].slices.push_back(ChannelSlice{it->second, 0, block * inner, d, ChannelSlice::Role::Out, &n});
+        }
+        spaces_[heads].slices.push_back(
+            ChannelSlice{n.params.at("out_proj.weight"), 1, 0, d, ChannelSlice::Role::In, &n});
+        if (in) freeze_layout(*in, "attention " + n.module + " (its input features are not pruned yet)");
+        Layout made = produce(n, a.embed_dim, static_cast<int>(rank(out)) - 1);
+        freeze_layout(made, "attention " + n.module + " (its output features are not pruned yet)");
         layouts_[out] = made;
         return;
       }
@@ -440,7 +457,7 @@ class Analyzer {
       std::sort(sp.producers.begin(), sp.producers.end(),
                 [&](const Node* a, const Node* b) { return g_.is_before(a, b); });
       Group grp;
-      grp.name = sp.producers.front()->module;
+      grp.name = sp.name.empty() ? sp.producers.front()->module : sp.name;
       grp.width = sp.length;
       grp.slices = sp.slices;
       grp.producers = sp.producers;

@@ -241,6 +241,11 @@ int64_t macs_after(const Graph& g, const ModelProfile& prof, const GroupAnalysis
         auto it = removed.find({w, dim});
         if (it != removed.end()) m *= 1.0 - static_cast<double>(it->second.size()) / static_cast<double>(t.size(dim));
       }
+    } else if (m > 0 && n->is_leaf(LeafKind::MultiheadAttention)) {
+      // Every term of attention's MACs is proportional to the heads kept.
+      const std::string& w = n->params.at("in_proj_weight");
+      auto it = removed.find({w, 0});
+      if (it != removed.end()) m *= 1.0 - static_cast<double>(it->second.size()) / static_cast<double>(g.param(w).size(0));
     }
     total += m;
   }
@@ -301,6 +306,13 @@ void apply(Graph& g, const GroupAnalysis& a, const Plan& plan) {
       case LeafKind::Embedding:
         std::get<EmbeddingAttrs>(n->attrs).embedding_dim = size("weight", 1);
         break;
+      case LeafKind::MultiheadAttention: {
+        auto& a = std::get<AttentionAttrs>(n->attrs);
+        a.head_dim = a.head_size();
+        a.num_heads = size("in_proj_weight", 0) / (3 * a.head_dim);
+        if (a.inner_dim() != a.embed_dim) a.fused = false;  // the fused kernel needs the full width
+        break;
+      }
       default: break;
     }
   }

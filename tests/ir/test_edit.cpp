@@ -13,6 +13,7 @@
 #include "compress/ir/match.h"
 #include "compress/models/zoo.h"
 #include "compress/train/trainer.h"
+#include "make_module.h"
 #include "test_util.h"
 
 using namespace compress;
@@ -420,4 +421,35 @@ TEST_CASE("the leaf registry has one complete entry per kind", "[ir][leaves]") {
   CHECK(leaf_info(LeafKind::Conv2d).channels.in.front().dim == 1);
   CHECK(leaf_info(LeafKind::BatchNorm2d).channels.passthrough);
   CHECK(leaf_info(LeafKind::Linear).channels.activation_dim == -1);
+}
+
+TEST_CASE("a commutative pattern tries the other operand order when the first leaves an outside user", "[ir][match]") {
+  using compress::testing::make_module;
+  auto conv = [](const std::string& name) {
+    return make_module("__torch__.torch.nn.modules.conv.Conv2d", {{"weight", at::randn({4, 4, 1, 1})}},
+                       "def forward(self, x):\n    return torch.conv2d(x, self.weight, None, [1, 1], [0, 0], [1, 1], 1)\n");
+  };
+  auto bn = [] {
+    return make_module("__torch__.torch.nn.modules.batchnorm.BatchNorm2d", {{"weight", at::ones({4})}, {"bias", at::zeros({4})}},
+                       "def forward(self, x):\n    return torch.batch_norm(x, self.weight, self.bias, self.running_mean, "
+                       "self.running_var, False, 0.1, 1e-5, True)\n",
+                       {{"running_mean", at::zeros({4})}, {"running_var", at::ones({4})}});
+  };
+  auto root = make_module("__torch__.test.Net", {}, "");
+  root.register_module("ca", conv("ca"));
+  root.register_module("ba", bn());
+  root.register_module("cb", conv("cb"));
+  root.register_module("bb", bn());
+  // ba's output is also returned: only the (cb, bb) side may be fused away.
+  root.define(R"(
+def forward(self, x):
+    a = self.ba.forward(self.ca.forward(x))
+    b = self.bb.forward(self.cb.forward(x))
+    return (torch.relu(a + b), a)
+)");
+  Graph g = import_module(root);
+  auto matches = find_matches(g, patterns::conv_bn_add_act());
+  REQUIRE(matches.size() == 1);
+  CHECK(matches[0].nodes[0]->module == "cb");
+  CHECK(matches[0].nodes[1]->module == "bb");
 }

@@ -346,3 +346,35 @@ TEST_CASE("torchvision models prune to half their MACs and keep their output sha
     check_runs(g, original, {2, 3, 224, 224});
   }
 }
+
+TEST_CASE("attention heads are pruned whole: q, k, v rows and out_proj columns", "[pruning][attention]") {
+  at::set_num_threads(1);
+  for (const char* name : {"vit_small", "vit_small_grad"}) {  // fused and decomposed attention
+    INFO(name);
+    auto original = torch::jit::load(compress::testing::fixture(std::string(name) + ".pt"));
+    original.eval();
+    Graph g = imported(original, {2, 3, 32, 32});
+    auto a = analyze_groups(g);
+    const std::string heads = "encoder.layers.encoder_layer_0.self_attention:heads";
+    const Group& grp = group(a, heads);
+    CHECK(grp.width == 4);
+    CHECK_FALSE(grp.frozen);
+    PruneOptions o;
+    o.ratios = {{heads, 0.5}};
+    PruneResult r = prune(g, o);
+    REQUIRE(r.changes.size() == 1);
+    CHECK(r.changes[0].after == 2);
+    const std::string attn = "encoder.layers.encoder_layer_0.self_attention";
+    const auto& attrs = std::get<AttentionAttrs>(g.producer(g.value_named(attn))->attrs);
+    CHECK(attrs.num_heads == 2);
+    CHECK(attrs.inner_dim() == attrs.embed_dim / 2);
+    CHECK_FALSE(attrs.fused);
+    CHECK(g.param(attn + ".in_proj_weight").size(0) == 3 * attrs.inner_dim());
+    CHECK(g.param(attn + ".out_proj.weight").size(1) == attrs.inner_dim());
+    CHECK(r.macs_after < r.macs_before);
+    check_runs(g, original, {2, 3, 32, 32});
+    // The pruned attention survives export -> import (its head size is saved).
+    Graph again = import_module(export_module(g));
+    CHECK(std::get<AttentionAttrs>(again.producer(again.value_named(attn))->attrs).num_heads == 2);
+  }
+}

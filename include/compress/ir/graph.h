@@ -84,6 +84,12 @@ struct AttentionAttrs {
   // The original ran the fused kernel (aten::_native_multi_head_attention) in
   // eval mode; the export does the same so that outputs stay bit-identical.
   bool fused = false;
+  // Size of one head; 0 means embed_dim / num_heads (torch.nn's rule). After
+  // heads are pruned the q/k/v width num_heads * head_dim is below embed_dim.
+  int64_t head_dim = 0;
+
+  int64_t head_size() const { return head_dim > 0 ? head_dim : embed_dim / num_heads; }
+  int64_t inner_dim() const { return num_heads * head_size(); }
 };
 struct DropoutAttrs {
   double p = 0.5;

@@ -33,6 +33,7 @@ std::optional<RecognizedLeaf> recognize(const torch::jit::Module& m) {
     a.batch_first = m.attr("batch_first").toBool();
     a.dropout = m.attr("dropout").toDouble();
     a.fused = m.attr("compress_fused").toBool();
+    if (m.hasattr("head_dim")) a.head_dim = m.attr("head_dim").toInt();
     leaf.attrs = a;
     return leaf;
   }
@@ -96,12 +97,12 @@ std::optional<RecognizedLeaf> recognize(const torch::jit::Module& m) {
 std::string source(const Node& n) {
   const auto& a = std::get<AttentionAttrs>(n.attrs);
   bool bias = n.params.count("in_proj_bias") != 0;
-  int64_t head_dim = a.embed_dim / a.num_heads;
+  const int64_t head_dim = a.head_size(), inner = a.inner_dim();
   std::ostringstream s;
   std::string in_b = bias ? "self.in_proj_bias" : "None";
   std::string out_b = bias ? "self.out_proj.bias" : "None";
   s << "def forward(self, x: Tensor) -> Tensor:\n";
-  if (a.fused) {
+  if (a.fused && inner == a.embed_dim) {  // the fused kernel needs q/k/v as wide as the input
     s << "    if not self.training:\n"
       << "        return torch._native_multi_head_attention(x, x, x, " << a.embed_dim << ", " << a.num_heads
       << ", self.in_proj_weight, " << in_b << ", self.out_proj.weight, " << out_b
@@ -122,7 +123,7 @@ std::string source(const Node& n) {
     << "    attn = torch.softmax(torch.bmm(q1, torch.transpose(k1, -2, -1)), -1)\n";
   if (a.dropout > 0) s << "    attn = torch.dropout(attn, " << float_literal(a.dropout) << ", self.training)\n";
   s << "    out = torch.bmm(attn, v1)\n"
-    << "    out = torch.view(torch.contiguous(torch.transpose(out, 0, 1)), [tgt_len * bsz, " << a.embed_dim
+    << "    out = torch.view(torch.contiguous(torch.transpose(out, 0, 1)), [tgt_len * bsz, " << inner
     << "])\n"
     << "    out = torch.linear(out, self.out_proj.weight, " << out_b << ")\n"
     << "    out = torch.view(out, [tgt_len, bsz, torch.size(out, 1)])\n";
@@ -143,26 +144,28 @@ int64_t macs(const Node& n, const Shape& in, const Shape&) {
   if (in.size() != 3) return 0;
   int64_t tokens = in[0] * in[1];
   int64_t seq = a.batch_first ? in[1] : in[0];
-  int64_t E = a.embed_dim;
-  // q/k/v projections + out projection, then QK^T and AV over all heads.
-  return 4 * tokens * E * E + 2 * tokens * seq * E;
+  int64_t E = a.embed_dim, inner = a.inner_dim();
+  // q/k/v projections (E -> inner, three times) + out projection (inner -> E),
+  // then QK^T and AV over all heads.
+  return 4 * tokens * E * inner + 2 * tokens * seq * inner;
 }
 
 void validate(const Graph& g, const Node& n) {
   const auto& a = std::get<AttentionAttrs>(n.attrs);
-  if (a.num_heads <= 0 || a.embed_dim % a.num_heads)
+  if (a.num_heads <= 0 || (a.head_dim == 0 && a.embed_dim % a.num_heads) || a.head_dim < 0)
     failure("num_heads " + std::to_string(a.num_heads) + " does not divide embed_dim " + std::to_string(a.embed_dim));
+  const int64_t inner = a.inner_dim();
   const at::Tensor& in_w = role_tensor(g, n, "in_proj_weight");
   const at::Tensor& out_w = role_tensor(g, n, "out_proj.weight");
   if (in_w.dim() != 2 || out_w.dim() != 2) failure("projection weights must be 2-d");
-  expect_eq(3 * a.embed_dim, in_w.size(0), "3 * embed_dim vs in_proj_weight dim 0");
+  expect_eq(3 * inner, in_w.size(0), "3 * num_heads * head_dim vs in_proj_weight dim 0");
   expect_eq(a.embed_dim, in_w.size(1), "embed_dim vs in_proj_weight dim 1");
   expect_eq(a.embed_dim, out_w.size(0), "embed_dim vs out_proj.weight dim 0");
-  expect_eq(a.embed_dim, out_w.size(1), "embed_dim vs out_proj.weight dim 1");
+  expect_eq(inner, out_w.size(1), "num_heads * head_dim vs out_proj.weight dim 1");
   expect_role(n, "in_proj_bias", a.bias);
   expect_role(n, "out_proj.bias", a.bias);
   if (a.bias) {
-    expect_eq(3 * a.embed_dim, role_tensor(g, n, "in_proj_bias").numel(), "3 * embed_dim vs in_proj_bias length");
+    expect_eq(3 * inner, role_tensor(g, n, "in_proj_bias").numel(), "3 * num_heads * head_dim vs in_proj_bias length");
     expect_eq(a.embed_dim, role_tensor(g, n, "out_proj.bias").numel(), "embed_dim vs out_proj.bias length");
   }
 }
@@ -180,13 +183,15 @@ void validate(const Graph& g, const Node& n) {
                                                             {"num_heads", a.num_heads},
                                                             {"batch_first", a.batch_first},
                                                             {"dropout", a.dropout},
-                                                            {"compress_fused", a.fused}};
+                                                            {"compress_fused", a.fused},
+                                                            {"head_dim", a.head_size()}};
   };
   info.output_shape = output_shape;
   info.macs = macs;
   info.validate = validate;
   // Output channels: the residual-stream features out_proj writes. The q/k/v
-  // rows (in_proj dim 0) are grouped by head: pruning removes whole heads.
+  // rows (in_proj dim 0) and out_proj's columns are grouped by head: pruning
+  // removes whole heads (src/pruning/groups.cpp).
   info.channels.out = {{"out_proj.weight", 0}, {"out_proj.bias", 0}};
   info.channels.in = {{"in_proj_weight", 1}};
   info.channels.activation_dim = -1;
