@@ -254,12 +254,15 @@ def forward(self, x):
   auto r1 = channel_importance(g, a, o)[0];
   auto r2 = channel_importance(g, a, o)[0];
   CHECK(r1 == r2);  // seeded
-  // Taylor: a channel whose weights are zero changes nothing when removed.
+  // Taylor: a dead channel (zero filter and bias, batch norm passing zero
+  // on) changes nothing when removed: every grad * weight of it is zero.
   {
     torch::NoGradGuard no_grad;
-    at::Tensor w = g.param("a.weight").clone();
-    w[1].zero_();
-    g.set_param("a.weight", w);
+    for (const char* name : {"a.weight", "a.bias", "b.bias", "b.running_mean"}) {
+      at::Tensor t = g.param(name).clone();
+      t[1].zero_();
+      g.set_param(name, t);
+    }
   }
   data::TensorDataset ds;
   ds.inputs = at::randn({32, 3, 8, 8});
