@@ -143,22 +143,32 @@ std::vector<FusedLayer> plan_layers(const Graph& g, const std::vector<std::strin
   };
   const std::vector<std::string> layers = {"nn.Conv2d", "nn.Linear"};
   const std::vector<std::string> acts = {"aten::relu", "aten::relu6", "aten::hardtanh", "aten::clamp"};
-  // Longest first: layer -> add -> act, layer -> add, layer -> act.
-  std::vector<Pattern> patterns(3);
-  for (int k = 0; k < 3; ++k) {
-    Pattern& p = patterns[static_cast<size_t>(k)];
+  // Longest first: layer -> add -> act, layer -> add, layer -> act. The
+  // add's operand order is spelled out instead of commutative(): the matcher
+  // checks outside users after choosing an order, so when both operands are
+  // layers (mobilenet_v2) the first order would fail on the shared one and
+  // the other order would never be tried.
+  struct Shape {
+    bool add, layer_first, act;
+  };
+  const Shape shapes[] = {{true, true, true},   {true, false, true}, {true, true, false},
+                          {true, false, false}, {false, true, true}};
+  std::vector<Pattern> patterns;
+  for (const Shape& sh : shapes) {
+    Pattern p;
     auto layer = p.node(layers);
     p.where(layer_ok);
     auto last = layer;
-    if (k < 2) {
+    if (sh.add) {
       auto other = p.any();
-      last = p.node({"aten::add"}, {layer, other});
-      p.commutative().where(residual_add);
+      last = sh.layer_first ? p.node({"aten::add"}, {layer, other}) : p.node({"aten::add"}, {other, layer});
+      p.where(residual_add);
     }
-    if (k != 1) {
+    if (sh.act) {
       p.node(acts, {last});
       p.where(act_ok);
     }
+    patterns.push_back(std::move(p));
   }
   std::map<const Node*, FusedLayer> fused;
   std::set<const Node*> claimed;
