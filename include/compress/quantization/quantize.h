@@ -8,11 +8,12 @@
 //   save_module(export_module(g), "resnet18.int8.pt");   // runs with libcompress_ops only
 //
 // Steps (each public, for tests and other passes):
-//  1. fold_batch_norm (passes/fold_batch_norm.h);
+//  1. strip_dropout and fold_batch_norm (passes/);
 //  2. plan_layers: each Conv2d (groups 1 or depthwise) and Linear leaf, with
 //     what its kernel epilogue absorbs: a residual aten::add (the other
-//     operand read as uint8) and a following relu / relu6 / hardtanh / clamp
-//     (lo <= 0 <= hi), found with the IR pattern matcher (ir/match.h);
+//     operand read as uint8, requantized by the epilogue) and a following
+//     relu / relu6 / hardtanh / clamp (lo <= 0 <= hi: the clamp becomes the
+//     output's code range), found with the IR pattern matcher (ir/match.h);
 //  3. calibrate: the graph is exported with the values to observe as taps
 //     (ExportOptions::taps) and run batch by batch; one Observer per value
 //     keeps streaming statistics (observer.h);
@@ -116,7 +117,7 @@ void convert(Graph& g, const std::vector<FusedLayer>& plan, const std::map<Value
 // Error(BadInput) naming the first parameter or buffer holding NaN or Inf.
 void check_finite_parameters(const Graph& g);
 
-// The whole pipeline: fold, plan, calibrate, convert `g` in place, then
+// The whole pipeline: strip dropout, fold, plan, calibrate, convert `g` in place, then
 // measure each layer's and the output's SQNR against the float model on the
 // first `sqnr_batches` batches, and both models' serialized sizes.
 // `g` needs example inputs (a traced model brings its own).
