@@ -160,6 +160,15 @@ TEST_CASE("an excluded layer stays float between dequantize and quantize, and sa
   INFO(r.to_json().dump(2));
   CHECK(listed.size() == 3);  // conv2, the add, the relu
   CHECK(r.output_sqnr_db > 30.0);  // measured 33.2 dB
+
+  // Excluding the first layer: the residual that conv2 adds now comes from float
+  // (max_pool2d of a float conv) and is quantized for the epilogue.
+  Graph h = small_cnn_graph();
+  o.exclude = {"conv1"};
+  quant::QuantizeReport rh = quant::quantize_static(h, random_batches({4, 3, 16, 16}, 4), o);
+  CHECK(layer(rh, "conv2").ops == "nn.Conv2d + aten::add + aten::relu");
+  CHECK(layer(rh, "conv2").precision == "int8");
+  CHECK(rh.output_sqnr_db > 30.0);  // measured 35.1 dB
 }
 
 TEST_CASE("weights with NaN are refused, naming the parameter", "[quant]") {
@@ -180,6 +189,16 @@ TEST_CASE("resnet18: INT8 with fused residuals, a quarter of the size, loads in 
   CHECK(ops["compress::conv2d_int8"] == 20);
   CHECK(ops["compress::linear_int8"] == 1);
   CHECK(ops["aten::add"] == 0);  // all 8 residual adds fused
+  // uint8 from the first convolution to the average pool: one quantize at the
+  // input, one dequantize before the pool, one quantize before fc.
+  CHECK(ops["compress::quantize_u8"] == 2);
+  CHECK(ops["compress::dequantize_u8"] == 1);
+  for (const Node& n : g.nodes()) {
+    if (n.op_name() != "compress::conv2d_int8") continue;
+    std::string from = g.producer(n.input(0).value)->op_name();
+    INFO(n.describe() << " reads " << from);
+    CHECK((from == "compress::conv2d_int8" || from == "compress::quantize_u8" || from == "aten::permute"));
+  }
   // Measured (percentile, 3 random batches of 2): output SQNR 36.2 dB.
   CHECK(r.output_sqnr_db > 30.0);
   torch::jit::Module q = export_module(g);
