@@ -97,6 +97,8 @@ TEST_CASE("compress quantize refuses bad input with one line and writes nothing"
   check_refused(quantize_cli(small_model() + " -o " + out + shape + " --calib " +
                              tensor_set("mnist_like.pt", at::rand({8, 1, 28, 28}))),
                 "its samples are 1x28x28 but the model's input is 3x16x16", out);
+  check_refused(quantize_cli(small_model() + " -o " + out + shape + " --calib fashion-mnist"),
+                "--calib fashion-mnist: its samples are 1x28x28 but the model's input is 3x16x16", out);
   check_refused(quantize_cli(small_model() + " -o " + out + shape + " --calib " +
                              tensor_set("empty.pt", at::zeros({0, 3, 16, 16}))),
                 "empty", out);
