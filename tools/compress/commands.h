@@ -11,5 +11,6 @@ int cmd_compare(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
 
 }  // namespace compress::cli

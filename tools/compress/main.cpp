@@ -24,6 +24,7 @@ const Command kCommands[] = {
     {"inspect", compress::cli::cmd_inspect, "print a model's graph: shapes, parameters, MACs"},
     {"convert", compress::cli::cmd_convert, "import, run graph passes, re-export (--fold-bn, --pass NAME)"},
     {"prune", compress::cli::cmd_prune, "structured pruning: remove channels under a MACs or ratio budget"},
+    {"quantize", compress::cli::cmd_quantize, "post-training INT8 quantization (calibrate, fuse, convert to compress ops)"},
     {"compare", compress::cli::cmd_compare, "run two models on the same input and compare outputs"},
     {"info", compress::cli::cmd_info, "report the kernel ISA (CPUID/XCR0 or COMPRESS_ISA) and threads"},
     {"train", compress::cli::cmd_train, "train a baseline model (or fine-tune one) on a dataset"},

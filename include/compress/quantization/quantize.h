@@ -1,0 +1,126 @@
+#pragma once
+// Post-training static quantization (PTQ) of a graph to real INT8 ops.
+//
+//   Graph g = import_module(load_module("resnet18.pt"));
+//   g.set_example_inputs({InputSpec{{1, 3, 224, 224}}});
+//   quant::CalibrationData data{8, [&](int64_t i) { return batches[i]; }};
+//   quant::QuantizeReport report = quant::quantize_static(g, data, {});
+//   save_module(export_module(g), "resnet18.int8.pt");   // runs with libcompress_ops only
+//
+// Steps (each public, for tests and other passes):
+//  1. strip_dropout and fold_batch_norm (passes/);
+//  2. plan_layers: each Conv2d (groups 1 or depthwise) and Linear leaf, with
+//     what its kernel epilogue absorbs: a residual aten::add (the other
+//     operand read as uint8, requantized by the epilogue) and a following
+//     relu / relu6 / hardtanh / clamp (lo <= 0 <= hi: the clamp becomes the
+//     output's code range), found with the IR pattern matcher (ir/match.h);
+//  3. calibrate: the graph is exported with the values to observe as taps
+//     (ExportOptions::taps) and run batch by batch; one Observer per value
+//     keeps streaming statistics (observer.h);
+//  4. convert: each planned layer becomes compress::conv2d_int8 /
+//     compress::linear_int8 with its packed weight, requantization scale and
+//     bias stored as graph buffers (`<module>.packed_weight`,
+//     `<module>.requant_scale`, `<module>.requant_bias`); activations stay
+//     uint8 (NHWC for 4-D) between consecutive INT8 ops; max_pool2d and
+//     flatten run on the uint8 codes (exact); compress::quantize_u8 is
+//     inserted where float enters an INT8 layer, compress::dequantize_u8
+//     where float ops read an INT8 result; a layer whose only readers are
+//     float ops (a classifier) writes float32 directly.
+// Everything left in float is listed in the report with the reason.
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/ir/graph.h"
+#include "compress/quantization/observer.h"
+
+namespace compress::quant {
+
+// A conv / linear leaf and what its kernel epilogue absorbs.
+struct FusedLayer {
+  Node* layer = nullptr;
+  Node* add = nullptr;      // residual add fused into the epilogue, or nullptr
+  ValueId residual = -1;    // the add's other operand
+  Node* act = nullptr;      // the fused activation, or nullptr
+  bool relu = false;        // the activation floors at 0
+  double clamp_lo = -std::numeric_limits<double>::infinity();  // the activation's bounds (relu6: 0, 6)
+  double clamp_hi = std::numeric_limits<double>::infinity();
+  std::string float_reason; // empty: converted to INT8; else why it stays float
+
+  bool int8() const { return float_reason.empty(); }
+  Node* root() const { return act ? act : add ? add : layer; }
+  ValueId input() const;
+  ValueId output() const { return root()->output(); }
+  const std::string& name() const { return layer->module; }
+  // "nn.Conv2d + aten::add + aten::relu"
+  std::string fused_ops() const;
+};
+
+// Plans every Conv1d / Conv2d / Linear leaf of `g` (example inputs must be
+// set: ranks and shapes decide what fits the kernels). `exclude` holds module
+// paths (a path excludes everything under it) or value names; a name that is
+// neither is Error(BadInput) with the closest one.
+std::vector<FusedLayer> plan_layers(const Graph& g, const std::vector<std::string>& exclude = {});
+
+// Calibration batches, produced on demand (deterministic: batch(i) is the
+// same tensor every time it is asked for), so no set is held in memory twice.
+struct CalibrationData {
+  int64_t num_batches = 0;
+  std::function<at::Tensor(int64_t)> batch;
+};
+
+struct QuantizeOptions {
+  Method method = Method::Percentile;
+  double percentile = 99.99;
+  std::vector<std::string> exclude;
+  // Batches (from the start of the calibration data) used to measure SQNR.
+  int64_t sqnr_batches = 2;
+};
+
+// One observer per value planned layers read or write, fed batch by batch.
+// Error(BadInput) when there are no batches.
+std::map<ValueId, Observer> calibrate(const Graph& g, const std::vector<FusedLayer>& plan,
+                                      const CalibrationData& data);
+
+struct LayerReport {
+  std::string name, ops, precision, reason;  // precision: "int8" | "float"
+  QuantParams input, output;
+  bool float_output = false;                 // the INT8 op writes float32 (no output quantization)
+  double weight_scale_min = 0, weight_scale_max = 0;
+  double sqnr_db = 0;                        // this layer's output against the float model
+  // Internal, for measuring: where this layer's result is in each graph.
+  std::string float_value, int8_value;
+  bool int8_value_u8 = false, int8_value_nhwc = false;
+};
+
+struct QuantizeReport {
+  std::string method;
+  int64_t calibration_batches = 0;
+  std::vector<LayerReport> layers;
+  std::vector<std::pair<std::string, std::string>> float_nodes;  // node, why it runs in float
+  std::vector<std::string> fold_batch_norm;                      // what the fold did / left alone
+  double output_sqnr_db = 0;
+  int64_t bytes_before = 0, bytes_after = 0;  // serialized TorchScript models
+  nlohmann::json to_json() const;
+};
+
+// Rewrites `g` (planned and calibrated as above) into INT8 ops. Fills the
+// layers' scales and the list of float nodes in `report`.
+void convert(Graph& g, const std::vector<FusedLayer>& plan, const std::map<ValueId, Observer>& observers,
+             const QuantizeOptions& options, QuantizeReport& report);
+
+// Error(BadInput) naming the first parameter or buffer holding NaN or Inf.
+void check_finite_parameters(const Graph& g);
+
+// The whole pipeline: strip dropout, fold, plan, calibrate, convert `g` in place, then
+// measure each layer's and the output's SQNR against the float model on the
+// first `sqnr_batches` batches, and both models' serialized sizes.
+// `g` needs example inputs (a traced model brings its own).
+QuantizeReport quantize_static(Graph& g, const CalibrationData& data, const QuantizeOptions& options = {});
+
+}  // namespace compress::quant

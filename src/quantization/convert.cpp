@@ -1,0 +1,292 @@
+// convert: planned layers become compress::conv2d_int8 / linear_int8 ops
+// over uint8 activations (quantize.h).
+#include <set>
+
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include "compress/error.h"
+#include "compress/ir/builder.h"
+#include "compress/ops/ops.h"
+#include "compress/quantization/quantize.h"
+
+namespace compress::quant {
+
+namespace {
+
+const c10::Symbol kMaxPool2d = c10::Symbol::fromQualString("aten::max_pool2d");
+const c10::Symbol kFlatten = c10::Symbol::fromQualString("aten::flatten");
+constexpr int64_t kUint8Code = 0, kFloatCode = 6;  // c10::ScalarType codes, as TorchScript passes them
+
+Arg val(ValueId v) { return Arg::of_value(v); }
+Arg cst(c10::IValue c) { return Arg::of_constant(std::move(c)); }
+c10::IValue ints(std::vector<int64_t> v) { return c10::IValue(std::move(v)); }
+
+// A uint8 twin of a float value: its codes, their parameters, and whether a
+// 4-D value is held NHWC (the kernels' layout) rather than NCHW.
+struct QValue {
+  ValueId q = -1;
+  QuantParams p;
+  bool nhwc = false;
+};
+
+class Converter {
+ public:
+  Converter(Graph& g, const std::map<ValueId, Observer>& observers, const QuantizeOptions& options,
+            QuantizeReport& report)
+      : g_(g), observers_(observers), options_(options), report_(report) {}
+
+  void run(const std::vector<FusedLayer>& plan) {
+    // Shapes of the float graph, before any edit (the INT8 graph is not reinferred).
+    for (size_t v = 0; v < g_.num_values(); ++v)
+      if (g_.value(static_cast<ValueId>(v)).is_tensor()) rank_[static_cast<ValueId>(v)] = rank_of(static_cast<ValueId>(v));
+    std::map<const Node*, const FusedLayer*> roots;
+    std::map<const Node*, std::string> float_reason;
+    for (const FusedLayer& f : plan) {
+      if (f.int8()) {
+        roots[f.root()] = &f;
+        int8_reads_.insert(f.input());
+        if (f.add) int8_reads_.insert(f.residual);
+      } else {
+        float_reason[f.layer] = f.float_reason;
+      }
+    }
+    for (Node& n : g_.nodes())
+      if ((n.is_op(kMaxPool2d) || n.is_op(kFlatten)) && n.input().is_value()) int8_reads_.insert(n.input().value);
+    for (Node* n : g_.node_list()) {
+      if (n->erased()) continue;
+      auto r = roots.find(n);
+      if (r != roots.end()) {
+        convert_layer(*r->second);
+      } else if ((n->is_op(kMaxPool2d) || n->is_op(kFlatten)) && twin_of(n->input().value)) {
+        pass_through(*n);
+      }
+    }
+    // The report lists layers in graph order, float ones with their reason.
+    std::map<std::string, LayerReport> converted;
+    for (auto& l : report_.layers) converted[l.name] = l;
+    report_.layers.clear();
+    for (const FusedLayer& f : plan) report_.layers.push_back(f.int8() ? converted.at(f.name()) : float_layer(f));
+    g_.eliminate_dead_code();
+    list_float_nodes(float_reason);
+  }
+
+ private:
+  size_t rank_of(ValueId v) {
+    try {
+      return g_.shape(v).size();
+    } catch (const Error&) {
+      return 0;
+    }
+  }
+
+  const QValue* twin_of(ValueId v) const {
+    auto it = twins_.find(v);
+    return it == twins_.end() ? nullptr : &it->second;
+  }
+
+  QuantParams params_of(ValueId v, double lo = -std::numeric_limits<double>::infinity(),
+                        double hi = std::numeric_limits<double>::infinity()) const {
+    auto it = observers_.find(v);
+    if (it == observers_.end() || it->second.empty())
+      failure("quantize: no calibration statistics for " + g_.describe_value(v));
+    Range r = it->second.range(options_.method, options_.percentile);
+    r.lo = std::max(r.lo, lo);
+    r.hi = std::min(r.hi, hi);
+    return affine_u8(r);
+  }
+
+  ValueId op(const std::string& name, std::vector<Arg> args, const std::string& scope, const std::string& out = "") {
+    OpOptions o;
+    o.scope = scope;
+    o.name = out;
+    ValueId y = add_op(g_, name, std::move(args), o);
+    created_.insert(g_.producer(y)->id());
+    return y;
+  }
+
+  // The uint8 twin of `v`, quantizing it (before `at`) the first time it is needed.
+  QValue twin(ValueId v, Node* at, const std::string& scope) {
+    if (const QValue* t = twin_of(v)) return *t;
+    auto guard = g_.inserting_before(at);
+    QValue t;
+    t.p = params_of(v);
+    t.nhwc = rank_.count(v) && rank_[v] == 4;
+    ValueId x = t.nhwc ? op("aten::permute", {val(v), cst(ints({0, 2, 3, 1}))}, scope) : v;
+    t.q = op("compress::quantize_u8", {val(x), cst(t.p.scale), cst(t.p.zero_point)}, scope);
+    twins_[v] = t;
+    return t;
+  }
+
+  // Float readers of `root`'s result now read `y` (dequantized from `t` when it is uint8).
+  void route_float_readers(Node* root, ValueId y, const QValue* t) {
+    g_.replace_all_uses(root->output(), val(y));
+    if (t) twins_[y] = *t;
+  }
+
+  ValueId dequantized(const QValue& t, const std::string& scope) {
+    ValueId d = op("compress::dequantize_u8", {val(t.q), cst(t.p.scale), cst(t.p.zero_point)}, scope);
+    return t.nhwc ? op("aten::permute", {val(d), cst(ints({0, 3, 1, 2}))}, scope) : d;
+  }
+
+  void store(const std::string& name, const at::Tensor& t) {
+    if (g_.has_param(name)) g_.remove_param(name);
+    g_.add_param(name, t.contiguous(), /*is_buffer=*/true);
+  }
+
+  void convert_layer(const FusedLayer& f) {
+    torch::NoGradGuard no_grad;
+    Node* root = f.root();
+    Node* layer = f.layer;
+    const std::string scope = root->scope, module = layer->module;
+    const bool conv = layer->is_leaf(LeafKind::Conv2d);
+    LayerReport rep;
+    rep.name = module;
+    rep.ops = f.fused_ops();
+    rep.precision = "int8";
+    rep.float_value = g_.name_of(root->output());
+
+    QValue in = twin(f.input(), root, scope);
+    QValue res;
+    if (f.add) {  // the add's other operand, as it reads now (an earlier conversion may have rerouted it)
+      const Arg& a = f.add->input(0);
+      res = twin(a.is_value(layer->output()) ? f.add->input(1).value : a.value, root, scope);
+    }
+    // A layer only float ops read writes float32 itself (no output rounding);
+    // the kernel's float path has a ReLU but no clamp.
+    bool float_out = !int8_reads_.count(f.output()) && f.clamp_hi == std::numeric_limits<double>::infinity() &&
+                     (f.act == nullptr || f.relu) && !f.add;
+    QuantParams out = float_out ? QuantParams{} : params_of(f.output(), f.clamp_lo, f.clamp_hi);
+
+    QuantizedWeight w = quantize_weight_per_channel(g_.param(layer->params.at("weight")));
+    at::Tensor scale = w.scale * static_cast<float>(in.p.scale);
+    at::Tensor bias;
+    if (layer->params.count("bias")) bias = g_.param(layer->params.at("bias")).to(at::kFloat);
+    if (!float_out) {
+      scale = scale / static_cast<float>(out.scale);
+      if (bias.defined()) bias = bias / static_cast<float>(out.scale);
+    }
+    const std::string prefix = module.empty() ? "" : module + ".";
+    int64_t groups = conv ? std::get<ConvAttrs>(layer->attrs).groups : 1;
+    at::Tensor packed = conv ? ops::pack_conv2d_int8(w.q, in.p.zero_point, groups, "auto")
+                             : ops::pack_linear_int8(w.q, in.p.zero_point, "auto");
+    store(prefix + "packed_weight", packed);
+    store(prefix + "requant_scale", scale.to(at::kFloat));
+    if (bias.defined()) store(prefix + "requant_bias", bias.to(at::kFloat));
+
+    auto guard = g_.inserting_before(root);
+    std::vector<Arg> args = {val(in.q), Arg::of_param(prefix + "packed_weight"),
+                             Arg::of_param(prefix + "requant_scale"),
+                             bias.defined() ? Arg::of_param(prefix + "requant_bias") : cst(c10::IValue())};
+    if (conv) {
+      const auto& a = std::get<ConvAttrs>(layer->attrs);
+      args.push_back(cst(ints(a.stride)));
+      args.push_back(cst(ints(a.padding)));
+      args.push_back(cst(ints(a.dilation)));
+    }
+    args.push_back(cst(out.zero_point));
+    args.push_back(cst(f.relu));
+    args.push_back(cst(float_out ? kFloatCode : kUint8Code));
+    if (f.add) {
+      args.push_back(val(res.q));
+      args.push_back(cst(res.p.scale / out.scale));
+      args.push_back(cst(res.p.zero_point));
+    }
+    ValueId y = op(conv ? "compress::conv2d_int8" : "compress::linear_int8", std::move(args), scope, module + ":int8");
+    rep.int8_value = g_.name_of(y);
+    rep.int8_value_u8 = !float_out;
+    rep.int8_value_nhwc = conv;
+    rep.input = in.p;
+    rep.output = out;
+    rep.float_output = float_out;
+    rep.weight_scale_min = w.scale.min().item<double>();
+    rep.weight_scale_max = w.scale.max().item<double>();
+    if (float_out) {
+      ValueId z = conv ? op("aten::permute", {val(y), cst(ints({0, 3, 1, 2}))}, scope) : y;
+      route_float_readers(root, z, nullptr);
+    } else {
+      QValue t{y, out, conv};
+      twins_[f.output()] = t;
+      route_float_readers(root, dequantized(t, scope), &t);
+    }
+    std::vector<std::string> old_params;
+    for (const auto& kv : layer->params) old_params.push_back(kv.second);
+    for (Node* n : {f.act, f.add, f.layer})
+      if (n) g_.erase(n);
+    for (const auto& p : old_params) g_.remove_param(p);
+    // The module now holds packed INT8 tensors: its class says so.
+    if (!module.empty()) g_.module_types[module] = conv ? "__torch__.compress.quantized.Conv2dInt8" : "__torch__.compress.quantized.LinearInt8";
+    report_.layers.push_back(rep);
+  }
+
+  // max_pool2d / flatten on uint8 codes: exact, and the result keeps the
+  // input's parameters. max_pool2d has no uint8 kernel in LibTorch, so the
+  // codes are pooled as float32 (exactly representable) and cast back.
+  void pass_through(Node& n) {
+    QValue in = *twin_of(n.input().value);
+    if (n.is_op(kMaxPool2d) && !in.nhwc) return;
+    if (n.is_op(kFlatten) && (!rank_.count(n.output()) || rank_[n.output()] == 4)) return;
+    const std::string scope = n.scope;
+    auto guard = g_.inserting_before(&n);
+    std::vector<Arg> rest(n.inputs().begin() + 1, n.inputs().end());
+    QValue t = in;
+    ValueId x = in.nhwc ? op("aten::permute", {val(in.q), cst(ints({0, 3, 1, 2}))}, scope) : in.q;
+    if (n.is_op(kMaxPool2d)) {
+      ValueId f = op("aten::to.dtype", {val(x), cst(kFloatCode)}, scope);
+      std::vector<Arg> args = {val(f)};
+      args.insert(args.end(), rest.begin(), rest.end());
+      ValueId pooled = op("aten::max_pool2d", args, scope);
+      ValueId q = op("aten::to.dtype", {val(pooled), cst(kUint8Code)}, scope);
+      t.q = op("aten::permute", {val(q), cst(ints({0, 2, 3, 1}))}, scope);
+    } else {
+      std::vector<Arg> args = {val(x)};
+      args.insert(args.end(), rest.begin(), rest.end());
+      t.q = op("aten::flatten", args, scope);
+      t.nhwc = false;
+    }
+    twins_[n.output()] = t;
+    route_float_readers(&n, dequantized(t, scope), &t);
+    g_.erase(&n);
+  }
+
+  LayerReport float_layer(const FusedLayer& f) {
+    LayerReport rep;
+    rep.name = f.name();
+    rep.ops = f.fused_ops();
+    rep.precision = "float";
+    rep.reason = f.float_reason;
+    return rep;
+  }
+
+  void list_float_nodes(const std::map<const Node*, std::string>& float_reason) {
+    for (const Node& n : g_.nodes()) {
+      if (created_.count(n.id())) continue;
+      bool tensor_out = false;
+      for (ValueId v : n.outputs()) tensor_out = tensor_out || g_.value(v).is_tensor();
+      if (!tensor_out) continue;  // sizes, lists: no data to quantize
+      auto it = float_reason.find(&n);
+      std::string why = it != float_reason.end() ? it->second
+                                                 : "no INT8 kernel for " + n.op_name() +
+                                                       ": computes in float between dequantize_u8 and quantize_u8";
+      report_.float_nodes.push_back({n.describe(), why});
+    }
+  }
+
+  Graph& g_;
+  const std::map<ValueId, Observer>& observers_;
+  const QuantizeOptions& options_;
+  QuantizeReport& report_;
+  std::map<ValueId, size_t> rank_;
+  std::map<ValueId, QValue> twins_;
+  std::set<ValueId> int8_reads_;
+  std::set<int> created_;
+};
+
+}  // namespace
+
+void convert(Graph& g, const std::vector<FusedLayer>& plan, const std::map<ValueId, Observer>& observers,
+             const QuantizeOptions& options, QuantizeReport& report) {
+  Converter(g, observers, options, report).run(plan);
+  g.lint();
+}
+
+}  // namespace compress::quant

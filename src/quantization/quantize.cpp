@@ -1,0 +1,137 @@
+// quantize_static: fold -> plan -> calibrate -> convert -> measure (quantize.h).
+#include "compress/quantization/quantize.h"
+
+#include <cmath>
+#include <sstream>
+
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include "compress/error.h"
+#include "compress/ir/export.h"
+#include "compress/passes/fold_batch_norm.h"
+#include "compress/passes/strip_dropout.h"
+
+namespace compress::quant {
+
+namespace {
+
+int64_t serialized_bytes(const Graph& g) {
+  std::ostringstream os;
+  export_module(g).save(os);
+  return static_cast<int64_t>(os.str().size());
+}
+
+nlohmann::json db_json(double db) {
+  if (std::isinf(db)) return db > 0 ? "inf" : "-inf";
+  return std::round(db * 100) / 100;
+}
+
+nlohmann::json params_json(const QuantParams& p) { return {{"scale", p.scale}, {"zero_point", p.zero_point}}; }
+
+// The result of a forward call with taps: (outputs..., taps...).
+std::vector<at::Tensor> run_tapped(torch::jit::Module& m, const at::Tensor& x) {
+  c10::IValue out = m.forward({x});
+  std::vector<at::Tensor> ts;
+  if (out.isTensor()) return {out.toTensor()};
+  for (const auto& e : out.toTupleRef().elements()) ts.push_back(e.isTensor() ? e.toTensor() : at::Tensor());
+  return ts;
+}
+
+// A layer's INT8 result as float NCHW, comparable to the float model's value.
+at::Tensor as_float(const LayerReport& l, const at::Tensor& t) {
+  at::Tensor f = t;
+  if (l.int8_value_u8) f = (t.to(at::kFloat) - l.output.zero_point) * l.output.scale;
+  if (l.int8_value_nhwc) f = f.permute({0, 3, 1, 2});
+  return f;
+}
+
+// Output SQNR and each INT8 layer's SQNR against the float graph `ref`.
+void measure(const Graph& ref, const Graph& q, const CalibrationData& data, int64_t batches, QuantizeReport& report) {
+  ExportOptions ref_taps, q_taps;
+  std::vector<LayerReport*> measured;
+  for (LayerReport& l : report.layers) {
+    if (l.precision != "int8") continue;
+    measured.push_back(&l);
+    ref_taps.taps.push_back(l.float_value);
+    q_taps.taps.push_back(l.int8_value);
+  }
+  torch::jit::Module fm = export_module(ref, ref_taps), qm = export_module(q, q_taps);
+  torch::NoGradGuard no_grad;
+  Sqnr output;
+  std::vector<Sqnr> layers(measured.size());
+  const size_t n_out = ref.outputs().size();
+  for (int64_t i = 0; i < std::min(batches, data.num_batches); ++i) {
+    at::Tensor x = data.batch(i);
+    std::vector<at::Tensor> a = run_tapped(fm, x), b = run_tapped(qm, x);
+    output.add(a.at(0), b.at(0));
+    for (size_t k = 0; k < measured.size(); ++k)
+      layers[k].add(a.at(n_out + k), as_float(*measured[k], b.at(n_out + k)));
+  }
+  report.output_sqnr_db = output.db();
+  for (size_t k = 0; k < measured.size(); ++k) measured[k]->sqnr_db = layers[k].db();
+}
+
+}  // namespace
+
+void check_finite_parameters(const Graph& g) {
+  for (const auto& name : g.param_order) {
+    const at::Tensor& t = g.param(name);
+    if (!t.is_floating_point()) continue;
+    if (!at::isfinite(t).all().item<bool>())
+      bad_input("parameter '" + name + "' holds NaN or Inf values; it cannot be quantized");
+  }
+}
+
+nlohmann::json QuantizeReport::to_json() const {
+  nlohmann::json j;
+  j["method"] = method;
+  j["calibration_batches"] = calibration_batches;
+  j["output_sqnr_db"] = db_json(output_sqnr_db);
+  j["size"] = {{"bytes_before", bytes_before},
+               {"bytes_after", bytes_after},
+               {"ratio", bytes_before > 0 ? static_cast<double>(bytes_after) / static_cast<double>(bytes_before) : 0.0}};
+  int int8_layers = 0;
+  j["layers"] = nlohmann::json::array();
+  for (const LayerReport& l : layers) {
+    nlohmann::json e = {{"name", l.name}, {"ops", l.ops}, {"precision", l.precision}};
+    if (l.precision == "int8") {
+      ++int8_layers;
+      e["input"] = params_json(l.input);
+      e["output"] = l.float_output ? nlohmann::json("float32") : params_json(l.output);
+      e["weight_scale"] = {{"min", l.weight_scale_min}, {"max", l.weight_scale_max}};
+      e["sqnr_db"] = db_json(l.sqnr_db);
+    } else {
+      e["reason"] = l.reason;
+    }
+    j["layers"].push_back(e);
+  }
+  j["int8_layers"] = int8_layers;
+  j["float_nodes"] = nlohmann::json::array();
+  for (const auto& f : float_nodes) j["float_nodes"].push_back({{"node", f.first}, {"reason", f.second}});
+  j["fold_batch_norm"] = fold_batch_norm;
+  return j;
+}
+
+QuantizeReport quantize_static(Graph& g, const CalibrationData& data, const QuantizeOptions& options) {
+  if (g.example_inputs().empty()) bad_input("quantize: the model's input shape is unknown (give an input shape)");
+  if (data.num_batches <= 0 || !data.batch) bad_input("the calibration set is empty (no batches)");
+  check_finite_parameters(g);
+  QuantizeReport report;
+  report.method = method_name(options.method);
+  report.calibration_batches = data.num_batches;
+  report.bytes_before = serialized_bytes(g);
+
+  strip_dropout(g);  // the identity in eval mode: nothing to keep in float
+  PassResult folded = fold_batch_norm(g);
+  for (const auto& c : folded.changes) report.fold_batch_norm.push_back(c);
+  for (const auto& s : folded.skipped) report.fold_batch_norm.push_back("left alone: " + s);
+  std::vector<FusedLayer> plan = plan_layers(g, options.exclude);
+  std::map<ValueId, Observer> observers = calibrate(g, plan, data);
+  Graph reference = g;
+  convert(g, plan, observers, options, report);
+  measure(reference, g, data, options.sqnr_batches, report);
+  report.bytes_after = serialized_bytes(g);
+  return report;
+}
+
+}  // namespace compress::quant

@@ -1,0 +1,226 @@
+// Post-training static quantization: plan, conversion, accuracy (SQNR),
+// size, and loading the result in C++ (compress_ops only) and in Python.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "compress/io.h"
+#include "compress/ir/export.h"
+#include "compress/ir/import.h"
+#include "compress/passes/fold_batch_norm.h"
+#include "quant_test_util.h"
+
+using namespace compress;
+using namespace compress::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::map<std::string, int> op_counts(const Graph& g) {
+  std::map<std::string, int> counts;
+  for (const Node& n : g.nodes()) ++counts[n.op_name()];
+  return counts;
+}
+
+Graph small_cnn_graph() {
+  Graph g = import_module(small_cnn());
+  g.set_example_inputs({InputSpec{{4, 3, 16, 16}}});
+  return g;
+}
+
+const quant::LayerReport& layer(const quant::QuantizeReport& r, const std::string& name) {
+  for (const auto& l : r.layers)
+    if (l.name == name) return l;
+  FAIL("no layer " << name << " in the report");
+  throw;
+}
+
+// A torchvision fixture quantized with the defaults on 3 random batches of 2.
+quant::QuantizeReport quantize_fixture(const std::string& path, Graph& g) {
+  g = import_module(load_module(path));
+  g.set_example_inputs({InputSpec{{2, 3, 224, 224}}});
+  return quant::quantize_static(g, random_batches({2, 3, 224, 224}, 3));
+}
+
+// Saves `m` with its example input and expected output as buffers (what
+// tests/ops/ops_roundtrip checks), and the output alone for Python.
+void save_with_expectation(torch::jit::Module m, const at::Tensor& x, const std::string& path) {
+  torch::NoGradGuard no_grad;
+  at::Tensor y = m.forward({x}).toTensor();
+  m.register_buffer("example_input", x);
+  m.register_buffer("expected_output", y);
+  m.save(path);
+}
+
+// The saved model runs in a C++ program linking only compress_ops, and in
+// Python after torch.ops.load_library, reproducing the outputs it was saved with.
+void check_loads_elsewhere(const std::string& path) {
+  std::string log = quant_scratch() + "/load.log";
+  std::string cpp = std::string(COMPRESS_BINARY_DIR) + "/tests/ops/ops_roundtrip check " + path + " > " + log + " 2>&1";
+  CHECK(run_command(cpp) == 0);
+  std::string script = quant_scratch() + "/load.py";
+  std::ofstream(script) << "import sys, torch\n"
+                           "torch.ops.load_library(sys.argv[1])\n"
+                           "m = torch.jit.load(sys.argv[2]).eval()\n"
+                           "with torch.no_grad():\n"
+                           "    y = m(m.example_input)\n"
+                           "d = (y - m.expected_output).abs().max().item()\n"
+                           "print('maxdiff', d)\n"
+                           "sys.exit(0 if d == 0.0 else 1)\n";
+  std::string py = std::string(COMPRESS_SYSTEM_PYTHON) + " " + script + " " + COMPRESS_BINARY_DIR +
+                   "/src/ops/libcompress_ops.so " + path + " > " + log + " 2>&1";
+  int code = run_command(py);
+  std::ifstream f(log);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  INFO(text);
+  CHECK(code == 0);
+}
+
+}  // namespace
+
+TEST_CASE("the plan fuses relu, the residual add and relu6 into the layers' epilogue", "[quant]") {
+  Graph g = small_cnn_graph();
+  fold_batch_norm(g);
+  std::vector<quant::FusedLayer> plan = quant::plan_layers(g);
+  REQUIRE(plan.size() == 4);
+  for (const auto& f : plan) CHECK(f.int8());
+  CHECK(plan[0].fused_ops() == "nn.Conv2d + aten::relu");
+  CHECK(plan[1].fused_ops() == "nn.Conv2d + aten::add + aten::relu");
+  CHECK(g.producer(plan[1].residual)->op_name() == "aten::max_pool2d");
+  CHECK(plan[2].fused_ops() == "nn.Conv2d + aten::hardtanh");
+  CHECK(plan[2].clamp_lo == 0.0);
+  CHECK(plan[2].clamp_hi == 6.0);
+  CHECK(plan[3].fused_ops() == "nn.Linear");
+
+  std::vector<quant::FusedLayer> excluded = quant::plan_layers(g, {"conv2"});
+  CHECK_FALSE(excluded[1].int8());
+  CHECK(excluded[1].float_reason == "excluded by the user (conv2)");
+  CHECK(excluded[1].add == nullptr);
+  CHECK_THROWS_WITH(quant::plan_layers(g, {"conv2x"}), Catch::Contains("did you mean 'conv2'"));
+}
+
+TEST_CASE("a small CNN becomes INT8 ops end to end, with uint8 NHWC between them", "[quant]") {
+  Graph g = small_cnn_graph();
+  Graph original = g;
+  quant::QuantizeReport r = quant::quantize_static(g, random_batches({4, 3, 16, 16}, 4));
+  auto ops = op_counts(g);
+  CHECK(ops["compress::conv2d_int8"] == 3);
+  CHECK(ops["compress::linear_int8"] == 1);
+  CHECK(ops["compress::quantize_u8"] == 1);    // only where the float input enters
+  CHECK(ops["compress::dequantize_u8"] == 0);  // the classifier writes float itself
+  CHECK(ops["aten::relu"] + ops["aten::add"] + ops["aten::hardtanh"] + ops["nn.Conv2d"] + ops["nn.Linear"] == 0);
+  CHECK(r.float_nodes.empty());
+  CHECK(layer(r, "fc").float_output);
+  CHECK(layer(r, "conv2").output.zero_point == 0);  // after the fused relu
+  // relu6: the output codes cover at most [0, 6].
+  CHECK(layer(r, "dw").output.scale * 255 <= 6.0 + 1e-6);
+  // Measured on these batches: 34.1 dB (percentile); minmax 33.2, entropy
+  // 32.8, mse 32.2 (docs/quantization.md). Bound: 30 dB.
+  INFO(r.to_json().dump(2));
+  CHECK(r.output_sqnr_db > 30.0);
+  for (const auto& l : r.layers) CHECK(l.sqnr_db > 30.0);
+
+  // The exported INT8 model computes what the float model does, within the SQNR.
+  torch::jit::Module q = export_module(g), f = export_module(original);
+  torch::NoGradGuard no_grad;
+  at::Tensor x = random_batches({4, 3, 16, 16}, 1).batch(0);
+  quant::Sqnr s;
+  s.add(f.forward({x}).toTensor(), q.forward({x}).toTensor());
+  CHECK(s.db() > 30.0);
+}
+
+TEST_CASE("every calibration method gives a working INT8 model", "[quant]") {
+  for (auto m : {quant::Method::MinMax, quant::Method::Percentile, quant::Method::Entropy, quant::Method::Mse}) {
+    INFO(quant::method_name(m));
+    Graph g = small_cnn_graph();
+    quant::QuantizeOptions o;
+    o.method = m;
+    quant::QuantizeReport r = quant::quantize_static(g, random_batches({4, 3, 16, 16}, 4), o);
+    INFO(r.to_json().dump(2));
+    CHECK(r.method == quant::method_name(m));
+    CHECK(r.output_sqnr_db > 30.0);
+  }
+}
+
+TEST_CASE("an excluded layer stays float between dequantize and quantize, and says why", "[quant]") {
+  Graph g = small_cnn_graph();
+  quant::QuantizeOptions o;
+  o.exclude = {"conv2"};
+  quant::QuantizeReport r = quant::quantize_static(g, random_batches({4, 3, 16, 16}, 4), o);
+  auto ops = op_counts(g);
+  CHECK(ops["compress::conv2d_int8"] == 2);
+  CHECK(ops["nn.Conv2d"] == 1);
+  CHECK(ops["compress::dequantize_u8"] == 1);
+  CHECK(ops["compress::quantize_u8"] == 2);
+  CHECK(layer(r, "conv2").precision == "float");
+  CHECK(layer(r, "conv2").reason == "excluded by the user (conv2)");
+  std::vector<std::string> listed;
+  for (const auto& f : r.float_nodes) listed.push_back(f.first + ": " + f.second);
+  INFO(r.to_json().dump(2));
+  CHECK(listed.size() == 3);  // conv2, the add, the relu
+  CHECK(r.output_sqnr_db > 30.0);  // measured 33.2 dB
+
+  // Excluding the first layer: the residual that conv2 adds now comes from float
+  // (max_pool2d of a float conv) and is quantized for the epilogue.
+  Graph h = small_cnn_graph();
+  o.exclude = {"conv1"};
+  quant::QuantizeReport rh = quant::quantize_static(h, random_batches({4, 3, 16, 16}, 4), o);
+  CHECK(layer(rh, "conv2").ops == "nn.Conv2d + aten::add + aten::relu");
+  CHECK(layer(rh, "conv2").precision == "int8");
+  CHECK(rh.output_sqnr_db > 30.0);  // measured 35.1 dB
+}
+
+TEST_CASE("weights with NaN are refused, naming the parameter", "[quant]") {
+  Graph g = import_module(small_cnn(/*nan_weight=*/true));
+  g.set_example_inputs({InputSpec{{4, 3, 16, 16}}});
+  CHECK_THROWS_WITH(quant::quantize_static(g, random_batches({4, 3, 16, 16}, 2)),
+                    Catch::Contains("parameter 'fc.weight' holds NaN or Inf"));
+  Graph h = small_cnn_graph();
+  CHECK_THROWS_WITH(quant::quantize_static(h, quant::CalibrationData{}), Catch::Contains("calibration set is empty"));
+}
+
+TEST_CASE("resnet18: INT8 with fused residuals, a quarter of the size, loads in C++ and Python", "[quant][fixtures]") {
+  const std::string in = fixture("resnet18.pt");
+  Graph g;
+  quant::QuantizeReport r = quantize_fixture(in, g);
+  INFO(r.to_json().dump(2));
+  auto ops = op_counts(g);
+  CHECK(ops["compress::conv2d_int8"] == 20);
+  CHECK(ops["compress::linear_int8"] == 1);
+  CHECK(ops["aten::add"] == 0);  // all 8 residual adds fused
+  // uint8 from the first convolution to the average pool: one quantize at the
+  // input, one dequantize before the pool, one quantize before fc.
+  CHECK(ops["compress::quantize_u8"] == 2);
+  CHECK(ops["compress::dequantize_u8"] == 1);
+  for (const Node& n : g.nodes()) {
+    if (n.op_name() != "compress::conv2d_int8") continue;
+    std::string from = g.producer(n.input(0).value)->op_name();
+    INFO(n.describe() << " reads " << from);
+    CHECK((from == "compress::conv2d_int8" || from == "compress::quantize_u8" || from == "aten::permute"));
+  }
+  // Measured (percentile, 3 random batches of 2): output SQNR 36.2 dB.
+  CHECK(r.output_sqnr_db > 30.0);
+  torch::jit::Module q = export_module(g);
+  std::string out = quant_scratch() + "/resnet18.int8.pt";
+  save_module(q, out);
+  // Measured 0.252 (11.8 MB of 46.9 MB).
+  double ratio = static_cast<double>(fs::file_size(out)) / static_cast<double>(fs::file_size(in));
+  INFO("size ratio " << ratio);
+  CHECK(ratio <= 0.27);
+  std::string checked = quant_scratch() + "/resnet18.checked.pt";
+  save_with_expectation(q, load_fixture_tensor("resnet18.input.pt"), checked);
+  check_loads_elsewhere(checked);
+}
+
+TEST_CASE("mobilenet_v2: depthwise convolutions and relu6 run in INT8", "[quant][fixtures]") {
+  Graph g;
+  quant::QuantizeReport r = quantize_fixture(fixture("mobilenet_v2.pt"), g);
+  INFO(r.to_json().dump(2));
+  auto ops = op_counts(g);
+  CHECK(ops["compress::conv2d_int8"] == 52);
+  CHECK(ops["aten::hardtanh"] == 0);
+  CHECK(ops["aten::add"] == 0);  // all 10 residual adds fused, also where both operands are convolutions
+  // Measured (percentile, 3 random batches of 2): output SQNR 33.0 dB.
+  CHECK(r.output_sqnr_db > 27.0);
+}

@@ -1,0 +1,136 @@
+// compress quantize IN -o OUT --input-shape N,C,H,W [--calib fashion-mnist|FILE|random]
+//   [--calib-batches N] [--method minmax|percentile|entropy|mse] [--exclude NAME ...] [--report REPORT.json]
+#include <ATen/CPUGeneratorImpl.h>
+#include <cxxopts.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "commands.h"
+#include "compress/analysis/profile.h"
+#include "compress/error.h"
+#include "compress/io.h"
+#include "compress/ir/export.h"
+#include "compress/ir/import.h"
+#include "compress/quantization/quantize.h"
+#include "data_option.h"
+
+namespace compress::cli {
+
+namespace {
+
+std::string shape_text(c10::IntArrayRef s) {
+  std::string t;
+  for (size_t i = 0; i < s.size(); ++i) t += (i ? "x" : "") + std::to_string(s[i]);
+  return t;
+}
+
+// Calibration batches of `shape` (N = batch size): random normal (seeded), or
+// consecutive slices of a dataset whose samples must have the model's shape.
+quant::CalibrationData calibration_data(const std::string& calib, const std::string& data_dir, const Shape& shape,
+                                        int64_t batches, uint64_t seed) {
+  if (batches < 1) bad_input("--calib-batches must be at least 1, got " + std::to_string(batches));
+  const int64_t n = shape.at(0);
+  if (calib == "random") {
+    return {batches, [shape, seed](int64_t i) {
+              auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + static_cast<uint64_t>(i));
+              return at::randn(shape, gen);
+            }};
+  }
+  data::TensorDataset ds = calib == "fashion-mnist" ? data::load_fashion_mnist("train", data_dir)
+                                                    : data::load_tensor_dataset(calib);
+  if (ds.size() == 0 || !ds.inputs.defined() || ds.inputs.numel() == 0)
+    bad_input("--calib " + calib + ": the calibration set is empty");
+  c10::IntArrayRef sample = ds.inputs.sizes().slice(1);
+  c10::IntArrayRef want = c10::IntArrayRef(shape).slice(1);
+  if (sample != want)
+    bad_input("--calib " + calib + ": its samples are " + shape_text(sample) + " but the model's input is " +
+              shape_text(want) + " (--input-shape " + shape_text(shape) + ")");
+  at::Tensor inputs = ds.inputs.to(at::kFloat);
+  int64_t available = (ds.size() + n - 1) / n;
+  return {std::min(batches, available), [inputs, n](int64_t i) {
+            int64_t start = i * n;
+            return inputs.narrow(0, start, std::min(n, inputs.size(0) - start));
+          }};
+}
+
+void print_summary(const quant::QuantizeReport& r, const std::string& out) {
+  int int8 = 0;
+  for (const auto& l : r.layers) int8 += l.precision == "int8";
+  std::printf("wrote %s: %d of %zu conv/linear layers in INT8 (%s calibration, %lld batches)\n", out.c_str(), int8,
+              r.layers.size(), r.method.c_str(), static_cast<long long>(r.calibration_batches));
+  std::printf("output SQNR against float: %.2f dB\n", r.output_sqnr_db);
+  std::printf("size: %lld -> %lld bytes (%.3fx)\n", static_cast<long long>(r.bytes_before),
+              static_cast<long long>(r.bytes_after),
+              r.bytes_before ? static_cast<double>(r.bytes_after) / static_cast<double>(r.bytes_before) : 0.0);
+  for (const auto& l : r.layers)
+    if (l.precision != "int8") std::printf("  float: %s (%s): %s\n", l.name.c_str(), l.ops.c_str(), l.reason.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int cmd_quantize(int argc, char** argv) {
+  cxxopts::Options options("compress quantize",
+                           "Post-training static quantization: fold batch norms, fuse activations and residual adds "
+                           "into the INT8 kernels' epilogue, calibrate activation ranges on a few batches, and write "
+                           "a model of compress::conv2d_int8 / linear_int8 ops (runs with libcompress_ops only).");
+  options.positional_help("IN -o OUT --input-shape N,C,H,W");
+  options.add_options()
+      ("in", "input TorchScript model (float)", cxxopts::value<std::string>())
+      ("o,output", "output INT8 model (written atomically; never the input)", cxxopts::value<std::string>())
+      ("input-shape", "model input N,C,H,W; N is the calibration batch size", cxxopts::value<std::string>())
+      ("calib", "calibration data: fashion-mnist (train split), a tensor dataset file (.pt) or random",
+       cxxopts::value<std::string>()->default_value("random"))
+      ("calib-batches", "number of calibration batches", cxxopts::value<int64_t>()->default_value("8"))
+      ("method", "activation range calibration: minmax, percentile, entropy or mse",
+       cxxopts::value<std::string>()->default_value("percentile"))
+      ("percentile", "percentile kept by --method percentile", cxxopts::value<double>()->default_value("99.99"))
+      ("exclude", "keep this module (and everything under it) or value in float (repeatable)",
+       cxxopts::value<std::vector<std::string>>())
+      ("report", "write the quantization report (JSON) here", cxxopts::value<std::string>())
+      ("data-dir", "folder holding the Fashion-MNIST IDX files", cxxopts::value<std::string>()->default_value(""))
+      ("seed", "seed of --calib random", cxxopts::value<uint64_t>()->default_value("0"))
+      ("json", "print the report as JSON instead of the summary")
+      ("q,quiet", "print nothing on success")
+      ("h,help", "show this help");
+  options.parse_positional({"in"});
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  if (!args.count("in")) bad_input("no input model given (usage: compress quantize IN -o OUT --input-shape N,C,H,W)");
+  if (!args.count("output")) bad_input("no output file given (-o OUT)");
+  if (!args.count("input-shape")) bad_input("--input-shape N,C,H,W is required (N is the calibration batch size)");
+  const std::string in = args["in"].as<std::string>(), out = args["output"].as<std::string>();
+  if (std::filesystem::exists(out) && std::filesystem::equivalent(in, out))
+    bad_input("-o " + out + " would overwrite the input model");
+  quant::QuantizeOptions qo;
+  qo.method = quant::parse_method(args["method"].as<std::string>());
+  qo.percentile = args["percentile"].as<double>();
+  if (args.count("exclude")) qo.exclude = args["exclude"].as<std::vector<std::string>>();
+  Shape shape = parse_shape(args["input-shape"].as<std::string>(), "--input-shape");
+
+  Graph graph = import_module(load_module(in));
+  graph.set_example_inputs({InputSpec{shape}});
+  graph.infer_shapes();  // an input shape that does not fit is named here, before any work
+  quant::CalibrationData data = calibration_data(args["calib"].as<std::string>(), args["data-dir"].as<std::string>(),
+                                                 shape, args["calib-batches"].as<int64_t>(), args["seed"].as<uint64_t>());
+  quant::QuantizeReport report = quant::quantize_static(graph, data, qo);
+
+  save_module(export_module(graph), out, /*protect=*/in);
+  nlohmann::json j = report.to_json();
+  j["size"]["file_bytes_in"] = std::filesystem::file_size(in);
+  j["size"]["file_bytes_out"] = std::filesystem::file_size(out);
+  if (args.count("report")) write_text_file(args["report"].as<std::string>(), j.dump(2) + "\n");
+  if (args.count("json")) {
+    std::cout << j.dump(2) << std::endl;
+  } else if (!args.count("quiet")) {
+    print_summary(report, out);
+  }
+  return 0;
+}
+
+}  // namespace compress::cli
