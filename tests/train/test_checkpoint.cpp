@@ -20,6 +20,8 @@
 #include "compress/train/trainer.h"
 #include "temp_dir.h"
 #include "tiny.h"
+#include "../fuzz/checkpoint_run.h"
+#include "test_paths.h"
 
 using namespace compress::train;
 namespace fs = std::filesystem;
@@ -216,4 +218,19 @@ TEST_CASE("resuming with other training settings is refused, naming each differe
                Catch::Contains(path + ": checkpoint was written with other settings: ") && Catch::Contains(expect));
   }
   CHECK(resume_refusal(path, ckpt_config(), tiny::make_model(1)).empty());
+}
+
+// Hidden (not run by ctest): writes the checkpoint harness's seeds.
+//   build/tests/train/test_train "[.fuzz_seeds]"
+TEST_CASE("write the seeds of the checkpoint fuzz harness", "[.fuzz_seeds]") {
+  const fs::path dir = fs::path(COMPRESS_SOURCE_DIR) / "tests/fuzz/corpus/checkpoint";
+  fs::create_directories(dir);
+  // Mid-epoch, at an epoch boundary, and a finished run.
+  for (int64_t stop : {2, 4, 8}) {
+    const std::string p = (dir / ("stopped_after_" + std::to_string(stop))).string();
+    fs::remove(p);
+    fuzz_checkpoint::run(p, false, stop);
+    REQUIRE(fs::exists(p));
+  }
+  std::ofstream(dir / "not_a_pickle", std::ios::binary) << "PK\x03\x04 not a checkpoint";
 }
