@@ -15,10 +15,13 @@ torch::jit::Module load_module(const std::string& path);
 // Checks that `path` names an existing, readable, non-empty regular file.
 void require_input_file(const std::string& path);
 
-// Writes `out_path` by calling `write(tmp_path)` on a temporary file in the
-// same folder, then renaming it into place. On any failure the temporary file
-// is removed and nothing is left behind. Refuses to overwrite `protect`
-// (an input of the job) when given.
+// Writes `out_path` by calling `write(tmp_path)` on a temporary file
+// ".NAME.tmp.<pid>.<random>" in the same folder, fsyncing it and the folder,
+// renaming it into place and fsyncing the folder again: after a crash or a
+// kill, `out_path` is the old file or the whole new one. On any failure the
+// temporary file is removed. Before writing, temporary files of the same NAME
+// left by processes that no longer exist (or older than a day) are removed.
+// Refuses to overwrite `protect` (an input of the job) when given.
 void write_atomically(const std::string& out_path,
                       const std::function<void(const std::string& tmp_path)>& write,
                       const std::string& protect = "");

@@ -1,8 +1,12 @@
 #include "compress/io.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -54,6 +58,64 @@ static bool same_file(const std::string& a, const std::string& b) {
   return fs::equivalent(a, b, ec);
 }
 
+namespace {
+
+// Temporary files are named ".NAME.tmp.<pid>.<random>" next to NAME, so that
+// one left behind by a killed process can be recognised (and its owner told
+// apart) by the next write to NAME.
+std::string temp_prefix(const fs::path& out) { return "." + out.filename().string() + ".tmp."; }
+
+// How old a temporary file must be before it is removed even though a
+// process with its pid exists (pids are reused; a write never takes a day).
+constexpr auto kStaleAge = std::chrono::hours(24);
+
+// The pid in a temporary file name "<prefix><pid>.<random>", or -1 when the
+// name is not one of ours.
+long owner_pid(const std::string& name, const std::string& prefix) {
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return -1;
+  size_t i = prefix.size(), start = i;
+  while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i]))) ++i;
+  if (i == start || i - start > 9 || i >= name.size() || name[i] != '.') return -1;
+  return std::stol(name.substr(start, i - start));
+}
+
+bool process_exists(long pid) { return ::kill(pid_t(pid), 0) == 0 || errno == EPERM; }
+
+// The stale-file rule: a temporary file of NAME is removed when the process
+// named in it no longer exists (it was killed mid-write), or when it is older
+// than kStaleAge whoever owns it (its pid may since have been reused, or it
+// came from another machine or pid namespace). A fresh file of a living
+// process is left alone: it may be a write in progress. Files are never read,
+// so one that survives is only clutter, never mistaken for output.
+void remove_stale_temporaries(const fs::path& dir, const fs::path& out) {
+  const std::string prefix = temp_prefix(out);
+  std::error_code ec;
+  const auto now = fs::file_time_type::clock::now();
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const long pid = owner_pid(it->path().filename().string(), prefix);
+    if (pid <= 0) continue;
+    std::error_code tec;
+    const auto mtime = fs::last_write_time(it->path(), tec);
+    const bool old = !tec && now - mtime > kStaleAge;
+    if (old || !process_exists(pid)) fs::remove(it->path(), tec);
+  }
+}
+
+// fsync of a file or folder. Folders on some file systems refuse fsync with
+// EINVAL: that is not an error (there is nothing more to make durable).
+void sync_path(const std::string& path, bool is_dir, const std::string& out_path) {
+  int fd = ::open(path.c_str(), is_dir ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) failure(out_path + ": cannot open " + path + " to sync it (" + std::strerror(errno) + ")");
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && !(is_dir && (err == EINVAL || err == EROFS))) {
+    failure(out_path + ": cannot sync " + path + " to disk (" + std::strerror(err) + ")");
+  }
+}
+
+}  // namespace
+
 void write_atomically(const std::string& out_path,
                       const std::function<void(const std::string&)>& write,
                       const std::string& protect) {
@@ -66,13 +128,19 @@ void write_atomically(const std::string& out_path,
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) bad_input(out_path + ": folder " + dir.string() + " does not exist");
   if (fs::is_directory(out, ec)) bad_input(out_path + ": is a directory");
+  remove_stale_temporaries(dir, out);
 
   std::random_device rd;
-  std::string tmp = (dir / ("." + out.filename().string() + ".tmp" + std::to_string(::getpid()) +
-                            "_" + std::to_string(rd())))
-                        .string();
+  char suffix[16];
+  std::snprintf(suffix, sizeof(suffix), "%08x", unsigned(rd()));
+  std::string tmp = (dir / (temp_prefix(out) + std::to_string(::getpid()) + "." + suffix)).string();
+  // Durable in this order: the temporary file's bytes, its entry in the
+  // folder, then (after the rename) the folder again, so that after a crash
+  // NAME is either the old file or the complete new one, never a torn one.
   try {
     write(tmp);
+    sync_path(tmp, false, out_path);
+    sync_path(dir.string(), true, out_path);
   } catch (...) {
     fs::remove(tmp, ec);
     throw;
@@ -83,6 +151,7 @@ void write_atomically(const std::string& out_path,
     fs::remove(tmp, ignored);
     failure(out_path + ": cannot write: " + ec.message());
   }
+  sync_path(dir.string(), true, out_path);
 }
 
 void save_module(const torch::jit::Module& module, const std::string& out_path,

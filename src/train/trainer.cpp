@@ -5,14 +5,19 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 
 #include "compress/error.h"
 #include "compress/io.h"
@@ -116,11 +121,197 @@ Trainer::Trainer(torch::jit::Module module, TrainConfig cfg) : module_(std::move
   if (optimizer_->params().empty()) bad_input("every parameter of the model is frozen: nothing to train");
 }
 
+namespace {
+
+constexpr const char* kCheckpointFormat = "compress-checkpoint-2";
+
+// The shortest text that reads back as exactly `v`.
+std::string num(double v) {
+  char buf[40];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+std::string tensor_text(const at::Tensor& t) {
+  if (!t.defined()) return "none";
+  std::string out;
+  at::Tensor flat = t.detach().to(at::kDouble).reshape({-1}).contiguous();
+  for (int64_t i = 0; i < flat.numel(); ++i) out += (i ? "," : "") + num(flat[i].item<double>());
+  return out;
+}
+
+// Every setting that changes what a run computes, as name -> value text. A
+// checkpoint stores them and a resume with any of them different is refused.
+// Settings an optimizer or schedule kind does not read are left out, so they
+// cannot cause a refusal. (The model and data are named by cfg.fingerprint.)
+std::vector<std::pair<std::string, std::string>> run_settings(const TrainConfig& c, int64_t samples,
+                                                              int64_t batches) {
+  const auto& o = c.optimizer;
+  const auto& s = c.schedule;
+  std::vector<std::pair<std::string, std::string>> v = {
+      {"epochs", std::to_string(c.epochs)},
+      {"batch size", std::to_string(c.batch_size)},
+      {"training samples", std::to_string(samples)},
+      {"batches per epoch", std::to_string(batches)},
+      {"seed", std::to_string(c.seed)},
+      {"optimizer", o.kind},
+      {"learning rate", num(o.lr)},
+      {"weight decay", num(o.weight_decay)},
+      {"weight decay on 1-D tensors", o.decay_1d ? "true" : "false"},
+      {"schedule", s.kind},
+      {"warm-up steps", std::to_string(s.warmup_steps)},
+      {"warm-up start factor", num(s.warmup_start_factor)},
+      {"gradient clipping", num(c.grad_clip)},
+      {"label smoothing", num(c.label_smoothing)},
+      {"crop padding", std::to_string(c.augment.crop_padding)},
+      {"horizontal flip", c.augment.horizontal_flip ? "true" : "false"},
+      {"normalisation mean", tensor_text(c.mean)},
+      {"normalisation std", tensor_text(c.std)},
+  };
+  if (o.kind == "sgd") {
+    v.push_back({"momentum", num(o.momentum)});
+    v.push_back({"nesterov", o.nesterov ? "true" : "false"});
+  } else {
+    v.push_back({"beta1", num(o.beta1)});
+    v.push_back({"beta2", num(o.beta2)});
+    v.push_back({"eps", num(o.eps)});
+  }
+  if (s.kind == "step") {
+    v.push_back({"schedule step size", std::to_string(s.step_size)});
+    v.push_back({"schedule gamma", num(s.gamma)});
+  } else if (s.kind == "cosine") {
+    v.push_back({"schedule minimum learning rate", num(s.min_lr)});
+  }
+  std::string groups;
+  for (const auto& g : o.groups) {
+    groups += (groups.empty() ? "" : "; ") + g.name + " [";
+    for (size_t i = 0; i < g.match.size(); ++i) groups += (i ? " " : "") + g.match[i];
+    groups += std::string("]") + (g.frozen ? " frozen" : "") + (g.lr ? " lr=" + num(*g.lr) : "") +
+              (g.weight_decay ? " weight_decay=" + num(*g.weight_decay) : "");
+  }
+  v.push_back({"parameter groups", groups.empty() ? "none" : groups});
+  return v;
+}
+
+// torch::jit::pickle_load reads its archive through an adapter that copies
+// whatever range the zip reader asks for, also past the end of the buffer
+// (an offset from a corrupt zip directory: a heap overflow found by
+// fuzz_checkpoint). This adapter gives back only bytes that exist; the zip
+// reader then reports the short read as an error.
+class BoundedReader : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit BoundedReader(const std::vector<char>& bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char*) const override {
+    if (pos >= bytes_.size()) return 0;
+    n = std::min<size_t>(n, bytes_.size() - size_t(pos));
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::vector<char>& bytes_;
+};
+
+// What torch::jit::pickle_load does, through BoundedReader.
+c10::IValue load_pickle(const std::vector<char>& bytes) {
+  caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BoundedReader>(bytes));
+  return torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt, c10::nullopt, reader);
+}
+
+// Reads the fields of a checkpoint, each checked for presence and type; any
+// problem is one line naming the file and the field.
+class Fields {
+ public:
+  Fields(std::string path, c10::impl::GenericDict d) : path_(std::move(path)), d_(std::move(d)) {}
+
+  [[noreturn]] void refuse(const std::string& field, const std::string& problem) const {
+    bad_input(path_ + ": bad checkpoint: field '" + field + "' " + problem);
+  }
+  c10::IValue get(const std::string& key) const {
+    auto it = d_.find(key);
+    if (it == d_.end()) refuse(key, "is missing");
+    return it->value();
+  }
+  void expect(const std::string& key, const c10::IValue& v, bool ok, const char* want) const {
+    if (!ok) refuse(key, std::string("should be ") + want + ", is " + v.tagKind());
+  }
+  std::string text(const std::string& key) const {
+    const auto& v = get(key);
+    expect(key, v, v.isString(), "a string");
+    return v.toStringRef();
+  }
+  int64_t integer(const std::string& key, int64_t lo, int64_t hi) const {
+    const auto& v = get(key);
+    expect(key, v, v.isInt(), "an integer");
+    const int64_t x = v.toInt();
+    if (x < lo || x > hi) {
+      refuse(key, "is " + std::to_string(x) + ", outside " + std::to_string(lo) + ".." + std::to_string(hi) +
+                      " for this run");
+    }
+    return x;
+  }
+  double real(const std::string& key) const {
+    const auto& v = get(key);
+    expect(key, v, v.isDouble(), "a number");
+    const double x = v.toDouble();
+    if (!std::isfinite(x) || x < 0) refuse(key, "is " + num(x) + ", not a finite non-negative number");
+    return x;
+  }
+  // A dictionary of string keys to `Value`s (string or tensor).
+  std::map<std::string, c10::IValue> dict(const std::string& key, bool tensors) const {
+    const auto& v = get(key);
+    expect(key, v, v.isGenericDict(), "a dictionary");
+    std::map<std::string, c10::IValue> out;
+    for (const auto& kv : v.toGenericDict()) {
+      if (!kv.key().isString()) refuse(key, "has a key that is not a string");
+      const std::string name = key + "." + kv.key().toStringRef();
+      if (tensors) expect(name, kv.value(), kv.value().isTensor(), "a tensor");
+      else expect(name, kv.value(), kv.value().isString(), "a string");
+      out.emplace(kv.key().toStringRef(), kv.value());
+    }
+    return out;
+  }
+  // Checks the tensors saved under `key` against `model` (same names, dtypes
+  // and shapes, nothing more, nothing less).
+  void match_tensors(const std::string& key, const std::vector<NamedTensor>& model) const {
+    auto saved = dict(key, true);
+    for (const auto& t : model) {
+      auto it = saved.find(t.name);
+      if (it == saved.end()) refuse(key + "." + t.name, "is missing");
+      same_layout(key + "." + t.name, it->second.toTensor(), t.value);
+      saved.erase(it);
+    }
+    if (!saved.empty()) refuse(key + "." + saved.begin()->first, "is not in the model");
+  }
+  void same_layout(const std::string& name, const at::Tensor& saved, const at::Tensor& want) const {
+    if (saved.scalar_type() != want.scalar_type()) {
+      refuse(name, std::string("has dtype ") + c10::toString(saved.scalar_type()) + ", the model's is " +
+                       c10::toString(want.scalar_type()));
+    }
+    if (saved.sizes() != want.sizes()) {
+      refuse(name, "has shape " + c10::str(saved.sizes()) + ", the model's is " + c10::str(want.sizes()));
+    }
+  }
+
+ private:
+  std::string path_;
+  c10::impl::GenericDict d_;
+};
+
+}  // namespace
+
 void Trainer::save_checkpoint(int64_t epoch, int64_t next_batch, int64_t step, double loss_sum, int64_t correct,
                               int64_t seen) {
   c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
-  d.insert("format", std::string("compress-checkpoint-1"));
+  d.insert("format", std::string(kCheckpointFormat));
   d.insert("fingerprint", cfg_.fingerprint);
+  c10::Dict<std::string, std::string> settings;
+  for (const auto& [k, v] : run_settings(cfg_, samples_, batches_)) settings.insert(k, v);
+  d.insert("settings", settings);
   d.insert("epoch", epoch);
   d.insert("next_batch", next_batch);
   d.insert("step", step);
@@ -140,6 +331,8 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t next_batch, int64_t step, d
   });
 }
 
+// Everything is checked before anything is restored, so a refused checkpoint
+// leaves the model and optimizer as they were.
 bool Trainer::load_checkpoint(int64_t& epoch, int64_t& next_batch, int64_t& step, double& loss_sum,
                               int64_t& correct, int64_t& seen) {
   const std::string& path = cfg_.checkpoint_path;
@@ -149,42 +342,78 @@ bool Trainer::load_checkpoint(int64_t& epoch, int64_t& next_batch, int64_t& step
   std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   c10::IValue v;
   try {
-    v = torch::jit::pickle_load(bytes);
+    v = load_pickle(bytes);
   } catch (const std::exception& e) {
     bad_input(path + ": not a readable checkpoint (" + first_line_of(e) + ")");
   }
   if (!v.isGenericDict()) bad_input(path + ": not a compress checkpoint");
-  auto d = v.toGenericDict();
-  auto get = [&](const char* key) {
-    if (!d.contains(key)) bad_input(path + ": checkpoint lacks '" + std::string(key) + "'");
-    return d.at(key);
-  };
-  if (get("format").toStringRef() != "compress-checkpoint-1") bad_input(path + ": unknown checkpoint format");
-  if (get("fingerprint").toStringRef() != cfg_.fingerprint) {
-    bad_input(path + ": checkpoint belongs to another run (" + get("fingerprint").toStringRef() +
-              "), not this one (" + cfg_.fingerprint + "); remove it or choose another checkpoint file");
+  const Fields in(path, v.toGenericDict());
+
+  const std::string format = in.text("format");
+  if (format != kCheckpointFormat) {
+    bad_input(path + ": checkpoint format '" + format + "' is not this version's (" + kCheckpointFormat +
+              "); remove it to start over");
   }
-  auto restore = [&](const char* key, const std::vector<NamedTensor>& into) {
-    auto saved = get(key).toGenericDict();
-    at::NoGradGuard no_grad;
-    for (const auto& t : into) {
-      if (!saved.contains(t.name)) bad_input(path + ": checkpoint lacks " + std::string(key) + " " + t.name);
-      at::Tensor s = saved.at(t.name).toTensor();
-      if (s.sizes() != t.value.sizes()) bad_input(path + ": shape of " + t.name + " differs from the model's");
-      t.value.copy_(s);
+  const std::string fingerprint = in.text("fingerprint");
+  if (fingerprint != cfg_.fingerprint) {
+    bad_input(path + ": checkpoint belongs to another run (" + fingerprint + "), not this one (" +
+              cfg_.fingerprint + "); remove it or choose another checkpoint file");
+  }
+  auto saved = in.dict("settings", false);
+  std::string differ;
+  for (const auto& [k, now] : run_settings(cfg_, samples_, batches_)) {
+    auto it = saved.find(k);
+    const std::string then = it == saved.end() ? "unset" : it->second.toStringRef();
+    if (then != now) differ += (differ.empty() ? "" : ", ") + k + " (checkpoint " + then + ", now " + now + ")";
+    if (it != saved.end()) saved.erase(it);
+  }
+  for (const auto& [k, then] : saved) {
+    differ += (differ.empty() ? "" : ", ") + k + " (checkpoint " + then.toStringRef() + ", now unset)";
+  }
+  if (!differ.empty()) {
+    bad_input(path + ": checkpoint was written with other settings: " + differ +
+              "; resume with the same settings or remove the checkpoint");
+  }
+
+  const int64_t e = in.integer("epoch", 0, cfg_.epochs);
+  const int64_t nb = in.integer("next_batch", 0, e == cfg_.epochs ? 0 : batches_ - 1);
+  const int64_t st = in.integer("step", 0, batches_ * cfg_.epochs);
+  if (st != e * batches_ + nb) {
+    in.refuse("step", "is " + std::to_string(st) + ", but epoch " + std::to_string(e) + " batch " +
+                          std::to_string(nb) + " is step " + std::to_string(e * batches_ + nb));
+  }
+  in.integer("optimizer_steps", st, st);
+  const int64_t sn = in.integer("seen", 0, nb * cfg_.batch_size);
+  const int64_t co = in.integer("correct", 0, sn);
+  const double ls = in.real("loss_sum");
+  in.match_tensors("parameters", named_parameters(module_));
+  in.match_tensors("buffers", named_buffers(module_));
+  // Optimizer state: "<trained parameter>.buf1/.buf2", shaped like the parameter.
+  std::vector<NamedTensor> opt;
+  for (const auto& [name, t] : in.dict("optimizer", true)) {
+    const NamedTensor* owner = nullptr;
+    for (const auto& p : optimizer_->params()) {
+      if (name == p.name + ".buf1" || name == p.name + ".buf2") owner = &p;
     }
+    if (!owner) in.refuse("optimizer." + name, "is not the state of a trained parameter");
+    in.same_layout("optimizer." + name, t.toTensor(), owner->value);
+    opt.push_back({name, t.toTensor()});
+  }
+
+  auto restore = [&](const char* key, const std::vector<NamedTensor>& into) {
+    auto tensors = in.dict(key, true);
+    at::NoGradGuard no_grad;
+    for (const auto& t : into) t.value.copy_(tensors.at(t.name).toTensor());
   };
   restore("parameters", named_parameters(module_));
   restore("buffers", named_buffers(module_));
-  std::vector<NamedTensor> opt;
-  for (const auto& kv : get("optimizer").toGenericDict()) opt.push_back({kv.key().toStringRef(), kv.value().toTensor()});
-  optimizer_->load_state(opt, get("optimizer_steps").toInt());
-  epoch = get("epoch").toInt();
-  next_batch = get("next_batch").toInt();
-  step = get("step").toInt();
-  loss_sum = get("loss_sum").toDouble();
-  correct = get("correct").toInt();
-  seen = get("seen").toInt();
+  optimizer_->load_state(opt, st);
+  epoch = e;
+  next_batch = nb;
+  step = st;
+  loss_sum = ls;
+  correct = co;
+  seen = sn;
   return true;
 }
 
@@ -207,6 +436,8 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   data::Loader loader(train, lo);
   const int64_t batches = loader.batches_per_epoch();
   const int64_t total_steps = batches * cfg_.epochs;
+  batches_ = batches;  // for the checkpoints' settings and range checks
+  samples_ = train.size();
 
   int64_t epoch = 0, next_batch = 0, step = 0, correct = 0, seen = 0;
   double loss_sum = 0;

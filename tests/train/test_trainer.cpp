@@ -14,25 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-TrainConfig small_config(uint64_t seed) {
-  TrainConfig c;
-  c.epochs = 4;
-  c.batch_size = 32;
-  c.seed = seed;
-  c.optimizer.kind = "sgd";
-  c.optimizer.lr = 0.2;
-  c.optimizer.momentum = 0.9;
-  c.optimizer.nesterov = true;
-  c.optimizer.weight_decay = 1e-3;
-  c.schedule.kind = "cosine";
-  c.schedule.warmup_steps = 3;
-  c.grad_clip = 5.0;
-  c.label_smoothing = 0.05;
-  c.quiet = true;
-  c.threads = 2;
-  return c;
-}
-
+TrainConfig small_config(uint64_t seed) { return tiny::train_config(seed); }
 
 void require_same_state(const torch::jit::Module& a, const torch::jit::Module& b) {
   auto pa = named_parameters(a), pb = named_parameters(b);

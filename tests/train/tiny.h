@@ -5,6 +5,7 @@
 #include <torch/script.h>
 
 #include "compress/data/dataset.h"
+#include "compress/train/trainer.h"
 
 namespace tiny {
 
@@ -42,6 +43,27 @@ inline compress::data::TensorDataset blobs(int64_t n, uint64_t seed) {
   ds.num_classes = 3;
   ds.name = "blobs";
   return ds;
+}
+
+// A short, fully featured training run: SGD with Nesterov momentum and weight
+// decay, cosine schedule with warm-up, clipping and label smoothing.
+inline compress::train::TrainConfig train_config(uint64_t seed) {
+  compress::train::TrainConfig c;
+  c.epochs = 4;
+  c.batch_size = 32;
+  c.seed = seed;
+  c.optimizer.kind = "sgd";
+  c.optimizer.lr = 0.2;
+  c.optimizer.momentum = 0.9;
+  c.optimizer.nesterov = true;
+  c.optimizer.weight_decay = 1e-3;
+  c.schedule.kind = "cosine";
+  c.schedule.warmup_steps = 3;
+  c.grad_clip = 5.0;
+  c.label_smoothing = 0.05;
+  c.quiet = true;
+  c.threads = 2;
+  return c;
 }
 
 }  // namespace tiny

@@ -128,10 +128,9 @@ int cmd_train(int argc, char** argv) {
   cfg.resume = r.count("resume") > 0;
   if (cfg.resume && cfg.checkpoint_path.empty()) bad_input("--resume needs --checkpoint FILE");
   cfg.quiet = r.count("quiet") > 0;
-  cfg.fingerprint = (arch.empty() ? "init=" + init : "arch=" + arch) + " data=" + data +
-                    " n=" + std::to_string(train.size()) + " seed=" + std::to_string(seed) +
-                    " epochs=" + std::to_string(cfg.epochs) + " batch=" + std::to_string(cfg.batch_size) +
-                    " optimizer=" + cfg.optimizer.kind;
+  // The model and data; every training setting is compared by the trainer
+  // itself, which names the ones that differ on --resume.
+  cfg.fingerprint = (arch.empty() ? "init=" + init : "arch=" + arch) + " data=" + data;
 
   at::set_num_threads(cfg.threads);
   train::Trainer trainer(module, cfg);

@@ -36,7 +36,9 @@ struct TrainConfig {
 
   bool quiet = false;
   double log_every_s = 15;  // when stderr is not a terminal: a plain line this often
-  std::string fingerprint;  // describes the model/data; a checkpoint of another run is refused
+  // Describes the model/data; a checkpoint of another run is refused. The
+  // training settings above are compared on resume as well (each by name).
+  std::string fingerprint;
 };
 
 // What a callback sees at each step. `loss` may be replaced by on_loss (add a
@@ -99,6 +101,7 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<std::shared_ptr<Callback>> callbacks_;
   std::function<at::Tensor(StepContext&)> loss_fn_;
+  int64_t batches_ = 0, samples_ = 0;  // of the data fit() runs on
 };
 
 // Parameters and buffers of a module under their state_dict names.

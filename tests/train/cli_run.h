@@ -1,0 +1,50 @@
+#pragma once
+// Running the compress CLI from a test, and a small synthetic dataset file for
+// it to train on.
+#include <sys/wait.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cstdio>
+#include <string>
+
+#include "compress/data/dataset.h"
+#include "temp_dir.h"
+#include "test_paths.h"
+
+namespace cli_test {
+
+struct Run {
+  int code;
+  std::string out;
+};
+
+// Runs `compress ARGS`, stdout and stderr together.
+inline Run run(const std::string& args) {
+  std::string cmd = std::string(COMPRESS_CLI) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// 28x28 images whose class is which quadrant is bright: learnable in one epoch.
+inline std::string make_set(const compress::testing::TempDir& dir, const std::string& name, int64_t n,
+                            uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  compress::data::TensorDataset ds;
+  ds.labels = at::randint(0, 4, {n}, gen);
+  ds.inputs = at::rand({n, 1, 28, 28}, gen) * 0.3;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t q = ds.labels[i].item<int64_t>();
+    ds.inputs[i].narrow(1, (q / 2) * 14, 14).narrow(2, (q % 2) * 14, 14).add_(0.7);
+  }
+  ds.num_classes = 10;
+  std::string p = dir.file(name);
+  compress::data::save_tensor_dataset(ds, p);
+  return p;
+}
+
+}  // namespace cli_test
