@@ -30,7 +30,14 @@ TensorDataset load_tensor_dataset(const std::string& path) {
   }
   int64_t max_label = ds.labels.numel() ? ds.labels.max().item<int64_t>() : -1;
   int64_t min_label = ds.labels.numel() ? ds.labels.min().item<int64_t>() : 0;
-  ds.num_classes = m.hasattr("num_classes") ? m.attr("num_classes").toInt() : max_label + 1;
+  if (m.hasattr("num_classes")) {
+    c10::IValue k = m.attr("num_classes");
+    if (!k.isInt() || k.toInt() < 1 || k.toInt() > (int64_t{1} << 31))
+      bad_input(path + ": 'num_classes' must be a positive integer, found " + k.tagKind());
+    ds.num_classes = k.toInt();
+  } else {
+    ds.num_classes = max_label + 1;
+  }
   if (min_label < 0 || max_label >= ds.num_classes) {
     bad_input(path + ": labels must lie in 0.." + std::to_string(ds.num_classes - 1) + ", found " +
               std::to_string(min_label < 0 ? min_label : max_label));

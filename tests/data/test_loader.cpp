@@ -176,4 +176,18 @@ TEST_CASE("tensor datasets save and load, bad ones are refused", "[dataset]") {
     CHECK(e.kind() == compress::ErrorKind::BadInput);
     CHECK_THAT(std::string(e.what()), Catch::Contains(bad));
   }
+  // A num_classes attribute that is no integer: one clear line, not a LibTorch error.
+  torch::jit::Module m("__torch__.TensorDataset");
+  m.register_attribute("inputs", c10::TensorType::get(), ds.inputs);
+  m.register_attribute("labels", c10::TensorType::get(), numbered(12).labels);
+  m.register_attribute("num_classes", c10::StringType::get(), std::string("three"));
+  std::string odd = (dir / "odd.pt").string();
+  m.save(odd);
+  try {
+    load_tensor_dataset(odd);
+    FAIL("a string num_classes was accepted");
+  } catch (const compress::Error& e) {
+    CHECK(e.kind() == compress::ErrorKind::BadInput);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("'num_classes' must be a positive integer"));
+  }
 }
