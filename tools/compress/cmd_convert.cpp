@@ -10,6 +10,7 @@
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
 #include "compress/passes/pass.h"
+#include "input_shape.h"
 
 namespace compress::cli {
 
@@ -77,9 +78,7 @@ int cmd_convert(int argc, char** argv) {
 
   torch::jit::Module module = load_module(in);
   Graph graph = import_module(module);
-  if (args.count("input-shape")) {
-    graph.set_example_inputs({InputSpec{parse_shape(args["input-shape"].as<std::string>(), "--input-shape")}});
-  }
+  apply_input_shapes(graph, args, in, /*required=*/false);
   std::vector<PassResult> results;
   for (const auto& p : passes) results.push_back(run_pass(graph, p.first, p.second));
   torch::jit::Module exported = export_module(graph);

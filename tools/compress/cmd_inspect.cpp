@@ -13,6 +13,7 @@
 #include "compress/ir/import.h"
 #include "compress/pruning/groups.h"
 #include "format.h"
+#include "input_shape.h"
 
 namespace compress::cli {
 
@@ -36,18 +37,6 @@ int cmd_inspect(int argc, char** argv) {
     return 0;
   }
   if (!args.count("model")) bad_input("no model file given (usage: compress inspect MODEL --input-shape 1,3,224,224)");
-  std::vector<Shape> shapes;
-  if (args.count("input-shape")) {
-    std::string text = args["input-shape"].as<std::string>();
-    size_t start = 0;
-    while (true) {
-      size_t semi = text.find(';', start);
-      shapes.push_back(parse_shape(text.substr(start, semi == std::string::npos ? std::string::npos : semi - start),
-                                   "--input-shape"));
-      if (semi == std::string::npos) break;
-      start = semi + 1;
-    }
-  }
   std::string dtype_name = args["input-dtype"].as<std::string>();
   at::ScalarType dtype = at::kFloat;
   if (dtype_name == "int64" || dtype_name == "long") dtype = at::kLong;
@@ -56,9 +45,8 @@ int cmd_inspect(int argc, char** argv) {
   const std::string path = args["model"].as<std::string>();
   torch::jit::Module module = load_module(path);
   Graph graph = import_module(module);
-  if (shapes.empty() && graph.example_inputs().empty() && !graph.inputs().empty())
-    bad_input("--input-shape is required: " + path + " does not record its input shape (e.g. --input-shape 1,3,224,224)");
-  ModelProfile prof = shapes.empty() ? profile_model(graph) : profile_model(graph, shapes, dtype);
+  apply_input_shapes(graph, args, path, /*required=*/true, dtype);
+  ModelProfile prof = profile_model(graph);
   if (args.count("groups")) {
     std::cout << pruning::describe_groups(pruning::analyze_groups(graph));
     return 0;

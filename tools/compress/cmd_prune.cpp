@@ -19,6 +19,7 @@
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
 #include "data_option.h"
+#include "input_shape.h"
 
 namespace compress::cli {
 
@@ -114,6 +115,9 @@ int cmd_prune(int argc, char** argv) {
   const int64_t epochs = r["finetune-epochs"].as<int64_t>();
   if (epochs < 0) bad_input("--finetune-epochs must not be negative");
   if (epochs > 0 && data.empty()) bad_input("--finetune-epochs needs --data");
+  const int64_t recal = r["recalibrate-bn"].as<int64_t>();
+  if (recal < 0) bad_input("--recalibrate-bn must not be negative");
+  if (recal > 0 && data.empty()) bad_input("--recalibrate-bn needs --data");
 
   pruning::PruneOptions o;
   if (r.count("target-macs")) o.target_macs = r["target-macs"].as<double>();
@@ -129,9 +133,7 @@ int cmd_prune(int argc, char** argv) {
 
   torch::jit::Module module = load_module(in);
   Graph graph = import_module(module);
-  if (r.count("input-shape")) graph.set_example_inputs({InputSpec{parse_shape(r["input-shape"].as<std::string>(), "--input-shape")}});
-  if (graph.example_inputs().empty())
-    bad_input("--input-shape is required: " + in + " does not record its input shape (e.g. --input-shape 1,3,224,224)");
+  apply_input_shapes(graph, r, in, /*required=*/true);
 
   std::optional<data::TensorDataset> train_set, test_set;
   const int64_t limit = r["limit"].as<int64_t>();
@@ -151,12 +153,11 @@ int cmd_prune(int argc, char** argv) {
     if (limit > 0) train_set = data::take(*train_set, limit);
     o.data = &*train_set;
   }
-  Graph original = graph;  // for the latency comparison
+  // The unpruned graph, kept only when its latency is to be measured (a deep copy of the weights).
+  std::optional<Graph> original;
+  if (r.count("latency")) original = graph;
   pruning::PruneResult result = pruning::prune(graph, o);
-  const int64_t recal = r["recalibrate-bn"].as<int64_t>();
-  if (recal < 0) bad_input("--recalibrate-bn must not be negative");
   if (recal > 0) {
-    if (data.empty()) bad_input("--recalibrate-bn needs --data");
     if (!train_set) train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
     if (limit > 0) train_set = data::take(*train_set, limit);
     report["batch_norms_recalibrated"] = pruning::recalibrate_batch_norm(graph, *train_set, recal);
@@ -180,7 +181,7 @@ int cmd_prune(int argc, char** argv) {
   if (test_set) report["accuracy_after"] = train::evaluate(pruned, *test_set).top1;
   save_module(pruned, out, /*protect=*/in);
   report["file_bytes"] = {{"before", std::filesystem::file_size(in)}, {"after", std::filesystem::file_size(out)}};
-  if (r.count("latency")) report["latency_ms"] = latency_before_after(original, pruned, r["latency"].as<std::string>());
+  if (r.count("latency")) report["latency_ms"] = latency_before_after(*original, pruned, r["latency"].as<std::string>());
 
   report["options"] = o.to_json();
   report["result"] = result.to_json();
