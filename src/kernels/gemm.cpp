@@ -103,6 +103,8 @@ constexpr DenseKernel kDenseKernels[] = {
     {Layout::vnni_n32k4_s8, Isa::avx512vnni, Isa::avx2, "gemm_u8s8s32_avx512vnni_8x32_simde",
      detail::gemm_avx512vnni_8x32_simde, false},
 #else
+    // First match wins: AMX where the caller allows it and the CPU has it.
+    {Layout::vnni_n32k4_s8, Isa::amx, Isa::amx, "gemm_u8s8s32_amx_32x32", detail::gemm_amx_32x32, true},
     {Layout::vnni_n32k4_s8, Isa::avx512vnni, Isa::avx512vnni, "gemm_u8s8s32_avx512vnni_8x32",
      detail::gemm_avx512vnni_8x32, false},
 #endif

@@ -55,6 +55,7 @@ bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const Packed
                        const Epilogue& ep, const ParallelFor& pf, Isa isa);
 void gemm_avx512vnni_8x32(const GemmJob& job, const ParallelFor& pf);
 void gemm_avx512vnni_8x32_simde(const GemmJob& job, const ParallelFor& pf);  // SIMDe test build only
+void gemm_amx_32x32(const GemmJob& job, const ParallelFor& pf);  // vnni_n32k4_s8 on AMX tiles, honours job.rows
 
 void sparse_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
 void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf);

@@ -2,6 +2,8 @@
 #include "compress/kernels/isa.h"
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -21,7 +23,21 @@ uint64_t read_xcr0() {
 struct Features {
   bool avx2 = false;
   bool avx512vnni = false;
+  bool amx = false;
 };
+
+// Linux hands out the AMX tile data state (XFEATURE 18, 8 KB per thread) only
+// to a process that asks: without this, the first tile instruction faults.
+// The permission is process-wide and covers threads started later too.
+bool request_amx_permission() {
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 Features detect() {
   Features f;
@@ -43,6 +59,9 @@ Features detect() {
   const bool avx512vnni = c & (1u << 11);
   f.avx2 = avx2 && fma && ymm_state;
   f.avx512vnni = f.avx2 && avx512f && avx512bw && avx512vl && avx512vnni && zmm_state;
+  const bool amx_tile = d & (1u << 24), amx_int8 = d & (1u << 25);
+  const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG + XTILEDATA enabled by the OS
+  f.amx = f.avx512vnni && amx_tile && amx_int8 && tile_state && request_amx_permission();
   return f;
 }
 
@@ -72,6 +91,7 @@ const char* isa_name(Isa isa) {
     case Isa::ref: return "ref";
     case Isa::avx2: return "avx2";
     case Isa::avx512vnni: return "avx512vnni";
+    case Isa::amx: return "amx";
   }
   return "unknown";
 }
@@ -80,7 +100,8 @@ Isa parse_isa(const std::string& name) {
   if (name == "ref") return Isa::ref;
   if (name == "avx2") return Isa::avx2;
   if (name == "avx512vnni") return Isa::avx512vnni;
-  bad_input("unknown ISA '" + name + "' (expected ref, avx2 or avx512vnni)");
+  if (name == "amx") return Isa::amx;
+  bad_input("unknown ISA '" + name + "' (expected ref, avx2, avx512vnni or amx)");
 }
 
 bool isa_compiled(Isa isa) {
@@ -97,11 +118,13 @@ bool cpu_supports(Isa isa) {
     case Isa::ref: return true;
     case Isa::avx2: return features().avx2;
     case Isa::avx512vnni: return features().avx512vnni;
+    case Isa::amx: return features().amx;
   }
   return false;
 }
 
 Isa best_isa() {
+  if (cpu_supports(Isa::amx)) return Isa::amx;
   if (cpu_supports(Isa::avx512vnni)) return Isa::avx512vnni;
   if (cpu_supports(Isa::avx2)) return Isa::avx2;
   return Isa::ref;

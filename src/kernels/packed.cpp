@@ -415,7 +415,8 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
 Layout dense_layout_for(Isa isa, bool activations_7bit) {
   switch (isa) {
     case Isa::avx2: return activations_7bit ? Layout::avx2_n16k8_u7s8 : Layout::avx2_n16k4_u8s8;
-    case Isa::avx512vnni: return Layout::vnni_n32k4_s8;
+    case Isa::avx512vnni:
+    case Isa::amx: return Layout::vnni_n32k4_s8;
     default: return Layout::rowmajor_s8;
   }
 }

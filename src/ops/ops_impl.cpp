@@ -10,6 +10,7 @@
 #include "compress/kernels/conv.h"
 #include "compress/kernels/gemm.h"
 #include "compress/kernels/packed.h"
+#include "compress/kernels/pool.h"
 #include "compress/kernels/quantize.h"
 #include "compress/kernels/sparse.h"
 #include "compress/ops/ops.h"
@@ -44,8 +45,8 @@ K::Layout parse_layout(const char* op, const std::string& layout) {
   const bool u7 = layout.size() > suffix.size() && layout.compare(layout.size() - suffix.size(), suffix.size(), suffix) == 0;
   const std::string isa = u7 ? layout.substr(0, layout.size() - suffix.size()) : layout;
   if (isa == "auto") return K::dense_layout_for(K::active_isa(), u7);
-  TORCH_CHECK(isa == "ref" || isa == "avx2" || isa == "avx512vnni", op, ": unknown layout '", layout,
-              "' (expected auto, ref, avx2 or avx512vnni, optionally with _u7 for 7-bit activations)");
+  TORCH_CHECK(isa == "ref" || isa == "avx2" || isa == "avx512vnni" || isa == "amx", op, ": unknown layout '", layout,
+              "' (expected auto, ref, avx2, avx512vnni or amx, optionally with _u7 for 7-bit activations)");
   return K::dense_layout_for(K::parse_isa(isa), u7);
 }
 
@@ -273,6 +274,38 @@ at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight,
   return out;
 }
 
+at::Tensor max_pool2d_u8(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  const char* op = "compress::max_pool2d_u8";
+  TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kByte && input.dim() == 4, op,
+              ": input must be a 4-D uint8 NHWC CPU tensor [N, H, W, C], got ", input.scalar_type(), " of shape ",
+              input.sizes());
+  // aten::max_pool2d's conventions: one value means both sides, no stride means the kernel size.
+  auto pair = [&](at::IntArrayRef v, const char* what, at::IntArrayRef fallback) -> std::pair<int64_t, int64_t> {
+    if (v.empty()) v = fallback;
+    TORCH_CHECK(v.size() == 1 || v.size() == 2, op, ": ", what, " must have 1 or 2 values, got ", v.size());
+    return {v[0], v.size() == 2 ? v[1] : v[0]};
+  };
+  K::PoolGeometry g;
+  g.batch = input.size(0); g.height = input.size(1); g.width = input.size(2); g.channels = input.size(3);
+  std::tie(g.kh, g.kw) = pair(kernel_size, "kernel_size", {});
+  std::tie(g.stride_h, g.stride_w) = pair(stride, "stride", kernel_size);
+  std::tie(g.pad_h, g.pad_w) = pair(padding, "padding", {});
+  std::tie(g.dil_h, g.dil_w) = pair(dilation, "dilation", {});
+  g.ceil_mode = ceil_mode;
+  const auto [oh, ow] = guarded(op, [&] {
+    return std::make_pair(K::pool_output_size(g.height, g.kh, g.stride_h, g.pad_h, g.dil_h, ceil_mode),
+                          K::pool_output_size(g.width, g.kw, g.stride_w, g.pad_w, g.dil_w, ceil_mode));
+  });
+  const at::Tensor x = input.contiguous();
+  at::Tensor out = at::empty({g.batch, oh, ow, g.channels}, at::kByte);
+  guarded(op, [&] {
+    K::max_pool2d_u8(x.data_ptr<uint8_t>(), g, out.data_ptr<uint8_t>(), torch_parallel());
+    return 0;
+  });
+  return out;
+}
+
 at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max) {
   const char* op = "compress::quantize_u8";
   TORCH_CHECK(input.device().is_cpu() && input.is_floating_point(), op, ": input must be a float CPU tensor, got ",
@@ -313,7 +346,7 @@ KernelReport kernel_report() {
   KernelReport r;
   r.active = K::isa_name(K::active_isa());
   r.best = K::isa_name(K::best_isa());
-  for (K::Isa isa : {K::Isa::ref, K::Isa::avx2, K::Isa::avx512vnni})
+  for (K::Isa isa : {K::Isa::ref, K::Isa::avx2, K::Isa::avx512vnni, K::Isa::amx})
     r.supported.emplace_back(K::isa_name(isa), K::cpu_supports(isa));
   r.threads = at::get_num_threads();
   return r;

@@ -26,6 +26,9 @@ TORCH_LIBRARY(compress, m) {
         "int[2] padding, int[2] dilation, int output_zero_point, bool relu, ScalarType output_dtype, "
         "Tensor? residual=None, float residual_scale=1.0, int residual_zero_point=0, int output_quant_max=255) -> Tensor",
         &compress::ops::conv2d_int8);
+  m.def("max_pool2d_u8(Tensor input, int[] kernel_size, int[] stride=[], int[] padding=[0], int[] dilation=[1], "
+        "bool ceil_mode=False) -> Tensor",
+        &compress::ops::max_pool2d_u8);
   m.def("quantize_u8(Tensor input, float scale, int zero_point, int quant_max=255) -> Tensor", &compress::ops::quantize_u8);
   m.def("dequantize_u8(Tensor input, float scale, int zero_point) -> Tensor", &compress::ops::dequantize_u8);
 }

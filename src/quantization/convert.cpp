@@ -111,8 +111,10 @@ class Converter {
     QValue t;
     t.p = params_of(v);
     t.nhwc = rank_.count(v) && rank_[v] == 4;
-    ValueId x = t.nhwc ? op("aten::permute", {val(v), cst(ints({0, 2, 3, 1}))}, scope) : v;
-    t.q = op("compress::quantize_u8", {val(x), cst(t.p.scale), cst(t.p.zero_point)}, scope);
+    // Quantize in the float layout, then reorder the codes to NHWC: the copy
+    // moves a quarter of the bytes a float reorder would.
+    t.q = op("compress::quantize_u8", {val(v), cst(t.p.scale), cst(t.p.zero_point)}, scope);
+    if (t.nhwc) t.q = op("aten::contiguous", {val(op("aten::permute", {val(t.q), cst(ints({0, 2, 3, 1}))}, scope))}, scope);
     twins_[v] = t;
     return t;
   }
@@ -219,8 +221,8 @@ class Converter {
   }
 
   // max_pool2d / flatten on uint8 codes: exact, and the result keeps the
-  // input's parameters. max_pool2d has no uint8 kernel in LibTorch, so the
-  // codes are pooled as float32 (exactly representable) and cast back.
+  // input's parameters. NHWC codes are pooled by compress::max_pool2d_u8
+  // (LibTorch has no uint8 max_pool2d).
   void pass_through(Node& n) {
     QValue in = *twin_of(n.input().value);
     if (n.is_op(kMaxPool2d) && !in.nhwc) return;
@@ -229,15 +231,12 @@ class Converter {
     auto guard = g_.inserting_before(&n);
     std::vector<Arg> rest(n.inputs().begin() + 1, n.inputs().end());
     QValue t = in;
-    ValueId x = in.nhwc ? op("aten::permute", {val(in.q), cst(ints({0, 3, 1, 2}))}, scope) : in.q;
     if (n.is_op(kMaxPool2d)) {
-      ValueId f = op("aten::to.dtype", {val(x), cst(kFloatCode)}, scope);
-      std::vector<Arg> args = {val(f)};
+      std::vector<Arg> args = {val(in.q)};
       args.insert(args.end(), rest.begin(), rest.end());
-      ValueId pooled = op("aten::max_pool2d", args, scope);
-      ValueId q = op("aten::to.dtype", {val(pooled), cst(kUint8Code)}, scope);
-      t.q = op("aten::permute", {val(q), cst(ints({0, 2, 3, 1}))}, scope);
+      t.q = op("compress::max_pool2d_u8", args, scope);
     } else {
+      ValueId x = in.nhwc ? op("aten::permute", {val(in.q), cst(ints({0, 3, 1, 2}))}, scope) : in.q;
       std::vector<Arg> args = {val(x)};
       args.insert(args.end(), rest.begin(), rest.end());
       t.q = op("aten::flatten", args, scope);

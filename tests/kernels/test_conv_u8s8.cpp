@@ -145,6 +145,12 @@ TEST_CASE("conv2d_u8s8 avx2 7-bit activations (gemm_u8s8s32_avx2_4x16c8_u7) matc
   }
 }
 
+TEST_CASE("conv2d_u8s8 amx (implicit im2col rows + gemm_u8s8s32_amx_32x32) matches a direct convolution",
+          "[kernels][conv][amx]") {
+  KT_REQUIRE_ISA(Isa::amx);
+  run_conv_cases(Isa::amx, Layout::vnni_n32k4_s8);
+}
+
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {
   KT_REQUIRE_ISA(Isa::avx512vnni);
   run_conv_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);

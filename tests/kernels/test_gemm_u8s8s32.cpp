@@ -256,6 +256,24 @@ TEST_CASE("gemm_u8s8s32_avx512vnni_8x32 matches the reference", "[kernels][gemm]
   check_integer_part(Isa::avx512vnni, Layout::vnni_n32k4_s8);
 }
 
+TEST_CASE("gemm_u8s8s32_amx_32x32 matches the reference", "[kernels][gemm][amx]") {
+  KT_REQUIRE_ISA(Isa::amx);
+  std::vector<uint8_t> blob = pack_gemm_u8s8(std::vector<int8_t>(4, 1).data(), 2, 2, 0, Layout::vnni_n32k4_s8);
+  PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  REQUIRE(std::string(gemm_kernel_name(v, Isa::amx)) == "gemm_u8s8s32_amx_32x32");
+  REQUIRE(std::string(gemm_kernel_name(v, Isa::avx512vnni)) == kt::kVnniKernelName);  // the VNNI level still gets VNNI
+  run_all_cases(Isa::amx, Layout::vnni_n32k4_s8);
+  check_integer_part(Isa::amx, Layout::vnni_n32k4_s8);
+  // Shapes past the small cases: several 32-row blocks with a partial last
+  // one, 64-k blocks with and without a partial last block, many panels.
+  std::mt19937 g(21);
+  for (const Case& c : {Case{100, 70, 300, 7, OutType::u8, true, true, true, 0},
+                        Case{65, 130, 256, 128, OutType::s8, false, true, false, 0},
+                        Case{33, 96, 576, 0, OutType::f32, false, false, true, 0},
+                        Case{47, 40, 1000, 255, OutType::u8, false, true, false, 3}})
+    check_case(c, Isa::amx, g, Layout::vnni_n32k4_s8, kDefaultMaxCorrection);
+}
+
 TEST_CASE("a weight packed for one ISA runs correctly under another (declined to the reference)",
           "[kernels][gemm]") {
   std::mt19937 g(5);

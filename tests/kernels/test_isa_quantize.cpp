@@ -10,7 +10,7 @@
 using namespace compress::kernels;
 
 TEST_CASE("ISA names round-trip and unknown names are refused", "[kernels][isa]") {
-  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512vnni}) CHECK(parse_isa(isa_name(isa)) == isa);
+  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512vnni, Isa::amx}) CHECK(parse_isa(isa_name(isa)) == isa);
   CHECK_THROWS_WITH(parse_isa("sse9"), Catch::Contains("unknown ISA 'sse9'"));
   CHECK(cpu_supports(Isa::ref));
   CHECK(cpu_supports(best_isa()));

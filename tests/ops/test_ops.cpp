@@ -145,6 +145,38 @@ def forward(self, x):
   CHECK(before.min().item<float>() >= 0.f);
 }
 
+TEST_CASE("max_pool2d_u8 equals aten::max_pool2d on the codes (padding, stride, dilation, ceil_mode)",
+          "[ops][pool]") {
+  struct Case {
+    int64_t n, h, w, c;
+    std::vector<int64_t> kernel, stride, padding, dilation;
+    bool ceil;
+  };
+  const Case cases[] = {
+      {2, 112, 112, 64, {3}, {2}, {1}, {1}, false},   // the ResNet stem's pool
+      {1, 9, 7, 3, {2, 3}, {}, {0}, {1}, false},      // no stride: the kernel size
+      {3, 10, 11, 17, {3, 2}, {2, 1}, {1, 1}, {2, 1}, true},
+      {1, 13, 13, 33, {3}, {2}, {0}, {1}, true},      // ceil_mode adds a partial last window
+      {1, 5, 6, 1, {5}, {3}, {2}, {1}, true},
+  };
+  for (const Case& k : cases) {
+    at::Tensor codes = rand_u8({k.n, k.h, k.w, k.c});
+    at::Tensor got = compress::ops::max_pool2d_u8(codes, k.kernel, k.stride, k.padding, k.dilation, k.ceil);
+    at::Tensor nchw = codes.permute({0, 3, 1, 2}).to(at::kFloat);
+    at::Tensor expect = at::max_pool2d(nchw, k.kernel, k.stride, k.padding, k.dilation, k.ceil);
+    INFO("input " << codes.sizes() << " kernel " << at::IntArrayRef(k.kernel) << " ceil " << k.ceil);
+    REQUIRE(got.sizes() == expect.permute({0, 2, 3, 1}).sizes());
+    CHECK(got.to(at::kFloat).equal(expect.permute({0, 2, 3, 1})));
+  }
+  std::string e = error_of([&] { compress::ops::max_pool2d_u8(rand_u8({1, 4, 4, 2}), {3}, {1}, {2}, {1}, false); });
+  CHECK_THAT(e, Catch::StartsWith("compress::max_pool2d_u8: max_pool2d_u8: padding 2 is more than half the kernel 3"));
+  e = error_of([&] { compress::ops::max_pool2d_u8(at::ones({1, 4, 4, 2}), {2}, {}, {0}, {1}, false); });
+  CHECK_THAT(e, Catch::Contains("input must be a 4-D uint8 NHWC"));
+  e = error_of([&] { compress::ops::max_pool2d_u8(rand_u8({1, 2, 2, 2}), {3}, {}, {0}, {1}, false); });
+  CHECK_THAT(e, Catch::Contains("larger than the padded input"));
+  CHECK(e.find('\n') == std::string::npos);
+}
+
 TEST_CASE("bad input gives a one-line error naming the op", "[ops][errors]") {
   at::Tensor w = rand_s8({4, 8});
   at::Tensor p = compress::ops::pack_linear_int8(w, 0, "auto");
@@ -172,7 +204,7 @@ TEST_CASE("bad input gives a one-line error naming the op", "[ops][errors]") {
 
 TEST_CASE("ops report the kernel ISA", "[ops]") {
   const std::string isa = call("kernel_isa", {}).toStringRef();
-  CHECK((isa == "ref" || isa == "avx2" || isa == "avx512vnni"));
+  CHECK((isa == "ref" || isa == "avx2" || isa == "avx512vnni" || isa == "amx"));
 }
 
 TEST_CASE("linear_int8 fuses the residual add like the kernels' reference", "[ops][linear]") {

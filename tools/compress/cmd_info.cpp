@@ -18,7 +18,7 @@ int cmd_info(int argc, char** argv) {
   const auto args = options.parse(argc, argv);
   if (args.count("help")) {
     std::printf("%s\n", options.help().c_str());
-    std::printf("The ISA is chosen from CPUID and XCR0; COMPRESS_ISA=ref|avx2|avx512vnni forces one.\n");
+    std::printf("The ISA is chosen from CPUID and XCR0; COMPRESS_ISA=ref|avx2|avx512vnni|amx forces one.\n");
     return 0;
   }
   ops::KernelReport r;

@@ -2,16 +2,19 @@
 // Run-time choice of the CPU instruction set the kernels use.
 // Detection checks CPUID *and* XCR0: a CPU may have AVX-512 while the OS (or a
 // hypervisor) does not save the ZMM state, and then the instructions fault.
-// COMPRESS_ISA=ref|avx2|avx512vnni forces a choice (tests, bug reports); forcing
+// COMPRESS_ISA=ref|avx2|avx512vnni|amx forces a choice (tests, bug reports); forcing
 // an ISA the machine lacks is refused rather than silently downgraded.
 #include <string>
 
 namespace compress::kernels {
 
-enum class Isa { ref = 0, avx2 = 1, avx512vnni = 2 };
+// Ordered: a level allows the kernels of every level below it. amx (Intel
+// AMX tiles, tdpbusd) reads the same packed layout as avx512vnni, so a model
+// packed on either runs at full speed on both.
+enum class Isa { ref = 0, avx2 = 1, avx512vnni = 2, amx = 3 };
 
 const char* isa_name(Isa isa);
-// Parses "ref" / "avx2" / "avx512vnni"; throws compress::Error(BadInput) otherwise.
+// Parses "ref" / "avx2" / "avx512vnni" / "amx"; throws compress::Error(BadInput) otherwise.
 Isa parse_isa(const std::string& name);
 // Whether this CPU and OS can run code built for `isa`.
 bool cpu_supports(Isa isa);

@@ -18,7 +18,7 @@
 
 namespace compress::ops {
 
-// weight int8 [N, K]; layout "auto" (for this CPU), "ref", "avx2" or "avx512vnni";
+// weight int8 [N, K]; layout "auto" (for this CPU), "ref", "avx2", "avx512vnni" or "amx" (same layout as avx512vnni);
 // with the suffix "_u7" ("auto_u7", "avx2_u7") the layout for 7-bit
 // activations (0..127, reduce_range), faster on AVX2; such a weight refuses
 // inputs above 127.
@@ -44,12 +44,18 @@ at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight,
                        c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
                        double residual_scale, int64_t residual_zero_point, int64_t output_quant_max = 255);
 
+// Max pooling of NHWC uint8 codes [N, H, W, C] -> [N, oh, ow, C], with
+// aten::max_pool2d's arguments and output size; exact (quantization is
+// monotonic), so the result keeps the input's scale and zero point.
+at::Tensor max_pool2d_u8(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode);
+
 // output_quant_max (uint8 output) / quant_max: the largest code, 127 for a
 // next layer packed for 7-bit activations.
 at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max = 255);
 at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_point);
 
-// The ISA the kernels run with ("ref", "avx2", "avx512vnni").
+// The ISA the kernels run with ("ref", "avx2", "avx512vnni", "amx").
 std::string kernel_isa();
 
 // What `compress info` reports about the kernels on this machine.

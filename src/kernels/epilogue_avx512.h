@@ -1,0 +1,69 @@
+// The AVX-512 epilogue of gemm.h: 16 int32 accumulators of one output row
+// through scale, bias, residual, ReLU and requantization, in the float order
+// of epilogue_scalar (internal.h), so every kernel agrees bit for bit. Shared
+// by the VNNI kernel (native and SIMDe builds) and the AMX kernel; the
+// includer provides the intrinsics (<immintrin.h> or SIMD Everywhere).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "internal.h"
+
+namespace compress::kernels::detail {
+namespace {
+
+struct Ep512 {
+  OutType out;
+  bool relu;
+  __m512 lo, hi, zero, rscale;
+  __m512i zp;
+  int32_t rzp;
+  explicit Ep512(const Epilogue& ep) : out(ep.out), relu(ep.relu), rzp(ep.residual_zero_point) {
+    const OutputBounds b = output_bounds(ep);
+    lo = _mm512_set1_ps(b.lo);
+    hi = _mm512_set1_ps(b.hi);
+    zp = _mm512_set1_epi32(ep.out_zero_point);
+    zero = _mm512_setzero_ps();
+    rscale = _mm512_set1_ps(ep.residual_scale);
+  }
+};
+
+// 16 columns n0.. of row m through the epilogue (same order as epilogue_scalar).
+void store16(__m512i acc, const GemmJob& j, const Ep512& e, int64_t m, int64_t n0) {
+  const Epilogue& ep = *j.ep;
+  const int64_t n_valid = j.B->n() - n0;
+  if (n_valid <= 0) return;
+  const int64_t count = std::min<int64_t>(16, n_valid);
+  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
+  acc = _mm512_add_epi32(acc, _mm512_loadu_si512(j.B->comp() + n0));
+  __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(j.scale + n0), _mm512_loadu_ps(j.bias + n0));
+  const int64_t esz = ep.out == OutType::f32 ? 4 : 1;
+  if (ep.residual) {
+    const auto* rp = static_cast<const uint8_t*>(ep.residual) + (m * ep.ld_residual + n0) * esz;
+    __m512 r;
+    if (ep.out == OutType::f32) {
+      r = _mm512_maskz_loadu_ps(mask, rp);
+    } else {
+      const __m128i b = _mm_maskz_loadu_epi8(mask, rp);
+      const __m512i i = ep.out == OutType::u8 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
+      r = _mm512_cvtepi32_ps(_mm512_sub_epi32(i, _mm512_set1_epi32(e.rzp)));
+    }
+    y = _mm512_fmadd_ps(e.rscale, r, y);
+  }
+  auto* dst = static_cast<uint8_t*>(j.C) + (m * j.ldc + n0) * esz;
+  if (ep.out == OutType::f32) {
+    if (e.relu) y = _mm512_max_ps(y, e.zero);
+    _mm512_mask_storeu_ps(dst, mask, y);
+    return;
+  }
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  y = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(y, kRound), e.lo), e.hi);
+  const __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(y), e.zp);
+  // Values are already inside the output range, so the saturating narrowings are exact.
+  const __m128i b = ep.out == OutType::u8 ? _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()))
+                                          : _mm512_cvtsepi32_epi8(q);
+  _mm_mask_storeu_epi8(dst, mask, b);
+}
+
+}  // namespace
+}  // namespace compress::kernels::detail
