@@ -57,6 +57,9 @@ void gemm_avx512vnni_8x32(const GemmJob& job, const ParallelFor& pf);
 void gemm_avx512vnni_8x32_simde(const GemmJob& job, const ParallelFor& pf);  // SIMDe test build only
 void gemm_amx_32x32(const GemmJob& job, const ParallelFor& pf);  // vnni_n32k4_s8 on AMX tiles, honours job.rows
 
+// The same bytes as quantize_f32_u8's scalar loop, 32 values per step.
+void quantize_f32_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q, int32_t quant_max);
+
 void sparse_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
 void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf);
 void sparse_2_4_avx2(const GemmJob& job, const ParallelFor& pf);

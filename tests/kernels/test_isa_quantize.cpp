@@ -38,3 +38,29 @@ TEST_CASE("quantize/dequantize round-trip within half a step, saturating", "[ker
   CHECK(q[q.size() - 2] == 255);
   CHECK(q[q.size() - 1] == 0);
 }
+
+TEST_CASE("quantize_f32_u8 gives the formula's bytes: ties to even, NaN and infinities, every tail length",
+          "[kernels][quantize]") {
+  // quantize.h's formula, written out here independently of the kernels.
+  auto expect = [](float x, float scale, int32_t zp, int32_t qmax) -> uint8_t {
+    float v = std::nearbyint(x * (1.f / scale)) + static_cast<float>(zp);
+    if (!(v > 0.f)) v = 0.f;  // NaN too
+    if (!(v < static_cast<float>(qmax))) v = static_cast<float>(qmax);
+    return static_cast<uint8_t>(v);
+  };
+  std::mt19937 g(11);
+  const float scale = 0.25f;  // exact reciprocal: x = (k + 0.5) * scale lands on a tie
+  std::vector<float> x = kt::random_f(g, 300, -80.f, 80.f);
+  for (int k = -20; k < 20; ++k) x.push_back((static_cast<float>(k) + 0.5f) * scale);
+  for (float s : {NAN, INFINITY, -INFINITY, -0.f, 1e30f, -1e30f, 63.74f, 63.76f}) x.push_back(s);
+  for (int32_t qmax : {255, 127})
+    for (size_t n : {x.size(), size_t{1}, size_t{31}, size_t{32}, size_t{33}, size_t{95}}) {
+      std::vector<uint8_t> q(n, 0xAA);
+      quantize_f32_u8(x.data() + (x.size() - n), static_cast<int64_t>(n), scale, 100, q.data(), qmax);
+      for (size_t i = 0; i < n; ++i) {
+        const float v = x[x.size() - n + i];
+        INFO("x=" << v << " n=" << n << " quant_max=" << qmax);
+        REQUIRE(int(q[i]) == int(expect(v, scale, 100, qmax)));
+      }
+    }
+}
