@@ -159,6 +159,9 @@ void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& 
   if (layout_needs_7bit_activations(W.layout()))  // im2col rows are copies of these bytes
     detail::require_7bit_activations(input, 1, g.batch * g.height * g.width * C, 0, "conv2d_u8s8");
 
+  // AMX reads A tiles straight from a padded copy of the input when the
+  // shape allows (stride 1, channels a multiple of 64): no im2col at all.
+  if (detail::conv_direct(input, g, W, output, ep, pf, isa)) return;
   // Kernels that take row functions gather im2col rows while packing A: no
   // im2col buffer and no extra pass.
   {

@@ -28,41 +28,63 @@ struct Ep512 {
   }
 };
 
-// 16 columns n0.. of row m through the epilogue (same order as epilogue_scalar).
-void store16(__m512i acc, const GemmJob& j, const Ep512& e, int64_t m, int64_t n0) {
+// What the epilogue needs of 16 output columns n0..: loaded once and reused
+// for every row of a block (the compiler cannot hoist these loads itself,
+// since the u8 output stores may alias them).
+struct Columns16 {
+  int64_t n0;
+  __mmask16 mask;  // columns that exist (n0 + t < n)
+  __m512i comp;
+  __m512 scale, bias;
+  bool any;
+  Columns16(const GemmJob& j, int64_t n0_) : n0(n0_) {
+    const int64_t n_valid = j.B->n() - n0;
+    any = n_valid > 0;
+    mask = static_cast<__mmask16>((1u << std::min<int64_t>(16, std::max<int64_t>(0, n_valid))) - 1);
+    comp = any ? _mm512_loadu_si512(j.B->comp() + n0) : _mm512_setzero_si512();
+    scale = any ? _mm512_loadu_ps(j.scale + n0) : _mm512_setzero_ps();
+    bias = any ? _mm512_loadu_ps(j.bias + n0) : _mm512_setzero_ps();
+  }
+};
+
+// Row m of the 16 columns `c` through the epilogue (same order as epilogue_scalar).
+static inline __attribute__((always_inline)) void store_row16(__m512i acc, const Columns16& c, const GemmJob& j,
+                                                              const Ep512& e, int64_t m) {
   const Epilogue& ep = *j.ep;
-  const int64_t n_valid = j.B->n() - n0;
-  if (n_valid <= 0) return;
-  const int64_t count = std::min<int64_t>(16, n_valid);
-  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
-  acc = _mm512_add_epi32(acc, _mm512_loadu_si512(j.B->comp() + n0));
-  __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(j.scale + n0), _mm512_loadu_ps(j.bias + n0));
-  const int64_t esz = ep.out == OutType::f32 ? 4 : 1;
+  acc = _mm512_add_epi32(acc, c.comp);
+  __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), c.scale, c.bias);
+  const int64_t esz = e.out == OutType::f32 ? 4 : 1;
   if (ep.residual) {
-    const auto* rp = static_cast<const uint8_t*>(ep.residual) + (m * ep.ld_residual + n0) * esz;
+    const auto* rp = static_cast<const uint8_t*>(ep.residual) + (m * ep.ld_residual + c.n0) * esz;
     __m512 r;
-    if (ep.out == OutType::f32) {
-      r = _mm512_maskz_loadu_ps(mask, rp);
+    if (e.out == OutType::f32) {
+      r = _mm512_maskz_loadu_ps(c.mask, rp);
     } else {
-      const __m128i b = _mm_maskz_loadu_epi8(mask, rp);
-      const __m512i i = ep.out == OutType::u8 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
+      const __m128i b = _mm_maskz_loadu_epi8(c.mask, rp);
+      const __m512i i = e.out == OutType::u8 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
       r = _mm512_cvtepi32_ps(_mm512_sub_epi32(i, _mm512_set1_epi32(e.rzp)));
     }
     y = _mm512_fmadd_ps(e.rscale, r, y);
   }
-  auto* dst = static_cast<uint8_t*>(j.C) + (m * j.ldc + n0) * esz;
-  if (ep.out == OutType::f32) {
+  auto* dst = static_cast<uint8_t*>(j.C) + (m * j.ldc + c.n0) * esz;
+  if (e.out == OutType::f32) {
     if (e.relu) y = _mm512_max_ps(y, e.zero);
-    _mm512_mask_storeu_ps(dst, mask, y);
+    _mm512_mask_storeu_ps(dst, c.mask, y);
     return;
   }
   constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   y = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(y, kRound), e.lo), e.hi);
   const __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(y), e.zp);
   // Values are already inside the output range, so the saturating narrowings are exact.
-  const __m128i b = ep.out == OutType::u8 ? _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()))
-                                          : _mm512_cvtsepi32_epi8(q);
-  _mm_mask_storeu_epi8(dst, mask, b);
+  const __m128i b = e.out == OutType::u8 ? _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()))
+                                         : _mm512_cvtsepi32_epi8(q);
+  _mm_mask_storeu_epi8(dst, c.mask, b);
+}
+
+// 16 columns n0.. of row m through the epilogue.
+void store16(__m512i acc, const GemmJob& j, const Ep512& e, int64_t m, int64_t n0) {
+  const Columns16 c(j, n0);
+  if (c.any) store_row16(acc, c, j, e, m);
 }
 
 }  // namespace

@@ -156,6 +156,21 @@ bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const Packed
   return true;
 }
 
+bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
+                 const Epilogue& ep, const ParallelFor& pf, Isa isa) {
+#ifdef COMPRESS_VNNI_SIMDE
+  return false;  // the SIMDe test library has no AMX kernel
+#else
+  const DenseKernel* k = dense_kernel(W, isa);
+  if (k == nullptr || k->run != gemm_amx_32x32) return false;
+  if (g.stride_h != 1 || g.stride_w != 1 || g.dil_h != 1 || g.dil_w != 1) return false;
+  check_epilogue(ep, "conv2d_u8s8");
+  Padded pad(ep, W.n(), W.n_pad());
+  GemmJob job{0, nullptr, W.k(), &W, output, W.n(), &ep, pad.scale.data(), pad.bias.data()};
+  return conv_amx_direct(input, g.batch, g.height, g.width, g.pad_h, g.pad_w, job, pf);
+#endif
+}
+
 }  // namespace detail
 
 const char* sparse_kernel_name(const PackedView& W, Isa isa) {

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "compress/kernels/packing_traits.h"
 #include "epilogue_avx512.h"
@@ -49,13 +50,34 @@ struct TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64, "ldtilecfg reads 64 bytes");
 
+// Rows of a direct convolution's implicit GEMM: "virtual" pixels v of the
+// zero-point-padded input (b, y, x) with x < Wp, y < Hp, so that the pixel a
+// tap (ky, kx) reads is v + ky * Wp + kx for every v: one stride for a whole
+// A tile. Rows with y >= OH or x >= OW are computed and dropped (a few per
+// cent of the work).
+struct VirtualRows {
+  int64_t wp, hp, oh, ow;
+};
+
 struct Ctx {
   const GemmJob* job;
+  int64_t M;             // rows of the GEMM (virtual rows for a direct convolution)
   int64_t k64;           // K rounded up to 64: bytes of a packed A row
   int64_t kq;            // k_pad / 4: quads of a panel in the packed weight
   int64_t full_blocks;   // 64-k blocks read straight from the packed weight
   const int8_t* tail;    // [panels][16 quads][128 bytes]: the partial last block, or nullptr
   int64_t mblocks, panels;
+  // Work items visit `mchunk` m-blocks for each panel before the next panel,
+  // so a panel of a large-K weight is read from memory once per chunk and
+  // then from L2 (B, not A, is what bounds layers like 3x3 512 -> 512).
+  int64_t mchunk = 1;
+  // A tiles read in place (no gather) for m-blocks below `direct_mblocks`:
+  // row m of k-block kb starts at a_base + m * a_stride + kb_offset[kb].
+  const uint8_t* a_base = nullptr;
+  int64_t a_stride = 0;
+  const int64_t* kb_offset = nullptr;
+  int64_t direct_mblocks = 0;
+  const VirtualRows* virt = nullptr;  // set for a direct convolution
 };
 
 // Rows m0 .. m0 + 31 of A into buf (k64 bytes each); rows past M and bytes
@@ -63,7 +85,7 @@ struct Ctx {
 // because a thread reuses the buffer).
 void gather_a(const Ctx& c, int64_t mb, uint8_t* buf) {
   const GemmJob& j = *c.job;
-  const int64_t m0 = mb * kBlockM, count = std::min(kBlockM, j.M - m0), K = j.B->k();
+  const int64_t m0 = mb * kBlockM, count = std::min(kBlockM, c.M - m0), K = j.B->k();
   if (j.rows != nullptr) {
     j.rows(j.row_ctx, m0, count, buf, c.k64);
   } else {
@@ -89,13 +111,18 @@ void compute(void* vctx, int64_t begin, int64_t end) {
 
   int64_t gathered = -1;
   for (int64_t item = begin; item < end; ++item) {
-    const int64_t mb = item / c.panels, p = item % c.panels;
-    if (mb != gathered) {
+    const int64_t chunk = item / (c.panels * c.mchunk), rem = item - chunk * c.panels * c.mchunk;
+    const int64_t chunk_blocks = std::min(c.mchunk, c.mblocks - chunk * c.mchunk);
+    const int64_t p = rem / chunk_blocks, mb = chunk * c.mchunk + rem % chunk_blocks;
+    const int64_t rows = std::min(kBlockM, c.M - mb * kBlockM);
+    const bool two_strips = rows > kTileRows;  // the second A tile has real rows
+    const bool direct = mb < c.direct_mblocks;
+    if (!direct && mb != gathered) {
       gather_a(c, mb, abuf);
       gathered = mb;
     }
-    const int64_t rows = std::min(kBlockM, j.M - mb * kBlockM);
-    const bool two_strips = rows > kTileRows;  // the second A tile has real rows
+    const uint8_t* a_rows = direct ? c.a_base + mb * kBlockM * c.a_stride : abuf;
+    const int64_t a_stride = direct ? c.a_stride : c.k64;
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
@@ -104,14 +131,14 @@ void compute(void* vctx, int64_t begin, int64_t end) {
     const int64_t blocks = c.full_blocks + (c.tail ? 1 : 0);
     for (int64_t kb = 0; kb < blocks; ++kb) {
       const int8_t* b = kb < c.full_blocks ? panel + kb * kTileRows * kQuadRow : c.tail + p * kTailBytes;
-      const uint8_t* a = abuf + kb * kTileK;
-      _tile_loadd(4, a, c.k64);
+      const uint8_t* a = a_rows + (direct ? c.kb_offset[kb] : kb * kTileK);
+      _tile_loadd(4, a, a_stride);
       _tile_loadd(6, b, kQuadRow);
       _tile_loadd(7, b + 64, kQuadRow);
       _tile_dpbusd(0, 4, 6);
       _tile_dpbusd(1, 4, 7);
       if (two_strips) {
-        _tile_loadd(5, a + kTileRows * c.k64, c.k64);
+        _tile_loadd(5, a + kTileRows * a_stride, a_stride);
         _tile_dpbusd(2, 5, 6);
         _tile_dpbusd(3, 5, 7);
       }
@@ -122,27 +149,44 @@ void compute(void* vctx, int64_t begin, int64_t end) {
       _tile_stored(2, &acc[kTileRows][0], kPanel * 4);
       _tile_stored(3, &acc[kTileRows][16], kPanel * 4);
     }
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t m = mb * kBlockM + i;
-      store16(_mm512_load_si512(&acc[i][0]), j, e, m, p * kPanel);
-      store16(_mm512_load_si512(&acc[i][16]), j, e, m, p * kPanel + 16);
+    for (int64_t half = 0; half < 2; ++half) {
+      const Columns16 cols(j, p * kPanel + half * 16);
+      if (!cols.any) continue;
+      if (c.virt == nullptr) {
+        for (int64_t i = 0; i < rows; ++i)
+          store_row16(_mm512_load_si512(&acc[i][half * 16]), cols, j, e, mb * kBlockM + i);
+        continue;
+      }
+      // Virtual row -> output pixel, stepped from one division per block.
+      const VirtualRows& vr = *c.virt;
+      const int64_t v0 = mb * kBlockM;
+      int64_t x = v0 % vr.wp, y = (v0 / vr.wp) % vr.hp, b = v0 / (vr.wp * vr.hp);
+      for (int64_t i = 0; i < rows; ++i) {
+        if (y < vr.oh && x < vr.ow)
+          store_row16(_mm512_load_si512(&acc[i][half * 16]), cols, j, e, (b * vr.oh + y) * vr.ow + x);
+        if (++x == vr.wp) {
+          x = 0;
+          if (++y == vr.hp) {
+            y = 0;
+            ++b;
+          }
+        }
+      }
     }
   }
   _tile_release();  // the tile state costs every context switch while it is live
   scratch_free(abuf);
 }
 
-}  // namespace
 
-void gemm_amx_32x32(const GemmJob& job, const ParallelFor& pf) {
-  const PackedView& B = *job.B;
-  Ctx c;
-  c.job = &job;
+// The weight-side set-up shared by both entry points, and the run.
+void run(Ctx& c, const ParallelFor& pf) {
+  const PackedView& B = *c.job->B;
   c.k64 = (B.k() + kTileK - 1) / kTileK * kTileK;
   c.kq = B.k_pad() / 4;
   c.full_blocks = B.k_pad() / kTileK;
   c.panels = B.n_pad() / kPanel;
-  c.mblocks = (job.M + kBlockM - 1) / kBlockM;
+  c.mblocks = (c.M + kBlockM - 1) / kBlockM;
   int8_t* tail = nullptr;
   const int64_t tail_quads = c.kq - c.full_blocks * kTileRows;
   if (tail_quads > 0) {
@@ -153,8 +197,91 @@ void gemm_amx_32x32(const GemmJob& job, const ParallelFor& pf) {
                   static_cast<size_t>(tail_quads * kQuadRow));
   }
   c.tail = tail;
+  // A chunk's A rows stay well inside L2 next to one B panel (32 x K bytes):
+  // in place, a block's A is 32 x lda; a direct convolution re-reads the same
+  // few input rows for every tap, so its blocks are cheap to keep.
+  if (c.direct_mblocks > 0) {
+    const int64_t a_block_bytes = c.virt ? kBlockM * B.c_in() : kBlockM * c.k64;
+    c.mchunk = std::clamp<int64_t>((int64_t{1} << 20) / std::max<int64_t>(1, a_block_bytes), 1, 16);
+  }
   run_parallel(pf, c.mblocks * c.panels, &c, compute);
   if (tail) scratch_free(tail);
+}
+
+struct PadJob {
+  const uint8_t* input;
+  uint8_t* padded;
+  int64_t h, w, c, hp, wp, pad_h, pad_w;
+  uint8_t zp;
+};
+
+// Padded rows [begin, end) of all images: the zero point outside the image.
+void pad_rows(void* vctx, int64_t begin, int64_t end) {
+  const PadJob& p = *static_cast<PadJob*>(vctx);
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t b = r / p.hp, y = r % p.hp - p.pad_h;
+    uint8_t* dst = p.padded + r * p.wp * p.c;
+    if (y < 0 || y >= p.h) {
+      std::memset(dst, p.zp, static_cast<size_t>(p.wp * p.c));
+      continue;
+    }
+    std::memset(dst, p.zp, static_cast<size_t>(p.pad_w * p.c));
+    std::memcpy(dst + p.pad_w * p.c, p.input + (b * p.h + y) * p.w * p.c, static_cast<size_t>(p.w * p.c));
+    std::memset(dst + (p.pad_w + p.w) * p.c, p.zp, static_cast<size_t>((p.wp - p.pad_w - p.w) * p.c));
+  }
+}
+
+}  // namespace
+
+void gemm_amx_32x32(const GemmJob& job, const ParallelFor& pf) {
+  Ctx c;
+  c.job = &job;
+  c.M = job.M;
+  // K a multiple of 64 and A a plain matrix (1x1 convolutions, linear
+  // layers): full 32-row blocks are tiles of A itself, read in place.
+  std::vector<int64_t> offsets;
+  if (job.rows == nullptr && job.B->k() % kTileK == 0) {
+    for (int64_t kb = 0; kb < job.B->k() / kTileK; ++kb) offsets.push_back(kb * kTileK);
+    c.a_base = job.A;
+    c.a_stride = job.lda;
+    c.kb_offset = offsets.data();
+    c.direct_mblocks = job.M / kBlockM;
+  }
+  run(c, pf);
+}
+
+bool conv_amx_direct(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t pad_h,
+                     int64_t pad_w, const GemmJob& job, const ParallelFor& pf) {
+  const PackedView& W = *job.B;
+  const int64_t C = W.c_in(), kh = W.kh(), kw = W.kw();
+  if (C % kTileK != 0) return false;
+  const int64_t hp = height + 2 * pad_h, wp = width + 2 * pad_w;
+  VirtualRows vr{wp, hp, hp - kh + 1, wp - kw + 1};
+  if (vr.oh <= 0 || vr.ow <= 0) return false;
+  // Slack past the last image: the taps of the last block's dropped rows
+  // read up to (kh - 1) rows, kw - 1 pixels and one block beyond it.
+  const int64_t pixels = batch * hp * wp, slack = (kh - 1) * wp + (kw - 1) + kBlockM;
+  auto* padded = static_cast<uint8_t*>(scratch_alloc((pixels + slack) * C));
+  PadJob pj{input, padded, height, width, C, hp, wp, pad_h, pad_w, static_cast<uint8_t>(W.a_zero_point())};
+  run_parallel(pf, batch * hp, &pj, pad_rows);
+  std::memset(padded + pixels * C, pj.zp, static_cast<size_t>(slack * C));
+  // k-block kb covers channels c0 .. c0 + 63 of tap t: K is in (kh, kw, c) order.
+  std::vector<int64_t> offsets;
+  for (int64_t kb = 0; kb < W.k() / kTileK; ++kb) {
+    const int64_t t = kb * kTileK / C, c0 = kb * kTileK % C;
+    offsets.push_back(((t / kw) * wp + t % kw) * C + c0);
+  }
+  Ctx c;
+  c.job = &job;
+  c.M = pixels;
+  c.a_base = padded;
+  c.a_stride = C;
+  c.kb_offset = offsets.data();
+  c.direct_mblocks = (pixels + kBlockM - 1) / kBlockM;
+  c.virt = &vr;
+  run(c, pf);
+  scratch_free(padded);
+  return true;
 }
 
 }  // namespace compress::kernels::detail

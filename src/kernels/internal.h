@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "compress/kernels/conv.h"
 #include "compress/kernels/gemm.h"
 
 namespace compress::kernels::detail {
@@ -56,6 +57,15 @@ bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const Packed
 void gemm_avx512vnni_8x32(const GemmJob& job, const ParallelFor& pf);
 void gemm_avx512vnni_8x32_simde(const GemmJob& job, const ParallelFor& pf);  // SIMDe test build only
 void gemm_amx_32x32(const GemmJob& job, const ParallelFor& pf);  // vnni_n32k4_s8 on AMX tiles, honours job.rows
+// Stride-1, undilated convolution with c_in a multiple of 64 on AMX, A tiles
+// read in place from a padded copy of the input (no im2col). job.M, A, rows
+// are unused. Returns false, computing nothing, if the shape does not qualify.
+bool conv_amx_direct(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t pad_h,
+                     int64_t pad_w, const GemmJob& job, const ParallelFor& pf);
+// conv2d_u8s8's direct path: runs conv_amx_direct when `isa` and the CPU
+// allow the AMX kernel for W; false (nothing computed) otherwise.
+bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
+                 const Epilogue& ep, const ParallelFor& pf, Isa isa);
 
 // The same bytes as quantize_f32_u8's scalar loop, 32 values per step.
 void quantize_f32_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q, int32_t quant_max);

@@ -149,6 +149,19 @@ TEST_CASE("conv2d_u8s8 amx (implicit im2col rows + gemm_u8s8s32_amx_32x32) match
           "[kernels][conv][amx]") {
   KT_REQUIRE_ISA(Isa::amx);
   run_conv_cases(Isa::amx, Layout::vnni_n32k4_s8);
+  // Stride 1 with c_in a multiple of 64: the direct path (A tiles read in
+  // place from a padded copy of the input; rows past the output dropped).
+  std::mt19937 g(123);
+  const ConvCase direct[] = {
+      {2, 9, 11, 64, 40, 3, 3, 1, 1, 1, false, OutType::u8, true, true},
+      {1, 7, 7, 128, 70, 3, 3, 1, 1, 1, false, OutType::s8, false, false},
+      {3, 6, 5, 64, 33, 3, 3, 1, 0, 1, false, OutType::f32, true, true},  // no padding
+      {1, 8, 9, 64, 16, 5, 5, 1, 2, 1, false, OutType::u8, false, true},
+      {2, 6, 9, 64, 24, 1, 3, 1, 1, 1, false, OutType::u8, true, false},  // 1x3 with padding on both axes
+      {1, 20, 3, 192, 32, 3, 3, 1, 1, 1, false, OutType::u8, false, false},
+      {1, 1, 1, 64, 8, 3, 3, 1, 1, 1, false, OutType::f32, false, false},  // one pixel, all taps but one padding
+  };
+  for (const auto& c : direct) check_conv(c, Isa::amx, Layout::vnni_n32k4_s8, g, 255);
 }
 
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {
