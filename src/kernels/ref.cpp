@@ -1,6 +1,7 @@
 // Reference kernels: plain loops, no ISA flags. They define the results every
 // other variant must reproduce bit for bit.
 #include <algorithm>
+#include <vector>
 
 #include "compress/kernels/quantize.h"
 #include "internal.h"
@@ -78,6 +79,21 @@ void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zero_point,
     v = v > 0.f ? v : 0.f;
     v = v < hi ? v : hi;
     q[i] = static_cast<uint8_t>(v);
+  }
+}
+
+void quantize_f32_u8_nchw_to_nhwc(const float* x, int64_t c, int64_t h, int64_t w, int64_t row_begin,
+                                  int64_t row_end, float scale, int32_t zero_point, uint8_t* q, int32_t quant_max) {
+  std::vector<uint8_t> plane_row(static_cast<size_t>(w));
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t b = row / h, y = row % h;
+    uint8_t* out = q + row * w * c;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      // One contiguous plane row through the (vectorised) quantizer, then
+      // interleaved: the strided reads of a direct transpose cost more.
+      quantize_f32_u8(x + ((b * c + ch) * h + y) * w, w, scale, zero_point, plane_row.data(), quant_max);
+      for (int64_t i = 0; i < w; ++i) out[i * c + ch] = plane_row[static_cast<size_t>(i)];
+    }
   }
 }
 

@@ -325,6 +325,26 @@ at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point
   return q;
 }
 
+at::Tensor quantize_u8_nhwc(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max) {
+  const char* op = "compress::quantize_u8_nhwc";
+  TORCH_CHECK(input.device().is_cpu() && input.is_floating_point() && input.dim() == 4, op,
+              ": input must be a 4-D float NCHW CPU tensor, got ", input.scalar_type(), " of shape ", input.sizes());
+  TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", scale);
+  check_zero_point(op, zero_point);
+  TORCH_CHECK(quant_max >= zero_point && quant_max <= 255, op, ": quant_max must be in ", zero_point,
+              "..255 (zero_point..255), got ", quant_max);
+  const at::Tensor x = input.to(at::kFloat).contiguous();
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  at::Tensor q = at::empty({n, h, w, c}, at::kByte);
+  const float* src = x.data_ptr<float>();
+  uint8_t* dst = q.data_ptr<uint8_t>();
+  at::parallel_for(0, n * h, 1, [&](int64_t b, int64_t e) {
+    K::quantize_f32_u8_nchw_to_nhwc(src, c, h, w, b, e, static_cast<float>(scale), static_cast<int32_t>(zero_point),
+                                    dst, static_cast<int32_t>(quant_max));
+  });
+  return q;
+}
+
 at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_point) {
   const char* op = "compress::dequantize_u8";
   TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kByte, op, ": input must be a uint8 CPU tensor, got ",

@@ -30,5 +30,7 @@ TORCH_LIBRARY(compress, m) {
         "bool ceil_mode=False) -> Tensor",
         &compress::ops::max_pool2d_u8);
   m.def("quantize_u8(Tensor input, float scale, int zero_point, int quant_max=255) -> Tensor", &compress::ops::quantize_u8);
+  m.def("quantize_u8_nhwc(Tensor input, float scale, int zero_point, int quant_max=255) -> Tensor",
+        &compress::ops::quantize_u8_nhwc);
   m.def("dequantize_u8(Tensor input, float scale, int zero_point) -> Tensor", &compress::ops::dequantize_u8);
 }

@@ -111,10 +111,9 @@ class Converter {
     QValue t;
     t.p = params_of(v);
     t.nhwc = rank_.count(v) && rank_[v] == 4;
-    // Quantize in the float layout, then reorder the codes to NHWC: the copy
-    // moves a quarter of the bytes a float reorder would.
-    t.q = op("compress::quantize_u8", {val(v), cst(t.p.scale), cst(t.p.zero_point)}, scope);
-    if (t.nhwc) t.q = op("aten::contiguous", {val(op("aten::permute", {val(t.q), cst(ints({0, 2, 3, 1}))}, scope))}, scope);
+    // 4-D values become NHWC codes in the same pass (no float reorder).
+    t.q = op(t.nhwc ? "compress::quantize_u8_nhwc" : "compress::quantize_u8", {val(v), cst(t.p.scale), cst(t.p.zero_point)},
+             scope);
     twins_[v] = t;
     return t;
   }

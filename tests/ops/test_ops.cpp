@@ -177,6 +177,20 @@ TEST_CASE("max_pool2d_u8 equals aten::max_pool2d on the codes (padding, stride, 
   CHECK(e.find('\n') == std::string::npos);
 }
 
+TEST_CASE("quantize_u8_nhwc equals quantize_u8 of the NHWC permutation", "[ops][quantize]") {
+  for (auto shape : {std::vector<int64_t>{2, 3, 7, 37}, std::vector<int64_t>{1, 64, 5, 5}, std::vector<int64_t>{3, 1, 1, 1}}) {
+    at::Tensor x = at::randn(shape) * 3;
+    at::Tensor got = compress::ops::quantize_u8_nhwc(x, 0.03, 100, 255);
+    at::Tensor expect = compress::ops::quantize_u8(x.permute({0, 2, 3, 1}), 0.03, 100, 255);
+    INFO("shape " << at::IntArrayRef(shape));
+    CHECK(got.sizes() == expect.sizes());
+    CHECK(got.equal(expect));
+    CHECK(compress::ops::quantize_u8_nhwc(x, 0.03, 10, 127).equal(compress::ops::quantize_u8(x.permute({0, 2, 3, 1}), 0.03, 10, 127)));
+  }
+  CHECK_THAT(error_of([&] { compress::ops::quantize_u8_nhwc(at::randn({2, 3}), 0.1, 0, 255); }),
+             Catch::StartsWith("compress::quantize_u8_nhwc: input must be a 4-D float NCHW"));
+}
+
 TEST_CASE("bad input gives a one-line error naming the op", "[ops][errors]") {
   at::Tensor w = rand_s8({4, 8});
   at::Tensor p = compress::ops::pack_linear_int8(w, 0, "auto");

@@ -107,7 +107,8 @@ TEST_CASE("a small CNN becomes INT8 ops end to end, with uint8 NHWC between them
   auto ops = op_counts(g);
   CHECK(ops["compress::conv2d_int8"] == 3);
   CHECK(ops["compress::linear_int8"] == 1);
-  CHECK(ops["compress::quantize_u8"] == 1);    // only where the float input enters
+  CHECK(ops["compress::quantize_u8_nhwc"] == 1);  // only where the float input enters
+  CHECK(ops["compress::quantize_u8"] == 0);
   CHECK(ops["compress::dequantize_u8"] == 0);  // the classifier writes float itself
   CHECK(ops["aten::relu"] + ops["aten::add"] + ops["aten::hardtanh"] + ops["nn.Conv2d"] + ops["nn.Linear"] == 0);
   CHECK(r.float_nodes.empty());
@@ -152,7 +153,8 @@ TEST_CASE("an excluded layer stays float between dequantize and quantize, and sa
   CHECK(ops["compress::conv2d_int8"] == 2);
   CHECK(ops["nn.Conv2d"] == 1);
   CHECK(ops["compress::dequantize_u8"] == 1);
-  CHECK(ops["compress::quantize_u8"] == 2);
+  CHECK(ops["compress::quantize_u8_nhwc"] == 2);  // the input, and conv2's float output
+  CHECK(ops["compress::quantize_u8"] == 0);
   CHECK(layer(r, "conv2").precision == "float");
   CHECK(layer(r, "conv2").reason == "excluded by the user (conv2)");
   std::vector<std::string> listed;
@@ -191,7 +193,8 @@ TEST_CASE("resnet18: INT8 with fused residuals, a quarter of the size, loads in 
   CHECK(ops["aten::add"] == 0);  // all 8 residual adds fused
   // uint8 from the first convolution to the average pool: one quantize at the
   // input, one dequantize before the pool, one quantize before fc.
-  CHECK(ops["compress::quantize_u8"] == 2);
+  CHECK(ops["compress::quantize_u8_nhwc"] == 1);
+  CHECK(ops["compress::quantize_u8"] == 1);
   CHECK(ops["compress::dequantize_u8"] == 1);
   // The max pool runs on the codes, with no float round trip around it.
   CHECK(ops["compress::max_pool2d_u8"] == 1);
@@ -201,8 +204,7 @@ TEST_CASE("resnet18: INT8 with fused residuals, a quarter of the size, loads in 
     if (n.op_name() != "compress::conv2d_int8") continue;
     std::string from = g.producer(n.input(0).value)->op_name();
     INFO(n.describe() << " reads " << from);
-    // aten::contiguous: the input's codes reordered to NHWC once, after quantize_u8.
-    CHECK((from == "compress::conv2d_int8" || from == "compress::max_pool2d_u8" || from == "aten::contiguous"));
+    CHECK((from == "compress::conv2d_int8" || from == "compress::max_pool2d_u8" || from == "compress::quantize_u8_nhwc"));
   }
   // Measured (percentile, 3 random batches of 2): output SQNR 36.2 dB.
   CHECK(r.output_sqnr_db > 30.0);

@@ -53,6 +53,9 @@ at::Tensor max_pool2d_u8(const at::Tensor& input, at::IntArrayRef kernel_size, a
 // output_quant_max (uint8 output) / quant_max: the largest code, 127 for a
 // next layer packed for 7-bit activations.
 at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max = 255);
+// quantize_u8 of a float NCHW tensor, returned NHWC [N, H, W, C] (what
+// conv2d_int8 reads), in one pass instead of permute + copy + quantize.
+at::Tensor quantize_u8_nhwc(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max = 255);
 at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_point);
 
 // The ISA the kernels run with ("ref", "avx2", "avx512vnni", "amx").
