@@ -37,6 +37,7 @@ double measure_clock_ghz();
 double measure_madd_macs_per_s();
 double measure_maddubs_macs_per_s();
 double measure_u7_macs_per_s();
+double measure_amx_macs_per_s();  // peak_amx.cpp; only where cpu_supports(Isa::amx)
 }  // namespace bench
 
 namespace {
@@ -541,6 +542,12 @@ int main(int argc, char** argv) {
     meta["maddubs_gmacs_per_core"] = maddubs / 1e9;
     meta["peak_gops_u8_path"] = 2 * maddubs * g_threads / 1e9;
     meta["peak_gops_s16_path"] = 2 * madd * g_threads / 1e9;
+    if (K::cpu_supports(K::Isa::amx)) {
+      const double amx = bench::measure_amx_macs_per_s();
+      std::printf("AMX tdpbusd (2 x 2 tiles, operands from L1): %.1f GMAC/s = %.0f MAC/cycle per core\n", amx / 1e9,
+                  amx / 1e9 / ghz);
+      meta["amx_gmacs_per_core"] = amx / 1e9;
+    }
   }
   if (want("exact")) {
     const json e = exactness_check();

@@ -14,7 +14,7 @@ output SQNR of each INT8 model against FP32 on 4 other random images.
 Latency: per (threads, batch), the three models run interleaved, a warm-up
 call each, then the median of --reps calls of each; printed as a markdown
 table with the ratios. Models can also be a zoo TorchScript file
-(name=path.pt:C,H,W): FP32 and ours only, since torch.ao FX needs the Python
+(name=path.pt:CxHxW, e.g. cnn=cnn.pt:1x28x28): FP32 and ours only, since torch.ao FX needs the Python
 source of a model."""
 import argparse
 import os
@@ -89,7 +89,7 @@ def main():
         torch.manual_seed(0)
         if zoo:
             path, _, chw = zoo.partition(":")
-            chw = [int(s) for s in chw.split(",")]
+            chw = [int(s) for s in chw.split("x")]
             fp32 = torch.jit.load(path).eval()
             fp32_path = path
         else:
