@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,13 @@ K::OutType out_type(const char* op, c10::ScalarType t) {
   }
 }
 
+// Index of the first value of v[0..n) that is NaN or infinite, or -1.
+int64_t first_non_finite(const float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[i])) return i;
+  return -1;
+}
+
 // Epilogue arrays kept alive for the duration of a call.
 struct EpilogueTensors {
   at::Tensor scale, bias, residual;
@@ -93,11 +101,18 @@ EpilogueTensors make_epilogue(const char* op, int64_t n, const at::Tensor& scale
               ": scale must be a 1-D float tensor of ", n, " per-output-channel values, got shape ", scale.sizes());
   e.scale = scale.to(at::kFloat).contiguous();
   e.ep.scale = e.scale.data_ptr<float>();
+  // A non-finite requantization parameter would turn every output of its
+  // channel into an unspecified code: refused, naming the channel (the check
+  // reads n floats; the layer reads n * K weights).
+  if (const int64_t i = first_non_finite(e.ep.scale, n); i >= 0)
+    TORCH_CHECK(false, op, ": scale[", i, "] is ", e.ep.scale[i], "; scales must be finite");
   if (bias.has_value() && bias->defined()) {
     TORCH_CHECK(bias->dim() == 1 && bias->numel() == n && bias->is_floating_point(), op,
                 ": bias must be a 1-D float tensor of ", n, " values, got shape ", bias->sizes());
     e.bias = bias->to(at::kFloat).contiguous();
     e.ep.bias = e.bias.data_ptr<float>();
+    if (const int64_t i = first_non_finite(e.ep.bias, n); i >= 0)
+      TORCH_CHECK(false, op, ": bias[", i, "] is ", e.ep.bias[i], "; biases must be finite");
   }
   e.ep.out = out_type(op, dtype);
   e.ep.relu = relu;
@@ -119,6 +134,8 @@ EpilogueTensors make_epilogue(const char* op, int64_t n, const at::Tensor& scale
     e.residual = residual->contiguous();
     e.ep.residual = e.residual.data_ptr();
     e.ep.ld_residual = n;
+    TORCH_CHECK(std::isfinite(static_cast<float>(residual_scale)), op, ": residual_scale is ", residual_scale,
+                "; it must be finite");
     e.ep.residual_scale = static_cast<float>(residual_scale);
     e.ep.residual_zero_point = static_cast<int32_t>(residual_zp);
   }

@@ -8,6 +8,7 @@
 #include <torch/script.h>
 
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "compress/kernels/gemm.h"
@@ -206,6 +207,21 @@ TEST_CASE("bad input gives a one-line error naming the op", "[ops][errors]") {
   CHECK_THAT(e, Catch::Contains("bad magic"));
   e = error_of([&] { linear(rand_u8({2, 8}), p, at::ones({3})); });
   CHECK_THAT(e, Catch::Contains("scale must be a 1-D float tensor of 4"));
+  at::Tensor bad_scale = at::ones({4});
+  bad_scale[2] = std::numeric_limits<float>::quiet_NaN();
+  e = error_of([&] { linear(rand_u8({2, 8}), p, bad_scale); });
+  CHECK_THAT(e, Catch::StartsWith("compress::linear_int8: scale[2] is nan; scales must be finite"));
+  at::Tensor bad_bias = at::zeros({4});
+  bad_bias[0] = std::numeric_limits<float>::infinity();
+  e = error_of([&] {
+    compress::ops::linear_int8(rand_u8({2, 8}), p, at::ones({4}), bad_bias, 0, false, at::kFloat, c10::nullopt, 1.0, 0);
+  });
+  CHECK_THAT(e, Catch::StartsWith("compress::linear_int8: bias[0] is inf; biases must be finite"));
+  e = error_of([&] {
+    compress::ops::linear_int8(rand_u8({2, 8}), p, at::ones({4}), c10::nullopt, 0, false, at::kFloat,
+                               at::zeros({2, 4}), std::numeric_limits<double>::infinity(), 0);
+  });
+  CHECK_THAT(e, Catch::Contains("residual_scale is inf; it must be finite"));
   e = error_of([&] { compress::ops::pack_linear_int8(w, 300, "auto"); });
   CHECK_THAT(e, Catch::Contains("input_zero_point must be in 0..255"));
   e = error_of([&] { compress::ops::pack_conv2d_int8(rand_s8({8, 2, 3, 3}), 0, 4, "auto"); });
