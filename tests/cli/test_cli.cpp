@@ -249,6 +249,9 @@ TEST_CASE("bad input: input shapes of the wrong rank or not numbers", "[cli][bad
   check_bad_input(run("inspect " + model + " --input-shape 1,3,a,224"), "is not a shape");
   check_bad_input(run("inspect " + model + " --input-shape ''"), "--input-shape");
   check_bad_input(run("inspect " + model + " --input-shape '1,3,224,224;1,3'"), "takes 1 input(s) but 2");
+  // An input that could not be allocated: one line, not an out-of-memory kill.
+  check_bad_input(run("inspect " + model + " --input-shape 100000000,3,224,224"), "the input alone would take");
+  check_bad_input(run("inspect " + model + " --input-shape 9223372036854775807,3,224,224"), "the input alone would take");
 }
 
 TEST_CASE("bad input: the output would overwrite the input", "[cli][bad-input]") {
