@@ -94,13 +94,52 @@ void gather_a(const Ctx& c, int64_t mb, uint8_t* buf) {
   if (count < kBlockM) std::memset(buf + count * c.k64, 0, static_cast<size_t>((kBlockM - count) * c.k64));
 }
 
+// The epilogue of one item: rows x 32 accumulators of m-block mb, panel p.
+void epilogue_block(const Ctx& c, int32_t (*acc)[kPanel], int64_t rows, int64_t mb, int64_t p, const Ep512& e) {
+  const GemmJob& j = *c.job;
+  for (int64_t half = 0; half < 2; ++half) {
+    const Columns16 cols(j, p * kPanel + half * 16);
+    if (!cols.any) continue;
+    if (c.virt == nullptr) {
+      for (int64_t i = 0; i < rows; ++i)
+        store_row16(_mm512_load_si512(&acc[i][half * 16]), cols, j, e, mb * kBlockM + i);
+      continue;
+    }
+    // Virtual row -> output pixel, stepped from one division per block.
+    const VirtualRows& vr = *c.virt;
+    const int64_t v0 = mb * kBlockM;
+    int64_t x = v0 % vr.wp, y = (v0 / vr.wp) % vr.hp, b = v0 / (vr.wp * vr.hp);
+    for (int64_t i = 0; i < rows; ++i) {
+      if (y < vr.oh && x < vr.ow)
+        store_row16(_mm512_load_si512(&acc[i][half * 16]), cols, j, e, (b * vr.oh + y) * vr.ow + x);
+      if (++x == vr.wp) {
+        x = 0;
+        if (++y == vr.hp) {
+          y = 0;
+          ++b;
+        }
+      }
+    }
+  }
+}
+
 void compute(void* vctx, int64_t begin, int64_t end) {
   const Ctx& c = *static_cast<Ctx*>(vctx);
   const GemmJob& j = *c.job;
   const Ep512 e(*j.ep);
   const auto* bdata = reinterpret_cast<const int8_t*>(j.B->data());
   auto* abuf = static_cast<uint8_t*>(scratch_alloc(kBlockM * c.k64));
-  alignas(64) int32_t acc[kBlockM][kPanel];
+  // Two accumulator buffers: the epilogue of the previous item runs after
+  // this item's tile multiplies are issued, so the vector units requantize
+  // while the tile unit computes.
+  alignas(64) int32_t acc[2][kBlockM][kPanel];
+  int64_t pending_item = -1, pending_rows = 0;
+  auto finish = [&](int64_t item, int64_t rows, int32_t (*buf)[kPanel]) {
+    const int64_t chunk = item / (c.panels * c.mchunk), rem = item - chunk * c.panels * c.mchunk;
+    const int64_t chunk_blocks = std::min(c.mchunk, c.mblocks - chunk * c.mchunk);
+    const int64_t p = rem / chunk_blocks, mb = chunk * c.mchunk + rem % chunk_blocks;
+    epilogue_block(c, buf, rows, mb, p, e);
+  };
 
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
@@ -143,37 +182,18 @@ void compute(void* vctx, int64_t begin, int64_t end) {
         _tile_dpbusd(3, 5, 7);
       }
     }
-    _tile_stored(0, &acc[0][0], kPanel * 4);
-    _tile_stored(1, &acc[0][16], kPanel * 4);
+    if (pending_item >= 0) finish(pending_item, pending_rows, acc[(item - begin + 1) & 1]);
+    int32_t(*out)[kPanel] = acc[(item - begin) & 1];
+    _tile_stored(0, &out[0][0], kPanel * 4);
+    _tile_stored(1, &out[0][16], kPanel * 4);
     if (two_strips) {
-      _tile_stored(2, &acc[kTileRows][0], kPanel * 4);
-      _tile_stored(3, &acc[kTileRows][16], kPanel * 4);
+      _tile_stored(2, &out[kTileRows][0], kPanel * 4);
+      _tile_stored(3, &out[kTileRows][16], kPanel * 4);
     }
-    for (int64_t half = 0; half < 2; ++half) {
-      const Columns16 cols(j, p * kPanel + half * 16);
-      if (!cols.any) continue;
-      if (c.virt == nullptr) {
-        for (int64_t i = 0; i < rows; ++i)
-          store_row16(_mm512_load_si512(&acc[i][half * 16]), cols, j, e, mb * kBlockM + i);
-        continue;
-      }
-      // Virtual row -> output pixel, stepped from one division per block.
-      const VirtualRows& vr = *c.virt;
-      const int64_t v0 = mb * kBlockM;
-      int64_t x = v0 % vr.wp, y = (v0 / vr.wp) % vr.hp, b = v0 / (vr.wp * vr.hp);
-      for (int64_t i = 0; i < rows; ++i) {
-        if (y < vr.oh && x < vr.ow)
-          store_row16(_mm512_load_si512(&acc[i][half * 16]), cols, j, e, (b * vr.oh + y) * vr.ow + x);
-        if (++x == vr.wp) {
-          x = 0;
-          if (++y == vr.hp) {
-            y = 0;
-            ++b;
-          }
-        }
-      }
-    }
+    pending_item = item;
+    pending_rows = rows;
   }
+  if (pending_item >= 0) finish(pending_item, pending_rows, acc[(pending_item - begin) & 1]);
   _tile_release();  // the tile state costs every context switch while it is live
   scratch_free(abuf);
 }
