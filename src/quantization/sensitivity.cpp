@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "compress/error.h"
 #include "compress/ir/export.h"
@@ -140,7 +141,18 @@ QuantizeReport quantize_with_fallback(Graph& g, const CalibrationData& data, con
   fallback.top1_drop = step.top1_drop;
   QuantizeOptions final_options = options;
   final_options.exclude.insert(final_options.exclude.end(), step.kept_float.begin(), step.kept_float.end());
-  return quantize_static(g, data, final_options);
+  QuantizeReport report = quantize_static(g, data, final_options);
+  // The report says why: the fallback kept them, not the user.
+  for (const auto& name : step.kept_float) {
+    const std::string user = "excluded by the user (" + name + ")";
+    char why[96];
+    std::snprintf(why, sizeof why, "kept in float by the accuracy fallback (max drop %.2f points)", max_drop_points);
+    for (auto& l : report.layers)
+      if (l.reason == user) l.reason = why;
+    for (auto& f : report.float_nodes)
+      if (f.second == user) f.second = why;
+  }
+  return report;
 }
 
 }  // namespace compress::quant
