@@ -233,3 +233,25 @@ TEST_CASE("compress qat trains, converts, reports the agreement, and refuses bad
   small_cnn(/*nan_weight=*/true).save(nan_model);
   check_refused(nan_model + " -o " + refused + " --data " + set, "parameter 'fc.weight' holds NaN or Inf");
 }
+
+TEST_CASE("the PTQ and QAT example programs run on a small model", "[quant][qat][examples]") {
+  const std::string& dir = quant_scratch();
+  const std::string model = dir + "/small.pt", set = dir + "/set.pt", out = dir + "/example.int8.pt";
+  small_cnn().save(model);
+  // The examples calibrate with batches of 64: the set holds two of them.
+  data::save_tensor_dataset(labelled_by_float(128), set);
+  const std::string bin = std::string(COMPRESS_BINARY_DIR) + "/examples/quantization/";
+  REQUIRE(run_command(bin + "example_ptq " + model + " " + out + " " + set + " > " + dir + "/ptq.txt 2>&1") == 0);
+  std::string ptq = slurp(dir + "/ptq.txt");
+  INFO(ptq);
+  CHECK(ptq.find("test top-1: float 100%, INT8 ") != std::string::npos);
+  CHECK(op_counts(import_module(load_module(out)))["compress::conv2d_int8"] == 3);
+  fs::remove(out);
+
+  REQUIRE(run_command(bin + "example_qat " + model + " " + out + " " + set + " 1 > " + dir + "/qat.txt 2>&1") == 0);
+  std::string qat = slurp(dir + "/qat.txt");
+  INFO(qat);
+  CHECK(qat.find("argmax agrees on 100% of 128 samples") != std::string::npos);
+  CHECK(op_counts(import_module(load_module(out)))["compress::conv2d_int8"] == 3);
+  CHECK(run_command(bin + "example_qat " + model + " " + out + " " + dir + "/none.pt > /dev/null 2>&1") == 2);
+}
