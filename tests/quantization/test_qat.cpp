@@ -84,9 +84,9 @@ TEST_CASE("QAT puts fake quantization where the INT8 conversion rounds, and conv
   quant::Sqnr same;
   same.add(a.forward({x}).toTensor(), b.forward({x}).toTensor());
   INFO("PTQ vs untrained QAT conversion: " << same.db() << " dB");
-  CHECK(same.db() > 60.0);
+  CHECK(same.db() > 60.0);  // measured: identical (inf)
 
-  // The fake-quant model and its conversion agree (measured: every argmax, logit SQNR ~80 dB).
+  // The fake-quant model and its conversion agree (measured: every argmax, logit SQNR 139 dB).
   quant::Agreement agree = fake_vs_int8(qat, labelled_by_float(256));
   INFO(agree.to_json().dump());
   CHECK(agree.argmax_agree >= 0.99);
@@ -109,6 +109,7 @@ TEST_CASE("LSQ trains the scales with the Trainer and the INT8 model matches the
     CHECK(at::equal(before.param(a.zero_point), qat.graph.param(a.zero_point)));
   CHECK_FALSE(at::equal(before.param("conv1.weight"), qat.graph.param("conv1.weight")));
 
+  // Measured: every argmax, logit SQNR 80 dB.
   quant::Agreement agree = fake_vs_int8(qat, ds);
   INFO(agree.to_json().dump());
   CHECK(agree.argmax_agree >= 0.99);
@@ -143,6 +144,7 @@ TEST_CASE("STE keeps weight scales at max|w|/127 and moves activation ranges, th
   CHECK(dw.clamp_hi == 6.0);
   CHECK(qat.graph.param(dw.scale).item<double>() * 255 <= 6.0 + 1e-5);
 
+  // Measured: every argmax, logit SQNR 68 dB.
   quant::Agreement agree = fake_vs_int8(qat, ds);
   INFO(agree.to_json().dump());
   CHECK(agree.argmax_agree >= 0.99);
@@ -227,6 +229,12 @@ TEST_CASE("compress qat trains, converts, reports the agreement, and refuses bad
   check_refused(base + " --data " + set + " --calib-method kl", "unknown calibration method 'kl'");
   check_refused(base + " --data fashion-mnist --limit 64", "--data fashion-mnist: its samples do not fit the model");
   check_refused(base + " --data " + dir + "/none.pt", "none.pt");
+  data::TensorDataset empty;
+  empty.inputs = at::zeros({0, 3, 16, 16});
+  empty.labels = at::zeros({0}, at::kLong);
+  empty.num_classes = 10;
+  data::save_tensor_dataset(empty, dir + "/empty.pt");
+  check_refused(base + " --data " + dir + "/empty.pt", "empty");
   check_refused(dir + "/missing.pt -o " + refused + " --data " + set, "missing.pt");
   check_refused(model + " -o " + model + " --data " + set, "would overwrite the input model");
   std::string nan_model = dir + "/nan.pt";
