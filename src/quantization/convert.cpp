@@ -189,7 +189,7 @@ class Converter {
   // fake-quant value and its per-channel fake-quant weight; returns its output.
   ValueId fake_quant_layer(const FusedLayer& f, ValueId input) {
     Node* layer = f.layer;
-    const std::string& module = layer->module;
+    const std::string module = layer->module;  // a copy: the node is erased below
     const std::string prefix = module.empty() ? "" : module + ".";
     const bool conv = layer->is_leaf(LeafKind::Conv2d);
     FakeQuantWeight w;
