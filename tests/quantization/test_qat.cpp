@@ -206,6 +206,8 @@ TEST_CASE("compress qat trains, converts, reports the agreement, and refuses bad
   CHECK(j["training"]["steps"] == 6);
   CHECK(j["agreement"]["argmax_agree"].get<double>() >= 0.99);
   CHECK(j["test"]["float_top1"].get<double>() == Approx(100.0));
+  CHECK(j["size"]["file_bytes_out"].get<int64_t>() == static_cast<int64_t>(fs::file_size(out)));
+  CHECK(j["size"]["ratio"].get<double>() < 1.0);
   // The written model is the INT8 one and runs.
   Graph written = import_module(load_module(out));
   CHECK(op_counts(written)["compress::conv2d_int8"] == 3);

@@ -155,8 +155,10 @@ int cmd_qat(int argc, char** argv) {
                {"fake_quant_top1", agree.top1_a},
                {"int8_top1", agree.top1_b}};
   j["agreement"] = agree.to_json();
-  j["size"]["file_bytes_in"] = std::filesystem::file_size(in);
-  j["size"]["file_bytes_out"] = std::filesystem::file_size(out);
+  const auto bytes_in = std::filesystem::file_size(in), bytes_out = std::filesystem::file_size(out);
+  j["size"] = {{"file_bytes_in", bytes_in},
+               {"file_bytes_out", bytes_out},
+               {"ratio", static_cast<double>(bytes_out) / static_cast<double>(bytes_in)}};
   if (args.count("report")) write_text_file(args["report"].as<std::string>(), j.dump(2) + "\n");
   if (args.count("json")) {
     std::cout << j.dump(2) << std::endl;
