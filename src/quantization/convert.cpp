@@ -1,5 +1,6 @@
 // convert: planned layers become compress::conv2d_int8 / linear_int8 ops
 // over uint8 activations (quantize.h).
+#include <cmath>
 #include <set>
 
 #include <torch/csrc/autograd/grad_mode.h>
@@ -7,6 +8,7 @@
 #include "compress/error.h"
 #include "compress/ir/builder.h"
 #include "compress/ops/ops.h"
+#include "compress/quantization/qat.h"
 #include "compress/quantization/quantize.h"
 
 namespace compress::quant {
@@ -29,16 +31,23 @@ struct QValue {
   bool nhwc = false;
 };
 
+// Two modes share every decision (which values are rounded, where, with
+// which parameters): the INT8 conversion, and its fake-quant twin for QAT
+// (`qat` set), which leaves the graph float and inserts fake quantization
+// at each point the INT8 graph rounds.
 class Converter {
  public:
   Converter(Graph& g, const std::map<ValueId, Observer>& observers, const QuantizeOptions& options,
-            QuantizeReport& report)
-      : g_(g), observers_(observers), options_(options), report_(report) {}
+            QuantizeReport& report, const FixedParams* fixed = nullptr, QatModel* qat = nullptr)
+      : g_(g), observers_(observers), options_(options), report_(report), fixed_(fixed), qat_(qat) {}
 
   void run(const std::vector<FusedLayer>& plan) {
     // Shapes of the float graph, before any edit (the INT8 graph is not reinferred).
-    for (size_t v = 0; v < g_.num_values(); ++v)
-      if (g_.value(static_cast<ValueId>(v)).is_tensor()) rank_[static_cast<ValueId>(v)] = rank_of(static_cast<ValueId>(v));
+    for (size_t v = 0; v < g_.num_values(); ++v) {
+      if (!g_.value(static_cast<ValueId>(v)).is_tensor()) continue;
+      rank_[static_cast<ValueId>(v)] = rank_of(static_cast<ValueId>(v));
+      if (qat_) sample_numel_[static_cast<ValueId>(v)] = sample_numel_of(static_cast<ValueId>(v));
+    }
     std::map<const Node*, const FusedLayer*> roots;
     std::map<const Node*, std::string> float_reason;
     for (const FusedLayer& f : plan) {
@@ -67,7 +76,7 @@ class Converter {
     report_.layers.clear();
     for (const FusedLayer& f : plan) report_.layers.push_back(f.int8() ? converted.at(f.name()) : float_layer(f));
     g_.eliminate_dead_code();
-    list_float_nodes(float_reason);
+    if (!qat_) list_float_nodes(float_reason);
   }
 
  private:
@@ -79,6 +88,18 @@ class Converter {
     }
   }
 
+  // Elements of one sample of `v` (LSQ's gradient scale); 1 when unknown.
+  int64_t sample_numel_of(ValueId v) {
+    try {
+      const Shape& s = g_.shape(v);
+      int64_t n = 1;
+      for (size_t i = 1; i < s.size(); ++i) n *= s[i];
+      return std::max<int64_t>(n, 1);
+    } catch (const Error&) {
+      return 1;
+    }
+  }
+
   const QValue* twin_of(ValueId v) const {
     auto it = twins_.find(v);
     return it == twins_.end() ? nullptr : &it->second;
@@ -86,6 +107,10 @@ class Converter {
 
   QuantParams params_of(ValueId v, double lo = -std::numeric_limits<double>::infinity(),
                         double hi = std::numeric_limits<double>::infinity()) const {
+    if (fixed_) {
+      auto f = fixed_->activations.find(v);
+      if (f != fixed_->activations.end()) return f->second;
+    }
     auto it = observers_.find(v);
     if (it == observers_.end() || it->second.empty())
       failure("quantize: no calibration statistics for " + g_.describe_value(v));
@@ -107,10 +132,18 @@ class Converter {
   // The uint8 twin of `v`, quantizing it (before `at`) the first time it is needed.
   QValue twin(ValueId v, Node* at, const std::string& scope) {
     if (const QValue* t = twin_of(v)) return *t;
-    auto guard = g_.inserting_before(at);
     QValue t;
     t.p = params_of(v);
     t.nhwc = rank_.count(v) && rank_[v] == 4;
+    if (qat_) {  // the float value rounded to the codes' grid, right where it is computed
+      Node* producer = g_.producer(v);
+      auto guard = producer ? g_.inserting_after(producer) : g_.inserting_before(g_.first_node());
+      t.q = fake_quant_activation(v, v, t.p, -std::numeric_limits<double>::infinity(),
+                                  std::numeric_limits<double>::infinity(), scope);
+      twins_[v] = t;
+      return t;
+    }
+    auto guard = g_.inserting_before(at);
     // 4-D values become NHWC codes in the same pass (no float reorder).
     t.q = op(t.nhwc ? "compress::quantize_u8_nhwc" : "compress::quantize_u8", {val(v), cst(t.p.scale), cst(t.p.zero_point)},
              scope);
@@ -127,6 +160,97 @@ class Converter {
   ValueId dequantized(const QValue& t, const std::string& scope) {
     ValueId d = op("compress::dequantize_u8", {val(t.q), cst(t.p.scale), cst(t.p.zero_point)}, scope);
     return t.nhwc ? op("aten::permute", {val(d), cst(ints({0, 3, 1, 2}))}, scope) : d;
+  }
+
+  // QAT: `x` (the value the INT8 graph rounds, `key` in the float graph)
+  // through a per-tensor fake quantizer with parameters `p`, at the insertion point.
+  ValueId fake_quant_activation(ValueId key, ValueId x, const QuantParams& p, double lo, double hi,
+                                const std::string& scope) {
+    FakeQuantActivation a;
+    a.value = key;
+    const std::string prefix = "fake_quant.act" + std::to_string(qat_->activations.size());
+    a.scale = prefix + ".scale";
+    a.zero_point = prefix + ".zero_point";
+    a.observed = g_.name_of(x);
+    a.clamp_lo = lo;
+    a.clamp_hi = hi;
+    const bool lsq = qat_->options.method == QatMethod::Lsq;
+    g_.add_param(a.scale, at::full({1}, p.scale, at::kFloat), /*is_buffer=*/!lsq);
+    g_.add_param(a.zero_point, at::full({1}, static_cast<double>(p.zero_point), at::kFloat), /*is_buffer=*/true);
+    auto n = sample_numel_.find(key);
+    const double grad_scale = 1.0 / std::sqrt(static_cast<double>(n == sample_numel_.end() ? 1 : n->second) * 255.0);
+    qat_->activations.push_back(a);
+    return op("aten::_fake_quantize_learnable_per_tensor_affine",
+              {val(x), Arg::of_param(a.scale), Arg::of_param(a.zero_point), cst(int64_t{0}), cst(int64_t{255}),
+               cst(grad_scale)},
+              scope);
+  }
+
+  // QAT: the layer becomes aten::conv2d / aten::linear over its input's
+  // fake-quant value and its per-channel fake-quant weight; returns its output.
+  ValueId fake_quant_layer(const FusedLayer& f, ValueId input) {
+    Node* layer = f.layer;
+    const std::string module = layer->module;  // a copy: the node is erased below
+    const std::string prefix = module.empty() ? "" : module + ".";
+    const bool conv = layer->is_leaf(LeafKind::Conv2d);
+    FakeQuantWeight w;
+    w.layer = module;
+    w.weight = layer->params.at("weight");
+    w.scale = prefix + "weight_scale";
+    w.zero_point = prefix + "weight_zero_point";
+    const at::Tensor& weight = g_.param(w.weight);
+    const bool lsq = qat_->options.method == QatMethod::Lsq;
+    g_.add_param(w.scale, quantize_weight_per_channel(weight).scale, /*is_buffer=*/!lsq);
+    g_.add_param(w.zero_point, at::zeros({weight.size(0)}, at::kFloat), /*is_buffer=*/true);
+    qat_->weights.push_back(w);
+    const double per_channel = static_cast<double>(weight.numel() / std::max<int64_t>(weight.size(0), 1));
+    auto guard = g_.inserting_before(layer);
+    ValueId fw = op("aten::_fake_quantize_learnable_per_channel_affine",
+                    {Arg::of_param(w.weight), Arg::of_param(w.scale), Arg::of_param(w.zero_point), cst(int64_t{0}),
+                     cst(int64_t{-127}), cst(int64_t{127}), cst(1.0 / std::sqrt(per_channel * 127.0))},
+                    layer->scope);
+    Arg bias = layer->params.count("bias") ? Arg::of_param(layer->params.at("bias")) : cst(c10::IValue());
+    ValueId y;
+    if (conv) {
+      const auto& a = std::get<ConvAttrs>(layer->attrs);
+      y = op("aten::conv2d",
+             {val(input), val(fw), bias, cst(ints(a.stride)), cst(ints(a.padding)), cst(ints(a.dilation)),
+              cst(a.groups)},
+             layer->scope);
+    } else {
+      y = op("aten::linear", {val(input), val(fw), bias}, layer->scope);
+    }
+    g_.replace_all_uses(layer->output(), val(y));
+    g_.erase(layer);
+    if (!module.empty())
+      g_.module_types[module] = conv ? "__torch__.compress.qat.FakeQuantConv2d" : "__torch__.compress.qat.FakeQuantLinear";
+    return y;
+  }
+
+  // QAT form of convert_layer: same decisions, float ops with fake quantization.
+  void fake_quant_layer_and_output(const FusedLayer& f, const QValue& in, bool float_out, const QuantParams& out,
+                                   LayerReport& rep) {
+    const ValueId key = f.output();  // the value the INT8 graph writes as codes (in the float graph)
+    if (f.add) {  // the residual operand reads its fake-quant value
+      size_t other = f.add->input(0).is_value(f.layer->output()) ? 1 : 0;
+      QValue res = twin(f.add->input(other).value, f.root(), f.root()->scope);
+      f.add->set_input(other, val(res.q));
+    }
+    Node* root = f.root();
+    const bool layer_is_root = root == f.layer;
+    const std::string scope = root->scope;
+    ValueId y = fake_quant_layer(f, in.q);
+    ValueId result = layer_is_root ? y : root->output();
+    rep.float_value = rep.int8_value = g_.name_of(result);
+    if (float_out) return;
+    Node* after = g_.producer(result);
+    auto guard = g_.inserting_after(after);
+    ValueId q = fake_quant_activation(key, result, out, f.clamp_lo, f.clamp_hi, scope);
+    g_.replace_all_uses(result, val(q));
+    g_.producer(q)->set_input(0, val(result));
+    QValue t{q, out, rank_.count(key) && rank_[key] == 4};
+    twins_[key] = t;
+    twins_[q] = t;
   }
 
   void store(const std::string& name, const at::Tensor& t) {
@@ -157,8 +281,25 @@ class Converter {
     bool float_out = !int8_reads_.count(f.output()) && f.clamp_hi == std::numeric_limits<double>::infinity() &&
                      (f.act == nullptr || f.relu) && !f.add;
     QuantParams out = float_out ? QuantParams{} : params_of(f.output(), f.clamp_lo, f.clamp_hi);
+    if (qat_) {
+      fake_quant_layer_and_output(f, in, float_out, out, rep);
+      rep.input = in.p;
+      rep.output = out;
+      rep.float_output = float_out;
+      report_.layers.push_back(rep);
+      return;
+    }
 
-    QuantizedWeight w = quantize_weight_per_channel(g_.param(layer->params.at("weight")));
+    QuantizedWeight w = fixed_weight(*layer);
+    // A clamp bound (relu6) inside trained parameters' code range: the
+    // largest code the kernel writes, as the fake quantizer after the clamp
+    // rounds it (calibrated ranges are intersected with the bounds instead).
+    int64_t quant_max = 255;
+    if (fixed_ && !float_out && std::isfinite(f.clamp_hi)) {
+      const float inv = 1.0f / static_cast<float>(out.scale);
+      int64_t hi_code = out.zero_point + static_cast<int64_t>(std::nearbyint(static_cast<float>(f.clamp_hi) * inv));
+      quant_max = std::max(out.zero_point, std::min<int64_t>(255, hi_code));
+    }
     at::Tensor scale = w.scale * static_cast<float>(in.p.scale);
     at::Tensor bias;
     if (layer->params.count("bias")) bias = g_.param(layer->params.at("bias")).to(at::kFloat);
@@ -191,6 +332,14 @@ class Converter {
       args.push_back(val(res.q));
       args.push_back(cst(res.p.scale / out.scale));
       args.push_back(cst(res.p.zero_point));
+    }
+    if (quant_max < 255) {
+      if (!f.add) {
+        args.push_back(cst(c10::IValue()));
+        args.push_back(cst(1.0));
+        args.push_back(cst(int64_t{0}));
+      }
+      args.push_back(cst(quant_max));
     }
     ValueId y = op(conv ? "compress::conv2d_int8" : "compress::linear_int8", std::move(args), scope, module + ":int8");
     rep.int8_value = g_.name_of(y);
@@ -226,6 +375,14 @@ class Converter {
     QValue in = *twin_of(n.input().value);
     if (n.is_op(kMaxPool2d) && !in.nhwc) return;
     if (n.is_op(kFlatten) && (!rank_.count(n.output()) || rank_[n.output()] == 4)) return;
+    if (qat_) {  // on fake-quant values these are exact too: read the rounded value
+      if (!n.input().is_value(in.q)) n.set_input(0, val(in.q));
+      QValue t = in;
+      t.q = n.output();
+      if (n.is_op(kFlatten)) t.nhwc = false;
+      twins_[n.output()] = t;
+      return;
+    }
     const std::string scope = n.scope;
     auto guard = g_.inserting_before(&n);
     std::vector<Arg> rest(n.inputs().begin() + 1, n.inputs().end());
@@ -244,6 +401,21 @@ class Converter {
     twins_[n.output()] = t;
     route_float_readers(&n, dequantized(t, scope), &t);
     g_.erase(&n);
+  }
+
+  // The layer's int8 weight: per-channel max|w| / 127, or the fixed
+  // (trained) scales rounded as PyTorch's fake quantization rounds.
+  QuantizedWeight fixed_weight(const Node& layer) {
+    const at::Tensor& weight = g_.param(layer.params.at("weight"));
+    if (!fixed_) return quantize_weight_per_channel(weight);
+    auto it = fixed_->weight_scales.find(layer.module);
+    if (it == fixed_->weight_scales.end()) return quantize_weight_per_channel(weight);
+    at::Tensor wf = weight.detach().to(at::kFloat).contiguous();
+    at::Tensor scale = it->second.to(at::kFloat).contiguous();
+    std::vector<int64_t> bshape(static_cast<size_t>(wf.dim()), 1);
+    bshape[0] = wf.size(0);
+    at::Tensor q = (wf * scale.reciprocal().reshape(bshape)).round().clamp(-127, 127).to(at::kChar);
+    return {q, scale};
   }
 
   LayerReport float_layer(const FusedLayer& f) {
@@ -273,7 +445,10 @@ class Converter {
   const std::map<ValueId, Observer>& observers_;
   const QuantizeOptions& options_;
   QuantizeReport& report_;
+  const FixedParams* fixed_;
+  QatModel* qat_;
   std::map<ValueId, size_t> rank_;
+  std::map<ValueId, int64_t> sample_numel_;
   std::map<ValueId, QValue> twins_;
   std::set<ValueId> int8_reads_;
   std::set<int> created_;
@@ -282,8 +457,14 @@ class Converter {
 }  // namespace
 
 void convert(Graph& g, const std::vector<FusedLayer>& plan, const std::map<ValueId, Observer>& observers,
-             const QuantizeOptions& options, QuantizeReport& report) {
-  Converter(g, observers, options, report).run(plan);
+             const QuantizeOptions& options, QuantizeReport& report, const FixedParams* fixed) {
+  Converter(g, observers, options, report, fixed).run(plan);
+  g.lint();
+}
+
+void insert_fake_quant(Graph& g, const std::vector<FusedLayer>& plan, const std::map<ValueId, Observer>& observers,
+                       QatModel& qat) {
+  Converter(g, observers, qat.options.calibration, qat.plan_report, nullptr, &qat).run(plan);
   g.lint();
 }
 

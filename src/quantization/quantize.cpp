@@ -112,6 +112,13 @@ nlohmann::json QuantizeReport::to_json() const {
   return j;
 }
 
+void prepare_float_graph(Graph& g, QuantizeReport& report) {
+  strip_dropout(g);  // the identity in eval mode: nothing to keep in float
+  PassResult folded = fold_batch_norm(g);
+  for (const auto& c : folded.changes) report.fold_batch_norm.push_back(c);
+  for (const auto& s : folded.skipped) report.fold_batch_norm.push_back("left alone: " + s);
+}
+
 QuantizeReport quantize_static(Graph& g, const CalibrationData& data, const QuantizeOptions& options) {
   if (g.example_inputs().empty()) bad_input("quantize: the model's input shape is unknown (give an input shape)");
   if (data.num_batches <= 0 || !data.batch) bad_input("the calibration set is empty (no batches)");
@@ -121,10 +128,7 @@ QuantizeReport quantize_static(Graph& g, const CalibrationData& data, const Quan
   report.calibration_batches = data.num_batches;
   report.bytes_before = serialized_bytes(g);
 
-  strip_dropout(g);  // the identity in eval mode: nothing to keep in float
-  PassResult folded = fold_batch_norm(g);
-  for (const auto& c : folded.changes) report.fold_batch_norm.push_back(c);
-  for (const auto& s : folded.skipped) report.fold_batch_norm.push_back("left alone: " + s);
+  prepare_float_graph(g, report);
   std::vector<FusedLayer> plan = plan_layers(g, options.exclude);
   std::map<ValueId, Observer> observers = calibrate(g, plan, data);
   Graph reference = g;

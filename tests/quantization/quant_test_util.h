@@ -3,6 +3,9 @@
 // Shared by the quantization tests: a small CNN written in TorchScript
 // source, calibration batches, and a scratch folder removed at exit.
 #include <filesystem>
+#include <map>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include <sys/wait.h>
@@ -12,6 +15,7 @@
 
 #include <torch/script.h>
 
+#include "compress/ir/import.h"
 #include "compress/quantization/quantize.h"
 #include "ir/make_module.h"
 #include "test_util.h"
@@ -61,6 +65,20 @@ def forward(self, x):
   return root;
 }
 
+// small_cnn() as a graph with example input 4x3x16x16.
+inline Graph small_cnn_graph() {
+  Graph g = import_module(small_cnn());
+  g.set_example_inputs({InputSpec{{4, 3, 16, 16}}});
+  return g;
+}
+
+// How many nodes of each op (or leaf kind) a graph has.
+inline std::map<std::string, int> op_counts(const Graph& g) {
+  std::map<std::string, int> counts;
+  for (const Node& n : g.nodes()) ++counts[n.op_name()];
+  return counts;
+}
+
 // Deterministic normal batches of `shape`.
 inline quant::CalibrationData random_batches(Shape shape, int64_t n) {
   return {n, [shape](int64_t i) {
@@ -75,6 +93,14 @@ inline const std::string& quant_scratch() {
   static const compress::testing::TempDir dir("quant");
   static const std::string path = dir.path().string();
   return path;
+}
+
+// A file's whole content ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
 }
 
 // Runs a shell command; returns its exit code (-1 if it did not exit).

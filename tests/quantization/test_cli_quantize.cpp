@@ -21,13 +21,6 @@ struct CliResult {
   std::string out, err;
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 CliResult quantize_cli(const std::string& args) {
   const std::string& dir = quant_scratch();
   CliResult r;

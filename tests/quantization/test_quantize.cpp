@@ -17,18 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::map<std::string, int> op_counts(const Graph& g) {
-  std::map<std::string, int> counts;
-  for (const Node& n : g.nodes()) ++counts[n.op_name()];
-  return counts;
-}
-
-Graph small_cnn_graph() {
-  Graph g = import_module(small_cnn());
-  g.set_example_inputs({InputSpec{{4, 3, 16, 16}}});
-  return g;
-}
-
 const quant::LayerReport& layer(const quant::QuantizeReport& r, const std::string& name) {
   for (const auto& l : r.layers)
     if (l.name == name) return l;

@@ -1,11 +1,13 @@
 // compress quantize IN -o OUT --input-shape N,C,H,W [--calib fashion-mnist|FILE|random]
 //   [--calib-batches N] [--method minmax|percentile|entropy|mse] [--exclude NAME ...] [--report REPORT.json]
+//   [--sensitivity] [--data fashion-mnist|FILE --holdout N] [--max-drop POINTS]
 #include <ATen/CPUGeneratorImpl.h>
 #include <cxxopts.hpp>
 
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "commands.h"
 #include "compress/analysis/profile.h"
@@ -14,6 +16,7 @@
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
 #include "compress/quantization/quantize.h"
+#include "compress/quantization/sensitivity.h"
 #include "data_option.h"
 
 namespace compress::cli {
@@ -55,6 +58,43 @@ quant::CalibrationData calibration_data(const std::string& calib, const std::str
           }};
 }
 
+// The labelled held-out split for accuracy: the LAST `n` samples of the
+// training split (fashion-mnist) or of the file. The calibration batches of
+// --calib fashion-mnist come from the start of the same split, so the two
+// do not overlap unless calibration reads more than 60000 - n images.
+data::TensorDataset held_out_data(const std::string& data, const std::string& data_dir, int64_t n, const Shape& shape) {
+  if (n < 1) bad_input("--holdout must be at least 1, got " + std::to_string(n));
+  if (data != "fashion-mnist") require_input_file(data);
+  data::TensorDataset ds = load_data_option(data, "train", data_dir);
+  if (ds.size() == 0) bad_input("--data " + data + ": the data set is empty");
+  c10::IntArrayRef sample = ds.inputs.sizes().slice(1), want = c10::IntArrayRef(shape).slice(1);
+  if (sample != want)
+    bad_input("--data " + data + ": its samples are " + shape_text(sample) + " but the model's input is " +
+              shape_text(want));
+  const int64_t k = std::min(n, ds.size());
+  return {ds.inputs.narrow(0, ds.size() - k, k).to(at::kFloat), ds.labels.narrow(0, ds.size() - k, k),
+          ds.num_classes, ds.name};
+}
+
+void print_sensitivity(const quant::SensitivityReport& s) {
+  const bool acc = s.eval_samples > 0;
+  std::printf("sensitivity (one layer in INT8 at a time%s):\n",
+              acc ? (", top-1 on " + std::to_string(s.eval_samples) + " held-out samples").c_str() : "");
+  if (acc) std::printf("  float top-1 %.2f%%, all layers INT8 %.2f%%\n", s.float_top1, s.int8_top1);
+  for (const auto& l : s.layers) {
+    std::printf("  %-24s output SQNR %6.2f dB", l.name.c_str(), l.sqnr_db);
+    if (acc) std::printf("  top-1 %.2f%% (drop %+.2f)", l.top1, l.top1_drop);
+    std::printf("  [%s]\n", l.ops.c_str());
+  }
+}
+
+void print_fallback(const quant::FallbackReport& f) {
+  std::string kept;
+  for (const auto& k : f.kept_float) kept += (kept.empty() ? "" : ", ") + k;
+  std::printf("fallback (max drop %.2f points): kept in float: %s; held-out top-1 %.2f%% (float %.2f%%, drop %.2f)\n",
+              f.max_drop, kept.empty() ? "none" : kept.c_str(), f.top1, f.float_top1, f.top1_drop);
+}
+
 void print_summary(const quant::QuantizeReport& r, const std::string& out) {
   int int8 = 0;
   for (const auto& l : r.layers) int8 += l.precision == "int8";
@@ -90,6 +130,12 @@ int cmd_quantize(int argc, char** argv) {
       ("exclude", "keep this module (and everything under it) or value in float (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("report", "write the quantization report (JSON) here", cxxopts::value<std::string>())
+      ("sensitivity", "quantize one layer at a time and report each one's effect (SQNR; top-1 with --data)")
+      ("data", "labelled data for accuracy: fashion-mnist or a tensor dataset file (.pt); its held-out split is the "
+       "last --holdout samples of the training split (never the test set)", cxxopts::value<std::string>())
+      ("holdout", "size of the held-out split of --data", cxxopts::value<int64_t>()->default_value("5000"))
+      ("max-drop", "keep the most sensitive layers in float until the held-out top-1 drop is at most this many "
+       "points (needs --data)", cxxopts::value<double>())
       ("data-dir", "folder holding the Fashion-MNIST IDX files", cxxopts::value<std::string>()->default_value(""))
       ("seed", "seed of --calib random", cxxopts::value<uint64_t>()->default_value("0"))
       ("json", "print the report as JSON instead of the summary")
@@ -112,16 +158,40 @@ int cmd_quantize(int argc, char** argv) {
   qo.percentile = args["percentile"].as<double>();
   if (args.count("exclude")) qo.exclude = args["exclude"].as<std::vector<std::string>>();
   Shape shape = parse_shape(args["input-shape"].as<std::string>(), "--input-shape");
+  if (args.count("max-drop") && !args.count("data"))
+    bad_input("--max-drop needs --data (labelled data whose held-out split measures the top-1 drop)");
+  if (args.count("max-drop") && !(args["max-drop"].as<double>() >= 0))
+    bad_input("--max-drop must be a non-negative number of points");
 
   Graph graph = import_module(load_module(in));
   graph.set_example_inputs({InputSpec{shape}});
   graph.infer_shapes();  // an input shape that does not fit is named here, before any work
   quant::CalibrationData data = calibration_data(args["calib"].as<std::string>(), args["data-dir"].as<std::string>(),
                                                  shape, args["calib-batches"].as<int64_t>(), args["seed"].as<uint64_t>());
-  quant::QuantizeReport report = quant::quantize_static(graph, data, qo);
+  std::optional<data::TensorDataset> held_out;
+  if (args.count("data"))
+    held_out = held_out_data(args["data"].as<std::string>(), args["data-dir"].as<std::string>(),
+                             args["holdout"].as<int64_t>(), shape);
+  std::optional<quant::SensitivityReport> sensitivity;
+  std::optional<quant::FallbackReport> fallback;
+  quant::QuantizeReport report;
+  if (args.count("max-drop")) {
+    fallback.emplace();
+    report = quant::quantize_with_fallback(graph, data, qo, *held_out, args["max-drop"].as<double>(), *fallback);
+    sensitivity = fallback->sensitivity;
+  } else {
+    if (args.count("sensitivity"))
+      sensitivity = quant::analyze_sensitivity(graph, data, qo, held_out ? &*held_out : nullptr);
+    report = quant::quantize_static(graph, data, qo);
+  }
 
   save_module(export_module(graph), out, /*protect=*/in);
   nlohmann::json j = report.to_json();
+  if (sensitivity) j["sensitivity"] = sensitivity->to_json();
+  if (fallback) j["fallback"] = fallback->to_json();
+  if (held_out)
+    j["held_out"] = "the last " + std::to_string(held_out->size()) + " samples of " + args["data"].as<std::string>() +
+                    " (training split)";
   j["size"]["file_bytes_in"] = std::filesystem::file_size(in);
   j["size"]["file_bytes_out"] = std::filesystem::file_size(out);
   if (args.count("report")) write_text_file(args["report"].as<std::string>(), j.dump(2) + "\n");
@@ -129,6 +199,8 @@ int cmd_quantize(int argc, char** argv) {
     std::cout << j.dump(2) << std::endl;
   } else if (!args.count("quiet")) {
     print_summary(report, out);
+    if (sensitivity) print_sensitivity(*sensitivity);
+    if (fallback) print_fallback(*fallback);
   }
   return 0;
 }

@@ -25,6 +25,7 @@ const Command kCommands[] = {
     {"convert", compress::cli::cmd_convert, "import, run graph passes, re-export (--fold-bn, --pass NAME)"},
     {"prune", compress::cli::cmd_prune, "structured pruning: remove channels under a MACs or ratio budget"},
     {"quantize", compress::cli::cmd_quantize, "post-training INT8 quantization (calibrate, fuse, convert to compress ops)"},
+    {"qat", compress::cli::cmd_qat, "quantization-aware training (LSQ or STE), then the same INT8 conversion"},
     {"compare", compress::cli::cmd_compare, "run two models on the same input and compare outputs"},
     {"info", compress::cli::cmd_info, "report the kernel ISA (CPUID/XCR0 or COMPRESS_ISA) and threads"},
     {"train", compress::cli::cmd_train, "train a baseline model (or fine-tune one) on a dataset"},

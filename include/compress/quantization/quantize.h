@@ -109,10 +109,25 @@ struct QuantizeReport {
   nlohmann::json to_json() const;
 };
 
+// Quantization parameters decided elsewhere (the trained ones of QAT,
+// qat.h), used by convert instead of calibrated ranges.
+struct FixedParams {
+  std::map<ValueId, QuantParams> activations;       // by value, as the observers are keyed
+  std::map<std::string, at::Tensor> weight_scales;  // by layer module: float [out_channels]
+};
+
 // Rewrites `g` (planned and calibrated as above) into INT8 ops. Fills the
-// layers' scales and the list of float nodes in `report`.
+// layers' scales and the list of float nodes in `report`. With `fixed`, its
+// parameters take precedence over the observers: weights are then rounded
+// as PyTorch's fake quantization does, round(w * (1 / scale)), and a fused
+// clamp whose bound lies inside the code range becomes the kernel's
+// output_quant_max.
 void convert(Graph& g, const std::vector<FusedLayer>& plan, const std::map<ValueId, Observer>& observers,
-             const QuantizeOptions& options, QuantizeReport& report);
+             const QuantizeOptions& options, QuantizeReport& report, const FixedParams* fixed = nullptr);
+
+// Strips dropout and folds batch norm (the first step of quantize_static and
+// of QAT), noting in report.fold_batch_norm what the fold did and left alone.
+void prepare_float_graph(Graph& g, QuantizeReport& report);
 
 // Error(BadInput) naming the first parameter or buffer holding NaN or Inf.
 void check_finite_parameters(const Graph& g);
