@@ -300,3 +300,32 @@ TEST_CASE("bad torchrun variables and an unreachable master: one line, exit code
                                          std::to_string(cores) + " cores here"));
   }
 }
+
+TEST_CASE("compress prune --finetune-epochs --nproc 2: rank 0 alone writes the model and the report", "[distributed][cli][prune]") {
+  const TempDir dir("dist_prune");
+  const std::string data = make_set(dir, "prune.pt", 128, 24);
+  const std::string model = dir.file("cnn.pt"), pruned = dir.file("half.pt"), report = dir.file("report.json");
+  compress::models::build("cnn", 0).module.save(model);
+  Run p = run_env("", "prune " + model + " -o " + pruned + " --input-shape 1,1,28,28 --ratio 0.5 --data " + data +
+                          " --finetune-epochs 1 --lr 0.02 --report " + report + " --nproc 2");
+  INFO(p.out);
+  REQUIRE(p.code == 0);
+  // Once each: the other rank is quiet.
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t at = p.out.find(what); at != std::string::npos; at = p.out.find(what, at + 1)) ++n;
+    return n;
+  };
+  CHECK(count("wrote " + pruned) == 1);
+  CHECK(count("epoch 1/1: loss") == 1);
+  CHECK(count("top-1 ") == 1);
+  std::ifstream f(report);
+  auto j = nlohmann::json::parse(f);
+  CHECK(j["finetune_epochs"] == 1);
+  CHECK(j["result"]["macs_after"].get<double>() < j["result"]["macs_before"].get<double>());
+  CHECK(fs::exists(pruned));
+  // --nproc parallelises the fine-tuning only.
+  Run q = run_env("", "prune " + model + " -o " + dir.file("q.pt") + " --input-shape 1,1,28,28 --ratio 0.5 --nproc 2");
+  CHECK(q.code == 2);
+  CHECK_THAT(q.out, Catch::Contains("--nproc parallelises fine-tuning: it needs --finetune-epochs"));
+}
