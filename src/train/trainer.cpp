@@ -10,6 +10,7 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +26,12 @@
 namespace compress::train {
 
 using Clock = std::chrono::steady_clock;
+
+static double process_cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 std::vector<NamedTensor> named_parameters(const torch::jit::Module& m) {
   std::vector<NamedTensor> out;
@@ -450,24 +457,29 @@ bool Trainer::resume_distributed(int64_t& epoch, int64_t& next_batch, int64_t& s
   const bool root = group.rank() == 0;
   at::Tensor header = at::zeros({7}, at::kLong), sums = at::zeros({1}, at::kDouble);
   std::exception_ptr refused;
+  bool bad = false;  // the refusal is bad input (exit code 2 on every rank)
   if (root) {
     bool found = false;
     try {
       found = load_checkpoint(epoch, next_batch, step, loss_sum, correct, seen);
+    } catch (const Error& e) {
+      refused = std::current_exception();
+      bad = e.kind() == ErrorKind::BadInput;
     } catch (...) {
       refused = std::current_exception();
     }
     int64_t* h = header.data_ptr<int64_t>();
-    h[0] = refused ? 2 : found ? 1 : 0;
+    h[0] = refused ? (bad ? 2 : 3) : found ? 1 : 0;
     h[1] = epoch, h[2] = next_batch, h[3] = step, h[4] = correct, h[5] = seen, h[6] = optimizer_->steps_taken();
     sums.data_ptr<double>()[0] = loss_sum;
   }
   group.broadcast({header, sums}, 0, "resume broadcast");  // the others learn whether rank 0 resumed
   if (refused) std::rethrow_exception(refused);
   const int64_t* h = header.data_ptr<int64_t>();
-  if (h[0] == 2) {
-    failure("rank " + std::to_string(group.rank()) + ": rank 0 refused the checkpoint " + cfg_.checkpoint_path +
-            "; stopping");
+  if (h[0] >= 2) {
+    const std::string why = "rank " + std::to_string(group.rank()) + ": rank 0 could not resume from " +
+                            cfg_.checkpoint_path + " (its message says why); stopping";
+    said_elsewhere(h[0] == 2 ? ErrorKind::BadInput : ErrorKind::Failure, why);
   }
   if (h[0] == 0) return false;
   epoch = h[1], next_batch = h[2], step = h[3], correct = h[4], seen = h[5];
@@ -568,6 +580,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   TrainResult result;
   Progress progress(cfg_.quiet || !root, cfg_.log_every_s);
   auto run_start = Clock::now();
+  const double cpu_start = process_cpu_seconds();
   int64_t steps_this_run = 0;
   set_training_mode();
 
@@ -676,6 +689,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   }
   result.steps = step;
   result.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
+  result.cpu_seconds = process_cpu_seconds() - cpu_start;
   module_.train(false);
   if (cfg_.threads > 0) at::set_num_threads(saved_threads);
   return result;

@@ -329,3 +329,16 @@ TEST_CASE("compress prune --finetune-epochs --nproc 2: rank 0 alone writes the m
   CHECK(q.code == 2);
   CHECK_THAT(q.out, Catch::Contains("--nproc parallelises fine-tuning: it needs --finetune-epochs"));
 }
+
+TEST_CASE("--nproc 2 --resume from another model's checkpoint: one line from rank 0, exit code 2", "[distributed][cli]") {
+  const TempDir dir("dist_foreign");
+  const std::string data = make_set(dir, "foreign.pt", 64, 25), ckpt = dir.file("cnn.ckpt");
+  const std::string tail = " --data " + data + " --test-data " + data + " --epochs 1 --batch-size 16 --quiet --checkpoint " +
+                           ckpt + " -o " + dir.file("out.pt");
+  REQUIRE(run_env("", "train --arch cnn" + tail).code == 0);
+  Run r = run_env("", "train --arch resnet" + tail + " --resume --nproc 2");
+  INFO(r.out);
+  CHECK(r.code == 2);
+  CHECK(lines(r.out) == 1);
+  CHECK_THAT(r.out, Catch::StartsWith("compress train: error: " + ckpt + ": checkpoint belongs to another run"));
+}

@@ -155,6 +155,8 @@ int cmd_train(int argc, char** argv) {
     j["epochs"] = cfg.epochs;
     j["steps"] = res.steps;
     j["train_seconds"] = res.seconds;
+    j["train_cpu_seconds"] = res.cpu_seconds;  // this process (rank 0)
+    j["world_size"] = group ? group->world_size() : 1;
     j["parameters"] = params;
     j["macs"] = macs >= 0 ? nlohmann::json(macs) : nlohmann::json(nullptr);
     j["test"] = nlohmann::json::parse(ev.to_json(data == "fashion-mnist" ? data::fashion_mnist_class_names() : nullptr));

@@ -90,6 +90,10 @@ struct TrainResult {
   std::vector<EpochStats> history;
   int64_t steps = 0;
   double seconds = 0;   // wall time of the steps run in this call
+  // CPU time of this process (all its threads) over the same span: with the
+  // wall time, how much of the machine the steps took; a load-independent
+  // cost per sample (docs/distributed.md).
+  double cpu_seconds = 0;
   bool stopped_early = false;
 };
 
