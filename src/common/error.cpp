@@ -7,6 +7,7 @@ namespace compress {
 
 void bad_input(const std::string& message) { throw Error(ErrorKind::BadInput, message); }
 void failure(const std::string& message) { throw Error(ErrorKind::Failure, message); }
+void said_elsewhere(ErrorKind kind, const std::string& message) { throw Error(kind, message, true); }
 
 std::string first_line_of(const std::exception& e) {
   std::string text;

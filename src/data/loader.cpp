@@ -92,6 +92,9 @@ Loader::Loader(const TensorDataset& ds, LoaderOptions opt) : ds_(ds), opt_(std::
   if (opt_.batch_size <= 0) bad_input("batch size must be positive, got " + std::to_string(opt_.batch_size));
   if (ds_.size() == 0) bad_input(ds_.name + ": the dataset is empty");
   if (opt_.prefetch < 1) opt_.prefetch = 1;
+  if (opt_.shards < 1 || opt_.shard < 0 || opt_.shard >= opt_.shards) {
+    bad_input("loader shard " + std::to_string(opt_.shard) + " of " + std::to_string(opt_.shards) + " does not exist");
+  }
   ds_.inputs = ds_.inputs.to(at::kFloat).contiguous();
   ds_.labels = ds_.labels.contiguous();
 }
@@ -105,11 +108,15 @@ int64_t Loader::batches_per_epoch() const {
 
 Batch Loader::make_batch(int64_t epoch, int64_t index, const std::vector<int64_t>& order) const {
   const int64_t start = index * opt_.batch_size;
-  const int64_t count = std::min<int64_t>(opt_.batch_size, ds_.size() - start);
+  const int64_t global_count = std::min<int64_t>(opt_.batch_size, ds_.size() - start);
+  // This shard's slice [first, first + count) of the global batch.
+  const int64_t first = global_count * opt_.shard / opt_.shards;
+  const int64_t count = global_count * (opt_.shard + 1) / opt_.shards - first;
   std::vector<int64_t> shape(ds_.inputs.sizes().begin(), ds_.inputs.sizes().end());
   shape[0] = count;
   Batch batch;
   batch.index = index;
+  batch.global_size = global_count;
   batch.inputs = at::empty(shape, at::kFloat);
   batch.labels = at::empty({count}, at::kLong);
   const int64_t sample = ds_.size() ? ds_.inputs.numel() / ds_.size() : 0;
@@ -131,11 +138,12 @@ Batch Loader::make_batch(int64_t epoch, int64_t index, const std::vector<int64_t
   const float* src = ds_.inputs.data_ptr<float>();
   float* dst = batch.inputs.data_ptr<float>();
   const int64_t* labels = ds_.labels.data_ptr<int64_t>();
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t j = order[size_t(start + i)];
-    batch.labels.data_ptr<int64_t>()[i] = labels[j];
+  for (int64_t g = 0; g < first + count; ++g) {
     Draw d;
-    if (augment) d = draw(rng, opt_.augment);
+    if (augment) d = draw(rng, opt_.augment);  // drawn for every sample before ours as well
+    if (g < first) continue;
+    const int64_t i = g - first, j = order[size_t(start + g)];
+    batch.labels.data_ptr<int64_t>()[i] = labels[j];
     copy_sample(src + j * sample, dst + i * sample, c, h, w, augment ? pad : 0, augment ? d.dy : 0,
                 augment ? d.dx : 0, d.flip, normalise ? mean.data() : nullptr, normalise ? inv_std.data() : nullptr);
   }

@@ -10,6 +10,7 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +26,12 @@
 namespace compress::train {
 
 using Clock = std::chrono::steady_clock;
+
+static double process_cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 std::vector<NamedTensor> named_parameters(const torch::jit::Module& m) {
   std::vector<NamedTensor> out;
@@ -102,6 +109,23 @@ class Progress {
   Clock::time_point last_{};
 };
 
+// Submodules whose class is a batch norm (torch.nn's BatchNorm1d/2d/3d, or
+// the zoo's modules that mimic them).
+std::vector<torch::jit::Module> batch_norm_modules(const torch::jit::Module& m) {
+  std::vector<torch::jit::Module> out;
+  for (const auto& sub : m.modules()) {
+    const auto& name = sub.type()->name();
+    if (name && name->qualifiedName().find("BatchNorm") != std::string::npos) out.push_back(sub);
+  }
+  return out;
+}
+
+std::vector<at::Tensor> values_of(const std::vector<NamedTensor>& v) {
+  std::vector<at::Tensor> out;
+  for (const auto& t : v) out.push_back(t.value);
+  return out;
+}
+
 c10::Dict<std::string, at::Tensor> to_dict(const std::vector<NamedTensor>& v) {
   c10::Dict<std::string, at::Tensor> d;
   for (const auto& t : v) d.insert(t.name, t.value);
@@ -114,6 +138,12 @@ Trainer::Trainer(torch::jit::Module module, TrainConfig cfg) : module_(std::move
   if (cfg_.epochs <= 0) bad_input("epochs must be positive, got " + std::to_string(cfg_.epochs));
   if (cfg_.label_smoothing < 0 || cfg_.label_smoothing >= 1) bad_input("label smoothing must be in [0, 1)");
   if (cfg_.grad_clip < 0) bad_input("gradient clipping norm must not be negative");
+  if (cfg_.batch_norm != "local" && cfg_.batch_norm != "frozen") {
+    bad_input("batch norm mode '" + cfg_.batch_norm + "' is not local or frozen");
+  }
+  if (cfg_.batch_norm == "frozen" && batch_norm_modules(module_).empty()) {
+    bad_input("batch norm mode frozen: the model has no BatchNorm submodules to freeze");
+  }
   auto params = named_parameters(module_);
   if (params.empty()) bad_input("the model has no parameters to train");
   for (auto& p : params) p.value.set_requires_grad(true);
@@ -193,6 +223,8 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainConfig&
               (g.weight_decay ? " weight_decay=" + num(*g.weight_decay) : "");
   }
   v.push_back({"parameter groups", groups.empty() ? "none" : groups});
+  // Listed only when not the default, so older checkpoints still resume.
+  if (c.batch_norm != "local") v.push_back({"batch norm", c.batch_norm});
   return v;
 }
 
@@ -319,6 +351,8 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t next_batch, int64_t step, d
   d.insert("loss_sum", loss_sum);
   d.insert("correct", correct);
   d.insert("seen", seen);
+  // For information: the position above is global, so any number of ranks may resume.
+  d.insert("world_size", int64_t(cfg_.group ? cfg_.group->world_size() : 1));
   d.insert("parameters", to_dict(named_parameters(module_)));
   d.insert("buffers", to_dict(named_buffers(module_)));
   d.insert("optimizer", to_dict(optimizer_->state()));
@@ -417,6 +451,70 @@ bool Trainer::load_checkpoint(int64_t& epoch, int64_t& next_batch, int64_t& step
   return true;
 }
 
+bool Trainer::resume_distributed(int64_t& epoch, int64_t& next_batch, int64_t& step, double& loss_sum,
+                                 int64_t& correct, int64_t& seen) {
+  ProcessGroup& group = *cfg_.group;
+  const bool root = group.rank() == 0;
+  at::Tensor header = at::zeros({7}, at::kLong), sums = at::zeros({1}, at::kDouble);
+  std::exception_ptr refused;
+  bool bad = false;  // the refusal is bad input (exit code 2 on every rank)
+  if (root) {
+    bool found = false;
+    try {
+      found = load_checkpoint(epoch, next_batch, step, loss_sum, correct, seen);
+    } catch (const Error& e) {
+      refused = std::current_exception();
+      bad = e.kind() == ErrorKind::BadInput;
+    } catch (...) {
+      refused = std::current_exception();
+    }
+    int64_t* h = header.data_ptr<int64_t>();
+    h[0] = refused ? (bad ? 2 : 3) : found ? 1 : 0;
+    h[1] = epoch, h[2] = next_batch, h[3] = step, h[4] = correct, h[5] = seen, h[6] = optimizer_->steps_taken();
+    sums.data_ptr<double>()[0] = loss_sum;
+  }
+  group.broadcast({header, sums}, 0, "resume broadcast");  // the others learn whether rank 0 resumed
+  if (refused) std::rethrow_exception(refused);
+  const int64_t* h = header.data_ptr<int64_t>();
+  if (h[0] >= 2) {
+    const std::string why = "rank " + std::to_string(group.rank()) + ": rank 0 could not resume from " +
+                            cfg_.checkpoint_path + " (its message says why); stopping";
+    said_elsewhere(h[0] == 2 ? ErrorKind::BadInput : ErrorKind::Failure, why);
+  }
+  if (h[0] == 0) return false;
+  epoch = h[1], next_batch = h[2], step = h[3], correct = h[4], seen = h[5];
+  loss_sum = sums.data_ptr<double>()[0];
+  // The optimizer's buffers: which exist (momentum appears with the first
+  // step), then their values, in parameter order on every rank.
+  const auto& params = optimizer_->params();
+  std::map<std::string, at::Tensor> saved;
+  for (const auto& t : optimizer_->state()) saved[t.name] = t.value;
+  const char* kinds[] = {".buf1", ".buf2"};
+  at::Tensor present = at::zeros({int64_t(2 * params.size())}, at::kLong);
+  for (size_t i = 0; i < params.size(); ++i) {
+    for (int k = 0; k < 2; ++k) present.data_ptr<int64_t>()[2 * i + k] = saved.count(params[i].name + kinds[k]);
+  }
+  group.broadcast({present}, 0, "resume broadcast");
+  std::vector<NamedTensor> state;
+  for (size_t i = 0; i < params.size(); ++i) {
+    for (int k = 0; k < 2; ++k) {
+      if (!present.data_ptr<int64_t>()[2 * i + k]) continue;
+      const std::string name = params[i].name + kinds[k];
+      state.push_back({name, root ? saved.at(name) : at::zeros_like(params[i].value).detach()});
+    }
+  }
+  group.broadcast(values_of(state), 0, "resume broadcast");
+  if (!root) optimizer_->load_state(state, h[6]);
+  return true;
+}
+
+void Trainer::set_training_mode() {
+  module_.train(true);
+  if (cfg_.batch_norm == "frozen") {
+    for (auto& bn : batch_norm_modules(module_)) bn.train(false);
+  }
+}
+
 TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDataset* val) {
   // The interpreter runs the graph as written: no profiling runs or
   // autodiff subgraphs, whose numerics could differ between the first steps of
@@ -433,6 +531,22 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   lo.augment = cfg_.augment;
   lo.mean = cfg_.mean;
   lo.std = cfg_.std;
+  ProcessGroup* group = cfg_.group.get();
+  const bool root = !group || group->rank() == 0;
+  const bool writes_checkpoints = root && !cfg_.checkpoint_path.empty();
+  if (group) {
+    const int world = group->world_size();
+    if (cfg_.batch_size % world != 0) {
+      bad_input("batch size " + std::to_string(cfg_.batch_size) + " (the global batch) is not divisible by the " +
+                std::to_string(world) + " processes");
+    }
+    if (train.size() < cfg_.batch_size) {
+      bad_input(train.name + ": " + std::to_string(train.size()) + " samples are fewer than one global batch (" +
+                std::to_string(cfg_.batch_size) + ")");
+    }
+    lo.shard = group->rank();
+    lo.shards = world;
+  }
   data::Loader loader(train, lo);
   const int64_t batches = loader.batches_per_epoch();
   const int64_t total_steps = batches * cfg_.epochs;
@@ -442,17 +556,33 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   int64_t epoch = 0, next_batch = 0, step = 0, correct = 0, seen = 0;
   double loss_sum = 0;
   if (cfg_.resume && !cfg_.checkpoint_path.empty()) {
-    if (load_checkpoint(epoch, next_batch, step, loss_sum, correct, seen) && !cfg_.quiet) {
+    const bool resumed = group ? resume_distributed(epoch, next_batch, step, loss_sum, correct, seen)
+                               : load_checkpoint(epoch, next_batch, step, loss_sum, correct, seen);
+    if (resumed && root && !cfg_.quiet) {
       std::fprintf(stderr, "resuming from %s at epoch %lld, step %lld\n", cfg_.checkpoint_path.c_str(),
                    (long long)epoch + 1, (long long)step);
     }
   }
+  // Data-parallel: every rank starts from rank 0's weights; gradients are
+  // averaged by the reducer; rank 0's buffers (BN running statistics) are
+  // copied to all before each step, unless batch norms are frozen.
+  std::unique_ptr<GradientReducer> reducer;
+  std::vector<at::Tensor> buffers = values_of(named_buffers(module_));
+  const bool broadcast_buffers = group && cfg_.batch_norm == "local" && !buffers.empty();
+  if (group) {
+    std::vector<at::Tensor> state = values_of(named_parameters(module_));
+    state.insert(state.end(), buffers.begin(), buffers.end());
+    group->broadcast(state, 0, "parameter broadcast");
+    reducer = std::make_unique<GradientReducer>(cfg_.group, values_of(optimizer_->params()), cfg_.bucket_bytes,
+                                                cfg_.overlap);
+  }
 
   TrainResult result;
-  Progress progress(cfg_.quiet, cfg_.log_every_s);
+  Progress progress(cfg_.quiet || !root, cfg_.log_every_s);
   auto run_start = Clock::now();
+  const double cpu_start = process_cpu_seconds();
   int64_t steps_this_run = 0;
-  module_.train(true);
+  set_training_mode();
 
   for (; epoch < cfg_.epochs; ++epoch) {
     auto epoch_start = Clock::now();
@@ -472,6 +602,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
       // Dropout draws from LibTorch's generator: reseed it per step so a
       // resumed run draws what the uninterrupted one drew.
       seed_torch(data::mix_seed(cfg_.seed, uint64_t(step), 0xD50Full));
+      if (broadcast_buffers) group->broadcast(buffers, 0, "buffer broadcast");
 
       ctx.logits = logits_of(module_.forward({ctx.inputs}), &ctx.features);
       if (loss_fn_) {
@@ -483,19 +614,29 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
       for (auto& cb : callbacks_) cb->on_loss(ctx);
       optimizer_->zero_grad();
       ctx.loss.backward();
+      if (reducer) reducer->finish();  // gradients are now the average over all ranks
       for (auto& cb : callbacks_) cb->after_backward(ctx);
       if (cfg_.grad_clip > 0) clip_grad_norm(optimizer_->params(), cfg_.grad_clip);
       optimizer_->step(ctx.lr);
       for (auto& cb : callbacks_) cb->after_step(ctx);
 
-      const double l = ctx.loss.item<double>();
+      double l = ctx.loss.item<double>();
+      int64_t n = ctx.labels.size(0);
+      int64_t n_correct = ctx.logits.detach().argmax(1).eq(ctx.labels).sum().item<int64_t>();
+      if (group) {  // the statistics of the global batch
+        at::Tensor sums = at::tensor({l * double(n), double(n_correct), double(n)}, at::kDouble);
+        group->all_reduce_sum(sums, "statistics all-reduce");
+        const double* v = sums.data_ptr<double>();
+        n = int64_t(v[2]);
+        n_correct = int64_t(v[1]);
+        l = v[0] / v[2];
+      }
       if (!std::isfinite(l)) {
         failure("training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step) +
                 " (loss is " + std::to_string(l) + "); lower the learning rate or clip gradients");
       }
-      const int64_t n = ctx.labels.size(0);
       loss_sum += l * double(n);
-      correct += ctx.logits.detach().argmax(1).eq(ctx.labels).sum().item<int64_t>();
+      correct += n_correct;
       seen += n;
       epoch_samples += n;
       ++step;
@@ -511,7 +652,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
 
       const bool stop_now = cfg_.stop_after_steps >= 0 && step >= cfg_.stop_after_steps;
       const bool periodic = cfg_.checkpoint_every_steps > 0 && step % cfg_.checkpoint_every_steps == 0;
-      if (!cfg_.checkpoint_path.empty() && (stop_now || periodic) && next_batch < batches) {
+      if (writes_checkpoints && (stop_now || periodic) && next_batch < batches) {
         save_checkpoint(epoch, next_batch, step, loss_sum, correct, seen);
       }
       if (stop_now && next_batch < batches) {
@@ -528,14 +669,16 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
     s.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     s.samples_per_s = s.seconds > 0 ? double(epoch_samples) / s.seconds : 0;
     if (val) {
+      // Every rank evaluates (same result), so none waits for rank 0 long
+      // enough to take it for dead.
       s.val = evaluate(module_, *val, 500, cfg_.mean, cfg_.std);
-      module_.train(true);
+      set_training_mode();
     }
     next_batch = 0;
     loss_sum = 0;
     correct = 0;
     seen = 0;
-    if (!cfg_.checkpoint_path.empty()) save_checkpoint(epoch + 1, 0, step, 0, 0, 0);
+    if (writes_checkpoints) save_checkpoint(epoch + 1, 0, step, 0, 0, 0);
     progress.epoch_done(s, cfg_.epochs);
     for (auto& cb : callbacks_) cb->on_epoch_end(s);
     result.history.push_back(s);
@@ -546,6 +689,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   }
   result.steps = step;
   result.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
+  result.cpu_seconds = process_cpu_seconds() - cpu_start;
   module_.train(false);
   if (cfg_.threads > 0) at::set_num_threads(saved_threads);
   return result;

@@ -3,9 +3,7 @@
 // refused through the CLI with one line and exit code 2.
 #include <catch2/catch.hpp>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,8 +25,6 @@ using cli_test::run;
 using cli_test::Run;
 using compress::testing::TempDir;
 
-extern char** environ;
-
 namespace {
 
 c10::impl::GenericDict read_checkpoint(const std::string& path) {
@@ -40,24 +36,6 @@ c10::impl::GenericDict read_checkpoint(const std::string& path) {
 void write_checkpoint(const c10::impl::GenericDict& d, const std::string& path) {
   std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(d));
   std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-// Starts `compress ARGS...` with its output in `log`; returns its pid.
-pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<std::string> argv_s = {COMPRESS_CLI};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE(rc == 0);
-  return pid;
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -84,7 +62,8 @@ TEST_CASE("compress train killed mid-epoch resumes to the uninterrupted run's we
   for (const char* a : {"--checkpoint", ckpt.c_str(), "--checkpoint-steps", "3", "-o", resumed.c_str()}) {
     killed.push_back(a);
   }
-  const pid_t pid = spawn_cli(killed, dir.file("killed.log"));
+  const pid_t pid = cli_test::spawn(killed, dir.file("killed.log"));
+  REQUIRE(pid > 0);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

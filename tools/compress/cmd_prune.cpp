@@ -19,6 +19,7 @@
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
 #include "data_option.h"
+#include "distributed_option.h"
 #include "input_shape.h"
 
 namespace compress::cli {
@@ -102,6 +103,7 @@ int cmd_prune(int argc, char** argv) {
       ("threads", "threads", cxxopts::value<int>()->default_value("2"))
       ("q,quiet", "print nothing on success")
       ("h,help", "show this help");
+  add_distributed_options(options);
   options.parse_positional({"in"});
   auto r = options.parse(argc, argv);
   if (r.count("help")) {
@@ -118,6 +120,12 @@ int cmd_prune(int argc, char** argv) {
   const int64_t recal = r["recalibrate-bn"].as<int64_t>();
   if (recal < 0) bad_input("--recalibrate-bn must not be negative");
   if (recal > 0 && data.empty()) bad_input("--recalibrate-bn needs --data");
+  if (r.count("nproc") && epochs == 0) bad_input("--nproc parallelises fine-tuning: it needs --finetune-epochs");
+  if (auto code = launch_workers(r, argc, argv)) return *code;
+  // Every rank prunes alike (the same input and options); the fine-tuning is
+  // data-parallel; rank 0 alone writes the model and the report.
+  std::shared_ptr<train::ProcessGroup> group = join_job(r);
+  const bool root = !group || group->rank() == 0;
 
   pruning::PruneOptions o;
   if (r.count("target-macs")) o.target_macs = r["target-macs"].as<double>();
@@ -173,11 +181,13 @@ int cmd_prune(int argc, char** argv) {
     cfg.optimizer.weight_decay = 5e-4;
     cfg.threads = r["threads"].as<int>();
     cfg.quiet = r.count("quiet") > 0;
+    apply_distributed_options(r, group, cfg);
     pruned.train();
     train::Trainer trainer(pruned, cfg);
     trainer.fit(*train_set);
     pruned.eval();
   }
+  if (!root) return 0;
   if (test_set) report["accuracy_after"] = train::evaluate(pruned, *test_set).top1;
   save_module(pruned, out, /*protect=*/in);
   report["file_bytes"] = {{"before", std::filesystem::file_size(in)}, {"after", std::filesystem::file_size(out)}};

@@ -12,6 +12,7 @@
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
 #include "data_option.h"
+#include "distributed_option.h"
 
 namespace compress::cli {
 
@@ -56,6 +57,7 @@ int cmd_train(int argc, char** argv) {
       ("quiet", "no progress output")
       ("json", "print the result as JSON")
       ("h,help", "show this help");
+  add_distributed_options(opts);
   auto r = opts.parse(argc, argv);
   if (r.count("help")) {
     std::printf("%s\n", opts.help().c_str());
@@ -73,6 +75,10 @@ int cmd_train(int argc, char** argv) {
     const std::string f = r[opt].as<std::string>();
     if (!f.empty() && f != "fashion-mnist") require_input_file(f);
   }
+  if (auto code = launch_workers(r, argc, argv)) return *code;
+  // A worker of a data-parallel job joins it now, before minutes of loading.
+  std::shared_ptr<train::ProcessGroup> group = join_job(r);
+  const bool root = !group || group->rank() == 0;
 
   torch::jit::Module module;
   int64_t macs = -1;
@@ -128,6 +134,7 @@ int cmd_train(int argc, char** argv) {
   cfg.resume = r.count("resume") > 0;
   if (cfg.resume && cfg.checkpoint_path.empty()) bad_input("--resume needs --checkpoint FILE");
   cfg.quiet = r.count("quiet") > 0;
+  apply_distributed_options(r, group, cfg);
   // The model and data; every training setting is compared by the trainer
   // itself, which names the ones that differ on --resume.
   cfg.fingerprint = (arch.empty() ? "init=" + init : "arch=" + arch) + " data=" + data;
@@ -135,6 +142,7 @@ int cmd_train(int argc, char** argv) {
   at::set_num_threads(cfg.threads);
   train::Trainer trainer(module, cfg);
   train::TrainResult res = trainer.fit(train, val ? &*val : nullptr);
+  if (!root) return 0;  // rank 0 alone saves, evaluates and reports
   module.eval();
   save_module(module, out, init);
 
@@ -147,6 +155,8 @@ int cmd_train(int argc, char** argv) {
     j["epochs"] = cfg.epochs;
     j["steps"] = res.steps;
     j["train_seconds"] = res.seconds;
+    j["train_cpu_seconds"] = res.cpu_seconds;  // this process (rank 0)
+    j["world_size"] = group ? group->world_size() : 1;
     j["parameters"] = params;
     j["macs"] = macs >= 0 ? nlohmann::json(macs) : nlohmann::json(nullptr);
     j["test"] = nlohmann::json::parse(ev.to_json(data == "fashion-mnist" ? data::fashion_mnist_class_names() : nullptr));

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
       // The command sees its own name as argv[0], as cxxopts expects.
       return c.run(argc - 1, argv + 1);
     } catch (const compress::Error& e) {
-      std::fprintf(stderr, "compress %s: error: %s\n", c.name, e.what());
+      if (!e.said_elsewhere()) std::fprintf(stderr, "compress %s: error: %s\n", c.name, e.what());
       return e.kind() == compress::ErrorKind::BadInput ? 2 : 1;
     } catch (const cxxopts::exceptions::exception& e) {
       std::fprintf(stderr, "compress %s: error: %s (see compress %s --help)\n", c.name, e.what(), c.name);

@@ -30,12 +30,18 @@ struct LoaderOptions {
   // Applied after augmentation, per channel: (x - mean) / std. Undefined = none.
   at::Tensor mean, std;
   int64_t prefetch = 2;  // batches prepared ahead by the background thread
+  // Data-parallel training: each batch of the epoch's order is a global batch
+  // split into `shards` contiguous slices, of which this loader yields slice
+  // `shard` (augmentation drawn as for the whole batch), so step k sees the
+  // same samples, augmented alike, whatever the number of processes.
+  int64_t shard = 0, shards = 1;
 };
 
 struct Batch {
   at::Tensor inputs;
   at::Tensor labels;
   int64_t index = 0;  // batch index within the epoch
+  int64_t global_size = 0;  // samples in the whole (global) batch; inputs hold this shard's slice
 };
 
 // The permutation of [0, n) used for `epoch` (identity when !shuffle).

@@ -12,6 +12,7 @@
 
 #include "compress/data/dataset.h"
 #include "compress/data/loader.h"
+#include "compress/train/distributed.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/optim.h"
 
@@ -33,6 +34,21 @@ struct TrainConfig {
   int64_t checkpoint_every_steps = 0;  // also at every epoch end; 0 = epoch ends only
   bool resume = false;               // continue from checkpoint_path when it exists
   int64_t stop_after_steps = -1;     // stop (with a checkpoint) after this many steps in total; for tests
+
+  // Data-parallel training over the ranks of `group` (docs/distributed.md);
+  // null: this process alone. batch_size is the global batch: each rank takes
+  // batch_size / world_size samples of it, so the steps, the learning-rate
+  // schedule and a checkpoint mean the same for any number of ranks. Rank 0
+  // alone writes checkpoints and prints progress.
+  std::shared_ptr<ProcessGroup> group;
+  int64_t bucket_bytes = 1 << 20;  // gradients are all-reduced in buckets of about this size
+  bool overlap = true;             // start a bucket's all-reduce from gradient hooks, during backward
+  // Batch norm while training: "local" (PyTorch's default: each rank's batch
+  // statistics; rank 0's running statistics copied to every rank before each
+  // step, as DDP's broadcast_buffers does) or "frozen" (the BatchNorm
+  // submodules stay in eval mode: running statistics used, never updated;
+  // results independent of the number of ranks).
+  std::string batch_norm = "local";
 
   bool quiet = false;
   double log_every_s = 15;  // when stderr is not a terminal: a plain line this often
@@ -74,6 +90,10 @@ struct TrainResult {
   std::vector<EpochStats> history;
   int64_t steps = 0;
   double seconds = 0;   // wall time of the steps run in this call
+  // CPU time of this process (all its threads) over the same span: with the
+  // wall time, how much of the machine the steps took; a load-independent
+  // cost per sample (docs/distributed.md).
+  double cpu_seconds = 0;
   bool stopped_early = false;
 };
 
@@ -95,6 +115,10 @@ class Trainer {
                        int64_t seen);
   bool load_checkpoint(int64_t& epoch, int64_t& next_batch, int64_t& step, double& loss_sum, int64_t& correct,
                        int64_t& seen);
+  // Rank 0 reads the checkpoint and sends what it restored to the others.
+  bool resume_distributed(int64_t& epoch, int64_t& next_batch, int64_t& step, double& loss_sum, int64_t& correct,
+                          int64_t& seen);
+  void set_training_mode();  // train mode, batch norms frozen when asked
 
   torch::jit::Module module_;
   TrainConfig cfg_;
