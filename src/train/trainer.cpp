@@ -600,8 +600,9 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
       ctx.inputs = batch->inputs;
       ctx.labels = batch->labels;
       // Dropout draws from LibTorch's generator: reseed it per step so a
-      // resumed run draws what the uninterrupted one drew.
-      seed_torch(data::mix_seed(cfg_.seed, uint64_t(step), 0xD50Full));
+      // resumed run draws what the uninterrupted one drew; per rank, so the
+      // ranks' masks differ (rank 0 draws what a single process draws).
+      seed_torch(data::mix_seed(cfg_.seed, uint64_t(step), 0xD50Full + uint64_t(group ? group->rank() : 0)));
       if (broadcast_buffers) group->broadcast(buffers, 0, "buffer broadcast");
 
       ctx.logits = logits_of(module_.forward({ctx.inputs}), &ctx.features);

@@ -330,7 +330,7 @@ TEST_CASE("compress prune --finetune-epochs --nproc 2: rank 0 alone writes the m
   CHECK_THAT(q.out, Catch::Contains("--nproc parallelises fine-tuning: it needs --finetune-epochs"));
 }
 
-TEST_CASE("--nproc 2 --resume from another model's checkpoint: one line from rank 0, exit code 2", "[distributed][cli]") {
+TEST_CASE("resuming with --nproc 2 from another model's checkpoint: one line from rank 0, exit code 2", "[distributed][cli]") {
   const TempDir dir("dist_foreign");
   const std::string data = make_set(dir, "foreign.pt", 64, 25), ckpt = dir.file("cnn.ckpt");
   const std::string tail = " --data " + data + " --test-data " + data + " --epochs 1 --batch-size 16 --quiet --checkpoint " +
