@@ -112,6 +112,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index, const std::vector<int64_t
   batch.index = index;
   batch.inputs = at::empty(shape, at::kFloat);
   batch.labels = at::empty({count}, at::kLong);
+  batch.indices = at::empty({count}, at::kLong);
   const int64_t sample = ds_.size() ? ds_.inputs.numel() / ds_.size() : 0;
   const bool image = ds_.inputs.dim() == 4;
   const int64_t c = image ? shape[1] : 1, h = image ? shape[2] : 1, w = image ? shape[3] : sample;
@@ -134,6 +135,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index, const std::vector<int64_t
   for (int64_t i = 0; i < count; ++i) {
     const int64_t j = order[size_t(start + i)];
     batch.labels.data_ptr<int64_t>()[i] = labels[j];
+    batch.indices.data_ptr<int64_t>()[i] = j;
     Draw d;
     if (augment) d = draw(rng, opt_.augment);
     copy_sample(src + j * sample, dst + i * sample, c, h, w, augment ? pad : 0, augment ? d.dy : 0,

@@ -469,6 +469,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
       ctx.lr = lr_at(cfg_.schedule, cfg_.optimizer.lr, step, total_steps);
       ctx.inputs = batch->inputs;
       ctx.labels = batch->labels;
+      ctx.indices = batch->indices;
       // Dropout draws from LibTorch's generator: reseed it per step so a
       // resumed run draws what the uninterrupted one drew.
       seed_torch(data::mix_seed(cfg_.seed, uint64_t(step), 0xD50Full));

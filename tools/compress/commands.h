@@ -12,5 +12,6 @@ int cmd_info(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
+int cmd_distill(int argc, char** argv);
 
 }  // namespace compress::cli

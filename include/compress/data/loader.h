@@ -36,6 +36,7 @@ struct Batch {
   at::Tensor inputs;
   at::Tensor labels;
   int64_t index = 0;  // batch index within the epoch
+  at::Tensor indices; // int64 [B]: which samples of the dataset, in batch order
 };
 
 // The permutation of [0, n) used for `epoch` (identity when !shuffle).
