@@ -61,12 +61,14 @@ class TermAverages : public train::Callback {
     sum_.kd += t.kd * double(n);
     sum_.hint += t.hint * double(n);
     sum_.attention += t.attention * double(n);
+    sum_.extra += t.extra * double(n);
     sum_.total += t.total * double(n);
     count_ += n;
   }
   void on_epoch_end(const train::EpochStats&) override {
     const double n = std::max<double>(1, double(count_));
-    out_->push_back({sum_.cross_entropy / n, sum_.kd / n, sum_.hint / n, sum_.attention / n, sum_.total / n});
+    out_->push_back(
+        {sum_.cross_entropy / n, sum_.kd / n, sum_.hint / n, sum_.attention / n, sum_.extra / n, sum_.total / n});
     sum_ = {};
     count_ = 0;
   }
@@ -264,6 +266,7 @@ DistillResult Distiller::fit(const data::TensorDataset& train, train::TrainConfi
     g.weight_decay = 0.0;
     cfg.optimizer.groups.insert(cfg.optimizer.groups.begin(), g);
   }
+  cfg.optimizer.groups.insert(cfg.optimizer.groups.begin(), extra_groups_.begin(), extra_groups_.end());
   cfg.fingerprint += " | distill " + options_.describe();
 
   const bool plain_batches =
@@ -312,6 +315,7 @@ DistillResult Distiller::fit(const data::TensorDataset& train, train::TrainConfi
   const double label_smoothing = cfg.label_smoothing;
   train::Trainer trainer(training_, cfg);
   trainer.add_callback(averages);
+  for (const auto& cb : callbacks_) trainer.add_callback(cb);
   trainer.set_loss([&, teacher_seconds](train::StepContext& ctx) {
     at::Tensor teacher_logits;
     std::vector<at::Tensor> teacher_feats;
@@ -349,19 +353,26 @@ DistillResult Distiller::fit(const data::TensorDataset& train, train::TrainConfi
         loss = loss + (options_.at_beta / 2) * att;
       }
     }
+    if (extra_loss_) {
+      at::Tensor extra = extra_loss_(ctx);
+      t.extra = extra.item<double>();
+      loss = loss + extra;
+    }
     t.total = loss.item<double>();
     averages->add(t, ctx.labels.size(0));
     return loss;
   });
   result.train = trainer.fit(train, val);
 
-  // The trained weights back into the student's graph (not the adapters).
+  // The trained weights back into the student's graph (not the adapters or
+  // other tensors registered on the training module only).
   at::NoGradGuard no_grad;
   for (const auto& p : training_.named_parameters(/*recurse=*/true)) {
-    if (p.name.rfind(kAdapterPrefix, 0) == 0) continue;
-    student_.set_param(p.name, p.value.detach().clone());
+    if (student_.has_param(p.name)) student_.set_param(p.name, p.value.detach().clone());
   }
-  for (const auto& b : training_.named_buffers(/*recurse=*/true)) student_.set_param(b.name, b.value.detach().clone());
+  for (const auto& b : training_.named_buffers(/*recurse=*/true)) {
+    if (student_.has_param(b.name)) student_.set_param(b.name, b.value.detach().clone());
+  }
   return result;
 }
 

@@ -8,6 +8,7 @@
 #include "compress/ir/import.h"
 #include "compress/models/zoo.h"
 #include "compress/train/evaluate.h"
+#include "distill_test_util.h"
 #include "train/cli_run.h"
 
 using namespace compress;
@@ -17,21 +18,11 @@ namespace {
 
 const std::vector<int64_t> kSample = {1, 28, 28};
 
-train::TrainConfig quick_config(int64_t epochs) {
-  train::TrainConfig c;
-  c.epochs = epochs;
-  c.batch_size = 32;
-  c.optimizer.lr = 0.05;
-  c.optimizer.nesterov = true;
-  c.threads = 1;
-  c.quiet = true;
-  return c;
-}
 
 // A cnn at a quarter of the width, trained for two epochs on the quadrants.
 torch::jit::Module trained_teacher(const data::TensorDataset& ds) {
   torch::jit::Module m = models::build("cnn", 11, 10, 0.25).module;
-  train::Trainer t(m, quick_config(2));
+  train::Trainer t(m, distill_test::quick_config(2));
   t.fit(ds);
   m.eval();
   return m;
@@ -77,7 +68,7 @@ TEST_CASE("distillation losses decrease on a tiny model in a few epochs", "[dist
   o.losses = {Loss::KD, Loss::FitNet, Loss::Attention};
   o.features = {{"features.6:relu", "features.6:relu"}, {"features.10:relu", "features.10:relu"}};
   Distiller d(teacher, student_graph(0.125), o, kSample);
-  DistillResult r = d.fit(ds, quick_config(4));
+  DistillResult r = d.fit(ds, distill_test::quick_config(4));
   REQUIRE(r.terms.size() == 4);
   const EpochTerms &first = r.terms.front(), &last = r.terms.back();
   CHECK(last.total < first.total);
@@ -98,7 +89,7 @@ TEST_CASE("the teacher's parameters and statistics are unchanged by training", "
   DistillOptions o;
   o.cache = TeacherCache::Off;  // the teacher runs at every step, on the very module given
   Distiller d(teacher, student_graph(0.125), o, kSample);
-  d.fit(ds, quick_config(2));
+  d.fit(ds, distill_test::quick_config(2));
   CHECK(same_state(before, state_of(teacher)));
   CHECK_FALSE(teacher.is_training());
   for (const auto& p : teacher.parameters(true)) CHECK_FALSE(p.requires_grad());
@@ -122,7 +113,7 @@ TEST_CASE("hint adapters map student channels to teacher channels and are not sa
   Distiller same(teacher, student_graph(1.0), o, kSample);
   CHECK(same.adapter_shapes()[0].second == std::vector<int64_t>{128, 128, 1, 1});
 
-  d.fit(ds, quick_config(1));
+  d.fit(ds, distill_test::quick_config(1));
   torch::jit::Module s = d.student_module();
   for (const auto& p : s.named_parameters(true)) CHECK(p.name.find("distill_adapter") == std::string::npos);
   c10::IValue y = s.forward({at::rand({2, 1, 28, 28})});
@@ -138,10 +129,10 @@ TEST_CASE("cached teacher outputs train the student exactly as running the teach
   o.features = {{"features.10:relu", "features.10:relu"}};
   o.cache = TeacherCache::On;
   Distiller cached(teacher, student_graph(0.125), o, kSample);
-  DistillResult a = cached.fit(ds, quick_config(2));
+  DistillResult a = cached.fit(ds, distill_test::quick_config(2));
   o.cache = TeacherCache::Off;
   Distiller live(teacher, student_graph(0.125), o, kSample);
-  DistillResult b = live.fit(ds, quick_config(2));
+  DistillResult b = live.fit(ds, distill_test::quick_config(2));
   CHECK(a.teacher_cached);
   CHECK_FALSE(b.teacher_cached);
   REQUIRE(a.terms.size() == 2);
@@ -153,7 +144,7 @@ TEST_CASE("cached teacher outputs train the student exactly as running the teach
     CHECK(at::allclose((*ia).value, (*ib).value, 1e-4, 1e-5));
   }
   // Augmented batches differ from what a cache could hold.
-  train::TrainConfig flips = quick_config(1);
+  train::TrainConfig flips = distill_test::quick_config(1);
   flips.augment.horizontal_flip = true;
   o.cache = TeacherCache::On;
   Distiller refused(teacher, student_graph(0.125), o, kSample);

@@ -15,6 +15,7 @@
 #include "compress/models/zoo.h"
 #include "compress/pruning/prune.h"
 #include "compress/train/evaluate.h"
+#include "student_option.h"
 #include "train_options.h"
 
 namespace compress::cli {
@@ -101,39 +102,32 @@ int cmd_distill(int argc, char** argv) {
   const uint64_t seed = r["seed"].as<uint64_t>();
 
   torch::jit::Module teacher = load_module(teacher_path);
-  std::string recipe_name = r["recipe"].as<std::string>();
-  Graph student;
-  std::string student_desc;
-  if (!arch.empty()) {
-    student = import_module(models::build(arch, seed, 10, r["width"].as<double>()).module);
-    if (recipe_name.empty()) recipe_name = arch;
-    student_desc = "arch=" + arch + " width=" + std::to_string(r["width"].as<double>());
-  } else if (!student_path.empty()) {
-    student = import_module(load_module(student_path));
-    student_desc = "student=" + student_path;
-  } else {
+  Student student;
+  if (r.count("prune-teacher")) {
     // Pruned below, once the data gives the input shape.
-    student = import_module(teacher);
-    student_desc = "prune-teacher=" + std::to_string(r["prune-teacher"].as<double>());
+    student.graph = import_module(teacher);
+    student.description = "prune-teacher=" + std::to_string(r["prune-teacher"].as<double>());
+    if (!r["recipe"].as<std::string>().empty()) student.recipe = models::default_recipe(r["recipe"].as<std::string>());
+  } else {
+    student = load_student(r, seed);
   }
-  models::Recipe rec = recipe_name.empty() ? models::Recipe{} : models::default_recipe(recipe_name);
 
   TrainingData d = load_training_data(r);
   std::vector<int64_t> sample(d.train.inputs.sizes().begin() + 1, d.train.inputs.sizes().end());
   if (r.count("prune-teacher")) {
     std::vector<int64_t> one = sample;
     one.insert(one.begin(), 1);
-    student.set_example_inputs({InputSpec{one}});
+    student.graph.set_example_inputs({InputSpec{one}});
     pruning::PruneOptions po;
     po.target_macs = r["prune-teacher"].as<double>();
     po.seed = seed;
-    pruning::prune(student, po);
+    pruning::prune(student.graph, po);
   }
-  train::TrainConfig cfg = training_config(r, rec, d.train.size());
-  cfg.fingerprint = "teacher=" + teacher_path + " " + student_desc + " data=" + r["data"].as<std::string>();
+  train::TrainConfig cfg = training_config(r, student.recipe, d.train.size());
+  cfg.fingerprint = "teacher=" + teacher_path + " " + student.description + " data=" + r["data"].as<std::string>();
 
   at::set_num_threads(cfg.threads);
-  distillation::Distiller distiller(teacher, std::move(student), options, sample);
+  distillation::Distiller distiller(teacher, std::move(student.graph), options, sample);
   distillation::DistillResult res = distiller.fit(d.train, cfg, d.val ? &*d.val : nullptr);
   torch::jit::Module trained = distiller.student_module();
   save_module(trained, out);
@@ -157,7 +151,7 @@ int cmd_distill(int argc, char** argv) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("distilled %s into %s for %lld epochs (%lld steps) in %.1fs (teacher %s: %.1fs); saved %s\n",
-                teacher_path.c_str(), student_desc.c_str(), (long long)cfg.epochs, (long long)res.train.steps,
+                teacher_path.c_str(), student.description.c_str(), (long long)cfg.epochs, (long long)res.train.steps,
                 res.train.seconds, res.teacher_cached ? "cached" : "run every step", res.teacher_seconds, out.c_str());
     std::printf("parameters %lld; last epoch: total %.4f, cross-entropy %.4f, kd %.4f, hint %.4f, attention %.6f\n",
                 (long long)params, last.total, last.cross_entropy, last.kd, last.hint, last.attention);

@@ -15,6 +15,8 @@
 // adapters (FitNets) are trained with the student in a parameter group of
 // their own ("distill_adapter_*") and are not part of the saved student.
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,7 +70,7 @@ struct DistillOptions {
 
 // Mean of each loss term over an epoch (0 for terms not in use).
 struct EpochTerms {
-  double cross_entropy = 0, kd = 0, hint = 0, attention = 0, total = 0;
+  double cross_entropy = 0, kd = 0, hint = 0, attention = 0, extra = 0, total = 0;
 };
 
 struct DistillResult {
@@ -99,6 +101,16 @@ class Distiller {
   // taps, no adapters), in eval mode.
   const Graph& student() const { return student_; }
   torch::jit::Module student_module() const;
+  // Hooks for methods built on distillation (PDD's channel gates): the
+  // module that is trained (the student with taps and adapters: register
+  // extra parameters on it; only the graph's own are saved), a parameter
+  // group for them, a term added to the loss (reported as `extra`), and
+  // trainer callbacks. Set before fit().
+  torch::jit::Module& training_module() { return training_; }
+  void add_param_group(train::ParamGroup group) { extra_groups_.push_back(std::move(group)); }
+  void set_extra_loss(std::function<at::Tensor(train::StepContext&)> term) { extra_loss_ = std::move(term); }
+  void add_callback(std::shared_ptr<train::Callback> cb) { callbacks_.push_back(std::move(cb)); }
+
   // The adapters' shapes, by parameter name (for tests and reports).
   std::vector<std::pair<std::string, std::vector<int64_t>>> adapter_shapes() const;
 
@@ -118,6 +130,9 @@ class Distiller {
   std::vector<Adapter> adapters_;  // per feature pair (FitNet only)
   std::vector<int64_t> adapter_out_channels_;  // per pair: the teacher value's channels (FitNet only)
   std::vector<size_t> student_tap_, teacher_tap_;  // per pair: index among the models' taps
+  std::vector<train::ParamGroup> extra_groups_;
+  std::function<at::Tensor(train::StepContext&)> extra_loss_;
+  std::vector<std::shared_ptr<train::Callback>> callbacks_;
 };
 
 }  // namespace compress::distillation
