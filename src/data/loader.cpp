@@ -119,6 +119,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index, const std::vector<int64_t
   batch.global_size = global_count;
   batch.inputs = at::empty(shape, at::kFloat);
   batch.labels = at::empty({count}, at::kLong);
+  batch.indices = at::empty({count}, at::kLong);
   const int64_t sample = ds_.size() ? ds_.inputs.numel() / ds_.size() : 0;
   const bool image = ds_.inputs.dim() == 4;
   const int64_t c = image ? shape[1] : 1, h = image ? shape[2] : 1, w = image ? shape[3] : sample;
@@ -144,6 +145,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index, const std::vector<int64_t
     if (g < first) continue;
     const int64_t i = g - first, j = order[size_t(start + g)];
     batch.labels.data_ptr<int64_t>()[i] = labels[j];
+    batch.indices.data_ptr<int64_t>()[i] = j;
     copy_sample(src + j * sample, dst + i * sample, c, h, w, augment ? pad : 0, augment ? d.dy : 0,
                 augment ? d.dx : 0, d.flip, normalise ? mean.data() : nullptr, normalise ? inv_std.data() : nullptr);
   }

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <utility>
@@ -41,6 +42,12 @@ std::string fmt(double x) {
   std::string s = o.str();
   if (s.find_first_of(".e") == std::string::npos) s += ".0";
   return s;
+}
+
+// A layer width scaled by the width multiplier: at least one channel, and at
+// width 1 exactly the base width (so the default models are unchanged).
+int64_t scaled(int64_t base, double width) {
+  return std::max<int64_t>(1, std::llround(double(base) * width));
 }
 
 // Forward sources call submodules as `self.conv1.forward(x)`: Module::define
@@ -176,13 +183,14 @@ class Builder {
 // ---- small CNN: three conv+BN+ReLU stages, each halving the resolution,
 // then a two-layer classifier. About 7.6M MACs: sized so a few epochs fit in
 // minutes on two shared CPU cores.
-Module small_cnn(Builder& b, int64_t classes) {
+Module small_cnn(Builder& b, int64_t classes, double width) {
+  const int64_t c1 = scaled(32, width), c2 = scaled(64, width), c3 = scaled(128, width), hidden = scaled(128, width);
   Module features = b.sequential({
-      b.conv(1, 32, 3, 1, 1, 1, false, 28), b.batch_norm(32), b.relu(), b.max_pool(2),
-      b.conv(32, 64, 3, 1, 1, 1, false, 14), b.batch_norm(64), b.relu(), b.max_pool(2),
-      b.conv(64, 128, 3, 1, 1, 1, false, 7), b.batch_norm(128), b.relu(), b.max_pool(2)});
-  Module classifier = b.sequential({b.flatten(), b.dropout(0.3), b.linear(128 * 3 * 3, 128), b.relu(),
-                                    b.dropout(0.3), b.linear(128, classes)});
+      b.conv(1, c1, 3, 1, 1, 1, false, 28), b.batch_norm(c1), b.relu(), b.max_pool(2),
+      b.conv(c1, c2, 3, 1, 1, 1, false, 14), b.batch_norm(c2), b.relu(), b.max_pool(2),
+      b.conv(c2, c3, 3, 1, 1, 1, false, 7), b.batch_norm(c3), b.relu(), b.max_pool(2)});
+  Module classifier = b.sequential({b.flatten(), b.dropout(0.3), b.linear(c3 * 3 * 3, hidden), b.relu(),
+                                    b.dropout(0.3), b.linear(hidden, classes)});
   return b.block("SmallCNN", {{"features", features}, {"classifier", classifier}},
                  "def forward(self, x: Tensor) -> Tensor:\n"
                  "    return self.classifier.forward(self.features.forward(x))\n");
@@ -221,11 +229,11 @@ Module basic_block(Builder& b, int64_t cin, int64_t cout, int64_t stride, int64_
   return b.block(se ? "SEBasicBlock" : "BasicBlock", ch, src);
 }
 
-Module resnet(Builder& b, int64_t classes, bool se) {
+Module resnet(Builder& b, int64_t classes, bool se, double width) {
   // A 3x3 stem at 28x28 then a max-pool: Fashion-MNIST's items are coarse
   // shapes, and working at 14x14 and below keeps one BasicBlock per stage
   // (widths 32/64/128, ResNet-8-like) near 10M MACs.
-  const int64_t w[3] = {32, 64, 128};
+  const int64_t w[3] = {scaled(32, width), scaled(64, width), scaled(128, width)};
   const int64_t hw[3] = {14, 7, 4};
   std::vector<std::pair<std::string, Module>> ch = {{"conv1", b.conv(1, w[0], 3, 1, 1, 1, false, 28)},
                                                     {"bn1", b.batch_norm(w[0])}};
@@ -263,23 +271,24 @@ Module inverted_residual(Builder& b, int64_t cin, int64_t cout, int64_t stride, 
                           : "def forward(self, x: Tensor) -> Tensor:\n    return self.conv.forward(x)\n");
 }
 
-Module mobilenetv2(Builder& b, int64_t classes) {
+Module mobilenetv2(Builder& b, int64_t classes, double width) {
   // (expand t, channels c, repeats n, first stride s), as in the paper's table 2, scaled for 28x28.
   // The first block halves the resolution at once (28 -> 14): depthwise and
   // expansion layers cost memory traffic more than MACs on a CPU.
   const int64_t cfg[][4] = {{1, 16, 1, 2}, {4, 24, 2, 1}, {4, 32, 2, 2}, {4, 64, 2, 2}};
+  const int64_t stem = scaled(16, width);
   std::vector<Module> features = {
-      b.sequential({b.conv(1, 16, 3, 1, 1, 1, false, 28), b.batch_norm(16), b.relu6()})};
-  int64_t cin = 16, hw = 28;
+      b.sequential({b.conv(1, stem, 3, 1, 1, 1, false, 28), b.batch_norm(stem), b.relu6()})};
+  int64_t cin = stem, hw = 28;
   for (const auto& c : cfg) {
     for (int64_t i = 0; i < c[2]; ++i) {
       const int64_t stride = i == 0 ? c[3] : 1;
-      features.push_back(inverted_residual(b, cin, c[1], stride, c[0], hw));
+      features.push_back(inverted_residual(b, cin, scaled(c[1], width), stride, c[0], hw));
       if (stride == 2) hw = (hw + 1) / 2;
-      cin = c[1];
+      cin = scaled(c[1], width);
     }
   }
-  const int64_t last = 256;
+  const int64_t last = scaled(256, width);
   features.push_back(b.sequential({b.conv(cin, last, 1, 1, 0, 1, false, hw), b.batch_norm(last), b.relu6()}));
   Module classifier = b.sequential({b.dropout(0.2), b.linear(last, classes)});
   return b.block("MobileNetV2", {{"features", b.sequential(features)}, {"classifier", classifier}},
@@ -291,9 +300,10 @@ Module mobilenetv2(Builder& b, int64_t classes) {
 
 // ---- Vision transformer: 7x7 patches (4x4 = 16 tokens + a class token),
 // pre-norm encoder blocks of multi-head self-attention and an MLP.
-Module vit(Builder& b, int64_t classes) {
+Module vit(Builder& b, int64_t classes, double width) {
   const int64_t patch = 7, grid = 28 / patch, tokens = grid * grid + 1;
-  const int64_t dim = 64, heads = 4, head_dim = dim / heads, mlp = 128, depth = 4;
+  // The width scales the head size (the head count stays 4) and the MLP.
+  const int64_t heads = 4, head_dim = scaled(16, width), dim = heads * head_dim, mlp = scaled(128, width), depth = 4;
   std::vector<Module> blocks;
   for (int64_t i = 0; i < depth; ++i) {
     Module attn = b.block(
@@ -356,15 +366,18 @@ std::string zoo_summary(const std::string& name) {
   return "";
 }
 
-ZooModel build_direct(const std::string& name, uint64_t seed, int64_t num_classes) {
+ZooModel build_direct(const std::string& name, uint64_t seed, int64_t num_classes, double width) {
+  if (!(width > 0) || !std::isfinite(width) || width > 16) {
+    bad_input("width multiplier must be in (0, 16], got " + fmt(width));
+  }
   Builder b(seed);
   ZooModel z;
   z.name = name;
-  if (name == "cnn") z.module = small_cnn(b, num_classes);
-  else if (name == "resnet") z.module = resnet(b, num_classes, false);
-  else if (name == "senet") z.module = resnet(b, num_classes, true);
-  else if (name == "mobilenetv2") z.module = mobilenetv2(b, num_classes);
-  else if (name == "vit") z.module = vit(b, num_classes);
+  if (name == "cnn") z.module = small_cnn(b, num_classes, width);
+  else if (name == "resnet") z.module = resnet(b, num_classes, false, width);
+  else if (name == "senet") z.module = resnet(b, num_classes, true, width);
+  else if (name == "mobilenetv2") z.module = mobilenetv2(b, num_classes, width);
+  else if (name == "vit") z.module = vit(b, num_classes, width);
   else {
     std::string all;
     for (const auto& n : zoo_names()) all += (all.empty() ? "" : ", ") + n;
@@ -409,10 +422,10 @@ Recipe default_recipe(const std::string& name) {
   return r;
 }
 
-ZooModel build(const std::string& name, uint64_t seed, int64_t num_classes) {
+ZooModel build(const std::string& name, uint64_t seed, int64_t num_classes, double width) {
   // What is trained and saved is the IR's export, exactly as for a user's
   // model after `compress convert`: later passes then see the same graphs.
-  ZooModel z = build_direct(name, seed, num_classes);
+  ZooModel z = build_direct(name, seed, num_classes, width);
   z.module = export_module(import_module(z.module));
   z.module.train(true);
   return z;

@@ -425,4 +425,31 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
   return result;
 }
 
+PruneResult prune_channels(Graph& g, const std::map<std::string, std::vector<int64_t>>& keep) {
+  GroupAnalysis a = analyze_groups(g);
+  PruneResult result;
+  result.macs_before = profile_model(g).total_macs;
+  result.params_before = count_params(g);
+  Plan plan(a.groups.size());
+  for (const auto& [name, channels] : keep) {
+    const int i = a.find(name);
+    if (i < 0) bad_input("prune_channels: '" + name + "' names no pruning group");
+    const Group& grp = a.groups[size_t(i)];
+    if (grp.frozen) bad_input("prune_channels: group '" + name + "' may not shrink (" + grp.frozen_reason + ")");
+    std::set<int64_t> unique(channels.begin(), channels.end());
+    if (unique.empty()) bad_input("prune_channels: group '" + name + "' would keep no channel");
+    if (*unique.begin() < 0 || *unique.rbegin() >= grp.width) {
+      bad_input("prune_channels: group '" + name + "' has " + std::to_string(grp.width) + " channels, index " +
+                std::to_string(*unique.begin() < 0 ? *unique.begin() : *unique.rbegin()) + " is out of range");
+    }
+    if (int64_t(unique.size()) == grp.width) continue;
+    plan[size_t(i)].assign(unique.begin(), unique.end());
+    result.changes.push_back(GroupChange{grp.name, grp.width, int64_t(unique.size()), grp.members});
+  }
+  apply(g, a, plan);
+  result.macs_after = profile_model(g).total_macs;
+  result.params_after = count_params(g);
+  return result;
+}
+
 }  // namespace compress::pruning

@@ -599,6 +599,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
       ctx.lr = lr_at(cfg_.schedule, cfg_.optimizer.lr, step, total_steps);
       ctx.inputs = batch->inputs;
       ctx.labels = batch->labels;
+      ctx.indices = batch->indices;
       // Dropout draws from LibTorch's generator: reseed it per step so a
       // resumed run draws what the uninterrupted one drew; per rank, so the
       // ranks' masks differ (rank 0 draws what a single process draws).

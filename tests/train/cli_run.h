@@ -55,8 +55,7 @@ inline pid_t spawn(const std::vector<std::string>& args, const std::string& log)
 }
 
 // 28x28 images whose class is which quadrant is bright: learnable in one epoch.
-inline std::string make_set(const compress::testing::TempDir& dir, const std::string& name, int64_t n,
-                            uint64_t seed) {
+inline compress::data::TensorDataset quadrant_set(int64_t n, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   compress::data::TensorDataset ds;
   ds.labels = at::randint(0, 4, {n}, gen);
@@ -66,6 +65,13 @@ inline std::string make_set(const compress::testing::TempDir& dir, const std::st
     ds.inputs[i].narrow(1, (q / 2) * 14, 14).narrow(2, (q % 2) * 14, 14).add_(0.7);
   }
   ds.num_classes = 10;
+  return ds;
+}
+
+// The quadrant set saved as a tensor dataset file in `dir`.
+inline std::string make_set(const compress::testing::TempDir& dir, const std::string& name, int64_t n,
+                            uint64_t seed) {
+  compress::data::TensorDataset ds = quadrant_set(n, seed);
   std::string p = dir.file(name);
   compress::data::save_tensor_dataset(ds, p);
   return p;

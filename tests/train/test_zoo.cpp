@@ -100,3 +100,28 @@ TEST_CASE("the IR round trip of each zoo model is exact in eval and train mode",
     CHECK(at::equal(a, b));
   }
 }
+
+TEST_CASE("a width multiplier scales every zoo model and width 1 is the default model", "[zoo]") {
+  at::Tensor x = at::rand({2, 1, 28, 28});
+  for (const auto& name : zoo_names()) {
+    INFO(name);
+    ZooModel base = build(name, 5), one = build(name, 5, 10, 1.0), half = build(name, 5, 10, 0.5);
+    auto pb = base.module.named_parameters(), po = one.module.named_parameters();
+    bool same = true;
+    for (auto ib = pb.begin(), io = po.begin(); ib != pb.end(); ++ib, ++io) same = same && at::equal((*ib).value, (*io).value);
+    CHECK(same);
+    CHECK(one.macs == base.macs);
+    // Half the channels: roughly a quarter of the MACs of layers between two scaled widths.
+    CHECK(half.macs < base.macs / 2);
+    CHECK(count_parameters(half.module) < count_parameters(base.module) / 2);
+    half.module.eval();
+    CHECK(half.module.forward({x}).toTensor().sizes() == at::IntArrayRef({2, 10}));
+  }
+  ZooModel cnn = build("cnn", 0, 10, 0.5);
+  for (const auto& p : cnn.module.named_parameters()) {
+    if (p.name == "features.0.weight") CHECK(p.value.size(0) == 16);
+    if (p.name == "classifier.2.weight") CHECK(p.value.sizes() == at::IntArrayRef({64, 64 * 9}));
+  }
+  CHECK_THROWS_AS(build("cnn", 0, 10, 0.0), compress::Error);
+  CHECK_THROWS_AS(build("cnn", 0, 10, -1.0), compress::Error);
+}

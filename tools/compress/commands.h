@@ -13,5 +13,7 @@ int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_qat(int argc, char** argv);
+int cmd_distill(int argc, char** argv);
+int cmd_pdd(int argc, char** argv);
 
 }  // namespace compress::cli

@@ -29,6 +29,8 @@ const Command kCommands[] = {
     {"compare", compress::cli::cmd_compare, "run two models on the same input and compare outputs"},
     {"info", compress::cli::cmd_info, "report the kernel ISA (CPUID/XCR0 or COMPRESS_ISA) and threads"},
     {"train", compress::cli::cmd_train, "train a baseline model (or fine-tune one) on a dataset"},
+    {"distill", compress::cli::cmd_distill, "knowledge distillation: train a student under a frozen teacher (KD, FitNets, AT)"},
+    {"pdd", compress::cli::cmd_pdd, "pruning during distillation: learned channel gates under a MACs budget, then removal"},
     {"eval", compress::cli::cmd_eval, "test accuracy, confusion matrix and latency of a model"},
 };
 

@@ -42,6 +42,7 @@ struct Batch {
   at::Tensor labels;
   int64_t index = 0;  // batch index within the epoch
   int64_t global_size = 0;  // samples in the whole (global) batch; inputs hold this shard's slice
+  at::Tensor indices; // int64 [B]: which samples of the dataset, in batch order
 };
 
 // The permutation of [0, n) used for `epoch` (identity when !shuffle).

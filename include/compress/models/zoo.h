@@ -27,9 +27,13 @@ std::string zoo_summary(const std::string& name);
 // seed gives bit-identical weights. Inputs are pixels in [0, 1], [N, 1, 28, 28].
 // Unknown names raise Error(BadInput). The module returned has gone through
 // the IR (import_module then export_module), in training mode.
-ZooModel build(const std::string& name, uint64_t seed = 0, int64_t num_classes = 10);
+// `width` multiplies every layer width (rounded, at least 1; the ViT scales
+// its head size and MLP, keeping 4 heads): 0.5 gives a half-width student for
+// distillation. Width 1 is the model as documented, bit for bit; a width
+// outside (0, 16] is Error(BadInput).
+ZooModel build(const std::string& name, uint64_t seed = 0, int64_t num_classes = 10, double width = 1.0);
 // The module as built in C++, before the IR round trip (for tests).
-ZooModel build_direct(const std::string& name, uint64_t seed = 0, int64_t num_classes = 10);
+ZooModel build_direct(const std::string& name, uint64_t seed = 0, int64_t num_classes = 10, double width = 1.0);
 
 // The training recipe that reaches the accuracy recorded in docs/training.md.
 struct Recipe {

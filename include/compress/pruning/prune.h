@@ -67,6 +67,12 @@ std::vector<std::vector<double>> channel_importance(const Graph& graph, const Gr
 // (0, 1), no budget or two.
 PruneResult prune(Graph& graph, const PruneOptions& options);
 
+// Removes every channel of each named group except the listed ones (indices
+// into the group's channels, each group keeping at least one): for methods
+// that choose channels themselves (learned gates in PDD). Error(BadInput) for
+// an unknown or frozen group, or indices out of range.
+PruneResult prune_channels(Graph& graph, const std::map<std::string, std::vector<int64_t>>& keep);
+
 // Re-estimates the running mean and variance of every batch norm in
 // training-statistics form from `batches` batches of `data` (no training):
 // taps on each batch norm's input, mean and unbiased variance over batch and

@@ -65,6 +65,9 @@ struct StepContext {
   int64_t epoch = 0, batch = 0, step = 0, total_steps = 0;
   double lr = 0;
   at::Tensor inputs, labels, logits, loss;
+  // Which samples of the training set the batch holds (int64 [B]): lets a
+  // loss look up per-sample data computed before training (cached teacher outputs).
+  at::Tensor indices;
   // When the module's forward returns a tuple (logits, features...), e.g. an
   // export with taps: the tensors after the logits, in order.
   std::vector<at::Tensor> features;

@@ -1,0 +1,301 @@
+#include "compress/distillation/pdd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "compress/analysis/profile.h"
+#include "compress/error.h"
+#include "compress/ir/builder.h"
+#include "compress/pruning/groups.h"
+
+namespace compress::distillation {
+
+namespace {
+
+constexpr const char* kGatePrefix = "pdd_gate_";
+constexpr const char* kMaskPrefix = "pdd_mask_";
+
+// A group under gates: its gate (a parameter of the training module) and the
+// mask buffer (in the graph) that multiplies each of its producers' outputs.
+struct GatedGroup {
+  std::string name;
+  int64_t width = 0;
+  std::string gate, mask;
+};
+
+// MACs as a function of the groups' kept fractions: each convolution or
+// linear layer scales with the fraction kept of the group it writes (out)
+// and of the group it reads (in); -1 = not gated.
+struct MacModel {
+  struct Term {
+    double macs = 0;
+    int out = -1, in = -1;
+  };
+  std::vector<Term> terms;
+  double fixed = 0, total = 0;
+
+  template <class Fraction>
+  auto ratio(const Fraction& kept) const {
+    auto sum = kept(-1) * fixed;  // kept(-1) is 1 in the fraction's type
+    for (const Term& t : terms) sum = sum + kept(t.out) * kept(t.in) * t.macs;
+    return sum / total;
+  }
+};
+
+MacModel mac_model(const Graph& g, const pruning::GroupAnalysis& a, const std::map<std::string, int>& gated) {
+  MacModel m;
+  for (const NodeProfile& np : profile_model(g).nodes) {
+    if (np.macs <= 0) continue;
+    m.total += double(np.macs);
+    MacModel::Term t;
+    t.macs = double(np.macs);
+    for (const pruning::Group& grp : a.groups) {
+      auto it = gated.find(grp.name);
+      if (it == gated.end()) continue;
+      for (const pruning::ChannelSlice& s : grp.slices) {
+        if (s.leaf != np.node) continue;
+        if (s.role == pruning::ChannelSlice::Role::In) t.in = it->second;
+        else t.out = it->second;  // Out, or Through for a depthwise convolution
+      }
+    }
+    if (t.in == t.out) t.in = -1;  // depthwise: one group, counted once
+    if (t.out < 0 && t.in < 0) m.fixed += t.macs;
+    else m.terms.push_back(t);
+  }
+  return m;
+}
+
+// The value a group's channels are gated at for one producer: its output,
+// or the output of the batch norm that alone reads it (a gate before a batch
+// norm in training mode would be normalised away).
+ValueId gate_point(const Graph& g, const Node* producer) {
+  ValueId v = producer->output();
+  auto users = g.users(v);
+  if (users.size() == 1 && (users[0]->is_leaf(LeafKind::BatchNorm2d) || users[0]->is_leaf(LeafKind::BatchNorm1d))) {
+    v = users[0]->output();
+  }
+  return v;
+}
+
+// Inserts `value * mask` after each producer of every prunable group of two
+// or more channels whose gate points are [N, C] or [N, C, H, W].
+std::vector<GatedGroup> insert_gates(Graph& g, const pruning::GroupAnalysis& a) {
+  std::vector<GatedGroup> out;
+  for (const pruning::Group& grp : a.groups) {
+    if (grp.frozen || grp.width < 2 || grp.producers.empty()) continue;
+    std::vector<ValueId> points;
+    for (const Node* p : grp.producers) points.push_back(gate_point(g, p));
+    const size_t rank = g.shape(points[0]).size();
+    const bool ok = std::all_of(points.begin(), points.end(), [&](ValueId v) {
+      const Shape& s = g.shape(v);
+      return s.size() == rank && (rank == 2 || rank == 4) && s[1] == grp.width;
+    });
+    if (!ok) continue;
+    GatedGroup gg;
+    gg.name = grp.name;
+    gg.width = grp.width;
+    gg.gate = kGatePrefix + std::to_string(out.size());
+    gg.mask = kMaskPrefix + std::to_string(out.size());
+    Shape mask_shape = rank == 4 ? Shape{1, grp.width, 1, 1} : Shape{1, grp.width};
+    g.add_param(gg.mask, at::ones(mask_shape), /*is_buffer=*/true);
+    for (ValueId v : points) {
+      auto at = g.inserting_after(g.producer(v));
+      ValueId y = add_op(g, "aten::mul", {Arg::of_value(v), Arg::of_param(gg.mask)});
+      g.replace_uses_if(v, Arg::of_value(y), [&](const Node& n) { return &n != g.producer(y); });
+    }
+    out.push_back(gg);
+  }
+  return out;
+}
+
+// Undoes insert_gates: each multiply's readers read its input again.
+void remove_gates(Graph& g, const std::vector<GatedGroup>& groups) {
+  for (const GatedGroup& gg : groups) {
+    for (Node* n : g.node_list()) {
+      if (n->erased() || n->inputs().size() != 2 || n->inputs()[1].kind != Arg::Kind::Param ||
+          n->inputs()[1].param != gg.mask) {
+        continue;
+      }
+      g.replace_all_uses(n->output(), n->inputs()[0]);
+      g.erase(n);
+    }
+    g.remove_param(gg.mask);
+  }
+}
+
+at::Tensor binary(const at::Tensor& gate) { return gate.gt(0).to(at::kFloat); }
+
+// ApproxSign (Liu et al., Bi-Real Net) halved for a {0, 1} gate: the
+// forward value is binary(gate); the gradient is 1 - |gate| inside (-1, 1), 0 outside.
+at::Tensor gate_with_surrogate(const at::Tensor& gate) {
+  at::Tensor s = gate.clamp(-1, 1);
+  at::Tensor smooth = s - s * s.abs() / 2;
+  return binary(gate) + smooth - smooth.detach();
+}
+
+// Masks follow the gates before every step; the masks' gradients reach the
+// gates through the surrogate; the gated MACs are recorded per epoch.
+class GateTrainer : public train::Callback {
+ public:
+  GateTrainer(torch::jit::Module m, const std::vector<GatedGroup>& groups, const MacModel& macs,
+              std::vector<double>* gated_macs)
+      : m_(std::move(m)), groups_(groups), macs_(macs), gated_macs_(gated_macs) {}
+
+  at::Tensor gate(size_t i) const { return m_.attr(groups_[i].gate).toTensor(); }
+  at::Tensor mask(size_t i) const { return m_.attr(groups_[i].mask).toTensor(); }
+
+  void refresh() {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < groups_.size(); ++i) {
+      at::Tensor m = mask(i);
+      m.copy_(binary(gate(i)).reshape(m.sizes()));
+      m.requires_grad_(true);
+    }
+  }
+  double hard_ratio() const {
+    return macs_.ratio([&](int i) { return i < 0 ? 1.0 : binary(gate(size_t(i))).mean().item<double>(); });
+  }
+  void after_backward(train::StepContext&) override {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < groups_.size(); ++i) {
+      at::Tensor m = mask(i), g = gate(i);
+      if (!m.grad().defined()) continue;
+      at::Tensor grad = m.grad().reshape({-1}) * (1 - g.abs()).clamp_min(0);
+      if (g.grad().defined()) g.mutable_grad().add_(grad);
+      else g.mutable_grad() = grad;
+      m.mutable_grad().reset();
+    }
+  }
+  void after_step(train::StepContext&) override { refresh(); }
+  void on_epoch_end(const train::EpochStats&) override { gated_macs_->push_back(hard_ratio()); }
+
+ private:
+  torch::jit::Module m_;
+  const std::vector<GatedGroup>& groups_;
+  const MacModel& macs_;
+  std::vector<double>* gated_macs_;
+};
+
+// Open channels per group from the final gates, closing the smallest open
+// gates while the MACs exceed the budget; every group keeps one channel.
+std::vector<std::vector<bool>> final_channels(const GateTrainer& gates, const std::vector<GatedGroup>& groups,
+                                              const MacModel& macs, double target) {
+  std::vector<std::vector<bool>> open(groups.size());
+  std::vector<at::Tensor> values;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    values.push_back(gates.gate(i).detach().to(at::kDouble).contiguous());
+    const double* v = values[i].data_ptr<double>();
+    for (int64_t c = 0; c < groups[i].width; ++c) open[i].push_back(v[c] > 0);
+    if (std::none_of(open[i].begin(), open[i].end(), [](bool b) { return b; })) {
+      open[i][size_t(std::max_element(v, v + groups[i].width) - v)] = true;
+    }
+  }
+  auto ratio = [&] {
+    return macs.ratio([&](int i) {
+      if (i < 0) return 1.0;
+      return double(std::count(open[size_t(i)].begin(), open[size_t(i)].end(), true)) / double(groups[size_t(i)].width);
+    });
+  };
+  while (ratio() > target) {
+    int best_group = -1;
+    int64_t best_channel = -1;
+    double best = 0;
+    for (size_t i = 0; i < groups.size(); ++i) {
+      if (std::count(open[i].begin(), open[i].end(), true) <= 1) continue;
+      const double* v = values[i].data_ptr<double>();
+      for (int64_t c = 0; c < groups[i].width; ++c) {
+        if (open[i][size_t(c)] && (best_group < 0 || v[c] < best)) {
+          best_group = int(i);
+          best_channel = c;
+          best = v[c];
+        }
+      }
+    }
+    if (best_group < 0) break;  // every group at one channel
+    open[size_t(best_group)][size_t(best_channel)] = false;
+  }
+  return open;
+}
+
+}  // namespace
+
+void PddOptions::validate() const {
+  distill.validate();
+  if (!(target_macs > 0 && target_macs < 1)) {
+    bad_input("--target-macs must be in (0, 1), got " + std::to_string(target_macs));
+  }
+  if (!(budget_weight > 0) || !std::isfinite(budget_weight)) bad_input("the MACs budget weight must be positive");
+  if (!(gate_lr > 0) || !std::isfinite(gate_lr)) bad_input("the gates' learning rate must be positive");
+  if (!(gate_init > 0 && gate_init < 1)) bad_input("the gates' initial value must be in (0, 1)");
+  if (!distill.features.empty()) bad_input("PDD distils logits only: feature pairs are not supported");
+}
+
+PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& options, std::vector<int64_t> input_shape,
+              const data::TensorDataset& train, const train::TrainConfig& search, const train::TrainConfig& finetune) {
+  options.validate();
+  if (input_shape.empty()) bad_input("PDD needs the shape of one input sample");
+  std::vector<int64_t> one = input_shape;
+  one.insert(one.begin(), 1);
+  student.set_example_inputs({InputSpec{one}});
+
+  // Each graph's own analysis: groups point at that graph's nodes.
+  Graph gated = student;
+  std::vector<GatedGroup> groups = insert_gates(gated, pruning::analyze_groups(gated));
+  if (groups.empty()) bad_input("the student has no prunable channel group to gate (compress inspect --groups)");
+  std::map<std::string, int> index;
+  for (size_t i = 0; i < groups.size(); ++i) index[groups[i].name] = int(i);
+  const MacModel macs = mac_model(student, pruning::analyze_groups(student), index);
+
+  PddResult result;
+  Distiller search_run(teacher, std::move(gated), options.distill, input_shape);
+  torch::jit::Module& m = search_run.training_module();
+  for (const GatedGroup& gg : groups) {
+    m.register_parameter(gg.gate, at::full({gg.width}, options.gate_init), /*is_buffer=*/false);
+  }
+  train::ParamGroup gate_group;
+  gate_group.name = "pdd gates";
+  gate_group.match = {std::string(kGatePrefix) + "*"};
+  gate_group.lr = options.gate_lr;
+  gate_group.weight_decay = 0.0;
+  search_run.add_param_group(gate_group);
+  auto gates = std::make_shared<GateTrainer>(m, groups, macs, &result.gated_macs);
+  gates->refresh();
+  search_run.add_callback(gates);
+  const double target = options.target_macs, weight = options.budget_weight;
+  search_run.set_extra_loss([&, target, weight](train::StepContext&) {
+    at::Tensor one_t = at::ones({}, at::kFloat);
+    at::Tensor ratio = macs.ratio([&](int i) { return i < 0 ? one_t : gate_with_surrogate(gates->gate(size_t(i))).mean(); });
+    return weight * at::relu(ratio - target);
+  });
+  train::TrainConfig search_cfg = search;
+  search_cfg.fingerprint += " | pdd target_macs=" + std::to_string(target);
+  result.search = search_run.fit(train, search_cfg);
+
+  const std::vector<std::vector<bool>> open = final_channels(*gates, groups, macs, target);
+  Graph pruned = search_run.student();
+  remove_gates(pruned, groups);
+  std::map<std::string, std::vector<int64_t>> keep;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    std::vector<int64_t> channels;
+    for (int64_t c = 0; c < groups[i].width; ++c) {
+      if (open[i][size_t(c)]) channels.push_back(c);
+    }
+    result.groups.push_back({groups[i].name, groups[i].width, int64_t(channels.size())});
+    keep[groups[i].name] = channels;
+  }
+  result.prune = pruning::prune_channels(pruned, keep);
+
+  if (finetune.epochs > 0) {
+    Distiller tune(teacher, std::move(pruned), options.distill, input_shape);
+    train::TrainConfig tune_cfg = finetune;
+    tune_cfg.fingerprint += " | pdd fine-tuning";
+    result.finetune = tune.fit(train, tune_cfg);
+    student = tune.student();
+  } else {
+    student = std::move(pruned);
+  }
+  return result;
+}
+
+}  // namespace compress::distillation
