@@ -254,6 +254,17 @@ TEST_CASE("bad input: input shapes of the wrong rank or not numbers", "[cli][bad
   check_bad_input(run("inspect " + model + " --input-shape 9223372036854775807,3,224,224"), "the input alone would take");
 }
 
+TEST_CASE("bad input: a word no option takes is refused, not dropped", "[cli][bad-input]") {
+  // cxxopts reads a bare switch as true: "--flip false" used to mean flips on.
+  std::string out = scratch_dir() + "/never.pt";
+  auto r = run("train --arch cnn --flip false -o " + out);
+  check_bad_input(r, "unexpected argument 'false': a switch takes a value only after '=' (e.g. --flip=false)");
+  CHECK_FALSE(fs::exists(out));
+  check_bad_input(run("info extra"), "unexpected argument 'extra'");
+  check_bad_input(run("inspect " + fixture("resnet18.pt") + " other.pt --input-shape 1,3,224,224"),
+                  "unexpected argument 'other.pt'");
+}
+
 TEST_CASE("bad input: the output would overwrite the input", "[cli][bad-input]") {
   std::string copy = scratch_dir() + "/keep.pt";
   fs::copy_file(fixture("straight_line_scripted.pt"), copy, fs::copy_options::overwrite_existing);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -41,7 +42,7 @@ int cmd_compare(int argc, char** argv) {
       ("json", "print JSON")
       ("h,help", "show this help");
   options.parse_positional({"a", "b"});
-  auto args = options.parse(argc, argv);
+  auto args = parse_args(options, argc, argv);
   if (args.count("help")) {
     std::cout << options.help() << std::endl;
     return 0;

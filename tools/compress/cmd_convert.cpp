@@ -4,6 +4,7 @@
 #include <cxxopts.hpp>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -51,7 +52,7 @@ int cmd_convert(int argc, char** argv) {
       ("q,quiet", "print nothing on success")
       ("h,help", "show this help");
   options.parse_positional({"in"});
-  auto args = options.parse(argc, argv);
+  auto args = parse_args(options, argc, argv);
   if (args.count("help")) {
     std::cout << options.help() << std::endl;
     return 0;

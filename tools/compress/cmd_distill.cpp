@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/distillation/distill.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -77,7 +78,7 @@ int cmd_distill(int argc, char** argv) {
       ("json", "print the result as JSON")
       ("h,help", "show this help");
   add_training_options(opts);
-  auto r = opts.parse(argc, argv);
+  auto r = parse_args(opts, argc, argv);
   if (r.count("help")) {
     std::printf("%s\n", opts.help().c_str());
     return 0;

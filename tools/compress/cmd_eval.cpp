@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/train/evaluate.h"
@@ -53,7 +54,7 @@ int cmd_eval(int argc, char** argv) {
       ("h,help", "show this help");
   opts.parse_positional({"model"});
   opts.positional_help("MODEL");
-  auto r = opts.parse(argc, argv);
+  auto r = parse_args(opts, argc, argv);
   if (r.count("help")) {
     std::printf("%s\n", opts.help().c_str());
     return 0;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/error.h"
 #include "compress/ops/ops.h"
 
@@ -15,7 +16,7 @@ namespace compress::cli {
 int cmd_info(int argc, char** argv) {
   cxxopts::Options options("compress info", "Report the kernel ISA and threads this machine uses");
   options.add_options()("json", "print JSON")("h,help", "show this help");
-  const auto args = options.parse(argc, argv);
+  const auto args = parse_args(options, argc, argv);
   if (args.count("help")) {
     std::printf("%s\n", options.help().c_str());
     std::printf("The ISA is chosen from CPUID and XCR0; COMPRESS_ISA=ref|avx2|avx512vnni|amx forces one.\n");

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -31,7 +32,7 @@ int cmd_inspect(int argc, char** argv) {
       ("graph", "also print the imported graph, one node a line, values by name (the names options and recipes use)")
       ("h,help", "show this help");
   options.parse_positional({"model"});
-  auto args = options.parse(argc, argv);
+  auto args = parse_args(options, argc, argv);
   if (args.count("help")) {
     std::cout << options.help() << std::endl;
     return 0;

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/distillation/pdd.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -41,7 +42,7 @@ int cmd_pdd(int argc, char** argv) {
       ("json", "print the result as JSON")
       ("h,help", "show this help");
   add_training_options(opts);
-  auto r = opts.parse(argc, argv);
+  auto r = parse_args(opts, argc, argv);
   if (r.count("help")) {
     std::printf("%s\n", opts.help().c_str());
     return 0;

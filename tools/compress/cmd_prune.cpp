@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -105,7 +106,7 @@ int cmd_prune(int argc, char** argv) {
       ("h,help", "show this help");
   add_distributed_options(options);
   options.parse_positional({"in"});
-  auto r = options.parse(argc, argv);
+  auto r = parse_args(options, argc, argv);
   if (r.count("help")) {
     std::cout << options.help() << std::endl;
     return 0;

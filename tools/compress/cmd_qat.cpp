@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/ir/export.h"
@@ -62,7 +63,7 @@ int cmd_qat(int argc, char** argv) {
       ("q,quiet", "no progress output, nothing printed on success")
       ("h,help", "show this help");
   options.parse_positional({"in"});
-  auto args = options.parse(argc, argv);
+  auto args = parse_args(options, argc, argv);
   if (args.count("help")) {
     std::cout << options.help() << std::endl;
     return 0;

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -142,7 +143,7 @@ int cmd_quantize(int argc, char** argv) {
       ("q,quiet", "print nothing on success")
       ("h,help", "show this help");
   options.parse_positional({"in"});
-  auto args = options.parse(argc, argv);
+  auto args = parse_args(options, argc, argv);
   if (args.count("help")) {
     std::cout << options.help() << std::endl;
     return 0;

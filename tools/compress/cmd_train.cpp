@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "parse_args.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/models/zoo.h"
@@ -33,7 +34,7 @@ int cmd_train(int argc, char** argv) {
       ("h,help", "show this help");
   add_training_options(opts);
   add_distributed_options(opts);
-  auto r = opts.parse(argc, argv);
+  auto r = parse_args(opts, argc, argv);
   if (r.count("help")) {
     std::printf("%s\n", opts.help().c_str());
     return 0;
