@@ -23,7 +23,7 @@ foreach(p IN ITEMS ${prefix} ${moved})
   execute_process(COMMAND ${CMAKE_COMMAND} -E env --unset=LD_LIBRARY_PATH ${p}/bin/compress info --json
                   WORKING_DIRECTORY ${BUILD_DIR}/install-test
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0 OR NOT out MATCHES "\"isa\": \"(ref|avx2|avx512vnni)\"")
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "\"isa\": \"(ref|avx2|avx512vnni|amx)\"")
     message(FATAL_ERROR "${p}/bin/compress info failed (${rc}): ${out}${err}")
   endif()
 endforeach()
