@@ -21,11 +21,11 @@ void run_parallel(const ParallelFor& pf, int64_t n, void* ctx, RangeFn fn) {
   pf(n, [ctx, fn](int64_t b, int64_t e) { fn(ctx, b, e); });
 }
 
-void* scratch_alloc(int64_t bytes) {
+void* scratch_alloc(int64_t bytes, bool zeroed) {
   const size_t size = static_cast<size_t>((bytes + 63) / 64 * 64 + 64);
   void* p = std::aligned_alloc(64, size);
   if (p == nullptr) failure("kernels: out of memory allocating " + std::to_string(bytes) + " bytes of scratch");
-  std::memset(p, 0, size);
+  if (zeroed) std::memset(p, 0, size);
   return p;
 }
 

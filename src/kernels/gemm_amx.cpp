@@ -281,7 +281,8 @@ bool conv_amx_direct(const uint8_t* input, int64_t batch, int64_t height, int64_
   // Slack past the last image: the taps of the last block's dropped rows
   // read up to (kh - 1) rows, kw - 1 pixels and one block beyond it.
   const int64_t pixels = batch * hp * wp, slack = (kh - 1) * wp + (kw - 1) + kBlockM;
-  auto* padded = static_cast<uint8_t*>(scratch_alloc((pixels + slack) * C));
+  // Not zeroed: pad_rows writes every pixel and the slack is filled below.
+  auto* padded = static_cast<uint8_t*>(scratch_alloc((pixels + slack) * C, false));
   PadJob pj{input, padded, height, width, C, hp, wp, pad_h, pad_w, static_cast<uint8_t>(W.a_zero_point())};
   run_parallel(pf, batch * hp, &pj, pad_rows);
   std::memset(padded + pixels * C, pj.zp, static_cast<size_t>(slack * C));

@@ -35,8 +35,9 @@ struct GemmJob {
 using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end);
 void run_parallel(const ParallelFor& pf, int64_t n, void* ctx, RangeFn fn);
 
-// Scratch memory allocated outside the ISA units (64-byte aligned, zeroed).
-void* scratch_alloc(int64_t bytes);
+// Scratch memory allocated outside the ISA units (64-byte aligned; zeroed
+// unless the caller writes every byte itself).
+void* scratch_alloc(int64_t bytes, bool zeroed = true);
 void scratch_free(void* p);
 
 void gemm_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
