@@ -81,11 +81,5 @@ static inline __attribute__((always_inline)) void store_row16(__m512i acc, const
   _mm_mask_storeu_epi8(dst, c.mask, b);
 }
 
-// 16 columns n0.. of row m through the epilogue.
-void store16(__m512i acc, const GemmJob& j, const Ep512& e, int64_t m, int64_t n0) {
-  const Columns16 c(j, n0);
-  if (c.any) store_row16(acc, c, j, e, m);
-}
-
 }  // namespace
 }  // namespace compress::kernels::detail

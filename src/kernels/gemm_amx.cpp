@@ -14,12 +14,15 @@
 //
 // Blocking: 32 x 32 outputs per work item in four accumulator tiles
 // (tmm0..3), two A tiles (tmm4, 5) and two B tiles (tmm6, 7): each tile load
-// feeds two tdpbusd. A rows are gathered per item into a thread-local
-// 32 x k64 buffer (K rounded up to 64, zeros beyond K), straight from A or from
-// GemmJob::rows (implicit im2col), once per m-block a thread visits: work items
-// are m-block major. Accumulators go through a 4 KB buffer to the AVX-512
-// epilogue shared with the VNNI kernel, so results are bit-identical to it
-// and to the reference.
+// feeds two tdpbusd. A tiles are read in place where the layout allows
+// (Ctx::a_base: 1x1 layers, the direct convolution); otherwise 32 rows are
+// gathered into a thread-local 32 x k64 buffer (K rounded up to 64, zeros
+// beyond K), straight from A or from GemmJob::rows (implicit im2col). Work
+// items visit up to Ctx::mchunk m-blocks per weight panel. Accumulators go
+// through two alternating 4 KB buffers to the AVX-512 epilogue shared with
+// the VNNI kernel (one item's epilogue runs while the next item's tile
+// multiplies execute), so results are bit-identical to it and to the
+// reference.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -133,13 +136,11 @@ void compute(void* vctx, int64_t begin, int64_t end) {
   // this item's tile multiplies are issued, so the vector units requantize
   // while the tile unit computes.
   alignas(64) int32_t acc[2][kBlockM][kPanel];
-  int64_t pending_item = -1, pending_rows = 0;
-  auto finish = [&](int64_t item, int64_t rows, int32_t (*buf)[kPanel]) {
-    const int64_t chunk = item / (c.panels * c.mchunk), rem = item - chunk * c.panels * c.mchunk;
-    const int64_t chunk_blocks = std::min(c.mchunk, c.mblocks - chunk * c.mchunk);
-    const int64_t p = rem / chunk_blocks, mb = chunk * c.mchunk + rem % chunk_blocks;
-    epilogue_block(c, buf, rows, mb, p, e);
-  };
+  int32_t(*out)[kPanel] = acc[0];  // where this item's tiles are stored
+  struct Pending {
+    int32_t (*acc)[kPanel] = nullptr;  // the other buffer, or nullptr when nothing waits
+    int64_t rows = 0, mb = 0, p = 0;
+  } pending;
 
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
@@ -182,18 +183,17 @@ void compute(void* vctx, int64_t begin, int64_t end) {
         _tile_dpbusd(3, 5, 7);
       }
     }
-    if (pending_item >= 0) finish(pending_item, pending_rows, acc[(item - begin + 1) & 1]);
-    int32_t(*out)[kPanel] = acc[(item - begin) & 1];
+    if (pending.acc) epilogue_block(c, pending.acc, pending.rows, pending.mb, pending.p, e);
     _tile_stored(0, &out[0][0], kPanel * 4);
     _tile_stored(1, &out[0][16], kPanel * 4);
     if (two_strips) {
       _tile_stored(2, &out[kTileRows][0], kPanel * 4);
       _tile_stored(3, &out[kTileRows][16], kPanel * 4);
     }
-    pending_item = item;
-    pending_rows = rows;
+    pending = {out, rows, mb, p};
+    out = out == acc[0] ? acc[1] : acc[0];
   }
-  if (pending_item >= 0) finish(pending_item, pending_rows, acc[(pending_item - begin) & 1]);
+  if (pending.acc) epilogue_block(c, pending.acc, pending.rows, pending.mb, pending.p, e);
   _tile_release();  // the tile state costs every context switch while it is live
   scratch_free(abuf);
 }

@@ -42,6 +42,12 @@ void pack_a(void* vctx, int64_t begin, int64_t end) {
   }
 }
 
+// 16 columns n0.. of row m through the epilogue.
+void store16(__m512i acc, const GemmJob& j, const Ep512& e, int64_t m, int64_t n0) {
+  const Columns16 c(j, n0);
+  if (c.any) store_row16(acc, c, j, e, m);
+}
+
 void compute(void* vctx, int64_t begin, int64_t end) {
   const Ctx& c = *static_cast<Ctx*>(vctx);
   const GemmJob& j = *c.job;

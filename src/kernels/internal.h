@@ -68,8 +68,10 @@ bool conv_amx_direct(const uint8_t* input, int64_t batch, int64_t height, int64_
 bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
                  const Epilogue& ep, const ParallelFor& pf, Isa isa);
 
-// The same bytes as quantize_f32_u8's scalar loop, 32 values per step.
-void quantize_f32_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q, int32_t quant_max);
+// The same bytes as quantize_f32_u8's scalar loop, 32 values per step; does
+// the whole blocks of 32 and returns how many values that was.
+int64_t quantize_f32_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q,
+                             int32_t quant_max);
 
 void sparse_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
 void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf);

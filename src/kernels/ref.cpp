@@ -71,10 +71,12 @@ void depthwise_ref(const DepthwiseJob& job, const ParallelFor& pf) {
 }  // namespace detail
 
 void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q, int32_t quant_max) {
-  // Without SSE4.1 (the baseline build) nearbyint is a libm call per value.
-  if (cpu_supports(Isa::avx2)) return detail::quantize_f32_u8_avx2(x, n, scale, zero_point, q, quant_max);
+  // Without SSE4.1 (the baseline build) nearbyint is a libm call per value:
+  // AVX2 takes whole blocks of 32, this loop the rest.
+  const int64_t done =
+      cpu_supports(Isa::avx2) ? detail::quantize_f32_u8_avx2(x, n, scale, zero_point, q, quant_max) : 0;
   const float inv = 1.f / scale, hi = static_cast<float>(quant_max);
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = done; i < n; ++i) {
     float v = std::nearbyint(x[i] * inv) + static_cast<float>(zero_point);
     v = v > 0.f ? v : 0.f;
     v = v < hi ? v : hi;

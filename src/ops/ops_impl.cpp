@@ -323,14 +323,24 @@ at::Tensor max_pool2d_u8(const at::Tensor& input, at::IntArrayRef kernel_size, a
   return out;
 }
 
-at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max) {
-  const char* op = "compress::quantize_u8";
-  TORCH_CHECK(input.device().is_cpu() && input.is_floating_point(), op, ": input must be a float CPU tensor, got ",
-              input.scalar_type());
+namespace {
+
+// The parameters of quantize_u8 and quantize_u8_nhwc: a positive finite
+// scale, a u8 zero point, and quant_max in zero_point..255.
+void check_activation_quantization(const char* op, double scale, int64_t zero_point, int64_t quant_max) {
   TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", scale);
   check_zero_point(op, zero_point);
   TORCH_CHECK(quant_max >= zero_point && quant_max <= 255, op, ": quant_max must be in ", zero_point,
               "..255 (zero_point..255), got ", quant_max);
+}
+
+}  // namespace
+
+at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max) {
+  const char* op = "compress::quantize_u8";
+  TORCH_CHECK(input.device().is_cpu() && input.is_floating_point(), op, ": input must be a float CPU tensor, got ",
+              input.scalar_type());
+  check_activation_quantization(op, scale, zero_point, quant_max);
   const at::Tensor x = input.to(at::kFloat).contiguous();
   at::Tensor q = at::empty(x.sizes(), at::kByte);
   const float* src = x.data_ptr<float>();
@@ -346,10 +356,7 @@ at::Tensor quantize_u8_nhwc(const at::Tensor& input, double scale, int64_t zero_
   const char* op = "compress::quantize_u8_nhwc";
   TORCH_CHECK(input.device().is_cpu() && input.is_floating_point() && input.dim() == 4, op,
               ": input must be a 4-D float NCHW CPU tensor, got ", input.scalar_type(), " of shape ", input.sizes());
-  TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", scale);
-  check_zero_point(op, zero_point);
-  TORCH_CHECK(quant_max >= zero_point && quant_max <= 255, op, ": quant_max must be in ", zero_point,
-              "..255 (zero_point..255), got ", quant_max);
+  check_activation_quantization(op, scale, zero_point, quant_max);
   const at::Tensor x = input.to(at::kFloat).contiguous();
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   at::Tensor q = at::empty({n, h, w, c}, at::kByte);
