@@ -15,6 +15,11 @@ torch::jit::Module load_module(const std::string& path);
 // Checks that `path` names an existing, readable, non-empty regular file.
 void require_input_file(const std::string& path);
 
+// Whether two paths name the same file (the same inode when both exist, the
+// same normalised path otherwise): what write_atomically's `protect` checks,
+// for commands that refuse an output over an input before long work.
+bool same_file(const std::string& a, const std::string& b);
+
 // Writes `out_path` by calling `write(tmp_path)` on a temporary file
 // ".NAME.tmp.<pid>.<random>" in the same folder, fsyncing it and the folder,
 // renaming it into place and fsyncing the folder again: after a crash or a

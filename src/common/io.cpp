@@ -50,7 +50,7 @@ torch::jit::Module load_module(const std::string& path) {
   }
 }
 
-static bool same_file(const std::string& a, const std::string& b) {
+bool same_file(const std::string& a, const std::string& b) {
   std::error_code ec;
   if (!fs::exists(a, ec) || !fs::exists(b, ec)) {
     return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);

@@ -74,7 +74,7 @@ int cmd_qat(int argc, char** argv) {
   if (!args.count("data")) bad_input("--data is required (fashion-mnist or a tensor dataset file)");
   const std::string in = args["in"].as<std::string>(), out = args["output"].as<std::string>();
   require_input_file(in);
-  if (std::filesystem::exists(out) && std::filesystem::equivalent(in, out))
+  if (same_file(in, out))
     bad_input("-o " + out + " would overwrite the input model");
   const int64_t epochs = args["epochs"].as<int64_t>(), batch = args["batch-size"].as<int64_t>();
   const int64_t calib_batches = args["calib-batches"].as<int64_t>();

@@ -152,7 +152,7 @@ int cmd_quantize(int argc, char** argv) {
   if (!args.count("output")) bad_input("no output file given (-o OUT)");
   if (!args.count("input-shape")) bad_input("--input-shape N,C,H,W is required (N is the calibration batch size)");
   const std::string in = args["in"].as<std::string>(), out = args["output"].as<std::string>();
-  if (std::filesystem::exists(out) && std::filesystem::equivalent(in, out))
+  if (same_file(in, out))
     bad_input("-o " + out + " would overwrite the input model");
   quant::QuantizeOptions qo;
   qo.method = quant::parse_method(args["method"].as<std::string>());
