@@ -1,6 +1,7 @@
 // Quantization-aware training: prepare, train hooks, convert (qat.h).
 #include "compress/quantization/qat.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <torch/csrc/autograd/grad_mode.h>
@@ -101,12 +102,22 @@ class QatCallback : public train::Callback {
     if (options_.method == QatMethod::Ste) {
       for (const auto& w : weights_)
         tensor_named(tensors, w.scale).copy_(quantize_weight_per_channel(tensor_named(tensors, w.weight)).scale);
-      for (size_t k = 0; k < tracked_.size() && k < ctx.features.size(); ++k) {
+      // The batch's range of every tracked value: [-min, max] pairs, taken
+      // over the whole global batch when data-parallel (every rank then
+      // keeps the same ranges, those one process would).
+      const size_t tracked = std::min(tracked_.size(), ctx.features.size());
+      at::Tensor ranges = at::empty({int64_t(2 * tracked)}, at::kDouble);
+      for (size_t k = 0; k < tracked; ++k) {
+        ranges[int64_t(2 * k)] = -ctx.features[k].min().item<double>();
+        ranges[int64_t(2 * k + 1)] = ctx.features[k].max().item<double>();
+      }
+      if (ctx.group && tracked > 0) ctx.group->all_reduce_max(ranges, "qat range all-reduce");
+      const double* r = ranges.data_ptr<double>();
+      for (size_t k = 0; k < tracked; ++k) {
         Tracked& t = tracked_[k];
-        const at::Tensor& x = ctx.features[k];
         const double m = options_.ema_momentum;
-        t.lo = (1 - m) * t.lo + m * x.min().item<double>();
-        t.hi = (1 - m) * t.hi + m * x.max().item<double>();
+        t.lo = (1 - m) * t.lo + m * -r[2 * k];
+        t.hi = (1 - m) * t.hi + m * r[2 * k + 1];
         QuantParams p = affine_u8(Range{std::max(t.lo, t.point.clamp_lo), std::min(t.hi, t.point.clamp_hi)});
         tensor_named(tensors, t.point.scale).fill_(p.scale);
         tensor_named(tensors, t.point.zero_point).fill_(static_cast<double>(p.zero_point));

@@ -239,6 +239,19 @@ std::unique_ptr<ProcessGroup::Pending> ProcessGroup::all_reduce_sum_async(at::Te
 
 void ProcessGroup::all_reduce_sum(at::Tensor& t, const char* what) { all_reduce_sum_async(t, what)->wait(); }
 
+void ProcessGroup::all_reduce_max(at::Tensor& t, const char* what) {
+  std::vector<at::Tensor> ts{t};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::MAX;
+  try {
+    GlooPending(this, impl_->pg->allreduce(ts, o), what).wait();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail(what, e);
+  }
+}
+
 void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, int root, const char* what) {
   at::NoGradGuard no_grad;
   // One message per dtype (parameters are float, BN counters int64).

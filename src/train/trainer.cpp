@@ -22,6 +22,7 @@
 
 #include "compress/error.h"
 #include "compress/io.h"
+#include "compress/train/sync_batch_norm.h"
 
 namespace compress::train {
 
@@ -138,8 +139,13 @@ Trainer::Trainer(torch::jit::Module module, TrainConfig cfg) : module_(std::move
   if (cfg_.epochs <= 0) bad_input("epochs must be positive, got " + std::to_string(cfg_.epochs));
   if (cfg_.label_smoothing < 0 || cfg_.label_smoothing >= 1) bad_input("label smoothing must be in [0, 1)");
   if (cfg_.grad_clip < 0) bad_input("gradient clipping norm must not be negative");
-  if (cfg_.batch_norm != "local" && cfg_.batch_norm != "frozen") {
-    bad_input("batch norm mode '" + cfg_.batch_norm + "' is not local or frozen");
+  if (cfg_.batch_norm != "local" && cfg_.batch_norm != "frozen" && cfg_.batch_norm != "sync") {
+    bad_input("batch norm mode '" + cfg_.batch_norm + "' is not local, frozen or sync");
+  }
+  if (cfg_.batch_norm == "sync" && cfg_.group) {
+    int replaced = 0;
+    sync_twin_ = with_sync_batch_norm(module_, &replaced);
+    if (replaced == 0) bad_input("batch norm mode sync: the model has no batch norm (aten::batch_norm) to synchronise");
   }
   if (cfg_.batch_norm == "frozen" && batch_norm_modules(module_).empty()) {
     bad_input("batch norm mode frozen: the model has no BatchNorm submodules to freeze");
@@ -510,6 +516,7 @@ bool Trainer::resume_distributed(int64_t& epoch, int64_t& next_batch, int64_t& s
 
 void Trainer::set_training_mode() {
   module_.train(true);
+  if (sync_twin_) sync_twin_->train(true);
   if (cfg_.batch_norm == "frozen") {
     for (auto& bn : batch_norm_modules(module_)) bn.train(false);
   }
@@ -569,6 +576,10 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   std::unique_ptr<GradientReducer> reducer;
   std::vector<at::Tensor> buffers = values_of(named_buffers(module_));
   const bool broadcast_buffers = group && cfg_.batch_norm == "local" && !buffers.empty();
+  // Synchronised batch norms reduce over the group while this lives.
+  std::optional<SyncBatchNormScope> sync_scope;
+  if (sync_twin_) sync_scope.emplace(cfg_.group);
+  torch::jit::Module& forward_module = sync_twin_ ? *sync_twin_ : module_;
   if (group) {
     std::vector<at::Tensor> state = values_of(named_parameters(module_));
     state.insert(state.end(), buffers.begin(), buffers.end());
@@ -600,13 +611,14 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
       ctx.inputs = batch->inputs;
       ctx.labels = batch->labels;
       ctx.indices = batch->indices;
+      ctx.group = group;
       // Dropout draws from LibTorch's generator: reseed it per step so a
       // resumed run draws what the uninterrupted one drew; per rank, so the
       // ranks' masks differ (rank 0 draws what a single process draws).
       seed_torch(data::mix_seed(cfg_.seed, uint64_t(step), 0xD50Full + uint64_t(group ? group->rank() : 0)));
       if (broadcast_buffers) group->broadcast(buffers, 0, "buffer broadcast");
 
-      ctx.logits = logits_of(module_.forward({ctx.inputs}), &ctx.features);
+      ctx.logits = logits_of(forward_module.forward({ctx.inputs}), &ctx.features);
       if (loss_fn_) {
         ctx.loss = loss_fn_(ctx);
       } else {
@@ -693,6 +705,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   result.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
   result.cpu_seconds = process_cpu_seconds() - cpu_start;
   module_.train(false);
+  if (sync_twin_) sync_twin_->train(false);
   if (cfg_.threads > 0) at::set_num_threads(saved_threads);
   return result;
 }

@@ -342,3 +342,99 @@ TEST_CASE("resuming with --nproc 2 from another model's checkpoint: one line fro
   CHECK(lines(r.out) == 1);
   CHECK_THAT(r.out, Catch::StartsWith("compress train: error: " + ckpt + ": checkpoint belongs to another run"));
 }
+
+TEST_CASE("synchronised batch norm: 2 ranks train as 1 process with the whole batch, running statistics included",
+          "[distributed][cli][syncbn]") {
+  const TempDir dir("dist_syncbn");
+  const std::string data = make_set(dir, "syncbn.pt", 160, 26);
+  const std::string one = dir.file("one.pt"), sync = dir.file("sync.pt"), local = dir.file("local.pt");
+  // resnet in train-mode batch norm: the batch statistics of each step enter
+  // the weights, the running statistics are buffers of the saved model. 10
+  // steps: the statistics agree with one process's to float rounding, and a
+  // ReLU whose input is that close to zero may let a gradient through in one
+  // run and not the other; over many steps (and at a high learning rate)
+  // such flips grow into differences of either kind of run, one process with
+  // 1 or 2 threads included. The frozen-BN test above runs 50.
+  const std::string common = "train --arch resnet --data " + data + " --test-data " + data +
+                             " --epochs 1 --batch-size 16 --lr 0.01 --threads 1 --quiet --json";
+  Run a = run_env("", common + " --batch-norm local -o " + one);
+  INFO(a.out);
+  REQUIRE(a.code == 0);
+  Run b = run_env("", common + " --batch-norm sync --nproc 2 -o " + sync);
+  INFO(b.out);
+  REQUIRE(b.code == 0);
+  CHECK(nlohmann::json::parse(b.out)["steps"] == 10);
+  std::string worst;
+  const double diff = relative_difference(one, sync, &worst);
+  INFO("sync vs 1 process: relative difference " << diff << "; largest per tensor: " << worst);
+  CHECK(diff < 1e-5);
+  // Per-rank statistics (DDP's default) train a different model: what sync buys.
+  Run c = run_env("", common + " --batch-norm local --nproc 2 -o " + local);
+  REQUIRE(c.code == 0);
+  const double local_diff = relative_difference(one, local);
+  INFO("local (per-rank statistics) vs 1 process: " << local_diff);
+  CHECK(local_diff > 100 * diff);
+  CHECK(local_diff > 1e-4);
+  // The saved model is plain TorchScript: no training op inside.
+  CHECK(torch::jit::load(sync).dump_to_str(true, false, false).find("sync_batch_norm") == std::string::npos);
+}
+
+TEST_CASE("sync batch norm on a model without batch norm: one line, exit code 2", "[distributed][cli][syncbn]") {
+  const TempDir dir("dist_syncbn_none");
+  const std::string data = make_set(dir, "none.pt", 64, 27), model = dir.file("mlp.pt");
+  compress::models::build("vit", 0).module.save(model);  // layer norms only
+  Run r = run_env("", "train --init " + model + " --data " + data + " --test-data " + data +
+                          " --epochs 1 --batch-size 16 --batch-norm sync --nproc 2 --quiet -o " + dir.file("o.pt"));
+  INFO(r.out);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.out, Catch::Contains("batch norm mode sync: the model has no batch norm"));
+  CHECK_FALSE(fs::exists(dir.file("o.pt")));
+}
+
+TEST_CASE("qat and distill and pdd train data-parallel: 2 ranks reach what 1 process reaches", "[distributed][cli]") {
+  const TempDir dir("dist_commands");
+  const std::string data = make_set(dir, "cmds.pt", 200, 28);
+  const std::string teacher = dir.file("teacher.pt");
+  compress::models::build("cnn", 3, 10, 0.5).module.save(teacher);
+
+  // QAT with STE: the activation ranges come from each step's batch; with 2
+  // ranks they are reduced over the global batch.
+  const std::string qat = "qat " + teacher + " --data " + data + " --epochs 1 --batch-size 8 --method ste --calib-batches 2 --quiet";
+  Run q1 = run_env("", qat + " --threads 1 -o " + dir.file("q1.pt"));
+  INFO(q1.out);
+  REQUIRE(q1.code == 0);
+  Run q2 = run_env("", qat + " --nproc 2 -o " + dir.file("q2.pt"));
+  INFO(q2.out);
+  REQUIRE(q2.code == 0);
+  CHECK(relative_difference(dir.file("q1.pt"), dir.file("q2.pt")) < 1e-5);
+  // The comparison means something: another shuffle trains another model.
+  REQUIRE(run_env("", qat + " --threads 1 --seed 5 -o " + dir.file("q3.pt")).code == 0);
+  CHECK(relative_difference(dir.file("q1.pt"), dir.file("q3.pt")) > 1e-3);
+
+  // Distillation (KD) and PDD of a quarter-width resnet student (no dropout,
+  // whose masks differ between ranks by design), batch norms synchronised;
+  // few steps at a low rate (see the sync batch norm test).
+  const std::string student = " --arch resnet --width 0.25 --data " + data + " --test-data " + data +
+                              " --batch-size 20 --lr 0.01 --batch-norm sync --quiet";
+  const std::string distill = "distill --teacher " + teacher + student + " --epochs 1";
+  Run d1 = run_env("", distill + " --threads 1 -o " + dir.file("d1.pt"));
+  INFO(d1.out);
+  REQUIRE(d1.code == 0);
+  Run d2 = run_env("", distill + " --nproc 2 -o " + dir.file("d2.pt"));
+  INFO(d2.out);
+  REQUIRE(d2.code == 0);
+  CHECK(relative_difference(dir.file("d1.pt"), dir.file("d2.pt")) < 1e-5);
+  REQUIRE(run_env("", distill + " --threads 1 --seed 5 -o " + dir.file("d3.pt")).code == 0);
+  CHECK(relative_difference(dir.file("d1.pt"), dir.file("d3.pt")) > 1e-3);
+
+  // PDD: the same channels survive, and the students agree.
+  const std::string pdd = "pdd --teacher " + teacher + student + " --epochs 1 --target-macs 0.6 --finetune-epochs 1 --json";
+  Run p1 = run_env("", pdd + " --threads 1 -o " + dir.file("p1.pt"));
+  INFO(p1.out);
+  REQUIRE(p1.code == 0);
+  Run p2 = run_env("", pdd + " --nproc 2 -o " + dir.file("p2.pt"));
+  INFO(p2.out);
+  REQUIRE(p2.code == 0);
+  CHECK(nlohmann::json::parse(p1.out)["groups"] == nlohmann::json::parse(p2.out)["groups"]);
+  CHECK(relative_difference(dir.file("p1.pt"), dir.file("p2.pt")) < 1e-5);
+}

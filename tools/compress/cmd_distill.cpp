@@ -16,6 +16,7 @@
 #include "compress/models/zoo.h"
 #include "compress/pruning/prune.h"
 #include "compress/train/evaluate.h"
+#include "distributed_option.h"
 #include "student_option.h"
 #include "train_options.h"
 
@@ -78,6 +79,7 @@ int cmd_distill(int argc, char** argv) {
       ("json", "print the result as JSON")
       ("h,help", "show this help");
   add_training_options(opts);
+  add_distributed_options(opts);
   auto r = parse_args(opts, argc, argv);
   if (r.count("help")) {
     std::printf("%s\n", opts.help().c_str());
@@ -101,6 +103,11 @@ int cmd_distill(int argc, char** argv) {
   require_input_file(teacher_path);
   if (!student_path.empty()) require_input_file(student_path);
   const uint64_t seed = r["seed"].as<uint64_t>();
+  if (auto code = launch_workers(r, argc, argv)) return *code;
+  // Every rank builds the same student (same inputs and seed); the training
+  // is data-parallel; rank 0 alone saves, evaluates and reports.
+  std::shared_ptr<train::ProcessGroup> group = join_job(r);
+  const bool root = !group || group->rank() == 0;
 
   torch::jit::Module teacher = load_module(teacher_path);
   Student student;
@@ -126,10 +133,12 @@ int cmd_distill(int argc, char** argv) {
   }
   train::TrainConfig cfg = training_config(r, student.recipe, d.train.size());
   cfg.fingerprint = "teacher=" + teacher_path + " " + student.description + " data=" + r["data"].as<std::string>();
+  apply_distributed_options(r, group, cfg);
 
   at::set_num_threads(cfg.threads);
   distillation::Distiller distiller(teacher, std::move(student.graph), options, sample);
   distillation::DistillResult res = distiller.fit(d.train, cfg, d.val ? &*d.val : nullptr);
+  if (!root) return 0;
   torch::jit::Module trained = distiller.student_module();
   save_module(trained, out);
 

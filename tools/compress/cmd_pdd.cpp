@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "distributed_option.h"
 #include "parse_args.h"
 #include "compress/distillation/pdd.h"
 #include "compress/error.h"
@@ -42,6 +43,7 @@ int cmd_pdd(int argc, char** argv) {
       ("json", "print the result as JSON")
       ("h,help", "show this help");
   add_training_options(opts);
+  add_distributed_options(opts);
   auto r = parse_args(opts, argc, argv);
   if (r.count("help")) {
     std::printf("%s\n", opts.help().c_str());
@@ -67,6 +69,11 @@ int cmd_pdd(int argc, char** argv) {
   require_input_file(teacher_path);
   if (!student_path.empty()) require_input_file(student_path);
   const uint64_t seed = r["seed"].as<uint64_t>();
+  if (auto code = launch_workers(r, argc, argv)) return *code;
+  // Every rank gates and prunes alike (gradients are averaged, the removal
+  // is deterministic); rank 0 alone saves, evaluates and reports.
+  std::shared_ptr<train::ProcessGroup> group = join_job(r);
+  const bool root = !group || group->rank() == 0;
 
   torch::jit::Module teacher = load_module(teacher_path);
   Student student = load_student(r, seed);
@@ -75,6 +82,7 @@ int cmd_pdd(int argc, char** argv) {
 
   train::TrainConfig search = training_config(r, student.recipe, d.train.size());
   search.fingerprint = "teacher=" + teacher_path + " " + student.description + " data=" + r["data"].as<std::string>();
+  apply_distributed_options(r, group, search);
   train::TrainConfig finetune = search;
   finetune.epochs = r["finetune-epochs"].as<int64_t>();
   finetune.optimizer.lr = r.count("finetune-lr") ? r["finetune-lr"].as<double>() : search.optimizer.lr / 5;
@@ -84,6 +92,7 @@ int cmd_pdd(int argc, char** argv) {
 
   at::set_num_threads(search.threads);
   distillation::PddResult res = distillation::pdd(teacher, student.graph, o, sample, d.train, search, finetune);
+  if (!root) return 0;
   torch::jit::Module trained = export_module(student.graph);
   trained.eval();
   save_module(trained, out);

@@ -21,6 +21,7 @@
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
 #include "data_option.h"
+#include "distributed_option.h"
 
 namespace compress::cli {
 
@@ -62,6 +63,7 @@ int cmd_qat(int argc, char** argv) {
       ("json", "print the report as JSON instead of the summary")
       ("q,quiet", "no progress output, nothing printed on success")
       ("h,help", "show this help");
+  add_distributed_options(options);
   options.parse_positional({"in"});
   auto args = parse_args(options, argc, argv);
   if (args.count("help")) {
@@ -92,6 +94,11 @@ int cmd_qat(int argc, char** argv) {
   if (args.count("exclude")) qo.calibration.exclude = args["exclude"].as<std::vector<std::string>>();
   const std::string data = args["data"].as<std::string>(), data_dir = args["data-dir"].as<std::string>();
   if (data != "fashion-mnist") require_input_file(data);
+  if (auto code = launch_workers(args, argc, argv)) return *code;
+  // Every rank calibrates alike (the same first batches); the fine-tuning is
+  // data-parallel; rank 0 alone converts, saves and reports.
+  std::shared_ptr<train::ProcessGroup> group = join_job(args);
+  const bool root = !group || group->rank() == 0;
 
   torch::jit::Module float_module = load_module(in);
   data::TensorDataset train_set = data::take(load_data_option(data, "train", data_dir), args["limit"].as<int64_t>());
@@ -117,8 +124,8 @@ int cmd_qat(int argc, char** argv) {
                                  return calib_inputs.narrow(0, start, std::min(batch, calib_inputs.size(0) - start));
                                }};
   quant::QatModel qat = quant::prepare_qat(graph, calib, qo);
-  const double float_top1 = top1_percent(float_module, test_set);
-  const double initial_top1 = top1_percent(export_module(qat.graph), test_set);
+  const double float_top1 = root ? top1_percent(float_module, test_set) : 0;
+  const double initial_top1 = root ? top1_percent(export_module(qat.graph), test_set) : 0;
 
   train::TrainConfig cfg;
   cfg.epochs = epochs;
@@ -133,9 +140,12 @@ int cmd_qat(int argc, char** argv) {
   cfg.threads = threads;
   cfg.quiet = args.count("quiet") > 0 || args.count("json") > 0;
   cfg.fingerprint = "qat in=" + in + " data=" + data;
+  apply_distributed_options(args, group, cfg);
+  if (!root) cfg.quiet = true;
   train::Trainer trainer(export_module(qat.graph, quant::qat_export_options(qat)), cfg);
   trainer.add_callback(quant::qat_callback(qat));
   train::TrainResult trained = trainer.fit(train_set);
+  if (!root) return 0;
   quant::load_trained(qat, trainer.module());
 
   quant::QuantizeReport report;

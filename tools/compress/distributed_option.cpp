@@ -25,7 +25,8 @@ void add_distributed_options(cxxopts::Options& opts) {
   opts.add_options("Data-parallel (docs/distributed.md)")
       ("nproc", "train with N local worker processes (sets --threads to cores/N unless given)",
        cxxopts::value<int>())
-      ("batch-norm", "batch norm while training: local (per-rank statistics, as DDP) or frozen (eval-mode BN)",
+      ("batch-norm", "batch norm while training: local (per-rank statistics, as DDP), sync (the global "
+       "batch's statistics) or frozen (eval-mode BN)",
        cxxopts::value<std::string>()->default_value("local"))
       ("dist-timeout", "seconds a collective waits for the other ranks before failing",
        cxxopts::value<double>()->default_value("30"))

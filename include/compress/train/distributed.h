@@ -61,6 +61,8 @@ class ProcessGroup {
   void broadcast(const std::vector<at::Tensor>& tensors, int root = 0, const char* what = "broadcast");
   // In place: every rank ends with the element-wise sum.
   void all_reduce_sum(at::Tensor& t, const char* what = "all-reduce");
+  // In place: every rank ends with the element-wise maximum.
+  void all_reduce_max(at::Tensor& t, const char* what = "all-reduce");
 
   // A started all-reduce (sum, in place); wait() finishes it.
   class Pending {

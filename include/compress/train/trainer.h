@@ -47,7 +47,9 @@ struct TrainConfig {
   // statistics; rank 0's running statistics copied to every rank before each
   // step, as DDP's broadcast_buffers does) or "frozen" (the BatchNorm
   // submodules stay in eval mode: running statistics used, never updated;
-  // results independent of the number of ranks).
+  // results independent of the number of ranks) or "sync" (the statistics
+  // of the global batch, all ranks together: W ranks train as one process
+  // with the whole batch; train/sync_batch_norm.h).
   std::string batch_norm = "local";
 
   bool quiet = false;
@@ -71,6 +73,10 @@ struct StepContext {
   // When the module's forward returns a tuple (logits, features...), e.g. an
   // export with taps: the tensors after the logits, in order.
   std::vector<at::Tensor> features;
+  // The data-parallel job (null: this process alone): a callback that keeps
+  // statistics of the batch reduces them over the ranks, so every rank holds
+  // what one process with the whole global batch would.
+  ProcessGroup* group = nullptr;
 };
 
 struct EpochStats {
@@ -124,6 +130,9 @@ class Trainer {
   void set_training_mode();  // train mode, batch norms frozen when asked
 
   torch::jit::Module module_;
+  // With batch_norm "sync" over a group: module_'s twin whose batch norms
+  // reduce over the ranks (same tensors); training steps run its forward.
+  std::optional<torch::jit::Module> sync_twin_;
   TrainConfig cfg_;
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<std::shared_ptr<Callback>> callbacks_;
