@@ -10,6 +10,7 @@
 #include "compress/error.h"
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
+#include "compress/ir/leaf.h"
 
 namespace compress::models {
 namespace {
@@ -28,6 +29,7 @@ constexpr const char* kReLU6 = "__torch__.torch.nn.modules.activation.ReLU6";
 constexpr const char* kMaxPool2d = "__torch__.torch.nn.modules.pooling.MaxPool2d";
 constexpr const char* kFlatten = "__torch__.torch.nn.modules.flatten.Flatten";
 constexpr const char* kSequential = "__torch__.torch.nn.modules.container.Sequential";
+constexpr const char* kMultiheadAttention = "__torch__.torch.nn.modules.activation.MultiheadAttention";
 
 std::string ints(std::initializer_list<int64_t> v) {
   std::string s = "[";
@@ -122,6 +124,30 @@ class Builder {
     m.define("def forward(self, x: Tensor) -> Tensor:\n"
              "    return torch.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, "
              "self.training, 0.1, 1e-05, True)\n");
+    return m;
+  }
+
+  // nn.MultiheadAttention as batch-first self-attention over `rows` tokens
+  // (torch's initialisation: Xavier-uniform projections, zero biases). The
+  // IR imports it as its attention leaf, whose heads pruning removes whole.
+  Module self_attention(int64_t dim, int64_t heads, int64_t rows) {
+    Module m = make(kMultiheadAttention);
+    AttentionAttrs a;
+    a.embed_dim = dim;
+    a.num_heads = heads;
+    a.batch_first = true;
+    a.fused = true;  // eval mode runs the fused kernel
+    m.register_parameter("in_proj_weight", uniform({3 * dim, dim}, std::sqrt(6.0 / double(4 * dim))), false);
+    m.register_parameter("in_proj_bias", at::zeros({3 * dim}), false);
+    m.register_module("out_proj", linear(dim, dim, rows, "xavier"));
+    m.register_attribute("embed_dim", c10::IntType::get(), a.embed_dim);
+    m.register_attribute("num_heads", c10::IntType::get(), a.num_heads);
+    m.register_attribute("batch_first", c10::BoolType::get(), a.batch_first);
+    m.register_attribute("dropout", c10::FloatType::get(), a.dropout);
+    m.register_attribute("compress_fused", c10::BoolType::get(), a.fused);
+    m.register_attribute("head_dim", c10::IntType::get(), a.head_size());
+    m.define(multihead_attention_source(a));
+    macs += rows * dim * 3 * dim + 2 * rows * rows * dim;  // q/k/v, then q k^T and a v
     return m;
   }
 
@@ -306,22 +332,7 @@ Module vit(Builder& b, int64_t classes, double width) {
   const int64_t heads = 4, head_dim = scaled(16, width), dim = heads * head_dim, mlp = scaled(128, width), depth = 4;
   std::vector<Module> blocks;
   for (int64_t i = 0; i < depth; ++i) {
-    Module attn = b.block(
-        "MultiHeadSelfAttention",
-        {{"qkv", b.linear(dim, 3 * dim, tokens, "xavier")}, {"proj", b.linear(dim, dim, tokens, "xavier")}},
-        "def forward(self, x: Tensor) -> Tensor:\n"
-        "    B = x.size(0)\n"
-        "    N = x.size(1)\n"
-        "    qkv = self.qkv.forward(x).reshape([B, N, 3, " + std::to_string(heads) + ", " + std::to_string(head_dim) +
-            "]).permute([2, 0, 3, 1, 4])\n"
-        "    q = qkv[0]\n"
-        "    k = qkv[1]\n"
-        "    v = qkv[2]\n"
-        "    a = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * " + fmt(1.0 / std::sqrt(double(head_dim))) +
-            ", -1)\n"
-        "    out = torch.matmul(a, v).transpose(1, 2).reshape([B, N, " + std::to_string(dim) + "])\n"
-        "    return self.proj.forward(out)\n");
-    b.macs += 2 * tokens * tokens * dim;  // q k^T and a v
+    Module attn = b.self_attention(dim, heads, tokens);
     Module mlp_block = b.sequential({b.linear(dim, mlp, tokens, "xavier"),
                                      b.simple("__torch__.torch.nn.modules.activation.GELU", "torch.gelu(x)"),
                                      b.dropout(0.1), b.linear(mlp, dim, tokens, "xavier"), b.dropout(0.1)});

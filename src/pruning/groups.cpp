@@ -185,6 +185,7 @@ class Analyzer {
     if (op == "aten::mean" || op == "aten::sum") return reduce(n);
     if (op == "aten::flatten") return flatten(n);
     if (op == "aten::view" || op == "aten::reshape") return reshape(n);
+    if (op == "aten::unsqueeze") return unsqueeze(n);
     if (op == "aten::cat") return concat(n);
     (void)out;
     freeze_inputs(n, "read by " + op + " (its channel rule is unknown)");
@@ -218,10 +219,13 @@ class Analyzer {
   }
 
   // add / sub / mul / div: operands that carry channels at the same
-  // dimension are coupled; one broadcast along it (size 1) is not.
+  // dimension are coupled; one broadcast along it (size 1) is not. A tensor
+  // operand without channels of its own (whatever its place) is fine only if
+  // it broadcasts along them; otherwise every operand's channels freeze.
   void elementwise(const Node& n) {
     const Layout* found = nullptr;
     const ValueId out = n.output();
+    std::vector<ValueId> unknown;
     for (size_t i = 0; i < 2 && i < n.inputs().size(); ++i) {
       const Arg& a = n.input(i);
       if (a.kind == Arg::Kind::Param || (a.kind == Arg::Kind::Constant && a.constant.isTensor())) {
@@ -231,13 +235,7 @@ class Analyzer {
       }
       const Layout* l = layout(a);
       if (!l) {
-        // A tensor without channels of its own: fine only if it broadcasts.
-        if (a.is_value() && g_.value(a.value).is_tensor() && found) {
-          const Shape& s = g_.shape(a.value);
-          size_t d = found->dim + s.size() - rank(out);
-          if (s.size() + found->dim >= rank(out) && d < s.size() && s[d] != 1)
-            return freeze_inputs(n, "combined with a tensor of unknown channels at " + n.describe());
-        }
+        if (a.is_value() && g_.value(a.value).is_tensor()) unknown.push_back(a.value);
         continue;
       }
       const Shape& s = g_.shape(a.value);
@@ -245,7 +243,28 @@ class Analyzer {
       if (!found) found = l;
       else if (!unify(*found, *l, n)) return;
     }
-    if (found) layouts_[out] = *found;
+    if (!found) return;
+    for (ValueId v : unknown) {
+      const Shape& s = g_.shape(v);
+      const size_t r = rank(out);
+      if (s.size() + found->dim < r) continue;  // too few dims to reach the channels: broadcast
+      const size_t d = found->dim + s.size() - r;
+      if (s[d] != 1) return freeze_inputs(n, "combined with a tensor of unknown channels at " + n.describe());
+    }
+    layouts_[out] = *found;
+  }
+
+  // unsqueeze: the channels stay, one dimension later when the new one comes before them.
+  void unsqueeze(const Node& n) {
+    const Layout* l = layout(n.input(0));
+    if (!l) return;
+    if (n.inputs().size() < 2 || n.input(1).kind != Arg::Kind::Constant || !n.input(1).constant.isInt())
+      return freeze_inputs(n, "unsqueezed at an unknown dimension at " + n.describe());
+    int64_t d = n.input(1).constant.toInt();
+    if (d < 0) d += static_cast<int64_t>(rank(n.output()));
+    Layout out = *l;
+    if (d <= out.dim) ++out.dim;
+    layouts_[n.output()] = out;
   }
 
   void reduce(const Node& n) {

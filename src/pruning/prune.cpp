@@ -13,6 +13,7 @@
 #include "compress/error.h"
 #include "compress/ir/export.h"
 #include "compress/train/evaluate.h"
+#include "importance.h"
 
 namespace compress::pruning {
 
@@ -22,8 +23,9 @@ Criterion parse_criterion(const std::string& name) {
   if (name == "bn") return Criterion::BatchNorm;
   if (name == "fpgm") return Criterion::Fpgm;
   if (name == "taylor") return Criterion::Taylor;
+  if (name == "attention") return Criterion::Attention;
   if (name == "random") return Criterion::Random;
-  bad_input("unknown pruning criterion '" + name + "' (l1, l2, bn, fpgm, taylor or random)");
+  bad_input("unknown pruning criterion '" + name + "' (l1, l2, bn, fpgm, taylor, attention or random)");
 }
 
 const char* criterion_name(Criterion c) {
@@ -33,6 +35,7 @@ const char* criterion_name(Criterion c) {
     case Criterion::BatchNorm: return "bn";
     case Criterion::Fpgm: return "fpgm";
     case Criterion::Taylor: return "taylor";
+    case Criterion::Attention: return "attention";
     case Criterion::Random: return "random";
   }
   return "?";
@@ -64,10 +67,7 @@ at::Tensor rows_of(const Graph& g, const ChannelSlice& s, int64_t width) {
 
 bool is_weight(const Graph& g, const ChannelSlice& s) { return g.param(s.param).dim() >= 2; }
 
-std::vector<double> to_vector(const at::Tensor& t) {
-  at::Tensor c = t.to(at::kDouble).contiguous();
-  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
-}
+std::vector<double> to_vector(const at::Tensor& t) { return detail::tensor_to_vector(t); }
 
 std::vector<double> magnitude(const Graph& g, const Group& grp, bool squared) {
   at::Tensor total = at::zeros({grp.width}, at::kDouble);
@@ -354,7 +354,19 @@ void check_options(const GroupAnalysis& a, const PruneOptions& o) {
 
 }  // namespace
 
+namespace detail {
+
+std::vector<double> tensor_to_vector(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+std::vector<double> l1_importance(const Graph& g, const Group& grp) { return magnitude(g, grp, false); }
+
+}  // namespace detail
+
 std::vector<std::vector<double>> channel_importance(const Graph& g, const GroupAnalysis& a, const PruneOptions& o) {
+  if (o.criterion == Criterion::Attention) return detail::attention_importance(g, a, o);
   std::vector<std::vector<double>> scores;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   std::map<std::string, at::Tensor> gw;
@@ -370,6 +382,7 @@ std::vector<std::vector<double>> channel_importance(const Graph& g, const GroupA
       case Criterion::Fpgm: scores.push_back(geometric_median_distance(g, grp)); break;
       case Criterion::Taylor: scores.push_back(taylor(grp, gw)); break;
       case Criterion::Random: scores.push_back(to_vector(at::rand({grp.width}, gen, at::kDouble))); break;
+      case Criterion::Attention: break;  // above
     }
   }
   return scores;

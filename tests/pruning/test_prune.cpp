@@ -9,6 +9,7 @@
 #include "compress/error.h"
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
+#include "compress/models/zoo.h"
 #include "compress/pruning/groups.h"
 #include "compress/pruning/prune.h"
 #include "ir/make_module.h"
@@ -380,4 +381,144 @@ TEST_CASE("attention heads are pruned whole: q, k, v rows and out_proj columns",
     Graph again = import_module(export_module(g));
     CHECK(std::get<AttentionAttrs>(again.producer(again.value_named(attn))->attrs).num_heads == 2);
   }
+}
+
+TEST_CASE("an unsqueezed squeeze-excitation gate couples, an unknown operand of an add freezes in either order",
+          "[pruning][groups]") {
+  // SE written with linear layers and unsqueeze, as the zoo's senet.
+  auto se = net({{"c", conv(3, 8)}, {"fc1", linear(8, 2)}, {"fc2", linear(2, 8)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    y = torch.relu(self.c.forward(x))
+    s = torch.sigmoid(self.fc2.forward(torch.relu(self.fc1.forward(torch.mean(y, [2, 3])))))
+    return self.out.forward(y * s.unsqueeze(2).unsqueeze(3))
+)");
+  Graph g = imported(se, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& c = group(a, "c");
+  CHECK_FALSE(c.frozen);
+  CHECK(has_member(c, "fc2"));
+  CHECK(has_member(c, "fc1"));
+  PruneOptions o;
+  o.ratios = {{"c", 0.5}};
+  prune(g, o);
+  CHECK(g.param("fc2.weight").size(0) == 4);
+  CHECK(g.param("fc1.weight").size(1) == 4);
+  check_runs(g, se, {1, 3, 8, 8});
+
+  // A residual add whose other operand has channels of unknown origin (a
+  // cumsum over them): the known operand's group freezes, whichever comes first.
+  for (const char* expr : {"torch.cumsum(self.b.forward(x), 1) + y", "y + torch.cumsum(self.b.forward(x), 1)"}) {
+    INFO(expr);
+    auto m = net({{"a", conv(3, 8)}, {"b", conv(3, 8)}, {"out", conv(8, 2)}},
+                 std::string("def forward(self, x):\n    y = self.a.forward(x)\n    return self.out.forward(") + expr +
+                     ")\n");
+    Graph h = imported(m, {1, 3, 8, 8});
+    auto groups = analyze_groups(h);
+    CHECK(group(groups, "a").frozen);
+  }
+}
+
+TEST_CASE("the attention criterion: head gates, activation attention, squeeze-excitation gates", "[pruning][criteria]") {
+  data::TensorDataset ds;
+  ds.inputs = at::randn({48, 3, 8, 8});
+  ds.labels = at::randint(0, 2, {48});
+  ds.num_classes = 2;
+  PruneOptions o;
+  o.criterion = Criterion::Attention;
+  o.taylor_batch_size = 16;
+
+  // Channels: a dead channel (its activations are zero) scores zero; a
+  // channel the reader ignores (zero weights) scores zero; the rest score
+  // by activation times the reader's weights.
+  auto m = net({{"a", conv(3, 4)}, {"out", conv(4, 2)}}, R"(
+def forward(self, x):
+    return torch.mean(self.out.forward(torch.relu(self.a.forward(x))), [2, 3])
+)");
+  {
+    torch::NoGradGuard no_grad;
+    auto w = m.attr("a").toModule().attr("weight").toTensor();
+    auto b = m.attr("a").toModule().attr("bias").toTensor();
+    w[1].zero_();
+    b[1].fill_(-1.0);  // relu(-1) = 0: never active
+    auto r = m.attr("out").toModule().attr("weight").toTensor();
+    r.select(1, 2).zero_();  // channel 2 is read by nobody
+  }
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  CHECK_THROWS_WITH(channel_importance(g, a, o), Catch::Contains("the attention criterion needs data"));
+  o.data = &ds;
+  auto s = channel_importance(g, a, o)[static_cast<size_t>(a.find("a"))];
+  REQUIRE(s.size() == 4);
+  CHECK(s[1] == 0.0);
+  CHECK(s[2] == 0.0);
+  CHECK(s[0] > 0.0);
+  CHECK(s[3] > 0.0);
+
+  // A squeeze-excitation gate held shut on one channel (its bias -30:
+  // sigmoid ~ 1e-13) scores that channel near zero, though its activations are live.
+  auto se = net({{"c", conv(3, 4)}, {"fc1", linear(4, 2)}, {"fc2", linear(2, 4)}, {"out", conv(4, 2)}}, R"(
+def forward(self, x):
+    y = torch.relu(self.c.forward(x)) + 1.0
+    s = torch.sigmoid(self.fc2.forward(torch.relu(self.fc1.forward(torch.mean(y, [2, 3])))))
+    return torch.mean(self.out.forward(y * s.unsqueeze(2).unsqueeze(3)), [2, 3])
+)");
+  {
+    torch::NoGradGuard no_grad;
+    se.attr("fc2").toModule().attr("weight").toTensor()[3].zero_();
+    se.attr("fc2").toModule().attr("bias").toTensor()[3] = -30.0;
+  }
+  Graph h = imported(se, {1, 3, 8, 8});
+  auto ha = analyze_groups(h);
+  auto hs = channel_importance(h, ha, o)[static_cast<size_t>(ha.find("c"))];
+  REQUIRE(hs.size() == 4);
+  CHECK(hs[3] < 1e-9 * hs[0]);
+  CHECK(hs[0] > 0.0);
+}
+
+TEST_CASE("the attention criterion scores heads by their gate sensitivity and prunes the zoo vit's heads",
+          "[pruning][attention][criteria]") {
+  compress::models::ZooModel z = compress::models::build("vit", 0);
+  Graph g = imported(z.module, {1, 1, 28, 28});
+  auto a = analyze_groups(g);
+  const std::string heads = "encoder.0.self_attention:heads";
+  REQUIRE(a.find(heads) >= 0);
+  CHECK_FALSE(group(a, heads).frozen);
+  // Head 2 of block 0 silenced: out_proj reads nothing of it, so its gate
+  // has no effect on the loss.
+  {
+    at::Tensor w = g.param("encoder.0.self_attention.out_proj.weight").clone();
+    const int64_t d = w.size(1) / 4;
+    w.narrow(1, 2 * d, d).zero_();
+    g.set_param("encoder.0.self_attention.out_proj.weight", w);
+  }
+  data::TensorDataset ds;
+  ds.inputs = at::rand({32, 1, 28, 28});
+  ds.labels = at::randint(0, 10, {32});
+  ds.num_classes = 10;
+  PruneOptions o;
+  o.criterion = Criterion::Attention;
+  o.data = &ds;
+  o.taylor_batch_size = 16;
+  auto s = channel_importance(g, a, o)[static_cast<size_t>(a.find(heads))];
+  REQUIRE(s.size() == 4);
+  CHECK(s[2] == 0.0);
+  CHECK(s[0] > 0.0);
+  o.ratios = {{heads, 0.25}};
+  PruneResult r = prune(g, o);
+  REQUIRE(r.changes.size() == 1);
+  CHECK(r.changes[0].after == 3);
+  // The silenced head went: the output is unchanged.
+  torch::NoGradGuard no_grad;
+  at::Tensor x = at::rand({2, 1, 28, 28});
+  torch::jit::Module before = z.module;
+  before.eval();
+  {
+    auto w = before.attr("encoder").toModule().attr("0").toModule().attr("self_attention").toModule()
+                 .attr("out_proj").toModule().attr("weight").toTensor();
+    const int64_t d = w.size(1) / 4;
+    w.narrow(1, 2 * d, d).zero_();
+  }
+  torch::jit::Module after = export_module(g);
+  after.eval();
+  CHECK(at::allclose(before.forward({x}).toTensor(), after.forward({x}).toTensor(), 1e-4, 1e-5));
 }

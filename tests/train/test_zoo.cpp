@@ -74,7 +74,8 @@ TEST_CASE("zoo leaves look like torch.nn modules with state_dict names", "[zoo]"
 
   std::set<std::string> vit;
   for (const auto& p : build("vit").module.named_parameters()) vit.insert(p.name);
-  CHECK(vit.count("encoder.0.self_attention.qkv.weight") == 1);
+  CHECK(vit.count("encoder.0.self_attention.in_proj_weight") == 1);
+  CHECK(vit.count("encoder.0.self_attention.out_proj.weight") == 1);
   CHECK(vit.count("class_token") == 1);
 
   CHECK_THROWS_AS(build("alexnet"), compress::Error);

@@ -85,7 +85,7 @@ int cmd_prune(int argc, char** argv) {
       ("target-macs", "keep at most this fraction of the MACs, in (0, 1)", cxxopts::value<double>())
       ("ratio", "remove this fraction of the channels of every group, in (0, 1)", cxxopts::value<double>())
       ("ratios", "JSON file {\"group\": ratio, ...} (group names: compress inspect --groups)", cxxopts::value<std::string>())
-      ("criterion", "channel importance: l1, l2, bn, fpgm, taylor (needs --data), random", cxxopts::value<std::string>()->default_value("l1"))
+      ("criterion", "channel importance: l1, l2, bn, fpgm, taylor or attention (need --data), random", cxxopts::value<std::string>()->default_value("l1"))
       ("global", "rank channels across groups instead of within each")
       ("round-to", "keep widths at multiples of N", cxxopts::value<int64_t>()->default_value("1"))
       ("min-channels", "no group below N channels", cxxopts::value<int64_t>()->default_value("1"))
@@ -156,8 +156,8 @@ int cmd_prune(int argc, char** argv) {
     report["accuracy_before"] = train::evaluate(module, *test_set).top1;
   }
 
-  if (o.criterion == pruning::Criterion::Taylor) {
-    if (data.empty()) bad_input("--criterion taylor needs --data");
+  if (o.criterion == pruning::Criterion::Taylor || o.criterion == pruning::Criterion::Attention) {
+    if (data.empty()) bad_input(std::string("--criterion ") + pruning::criterion_name(o.criterion) + " needs --data");
     train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
     if (limit > 0) train_set = data::take(*train_set, limit);
     o.data = &*train_set;

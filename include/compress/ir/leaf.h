@@ -84,4 +84,13 @@ void register_leaf(LeafInfo info);
 // it) with a forward the export can reproduce exactly.
 std::optional<RecognizedLeaf> recognize_leaf(const torch::jit::Module& module);
 
+// The forward an nn.MultiheadAttention (self-attention, no masks) with these
+// attributes gets from this toolkit: self-attention exactly as torch 1.13's
+// nn.functional.multi_head_attention_forward computes it for one input, no
+// masks and need_weights=False; the fused kernel in eval mode when `fused`
+// (same numerics as the original that used it), the decomposition otherwise
+// and always in training (the fused kernel has no dropout or backward). What
+// the export writes, and what the zoo's ViT uses so that it imports as this leaf.
+std::string multihead_attention_source(const AttentionAttrs& attrs);
+
 }  // namespace compress

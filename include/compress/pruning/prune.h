@@ -19,8 +19,11 @@
 
 namespace compress::pruning {
 
-enum class Criterion { L1, L2, BatchNorm, Fpgm, Taylor, Random };
-// "l1" | "l2" | "bn" | "fpgm" | "taylor" | "random"; Error(BadInput) otherwise.
+// Attention: attention heads by Michel et al.'s gate sensitivity, channels by
+// their activation attention times the reading layer's weight magnitude (and
+// the squeeze-excitation gate's mean where one gates them); needs data.
+enum class Criterion { L1, L2, BatchNorm, Fpgm, Taylor, Random, Attention };
+// "l1" | "l2" | "bn" | "fpgm" | "taylor" | "random" | "attention"; Error(BadInput) otherwise.
 Criterion parse_criterion(const std::string& name);
 const char* criterion_name(Criterion c);
 
@@ -35,8 +38,9 @@ struct PruneOptions {
   int64_t min_channels = 1;   // no group shrinks below this
   std::vector<std::string> ignore;  // group names or member modules to leave alone
   uint64_t seed = 0;          // for `random`
-  // For `taylor`: labelled data whose loss gradients score the channels
-  // (first-order Taylor expansion of the loss, Molchanov et al. 2019).
+  // For `taylor` and `attention`: labelled data whose loss gradients or
+  // activations score the channels (taylor: first-order Taylor expansion of
+  // the loss, Molchanov et al. 2019), in taylor_batches of taylor_batch_size.
   const data::TensorDataset* data = nullptr;
   int64_t taylor_batches = 8, taylor_batch_size = 64;
 

@@ -90,46 +90,10 @@ std::optional<RecognizedLeaf> recognize(const torch::jit::Module& m) {
   return leaf;
 }
 
-// Self-attention exactly as torch 1.13's nn.functional.multi_head_attention_forward
-// computes it for one input, no masks and need_weights=False; the fused kernel
-// in eval mode when the original used it (same numerics), the decomposition
-// otherwise and always in training (the fused kernel has no dropout or backward).
 std::string source(const Node& n) {
-  const auto& a = std::get<AttentionAttrs>(n.attrs);
-  bool bias = n.params.count("in_proj_bias") != 0;
-  const int64_t head_dim = a.head_size(), inner = a.inner_dim();
-  std::ostringstream s;
-  std::string in_b = bias ? "self.in_proj_bias" : "None";
-  std::string out_b = bias ? "self.out_proj.bias" : "None";
-  s << "def forward(self, x: Tensor) -> Tensor:\n";
-  if (a.fused && inner == a.embed_dim) {  // the fused kernel needs q/k/v as wide as the input
-    s << "    if not self.training:\n"
-      << "        return torch._native_multi_head_attention(x, x, x, " << a.embed_dim << ", " << a.num_heads
-      << ", self.in_proj_weight, " << in_b << ", self.out_proj.weight, " << out_b
-      << ", None, False, True, None)[0]\n";
-  }
-  s << "    q = x\n";
-  if (a.batch_first) s << "    q = torch.transpose(x, 1, 0)\n";
-  s << "    tgt_len = torch.size(q, 0)\n"
-    << "    bsz = torch.size(q, 1)\n"
-    << "    qkv = torch.chunk(torch.linear(q, self.in_proj_weight, " << in_b << "), 3, -1)\n"
-    << "    q1 = torch.transpose(torch.view(torch.contiguous(qkv[0]), [tgt_len, bsz * " << a.num_heads << ", "
-    << head_dim << "]), 0, 1)\n"
-    << "    k1 = torch.transpose(torch.view(torch.contiguous(qkv[1]), [torch.size(qkv[1], 0), bsz * "
-    << a.num_heads << ", " << head_dim << "]), 0, 1)\n"
-    << "    v1 = torch.transpose(torch.view(torch.contiguous(qkv[2]), [torch.size(qkv[2], 0), bsz * "
-    << a.num_heads << ", " << head_dim << "]), 0, 1)\n"
-    << "    q1 = torch.div(q1, " << float_literal(std::sqrt(static_cast<double>(head_dim))) << ")\n"
-    << "    attn = torch.softmax(torch.bmm(q1, torch.transpose(k1, -2, -1)), -1)\n";
-  if (a.dropout > 0) s << "    attn = torch.dropout(attn, " << float_literal(a.dropout) << ", self.training)\n";
-  s << "    out = torch.bmm(attn, v1)\n"
-    << "    out = torch.view(torch.contiguous(torch.transpose(out, 0, 1)), [tgt_len * bsz, " << inner
-    << "])\n"
-    << "    out = torch.linear(out, self.out_proj.weight, " << out_b << ")\n"
-    << "    out = torch.view(out, [tgt_len, bsz, torch.size(out, 1)])\n";
-  if (a.batch_first) s << "    out = torch.transpose(out, 1, 0)\n";
-  s << "    return out\n";
-  return s.str();
+  AttentionAttrs a = std::get<AttentionAttrs>(n.attrs);
+  a.bias = n.params.count("in_proj_bias") != 0;
+  return multihead_attention_source(a);
 }
 
 Shape output_shape(const Node& n, const Shape& in) {
@@ -201,3 +165,46 @@ void validate(const Graph& g, const Node& n) {
 
 }  // namespace
 }  // namespace compress::detail
+
+namespace compress {
+
+// In leaf.h: self-attention as torch 1.13 computes it (fused or decomposed).
+std::string multihead_attention_source(const AttentionAttrs& a) {
+  using detail::float_literal;
+  const bool bias = a.bias;
+  const int64_t head_dim = a.head_size(), inner = a.inner_dim();
+  std::ostringstream s;
+  std::string in_b = bias ? "self.in_proj_bias" : "None";
+  std::string out_b = bias ? "self.out_proj.bias" : "None";
+  s << "def forward(self, x: Tensor) -> Tensor:\n";
+  if (a.fused && inner == a.embed_dim) {  // the fused kernel needs q/k/v as wide as the input
+    s << "    if not self.training:\n"
+      << "        return torch._native_multi_head_attention(x, x, x, " << a.embed_dim << ", " << a.num_heads
+      << ", self.in_proj_weight, " << in_b << ", self.out_proj.weight, " << out_b
+      << ", None, False, True, None)[0]\n";
+  }
+  s << "    q = x\n";
+  if (a.batch_first) s << "    q = torch.transpose(x, 1, 0)\n";
+  s << "    tgt_len = torch.size(q, 0)\n"
+    << "    bsz = torch.size(q, 1)\n"
+    << "    qkv = torch.chunk(torch.linear(q, self.in_proj_weight, " << in_b << "), 3, -1)\n"
+    << "    q1 = torch.transpose(torch.view(torch.contiguous(qkv[0]), [tgt_len, bsz * " << a.num_heads << ", "
+    << head_dim << "]), 0, 1)\n"
+    << "    k1 = torch.transpose(torch.view(torch.contiguous(qkv[1]), [torch.size(qkv[1], 0), bsz * "
+    << a.num_heads << ", " << head_dim << "]), 0, 1)\n"
+    << "    v1 = torch.transpose(torch.view(torch.contiguous(qkv[2]), [torch.size(qkv[2], 0), bsz * "
+    << a.num_heads << ", " << head_dim << "]), 0, 1)\n"
+    << "    q1 = torch.div(q1, " << float_literal(std::sqrt(static_cast<double>(head_dim))) << ")\n"
+    << "    attn = torch.softmax(torch.bmm(q1, torch.transpose(k1, -2, -1)), -1)\n";
+  if (a.dropout > 0) s << "    attn = torch.dropout(attn, " << float_literal(a.dropout) << ", self.training)\n";
+  s << "    out = torch.bmm(attn, v1)\n"
+    << "    out = torch.view(torch.contiguous(torch.transpose(out, 0, 1)), [tgt_len * bsz, " << inner
+    << "])\n"
+    << "    out = torch.linear(out, self.out_proj.weight, " << out_b << ")\n"
+    << "    out = torch.view(out, [tgt_len, bsz, torch.size(out, 1)])\n";
+  if (a.batch_first) s << "    out = torch.transpose(out, 1, 0)\n";
+  s << "    return out\n";
+  return s.str();
+}
+
+}  // namespace compress
