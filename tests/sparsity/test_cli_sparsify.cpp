@@ -182,3 +182,28 @@ TEST_CASE("compress sparsify refuses bad input with one line, exit 2 and nothing
   sparsity::save_masks(good, dir.file("good.pt"));
   check_refused(cli(dir, base + "--masks " + dir.file("good.pt") + " --sparsity 0.5"), "exclude each other", outputs);
 }
+
+TEST_CASE("the sparse INT8 example program prunes, fine-tunes and quantizes a small model", "[sparsity][example]") {
+  TempDir dir("sparse_example");
+  Files f = make_files(dir);
+  const std::string out = dir.file("mlp.int8.pt");
+  CliResult r;
+  const std::string cmd = std::string(COMPRESS_BINARY_DIR) + "/examples/sparsity/example_sparse_int8 " + f.model + " " +
+                          out + " " + f.data + " 0.75 > " + dir.file("o.txt") + " 2> " + dir.file("e.txt");
+  int status = std::system(cmd.c_str());
+  r.out = slurp(dir.file("o.txt"));
+  INFO(r.out << slurp(dir.file("e.txt")));
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  CHECK(fs::exists(out));
+  for (const char* layer : {"fc1: ", "fc2: ", "fc3: "}) {  // at least 75% of their 1x4 blocks are zero
+    INFO(layer);
+    const size_t at = r.out.find(layer);
+    REQUIRE(at != std::string::npos);
+    const size_t comma = r.out.find(", ", at);
+    REQUIRE(comma != std::string::npos);
+    CHECK(std::stod(r.out.substr(comma + 2)) >= 75.0);
+  }
+  CHECK(r.out.find("fc4: dense") != std::string::npos);  // the classifier: not pruned
+  CHECK(r.out.find("test top-1: float sparse") != std::string::npos);
+}
