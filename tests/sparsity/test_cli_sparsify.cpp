@@ -207,3 +207,23 @@ TEST_CASE("the sparse INT8 example program prunes, fine-tunes and quantizes a sm
   CHECK(r.out.find("fc4: dense") != std::string::npos);  // the classifier: not pruned
   CHECK(r.out.find("test top-1: float sparse") != std::string::npos);
 }
+
+TEST_CASE("compress quantize --sparse packs a sparsified model sparse, inspect shows the format, a bad mode is refused", "[sparsity][cli]") {
+  TempDir dir("sparse_quantize");
+  Files f = make_files(dir);
+  const std::string sparse = dir.file("s.pt"), int8 = dir.file("s.int8.pt"), report = dir.file("q.json");
+  REQUIRE(cli(dir, "sparsify " + f.model + " -o " + sparse + " --sparsity 0.8 --pattern 1x4 -q").code == 0);
+  CliResult q = cli(dir, "quantize " + sparse + " -o " + int8 + " --input-shape 8,16 --sparse 1x4 --report " + report);
+  INFO(q.err);
+  REQUIRE(q.code == 0);
+  CHECK(q.out.find("fc2: sparse_1x4 (") != std::string::npos);
+  auto j = nlohmann::json::parse(slurp(report));
+  std::map<std::string, std::string> formats;
+  for (const auto& l : j["layers"]) formats[l["name"].get<std::string>()] = l["weight_format"].get<std::string>();
+  CHECK(formats["fc1"] == "sparse_1x4");  // forced: every layer the kernel takes, dense ones too
+  CHECK(formats["fc2"] == "sparse_1x4");
+  CliResult ins = cli(dir, "inspect " + int8 + " --input-shape 8,16");
+  CHECK(ins.out.find("sparse_1x4") != std::string::npos);
+  check_refused(cli(dir, "quantize " + sparse + " -o " + dir.file("x.pt") + " --input-shape 8,16 --sparse 3:4"),
+                "--sparse 3:4: unknown mode", {dir.file("x.pt")});
+}
