@@ -384,6 +384,22 @@ at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_poi
   return x;
 }
 
+PackedWeightInfo packed_weight_info(const at::Tensor& packed_weight) {
+  const K::PackedView w = view_of("compress::packed_weight_info", packed_weight);
+  PackedWeightInfo info;
+  switch (w.kind()) {
+    case K::PackedKind::sparse_1x4: info.format = "sparse_1x4"; break;
+    case K::PackedKind::sparse_2_4: info.format = "sparse_2_4"; break;
+    case K::PackedKind::depthwise: info.format = "depthwise"; break;
+    default: info.format = "dense";
+  }
+  const std::vector<int8_t> rows = guarded("compress::packed_weight_info", [&] { return K::unpack_weight_rowmajor(w); });
+  info.n = w.n();
+  info.k = rows.size() / std::max<int64_t>(w.n(), 1);
+  for (int8_t v : rows) info.nonzeros += v != 0;
+  return info;
+}
+
 std::string kernel_isa() { return K::isa_name(K::active_isa()); }
 
 KernelReport kernel_report() {

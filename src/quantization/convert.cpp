@@ -10,6 +10,7 @@
 #include "compress/ops/ops.h"
 #include "compress/quantization/qat.h"
 #include "compress/quantization/quantize.h"
+#include "compress/quantization/sparse_format.h"
 
 namespace compress::quant {
 
@@ -50,6 +51,7 @@ class Converter {
     }
     std::map<const Node*, const FusedLayer*> roots;
     std::map<const Node*, std::string> float_reason;
+    if (!qat_) record_gemm_rows(plan);
     for (const FusedLayer& f : plan) {
       if (f.int8()) {
         roots[f.root()] = &f;
@@ -309,8 +311,11 @@ class Converter {
     }
     const std::string prefix = module.empty() ? "" : module + ".";
     int64_t groups = conv ? std::get<ConvAttrs>(layer->attrs).groups : 1;
-    at::Tensor packed = conv ? ops::pack_conv2d_int8(w.q, in.p.zero_point, groups, "auto")
-                             : ops::pack_linear_int8(w.q, in.p.zero_point, "auto");
+    const FormatChoice format = weight_format(*layer, w.q, in.p.zero_point, rep);
+    const bool sparse = format.packed.defined();  // a 1x1 conv then runs as a GEMM over its NHWC rows
+    at::Tensor packed = sparse ? format.packed
+                        : conv ? ops::pack_conv2d_int8(w.q, in.p.zero_point, groups, "auto")
+                               : ops::pack_linear_int8(w.q, in.p.zero_point, "auto");
     store(prefix + "packed_weight", packed);
     store(prefix + "requant_scale", scale.to(at::kFloat));
     if (bias.defined()) store(prefix + "requant_bias", bias.to(at::kFloat));
@@ -319,7 +324,7 @@ class Converter {
     std::vector<Arg> args = {val(in.q), Arg::of_param(prefix + "packed_weight"),
                              Arg::of_param(prefix + "requant_scale"),
                              bias.defined() ? Arg::of_param(prefix + "requant_bias") : cst(c10::IValue())};
-    if (conv) {
+    if (conv && !sparse) {
       const auto& a = std::get<ConvAttrs>(layer->attrs);
       args.push_back(cst(ints(a.stride)));
       args.push_back(cst(ints(a.padding)));
@@ -341,7 +346,8 @@ class Converter {
       }
       args.push_back(cst(quant_max));
     }
-    ValueId y = op(conv ? "compress::conv2d_int8" : "compress::linear_int8", std::move(args), scope, module + ":int8");
+    const char* int8_op = sparse ? "compress::linear_int8_sparse" : conv ? "compress::conv2d_int8" : "compress::linear_int8";
+    ValueId y = op(int8_op, std::move(args), scope, module + ":int8");
     rep.int8_value = g_.name_of(y);
     rep.int8_value_u8 = !float_out;
     rep.int8_value_nhwc = conv;
@@ -403,6 +409,43 @@ class Converter {
     g_.erase(&n);
   }
 
+  // ---- sparse INT8 weights (sparse_format.h) ----
+
+  // Activation rows each planned layer's GEMM reads at the example input
+  // (N*H*W for a conv), from the float graph's shapes, before any edit.
+  void record_gemm_rows(const std::vector<FusedLayer>& plan) {
+    for (const FusedLayer& f : plan) {
+      if (!f.int8()) continue;
+      try {
+        const Shape& s = g_.shape(f.layer->output());
+        int64_t numel = 1;
+        for (int64_t d : s) numel *= d;
+        const int64_t channels = s.size() == 4 ? s[1] : s.back();  // NCHW conv output, [..., N] linear output
+        if (channels > 0) gemm_rows_[f.layer] = numel / channels;
+      } catch (const Error&) {
+      }
+    }
+  }
+
+  // The packing of `layer`'s INT8 weight: a sparse one (packed) where the
+  // layer fits the sparse kernels and, in "auto" mode, one is measured
+  // faster; noted in the layer's report.
+  FormatChoice weight_format(const Node& layer, const at::Tensor& q, int64_t input_zero_point, LayerReport& rep) {
+    FormatChoice c;
+    const std::string misfit = sparse_kernel_fit(layer);
+    auto rows = gemm_rows_.find(&layer);
+    if (!misfit.empty() || rows == gemm_rows_.end()) {
+      c.sparsity = q.numel() ? q.eq(0).to(at::kDouble).mean().item<double>() : 0.0;
+      c.reason = misfit.empty() ? "the layer's shape at the example input is unknown" : misfit;
+    } else {
+      c = choose_weight_format(q, rows->second, input_zero_point, options_.sparse);
+    }
+    rep.weight_format = c.format;
+    rep.format_reason = c.reason;
+    rep.weight_sparsity = c.sparsity;
+    return c;
+  }
+
   // The layer's int8 weight: per-channel max|w| / 127, or the fixed
   // (trained) scales rounded as PyTorch's fake quantization rounds.
   QuantizedWeight fixed_weight(const Node& layer) {
@@ -450,6 +493,7 @@ class Converter {
   std::map<ValueId, size_t> rank_;
   std::map<ValueId, int64_t> sample_numel_;
   std::map<ValueId, QValue> twins_;
+  std::map<const Node*, int64_t> gemm_rows_;
   std::set<ValueId> int8_reads_;
   std::set<int> created_;
 };

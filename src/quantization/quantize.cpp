@@ -100,6 +100,9 @@ nlohmann::json QuantizeReport::to_json() const {
       e["output"] = l.float_output ? nlohmann::json("float32") : params_json(l.output);
       e["weight_scale"] = {{"min", l.weight_scale_min}, {"max", l.weight_scale_max}};
       e["sqnr_db"] = db_json(l.sqnr_db);
+      e["weight_format"] = l.weight_format;
+      e["format_reason"] = l.format_reason;
+      e["weight_sparsity"] = l.weight_sparsity;
     } else {
       e["reason"] = l.reason;
     }

@@ -24,6 +24,7 @@ const Command kCommands[] = {
     {"inspect", compress::cli::cmd_inspect, "print a model's graph: shapes, parameters, MACs"},
     {"convert", compress::cli::cmd_convert, "import, run graph passes, re-export (--fold-bn, --pass NAME)"},
     {"prune", compress::cli::cmd_prune, "structured pruning: remove channels under a MACs or ratio budget"},
+    {"sparsify", compress::cli::cmd_sparsify, "fine-grained sparsity: unstructured, 1x4 or N:M masks, one-shot or AGP fine-tuning"},
     {"quantize", compress::cli::cmd_quantize, "post-training INT8 quantization (calibrate, fuse, convert to compress ops)"},
     {"qat", compress::cli::cmd_qat, "quantization-aware training (LSQ or STE), then the same INT8 conversion"},
     {"compare", compress::cli::cmd_compare, "run two models on the same input and compare outputs"},

@@ -58,6 +58,15 @@ at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point
 at::Tensor quantize_u8_nhwc(const at::Tensor& input, double scale, int64_t zero_point, int64_t quant_max = 255);
 at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_point);
 
+// What a packed weight holds (for compress inspect): its format ("dense",
+// "depthwise", "sparse_1x4", "sparse_2_4"), its GEMM sizes n x k (a conv's
+// k = kh*kw*c_in) and how many of its n*k weights are non-zero.
+struct PackedWeightInfo {
+  std::string format;
+  int64_t n = 0, k = 0, nonzeros = 0;
+};
+PackedWeightInfo packed_weight_info(const at::Tensor& packed_weight);
+
 // The ISA the kernels run with ("ref", "avx2", "avx512vnni", "amx").
 std::string kernel_isa();
 

@@ -80,6 +80,10 @@ struct QuantizeOptions {
   std::vector<std::string> exclude;
   // Batches (from the start of the calibration data) used to measure SQNR.
   int64_t sqnr_batches = 2;
+  // Sparse INT8 weights (sparse_format.h): "auto" times dense against the
+  // sparse kernels for each layer whose weight has zeros and keeps the
+  // fastest; "off", "1x4", "2:4".
+  std::string sparse = "auto";
 };
 
 // One observer per value planned layers read or write, fed batch by batch.
@@ -93,6 +97,10 @@ struct LayerReport {
   bool float_output = false;                 // the INT8 op writes float32 (no output quantization)
   double weight_scale_min = 0, weight_scale_max = 0;
   double sqnr_db = 0;                        // this layer's output against the float model
+  // How the INT8 weight is packed: "dense", "sparse_1x4", "sparse_2_4"
+  // (sparse_format.h), why, and the INT8 weight's fraction of zeros.
+  std::string weight_format = "dense", format_reason;
+  double weight_sparsity = 0;
   // Internal, for measuring: where this layer's result is in each graph.
   std::string float_value, int8_value;
   bool int8_value_u8 = false, int8_value_nhwc = false;

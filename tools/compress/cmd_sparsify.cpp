@@ -1,0 +1,265 @@
+// compress sparsify IN -o OUT --sparsity F [--pattern unstructured|1x4|2:4] [--global] [--include-first-last]
+//   [--exclude NAME ...] [--masks FILE] [--save-masks FILE]
+//   [--data fashion-mnist|FILE --finetune-epochs N --schedule agp|oneshot] [--report R.json]
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include <ATen/Parallel.h>
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "parse_args.h"
+#include "compress/error.h"
+#include "compress/io.h"
+#include "compress/ir/export.h"
+#include "compress/ir/import.h"
+#include "compress/pruning/sparsity.h"
+#include "compress/train/evaluate.h"
+#include "compress/train/trainer.h"
+#include "data_option.h"
+#include "format.h"
+
+namespace compress::cli {
+
+namespace {
+
+struct SparsifyPlan {
+  double sparsity = 0;
+  sparsity::Pattern pattern;
+  std::string schedule;  // "agp" or "oneshot"
+  int64_t epochs = 0;
+};
+
+// Every option a user can get wrong, checked before the model is loaded.
+SparsifyPlan check_options(const cxxopts::ParseResult& r) {
+  SparsifyPlan p;
+  p.pattern = sparsity::parse_pattern(r["pattern"].as<std::string>());
+  const bool given_masks = r.count("masks") > 0;
+  if (given_masks && r.count("sparsity")) bad_input("--masks and --sparsity exclude each other (the masks set the sparsity)");
+  if (given_masks && r.count("global")) bad_input("--global ranks weights to make masks: it does not apply to --masks");
+  if (!given_masks && !r.count("sparsity") && p.pattern.kind != sparsity::PatternKind::NofM)
+    bad_input("--sparsity F is required (the fraction of weights to prune, in [0, 1))");
+  // With --masks the masks decide (the value only labels the fine-tuning schedule).
+  p.sparsity = r.count("sparsity") ? r["sparsity"].as<double>() : given_masks ? 0.0 : p.pattern.max_sparsity();
+  sparsity::check_sparsity(p.sparsity, p.pattern, r.count("global") > 0);
+  p.epochs = r["finetune-epochs"].as<int64_t>();
+  if (p.epochs < 0) bad_input("--finetune-epochs must not be negative");
+  if (p.epochs > 0 && r["data"].as<std::string>().empty()) bad_input("--finetune-epochs needs --data");
+  p.schedule = r.count("schedule") ? r["schedule"].as<std::string>() : (p.epochs > 0 && !given_masks ? "agp" : "oneshot");
+  if (p.schedule != "agp" && p.schedule != "oneshot")
+    bad_input("--schedule " + p.schedule + ": unknown schedule (agp or oneshot)");
+  if (p.schedule == "agp" && p.epochs == 0)
+    bad_input("--schedule agp prunes gradually while fine-tuning: it needs --data and --finetune-epochs");
+  if (p.schedule == "agp" && given_masks) bad_input("--schedule agp computes its own masks: it does not apply to --masks");
+  const double ramp = r["ramp"].as<double>();
+  if (!(ramp > 0 && ramp <= 1)) bad_input("--ramp must be in (0, 1]");
+  if (r["mask-updates"].as<int64_t>() < 1) bad_input("--mask-updates must be at least 1");
+  if (r["threads"].as<int>() < 1) bad_input("--threads must be at least 1");
+  if (r["batch-size"].as<int64_t>() < 1) bad_input("--batch-size must be at least 1");
+  const std::string in = r["in"].as<std::string>();
+  for (const char* opt : {"report", "save-masks"})
+    if (r.count(opt) && same_file(r[opt].as<std::string>(), in))
+      bad_input("--" + std::string(opt) + " would overwrite the input model");
+  if (same_file(r["output"].as<std::string>(), in)) bad_input("-o " + r["output"].as<std::string>() + " would overwrite the input model");
+  return p;
+}
+
+nlohmann::json layer_table(const std::vector<sparsity::NamedWeight>& weights, const std::vector<sparsity::SparseLayer>& layers,
+                           int64_t& zeros, int64_t& numel) {
+  nlohmann::json out = nlohmann::json::array();
+  zeros = numel = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    sparsity::WeightSparsity s = sparsity::measure(weights[i].weight);
+    nlohmann::json e = s.to_json();
+    e["name"] = layers[i].module;
+    e["weight"] = weights[i].name;
+    e["shape"] = layers[i].shape;
+    out.push_back(e);
+    zeros += s.zeros;
+    numel += s.numel;
+  }
+  return out;
+}
+
+}  // namespace
+
+int cmd_sparsify(int argc, char** argv) {
+  cxxopts::Options options("compress sparsify",
+                           "Fine-grained sparsity: zero the smallest conv/linear weights (unstructured, 1x4 blocks "
+                           "or N:M groups along the input dimension), one-shot or gradually (AGP) while fine-tuning. "
+                           "The saved float model is exactly sparse; compress quantize then packs it for the sparse "
+                           "INT8 kernels where they are faster.");
+  options.positional_help("IN -o OUT --sparsity F");
+  options.add_options()
+      ("in", "input TorchScript model", cxxopts::value<std::string>())
+      ("o,output", "output model (written atomically; never the input)", cxxopts::value<std::string>())
+      ("sparsity", "fraction of the selected weights to zero, in [0, 1) (N:M: default and at most 1 - N/M)",
+       cxxopts::value<double>())
+      ("pattern", "unstructured, 1x4 (blocks of 4 along the input dim, the sparse kernel's format) or 2:4 (N:M)",
+       cxxopts::value<std::string>()->default_value("unstructured"))
+      ("global", "rank weights (blocks) across all layers together instead of within each")
+      ("include-first-last", "also prune the first layer (reads the input) and the last (the classifier)")
+      ("exclude", "leave this module (and everything under it) dense (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("masks", "apply these masks (a file --save-masks wrote: weight name -> bool tensor) instead of computing them",
+       cxxopts::value<std::string>())
+      ("save-masks", "write the final masks here", cxxopts::value<std::string>())
+      ("data", "fashion-mnist or a tensor dataset (.pt): accuracy before/after, and fine-tuning", cxxopts::value<std::string>()->default_value(""))
+      ("data-dir", "folder of the Fashion-MNIST files", cxxopts::value<std::string>()->default_value(""))
+      ("finetune-epochs", "fine-tune this many epochs with the masks applied after every step (needs --data)",
+       cxxopts::value<int64_t>()->default_value("0"))
+      ("schedule", "agp (Zhu & Gupta's cubic ramp from 0 while fine-tuning; the default with --finetune-epochs) or "
+       "oneshot (prune to the target first, then fine-tune with fixed masks)", cxxopts::value<std::string>())
+      ("ramp", "agp: reach the target after this fraction of the fine-tuning steps", cxxopts::value<double>()->default_value("0.75"))
+      ("mask-updates", "agp: number of mask updates along the ramp", cxxopts::value<int64_t>()->default_value("20"))
+      ("lr", "fine-tuning learning rate (SGD, cosine)", cxxopts::value<double>()->default_value("0.01"))
+      ("batch-size", "fine-tuning batch size", cxxopts::value<int64_t>()->default_value("128"))
+      ("limit", "use at most N training and N test samples (quick runs)", cxxopts::value<int64_t>()->default_value("0"))
+      ("seed", "fine-tuning seed", cxxopts::value<uint64_t>()->default_value("0"))
+      ("threads", "threads", cxxopts::value<int>()->default_value("2"))
+      ("report", "write a JSON report here", cxxopts::value<std::string>())
+      ("q,quiet", "print nothing on success")
+      ("h,help", "show this help");
+  options.parse_positional({"in"});
+  auto r = parse_args(options, argc, argv);
+  if (r.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  if (!r.count("in")) bad_input("no input model given (usage: compress sparsify IN -o OUT --sparsity 0.8)");
+  if (!r.count("output")) bad_input("no output file given (-o OUT)");
+  const SparsifyPlan plan = check_options(r);
+  const std::string in = r["in"].as<std::string>(), out = r["output"].as<std::string>();
+  const std::string data = r["data"].as<std::string>();
+  at::set_num_threads(r["threads"].as<int>());
+
+  torch::jit::Module module = load_module(in);
+  Graph graph = import_module(module);
+  std::optional<sparsity::Masks> given;
+  if (r.count("masks")) given = sparsity::load_masks(r["masks"].as<std::string>());
+
+  sparsity::LayerSelection sel;
+  // Given masks may name any conv/linear weight; layers without one stay dense.
+  sel.include_first_last = r.count("include-first-last") > 0 || given.has_value();
+  if (r.count("exclude")) sel.exclude = r["exclude"].as<std::vector<std::string>>();
+  std::vector<std::pair<std::string, std::string>> skipped;
+  std::vector<sparsity::SparseLayer> layers = sparsity::select_layers(graph, sel, &skipped);
+  if (given) {
+    sparsity::check_masks(sparsity::graph_weights(graph, layers), *given);
+    std::vector<sparsity::SparseLayer> masked;
+    for (const auto& l : layers) {
+      if (given->count(l.weight)) masked.push_back(l);
+      else skipped.push_back({l.module, "no mask in " + r["masks"].as<std::string>()});
+    }
+    layers = masked;
+  }
+  if (layers.empty()) bad_input(in + ": no conv/linear layer left to sparsify (see --include-first-last, --exclude)");
+  std::vector<sparsity::NamedWeight> weights = sparsity::graph_weights(graph, layers);
+
+  sparsity::Masks masks;
+  if (given) {
+    for (const auto& kv : *given) masks[kv.first] = kv.second.ne(0);
+  } else if (plan.schedule == "oneshot") {
+    masks = sparsity::magnitude_masks(weights, plan.sparsity, plan.pattern, r.count("global") > 0);
+  }
+  sparsity::apply_masks(weights, masks);
+
+  nlohmann::json report;
+  std::optional<data::TensorDataset> train_set, test_set;
+  const int64_t limit = r["limit"].as<int64_t>();
+  if (!data.empty()) {
+    test_set = load_data_option(data, "test", r["data-dir"].as<std::string>());
+    if (limit > 0) test_set = data::take(*test_set, limit);
+    module.eval();
+    report["accuracy_before"] = train::evaluate(module, *test_set).top1;
+  }
+  torch::jit::Module sparse = export_module(graph);
+  if (test_set && !masks.empty()) {
+    sparse.eval();
+    report["accuracy_pruned"] = train::evaluate(sparse, *test_set).top1;  // before any fine-tuning
+  }
+  int64_t mask_updates = 0;
+  if (plan.epochs > 0) {
+    train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
+    if (limit > 0) train_set = data::take(*train_set, limit);
+    train::TrainConfig cfg;
+    cfg.epochs = plan.epochs;
+    cfg.batch_size = r["batch-size"].as<int64_t>();
+    cfg.seed = r["seed"].as<uint64_t>();
+    cfg.optimizer.lr = r["lr"].as<double>();
+    cfg.optimizer.weight_decay = 5e-4;
+    cfg.threads = r["threads"].as<int>();
+    cfg.quiet = r.count("quiet") > 0;
+    // The trainer's batches per epoch (it drops a short last batch).
+    const int64_t n = train_set->size(), b = cfg.batch_size;
+    const int64_t total_steps = plan.epochs * (n > b ? n / b : 1);
+    sparsity::AgpSchedule schedule;
+    if (plan.schedule == "agp") {
+      schedule = sparsity::agp_over(plan.sparsity, total_steps, r["ramp"].as<double>(), r["mask-updates"].as<int64_t>());
+      report["agp"] = {{"begin_step", schedule.begin_step}, {"end_step", schedule.end_step()},
+                       {"frequency", schedule.frequency}, {"updates", schedule.updates}, {"total_steps", total_steps}};
+    } else {
+      schedule.initial_sparsity = schedule.final_sparsity = plan.sparsity;
+    }
+    auto cb = std::make_shared<sparsity::SparsityCallback>(layers, plan.pattern, r.count("global") > 0, schedule);
+    if (!masks.empty()) cb->set_masks(masks);
+    sparse.train();
+    train::Trainer trainer(sparse, cfg);
+    trainer.add_callback(cb);
+    trainer.fit(*train_set);
+    sparse.eval();
+    masks = cb->masks();
+    mask_updates = cb->mask_updates();
+    if (plan.schedule == "agp" && cb->current_sparsity() != plan.sparsity)
+      failure("the AGP ramp ended before the target sparsity (fewer fine-tuning steps than planned)");
+  }
+  std::vector<sparsity::NamedWeight> final_weights = sparsity::module_weights(sparse, layers);
+  if (test_set) report["accuracy_after"] = train::evaluate(sparse, *test_set).top1;
+
+  save_module(sparse, out, /*protect=*/in);
+  if (r.count("save-masks")) sparsity::save_masks(masks, r["save-masks"].as<std::string>());
+
+  int64_t zeros = 0, numel = 0;
+  report["layers"] = layer_table(final_weights, layers, zeros, numel);
+  report["skipped"] = nlohmann::json::array();
+  for (const auto& s : skipped) report["skipped"].push_back({{"name", s.first}, {"reason", s.second}});
+  int64_t params = 0, param_zeros = 0;
+  for (const auto& p : sparse.named_parameters(/*recurse=*/true)) {
+    params += p.value.numel();
+    param_zeros += p.value.numel() - p.value.ne(0).sum().item<int64_t>();
+  }
+  report["selected_sparsity"] = numel ? double(zeros) / double(numel) : 0.0;
+  report["model_sparsity"] = params ? double(param_zeros) / double(params) : 0.0;
+  report["options"] = {{"sparsity", plan.sparsity}, {"pattern", plan.pattern.name()}, {"global", r.count("global") > 0},
+                       {"schedule", plan.schedule}, {"finetune_epochs", plan.epochs}, {"lr", r["lr"].as<double>()},
+                       {"masks", r.count("masks") ? r["masks"].as<std::string>() : ""}};
+  report["mask_updates"] = mask_updates;
+  report["file_bytes"] = {{"before", std::filesystem::file_size(in)}, {"after", std::filesystem::file_size(out)}};
+  if (r.count("report")) write_text_file(r["report"].as<std::string>(), report.dump(2) + "\n");
+  if (!r.count("quiet")) {
+    std::printf("wrote %s: %.2f%% of %s weights in %zu layers are zero (%s, %s); %.2f%% of all parameters\n",
+                out.c_str(), 100.0 * report["selected_sparsity"].get<double>(), with_commas(numel).c_str(),
+                layers.size(), plan.pattern.name().c_str(), r.count("global") ? "global" : "per layer",
+                100.0 * report["model_sparsity"].get<double>());
+    for (const auto& l : report["layers"])
+      std::printf("  %-28s %7.2f%% zero, 1x4 blocks %6.2f%% empty%s\n", l["name"].get<std::string>().c_str(),
+                  100.0 * l["sparsity"].get<double>(), 100.0 * l["block_1x4_sparsity"].get<double>(),
+                  l["two_of_four"].get<bool>() ? ", 2:4" : "");
+    for (const auto& s : skipped) std::printf("  dense: %s (%s)\n", s.first.c_str(), s.second.c_str());
+    if (report.contains("accuracy_before")) {
+      std::printf("top-1 %.2f%%", 100.0 * report["accuracy_before"].get<double>());
+      if (report.contains("accuracy_pruned") && plan.epochs > 0)
+        std::printf(" -> %.2f%% pruned", 100.0 * report["accuracy_pruned"].get<double>());
+      std::printf(" -> %.2f%%%s\n", 100.0 * report["accuracy_after"].get<double>(),
+                  plan.epochs > 0 ? (" after " + std::to_string(plan.epochs) + " epoch(s) of " + plan.schedule +
+                                     " fine-tuning").c_str()
+                                  : "");
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace compress::cli
