@@ -206,14 +206,18 @@ double DdpgAgent::update() {
 
 // ---- the search loop ----
 
-SearchResult search(Environment& env, const DdpgConfig& config, int64_t episodes, int64_t warmup,
-                    const std::function<void(const EpisodeLog&)>& on_episode) {
+void check_search_lengths(int64_t episodes, int64_t warmup) {
   if (episodes <= 0) bad_input("--episodes must be positive, got " + std::to_string(episodes));
   if (warmup < 0) bad_input("--warmup must not be negative, got " + std::to_string(warmup));
   if (warmup >= episodes) {
     bad_input("--episodes (" + std::to_string(episodes) + ") must exceed --warmup (" + std::to_string(warmup) +
               "): no episode would use the learned policy");
   }
+}
+
+SearchResult search(Environment& env, const DdpgConfig& config, int64_t episodes, int64_t warmup,
+                    const std::function<void(const EpisodeLog&)>& on_episode) {
+  check_search_lengths(episodes, warmup);
   DdpgAgent agent(env.state_size(), config);
   SearchResult result;
   for (int64_t e = 0; e < episodes; ++e) {

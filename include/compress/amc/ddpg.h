@@ -140,6 +140,9 @@ struct SearchResult {
 // each episode as it ends (progress lines). A final noise-free episode
 // records the learned policy itself. Error(BadInput) when episodes <=
 // 0, warmup < 0 or warmup >= episodes (no episode would use the policy).
+// The same checks of episodes and warmup, for callers that want them before
+// long preparations.
+void check_search_lengths(int64_t episodes, int64_t warmup);
 SearchResult search(Environment& env, const DdpgConfig& config, int64_t episodes, int64_t warmup,
                     const std::function<void(const EpisodeLog&)>& on_episode = {});
 

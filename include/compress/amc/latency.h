@@ -1,0 +1,66 @@
+#pragma once
+// Latency lookup tables for AMC's latency budget: each convolution or linear
+// layer timed alone on this machine at a grid of kept input and output
+// widths, so an episode can predict the pruned model's latency without
+// building it. Prediction = overhead + sum of the layers' interpolated times,
+// where the overhead (everything that is not a convolution or linear layer,
+// and the framework) is the end-to-end time of the unpruned model minus the
+// sum of its layers at full width; the overhead does not shrink with the
+// widths, so predictions err on the slow side.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace compress::amc {
+
+// One layer as the table times it.
+struct LayerShape {
+  std::string name;
+  bool linear = false;     // else a 2-d convolution
+  bool depthwise = false;  // input width follows the output width (groups = channels)
+  int64_t in = 0, out = 0;
+  std::vector<int64_t> input_hw;  // convolution input height and width
+  std::vector<int64_t> kernel, stride, padding, dilation;
+};
+
+struct LatencyOptions {
+  int64_t batch = 1;
+  int threads = 1;
+  bool int8 = false;  // time the INT8 kernels (compress::conv2d_int8 / linear_int8) instead of FP32 ATen
+  int grid = 8;       // kept fractions 1/grid, 2/grid, ..., 1 for input and output
+  int repeats = 7;    // timed calls per entry, median kept
+};
+
+struct LayerTable {
+  LayerShape layer;
+  // ms[i][o]: kept input fraction (i + 1) / grid, kept output fraction (o + 1) / grid
+  // (a depthwise or input-less layer: ms[o][o] only, read along the diagonal).
+  std::vector<std::vector<double>> ms;
+};
+
+class LatencyTable {
+ public:
+  LatencyTable() = default;
+  // Times every layer at every grid point (median of `repeats` calls). Each
+  // row and column is made non-decreasing (a running maximum) so that
+  // keeping more channels never predicts a faster layer: noise on a shared
+  // machine would otherwise break the budget clipping's search.
+  static LatencyTable measure(const std::vector<LayerShape>& layers, const LatencyOptions& options);
+
+  void set_overhead_ms(double ms) { overhead_ms_ = ms; }
+  double overhead_ms() const { return overhead_ms_; }
+  const std::vector<LayerTable>& layers() const { return layers_; }
+  const LatencyOptions& options() const { return options_; }
+  // Bilinear interpolation of layer `i` at kept fractions in (0, 1].
+  double layer_ms(size_t i, double keep_in, double keep_out) const;
+  nlohmann::json to_json() const;
+
+ private:
+  std::vector<LayerTable> layers_;
+  LatencyOptions options_;
+  double overhead_ms_ = 0;
+};
+
+}  // namespace compress::amc
