@@ -332,6 +332,16 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   CHECK(nlohmann::json::parse(read_file(prune_report))["result"]["macs_after"] == j["macs_after"]);
   CHECK(fs::exists(pruned));
 
+  // A latency budget (INT8 kernels): the table's prediction of the chosen
+  // widths meets the budget, and the report holds the end-to-end measurement.
+  r = run(base + "--target-latency 1000 --int8 --episodes 2 --warmup 1 -o " + ratios + " --report " + report);
+  REQUIRE(r.code == 0);
+  j = nlohmann::json::parse(read_file(report));
+  CHECK(j["latency"]["predicted_ms"].get<double>() <= 1000);
+  CHECK(j["latency"]["measured_ms"].get<double>() > 0);
+  CHECK(j["latency_table"]["int8"] == true);
+  CHECK(j["latency_table"]["layers"].size() == 5);
+
   // Bad input: one line, exit 2, nothing written.
   const std::string out = dir.file("never.json");
   check_bad_input(run(base + "--target-macs 0.01 -o " + out), "impossible budget");

@@ -8,6 +8,7 @@
 // sum of its layers at full width; the overhead does not shrink with the
 // widths, so predictions err on the slow side.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,8 @@ struct LatencyOptions {
   bool int8 = false;  // time the INT8 kernels (compress::conv2d_int8 / linear_int8) instead of FP32 ATen
   int grid = 8;       // kept fractions 1/grid, 2/grid, ..., 1 for input and output
   int repeats = 7;    // timed calls per entry, median kept
+  int rounds = 3;     // sweeps over the whole table, the smallest median kept: a burst of
+                      // load from other processes spoils one sweep's entries, not all
 };
 
 struct LayerTable {
@@ -40,13 +43,21 @@ struct LayerTable {
   std::vector<std::vector<double>> ms;
 };
 
+// Median time of `call` over `repeats` calls (after two untimed ones), the
+// smallest median of `rounds` rounds. With one thread it is the calling
+// thread's CPU time, not wall time: on a shared machine a call that is
+// descheduled part-way would otherwise count the other processes' turns
+// (timings then read 10-100x slow); with more threads, wall time.
+double time_call_ms(const std::function<void()>& call, int repeats, int rounds, int threads);
+
 class LatencyTable {
  public:
   LatencyTable() = default;
-  // Times every layer at every grid point (median of `repeats` calls). Each
-  // row and column is made non-decreasing (a running maximum) so that
-  // keeping more channels never predicts a faster layer: noise on a shared
-  // machine would otherwise break the budget clipping's search.
+  // Times every layer at every grid point (median of `repeats` calls, the
+  // smallest over `rounds` sweeps). Each row and column is made
+  // non-decreasing (each entry the smallest at its widths or more) so that
+  // keeping more channels never predicts a faster layer, which the budget
+  // clipping's search relies on.
   static LatencyTable measure(const std::vector<LayerShape>& layers, const LatencyOptions& options);
 
   void set_overhead_ms(double ms) { overhead_ms_ = ms; }
