@@ -89,7 +89,8 @@ struct PruningEnvironment::CostModel {
   std::vector<Layer> layers;
   double fixed_macs = 0;  // layers no prunable group touches, and other MAC-bearing ops
   const LatencyTable* table = nullptr;
-  std::vector<int64_t> widths;
+  std::vector<int64_t> widths, smallest;
+  std::vector<double> spatial;  // each group's activation size per channel (H x W of its producer's output)
 
   double kept(const Dim& d, const std::vector<int64_t>& keep) const {
     double removed = 0;
@@ -101,8 +102,19 @@ struct PruningEnvironment::CostModel {
     for (const Layer& l : layers) total += l.macs * kept(l.dims[0], keep) * kept(l.dims[1], keep);
     return total;
   }
+  // Where the kept activation channels lie between the smallest model (0)
+  // and the unpruned one (1): what the overhead is interpolated in.
+  double activation_position(const std::vector<int64_t>& keep) const {
+    double kept = 0, full = 0, least = 0;
+    for (size_t i = 0; i < widths.size(); ++i) {
+      kept += spatial[i] * static_cast<double>(keep[i]);
+      full += spatial[i] * static_cast<double>(widths[i]);
+      least += spatial[i] * static_cast<double>(smallest[i]);
+    }
+    return full > least ? (kept - least) / (full - least) : 1.0;
+  }
   double latency_ms(const std::vector<int64_t>& keep) const {
-    double total = table->overhead_ms();
+    double total = table->overhead_ms(activation_position(keep));
     for (size_t i = 0; i < layers.size(); ++i) {
       const double out = kept(layers[i].dims[0], keep);
       const double in = layers[i].depthwise ? out : kept(layers[i].dims[1], keep);
@@ -185,6 +197,12 @@ PruningEnvironment::PruningEnvironment(const Graph& graph, const data::TensorDat
     s.min_keep = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(config_.min_keep * g.width - 1e-9)), 1, g.width);
     const Node* p = g.producers.empty() ? nullptr : g.producers.front();
     float kind = 3, in = 0, kernel = 1, stride = 1, feature = 1;
+    double spatial = 1;
+    if (p) {
+      const Shape& out = graph_.shape(p->output());
+      for (size_t d = 2; d < out.size(); ++d) spatial *= static_cast<double>(out[d]);
+    }
+    cm.spatial.push_back(spatial);
     if (p && p->is_leaf(LeafKind::Conv2d)) {
       const auto& c = std::get<ConvAttrs>(p->attrs);
       kind = is_depthwise(p) ? 1 : 0;
@@ -225,6 +243,7 @@ PruningEnvironment::PruningEnvironment(const Graph& graph, const data::TensorDat
 
   std::vector<int64_t> smallest;
   for (const GroupStep& s : steps_) smallest.push_back(s.min_keep);
+  cm.smallest = smallest;
   if (config_.target_macs) {
     budget_ = *config_.target_macs * all_macs;
     if (cost(smallest) > budget_ * (1 + 1e-12)) {

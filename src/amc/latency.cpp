@@ -167,7 +167,7 @@ nlohmann::json LatencyTable::to_json() const {
     layers.push_back({{"name", t.layer.name}, {"in", t.layer.in}, {"out", t.layer.out}, {"depthwise", t.layer.depthwise},
                       {"full_ms", t.ms.back().back()}, {"ms", t.ms}});
   return {{"batch", options_.batch}, {"threads", options_.threads}, {"int8", options_.int8}, {"grid", options_.grid},
-          {"overhead_ms", overhead_ms_}, {"layers", layers}};
+          {"overhead_ms", overhead_ms_}, {"overhead_smallest_ms", overhead_smallest_ms_}, {"layers", layers}};
 }
 
 }  // namespace compress::amc

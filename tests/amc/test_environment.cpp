@@ -154,6 +154,13 @@ TEST_CASE("amc latency table: monotone, interpolated, and clipping meets a laten
     c.target_latency_ms = 0.5 * (full + everything.cost(smallest));  // halfway between the extremes
   }
   PruningEnvironment env(g, val, nullptr, c);
+  // With a second overhead point the overhead follows the kept activations:
+  // the smallest widths predict their own overhead, the full ones the other.
+  table.set_overhead_ms(0.05, 0.01);
+  CHECK(env.full_cost() == Approx(full));
+  const double smallest_layers = env.cost(smallest) - 0.01;
+  table.set_overhead_ms(0.05);
+  CHECK(env.cost(smallest) == Approx(smallest_layers + 0.05));
   play(env, 1.0);
   CHECK(env.last_outcome().cost <= c.target_latency_ms.value());
   c.target_latency_ms = 1e-6;

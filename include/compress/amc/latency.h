@@ -60,8 +60,16 @@ class LatencyTable {
   // clipping's search relies on.
   static LatencyTable measure(const std::vector<LayerShape>& layers, const LatencyOptions& options);
 
-  void set_overhead_ms(double ms) { overhead_ms_ = ms; }
-  double overhead_ms() const { return overhead_ms_; }
+  // Overhead of the unpruned model and, when known, of the smallest one
+  // (negative: unknown, the overhead is taken as constant).
+  void set_overhead_ms(double unpruned, double smallest = -1) {
+    overhead_ms_ = unpruned;
+    overhead_smallest_ms_ = smallest;
+  }
+  // At `t` in [0, 1]: 0 the smallest model, 1 the unpruned one.
+  double overhead_ms(double t = 1) const {
+    return overhead_smallest_ms_ < 0 ? overhead_ms_ : overhead_smallest_ms_ + t * (overhead_ms_ - overhead_smallest_ms_);
+  }
   const std::vector<LayerTable>& layers() const { return layers_; }
   const LatencyOptions& options() const { return options_; }
   // Bilinear interpolation of layer `i` at kept fractions in (0, 1].
@@ -71,7 +79,7 @@ class LatencyTable {
  private:
   std::vector<LayerTable> layers_;
   LatencyOptions options_;
-  double overhead_ms_ = 0;
+  double overhead_ms_ = 0, overhead_smallest_ms_ = -1;
 };
 
 }  // namespace compress::amc
