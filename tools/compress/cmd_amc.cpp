@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "compress/amc/environment.h"
+#include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/ir/export.h"
@@ -181,7 +182,6 @@ int cmd_amc(int argc, char** argv) {
                 << "its minimum " << least_ms << " ms (layers " << least_layers << " ms)\n";
   }
   amc::PruningEnvironment env(graph, validation, &calibration, ec);
-  const double full_macs = env.config().target_macs ? env.budget() / *ec.target_macs : 0;
   if (!r.count("quiet")) {
     std::cout << env.steps().size() << " prunable groups; budget "
               << (ec.target_macs ? percent(*ec.target_macs) + " of the MACs" : std::to_string(*ec.target_latency_ms) + " ms")
@@ -216,8 +216,7 @@ int cmd_amc(int argc, char** argv) {
   const nlohmann::json& best_log = log.at(static_cast<size_t>(result.best_episode));
   const std::vector<int64_t> keep = best_log["keep"].get<std::vector<int64_t>>();
   const std::map<std::string, double> ratios = env.prune_ratios(keep);
-  pruning::PruneResult pr;
-  Graph pruned = env.pruned(keep, &pr);
+  Graph pruned = env.pruned(keep);
   torch::jit::Module pruned_module = export_module(pruned);
   pruned_module.eval();
   data::TensorDataset test = load_data_option(r["data"].as<std::string>(), "test", r["data-dir"].as<std::string>());
@@ -234,8 +233,8 @@ int cmd_amc(int argc, char** argv) {
                       {"cost", policy.cost}, {"keep", policy.keep}};
   report["search_seconds"] = search_seconds;
   report["threads"] = threads;
-  report["macs_before"] = pr.macs_before ? pr.macs_before : static_cast<int64_t>(std::llround(full_macs));
-  report["macs_after"] = pr.macs_after;
+  report["macs_before"] = profile_model(graph).total_macs;
+  report["macs_after"] = profile_model(pruned).total_macs;  // also when no group shrank
   if (ec.target_latency_ms) {
     torch::jit::Module deployed = deployable(pruned, lo.int8, calibration);
     const double measured = end_to_end_ms(deployed, pruned, lo);
