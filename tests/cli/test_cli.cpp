@@ -13,6 +13,10 @@
 #include <random>
 #include <sstream>
 
+#include "compress/data/dataset.h"
+#include "compress/io.h"
+#include "compress/models/zoo.h"
+#include "ir/make_module.h"
 #include "temp_dir.h"
 #include "test_util.h"
 
@@ -298,4 +302,67 @@ TEST_CASE("a converted model loads and runs in Python with the same outputs", "[
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
   }
+}
+
+TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and bad input gets one line", "[cli][amc]") {
+  compress::testing::TempDir dir("amc");
+  const std::string model = dir.file("tiny.pt"), data = dir.file("data.pt"), ratios = dir.file("ratios.json");
+  const std::string report = dir.file("report.json"), pruned = dir.file("pruned.pt"), again = dir.file("again.pt");
+  compress::save_module(compress::models::build("cnn", 0, 10, 0.25).module, model);
+  compress::data::TensorDataset ds;
+  ds.inputs = torch::rand({200, 1, 28, 28});
+  ds.labels = torch::randint(0, 10, {200});
+  ds.num_classes = 10;
+  compress::data::save_tensor_dataset(ds, data);
+
+  const std::string base = "amc " + model + " --data " + data + " --val-size 60 --recalibrate-bn 1 ";
+  auto r = run(base + "--target-macs 0.5 --episodes 4 --warmup 2 --seed 3 -o " + ratios + " --report " + report +
+               " --prune-to " + pruned);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("episode 4/4 reward") != std::string::npos);
+  CHECK(r.out.find("episode 1/4 (warm-up)") != std::string::npos);
+  auto j = nlohmann::json::parse(read_file(report));
+  CHECK(j["episodes"].size() == 4);
+  CHECK(j["macs_after"].get<double>() <= 0.5 * j["macs_before"].get<double>());
+  const std::string prune_report = dir.file("prune.json");
+  auto pr = run("prune " + model + " -o " + again + " --input-shape 1,1,28,28 --ratios " + ratios + " --report " + prune_report);
+  REQUIRE(pr.code == 0);
+  // The ratios file reproduces the search's widths: the same MACs.
+  CHECK(nlohmann::json::parse(read_file(prune_report))["result"]["macs_after"] == j["macs_after"]);
+  CHECK(fs::exists(pruned));
+
+  // A latency budget (INT8 kernels): the table's prediction of the chosen
+  // widths meets the budget, and the report holds the end-to-end measurement.
+  r = run(base + "--target-latency 1000 --int8 --episodes 2 --warmup 1 -o " + ratios + " --report " + report);
+  REQUIRE(r.code == 0);
+  j = nlohmann::json::parse(read_file(report));
+  CHECK(j["latency"]["predicted_ms"].get<double>() <= 1000);
+  CHECK(j["latency"]["measured_ms"].get<double>() > 0);
+  CHECK(j["latency_table"]["int8"] == true);
+  CHECK(j["latency_table"]["layers"].size() == 5);
+
+  // Bad input: one line, exit 2, nothing written.
+  const std::string out = dir.file("never.json");
+  check_bad_input(run(base + "--target-macs 0.01 -o " + out), "impossible budget");
+  check_bad_input(run(base + "--target-macs 0.5 --episodes 5 --warmup 5 -o " + out), "must exceed --warmup");
+  check_bad_input(run(base + "--target-macs 0.5 --val-size 0 -o " + out), "--val-size must be positive");
+  check_bad_input(run(base + "--target-macs 0.5 --target-latency 1 -o " + out), "exactly one budget");
+  check_bad_input(run(base + "-o " + out), "exactly one budget");
+  check_bad_input(run(base + "--target-macs 0.5 --int8 -o " + out), "--int8 only applies to --target-latency");
+  check_bad_input(run(base + "--target-latency 0.000001 --episodes 2 --warmup 1 -o " + out), "impossible budget");
+  check_bad_input(run(base + "--target-macs 0.5 -o " + model), "would overwrite the input model");
+  compress::data::TensorDataset none;
+  none.inputs = torch::zeros({0, 1, 28, 28});
+  none.labels = torch::zeros({0}, torch::kLong);
+  none.num_classes = 10;
+  const std::string empty = dir.file("empty.pt");
+  compress::data::save_tensor_dataset(none, empty);
+  check_bad_input(run("amc " + model + " --data " + empty + " --target-macs 0.5 -o " + out), "the dataset is empty");
+  // A model with no convolution or linear layer has nothing to time.
+  const std::string plain = dir.file("relu.pt");
+  auto relu = compress::testing::make_module("__torch__.test.Relu", {}, "def forward(self, x):\n    return torch.relu(x)\n");
+  compress::save_module(relu, plain);
+  check_bad_input(run("amc " + plain + " --data " + data + " --val-size 60 --target-latency 1 -o " + out), "no measurable layer");
+  CHECK_FALSE(fs::exists(out));
 }

@@ -16,5 +16,6 @@ int cmd_qat(int argc, char** argv);
 int cmd_distill(int argc, char** argv);
 int cmd_pdd(int argc, char** argv);
 int cmd_sparsify(int argc, char** argv);
+int cmd_amc(int argc, char** argv);
 
 }  // namespace compress::cli

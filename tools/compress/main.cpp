@@ -32,6 +32,7 @@ const Command kCommands[] = {
     {"train", compress::cli::cmd_train, "train a baseline model (or fine-tune one) on a dataset"},
     {"distill", compress::cli::cmd_distill, "knowledge distillation: train a student under a frozen teacher (KD, FitNets, AT)"},
     {"pdd", compress::cli::cmd_pdd, "pruning during distillation: learned channel gates under a MACs budget, then removal"},
+    {"amc", compress::cli::cmd_amc, "AMC: a DDPG agent learns per-group pruning ratios under a MACs or latency budget"},
     {"eval", compress::cli::cmd_eval, "test accuracy, confusion matrix and latency of a model"},
 };
 

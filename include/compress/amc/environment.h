@@ -1,0 +1,117 @@
+#pragma once
+// AMC's pruning environment: one step per prunable channel group (see
+// compress/pruning/groups.h) in graph order; the action is the group's keep
+// ratio; at the end of an episode the model is pruned with those ratios by
+// the structured pruning engine (magnitude criterion, no fine-tuning),
+// optionally its batch norms are re-estimated on a few training batches, and
+// it is evaluated on a held-out validation set. docs/amc.md.
+//
+// The budget is a fraction of the MACs or a latency in ms predicted from a
+// LatencyTable. Each action is clipped so the budget stays reachable: the
+// largest keep count at most the proposed one such that the cost, with this
+// group at that count and every later group at its minimum, fits (AMC's
+// constraint). So every episode ends within the budget.
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compress/amc/ddpg.h"
+#include "compress/amc/latency.h"
+#include "compress/data/dataset.h"
+#include "compress/ir/graph.h"
+#include "compress/pruning/prune.h"
+
+namespace compress::amc {
+
+struct PruningEnvConfig {
+  // Budget: target_macs (fraction of the model's MACs to keep, in (0, 1)) or,
+  // with a latency table, target_latency_ms.
+  std::optional<double> target_macs;
+  std::optional<double> target_latency_ms;
+  const LatencyTable* latency = nullptr;
+  double min_keep = 0.2, max_keep = 1.0;  // the agent's action range (keep ratios)
+  int64_t recalibrate_batches = 0;        // batch-norm re-estimation on the calibration set (0: off)
+  int64_t batch_size = 64;
+  bool log_macs_reward = false;           // reward -error * log(MACs) (AMC's FLOPs-aware variant) instead of -error
+};
+
+// A prunable group as the agent sees it.
+struct GroupStep {
+  std::string name;
+  int64_t width = 0;
+  int64_t min_keep = 1;
+  std::vector<float> features;  // raw (unnormalised) state features: see state_feature_names()
+};
+
+struct EpisodeOutcome {
+  std::vector<int64_t> keep;  // kept channels per prunable group
+  double cost = 0;            // predicted: MACs or ms
+  int64_t macs = 0;           // exact MACs of the pruned model
+  double accuracy = 0;        // validation top-1
+  double reward = 0;
+  bool cached = false;        // the same widths were scored before
+};
+
+class PruningEnvironment : public Environment {
+ public:
+  // `graph` needs example inputs. `validation` scores episodes;
+  // `calibration` feeds batch-norm re-estimation (may be null when off).
+  // Error(BadInput): no budget or two, a budget out of range or that no
+  // policy can reach (names the smallest reachable), an empty validation
+  // set, no prunable group, a latency budget without a table or whose table
+  // has no layer.
+  PruningEnvironment(const Graph& graph, const data::TensorDataset& validation,
+                     const data::TensorDataset* calibration, PruningEnvConfig config);
+  ~PruningEnvironment() override;
+
+  int64_t state_size() const override;
+  at::Tensor reset() override;
+  StepResult step(double action) override;
+  double finish() override;
+
+  static const std::vector<std::string>& state_feature_names();
+  const std::vector<GroupStep>& steps() const { return steps_; }
+  const PruningEnvConfig& config() const { return config_; }
+
+  // Kept channels for keep ratios (one per step), without clipping.
+  std::vector<int64_t> keep_counts(const std::vector<double>& keep_ratios) const;
+  // Predicted cost (MACs or ms) with these kept channels per step.
+  double cost(const std::vector<int64_t>& keep) const;
+  double full_cost() const;
+  double budget() const { return budget_; }
+  // The ratios file `compress prune --ratios` reads: {group: removed fraction},
+  // groups kept whole left out.
+  std::map<std::string, double> prune_ratios(const std::vector<int64_t>& keep) const;
+  // A copy of the graph pruned to these widths (L1 magnitude), batch norms
+  // re-estimated when configured. `result` receives the pruning report.
+  Graph pruned(const std::vector<int64_t>& keep, pruning::PruneResult* result = nullptr) const;
+  // Validation top-1 of the model pruned to these widths (cached by widths).
+  double accuracy(const std::vector<int64_t>& keep);
+  const EpisodeOutcome& last_outcome() const { return last_; }
+
+ private:
+  struct CostModel;
+  const Graph& graph_;
+  const data::TensorDataset& validation_;
+  const data::TensorDataset* calibration_;
+  PruningEnvConfig config_;
+  std::vector<GroupStep> steps_;
+  std::unique_ptr<CostModel> cost_;
+  double budget_ = 0;
+  std::vector<float> feature_min_, feature_max_;
+  // The episode under way.
+  size_t t_ = 0;
+  std::vector<int64_t> keep_;
+  double previous_action_ = 1;
+  std::map<std::vector<int64_t>, double> accuracy_cache_;
+  EpisodeOutcome last_;
+
+  at::Tensor state() const;
+};
+
+// The layers (convolutions, linear layers) a latency table needs for `graph`.
+std::vector<LayerShape> latency_layers(const Graph& graph);
+
+}  // namespace compress::amc

@@ -1,0 +1,85 @@
+#pragma once
+// Latency lookup tables for AMC's latency budget: each convolution or linear
+// layer timed alone on this machine at a grid of kept input and output
+// widths, so an episode can predict the pruned model's latency without
+// building it. Prediction = overhead + sum of the layers' interpolated times,
+// where the overhead (everything that is not a convolution or linear layer,
+// and the framework) is the end-to-end time of the unpruned model minus the
+// sum of its layers at full width; the overhead does not shrink with the
+// widths, so predictions err on the slow side.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace compress::amc {
+
+// One layer as the table times it.
+struct LayerShape {
+  std::string name;
+  bool linear = false;     // else a 2-d convolution
+  bool depthwise = false;  // input width follows the output width (groups = channels)
+  int64_t in = 0, out = 0;
+  std::vector<int64_t> input_hw;  // convolution input height and width
+  std::vector<int64_t> kernel, stride, padding, dilation;
+};
+
+struct LatencyOptions {
+  int64_t batch = 1;
+  int threads = 1;
+  bool int8 = false;  // time the INT8 kernels (compress::conv2d_int8 / linear_int8) instead of FP32 ATen
+  int grid = 8;       // kept fractions 1/grid, 2/grid, ..., 1 for input and output
+  int repeats = 7;    // timed calls per entry, median kept
+  int rounds = 3;     // sweeps over the whole table, the smallest median kept: a burst of
+                      // load from other processes spoils one sweep's entries, not all
+};
+
+struct LayerTable {
+  LayerShape layer;
+  // ms[i][o]: kept input fraction (i + 1) / grid, kept output fraction (o + 1) / grid
+  // (a depthwise or input-less layer: ms[o][o] only, read along the diagonal).
+  std::vector<std::vector<double>> ms;
+};
+
+// Median time of `call` over `repeats` calls (after two untimed ones), the
+// smallest median of `rounds` rounds. With one thread it is the calling
+// thread's CPU time, not wall time: on a shared machine a call that is
+// descheduled part-way would otherwise count the other processes' turns
+// (timings then read 10-100x slow); with more threads, wall time.
+double time_call_ms(const std::function<void()>& call, int repeats, int rounds, int threads);
+
+class LatencyTable {
+ public:
+  LatencyTable() = default;
+  // Times every layer at every grid point (median of `repeats` calls, the
+  // smallest over `rounds` sweeps). Each row and column is made
+  // non-decreasing (each entry the smallest at its widths or more) so that
+  // keeping more channels never predicts a faster layer, which the budget
+  // clipping's search relies on.
+  static LatencyTable measure(const std::vector<LayerShape>& layers, const LatencyOptions& options);
+
+  // Overhead of the unpruned model and, when known, of the smallest one
+  // (negative: unknown, the overhead is taken as constant).
+  void set_overhead_ms(double unpruned, double smallest = -1) {
+    overhead_ms_ = unpruned;
+    overhead_smallest_ms_ = smallest;
+  }
+  // At `t` in [0, 1]: 0 the smallest model, 1 the unpruned one.
+  double overhead_ms(double t = 1) const {
+    return overhead_smallest_ms_ < 0 ? overhead_ms_ : overhead_smallest_ms_ + t * (overhead_ms_ - overhead_smallest_ms_);
+  }
+  const std::vector<LayerTable>& layers() const { return layers_; }
+  const LatencyOptions& options() const { return options_; }
+  // Bilinear interpolation of layer `i` at kept fractions in (0, 1].
+  double layer_ms(size_t i, double keep_in, double keep_out) const;
+  nlohmann::json to_json() const;
+
+ private:
+  std::vector<LayerTable> layers_;
+  LatencyOptions options_;
+  double overhead_ms_ = 0, overhead_smallest_ms_ = -1;
+};
+
+}  // namespace compress::amc

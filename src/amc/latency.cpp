@@ -1,0 +1,173 @@
+#include "compress/amc/latency.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <cmath>
+#include <functional>
+
+#include "compress/error.h"
+#include "compress/ops/ops.h"
+
+namespace compress::amc {
+
+namespace {
+
+int64_t channels_at(int64_t full, int step, int grid) {
+  return std::max<int64_t>(1, std::llround(static_cast<double>(full) * (step + 1) / grid));
+}
+
+// CPU time of the calling thread (one thread) or of the whole process (more).
+double cpu_ms(bool whole_process) {
+  timespec ts{};
+  clock_gettime(whole_process ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+}
+
+double median_ms(const std::function<void()>& call, int repeats, int threads) {
+  return time_call_ms(call, repeats, 1, threads);
+}
+
+}  // namespace
+
+double time_call_ms(const std::function<void()>& call, int repeats, int rounds, int threads) {
+  call();  // allocator and caches
+  call();
+  double best = 0;
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<double> t;
+    for (int r = 0; r < repeats; ++r) {
+      if (threads == 1) {
+        const double start = cpu_ms(false);
+        call();
+        t.push_back(cpu_ms(false) - start);
+      } else {
+        auto start = std::chrono::steady_clock::now();
+        call();
+        t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+      }
+    }
+    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+    best = round == 0 ? t[t.size() / 2] : std::min(best, t[t.size() / 2]);
+  }
+  return best;
+}
+
+namespace {
+
+// The INT8 kernels as a quantized model runs them: uint8 activations (NHWC
+// for convolutions) in, uint8 out with a fused ReLU, weights packed for this CPU.
+double time_layer_int8(const LayerShape& l, int64_t in, int64_t out, const LatencyOptions& o) {
+  at::Tensor scale = at::full({out}, 0.01f), bias = at::zeros({out});
+  if (l.linear) {
+    at::Tensor x = at::randint(0, 256, {o.batch, in}, at::kByte);
+    at::Tensor packed = ops::pack_linear_int8(at::randint(-127, 128, {out, in}, at::kChar), 128, "auto");
+    return median_ms([&] { ops::linear_int8(x, packed, scale, bias, 0, true, at::kByte, c10::nullopt, 0, 0); },
+                     o.repeats, o.threads);
+  }
+  const int64_t groups = l.depthwise ? out : 1;
+  if (l.depthwise) in = out;
+  at::Tensor x = at::randint(0, 256, {o.batch, l.input_hw[0], l.input_hw[1], in}, at::kByte);
+  at::Tensor w = at::randint(-127, 128, {out, in / groups, l.kernel[0], l.kernel[1]}, at::kChar);
+  at::Tensor packed = ops::pack_conv2d_int8(w, 128, groups, "auto");
+  return median_ms([&] {
+    ops::conv2d_int8(x, packed, scale, bias, l.stride, l.padding, l.dilation, 0, true, at::kByte, c10::nullopt, 0, 0);
+  }, o.repeats, o.threads);
+}
+
+// One FP32 call of the layer at these widths.
+double time_layer(const LayerShape& l, int64_t in, int64_t out, const LatencyOptions& o) {
+  if (o.int8) return time_layer_int8(l, in, out, o);
+  if (l.linear) {
+    at::Tensor x = at::randn({o.batch, in}), w = at::randn({out, in}), b = at::randn({out});
+    return median_ms([&] { at::linear(x, w, b); }, o.repeats, o.threads);
+  }
+  const int64_t groups = l.depthwise ? out : 1;
+  if (l.depthwise) in = out;
+  at::Tensor x = at::randn({o.batch, in, l.input_hw[0], l.input_hw[1]});
+  at::Tensor w = at::randn({out, in / groups, l.kernel[0], l.kernel[1]}), b = at::randn({out});
+  return median_ms([&] { at::conv2d(x, w, b, l.stride, l.padding, l.dilation, groups); }, o.repeats, o.threads);
+}
+
+}  // namespace
+
+LatencyTable LatencyTable::measure(const std::vector<LayerShape>& layers, const LatencyOptions& options) {
+  if (options.grid < 1 || options.repeats < 1 || options.rounds < 1 || options.batch < 1 || options.threads < 1)
+    bad_input("latency table: grid, repeats, rounds, batch and threads must be positive");
+  LatencyTable table;
+  table.options_ = options;
+  const int before = at::get_num_threads();
+  at::set_num_threads(options.threads);
+  torch::NoGradGuard no_grad;
+  const int g = options.grid;
+  for (const LayerShape& l : layers) {
+    LayerTable t;
+    t.layer = l;
+    t.ms.assign(static_cast<size_t>(g), std::vector<double>(static_cast<size_t>(g), 0.0));
+    table.layers_.push_back(std::move(t));
+  }
+  for (int round = 0; round < options.rounds; ++round) {
+    for (LayerTable& t : table.layers_) {
+      const LayerShape& l = t.layer;
+      for (int o = 0; o < g; ++o) {
+        for (int i = 0; i < g; ++i) {
+          if (l.depthwise && i != o) continue;
+          const double ms = time_layer(l, channels_at(l.in, i, g), channels_at(l.out, o, g), options);
+          t.ms[i][o] = round == 0 ? ms : std::min(t.ms[i][o], ms);
+        }
+      }
+    }
+  }
+  // Never faster with more channels: each entry becomes the smallest time
+  // at its widths or more (a minimum from the top), since noise on a shared
+  // machine only ever adds time; a running maximum from the bottom would
+  // spread one spoiled entry over every wider one.
+  for (LayerTable& t : table.layers_) {
+    for (int i = g - 1; i >= 0; --i) {
+      for (int o = g - 1; o >= 0; --o) {
+        if (t.layer.depthwise) {
+          if (i == o && i + 1 < g) t.ms[i][o] = std::min(t.ms[i][o], t.ms[i + 1][o + 1]);
+          continue;
+        }
+        if (i + 1 < g) t.ms[i][o] = std::min(t.ms[i][o], t.ms[i + 1][o]);
+        if (o + 1 < g) t.ms[i][o] = std::min(t.ms[i][o], t.ms[i][o + 1]);
+      }
+    }
+  }
+  at::set_num_threads(before);
+  return table;
+}
+
+double LatencyTable::layer_ms(size_t i, double keep_in, double keep_out) const {
+  const LayerTable& t = layers_.at(i);
+  const int g = options_.grid;
+  // Grid point k holds fraction (k + 1) / g; below 1/g reads the first point.
+  auto locate = [&](double f, int& lo, double& w) {
+    double p = std::clamp(f * g - 1.0, 0.0, static_cast<double>(g - 1));
+    lo = std::min(static_cast<int>(std::floor(p)), g - 1);
+    w = p - lo;
+  };
+  int o0, i0;
+  double wo, wi;
+  locate(keep_out, o0, wo);
+  const int o1 = std::min(o0 + 1, g - 1);
+  if (t.layer.depthwise) return (1 - wo) * t.ms[o0][o0] + wo * t.ms[o1][o1];
+  locate(keep_in, i0, wi);
+  const int i1 = std::min(i0 + 1, g - 1);
+  return (1 - wi) * ((1 - wo) * t.ms[i0][o0] + wo * t.ms[i0][o1]) + wi * ((1 - wo) * t.ms[i1][o0] + wo * t.ms[i1][o1]);
+}
+
+nlohmann::json LatencyTable::to_json() const {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerTable& t : layers_)
+    layers.push_back({{"name", t.layer.name}, {"in", t.layer.in}, {"out", t.layer.out}, {"depthwise", t.layer.depthwise},
+                      {"full_ms", t.ms.back().back()}, {"ms", t.ms}});
+  return {{"batch", options_.batch}, {"threads", options_.threads}, {"int8", options_.int8}, {"grid", options_.grid},
+          {"overhead_ms", overhead_ms_}, {"overhead_smallest_ms", overhead_smallest_ms_}, {"layers", layers}};
+}
+
+}  // namespace compress::amc

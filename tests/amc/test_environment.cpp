@@ -1,0 +1,190 @@
+// AMC's pruning environment on a tiny zoo model and random data: the cost
+// model agrees with the pruning engine, clipping keeps every episode within
+// the budget, bad budgets are refused, and a whole search is reproducible.
+#include <catch2/catch.hpp>
+
+#include <ATen/Parallel.h>
+
+#include "compress/amc/environment.h"
+#include "compress/analysis/profile.h"
+#include "compress/error.h"
+#include "compress/ir/import.h"
+#include "compress/models/zoo.h"
+
+using namespace compress;
+using namespace compress::amc;
+
+namespace {
+
+Graph tiny_cnn() {
+  Graph g = import_module(models::build("cnn", 0, 10, 0.25).module);
+  g.set_example_inputs({InputSpec{{1, 1, 28, 28}}});
+  return g;
+}
+
+data::TensorDataset random_images(int64_t n, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  data::TensorDataset ds;
+  ds.inputs = at::rand({n, 1, 28, 28}, gen);
+  ds.labels = at::randint(0, 10, {n}, gen);
+  ds.num_classes = 10;
+  ds.name = "random";
+  return ds;
+}
+
+PruningEnvConfig macs_budget(double f) {
+  PruningEnvConfig c;
+  c.target_macs = f;
+  return c;
+}
+
+// Plays one episode with a fixed action at every step.
+std::vector<int64_t> play(PruningEnvironment& env, double action) {
+  env.reset();
+  for (;;) {
+    auto r = env.step(action);
+    CHECK(r.next_state.size(0) == env.state_size());
+    if (r.done) break;
+  }
+  env.finish();
+  return env.last_outcome().keep;
+}
+
+}  // namespace
+
+TEST_CASE("amc environment: the cost model counts MACs as the pruning engine does", "[amc][env]") {
+  at::set_num_threads(1);
+  Graph g = tiny_cnn();
+  data::TensorDataset val = random_images(40, 1);
+  PruningEnvironment env(g, val, nullptr, macs_budget(0.5));
+  REQUIRE(env.steps().size() >= 3);  // the cnn's three convolutions and its hidden linear layer
+  CHECK(env.full_cost() == Approx(static_cast<double>(profile_model(g).total_macs)));
+  std::vector<int64_t> keep;
+  for (size_t i = 0; i < env.steps().size(); ++i) keep.push_back(std::max<int64_t>(1, env.steps()[i].width * (i + 2) / (i + 5)));
+  pruning::PruneResult result;
+  Graph pruned = env.pruned(keep, &result);
+  CHECK(static_cast<double>(profile_model(pruned).total_macs) == Approx(env.cost(keep)).epsilon(1e-9));
+  // The ratios file removes exactly width - keep channels of every group.
+  for (const auto& change : result.changes) {
+    for (size_t i = 0; i < env.steps().size(); ++i)
+      if (env.steps()[i].name == change.name) CHECK(change.after == keep[i]);
+  }
+  CHECK(result.changes.size() == env.steps().size());
+}
+
+TEST_CASE("amc environment: clipping keeps every episode within the budget", "[amc][env]") {
+  at::set_num_threads(1);
+  Graph g = tiny_cnn();
+  data::TensorDataset val = random_images(40, 1);
+  for (double target : {0.3, 0.5, 0.8}) {
+    PruningEnvironment env(g, val, nullptr, macs_budget(target));
+    // Keeping everything early forces the later groups down to fit.
+    std::vector<int64_t> greedy = play(env, 1.0);
+    INFO("target " << target);
+    CHECK(env.last_outcome().cost <= env.budget());
+    CHECK(greedy.front() == env.steps().front().width);
+    // The first group clipped got the largest width that fits with every
+    // later group at its minimum: one channel more would break the budget.
+    size_t clipped = 0;
+    while (clipped < greedy.size() && greedy[clipped] == env.steps()[clipped].width) ++clipped;
+    REQUIRE(clipped < greedy.size());
+    std::vector<int64_t> trial = greedy;
+    for (size_t j = clipped + 1; j < trial.size(); ++j) trial[j] = env.steps()[j].min_keep;
+    CHECK(env.cost(trial) <= env.budget());
+    trial[clipped] += 1;
+    CHECK(env.cost(trial) > env.budget());
+    // Actions below the range are raised to the minimum keep ratio.
+    std::vector<int64_t> least = play(env, 0.0);
+    for (size_t i = 0; i < least.size(); ++i) CHECK(least[i] == env.steps()[i].min_keep);
+    CHECK(env.last_outcome().reward == Approx(-(1 - env.last_outcome().accuracy)));
+  }
+}
+
+TEST_CASE("amc environment: impossible budgets, empty validation and missing tables are refused", "[amc][env][bad-input]") {
+  Graph g = tiny_cnn();
+  data::TensorDataset val = random_images(20, 1), empty;
+  CHECK_THROWS_WITH(PruningEnvironment(g, val, nullptr, macs_budget(0.01)), Catch::Contains("impossible budget"));
+  CHECK_THROWS_WITH(PruningEnvironment(g, val, nullptr, macs_budget(1.5)), Catch::Contains("--target-macs must be in (0, 1)"));
+  CHECK_THROWS_WITH(PruningEnvironment(g, empty, nullptr, macs_budget(0.5)), Catch::Contains("validation set is empty"));
+  PruningEnvConfig latency;
+  latency.target_latency_ms = 1.0;
+  CHECK_THROWS_WITH(PruningEnvironment(g, val, nullptr, latency), Catch::Contains("needs a latency table"));
+  PruningEnvConfig both = macs_budget(0.5);
+  both.target_latency_ms = 1.0;
+  CHECK_THROWS_WITH(PruningEnvironment(g, val, nullptr, both), Catch::Contains("exactly one budget"));
+  PruningEnvConfig recal = macs_budget(0.5);
+  recal.recalibrate_batches = 2;
+  CHECK_THROWS_WITH(PruningEnvironment(g, val, nullptr, recal), Catch::Contains("needs a non-empty calibration set"));
+}
+
+TEST_CASE("amc latency table: monotone, interpolated, and clipping meets a latency budget", "[amc][env][latency]") {
+  at::set_num_threads(1);
+  Graph g = tiny_cnn();
+  std::vector<LayerShape> layers = latency_layers(g);
+  REQUIRE(layers.size() == 5);  // three convolutions, two linear layers
+  LatencyOptions lo;
+  lo.grid = 3;
+  lo.repeats = 3;
+  LatencyTable table = LatencyTable::measure(layers, lo);
+  REQUIRE(table.layers().size() == layers.size());
+  for (size_t l = 0; l < table.layers().size(); ++l) {
+    const auto& ms = table.layers()[l].ms;
+    for (size_t i = 0; i < ms.size(); ++i)
+      for (size_t o = 0; o < ms.size(); ++o) {
+        CHECK(ms[i][o] > 0);
+        if (i > 0) CHECK(ms[i][o] >= ms[i - 1][o]);
+        if (o > 0) CHECK(ms[i][o] >= ms[i][o - 1]);
+      }
+    // Grid points read back exactly; halfway reads the mean.
+    CHECK(table.layer_ms(l, 1.0, 1.0) == Approx(ms[2][2]));
+    CHECK(table.layer_ms(l, 1.0, 0.5) == Approx(0.5 * (ms[2][0] + ms[2][1])));
+  }
+  table.set_overhead_ms(0.05);
+  PruningEnvConfig c;
+  double full = 0.05;
+  for (size_t l = 0; l < layers.size(); ++l) full += table.layer_ms(l, 1, 1);
+  c.target_latency_ms = full;
+  c.latency = &table;
+  data::TensorDataset val = random_images(20, 1);
+  std::vector<int64_t> smallest;
+  {
+    PruningEnvironment everything(g, val, nullptr, c);
+    CHECK(everything.full_cost() == Approx(full));
+    for (const auto& s : everything.steps()) smallest.push_back(s.min_keep);
+    c.target_latency_ms = 0.5 * (full + everything.cost(smallest));  // halfway between the extremes
+  }
+  PruningEnvironment env(g, val, nullptr, c);
+  // With a second overhead point the overhead follows the kept activations:
+  // the smallest widths predict their own overhead, the full ones the other.
+  table.set_overhead_ms(0.05, 0.01);
+  CHECK(env.full_cost() == Approx(full));
+  const double smallest_layers = env.cost(smallest) - 0.01;
+  table.set_overhead_ms(0.05);
+  CHECK(env.cost(smallest) == Approx(smallest_layers + 0.05));
+  play(env, 1.0);
+  CHECK(env.last_outcome().cost <= c.target_latency_ms.value());
+  c.target_latency_ms = 1e-6;
+  CHECK_THROWS_WITH(PruningEnvironment(g, val, nullptr, c), Catch::Contains("impossible budget"));
+}
+
+TEST_CASE("amc search on a pruning environment is deterministic for a seed", "[amc][env]") {
+  at::set_num_threads(1);
+  Graph g = tiny_cnn();
+  data::TensorDataset val = random_images(40, 1), calib = random_images(32, 2);
+  PruningEnvConfig c = macs_budget(0.5);
+  c.recalibrate_batches = 1;
+  c.batch_size = 32;
+  DdpgConfig d;
+  d.seed = 5;
+  d.hidden = 32;
+  d.action_low = c.min_keep;
+  std::vector<std::vector<int64_t>> first;
+  for (int run = 0; run < 2; ++run) {
+    PruningEnvironment env(g, val, &calib, c);
+    std::vector<std::vector<int64_t>> widths;
+    SearchResult r = search(env, d, 6, 3, [&](const EpisodeLog&) { widths.push_back(env.last_outcome().keep); });
+    for (const auto& w : widths) CHECK(env.cost(w) <= env.budget());
+    if (run == 0) first = widths;
+    else CHECK(widths == first);
+  }
+}

@@ -1,0 +1,282 @@
+// compress amc IN --data fashion-mnist (--target-macs F | --target-latency MS [--int8] [--batch N] [--threads T])
+//              [--episodes N] [--warmup N] [--seed S] -o RATIOS.json [--prune-to OUT.pt] [--report R.json]
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include <ATen/Parallel.h>
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "compress/amc/environment.h"
+#include "compress/analysis/profile.h"
+#include "compress/error.h"
+#include "compress/io.h"
+#include "compress/ir/export.h"
+#include "compress/ir/import.h"
+#include "compress/quantization/quantize.h"
+#include "compress/train/evaluate.h"
+#include "data_option.h"
+#include "input_shape.h"
+#include "parse_args.h"
+
+namespace compress::cli {
+
+namespace {
+
+// End-to-end latency of a model at the table's batch size and threads,
+// timed as the table is (amc::time_call_ms: CPU time with one thread).
+double end_to_end_ms(torch::jit::Module& m, const Graph& g, const amc::LatencyOptions& lo) {
+  Shape shape = g.example_inputs().at(0).shape;
+  shape[0] = lo.batch;
+  const at::Tensor x = at::rand(shape);
+  const int before = at::get_num_threads();
+  at::set_num_threads(lo.threads);
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < 5; ++i) m.forward({x});  // the profiling executor optimises over the first calls
+  const double ms = amc::time_call_ms([&] { m.forward({x}); }, 15, lo.rounds, lo.threads);
+  at::set_num_threads(before);
+  return ms;
+}
+
+// The model as the latency budget runs it: FP32 as exported, or quantized
+// to the INT8 kernels (calibrated on the calibration batches) with --int8.
+torch::jit::Module deployable(const Graph& graph, bool int8, const data::TensorDataset& calibration) {
+  Graph g = graph;
+  if (int8) {
+    const int64_t batch = 64, n = std::max<int64_t>(1, calibration.size() / batch);
+    quant::CalibrationData data{n, [&](int64_t i) { return calibration.inputs.narrow(0, i * batch, std::min(batch, calibration.size() - i * batch)); }};
+    quant::quantize_static(g, data);
+  }
+  torch::jit::Module m = export_module(g);
+  m.eval();
+  return m;
+}
+
+std::string percent(double f) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "%.2f%%", 100 * f);
+  return b;
+}
+
+}  // namespace
+
+int cmd_amc(int argc, char** argv) {
+  cxxopts::Options options("compress amc",
+                           "AMC: a DDPG agent learns a keep ratio per channel group under a MACs or measured-latency "
+                           "budget; each episode prunes (L1, no fine-tuning) and scores on a held-out validation "
+                           "subset of the training set. Writes the best ratios for compress prune --ratios.");
+  options.positional_help("IN --data fashion-mnist (--target-macs F | --target-latency MS) -o RATIOS.json");
+  options.add_options()
+      ("in", "input TorchScript model", cxxopts::value<std::string>())
+      ("o,output", "ratios file (JSON {group: removed fraction}, for compress prune --ratios)", cxxopts::value<std::string>())
+      ("data", "fashion-mnist or a tensor dataset (.pt): validation and calibration come from its training split", cxxopts::value<std::string>()->default_value(""))
+      ("data-dir", "folder of the Fashion-MNIST files", cxxopts::value<std::string>()->default_value(""))
+      ("input-shape", "example input shape (default: the one the model records)", cxxopts::value<std::string>())
+      ("target-macs", "keep at most this fraction of the MACs, in (0, 1)", cxxopts::value<double>())
+      ("target-latency", "keep the predicted latency at most this many ms (lookup table measured here)", cxxopts::value<double>())
+      ("int8", "time the INT8 kernels for the latency table")
+      ("batch", "batch size of the latency table and measurement", cxxopts::value<int64_t>()->default_value("1"))
+      ("threads", "threads (search and latency)", cxxopts::value<int>()->default_value("1"))
+      ("episodes", "episodes in all", cxxopts::value<int64_t>()->default_value("300"))
+      ("warmup", "random episodes first (fill the replay buffer)", cxxopts::value<int64_t>()->default_value("100"))
+      ("seed", "seed of the agent and of the validation split", cxxopts::value<uint64_t>()->default_value("0"))
+      ("val-size", "validation images held out of the training split", cxxopts::value<int64_t>()->default_value("2000"))
+      ("recalibrate-bn", "re-estimate batch norms on N training batches before each evaluation (0: off)", cxxopts::value<int64_t>()->default_value("4"))
+      ("min-keep", "smallest keep ratio of a group", cxxopts::value<double>()->default_value("0.2"))
+      ("log-macs-reward", "reward -error * log(MACs) instead of -error")
+      ("prune-to", "also write the model pruned with the best ratios (batch norms recalibrated as in the search)", cxxopts::value<std::string>())
+      ("report", "write a JSON report here (episodes, groups, latency table)", cxxopts::value<std::string>())
+      ("q,quiet", "no per-episode lines")
+      ("h,help", "show this help");
+  options.parse_positional({"in"});
+  auto r = parse_args(options, argc, argv);
+  if (r.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  if (!r.count("in")) bad_input("no input model given (usage: compress amc IN --data fashion-mnist --target-macs 0.5 -o ratios.json)");
+  if (!r.count("output")) bad_input("no output file given (-o RATIOS.json)");
+  const std::string in = r["in"].as<std::string>(), out = r["output"].as<std::string>();
+  for (const char* opt : {"output", "prune-to", "report"})
+    if (r.count(opt) && same_file(r[opt].as<std::string>(), in)) bad_input(std::string("--") + opt + " would overwrite the input model");
+  const int64_t episodes = r["episodes"].as<int64_t>(), warmup = r["warmup"].as<int64_t>();
+  amc::check_search_lengths(episodes, warmup);
+  if (r.count("target-macs") + r.count("target-latency") != 1) bad_input("give exactly one budget: --target-macs or --target-latency");
+  if (r.count("int8") && !r.count("target-latency")) bad_input("--int8 only applies to --target-latency");
+  const int64_t val_size = r["val-size"].as<int64_t>(), recal = r["recalibrate-bn"].as<int64_t>();
+  if (val_size <= 0) bad_input("--val-size must be positive: the search needs a validation set");
+  if (recal < 0) bad_input("--recalibrate-bn must not be negative");
+  const int threads = r["threads"].as<int>();
+  if (threads < 1) bad_input("--threads must be at least 1");
+  at::set_num_threads(threads);
+
+  torch::jit::Module module = load_module(in);
+  Graph graph = import_module(module);
+  apply_input_shapes(graph, r, in, /*required=*/false);
+
+  // Validation: a held-out part of the training split (the test set stays
+  // unseen until the final report); calibration: the rest of it.
+  const uint64_t seed = r["seed"].as<uint64_t>();
+  data::TensorDataset train = load_data_option(r["data"].as<std::string>(), "train", r["data-dir"].as<std::string>());
+  if (train.size() == 0) bad_input("--data " + r["data"].as<std::string>() + ": the dataset is empty, no validation set");
+  if (val_size >= train.size())
+    bad_input("--val-size " + std::to_string(val_size) + " leaves no training data (the set has " +
+              std::to_string(train.size()) + " samples)");
+  auto [rest, held] = data::train_val_split(train, static_cast<double>(val_size) / static_cast<double>(train.size()), seed);
+  data::TensorDataset validation = data::take(held, val_size);
+  if (graph.example_inputs().empty()) {  // one sample of the data set, batch 1
+    Shape sample = train.inputs.sizes().vec();
+    sample[0] = 1;
+    graph.set_example_inputs({InputSpec{sample}});
+  }
+  data::TensorDataset calibration = data::take(rest, std::max<int64_t>(1, recal) * 64);
+
+  amc::PruningEnvConfig ec;
+  if (r.count("target-macs")) ec.target_macs = r["target-macs"].as<double>();
+  if (r.count("target-latency")) ec.target_latency_ms = r["target-latency"].as<double>();
+  ec.min_keep = r["min-keep"].as<double>();
+  ec.recalibrate_batches = recal;
+  ec.log_macs_reward = r.count("log-macs-reward") > 0;
+
+  nlohmann::json report;
+  amc::LatencyTable table;
+  amc::LatencyOptions lo;
+  lo.batch = r["batch"].as<int64_t>();
+  lo.threads = threads;
+  lo.int8 = r.count("int8") > 0;
+  if (lo.batch < 1) bad_input("--batch must be at least 1");
+  if (ec.target_latency_ms) {
+    std::vector<amc::LayerShape> layers = amc::latency_layers(graph);
+    if (layers.empty()) bad_input(in + ": no measurable layer (convolution or linear) for a latency budget");
+    auto t0 = std::chrono::steady_clock::now();
+    table = amc::LatencyTable::measure(layers, lo);
+    torch::jit::Module original = deployable(graph, lo.int8, calibration);
+    const double full = end_to_end_ms(original, graph, lo);
+    double layer_sum = 0;
+    for (size_t i = 0; i < table.layers().size(); ++i) layer_sum += table.layer_ms(i, 1, 1);
+    const double overhead = std::max(0.0, full - layer_sum);
+    table.set_overhead_ms(overhead);
+    // The second overhead point: every group at its minimum, measured end to
+    // end (an environment without a real budget finds those widths).
+    amc::PruningEnvConfig probe_config = ec;
+    probe_config.target_latency_ms = 1e300;
+    probe_config.recalibrate_batches = 0;
+    probe_config.latency = &table;
+    amc::PruningEnvironment probe(graph, validation, nullptr, probe_config);
+    std::vector<int64_t> smallest;
+    for (const amc::GroupStep& s : probe.steps()) smallest.push_back(s.min_keep);
+    torch::jit::Module least = deployable(probe.pruned(smallest), lo.int8, calibration);
+    const double least_ms = end_to_end_ms(least, graph, lo);
+    const double least_layers = probe.cost(smallest) - overhead;
+    table.set_overhead_ms(overhead, std::max(0.0, least_ms - least_layers));
+    report["latency_table_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report["latency_unpruned_ms"] = full;
+    report["latency_smallest_ms"] = least_ms;
+    ec.latency = &table;
+    if (!r.count("quiet"))
+      std::cout << "latency table: " << layers.size() << " layers (batch " << lo.batch << ", " << threads
+                << " thread(s)); end to end: unpruned " << full << " ms (layers " << layer_sum << " ms), every group at "
+                << "its minimum " << least_ms << " ms (layers " << least_layers << " ms)\n";
+  }
+  amc::PruningEnvironment env(graph, validation, &calibration, ec);
+  if (!r.count("quiet")) {
+    std::cout << env.steps().size() << " prunable groups; budget "
+              << (ec.target_macs ? percent(*ec.target_macs) + " of the MACs" : std::to_string(*ec.target_latency_ms) + " ms")
+              << "; validation " << validation.size() << " images" << std::endl;
+  }
+
+  amc::DdpgConfig dc;
+  dc.seed = seed;
+  dc.action_low = ec.min_keep;
+  dc.action_high = ec.max_keep;
+  nlohmann::json log = nlohmann::json::array();
+  const auto start = std::chrono::steady_clock::now();
+  double best = -1e300;
+  auto on_episode = [&](const amc::EpisodeLog& e) {
+    const amc::EpisodeOutcome& o = env.last_outcome();
+    best = std::max(best, e.reward);
+    log.push_back({{"episode", e.episode}, {"warmup", e.warmup}, {"reward", e.reward}, {"accuracy", o.accuracy},
+                   {"macs", o.macs}, {"cost", o.cost}, {"keep", o.keep}});
+    if (r.count("quiet")) return;
+    std::printf("episode %lld/%lld%s reward %.4f val top-1 %s MACs %lld%s best %.4f sigma %.3f%s\n",
+                static_cast<long long>(e.episode + 1), static_cast<long long>(episodes), e.warmup ? " (warm-up)" : "",
+                e.reward, percent(o.accuracy).c_str(), static_cast<long long>(o.macs),
+                ec.target_latency_ms ? (" predicted " + std::to_string(o.cost) + " ms").c_str() : "", best, e.sigma,
+                o.cached ? " (cached)" : "");
+    std::fflush(stdout);
+  };
+  amc::SearchResult result = amc::search(env, dc, episodes, warmup, on_episode);
+  const double search_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const amc::EpisodeOutcome policy = env.last_outcome();
+
+  // The best episode's widths: the ratios file, the pruned model, the test set.
+  const nlohmann::json& best_log = log.at(static_cast<size_t>(result.best_episode));
+  const std::vector<int64_t> keep = best_log["keep"].get<std::vector<int64_t>>();
+  const std::map<std::string, double> ratios = env.prune_ratios(keep);
+  Graph pruned = env.pruned(keep);
+  torch::jit::Module pruned_module = export_module(pruned);
+  pruned_module.eval();
+  data::TensorDataset test = load_data_option(r["data"].as<std::string>(), "test", r["data-dir"].as<std::string>());
+  const double test_top1 = train::evaluate(pruned_module, test).top1;
+
+  nlohmann::json groups = nlohmann::json::array();
+  for (size_t i = 0; i < env.steps().size(); ++i)
+    groups.push_back({{"name", env.steps()[i].name}, {"width", env.steps()[i].width}, {"keep", keep[i]}});
+  report["groups"] = groups;
+  report["best"] = {{"episode", result.best_episode}, {"reward", result.best_reward},
+                    {"val_accuracy", best_log["accuracy"]}, {"macs", best_log["macs"]}, {"cost", best_log["cost"]},
+                    {"test_accuracy", test_top1}};
+  report["policy"] = {{"reward", result.policy_reward}, {"val_accuracy", policy.accuracy}, {"macs", policy.macs},
+                      {"cost", policy.cost}, {"keep", policy.keep}};
+  report["search_seconds"] = search_seconds;
+  report["threads"] = threads;
+  report["macs_before"] = profile_model(graph).total_macs;
+  report["macs_after"] = profile_model(pruned).total_macs;  // also when no group shrank
+  if (ec.target_latency_ms) {
+    // The pruned and the unpruned model timed alternately, side by side: on a
+    // shared machine their ratio is steadier than either time (both reported).
+    torch::jit::Module deployed = deployable(pruned, lo.int8, calibration);
+    torch::jit::Module original = deployable(graph, lo.int8, calibration);
+    double measured = 0, unpruned = 0;
+    for (int round = 0; round < 2; ++round) {
+      const double p = end_to_end_ms(deployed, pruned, lo), u = end_to_end_ms(original, graph, lo);
+      measured = round == 0 ? p : std::min(measured, p);
+      unpruned = round == 0 ? u : std::min(unpruned, u);
+    }
+    const double predicted = best_log["cost"].get<double>();
+    report["latency"] = {{"budget_ms", *ec.target_latency_ms}, {"predicted_ms", predicted}, {"measured_ms", measured},
+                         {"predicted_unpruned_ms", env.full_cost()}, {"measured_unpruned_ms", unpruned},
+                         {"predicted_speedup", env.full_cost() / predicted}, {"measured_speedup", unpruned / measured},
+                         {"batch", lo.batch}, {"threads", lo.threads}, {"int8", lo.int8}};
+    report["latency_table"] = table.to_json();
+  }
+  report["options"] = {{"episodes", episodes}, {"warmup", warmup}, {"seed", seed}, {"val_size", val_size},
+                       {"recalibrate_bn", recal}, {"min_keep", ec.min_keep}, {"log_macs_reward", ec.log_macs_reward}};
+  report["ratios"] = ratios;
+  report["episodes"] = log;
+
+  // Outputs last, each atomically: a failure above leaves nothing behind.
+  write_text_file(out, nlohmann::json(ratios).dump(2) + "\n");
+  if (r.count("prune-to")) save_module(pruned_module, r["prune-to"].as<std::string>(), in);
+  if (r.count("report")) write_text_file(r["report"].as<std::string>(), report.dump(2) + "\n");
+  if (!r.count("quiet")) {
+    std::cout << "best episode " << result.best_episode + 1 << ": validation top-1 "
+              << percent(best_log["accuracy"].get<double>()) << ", MACs " << report["macs_after"].get<int64_t>() << " of "
+              << report["macs_before"].get<int64_t>() << ", test top-1 " << percent(test_top1) << "\n";
+    if (report.contains("latency")) {
+      const double predicted_ms = report["latency"]["predicted_ms"].get<double>();
+      std::cout << "latency: budget " << *ec.target_latency_ms << " ms, predicted " << predicted_ms << " ms, measured "
+                << report["latency"]["measured_ms"].get<double>() << " ms; speedup over the unpruned model: predicted "
+                << report["latency"]["predicted_speedup"].get<double>() << "x, measured "
+                << report["latency"]["measured_speedup"].get<double>() << "x (side by side)\n";
+    }
+    std::cout << "learned policy (no noise): validation top-1 " << percent(policy.accuracy) << ", MACs " << policy.macs
+              << "\nsearch: " << episodes << " episodes in " << search_seconds << " s; wrote " << out << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace compress::cli
