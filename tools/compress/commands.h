@@ -15,5 +15,7 @@ int cmd_quantize(int argc, char** argv);
 int cmd_qat(int argc, char** argv);
 int cmd_distill(int argc, char** argv);
 int cmd_pdd(int argc, char** argv);
+int cmd_run(int argc, char** argv);
+int cmd_report(int argc, char** argv);
 
 }  // namespace compress::cli

@@ -32,6 +32,8 @@ const Command kCommands[] = {
     {"distill", compress::cli::cmd_distill, "knowledge distillation: train a student under a frozen teacher (KD, FitNets, AT)"},
     {"pdd", compress::cli::cmd_pdd, "pruning during distillation: learned channel gates under a MACs budget, then removal"},
     {"eval", compress::cli::cmd_eval, "test accuracy, confusion matrix and latency of a model"},
+    {"run", compress::cli::cmd_run, "run a pipeline recipe (JSON): train, prune, distill, quantize, ... with a report"},
+    {"report", compress::cli::cmd_report, "render a pipeline report as an HTML page with charts or a Markdown table"},
 };
 
 void print_usage(std::FILE* out) {
