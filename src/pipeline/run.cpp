@@ -188,7 +188,9 @@ nlohmann::json run_pipeline(const Recipe& recipe, const std::string& out_dir, co
     }
     current = init;
     current_hash = hash_text(desc.dump());  // the build is deterministic; its bytes need not be
-    say("[1/" + std::to_string(total) + "] init: new " + recipe.arch + " (width " + std::to_string(recipe.width) + ")");
+    char width[32];
+    std::snprintf(width, sizeof(width), "%g", recipe.width);
+    say("[1/" + std::to_string(total) + "] init: new " + recipe.arch + " (width " + width + ")");
   }
 
   auto resolve_ref = [&](const ModelRef& ref, std::string& hash) -> std::string {

@@ -21,6 +21,13 @@ class TrainStage : public Stage {
     return j;
   }
   bool needs_data() const override { return true; }
+  // The cache, once it exists, is an input: replacing it reruns the stage.
+  std::vector<ModelRef> model_refs() const override {
+    if (cache.empty() || !std::filesystem::exists(cache)) return {};
+    ModelRef ref;
+    ref.file = cache;
+    return {ref};
+  }
 
   void run(StageContext& ctx) override {
     if (!cache.empty() && std::filesystem::exists(cache)) {

@@ -196,3 +196,28 @@ TEST_CASE("run: the example program runs a pipeline through the library API", "[
   CHECK(rep["rows"].size() == 4);
   CHECK(rep["rows"][3]["latency_ms"]["1"]["1"].get<double>() > 0);
 }
+
+TEST_CASE("run: a train stage's cache is filled once and reused by other runs", "[pipeline][run]") {
+  const TempDir dir("pipeline_cache");
+  cli_test::make_set(dir, "set.pt", 128, 4);
+  nlohmann::json j = nlohmann::json::parse(R"({
+    "model": {"arch": "cnn", "width": 0.25}, "data": {"source": "set.pt"}, "threads": 1, "measure_accuracy": false,
+    "stages": [{"train": {"epochs": 1, "batch_size": 32, "cache": "cache/baseline.pt"}}]})");
+  write(dir.file("r.json"), j);
+  fs::create_directories(dir.file("cache"));
+  REQUIRE(run("run " + dir.file("r.json") + " -o " + dir.file("a") + " --quiet").code == 0);
+  REQUIRE(fs::exists(dir.file("cache/baseline.pt")));
+  const auto a = read_json(dir.file("a/report.json"));
+  CHECK_FALSE(a["stages"][0]["details"].contains("reused"));
+  CHECK(a["stages"][0]["details"]["steps"] == 4);
+
+  Run b = run("run " + dir.file("r.json") + " -o " + dir.file("b"));
+  INFO(b.out);
+  REQUIRE(b.code == 0);
+  CHECK(b.out.find("epoch 1/1") == std::string::npos);  // no training
+  const auto rb = read_json(dir.file("b/report.json"));
+  CHECK(rb["stages"][0]["details"]["reused"] == dir.file("cache/baseline.pt"));
+  CHECK(rb["stages"][0]["output_hash"] == a["stages"][0]["output_hash"]);
+  CHECK(compress::pipeline::hash_file(dir.file("b/00-train/model.pt")) ==
+        compress::pipeline::hash_file(dir.file("cache/baseline.pt")));
+}
