@@ -22,16 +22,21 @@ void TrainingOptions::read(Fields& f, const models::Recipe& d) {
   recipe.crop_padding = f.integer("crop_padding", d.crop_padding, 0, 64);
   recipe.horizontal_flip = f.boolean("flip", d.horizontal_flip);
   seed = uint64_t(f.integer("seed", 0, 0));
+  checkpoint_steps = f.integer("checkpoint_steps", 0, 0);
 }
 
 nlohmann::json TrainingOptions::to_json() const {
-  return {{"epochs", recipe.epochs},       {"batch_size", recipe.batch_size},
+  nlohmann::json j = {{"epochs", recipe.epochs},       {"batch_size", recipe.batch_size},
           {"optimizer", recipe.optimizer}, {"lr", recipe.lr},
           {"momentum", recipe.momentum},   {"nesterov", recipe.nesterov},
           {"weight_decay", recipe.weight_decay}, {"schedule", recipe.schedule},
           {"warmup_epochs", recipe.warmup_epochs}, {"label_smoothing", recipe.label_smoothing},
           {"grad_clip", recipe.grad_clip}, {"crop_padding", recipe.crop_padding},
           {"flip", recipe.horizontal_flip}, {"seed", seed}};
+  // Only when set: how often checkpoints are written does not change the
+  // result, and the keys of recipes written before the option stay the same.
+  if (checkpoint_steps > 0) j["checkpoint_steps"] = checkpoint_steps;
+  return j;
 }
 
 train::TrainConfig TrainingOptions::config(int64_t train_size, int threads, const std::string& work_dir,
@@ -55,6 +60,7 @@ train::TrainConfig TrainingOptions::config(int64_t train_size, int threads, cons
   cfg.augment.horizontal_flip = recipe.horizontal_flip;
   cfg.threads = threads;
   cfg.checkpoint_path = work_dir.empty() ? "" : work_dir + "/checkpoint.pt";
+  cfg.checkpoint_every_steps = checkpoint_steps;
   cfg.resume = !work_dir.empty();
   cfg.fingerprint = fingerprint;
   cfg.quiet = quiet;

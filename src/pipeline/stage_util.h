@@ -18,8 +18,10 @@ namespace compress::pipeline {
 struct TrainingOptions {
   models::Recipe recipe;
   uint64_t seed = 0;
+  int64_t checkpoint_steps = 0;  // also checkpoint every N steps (0: at epoch ends only)
   // Reads epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay,
-  // schedule, warmup_epochs, label_smoothing, crop_padding, flip, seed.
+  // schedule, warmup_epochs, label_smoothing, crop_padding, flip, seed,
+  // checkpoint_steps.
   // `defaults` fills what the JSON leaves out.
   void read(Fields& f, const models::Recipe& defaults);
   nlohmann::json to_json() const;

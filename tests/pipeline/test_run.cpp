@@ -5,6 +5,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "compress/pipeline/run.h"
@@ -220,4 +224,46 @@ TEST_CASE("run: a train stage's cache is filled once and reused by other runs", 
   CHECK(rb["stages"][0]["output_hash"] == a["stages"][0]["output_hash"]);
   CHECK(compress::pipeline::hash_file(dir.file("b/00-train/model.pt")) ==
         compress::pipeline::hash_file(dir.file("cache/baseline.pt")));
+}
+
+TEST_CASE("run: a training stage killed part way resumes from its checkpoint, as if never stopped", "[pipeline][run][resume]") {
+  const TempDir dir("pipeline_resume");
+  cli_test::make_set(dir, "set.pt", 1024, 5);
+  write(dir.file("r.json"), nlohmann::json::parse(R"({
+    "model": {"arch": "cnn", "width": 0.25}, "data": {"source": "set.pt"}, "threads": 1, "measure_accuracy": false,
+    "stages": [{"train": {"epochs": 2, "batch_size": 16, "lr": 0.02, "checkpoint_steps": 8}}]})"));
+  // Uninterrupted, for reference.
+  REQUIRE(run("run " + dir.file("r.json") + " -o " + dir.file("whole") + " --quiet").code == 0);
+
+  const std::string ckpt = dir.file("cut/00-train/checkpoint.pt");
+  const pid_t pid = cli_test::spawn({"run", dir.file("r.json"), "-o", dir.file("cut")}, dir.file("log.txt"));
+  REQUIRE(pid > 0);
+  int status = 0;
+  bool killed = false;
+  for (int i = 0; i < 6000 && !killed; ++i) {  // up to 2 minutes
+    if (waitpid(pid, &status, WNOHANG) == pid) break;  // finished before a checkpoint was seen
+    if (fs::exists(ckpt)) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      killed = true;
+    }
+    usleep(20000);
+  }
+  REQUIRE(killed);
+  CHECK_FALSE(fs::exists(dir.file("cut/00-train/model.pt")));
+
+  Run again = run("run " + dir.file("r.json") + " -o " + dir.file("cut"));
+  INFO(again.out);
+  REQUIRE(again.code == 0);
+  CHECK(again.out.find("resuming from " + ckpt) != std::string::npos);
+  CHECK_FALSE(fs::exists(ckpt));  // removed once the stage is done
+  torch::jit::Module a = torch::jit::load(dir.file("whole/00-train/model.pt"));
+  torch::jit::Module b = torch::jit::load(dir.file("cut/00-train/model.pt"));
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  size_t n = 0;
+  for (auto ia = pa.begin(), ib = pb.begin(); ia != pa.end() && ib != pb.end(); ++ia, ++ib, ++n) {
+    INFO((*ia).name);
+    CHECK(at::equal((*ia).value, (*ib).value));
+  }
+  CHECK(n > 0);
 }
