@@ -9,6 +9,13 @@
 
 namespace compress::pipeline {
 
+// "02-distill": a stage's folder under the output folder, and its name in reports.
+inline std::string stage_folder(int64_t index, const std::string& kind) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%02lld-", static_cast<long long>(index));
+  return buf + kind;
+}
+
 inline std::string si_count(double v) {
   char buf[32];
   if (v >= 1e9) std::snprintf(buf, sizeof(buf), "%.2f G", v / 1e9);

@@ -114,9 +114,13 @@ std::string scatter(const std::string& id, const std::string& title, const std::
     s += "<circle class=\"point\" data-label=\"" + esc(p.label) + "\" data-x=\"" + num(p.x) + "\" data-y=\"" +
          num(p.y) + "\" cx=\"" + px(cx) + "\" cy=\"" + px(cy) + "\" r=\"5\" fill=\"" + kColors[i % 8] + "\"><title>" +
          esc(p.label) + ": " + num(p.x) + ", " + num(p.y) + "</title></circle>\n";
-    // Labels near the right edge go to the left of their point, inside the frame.
+    // Labels near the right edge go to the left of their point, inside the
+    // frame; the labels of points drawn on top of each other are stacked.
     const bool left = cx > x1 - 90;
-    s += "<text class=\"label\" x=\"" + px(left ? cx - 7 : cx + 7) + "\" y=\"" + px(cy - 7) + "\"" +
+    int below = 0;
+    for (size_t k = 0; k < i; ++k)
+      below += std::abs(x.at(pts[k].x, x0, x1) - cx) < 4 && std::abs(y.at(pts[k].y, y0, y1) - cy) < 4;
+    s += "<text class=\"label\" x=\"" + px(left ? cx - 7 : cx + 7) + "\" y=\"" + px(cy - 7 + 13 * below) + "\"" +
          (left ? " text-anchor=\"end\"" : "") + ">" + esc(p.label) + "</text>\n";
   }
   return s + "</svg>\n";
@@ -262,9 +266,7 @@ std::string report_html(const nlohmann::json& r) {
   std::string widths, sqnr;
   std::vector<Curve> losses;
   for (const auto& s : r["stages"]) {
-    char index[16];
-    std::snprintf(index, sizeof(index), "%02d-", s.value("index", 0));
-    const std::string name = index + s.value("kind", std::string());  // the stage's folder name
+    const std::string name = stage_folder(s.value("index", 0), s.value("kind", std::string()));
     if (!s.contains("details") || !s["details"].is_object()) continue;
     const auto& d = s["details"];
     if (d.contains("result") && d["result"].contains("groups")) {
@@ -301,7 +303,8 @@ std::string report_html(const nlohmann::json& r) {
 
   o << "<h2>Stages</h2>\n";
   for (const auto& s : r["stages"]) {
-    o << "<details><summary>" << esc(std::to_string(s.value("index", 0)) + " " + s.value("kind", "")) << "</summary><pre>"
+    const std::string name = stage_folder(s.value("index", 0), s.value("kind", std::string()));
+    o << "<details><summary>" << esc(name + (s.value("skipped", false) ? " (unchanged, skipped)" : "")) << "</summary><pre>"
       << esc(s.contains("options") ? s["options"].dump(2) : "{}") << "</pre></details>\n";
   }
   o << "</body></html>\n";

@@ -14,6 +14,7 @@
 #include "compress/models/zoo.h"
 #include "compress/pipeline/report.h"
 #include "compress/train/evaluate.h"
+#include "report_format.h"
 #include "stage_util.h"
 
 namespace fs = std::filesystem;
@@ -74,12 +75,6 @@ nlohmann::json measure(const std::string& path, const Recipe& recipe, DataCache&
     m["accuracy"] = train::evaluate(module, data.test()).top1;
   }
   return m;
-}
-
-std::string folder_name(size_t index, const std::string& kind) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%02zu-", index);
-  return buf + kind;
 }
 
 std::string human_bytes(double b) {
@@ -210,7 +205,7 @@ nlohmann::json run_pipeline(const Recipe& recipe, const std::string& out_dir, co
   for (size_t i = 0; i < recipe.stages.size(); ++i) {
     const StageSpec& spec = recipe.stages[i];
     Stage& stage = *spec.stage;
-    const std::string name = folder_name(i, spec.kind);
+    const std::string name = stage_folder(int64_t(i), spec.kind);
     const fs::path sdir = dir / name;
     const std::string progress = "[" + std::to_string(i + 2) + "/" + std::to_string(total) + "] " + name;
     stage_inputs.push_back(current);
