@@ -14,6 +14,7 @@
 #include "compress/pipeline/run.h"
 #include "skip.h"
 #include "temp_dir.h"
+#include "test_util.h"
 #include "train/cli_run.h"
 
 namespace fs = std::filesystem;
@@ -266,4 +267,56 @@ TEST_CASE("run: a training stage killed part way resumes from its checkpoint, as
     CHECK(at::equal((*ia).value, (*ib).value));
   }
   CHECK(n > 0);
+}
+
+TEST_CASE("run: pdd and qat stages, a teacher named by stage", "[pipeline][run]") {
+  const TempDir dir("pipeline_pdd_qat");
+  cli_test::make_set(dir, "set.pt", 256, 6);
+  write(dir.file("r.json"), nlohmann::json::parse(R"({
+    "model": {"arch": "cnn", "width": 0.25}, "data": {"source": "set.pt", "test_limit": 128}, "threads": 1,
+    "stages": [
+      {"train": {"epochs": 1, "batch_size": 32, "lr": 0.05}},
+      {"pdd": {"teacher": "stage 0", "target_macs": 0.6, "epochs": 1, "batch_size": 32, "lr": 0.02,
+               "finetune_epochs": 1}},
+      {"qat": {"epochs": 1, "batch_size": 32, "calib_batches": 2}}
+    ]})"));
+  Run r = run("run " + dir.file("r.json") + " -o " + dir.file("out") + " --quiet");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  const auto rep = read_json(dir.file("out/report.json"));
+  const auto& rows = rep["rows"];
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[1]["kind"] == "pdd");
+  CHECK(rows[1]["macs"].get<double>() < rows[0]["macs"].get<double>());
+  CHECK(rep["stages"][1]["details"]["result"]["groups"].size() > 0);
+  CHECK(rep["stages"][1]["details"]["gated_macs_per_epoch"].size() == 1);
+  CHECK(rows[2]["kind"] == "qat");
+  CHECK(rows[2]["macs"] == rows[1]["macs"]);
+  CHECK(rows[2]["file_bytes"].get<double>() < 0.6 * rows[1]["file_bytes"].get<double>());
+  CHECK(rows[2]["accuracy"].get<double>() > 0.3);
+  CHECK(rep["stages"][2]["details"]["int8_layers"].get<int>() > 0);
+  CHECK(rep["stages"][2]["details"]["loss_curve"].size() == 8);
+}
+
+TEST_CASE("run: a torchvision model without data: prune by magnitude, random calibration", "[pipeline][run][python]") {
+  const std::string model = compress::testing::fixture("resnet18.pt");  // skips when it could not be made
+  const TempDir dir("pipeline_nodata");
+  write(dir.file("r.json"), nlohmann::json{
+      {"model", {{"file", model}}},
+      {"input_shape", {1, 3, 64, 64}},
+      {"threads", 2},
+      {"stages", {{{"prune", {{"target_macs", 0.5}}}},
+                  {{"quantize", {{"calib", "random"}, {"calib_batches", 2}, {"calib_batch_size", 2}}}},
+                  {{"bench", {{"batches", {1}}, {"repeats", 2}, {"warmup", 1}, {"rounds", 1}}}}}}});
+  Run r = run("run " + dir.file("r.json") + " -o " + dir.file("out") + " --quiet");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  const auto rep = read_json(dir.file("out/report.json"));
+  const auto& rows = rep["rows"];
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[0]["name"] == "input");
+  CHECK_FALSE(rows[0].contains("accuracy"));  // no data, no accuracy
+  CHECK(rows[1]["macs"].get<double>() <= 0.5 * rows[0]["macs"].get<double>());
+  CHECK(rows[2]["file_bytes"].get<double>() < 0.35 * rows[1]["file_bytes"].get<double>());
+  for (const auto& row : rows) CHECK(row["latency_ms"]["1"]["1"].get<double>() > 0);
 }
