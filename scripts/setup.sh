@@ -9,6 +9,7 @@ packages=(
   catch2 libgloo-dev libopenblas0-pthread libbenchmark-dev
   python3-torch python3-torchvision
   dataset-fashion-mnist zlib1g-dev libsimde-dev
+  chromium  # headless, by the test that renders pipeline reports (tests/pipeline/test_report.cpp)
 )
 
 missing=()

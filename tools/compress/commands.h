@@ -17,5 +17,7 @@ int cmd_distill(int argc, char** argv);
 int cmd_pdd(int argc, char** argv);
 int cmd_sparsify(int argc, char** argv);
 int cmd_amc(int argc, char** argv);
+int cmd_run(int argc, char** argv);
+int cmd_report(int argc, char** argv);
 
 }  // namespace compress::cli

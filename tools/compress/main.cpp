@@ -34,6 +34,8 @@ const Command kCommands[] = {
     {"pdd", compress::cli::cmd_pdd, "pruning during distillation: learned channel gates under a MACs budget, then removal"},
     {"amc", compress::cli::cmd_amc, "AMC: a DDPG agent learns per-group pruning ratios under a MACs or latency budget"},
     {"eval", compress::cli::cmd_eval, "test accuracy, confusion matrix and latency of a model"},
+    {"run", compress::cli::cmd_run, "run a pipeline recipe (JSON): train, prune, distill, quantize, ... with a report"},
+    {"report", compress::cli::cmd_report, "render a pipeline report as an HTML page with charts or a Markdown table"},
 };
 
 void print_usage(std::FILE* out) {

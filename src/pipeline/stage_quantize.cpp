@@ -1,0 +1,72 @@
+// quantize: post-training static INT8 quantization (calibrated on the
+// training data, or on random inputs when the recipe has none).
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include "compress/io.h"
+#include "compress/ir/export.h"
+#include "compress/quantization/quantize.h"
+#include "stage_util.h"
+
+namespace compress::pipeline {
+
+namespace {
+
+class QuantizeStage : public Stage {
+ public:
+  quant::QuantizeOptions quantize;
+  std::string calib;  // "data" or "random"
+  int64_t calib_batches = 8, calib_batch_size = 32;
+  uint64_t seed = 0;
+
+  nlohmann::json options() const override {
+    return {{"method", quant::method_name(quantize.method)}, {"percentile", quantize.percentile},
+            {"exclude", quantize.exclude}, {"calib", calib}, {"calib_batches", calib_batches},
+            {"calib_batch_size", calib_batch_size}, {"seed", seed}};
+  }
+  bool needs_data() const override { return calib == "data"; }
+
+  void run(StageContext& ctx) override {
+    at::set_num_threads(ctx.recipe.threads);
+    Shape shape{calib_batch_size};
+    shape.insert(shape.end(), ctx.sample_shape.begin(), ctx.sample_shape.end());
+    Graph graph = load_graph(ctx.input_model, ctx.sample_shape);
+    graph.set_example_inputs({InputSpec{shape}});
+    quant::CalibrationData data;
+    const int64_t n = calib_batch_size;
+    if (calib == "random") {
+      const uint64_t s = seed;
+      data = {calib_batches, [shape, s](int64_t i) {
+                auto gen = at::make_generator<at::CPUGeneratorImpl>(s + uint64_t(i));
+                return at::randn(shape, gen);
+              }};
+    } else {
+      at::Tensor inputs = ctx.data.train().inputs.to(at::kFloat);
+      data = {std::min(calib_batches, (inputs.size(0) + n - 1) / n), [inputs, n](int64_t i) {
+                return inputs.narrow(0, i * n, std::min(n, inputs.size(0) - i * n));
+              }};
+    }
+    quant::QuantizeReport report = quant::quantize_static(graph, data, quantize);
+    save_module(export_module(graph), ctx.output_model);
+    ctx.details = report.to_json();
+    // Quantization changes the arithmetic, not the work: the float model's counts stand.
+    for (const char* k : {"macs", "params"})
+      if (ctx.input_metrics.contains(k)) ctx.metrics[k] = ctx.input_metrics[k];
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> parse_quantize_stage(Fields& f, const ParseInfo&) {
+  auto s = std::make_unique<QuantizeStage>();
+  s->quantize.method = quant::parse_method(f.string("method", "percentile", {"minmax", "percentile", "entropy", "mse"}));
+  s->quantize.percentile = f.number("percentile", 99.99, 50, 100, false, false);
+  s->quantize.exclude = f.strings("exclude");
+  s->calib = f.string("calib", "data", {"data", "random"});
+  s->calib_batches = f.integer("calib_batches", 8, 1, 100000);
+  s->calib_batch_size = f.integer("calib_batch_size", 32, 1, 1 << 16);
+  s->seed = uint64_t(f.integer("seed", 0, 0));
+  return s;
+}
+
+}  // namespace compress::pipeline
