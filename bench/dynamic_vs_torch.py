@@ -24,6 +24,7 @@ Latency: per (threads, batch), the three run interleaved, a warm-up call each,
 then --rounds rounds of --reps calls each; the median call of every round,
 then the median over rounds. Printed as a markdown table with the ratios."""
 import argparse
+import json
 import math
 import os
 import statistics
@@ -175,6 +176,7 @@ def main():
         name, path = item.split("=")
         models.append(("zoo " + name, zoo_module(name, path), lambda b: torch.rand(b, 1, 28, 28), "float32"))
 
+    load_start = os.getloadavg()[0]
     rows = []
     for name, module, make_input, dtype in models:
         for threads in [int(t) for t in a.threads.split(",")]:
@@ -203,7 +205,6 @@ def main():
                         for key, f in (("fp32", fp32), ("theirs", theirs), ("ours", ours)):
                             t[key].append(timed(f, x, a.reps))
                 med = {k: statistics.median(v) * 1e3 for k, v in t.items()}
-                import json
                 layers = json.loads(log)["layers"]
                 kept = sum(1 for l in layers if l["precision"] != "int8")
                 rows.append((name, threads, batch, med["fp32"], med["theirs"], med["ours"], sq_theirs, sq_ours,
@@ -211,6 +212,8 @@ def main():
                 print(rows[-1], flush=True)
 
     print()
+    print(f"torch {torch.__version__}, quantized engine {torch.backends.quantized.engine}, "
+          f"load average {os.getloadavg()[0]:.1f} at the end (started at {load_start:.1f})")
     print("| model | threads | batch | FP32 LibTorch ms | PyTorch dynamic ms | ours ms | ours vs PyTorch dynamic | "
           "ours vs FP32 | SQNR PyTorch dB | SQNR ours dB | our INT8 layers |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

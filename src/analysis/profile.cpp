@@ -190,7 +190,8 @@ ModelProfile profile_model(const Graph& graph) {
         if (!b1.empty()) np.macs = numel(out) * b1.back();
       } else if (!out.empty()) {
         auto in0 = n.inputs().empty() ? Shape{} : shape_of(n.input(0));
-        if ((op == "aten::matmul" || op == "aten::bmm" || op == "aten::mm") && !in0.empty()) {
+        if ((op == "aten::matmul" || op == "aten::bmm" || op == "aten::mm" || op == "compress::linear_int8_dynamic") &&
+            !in0.empty()) {
           np.macs = numel(out) * in0.back();
         } else if (op == "aten::addmm" && n.inputs().size() > 1) {
           auto m1 = shape_of(n.input(1));

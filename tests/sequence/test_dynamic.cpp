@@ -11,6 +11,7 @@
 
 #include "compress/io.h"
 #include "compress/kernels/rnn_cell.h"
+#include "compress/models/zoo.h"
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
 #include "compress/ops/ops.h"
@@ -251,5 +252,20 @@ TEST_CASE("the LSTM and GRU cell arithmetic agrees with libm's", "[sequence][dyn
     const at::Tensor n = (xi[2] + r * xh[2]).tanh();
     const at::Tensor hg_ref = (1 - z) * n + z * c0.to(at::kDouble);
     CHECK((hg.to(at::kDouble) - hg_ref).abs().max().item<double>() < 2e-6);
+  }
+}
+
+TEST_CASE("the zoo's sequence models convert whole to dynamic INT8", "[sequence][dynamic][zoo]") {
+  for (const auto& [name, layers] : std::vector<std::pair<std::string, int>>{{"lstm", 2}, {"gru", 2}, {"transformer", 10}}) {
+    INFO(name);
+    compress::Graph g = compress::import_module(compress::models::build(name, 3).module);
+    g.set_example_inputs({compress::InputSpec{{4, 1, 28, 28}}});
+    compress::quant::DynamicOptions o;
+    o.measure = false;
+    compress::quant::DynamicReport r = compress::quant::quantize_dynamic(g, o);
+    REQUIRE(static_cast<int>(r.layers.size()) == layers);
+    for (const auto& l : r.layers) CHECK(l.precision == "int8");
+    CHECK(r.output_sqnr_db > 25);
+    CHECK(r.bytes_after < r.bytes_before);
   }
 }
