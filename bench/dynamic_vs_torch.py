@@ -22,7 +22,8 @@ Models:
 Agreement: each INT8 model's output SQNR against FP32 on the timing input.
 Latency: per (threads, batch), the three run interleaved, a warm-up call each,
 then --rounds rounds of --reps calls each; the median call of every round,
-then the median over rounds. Printed as a markdown table with the ratios."""
+then the median over rounds, in CPU time of the calling thread (the ratios)
+and in wall time. Printed as a markdown table with the ratios."""
 import argparse
 import json
 import math
@@ -143,12 +144,17 @@ def torch_dynamic(module):
 
 
 def timed(fn, x, reps):
-    t = []
+    """Median wall time and median CPU time of the calling thread per call.
+    With one intra-op thread every variant computes on the calling thread, so
+    the CPU time is what the call costs even when a loaded machine preempts
+    it (wall time then favours short calls, which are interrupted less)."""
+    wall, cpu = [], []
     for _ in range(reps):
-        start = time.perf_counter()
+        w, c = time.perf_counter(), time.thread_time()
         fn(x)
-        t.append(time.perf_counter() - start)
-    return statistics.median(t)
+        cpu.append(time.thread_time() - c)
+        wall.append(time.perf_counter() - w)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main():
@@ -204,22 +210,24 @@ def main():
                     for _ in range(a.rounds):
                         for key, f in (("fp32", fp32), ("theirs", theirs), ("ours", ours)):
                             t[key].append(timed(f, x, a.reps))
-                med = {k: statistics.median(v) * 1e3 for k, v in t.items()}
+                med = {k: statistics.median(w for w, _ in v) * 1e3 for k, v in t.items()}
+                cpu = {k: statistics.median(c for _, c in v) * 1e3 for k, v in t.items()}
                 layers = json.loads(log)["layers"]
                 kept = sum(1 for l in layers if l["precision"] != "int8")
-                rows.append((name, threads, batch, med["fp32"], med["theirs"], med["ours"], sq_theirs, sq_ours,
-                             f"{len(layers) - kept}/{len(layers)}"))
+                rows.append((name, threads, batch, cpu["fp32"], cpu["theirs"], cpu["ours"], sq_theirs, sq_ours,
+                             f"{len(layers) - kept}/{len(layers)}", med["fp32"], med["theirs"], med["ours"]))
                 print(rows[-1], flush=True)
 
     print()
     print(f"torch {torch.__version__}, quantized engine {torch.backends.quantized.engine}, "
           f"load average {os.getloadavg()[0]:.1f} at the end (started at {load_start:.1f})")
-    print("| model | threads | batch | FP32 LibTorch ms | PyTorch dynamic ms | ours ms | ours vs PyTorch dynamic | "
-          "ours vs FP32 | SQNR PyTorch dB | SQNR ours dB | our INT8 layers |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, threads, batch, f, th, o, st, so, n in rows:
+    print("CPU ms: median CPU time of the calling thread per call; wall ms: median wall time, same calls")
+    print("| model | threads | batch | FP32 LibTorch CPU ms | PyTorch dynamic CPU ms | ours CPU ms | ours vs PyTorch dynamic | "
+          "ours vs FP32 | wall ms (FP32 / PyTorch / ours) | SQNR PyTorch dB | SQNR ours dB | our INT8 layers |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, threads, batch, f, th, o, st, so, n, wf, wt, wo in rows:
         print(f"| {name} | {threads} | {batch} | {f:.3f} | {th:.3f} | {o:.3f} | {th / o:.2f}x | {f / o:.2f}x | "
-              f"{st:.1f} | {so:.1f} | {n} |")
+              f"{wf:.2f} / {wt:.2f} / {wo:.2f} | {st:.1f} | {so:.1f} | {n} |")
 
 
 if __name__ == "__main__":

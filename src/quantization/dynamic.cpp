@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <functional>
 #include <set>
 #include <sstream>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "compress/analysis/inputs.h"
@@ -67,14 +69,24 @@ std::string shape_of_value(const Graph& g, ValueId v) {
   }
 }
 
-// Median wall time of f in microseconds.
+// Median time of f in microseconds: CPU time of this thread when the ops
+// run on one intra-op thread (they then compute on this thread, and the
+// figure holds on a loaded machine, where wall time mostly measures
+// preemption), wall time otherwise.
 double median_us(const std::function<void()>& f, int iterations) {
+  const bool cpu = at::get_num_threads() == 1;
+  auto now = [cpu] {
+    if (!cpu) return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) * 1e-3;
+  };
   for (int i = 0; i < 3; ++i) f();  // warm-up: first-call allocations, caches
   std::vector<double> t;
   for (int i = 0; i < iterations; ++i) {
-    auto start = std::chrono::steady_clock::now();
+    const double start = now();
     f();
-    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+    t.push_back(now() - start);
   }
   std::nth_element(t.begin(), t.begin() + static_cast<long>(t.size() / 2), t.end());
   return t[t.size() / 2];

@@ -15,8 +15,10 @@
 // feed-forward and attention projections of fused transformer encoder layers
 // (aten::_transformer_encoder_layer_fwd, which is decomposed into ops).
 // Everything else stays float. With `measure`, each layer is timed at its
-// shape (example inputs) in float and in INT8 and stays float where INT8 is
-// not faster; the report says so with both times.
+// shape (example inputs) in float and in INT8 (with at::get_num_threads()
+// threads: on one thread its CPU time, robust to a loaded machine; on more,
+// wall time) and stays float where INT8 is not faster; the report says so
+// with both times.
 #include <string>
 #include <vector>
 
@@ -44,7 +46,7 @@ struct DynamicLayerReport {
   std::string shape;       // the input shape it was measured at ("2x12x16")
   std::string precision;   // "int8" | "float"
   std::string reason;      // why it stays float
-  double float_us = 0, int8_us = 0;  // measured median per call (0: not measured)
+  double float_us = 0, int8_us = 0;  // measured median per call (0: not measured; CPU time on one thread)
 };
 
 struct DynamicReport {
