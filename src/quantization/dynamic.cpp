@@ -121,15 +121,27 @@ std::string linear_name(const std::string& weight) {
   return weight;
 }
 
-// Builds the ops of a fused transformer encoder layer (PyTorch's eval fast
-// path, aten::_transformer_encoder_layer_fwd) at the insertion point, so
-// that its four linear layers become aten::linear nodes the pass can
-// convert: self-attention (q/k/v projection, softmax(q k^T / sqrt(d)) v per
-// head, output projection), the two residual adds and layer norms (before or
-// after, norm_first), and the feed-forward linear -> relu/gelu -> linear.
+// Builds, at the insertion point, the ops of a fused transformer encoder
+// layer (PyTorch's eval fast path, aten::_transformer_encoder_layer_fwd) or
+// of a MultiheadAttention leaf, so that their linear layers become
+// aten::linear nodes the pass can convert: self-attention (q/k/v
+// projection, softmax(q k^T / sqrt(d)) v per head, output projection) and,
+// for an encoder layer, the two residual adds and layer norms (before or
+// after, norm_first) and the feed-forward linear -> relu/gelu -> linear.
 class EncoderLayerBuilder {
  public:
   EncoderLayerBuilder(Graph& g, const Node& n) : g_(g), n_(n), scope_(n.scope) {}
+
+  // The MultiheadAttention leaf's output (self-attention, no mask).
+  ValueId build_attention_leaf() {
+    const auto& a = std::get<AttentionAttrs>(n_.attrs);
+    auto role = [&](const std::string& r) { return n_.params.count(r) ? param(n_.params.at(r)) : cst(c10::IValue()); };
+    ValueId x = n_.input(0).value;
+    if (!a.batch_first) x = op("aten::transpose", {val(x), cst(int64_t{0}), cst(int64_t{1})});
+    ValueId y = self_attention(x, a.num_heads, a.head_size(), role("in_proj_weight"), role("in_proj_bias"),
+                               role("out_proj.weight"), role("out_proj.bias"));
+    return a.batch_first ? y : op("aten::transpose", {val(y), cst(int64_t{0}), cst(int64_t{1})});
+  }
 
   ValueId build() {
     const ValueId src = n_.input(0).value;
@@ -139,7 +151,9 @@ class EncoderLayerBuilder {
     auto norm = [&](ValueId x, size_t w) {
       return op("aten::layer_norm", {val(x), cst(ints({E})), n_.input(w), n_.input(w + 1), cst(eps), cst(true)});
     };
-    auto attention = [&](ValueId x) { return self_attention(x, E, heads); };
+    auto attention = [&](ValueId x) {
+      return self_attention(x, heads, E / heads, n_.input(3), n_.input(4), n_.input(5), n_.input(6));
+    };
     auto feed_forward = [&](ValueId x) {
       ValueId h = linear(x, 14);
       h = gelu ? op("aten::gelu", {val(h), cst(std::string("none"))}) : op("aten::relu", {val(h)});
@@ -163,15 +177,15 @@ class EncoderLayerBuilder {
   }
 
   // aten::linear with the weight and bias operands at `w` and `w + 1`.
-  ValueId linear(ValueId x, size_t w) {
-    const Arg& weight = n_.input(w);
-    return op("aten::linear", {val(x), weight, n_.input(w + 1)},
-              weight.kind == Arg::Kind::Param ? linear_name(weight.param) : "");
+  ValueId linear(ValueId x, size_t w) { return linear(x, n_.input(w), n_.input(w + 1)); }
+  ValueId linear(ValueId x, const Arg& weight, const Arg& bias) {
+    return op("aten::linear", {val(x), weight, bias}, weight.kind == Arg::Kind::Param ? linear_name(weight.param) : "");
   }
 
-  ValueId self_attention(ValueId x, int64_t E, int64_t heads) {
-    const int64_t d = E / heads;
-    ValueId qkv = linear(x, 3);  // [B, T, 3E]
+  // x: [B, T, E] -> [B, T, E]; `heads` heads of size d.
+  ValueId self_attention(ValueId x, int64_t heads, int64_t d, const Arg& qkv_w, const Arg& qkv_b, const Arg& out_w,
+                         const Arg& out_b) {
+    ValueId qkv = linear(x, qkv_w, qkv_b);  // [B, T, 3 heads d]
     ValueId split = op("aten::permute", {val(op("aten::unflatten", {val(qkv), cst(int64_t{-1}), cst(ints({3, heads, d}))})),
                                          cst(ints({2, 0, 3, 1, 4}))});  // [3, B, heads, T, d]
     auto part = [&](int64_t i) { return op("aten::select", {val(split), cst(int64_t{0}), cst(i)}); };
@@ -180,8 +194,8 @@ class EncoderLayerBuilder {
     ValueId scaled = op("aten::mul", {val(scores), cst(1.0 / std::sqrt(static_cast<double>(d)))});
     ValueId weights = op("aten::softmax", {val(scaled), cst(int64_t{-1}), cst(c10::IValue())});
     ValueId heads_out = op("aten::transpose", {val(op("aten::matmul", {val(weights), val(v)})), cst(int64_t{1}), cst(int64_t{2})});
-    ValueId merged = op("aten::flatten", {val(heads_out), cst(int64_t{2}), cst(int64_t{-1})});  // [B, T, E]
-    return linear(merged, 5);
+    ValueId merged = op("aten::flatten", {val(heads_out), cst(int64_t{2}), cst(int64_t{-1})});  // [B, T, heads d]
+    return linear(merged, out_w, out_b);
   }
 
   Graph& g_;
@@ -214,17 +228,21 @@ class DynamicConverter {
   }
 
  private:
-  // Fused encoder layers without a mask become ops whose linears convert.
+  // Fused encoder layers without a mask, and MultiheadAttention leaves,
+  // become ops whose linears convert.
   void decompose_encoder_layers() {
     for (Node* n : g_.node_list()) {
-      if (!n->is_op(kEncoderLayer) || n->inputs().size() < 18) continue;
-      if (n->inputs().size() > 18 && !(n->input(18).kind == Arg::Kind::Constant && n->input(18).constant.isNone()))
-        continue;  // masked attention stays fused (float)
+      const bool attention = n->is_leaf(LeafKind::MultiheadAttention) && n->input(0).is_value();
+      const bool layer = n->is_op(kEncoderLayer) && n->inputs().size() >= 18 &&
+                         (n->inputs().size() == 18 ||
+                          (n->input(18).kind == Arg::Kind::Constant && n->input(18).constant.isNone()));
+      if (!attention && !layer) continue;  // masked attention stays fused (float)
       bool excluded = false;
-      for (const auto& e : o_.exclude) excluded = excluded || under_module(n->scope, e);
+      for (const auto& e : o_.exclude) excluded = excluded || under_module(attention ? n->module : n->scope, e);
       if (excluded) continue;
       auto guard = g_.inserting_before(n);
-      ValueId y = EncoderLayerBuilder(g_, *n).build();
+      EncoderLayerBuilder builder(g_, *n);
+      ValueId y = attention ? builder.build_attention_leaf() : builder.build();
       g_.replace_all_uses(n->output(), val(y));
       g_.erase(n);
     }

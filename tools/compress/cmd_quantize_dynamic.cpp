@@ -30,7 +30,7 @@ bool wants_dynamic_quantization(int argc, char** argv) {
 int cmd_quantize_dynamic(int argc, char** argv) {
   cxxopts::Options options("compress quantize --dynamic",
                            "Dynamic INT8 quantization: Linear, LSTM and GRU layers (and the projections of fused "
-                           "transformer encoder layers) get INT8 weights, per output channel; their inputs are "
+                           "transformer encoder layers and attention modules) get INT8 weights, per output channel; their inputs are "
                            "quantized at run time, one scale per call, so no calibration data is needed. Layers "
                            "where INT8 is not faster than float at their shape stay float (measured).");
   options.positional_help("IN -o OUT");

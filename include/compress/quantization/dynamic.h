@@ -13,7 +13,8 @@
 // (compress::lstm_int8_dynamic / gru_int8_dynamic: the input and hidden
 // projections are dynamic INT8 GEMMs, the gates computed in float); the
 // feed-forward and attention projections of fused transformer encoder layers
-// (aten::_transformer_encoder_layer_fwd, which is decomposed into ops).
+// (aten::_transformer_encoder_layer_fwd) and the projections of
+// MultiheadAttention leaves, both first decomposed into ops.
 // Everything else stays float. With `measure`, each layer is timed at its
 // shape (example inputs) in float and in INT8 (with at::get_num_threads()
 // threads: on one thread its CPU time, robust to a loaded machine; on more,
