@@ -36,7 +36,9 @@ const std::set<std::string>& understood_ops() {
       // compute carried as ops (functional forms)
       "aten::linear", "aten::matmul", "aten::bmm", "aten::mm", "aten::addmm", "aten::_convolution",
       "aten::conv2d", "aten::conv1d", "aten::batch_norm", "aten::layer_norm",
-      "aten::_native_multi_head_attention"};
+      "aten::_native_multi_head_attention", "aten::_transformer_encoder_layer_fwd", "aten::baddbmm",
+      // sequence models
+      "aten::lstm", "aten::gru", "aten::rnn_tanh", "aten::rnn_relu", "aten::embedding", "aten::embedding_bag"};
   return ops;
 }
 
@@ -46,6 +48,28 @@ const std::set<std::string>& plumbing_ops() {
       "prim::TupleIndex", "prim::NumToTensor", "prim::unchecked_cast", "aten::size", "aten::Int",
       "aten::Float", "aten::ScalarImplicit", "aten::__getitem__", "aten::len", "aten::dim"};
   return ops;
+}
+
+// The tensors of a list operand (aten::lstm's parameters): the operands of
+// the prim::ListConstruct producing it.
+std::vector<Arg> list_elements(const Graph& g, const Arg& a) {
+  if (!a.is_value() || !g.producer(a.value)) return {};
+  const Node* p = g.producer(a.value);
+  if (p->op_name() != "prim::ListConstruct") return {};
+  return p->inputs();
+}
+
+bool is_recurrent_op(const std::string& op) {
+  return op == "aten::lstm" || op == "aten::gru" || op == "aten::rnn_tanh" || op == "aten::rnn_relu";
+}
+
+// Self-attention of the fused kernels over batch-first [B, T, E]: the q/k/v
+// and output projections per token, plus QK^T and AV (as the
+// MultiheadAttention leaf counts them).
+int64_t attention_macs(const Shape& x, int64_t embed_dim) {
+  if (x.size() != 3 || embed_dim <= 0) return 0;
+  const int64_t tokens = x[0] * x[1], seq = x[1];
+  return 4 * tokens * embed_dim * embed_dim + 2 * tokens * seq * embed_dim;
 }
 
 }  // namespace
@@ -118,6 +142,12 @@ ModelProfile profile_model(const Graph& graph) {
     np.param_bytes += st.tensor.numel() * static_cast<int64_t>(st.tensor.element_size());
   };
 
+  // Parameters gathered into a list for a recurrent op belong to that op.
+  std::set<const Node*> recurrent_lists;
+  for (const Node& n : graph.nodes())
+    if (is_recurrent_op(n.op_name()) && n.inputs().size() > 2 && n.input(2).is_value() && graph.producer(n.input(2).value))
+      recurrent_lists.insert(graph.producer(n.input(2).value));
+
   for (const Node& n : graph.nodes()) {
     std::string op = n.op_name();
     NodeProfile np;
@@ -132,11 +162,36 @@ ModelProfile profile_model(const Graph& graph) {
       np.macs = leaf_info(n.leaf).macs(n, shape_of(n.input(0)), out);
     } else {
       np.understood = is_understood_op(op);
-      for (const Arg& a : n.inputs())
-        if (a.kind == Arg::Kind::Param) take_param(a.param, np);
-      if (!out.empty()) {
+      if (!recurrent_lists.count(&n))
+        for (const Arg& a : n.inputs())
+          if (a.kind == Arg::Kind::Param) take_param(a.param, np);
+      if (is_recurrent_op(op) && n.inputs().size() > 2) {
+        // Every step of every layer and direction multiplies its input and
+        // its hidden state by that layer's W_ih and W_hh: per (sample, step)
+        // the 2-D weights' elements, whatever the gate count.
+        auto in0 = shape_of(n.input(0));
+        int64_t weights = 0;
+        for (const Arg& a : list_elements(graph, n.input(2))) {
+          if (a.kind == Arg::Kind::Param) take_param(a.param, np);
+          Shape w = shape_of(a);
+          if (w.size() == 2) weights += numel(w);
+        }
+        if (!in0.empty() && in0.back() > 0) np.macs = numel(in0) / in0.back() * weights;
+      } else if (op == "aten::_native_multi_head_attention" && n.inputs().size() > 3) {
+        np.macs = attention_macs(shape_of(n.input(0)), n.input(3).constant.isInt() ? n.input(3).constant.toInt() : 0);
+      } else if (op == "aten::_transformer_encoder_layer_fwd" && n.inputs().size() > 16) {
+        // Attention, then the two feed-forward linears (E -> F -> E) per token.
+        const Shape x = shape_of(n.input(0)), w1 = shape_of(n.input(14));
+        const int64_t E = n.input(1).constant.isInt() ? n.input(1).constant.toInt() : 0;
+        np.macs = attention_macs(x, E);
+        if (x.size() == 3 && w1.size() == 2) np.macs += x[0] * x[1] * 2 * numel(w1);
+      } else if (op == "aten::baddbmm" && n.inputs().size() > 1 && !out.empty()) {
+        auto b1 = shape_of(n.input(1));
+        if (!b1.empty()) np.macs = numel(out) * b1.back();
+      } else if (!out.empty()) {
         auto in0 = n.inputs().empty() ? Shape{} : shape_of(n.input(0));
-        if ((op == "aten::matmul" || op == "aten::bmm" || op == "aten::mm") && !in0.empty()) {
+        if ((op == "aten::matmul" || op == "aten::bmm" || op == "aten::mm" || op == "compress::linear_int8_dynamic") &&
+            !in0.empty()) {
           np.macs = numel(out) * in0.back();
         } else if (op == "aten::addmm" && n.inputs().size() > 1) {
           auto m1 = shape_of(n.input(1));

@@ -70,6 +70,11 @@ bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& 
 
 // The same bytes as quantize_f32_u8's scalar loop, 32 values per step; does
 // the whole blocks of 32 and returns how many values that was.
+// The LSTM / GRU cells (rnn_cell.h) for whole blocks of 8 channels; return the count done.
+int64_t lstm_cell_f32_avx2(const float* gi, const float* gh, int64_t H, float* c, float* h);
+int64_t gru_cell_f32_avx2(const float* gi, const float* gh, int64_t H, float* h);
+// max |x[i]| over whole blocks of 8 (returns the count done in *done); NaN when any value is NaN.
+float max_abs_f32_avx2(const float* x, int64_t n, int64_t* done);
 int64_t quantize_f32_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q,
                              int32_t quant_max);
 

@@ -5,6 +5,8 @@
 // scalar ternaries' operand order (a NaN becomes 0, as there).
 #include <immintrin.h>
 
+#include <limits>
+
 #include "internal.h"
 
 namespace compress::kernels::detail {
@@ -31,6 +33,23 @@ int64_t quantize_f32_u8_avx2(const float* x, int64_t n, float scale, int32_t zer
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), ordered);
   }
   return i;  // the caller's scalar loop does the rest
+}
+
+float max_abs_f32_avx2(const float* x, int64_t n, int64_t* done) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 m = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_and_ps(_mm256_loadu_ps(x + i), magnitude);
+    m = _mm256_max_ps(m, v);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  *done = i;
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m);
+  float best = 0.f;
+  for (float l : lanes) best = l > best ? l : best;
+  return _mm256_movemask_ps(nan) ? std::numeric_limits<float>::quiet_NaN() : best;
 }
 
 }  // namespace compress::kernels::detail

@@ -1,6 +1,7 @@
 // Reference kernels: plain loops, no ISA flags. They define the results every
 // other variant must reproduce bit for bit.
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "compress/kernels/quantize.h"
@@ -82,6 +83,18 @@ void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zero_point,
     v = v < hi ? v : hi;
     q[i] = static_cast<uint8_t>(v);
   }
+}
+
+float max_abs_f32(const float* x, int64_t n) {
+  int64_t done = 0;
+  float best = cpu_supports(Isa::avx2) ? detail::max_abs_f32_avx2(x, n, &done) : 0.f;
+  if (std::isnan(best)) return best;
+  for (int64_t i = done; i < n; ++i) {
+    const float v = std::fabs(x[i]);
+    if (std::isnan(v)) return v;
+    best = v > best ? v : best;
+  }
+  return best;
 }
 
 void quantize_f32_u8_nchw_to_nhwc(const float* x, int64_t c, int64_t h, int64_t w, int64_t row_begin,

@@ -30,6 +30,8 @@ constexpr const char* kMaxPool2d = "__torch__.torch.nn.modules.pooling.MaxPool2d
 constexpr const char* kFlatten = "__torch__.torch.nn.modules.flatten.Flatten";
 constexpr const char* kSequential = "__torch__.torch.nn.modules.container.Sequential";
 constexpr const char* kMultiheadAttention = "__torch__.torch.nn.modules.activation.MultiheadAttention";
+constexpr const char* kLSTM = "__torch__.torch.nn.modules.rnn.LSTM";
+constexpr const char* kGRU = "__torch__.torch.nn.modules.rnn.GRU";
 
 std::string ints(std::initializer_list<int64_t> v) {
   std::string s = "[";
@@ -111,6 +113,28 @@ class Builder {
     }
     m.define("def forward(self, x: Tensor) -> Tensor:\n    return torch.linear(x, self.weight, self.bias)\n");
     macs += rows * in * out;
+    return m;
+  }
+
+  // One batch-first LSTM or GRU layer over `steps` steps, from a zero state,
+  // returning every step's hidden state [B, steps, hidden] (nn.LSTM's
+  // parameters, initialisation and aten call; the state is not returned).
+  Module recurrent(bool lstm, int64_t in, int64_t hidden, int64_t steps) {
+    Module m = make(lstm ? kLSTM : kGRU);
+    const int64_t gates = lstm ? 4 : 3;
+    const double bound = 1.0 / std::sqrt(double(hidden));
+    m.register_parameter("weight_ih_l0", uniform({gates * hidden, in}, bound), false);
+    m.register_parameter("weight_hh_l0", uniform({gates * hidden, hidden}, bound), false);
+    m.register_parameter("bias_ih_l0", uniform({gates * hidden}, bound), false);
+    m.register_parameter("bias_hh_l0", uniform({gates * hidden}, bound), false);
+    const std::string h0 = "torch.zeros([1, x.size(0), " + std::to_string(hidden) + "], dtype=x.dtype)";
+    const std::string params = "[self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0]";
+    m.define("def forward(self, x: Tensor) -> Tensor:\n"
+             "    h0 = " + h0 + "\n" +
+             (lstm ? "    y = torch.lstm(x, [h0, h0], " + params + ", True, 1, 0.0, self.training, False, True)\n"
+                   : "    y = torch.gru(x, h0, " + params + ", True, 1, 0.0, self.training, False, True)\n") +
+             "    return y[0]\n");
+    macs += steps * gates * hidden * (in + hidden);
     return m;
   }
 
@@ -364,9 +388,59 @@ Module vit(Builder& b, int64_t classes, double width) {
   return m;
 }
 
+// ---- Sequence models: each image read as 28 steps (rows) of 28 features,
+// the "sequential MNIST" setup.
+constexpr int64_t kSteps = 28, kFeatures = 28;
+
+// LSTM / GRU: one recurrent layer, the last step's hidden state classified
+// (through dropout 0.1).
+Module recurrent_classifier(Builder& b, bool lstm, int64_t classes, double width) {
+  const int64_t hidden = scaled(128, width);
+  Module m = b.make(std::string("__torch__.compress.zoo.") + (lstm ? "LSTMClassifier" : "GRUClassifier"));
+  m.register_module("rnn", b.recurrent(lstm, kFeatures, hidden, kSteps));
+  m.register_module("dropout", b.dropout(0.1));
+  m.register_module("fc", b.linear(hidden, classes));
+  m.define("def forward(self, x: Tensor) -> Tensor:\n"
+           "    x = x.reshape([x.size(0), " + std::to_string(kSteps) + ", " + std::to_string(kFeatures) + "])\n"
+           "    y = self.rnn.forward(x)\n"
+           "    return self.fc.forward(self.dropout.forward(y.select(1, " + std::to_string(kSteps - 1) + ")))\n");
+  return m;
+}
+
+// Transformer encoder over the 28 rows as tokens: a linear row embedding
+// plus a learned position embedding, 2 post-norm blocks (dim 64, 4 heads,
+// MLP 128, as nn.TransformerEncoderLayer), mean-pooled.
+Module sequence_transformer(Builder& b, int64_t classes, double width) {
+  const int64_t heads = 4, head_dim = scaled(16, width), dim = heads * head_dim, mlp = scaled(128, width), depth = 2;
+  std::vector<Module> blocks;
+  for (int64_t i = 0; i < depth; ++i) {
+    Module attn = b.self_attention(dim, heads, kSteps);
+    Module mlp_block = b.sequential({b.linear(dim, mlp, kSteps, "xavier"), b.relu(), b.dropout(0.1),
+                                     b.linear(mlp, dim, kSteps, "xavier")});
+    blocks.push_back(b.block("EncoderLayer",
+                             {{"self_attn", attn}, {"dropout", b.dropout(0.1)}, {"norm1", b.layer_norm(dim)},
+                              {"mlp", mlp_block}, {"dropout2", b.dropout(0.1)}, {"norm2", b.layer_norm(dim)}},
+                             "def forward(self, x: Tensor) -> Tensor:\n"
+                             "    x = self.norm1.forward(x + self.dropout.forward(self.self_attn.forward(x)))\n"
+                             "    return self.norm2.forward(x + self.dropout2.forward(self.mlp.forward(x)))\n"));
+  }
+  Module m = b.make("__torch__.compress.zoo.SequenceTransformer");
+  m.register_module("embed", b.linear(kFeatures, dim, kSteps));
+  m.register_parameter("pos_embedding", b.normal({1, kSteps, dim}, 0.02), false);
+  m.register_module("encoder", b.sequential(blocks));
+  m.register_module("head", b.linear(dim, classes));
+  m.define("def forward(self, x: Tensor) -> Tensor:\n"
+           "    x = x.reshape([x.size(0), " + std::to_string(kSteps) + ", " + std::to_string(kFeatures) + "])\n"
+           "    x = self.embed.forward(x) + self.pos_embedding\n"
+           "    return self.head.forward(self.encoder.forward(x).mean(1))\n");
+  return m;
+}
+
 }  // namespace
 
-std::vector<std::string> zoo_names() { return {"cnn", "resnet", "mobilenetv2", "senet", "vit"}; }
+std::vector<std::string> zoo_names() {
+  return {"cnn", "resnet", "mobilenetv2", "senet", "vit", "lstm", "gru", "transformer"};
+}
 
 std::string zoo_summary(const std::string& name) {
   if (name == "cnn") return "small CNN: 3 conv+BN+ReLU+max-pool stages, 2 linear layers";
@@ -374,6 +448,9 @@ std::string zoo_summary(const std::string& name) {
   if (name == "mobilenetv2") return "MobileNetV2-style: 7 inverted residuals with depthwise 3x3 convs";
   if (name == "senet") return "ResNet-style with squeeze-excitation in every block";
   if (name == "vit") return "vision transformer: 7x7 patches, 4 blocks, dim 64, 4 heads";
+  if (name == "lstm") return "LSTM (hidden 128) over the image's 28 rows as steps, last step classified";
+  if (name == "gru") return "GRU (hidden 128) over the image's 28 rows as steps, last step classified";
+  if (name == "transformer") return "transformer encoder over the 28 rows as tokens: 2 blocks, dim 64, 4 heads";
   return "";
 }
 
@@ -389,6 +466,8 @@ ZooModel build_direct(const std::string& name, uint64_t seed, int64_t num_classe
   else if (name == "senet") z.module = resnet(b, num_classes, true, width);
   else if (name == "mobilenetv2") z.module = mobilenetv2(b, num_classes, width);
   else if (name == "vit") z.module = vit(b, num_classes, width);
+  else if (name == "lstm" || name == "gru") z.module = recurrent_classifier(b, name == "lstm", num_classes, width);
+  else if (name == "transformer") z.module = sequence_transformer(b, num_classes, width);
   else {
     std::string all;
     for (const auto& n : zoo_names()) all += (all.empty() ? "" : ", ") + n;
@@ -426,6 +505,15 @@ Recipe default_recipe(const std::string& name) {
     r.warmup_epochs = 1;
     r.label_smoothing = 0.1;
     r.horizontal_flip = true;
+    r.grad_clip = 1.0;
+  } else if (name == "lstm" || name == "gru" || name == "transformer") {
+    // Short Adam schedules (docs/training.md): the sequence models of issue 17.
+    r.epochs = 2;
+    r.optimizer = "adam";
+    r.lr = name == "transformer" ? 1e-3 : 2e-3;
+    r.momentum = 0;
+    r.weight_decay = 0;
+    r.nesterov = false;
     r.grad_clip = 1.0;
   } else {
     build(name);  // raises the unknown-name error

@@ -15,29 +15,16 @@
 #include "compress/kernels/quantize.h"
 #include "compress/kernels/sparse.h"
 #include "compress/ops/ops.h"
+#include "internal.h"
 
 namespace compress::ops {
 namespace {
 
 namespace K = compress::kernels;
-
-// Kernels split their work through at::parallel_for, so they use LibTorch's
-// intra-op threads (at::get_num_threads()) and never add threads of their own.
-K::ParallelFor torch_parallel() {
-  return [](int64_t n, const std::function<void(int64_t, int64_t)>& body) {
-    at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) { body(b, e); });
-  };
-}
-
-// Runs f, turning compress::Error into a one-line c10::Error that names the op.
-template <typename F>
-auto guarded(const char* op, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const compress::Error& e) {
-    TORCH_CHECK(false, op, ": ", e.what());
-  }
-}
+using detail::first_non_finite;
+using detail::guarded;
+using detail::torch_parallel;
+using detail::view_of;
 
 // "<isa>" or "auto"; the suffix "_u7" asks for the layout of 7-bit
 // activations (0..127, reduce_range quantization) where the ISA has one.
@@ -57,14 +44,6 @@ at::Tensor blob_tensor(const std::vector<uint8_t>& blob) {
   return t;
 }
 
-K::PackedView view_of(const char* op, const at::Tensor& packed) {
-  TORCH_CHECK(packed.device().is_cpu() && packed.scalar_type() == at::kByte && packed.dim() == 1 &&
-                  packed.is_contiguous(),
-              op, ": packed_weight must be a contiguous 1-D uint8 CPU tensor made by a compress::pack_* op, got ",
-              packed.scalar_type(), " of shape ", packed.sizes());
-  return guarded(op, [&] { return K::PackedView(packed.data_ptr<uint8_t>(), packed.numel()); });
-}
-
 void check_zero_point(const char* op, int64_t zp) {
   TORCH_CHECK(zp >= 0 && zp <= 255, op, ": input_zero_point must be in 0..255, got ", zp);
 }
@@ -76,13 +55,6 @@ K::OutType out_type(const char* op, c10::ScalarType t) {
     case at::kFloat: return K::OutType::f32;
     default: TORCH_CHECK(false, op, ": output_dtype must be uint8, int8 or float32, got ", t);
   }
-}
-
-// Index of the first value of v[0..n) that is NaN or infinite, or -1.
-int64_t first_non_finite(const float* v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(v[i])) return i;
-  return -1;
 }
 
 // Epilogue arrays kept alive for the duration of a call.

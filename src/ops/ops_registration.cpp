@@ -22,6 +22,15 @@ TORCH_LIBRARY(compress, m) {
         "int output_zero_point, bool relu, ScalarType output_dtype, Tensor? residual=None, "
         "float residual_scale=1.0, int residual_zero_point=0, int output_quant_max=255) -> Tensor",
         &compress::ops::linear_int8_sparse);
+  m.def("linear_int8_dynamic(Tensor input, Tensor packed_weight, Tensor weight_scale, Tensor? bias, bool relu=False) "
+        "-> Tensor",
+        &compress::ops::linear_int8_dynamic);
+  m.def("lstm_int8_dynamic(Tensor input, Tensor[] hx, Tensor[] params, int num_layers, bool bidirectional, "
+        "bool batch_first) -> (Tensor, Tensor, Tensor)",
+        &compress::ops::lstm_int8_dynamic);
+  m.def("gru_int8_dynamic(Tensor input, Tensor hx, Tensor[] params, int num_layers, bool bidirectional, "
+        "bool batch_first) -> (Tensor, Tensor)",
+        &compress::ops::gru_int8_dynamic);
   m.def("conv2d_int8(Tensor input, Tensor packed_weight, Tensor scale, Tensor? bias, int[2] stride, "
         "int[2] padding, int[2] dilation, int output_zero_point, bool relu, ScalarType output_dtype, "
         "Tensor? residual=None, float residual_scale=1.0, int residual_zero_point=0, int output_quant_max=255) -> Tensor",

@@ -13,6 +13,7 @@
 #include <random>
 #include <sstream>
 
+#include "cli_check.h"
 #include "compress/data/dataset.h"
 #include "compress/io.h"
 #include "compress/models/zoo.h"
@@ -25,10 +26,8 @@ using compress::testing::fixture;
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = compress::testing::CliResult;
+using compress::testing::check_bad_input;
 
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -44,32 +43,7 @@ std::string scratch_dir() {
   return dir.path().string();
 }
 
-Result run(const std::string& args) {
-  std::string err_file = scratch_dir() + "/stderr.txt";
-  std::string cmd = std::string(COMPRESS_CLI) + " " + args + " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = read_file(err_file);
-  return r;
-}
-
-// The contract for bad input: exit 2, exactly one line on stderr that
-// contains `expect`, nothing of LibTorch's internals.
-void check_bad_input(const Result& r, const std::string& expect) {
-  INFO("stderr: " << r.err);
-  CHECK(r.code == 2);
-  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-  CHECK(r.err.find(expect) != std::string::npos);
-  CHECK(r.err.find("terminate called") == std::string::npos);
-  CHECK(r.err.find("Exception raised from") == std::string::npos);
-  CHECK(r.err.find("frame #") == std::string::npos);
-}
+Result run(const std::string& args) { return compress::testing::run_cli(args, scratch_dir() + "/stderr.txt"); }
 
 std::string write_scratch(const std::string& name, const std::string& bytes) {
   std::string path = scratch_dir() + "/" + name;

@@ -12,6 +12,8 @@
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/io.h"
+#include "compress/ir/import.h"
+#include "input_shape.h"
 
 namespace compress::cli {
 
@@ -36,11 +38,11 @@ int cmd_compare(int argc, char** argv) {
   options.add_options()
       ("a", "first model", cxxopts::value<std::string>())
       ("b", "second model", cxxopts::value<std::string>())
-      ("input-shape", "input shape, e.g. 1,3,224,224", cxxopts::value<std::string>())
       ("seed", "seed of the random input", cxxopts::value<uint64_t>()->default_value("0"))
       ("train", "run both in training mode (batch norm on batch statistics, dropout drawn from the same seed)")
       ("json", "print JSON")
       ("h,help", "show this help");
+  add_input_options(options, "input shape, e.g. 1,3,224,224 (default: the shape model A recorded)");
   options.parse_positional({"a", "b"});
   auto args = parse_args(options, argc, argv);
   if (args.count("help")) {
@@ -48,23 +50,28 @@ int cmd_compare(int argc, char** argv) {
     return 0;
   }
   if (!args.count("a") || !args.count("b")) bad_input("two model files are needed (usage: compress compare A B --input-shape ...)");
-  if (!args.count("input-shape")) bad_input("--input-shape is required (e.g. --input-shape 1,3,224,224)");
-  Shape shape = parse_shape(args["input-shape"].as<std::string>(), "--input-shape");
   const std::string pa = args["a"].as<std::string>(), pb = args["b"].as<std::string>();
   torch::jit::Module a = load_module(pa), b = load_module(pb);
+  // A's graph says what its inputs are and which ids its embeddings take.
+  Graph graph = import_module(a);
+  apply_input_shapes(graph, args, pa, /*required=*/true);
   const bool train = args.count("train") != 0;
   a.train(train);
   b.train(train);
   const uint64_t seed = args["seed"].as<uint64_t>();
-  at::manual_seed(seed);
-  at::Tensor x = at::randn(shape);
+  std::vector<c10::IValue> x;
+  std::string shapes;
+  for (const at::Tensor& t : synthesize_inputs(graph, seed, parse_input_range(args))) {
+    x.emplace_back(t);
+    shapes += (shapes.empty() ? "" : ", ") + shape_to_string(Shape(t.sizes().begin(), t.sizes().end()));
+  }
   torch::NoGradGuard no_grad;
   auto run = [&](torch::jit::Module& m, const std::string& path) {
     try {
       at::manual_seed(seed + 1);  // the same dropout masks for both
-      return output_tensors(m.forward({x}));
+      return output_tensors(m.forward(x));
     } catch (const std::exception& e) {
-      bad_input(path + ": input shape " + shape_to_string(shape) + " does not fit the model: " + first_line_of(e));
+      bad_input(path + ": input shape " + shapes + " does not fit the model: " + first_line_of(e));
     }
   };
   auto ya = run(a, pa), yb = run(b, pb);

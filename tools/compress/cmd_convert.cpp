@@ -46,11 +46,10 @@ int cmd_convert(int argc, char** argv) {
       ("strip-dropout", "remove dropout, the identity in eval mode (--pass strip_dropout)")
       ("pass", "run a pass by name, with options as JSON: --pass 'fold_batch_norm={\"linear\":false}' (repeatable, in order)",
        cxxopts::value<std::vector<std::string>>())
-      ("input-shape", "example input shape for passes that need shapes (traced models record their own)",
-       cxxopts::value<std::string>())
       ("list-passes", "list the passes and their options")
       ("q,quiet", "print nothing on success")
       ("h,help", "show this help");
+  add_input_options(options, "example input shape for passes that need shapes (traced models record their own)");
   options.parse_positional({"in"});
   auto args = parse_args(options, argc, argv);
   if (args.count("help")) {

@@ -67,13 +67,11 @@ int cmd_inspect(int argc, char** argv) {
   options.positional_help("MODEL");
   options.add_options()
       ("model", "TorchScript model file", cxxopts::value<std::string>())
-      ("input-shape", "input shape, e.g. 1,3,224,224; several inputs: '1,3,32,32;1,10' (default: the shape a traced model recorded)",
-       cxxopts::value<std::string>())
-      ("input-dtype", "input dtype: float or int64", cxxopts::value<std::string>()->default_value("float"))
       ("json", "print a JSON document instead of a table")
       ("groups", "print the pruning dependency groups (channels that shrink together) instead")
       ("graph", "also print the imported graph, one node a line, values by name (the names options and recipes use)")
       ("h,help", "show this help");
+  add_input_options(options);
   options.parse_positional({"model"});
   auto args = parse_args(options, argc, argv);
   if (args.count("help")) {
@@ -81,15 +79,10 @@ int cmd_inspect(int argc, char** argv) {
     return 0;
   }
   if (!args.count("model")) bad_input("no model file given (usage: compress inspect MODEL --input-shape 1,3,224,224)");
-  std::string dtype_name = args["input-dtype"].as<std::string>();
-  at::ScalarType dtype = at::kFloat;
-  if (dtype_name == "int64" || dtype_name == "long") dtype = at::kLong;
-  else if (dtype_name != "float" && dtype_name != "float32") bad_input("--input-dtype: '" + dtype_name + "' is not float or int64");
-
   const std::string path = args["model"].as<std::string>();
   torch::jit::Module module = load_module(path);
   Graph graph = import_module(module);
-  apply_input_shapes(graph, args, path, /*required=*/true, dtype);
+  apply_input_shapes(graph, args, path, /*required=*/true);
   ModelProfile prof = profile_model(graph);
   if (args.count("groups")) {
     std::cout << pruning::describe_groups(pruning::analyze_groups(graph));

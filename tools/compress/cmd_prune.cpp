@@ -78,10 +78,10 @@ int cmd_prune(int argc, char** argv) {
                            "Structured pruning: remove whole channels (and everything coupled to them through "
                            "residuals, concatenations, depthwise convolutions, ...) so the model is smaller and faster.");
   options.positional_help("IN -o OUT (--target-macs F | --ratio F | --ratios FILE)");
+  add_input_options(options);
   options.add_options()
       ("in", "input TorchScript model", cxxopts::value<std::string>())
       ("o,output", "output model (written atomically; never the input)", cxxopts::value<std::string>())
-      ("input-shape", "example input shape, e.g. 1,3,224,224 (default: the one the model records)", cxxopts::value<std::string>())
       ("target-macs", "keep at most this fraction of the MACs, in (0, 1)", cxxopts::value<double>())
       ("ratio", "remove this fraction of the channels of every group, in (0, 1)", cxxopts::value<double>())
       ("ratios", "JSON file {\"group\": ratio, ...} (group names: compress inspect --groups)", cxxopts::value<std::string>())

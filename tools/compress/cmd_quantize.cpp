@@ -124,6 +124,7 @@ void print_summary(const quant::QuantizeReport& r, const std::string& out) {
 }  // namespace
 
 int cmd_quantize(int argc, char** argv) {
+  if (wants_dynamic_quantization(argc, argv)) return cmd_quantize_dynamic(argc, argv);
   cxxopts::Options options("compress quantize",
                            "Post-training static quantization: fold batch norms, fuse activations and residual adds "
                            "into the INT8 kernels' epilogue, calibrate activation ranges on a few batches, and write "

@@ -13,6 +13,9 @@ int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_qat(int argc, char** argv);
+// `compress quantize --dynamic ...` (cmd_quantize_dynamic.cpp).
+bool wants_dynamic_quantization(int argc, char** argv);
+int cmd_quantize_dynamic(int argc, char** argv);
 int cmd_distill(int argc, char** argv);
 int cmd_pdd(int argc, char** argv);
 int cmd_sparsify(int argc, char** argv);

@@ -3,8 +3,11 @@
 // example inputs (shapes come from Graph::infer_shapes).
 //
 // MACs count multiply-accumulates of convolutions (groups included), linear
-// layers, matmul/bmm and attention (projections + QK^T + AV), the convention
-// of the published numbers (resnet18 at 1x3x224x224: 1.814 G).
+// layers, matmul/bmm/baddbmm and attention (projections + QK^T + AV, also
+// inside the fused transformer kernels), the convention of the published
+// numbers (resnet18 at 1x3x224x224: 1.814 G). Recurrent layers (aten::lstm,
+// gru, rnn_*) count W_ih x + W_hh h per step, times batch and sequence
+// length; embedding lookups count none.
 #include <map>
 #include <string>
 #include <vector>

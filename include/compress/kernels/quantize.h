@@ -15,6 +15,9 @@ void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zero_point,
 void quantize_f32_u8_nchw_to_nhwc(const float* x, int64_t c, int64_t h, int64_t w, int64_t row_begin,
                                   int64_t row_end, float scale, int32_t zero_point, uint8_t* q,
                                   int32_t quant_max = 255);
+// max |x[i]| (0 for n == 0), NaN when any value is NaN: the range of
+// dynamic (per call) symmetric quantization.
+float max_abs_f32(const float* x, int64_t n);
 void dequantize_u8_f32(const uint8_t* q, int64_t n, float scale, int32_t zero_point, float* x);
 
 }  // namespace compress::kernels

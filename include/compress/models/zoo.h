@@ -18,7 +18,9 @@ struct ZooModel {
   int64_t macs = 0;  // multiply-accumulates of one forward pass on one 1x28x28 input
 };
 
-// The names build() accepts: cnn, resnet, mobilenetv2, senet, vit.
+// The names build() accepts: cnn, resnet, mobilenetv2, senet, vit, and the
+// sequence models lstm, gru, transformer (each image read as 28 rows of 28
+// features; inputs are still [N, 1, 28, 28]).
 std::vector<std::string> zoo_names();
 // A one-line description of each (for --help).
 std::string zoo_summary(const std::string& name);

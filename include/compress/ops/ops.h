@@ -13,6 +13,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -34,6 +35,33 @@ at::Tensor linear_int8(const at::Tensor& input, const at::Tensor& packed_weight,
                        const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
                        c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
                        double residual_scale, int64_t residual_zero_point, int64_t output_quant_max = 255);
+// Dynamic INT8 linear, float in and float out: each call quantizes its input
+// with one scale for the whole tensor, s = max|x| / 127, to the codes
+// q = clamp(nearbyint(x / s) + 128, 0, 255) (symmetric: zero point 128, which
+// pack_linear_int8(weight, 128, layout) folds into the packed weight), runs
+// the u8 x s8 GEMM and writes y[m][n] = fma(float(acc), s * weight_scale[n],
+// bias[n]) (ReLU: max(y, 0)), acc = sum_k (q - 128) * w exact. weight_scale:
+// float [N], the per-channel scales of the int8 weight. An all-zero input
+// uses s = 1. NaN or infinite inputs are refused (no scale represents them).
+at::Tensor linear_int8_dynamic(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& weight_scale,
+                               const c10::optional<at::Tensor>& bias, bool relu = false);
+// The scale linear_int8_dynamic quantizes `input` with (max|x| / 127, or 1).
+double dynamic_input_scale(const at::Tensor& input);
+// aten::lstm / aten::gru (eval: no dropout) with dynamic INT8 projections:
+// per layer and direction, the input projections of all steps are one
+// linear_int8_dynamic GEMM (one scale for the whole sequence), the hidden
+// projection one per step (one scale per step), and the gates are computed
+// in float as torch.nn.LSTM / GRU define them. `params`: per layer and
+// direction (PyTorch's order) packed_ih, scale_ih, packed_hh, scale_hh,
+// bias_ih, bias_hh (zeros when the layer has none). Input [T, B, I] ([B, T,
+// I] batch_first), hx [layers * directions, B, H]; returns (output, h_n, c_n)
+// / (output, h_n) as aten::lstm / aten::gru do.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_int8_dynamic(const at::Tensor& input, at::TensorList hx,
+                                                                 at::TensorList params, int64_t num_layers,
+                                                                 bool bidirectional, bool batch_first);
+std::tuple<at::Tensor, at::Tensor> gru_int8_dynamic(const at::Tensor& input, const at::Tensor& hx,
+                                                    at::TensorList params, int64_t num_layers, bool bidirectional,
+                                                    bool batch_first);
 at::Tensor linear_int8_sparse(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
                               const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
                               c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,

@@ -1,0 +1,50 @@
+#pragma once
+// Helpers the files of the ops library share (not installed).
+#include <ATen/Parallel.h>
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <functional>
+
+#include "compress/error.h"
+#include "compress/kernels/packed.h"
+#include "compress/kernels/parallel.h"
+
+namespace compress::ops::detail {
+
+namespace K = compress::kernels;
+
+// Kernels split their work through at::parallel_for, so they use LibTorch's
+// intra-op threads (at::get_num_threads()) and never add threads of their own.
+inline K::ParallelFor torch_parallel() {
+  return [](int64_t n, const std::function<void(int64_t, int64_t)>& body) {
+    at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) { body(b, e); });
+  };
+}
+
+// Runs f, turning compress::Error into a one-line c10::Error that names the op.
+template <typename F>
+auto guarded(const char* op, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const compress::Error& e) {
+    TORCH_CHECK(false, op, ": ", e.what());
+  }
+}
+
+inline K::PackedView view_of(const char* op, const at::Tensor& packed) {
+  TORCH_CHECK(packed.device().is_cpu() && packed.scalar_type() == at::kByte && packed.dim() == 1 &&
+                  packed.is_contiguous(),
+              op, ": packed_weight must be a contiguous 1-D uint8 CPU tensor made by a compress::pack_* op, got ",
+              packed.scalar_type(), " of shape ", packed.sizes());
+  return guarded(op, [&] { return K::PackedView(packed.data_ptr<uint8_t>(), packed.numel()); });
+}
+
+// Index of the first value of v[0..n) that is NaN or infinite, or -1.
+inline int64_t first_non_finite(const float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[i])) return i;
+  return -1;
+}
+
+}  // namespace compress::ops::detail
