@@ -438,3 +438,29 @@ TEST_CASE("qat and distill and pdd train data-parallel: 2 ranks reach what 1 pro
   CHECK(nlohmann::json::parse(p1.out)["groups"] == nlohmann::json::parse(p2.out)["groups"]);
   CHECK(relative_difference(dir.file("p1.pt"), dir.file("p2.pt")) < 1e-5);
 }
+
+TEST_CASE("sparsify fine-tunes data-parallel: 2 ranks keep the masks and weights of 1 process", "[distributed][cli]") {
+  const TempDir dir("dist_sparsify");
+  const std::string data = make_set(dir, "sparse.pt", 160, 29), model = dir.file("resnet.pt");
+  compress::models::build("resnet", 4, 10, 0.25).module.save(model);
+  const std::string common = "sparsify " + model + " --sparsity 0.6 --data " + data +
+                             " --finetune-epochs 1 --batch-size 16 --lr 0.01 --batch-norm frozen --quiet";
+  Run a = run_env("", common + " --threads 1 -o " + dir.file("one.pt"));
+  INFO(a.out);
+  REQUIRE(a.code == 0);
+  Run b = run_env("", common + " --nproc 2 -o " + dir.file("two.pt"));
+  INFO(b.out);
+  REQUIRE(b.code == 0);
+  CHECK(relative_difference(dir.file("one.pt"), dir.file("two.pt")) < 1e-5);
+  // The same weights are zero in both (AGP's masks follow the weights).
+  auto zeros = [](const std::string& path) {
+    int64_t n = 0;
+    for (const auto& p : torch::jit::load(path).named_parameters()) n += p.value.eq(0).sum().item<int64_t>();
+    return n;
+  };
+  CHECK(zeros(dir.file("one.pt")) == zeros(dir.file("two.pt")));
+  CHECK(zeros(dir.file("one.pt")) > 0);
+  Run c = run_env("", "sparsify " + model + " --sparsity 0.6 --nproc 2 -o " + dir.file("c.pt"));
+  CHECK(c.code == 2);
+  CHECK_THAT(c.out, Catch::Contains("--nproc parallelises fine-tuning: it needs --finetune-epochs"));
+}

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "distributed_option.h"
 #include "parse_args.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -122,6 +123,7 @@ int cmd_sparsify(int argc, char** argv) {
       ("report", "write a JSON report here", cxxopts::value<std::string>())
       ("q,quiet", "print nothing on success")
       ("h,help", "show this help");
+  add_distributed_options(options);
   options.parse_positional({"in"});
   auto r = parse_args(options, argc, argv);
   if (r.count("help")) {
@@ -133,6 +135,12 @@ int cmd_sparsify(int argc, char** argv) {
   const SparsifyPlan plan = check_options(r);
   const std::string in = r["in"].as<std::string>(), out = r["output"].as<std::string>();
   const std::string data = r["data"].as<std::string>();
+  if (r.count("nproc") && plan.epochs == 0) bad_input("--nproc parallelises fine-tuning: it needs --finetune-epochs");
+  if (auto code = launch_workers(r, argc, argv)) return *code;
+  // Every rank masks alike (the same weights, hence the same masks at every
+  // update); the fine-tuning is data-parallel; rank 0 alone writes.
+  std::shared_ptr<train::ProcessGroup> group = join_job(r);
+  const bool root = !group || group->rank() == 0;
   at::set_num_threads(r["threads"].as<int>());
 
   torch::jit::Module module = load_module(in);
@@ -192,6 +200,7 @@ int cmd_sparsify(int argc, char** argv) {
     cfg.optimizer.weight_decay = 5e-4;
     cfg.threads = r["threads"].as<int>();
     cfg.quiet = r.count("quiet") > 0;
+    apply_distributed_options(r, group, cfg);
     // The trainer's batches per epoch (it drops a short last batch).
     const int64_t n = train_set->size(), b = cfg.batch_size;
     const int64_t total_steps = plan.epochs * (n > b ? n / b : 1);
@@ -215,6 +224,7 @@ int cmd_sparsify(int argc, char** argv) {
     if (plan.schedule == "agp" && cb->current_sparsity() != plan.sparsity)
       failure("the AGP ramp ended before the target sparsity (fewer fine-tuning steps than planned)");
   }
+  if (!root) return 0;
   std::vector<sparsity::NamedWeight> final_weights = sparsity::module_weights(sparse, layers);
   if (test_set) report["accuracy_after"] = train::evaluate(sparse, *test_set).top1;
 
