@@ -156,6 +156,15 @@ std::vector<std::vector<double>> attention_importance(const Graph& g, const Grou
     p.value.set_requires_grad(any_heads);
     params[p.name] = p.value;
   }
+  // The channel dimension of each tap: that of the first reader naming it
+  // (a value only gates read holds its channels in dimension 1).
+  std::vector<int64_t> tap_dim(taps.size(), 1);
+  std::vector<bool> dim_known(taps.size(), false);
+  for (const GroupPlan& p : plans)
+    for (const Reader& r : p.readers) {
+      const size_t t = tap_index.at(r.value);
+      if (!dim_known[t]) tap_dim[t] = r.dim, dim_known[t] = true;
+    }
   std::vector<at::Tensor> channel_means(taps.size());
   std::map<std::string, at::Tensor> head_scores;  // by out_proj weight: sum over batches of |dL/dxi|
   const data::TensorDataset& ds = *o.data;
@@ -168,14 +177,7 @@ std::vector<std::vector<double>> attention_importance(const Graph& g, const Grou
     at::Tensor logits = train::logits_of(m.forward({ds.inputs.narrow(0, start, len).to(at::kFloat)}), &feats);
     if (logits.dim() != 2 || logits.size(1) < ds.num_classes)
       bad_input("attention: the model's output " + c10::str(logits.sizes()) + " is no [N, classes] logits for the data");
-    for (size_t t = 0; t < taps.size(); ++t) {
-      // The channel dimension of each tap: the first reader or gate naming it.
-      int64_t dim = 1;
-      for (const GroupPlan& p : plans)
-        for (const Reader& r : p.readers)
-          if (r.value == taps[t]) dim = r.dim;
-      add_channel_means(feats.at(t), dim, channel_means[t]);
-    }
+    for (size_t t = 0; t < taps.size(); ++t) add_channel_means(feats.at(t), tap_dim[t], channel_means[t]);
     if (!any_heads) continue;
     for (auto& kv : params) kv.second.mutable_grad() = at::Tensor();
     at::cross_entropy_loss(logits, ds.labels.narrow(0, start, len)).backward();

@@ -96,7 +96,7 @@ int cmd_distill(int argc, char** argv) {
     if (!(keep > 0 && keep < 1)) bad_input("--prune-teacher must be in (0, 1), got " + std::to_string(keep));
   }
   if (out.empty()) bad_input("-o/--output is required");
-  if (out == teacher_path || out == student_path) bad_input("-o " + out + " would overwrite an input model");
+  if (same_file(out, teacher_path) || (!student_path.empty() && same_file(out, student_path))) bad_input("-o " + out + " would overwrite an input model");
   if (r["data"].as<std::string>().empty()) bad_input("--data is required (fashion-mnist or a tensor dataset file)");
   const distillation::DistillOptions options = distill_options(r);
   check_training_options(r);

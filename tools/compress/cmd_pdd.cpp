@@ -54,7 +54,7 @@ int cmd_pdd(int argc, char** argv) {
   if (teacher_path.empty()) bad_input("--teacher MODEL is required");
   if (student_path.empty() == arch.empty()) bad_input("give exactly one student: --student MODEL or --arch NAME");
   if (out.empty()) bad_input("-o/--output is required");
-  if (out == teacher_path || out == student_path) bad_input("-o " + out + " would overwrite an input model");
+  if (same_file(out, teacher_path) || (!student_path.empty() && same_file(out, student_path))) bad_input("-o " + out + " would overwrite an input model");
   if (!r.count("target-macs")) bad_input("--target-macs F is required (the fraction of the MACs to keep)");
   if (r["data"].as<std::string>().empty()) bad_input("--data is required (fashion-mnist or a tensor dataset file)");
   distillation::PddOptions o;
