@@ -3,7 +3,9 @@
 //   [--data fashion-mnist|FILE --finetune-epochs N --schedule agp|oneshot] [--report R.json]
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <numeric>
 #include <optional>
 
 #include <ATen/Parallel.h>
@@ -68,23 +70,6 @@ SparsifyPlan check_options(const cxxopts::ParseResult& r) {
   return p;
 }
 
-nlohmann::json layer_table(const std::vector<sparsity::NamedWeight>& weights, const std::vector<sparsity::SparseLayer>& layers,
-                           int64_t& zeros, int64_t& numel) {
-  nlohmann::json out = nlohmann::json::array();
-  zeros = numel = 0;
-  for (size_t i = 0; i < weights.size(); ++i) {
-    sparsity::WeightSparsity s = sparsity::measure(weights[i].weight);
-    nlohmann::json e = s.to_json();
-    e["name"] = layers[i].module;
-    e["weight"] = weights[i].name;
-    e["shape"] = layers[i].shape;
-    out.push_back(e);
-    zeros += s.zeros;
-    numel += s.numel;
-  }
-  return out;
-}
-
 }  // namespace
 
 int cmd_sparsify(int argc, char** argv) {
@@ -144,55 +129,32 @@ int cmd_sparsify(int argc, char** argv) {
   at::set_num_threads(r["threads"].as<int>());
 
   torch::jit::Module module = load_module(in);
-  Graph graph = import_module(module);
   std::optional<sparsity::Masks> given;
   if (r.count("masks")) given = sparsity::load_masks(r["masks"].as<std::string>());
 
-  sparsity::LayerSelection sel;
-  // Given masks may name any conv/linear weight; layers without one stay dense.
-  sel.include_first_last = r.count("include-first-last") > 0 || given.has_value();
-  if (r.count("exclude")) sel.exclude = r["exclude"].as<std::vector<std::string>>();
-  std::vector<std::pair<std::string, std::string>> skipped;
-  std::vector<sparsity::SparseLayer> layers = sparsity::select_layers(graph, sel, &skipped);
-  if (given) {
-    sparsity::check_masks(sparsity::graph_weights(graph, layers), *given);
-    std::vector<sparsity::SparseLayer> masked;
-    for (const auto& l : layers) {
-      if (given->count(l.weight)) masked.push_back(l);
-      else skipped.push_back({l.module, "no mask in " + r["masks"].as<std::string>()});
-    }
-    layers = masked;
-  }
-  if (layers.empty()) bad_input(in + ": no conv/linear layer left to sparsify (see --include-first-last, --exclude)");
-  std::vector<sparsity::NamedWeight> weights = sparsity::graph_weights(graph, layers);
+  sparsity::SparsifyOptions so;
+  so.sparsity = plan.sparsity;
+  so.pattern = plan.pattern;
+  so.global = r.count("global") > 0;
+  so.selection.include_first_last = r.count("include-first-last") > 0;
+  if (r.count("exclude")) so.selection.exclude = r["exclude"].as<std::vector<std::string>>();
+  so.schedule = plan.schedule == "agp" ? sparsity::Schedule::Agp : sparsity::Schedule::OneShot;
+  so.ramp = r["ramp"].as<double>();
+  so.mask_updates = r["mask-updates"].as<int64_t>();
 
-  sparsity::Masks masks;
-  if (given) {
-    for (const auto& kv : *given) masks[kv.first] = kv.second.ne(0);
-  } else if (plan.schedule == "oneshot") {
-    masks = sparsity::magnitude_masks(weights, plan.sparsity, plan.pattern, r.count("global") > 0);
-  }
-  sparsity::apply_masks(weights, masks);
-
-  nlohmann::json report;
   std::optional<data::TensorDataset> train_set, test_set;
   const int64_t limit = r["limit"].as<int64_t>();
+  double accuracy_before = -1;
   if (!data.empty()) {
     test_set = load_data_option(data, "test", r["data-dir"].as<std::string>());
     if (limit > 0) test_set = data::take(*test_set, limit);
     module.eval();
-    report["accuracy_before"] = train::evaluate(module, *test_set).top1;
+    accuracy_before = train::evaluate(module, *test_set).top1;
   }
-  torch::jit::Module sparse = export_module(graph);
-  if (test_set && !masks.empty()) {
-    sparse.eval();
-    report["accuracy_pruned"] = train::evaluate(sparse, *test_set).top1;  // before any fine-tuning
-  }
-  int64_t mask_updates = 0;
+  train::TrainConfig cfg;
   if (plan.epochs > 0) {
     train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
     if (limit > 0) train_set = data::take(*train_set, limit);
-    train::TrainConfig cfg;
     cfg.epochs = plan.epochs;
     cfg.batch_size = r["batch-size"].as<int64_t>();
     cfg.seed = r["seed"].as<uint64_t>();
@@ -201,63 +163,42 @@ int cmd_sparsify(int argc, char** argv) {
     cfg.threads = r["threads"].as<int>();
     cfg.quiet = r.count("quiet") > 0;
     apply_distributed_options(r, group, cfg);
-    // The trainer's batches per epoch (it drops a short last batch).
-    const int64_t n = train_set->size(), b = cfg.batch_size;
-    const int64_t total_steps = plan.epochs * (n > b ? n / b : 1);
-    sparsity::AgpSchedule schedule;
-    if (plan.schedule == "agp") {
-      schedule = sparsity::agp_over(plan.sparsity, total_steps, r["ramp"].as<double>(), r["mask-updates"].as<int64_t>());
-      report["agp"] = {{"begin_step", schedule.begin_step}, {"end_step", schedule.end_step()},
-                       {"frequency", schedule.frequency}, {"updates", schedule.updates}, {"total_steps", total_steps}};
-    } else {
-      schedule.initial_sparsity = schedule.final_sparsity = plan.sparsity;
-    }
-    auto cb = std::make_shared<sparsity::SparsityCallback>(layers, plan.pattern, r.count("global") > 0, schedule);
-    if (!masks.empty()) cb->set_masks(masks);
-    sparse.train();
-    train::Trainer trainer(sparse, cfg);
-    trainer.add_callback(cb);
-    trainer.fit(*train_set);
-    sparse.eval();
-    masks = cb->masks();
-    mask_updates = cb->mask_updates();
-    if (plan.schedule == "agp" && cb->current_sparsity() != plan.sparsity)
-      failure("the AGP ramp ended before the target sparsity (fewer fine-tuning steps than planned)");
   }
+  sparsity::SparsifyResult res;
+  try {
+    res = sparsity::sparsify(module, so, given ? &*given : nullptr, plan.epochs > 0 ? &cfg : nullptr,
+                             train_set ? &*train_set : nullptr, test_set ? &*test_set : nullptr);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::BadInput || e.said_elsewhere()) throw;
+    bad_input(in + ": " + e.what());  // the library's message, naming the model
+  }
+  torch::jit::Module& sparse = res.model;
+  nlohmann::json report = res.report;
+  if (accuracy_before >= 0) report["accuracy_before"] = accuracy_before;
   if (!root) return 0;
-  std::vector<sparsity::NamedWeight> final_weights = sparsity::module_weights(sparse, layers);
   if (test_set) report["accuracy_after"] = train::evaluate(sparse, *test_set).top1;
 
   save_module(sparse, out, /*protect=*/in);
-  if (r.count("save-masks")) sparsity::save_masks(masks, r["save-masks"].as<std::string>());
+  if (r.count("save-masks")) sparsity::save_masks(res.masks, r["save-masks"].as<std::string>());
 
-  int64_t zeros = 0, numel = 0;
-  report["layers"] = layer_table(final_weights, layers, zeros, numel);
-  report["skipped"] = nlohmann::json::array();
-  for (const auto& s : skipped) report["skipped"].push_back({{"name", s.first}, {"reason", s.second}});
-  int64_t params = 0, param_zeros = 0;
-  for (const auto& p : sparse.named_parameters(/*recurse=*/true)) {
-    params += p.value.numel();
-    param_zeros += p.value.numel() - p.value.ne(0).sum().item<int64_t>();
-  }
-  report["selected_sparsity"] = numel ? double(zeros) / double(numel) : 0.0;
-  report["model_sparsity"] = params ? double(param_zeros) / double(params) : 0.0;
+  int64_t numel = 0;
+  for (const auto& l : res.layers) numel += std::accumulate(l.shape.begin(), l.shape.end(), int64_t{1}, std::multiplies<>());
   report["options"] = {{"sparsity", plan.sparsity}, {"pattern", plan.pattern.name()}, {"global", r.count("global") > 0},
                        {"schedule", plan.schedule}, {"finetune_epochs", plan.epochs}, {"lr", r["lr"].as<double>()},
                        {"masks", r.count("masks") ? r["masks"].as<std::string>() : ""}};
-  report["mask_updates"] = mask_updates;
+  report["mask_updates"] = res.mask_updates;
   report["file_bytes"] = {{"before", std::filesystem::file_size(in)}, {"after", std::filesystem::file_size(out)}};
   if (r.count("report")) write_text_file(r["report"].as<std::string>(), report.dump(2) + "\n");
   if (!r.count("quiet")) {
     std::printf("wrote %s: %.2f%% of %s weights in %zu layers are zero (%s, %s); %.2f%% of all parameters\n",
                 out.c_str(), 100.0 * report["selected_sparsity"].get<double>(), with_commas(numel).c_str(),
-                layers.size(), plan.pattern.name().c_str(), r.count("global") ? "global" : "per layer",
+                res.layers.size(), plan.pattern.name().c_str(), r.count("global") ? "global" : "per layer",
                 100.0 * report["model_sparsity"].get<double>());
     for (const auto& l : report["layers"])
       std::printf("  %-28s %7.2f%% zero, 1x4 blocks %6.2f%% empty%s\n", l["name"].get<std::string>().c_str(),
                   100.0 * l["sparsity"].get<double>(), 100.0 * l["block_1x4_sparsity"].get<double>(),
                   l["two_of_four"].get<bool>() ? ", 2:4" : "");
-    for (const auto& s : skipped) std::printf("  dense: %s (%s)\n", s.first.c_str(), s.second.c_str());
+    for (const auto& s : res.skipped) std::printf("  dense: %s (%s)\n", s.first.c_str(), s.second.c_str());
     if (report.contains("accuracy_before")) {
       std::printf("top-1 %.2f%%", 100.0 * report["accuracy_before"].get<double>());
       if (report.contains("accuracy_pruned") && plan.epochs > 0)

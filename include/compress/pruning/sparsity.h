@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/script.h>
 
+#include "compress/data/dataset.h"
 #include "compress/ir/graph.h"
 #include "compress/train/trainer.h"
 
@@ -196,5 +198,45 @@ class SparsityCallback : public train::Callback {
   double current_ = -1;
   int64_t updates_ = 0;
 };
+
+// The whole pass, as `compress sparsify` and the pipeline's sparsify stage
+// run it: select the layers, compute (or take) the masks, optionally
+// fine-tune with them kept (recomputed along an AGP ramp, or fixed), and
+// describe the result.
+enum class Schedule { OneShot, Agp };
+struct SparsifyOptions {
+  double sparsity = 0.5;  // fraction of the selected weights to zero (checked as magnitude_masks does)
+  Pattern pattern;
+  bool global = false;
+  LayerSelection selection;
+  Schedule schedule = Schedule::OneShot;  // Agp: from 0 to `sparsity` while fine-tuning (needs fine-tuning)
+  double ramp = 0.75;                     // Agp: reach the target after this fraction of the steps, in (0, 1]
+  int64_t mask_updates = 20;              // Agp: mask updates along the ramp, >= 1
+  nlohmann::json to_json() const;
+};
+
+struct SparsifyResult {
+  torch::jit::Module model;  // the sparse model, eval mode
+  std::vector<SparseLayer> layers;
+  std::vector<std::pair<std::string, std::string>> skipped;  // {module, why} left dense
+  Masks masks;               // the final masks
+  int64_t mask_updates = 0;  // recomputations during fine-tuning
+  // "layers" (per layer: name, weight, shape and measure()'s fields),
+  // "skipped", "selected_sparsity", "model_sparsity", with fine-tuning
+  // "agp" (its steps) and "mask_updates", with a test set "accuracy_pruned"
+  // (top-1 with the masks applied, before fine-tuning).
+  nlohmann::json report;
+};
+
+// `model` is not modified. `given`: masks to apply instead of computing them
+// (every selected layer with a mask is pruned, and only those; first and last
+// layers are selectable then). `finetune` with epochs > 0: fine-tunes on
+// `train_set` (required then) with `callbacks` added to the trainer.
+// Error(BadInput) for options the checks above refuse, no layer left to
+// prune, masks that do not match, or an AGP schedule without fine-tuning.
+SparsifyResult sparsify(const torch::jit::Module& model, const SparsifyOptions& options, const Masks* given = nullptr,
+                        const train::TrainConfig* finetune = nullptr, const data::TensorDataset* train_set = nullptr,
+                        const data::TensorDataset* test_set = nullptr,
+                        const std::vector<std::shared_ptr<train::Callback>>& callbacks = {});
 
 }  // namespace compress::sparsity
