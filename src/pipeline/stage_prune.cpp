@@ -24,14 +24,18 @@ class PruneStage : public Stage {
     return j;
   }
   bool needs_data() const override {
-    return recalibrate_bn > 0 || finetune.recipe.epochs > 0 || prune.criterion == pruning::Criterion::Taylor;
+    return recalibrate_bn > 0 || finetune.recipe.epochs > 0 || scores_on_data();
+  }
+
+  bool scores_on_data() const {
+    return prune.criterion == pruning::Criterion::Taylor || prune.criterion == pruning::Criterion::Attention;
   }
 
   void run(StageContext& ctx) override {
     at::set_num_threads(ctx.recipe.threads);
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape);
     pruning::PruneOptions o = prune;
-    if (o.criterion == pruning::Criterion::Taylor) o.data = &ctx.data.train();
+    if (scores_on_data()) o.data = &ctx.data.train();
     pruning::PruneResult result = pruning::prune(graph, o);
     if (recalibrate_bn > 0)
       ctx.details["batch_norms_recalibrated"] = pruning::recalibrate_batch_norm(graph, ctx.data.train(), recalibrate_bn);
@@ -64,7 +68,7 @@ std::unique_ptr<Stage> parse_prune_stage(Fields& f, const ParseInfo&) {
   if (f.has("target_macs") && f.has("ratio")) f.error("ratio", "give one budget: target_macs or ratio, not both");
   if (!f.has("target_macs") && !f.has("ratio"))
     f.error("", "missing a budget: \"target_macs\" (fraction of the MACs to keep) or \"ratio\" (of channels to remove)");
-  const std::string criterion = f.string("criterion", "l1", {"l1", "l2", "bn", "fpgm", "taylor", "random"});
+  const std::string criterion = f.string("criterion", "l1", {"l1", "l2", "bn", "fpgm", "taylor", "attention", "random"});
   o.criterion = pruning::parse_criterion(criterion);
   o.global = f.boolean("global", false);
   o.round_to = f.integer("round_to", 1, 1, 4096);
@@ -72,17 +76,7 @@ std::unique_ptr<Stage> parse_prune_stage(Fields& f, const ParseInfo&) {
   o.ignore = f.strings("ignore");
   o.seed = uint64_t(f.integer("seed", 0, 0));
   s->recalibrate_bn = f.integer("recalibrate_bn", 0, 0, 100000);
-  models::Recipe tune;  // the CLI's fine-tuning: SGD, cosine, lr 0.01, weight decay 5e-4
-  tune.epochs = 0;
-  tune.lr = 0.01;
-  tune.nesterov = false;
-  if (const nlohmann::json* ft = f.object("finetune")) {
-    Fields g(*ft, f.path_of("finetune"), f.errors());
-    s->finetune.read(g, tune);
-    g.finish();
-  } else {
-    s->finetune.recipe = tune;
-  }
+  s->finetune = read_finetune(f);
   return s;
 }
 

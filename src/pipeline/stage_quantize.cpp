@@ -1,10 +1,13 @@
 // quantize: post-training static INT8 quantization (calibrated on the
-// training data, or on random inputs when the recipe has none).
+// training data, or on random inputs when the recipe has none), or with
+// "dynamic": true dynamic INT8 (weights INT8, activation scales computed at
+// run time: LSTM, GRU, Linear and attention projections; no calibration).
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include "compress/io.h"
 #include "compress/ir/export.h"
+#include "compress/quantization/dynamic.h"
 #include "compress/quantization/quantize.h"
 #include "stage_util.h"
 
@@ -15,16 +18,19 @@ namespace {
 class QuantizeStage : public Stage {
  public:
   quant::QuantizeOptions quantize;
+  bool dynamic = false;
+  bool measure = true;  // dynamic: time each layer in float and INT8, keep the faster
   std::string calib;  // "data" or "random"
   int64_t calib_batches = 8, calib_batch_size = 32;
   uint64_t seed = 0;
 
   nlohmann::json options() const override {
-    return {{"method", quant::method_name(quantize.method)}, {"percentile", quantize.percentile},
+    if (dynamic) return {{"dynamic", true}, {"measure", measure}, {"exclude", quantize.exclude}, {"seed", seed}};
+    return {{"dynamic", false}, {"method", quant::method_name(quantize.method)}, {"percentile", quantize.percentile},
             {"exclude", quantize.exclude}, {"calib", calib}, {"calib_batches", calib_batches},
-            {"calib_batch_size", calib_batch_size}, {"seed", seed}};
+            {"calib_batch_size", calib_batch_size}, {"seed", seed}, {"sparse", quantize.sparse}};
   }
-  bool needs_data() const override { return calib == "data"; }
+  bool needs_data() const override { return !dynamic && calib == "data"; }
 
   void run(StageContext& ctx) override {
     at::set_num_threads(ctx.recipe.threads);
@@ -32,6 +38,16 @@ class QuantizeStage : public Stage {
     shape.insert(shape.end(), ctx.sample_shape.begin(), ctx.sample_shape.end());
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape);
     graph.set_example_inputs({InputSpec{shape}});
+    if (dynamic) {
+      quant::DynamicOptions o;
+      o.exclude = quantize.exclude;
+      o.seed = seed;
+      o.measure = measure;
+      ctx.details = quant::quantize_dynamic(graph, o).to_json();
+      save_module(export_module(graph), ctx.output_model);
+      keep_work_metrics(ctx);
+      return;
+    }
     quant::CalibrationData data;
     const int64_t n = calib_batch_size;
     if (calib == "random") {
@@ -49,7 +65,12 @@ class QuantizeStage : public Stage {
     quant::QuantizeReport report = quant::quantize_static(graph, data, quantize);
     save_module(export_module(graph), ctx.output_model);
     ctx.details = report.to_json();
-    // Quantization changes the arithmetic, not the work: the float model's counts stand.
+    keep_work_metrics(ctx);
+  }
+
+ private:
+  // Quantization changes the arithmetic, not the work: the float model's counts stand.
+  static void keep_work_metrics(StageContext& ctx) {
     for (const char* k : {"macs", "params"})
       if (ctx.input_metrics.contains(k)) ctx.metrics[k] = ctx.input_metrics[k];
   }
@@ -59,6 +80,14 @@ class QuantizeStage : public Stage {
 
 std::unique_ptr<Stage> parse_quantize_stage(Fields& f, const ParseInfo&) {
   auto s = std::make_unique<QuantizeStage>();
+  s->dynamic = f.boolean("dynamic", false);
+  if (s->dynamic) {
+    for (const char* k : {"method", "percentile", "calib", "calib_batches", "calib_batch_size", "sparse"})
+      if (f.has(k)) f.error(k, "does not apply to dynamic quantization (no calibration, dense weights)");
+    s->measure = f.boolean("measure", true);
+  } else if (f.has("measure")) {
+    f.error("measure", "applies to dynamic quantization only (\"dynamic\": true)");
+  }
   s->quantize.method = quant::parse_method(f.string("method", "percentile", {"minmax", "percentile", "entropy", "mse"}));
   s->quantize.percentile = f.number("percentile", 99.99, 50, 100, false, false);
   s->quantize.exclude = f.strings("exclude");
@@ -66,6 +95,9 @@ std::unique_ptr<Stage> parse_quantize_stage(Fields& f, const ParseInfo&) {
   s->calib_batches = f.integer("calib_batches", 8, 1, 100000);
   s->calib_batch_size = f.integer("calib_batch_size", 32, 1, 1 << 16);
   s->seed = uint64_t(f.integer("seed", 0, 0));
+  // As `compress quantize --sparse`: auto times dense against the sparse
+  // kernels for each layer with zero weights (after a sparsify stage).
+  s->quantize.sparse = f.string("sparse", "auto", {"auto", "off", "1x4", "2:4"});
   return s;
 }
 

@@ -100,4 +100,20 @@ Graph load_graph(const std::string& path, const std::vector<int64_t>& sample_sha
 
 std::string checkpoint_path(const StageContext& ctx) { return ctx.work_dir + "/checkpoint.pt"; }
 
+TrainingOptions read_finetune(Fields& f) {
+  models::Recipe tune;
+  tune.epochs = 0;
+  tune.lr = 0.01;
+  tune.nesterov = false;
+  TrainingOptions options;
+  if (const nlohmann::json* ft = f.object("finetune")) {
+    Fields g(*ft, f.path_of("finetune"), f.errors());
+    options.read(g, tune);
+    g.finish();
+  } else {
+    options.recipe = tune;
+  }
+  return options;
+}
+
 }  // namespace compress::pipeline

@@ -31,6 +31,11 @@ struct TrainingOptions {
                             const std::string& fingerprint, bool quiet) const;
 };
 
+// The optional "finetune" object of a stage (prune, sparsify): training
+// options over the CLI's fine-tuning defaults (SGD, cosine, lr 0.01, weight
+// decay 5e-4, 0 epochs: none).
+TrainingOptions read_finetune(Fields& f);
+
 // The default training recipe for a stage of a recipe whose model is `arch`
 // ("" for a saved model), or the one named by the stage's "recipe" key.
 models::Recipe default_training(Fields& f, const ParseInfo& info);

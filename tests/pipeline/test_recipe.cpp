@@ -200,3 +200,25 @@ TEST_CASE("recipe: every example recipe is valid", "[pipeline][recipe]") {
   }
   CHECK(recipes >= 7);  // quickstart, one per zoo architecture, torchvision
 }
+
+TEST_CASE("recipe: sparsify stage options, each problem named", "[pipeline][recipe]") {
+  auto j = good_recipe();
+  auto& st = j["stages"];
+  st.push_back({{"sparsify", {{"sparsity", 0.8}, {"pattern", "1x4"}, {"finetune", {{"epochs", 1}}}}}});
+  CHECK(problems(j).empty());  // agp is the default schedule when fine-tuning
+  st.push_back({{"sparsify", {{"sparsity", 1.0}}}});
+  st.push_back({{"sparsify", {{"pattern", "2:4"}, {"sparsity", 0.7}}}});
+  st.push_back({{"sparsify", {{"sparsity", 0.5}, {"schedule", "agp"}}}});
+  st.push_back({{"sparsify", {{"pattern", "4x1"}, {"sparsity", 0.5}}}});
+  st.push_back({{"sparsify", {{"pattern", "1x4"}}}});
+  st.push_back({{"sparsify", {{"pattern", "2:4"}, {"global", true}}}});
+  auto e = problems(j);
+  INFO(joined(e));
+  CHECK(e.size() == 6);
+  CHECK(has_line(e, "stages[7].sparsify.sparsity: 1 is out of range: must be in [0, 1)"));
+  CHECK(has_line(e, "stages[8].sparsify.sparsity: 0.7 is out of range: must be in [0, 0.5]"));
+  CHECK(has_line(e, "stages[9].sparsify.schedule: agp prunes gradually while fine-tuning: it needs \"finetune\": {\"epochs\": N}"));
+  CHECK(has_line(e, "stages[10].sparsify.pattern: '4x1' is not one of unstructured, 1x4, 2:4 (did you mean '1x4'?)"));
+  CHECK(has_line(e, "stages[11].sparsify: missing \"sparsity\" (the fraction of the selected weights to zero, in [0, 1))"));
+  CHECK(has_line(e, "stages[12].sparsify.global: global ranking does not apply to 2:4 (N:M is per group by definition)"));
+}

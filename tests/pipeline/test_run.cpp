@@ -4,12 +4,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <torch/script.h>
 
 #include "compress/pipeline/run.h"
 #include "skip.h"
@@ -319,4 +321,82 @@ TEST_CASE("run: a torchvision model without data: prune by magnitude, random cal
   CHECK(rows[1]["macs"].get<double>() <= 0.5 * rows[0]["macs"].get<double>());
   CHECK(rows[2]["file_bytes"].get<double>() < 0.35 * rows[1]["file_bytes"].get<double>());
   for (const auto& row : rows) CHECK(row["latency_ms"]["1"]["1"].get<double>() > 0);
+}
+
+TEST_CASE("run: a sparsify stage ramps 1x4 sparsity with AGP, then quantize packs it", "[pipeline][run]") {
+  const TempDir dir("pipeline_sparsify");
+  cli_test::make_set(dir, "set.pt", 256, 7);
+  write(dir.file("r.json"), nlohmann::json::parse(R"({
+    "model": {"arch": "cnn", "width": 0.5}, "data": {"source": "set.pt", "test_limit": 128}, "threads": 1,
+    "stages": [
+      {"train": {"epochs": 1, "batch_size": 32, "lr": 0.05}},
+      {"sparsify": {"sparsity": 0.75, "pattern": "1x4", "finetune": {"epochs": 1, "batch_size": 32},
+                    "mask_updates": 4}},
+      {"quantize": {"calib_batches": 2, "sparse": "1x4"}}
+    ]})"));
+  Run r = run("run " + dir.file("r.json") + " -o " + dir.file("out") + " --quiet");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  const auto rep = read_json(dir.file("out/report.json"));
+  const auto& stages = rep["stages"];
+  REQUIRE(stages.size() == 3);
+  const auto& sp = stages[1];
+  CHECK(sp["options"]["schedule"] == "agp");  // the default when fine-tuning
+  CHECK(sp["details"]["mask_updates"].get<int>() >= 1);
+  CHECK(sp["details"]["agp"]["total_steps"] == 8);  // 256 / 32
+  CHECK(sp["details"]["loss_curve"].size() == 8);
+  REQUIRE(sp["details"]["layers"].size() > 0);
+  for (const auto& l : sp["details"]["layers"]) {
+    INFO(l.dump());
+    CHECK(l["block_1x4_sparsity"].get<double>() >= 0.74);
+  }
+  // The saved float model is exactly sparse: reload it and count.
+  auto model = torch::jit::load(dir.file("out/01-sparsify/model.pt"));
+  const std::string first = sp["details"]["layers"][0]["weight"];
+  for (const auto& p : model.named_parameters(true))
+    if (p.name == first) CHECK(p.value.eq(0).to(at::kFloat).mean().item<double>() >= 0.74);
+  // Forced 1x4: the quantize stage packs every pruned linear layer sparse
+  // (3x3 convolutions have no sparse kernel and stay dense).
+  std::map<std::string, std::string> format;
+  for (const auto& l : stages[2]["details"]["layers"]) format[l["name"]] = l.value("weight_format", "");
+  int linear = 0;
+  for (const auto& l : sp["details"]["layers"]) {
+    if (l["shape"].size() != 2) continue;
+    ++linear;
+    CHECK(format[l["name"]] == "sparse_1x4");
+  }
+  CHECK(linear >= 1);
+  CHECK(rep["rows"][2]["accuracy"].get<double>() > 0.3);
+}
+
+TEST_CASE("run: a dynamic quantize stage on an LSTM classifier", "[pipeline][run]") {
+  const TempDir dir("pipeline_dynamic");
+  cli_test::make_set(dir, "set.pt", 128, 8);
+  write(dir.file("r.json"), nlohmann::json::parse(R"({
+    "model": {"arch": "lstm", "width": 0.25}, "data": {"source": "set.pt"}, "threads": 1,
+    "stages": [
+      {"train": {"epochs": 1, "batch_size": 32}},
+      {"quantize": {"dynamic": true, "measure": false}}
+    ]})"));
+  Run r = run("run " + dir.file("r.json") + " -o " + dir.file("out") + " --quiet");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  const auto rep = read_json(dir.file("out/report.json"));
+  const auto& q = rep["stages"][1];
+  CHECK(q["options"]["dynamic"] == true);  // measure off: every layer converts, whatever the machine's load
+  CHECK_FALSE(q["options"].contains("calib"));  // nothing calibrated
+  bool lstm_int8 = false;
+  for (const auto& l : q["details"]["layers"]) lstm_int8 |= l["kind"] == "LSTM" && l["precision"] == "int8";
+  CHECK(lstm_int8);
+  CHECK(rep["rows"][1]["macs"] == rep["rows"][0]["macs"]);
+  CHECK(rep["rows"][1]["file_bytes"].get<double>() < 0.6 * rep["rows"][0]["file_bytes"].get<double>());
+
+  // Calibration options make no sense for it: named, before anything runs.
+  write(dir.file("bad.json"), nlohmann::json::parse(R"({
+    "model": {"arch": "lstm"}, "data": {"source": "set.pt"},
+    "stages": [{"train": {"epochs": 1}}, {"quantize": {"dynamic": true, "calib": "random"}}]})"));
+  Run bad = run("run " + dir.file("bad.json") + " -o " + dir.file("out2"));
+  CHECK(bad.code == 2);
+  CHECK(bad.out.find("stages[1].quantize.calib: does not apply to dynamic quantization") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir.file("out2")));
 }
