@@ -386,4 +386,15 @@ double PruningEnvironment::finish() {
   return last_.reward;
 }
 
+SearchData split_search_data(const data::TensorDataset& train, int64_t val_size, int64_t recalibrate_batches,
+                             uint64_t seed, const std::string& source) {
+  if (val_size <= 0) bad_input("the validation size must be positive: the search needs a validation set");
+  if (train.size() == 0) bad_input(source + ": the dataset is empty, no validation set");
+  if (val_size >= train.size())
+    bad_input("a validation set of " + std::to_string(val_size) + " leaves no training data (" + source + " has " +
+              std::to_string(train.size()) + " samples)");
+  auto [rest, held] = data::train_val_split(train, static_cast<double>(val_size) / static_cast<double>(train.size()), seed);
+  return {data::take(held, val_size), data::take(rest, std::max<int64_t>(1, recalibrate_batches) * 64)};
+}
+
 }  // namespace compress::amc

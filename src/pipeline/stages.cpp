@@ -6,6 +6,7 @@ namespace compress::pipeline {
 
 std::unique_ptr<Stage> parse_train_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_prune_stage(Fields& f, const ParseInfo& info);
+std::unique_ptr<Stage> parse_amc_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_sparsify_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_distill_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_pdd_stage(Fields& f, const ParseInfo& info);
@@ -18,6 +19,7 @@ const std::vector<StageKind>& stage_kinds() {
   static const std::vector<StageKind> kinds = {
       {"train", "train (or fine-tune) the model", parse_train_stage},
       {"prune", "structured pruning under a MACs or ratio budget, optional fine-tuning", parse_prune_stage},
+      {"amc", "per-group keep ratios learned by a DDPG agent under a MACs budget (AMC), optional fine-tuning", parse_amc_stage},
       {"sparsify", "fine-grained sparsity (unstructured, 1x4, 2:4), one-shot or AGP while fine-tuning", parse_sparsify_stage},
       {"distill", "knowledge distillation from a teacher into the current model", parse_distill_stage},
       {"pdd", "pruning during distillation (learned gates under a MACs budget)", parse_pdd_stage},

@@ -222,3 +222,19 @@ TEST_CASE("recipe: sparsify stage options, each problem named", "[pipeline][reci
   CHECK(has_line(e, "stages[11].sparsify: missing \"sparsity\" (the fraction of the selected weights to zero, in [0, 1))"));
   CHECK(has_line(e, "stages[12].sparsify.global: global ranking does not apply to 2:4 (N:M is per group by definition)"));
 }
+
+TEST_CASE("recipe: amc stage options, each problem named", "[pipeline][recipe]") {
+  auto j = good_recipe();
+  auto& st = j["stages"];
+  st.push_back({{"amc", {{"target_macs", 0.5}, {"episodes", 30}}}});
+  CHECK(problems(j).empty());  // warm-up defaults to a third of the episodes
+  st.push_back({{"amc", {{"episodes", 30}}}});
+  st.push_back({{"amc", {{"target_macs", 0.5}, {"episodes", 10}, {"warmup", 10}}}});
+  st.push_back({{"amc", {{"target_macs", 1.5}}}});
+  auto e = problems(j);
+  INFO(joined(e));
+  CHECK(e.size() == 3);
+  CHECK(has_line(e, "stages[7].amc: missing \"target_macs\" (the fraction of the MACs to keep, in (0, 1))"));
+  CHECK(has_line(e, "stages[8].amc.warmup: 10 random episodes leave none of the 10 for the learned policy"));
+  CHECK(has_line(e, "stages[9].amc.target_macs: 1.5 is out of range: must be in (0, 1)"));
+}

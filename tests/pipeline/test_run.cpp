@@ -400,3 +400,28 @@ TEST_CASE("run: a dynamic quantize stage on an LSTM classifier", "[pipeline][run
   CHECK(bad.out.find("stages[1].quantize.calib: does not apply to dynamic quantization") != std::string::npos);
   CHECK_FALSE(fs::exists(dir.file("out2")));
 }
+
+TEST_CASE("run: an amc stage searches keep ratios under a MACs budget", "[pipeline][run]") {
+  const TempDir dir("pipeline_amc");
+  cli_test::make_set(dir, "set.pt", 256, 9);
+  write(dir.file("r.json"), nlohmann::json::parse(R"({
+    "model": {"arch": "cnn", "width": 0.25}, "data": {"source": "set.pt", "test_limit": 128}, "threads": 1,
+    "stages": [
+      {"train": {"epochs": 1, "batch_size": 32, "lr": 0.05}},
+      {"amc": {"target_macs": 0.5, "episodes": 6, "warmup": 3, "val_size": 64, "recalibrate_bn": 1,
+               "finetune": {"epochs": 1, "batch_size": 32}}}
+    ]})"));
+  Run r = run("run " + dir.file("r.json") + " -o " + dir.file("out") + " --quiet");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  const auto rep = read_json(dir.file("out/report.json"));
+  const auto& rows = rep["rows"];
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[1]["kind"] == "amc");
+  CHECK(rows[1]["macs"].get<double>() <= 0.5 * rows[0]["macs"].get<double>());  // every episode ends within the budget
+  const auto& d = rep["stages"][1]["details"];
+  CHECK(d["episodes"].size() == 6);
+  CHECK(d["ratios"].size() > 0);
+  CHECK(d["result"]["groups"].size() > 0);  // the widths chart's data
+  CHECK(d["loss_curve"].size() == 8);  // fine-tuning on the whole training split: 256 / 32 steps
+}

@@ -121,18 +121,14 @@ int cmd_amc(int argc, char** argv) {
   // unseen until the final report); calibration: the rest of it.
   const uint64_t seed = r["seed"].as<uint64_t>();
   data::TensorDataset train = load_data_option(r["data"].as<std::string>(), "train", r["data-dir"].as<std::string>());
-  if (train.size() == 0) bad_input("--data " + r["data"].as<std::string>() + ": the dataset is empty, no validation set");
-  if (val_size >= train.size())
-    bad_input("--val-size " + std::to_string(val_size) + " leaves no training data (the set has " +
-              std::to_string(train.size()) + " samples)");
-  auto [rest, held] = data::train_val_split(train, static_cast<double>(val_size) / static_cast<double>(train.size()), seed);
-  data::TensorDataset validation = data::take(held, val_size);
+  amc::SearchData split = amc::split_search_data(train, val_size, recal, seed, "--data " + r["data"].as<std::string>());
+  const data::TensorDataset& validation = split.validation;
+  const data::TensorDataset& calibration = split.calibration;
   if (graph.example_inputs().empty()) {  // one sample of the data set, batch 1
     Shape sample = train.inputs.sizes().vec();
     sample[0] = 1;
     graph.set_example_inputs({InputSpec{sample}});
   }
-  data::TensorDataset calibration = data::take(rest, std::max<int64_t>(1, recal) * 64);
 
   amc::PruningEnvConfig ec;
   if (r.count("target-macs")) ec.target_macs = r["target-macs"].as<double>();

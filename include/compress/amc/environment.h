@@ -111,6 +111,18 @@ class PruningEnvironment : public Environment {
   at::Tensor state() const;
 };
 
+// The data of a search, both from the training split (the test set stays
+// unseen until the final report): `validation`, the first `val_size` images
+// of a seeded hold-out, scores episodes; `calibration`, taken from the rest,
+// re-estimates batch norms (max(1, recalibrate_batches) batches of 64).
+// Error(BadInput) naming `source` when the set is empty or val_size leaves
+// no training data.
+struct SearchData {
+  data::TensorDataset validation, calibration;
+};
+SearchData split_search_data(const data::TensorDataset& train, int64_t val_size, int64_t recalibrate_batches,
+                             uint64_t seed, const std::string& source);
+
 // The layers (convolutions, linear layers) a latency table needs for `graph`.
 std::vector<LayerShape> latency_layers(const Graph& graph);
 
