@@ -41,6 +41,18 @@ Run run_env(const std::string& vars, const std::string& args) {
 
 int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
 
+// Runs `args` in one process (--threads 1, writing NAME1.pt) and as 2 ranks
+// (--nproc 2, writing NAME2.pt); both must succeed. Returns both runs.
+std::pair<Run, Run> one_process_and_two_ranks(const TempDir& dir, const std::string& args, const std::string& name) {
+  Run one = run_env("", args + " --threads 1 -o " + dir.file(name + "1.pt"));
+  INFO(one.out);
+  REQUIRE(one.code == 0);
+  Run two = run_env("", args + " --nproc 2 -o " + dir.file(name + "2.pt"));
+  INFO(two.out);
+  REQUIRE(two.code == 0);
+  return {one, two};
+}
+
 // Relative difference ||a - b|| / ||a|| of the parameters and buffers of two
 // saved models (same names required), all tensors taken as one vector; the
 // largest per-tensor value goes to `worst_tensor`.
@@ -400,12 +412,7 @@ TEST_CASE("qat and distill and pdd train data-parallel: 2 ranks reach what 1 pro
   // QAT with STE: the activation ranges come from each step's batch; with 2
   // ranks they are reduced over the global batch.
   const std::string qat = "qat " + teacher + " --data " + data + " --epochs 1 --batch-size 8 --method ste --calib-batches 2 --quiet";
-  Run q1 = run_env("", qat + " --threads 1 -o " + dir.file("q1.pt"));
-  INFO(q1.out);
-  REQUIRE(q1.code == 0);
-  Run q2 = run_env("", qat + " --nproc 2 -o " + dir.file("q2.pt"));
-  INFO(q2.out);
-  REQUIRE(q2.code == 0);
+  one_process_and_two_ranks(dir, qat, "q");
   CHECK(relative_difference(dir.file("q1.pt"), dir.file("q2.pt")) < 1e-5);
   // The comparison means something: another shuffle trains another model.
   REQUIRE(run_env("", qat + " --threads 1 --seed 5 -o " + dir.file("q3.pt")).code == 0);
@@ -417,24 +424,14 @@ TEST_CASE("qat and distill and pdd train data-parallel: 2 ranks reach what 1 pro
   const std::string student = " --arch resnet --width 0.25 --data " + data + " --test-data " + data +
                               " --batch-size 20 --lr 0.01 --batch-norm sync --quiet";
   const std::string distill = "distill --teacher " + teacher + student + " --epochs 1";
-  Run d1 = run_env("", distill + " --threads 1 -o " + dir.file("d1.pt"));
-  INFO(d1.out);
-  REQUIRE(d1.code == 0);
-  Run d2 = run_env("", distill + " --nproc 2 -o " + dir.file("d2.pt"));
-  INFO(d2.out);
-  REQUIRE(d2.code == 0);
+  one_process_and_two_ranks(dir, distill, "d");
   CHECK(relative_difference(dir.file("d1.pt"), dir.file("d2.pt")) < 1e-5);
   REQUIRE(run_env("", distill + " --threads 1 --seed 5 -o " + dir.file("d3.pt")).code == 0);
   CHECK(relative_difference(dir.file("d1.pt"), dir.file("d3.pt")) > 1e-3);
 
   // PDD: the same channels survive, and the students agree.
   const std::string pdd = "pdd --teacher " + teacher + student + " --epochs 1 --target-macs 0.6 --finetune-epochs 1 --json";
-  Run p1 = run_env("", pdd + " --threads 1 -o " + dir.file("p1.pt"));
-  INFO(p1.out);
-  REQUIRE(p1.code == 0);
-  Run p2 = run_env("", pdd + " --nproc 2 -o " + dir.file("p2.pt"));
-  INFO(p2.out);
-  REQUIRE(p2.code == 0);
+  auto [p1, p2] = one_process_and_two_ranks(dir, pdd, "p");
   CHECK(nlohmann::json::parse(p1.out)["groups"] == nlohmann::json::parse(p2.out)["groups"]);
   CHECK(relative_difference(dir.file("p1.pt"), dir.file("p2.pt")) < 1e-5);
 }
@@ -445,21 +442,16 @@ TEST_CASE("sparsify fine-tunes data-parallel: 2 ranks keep the masks and weights
   compress::models::build("resnet", 4, 10, 0.25).module.save(model);
   const std::string common = "sparsify " + model + " --sparsity 0.6 --data " + data +
                              " --finetune-epochs 1 --batch-size 16 --lr 0.01 --batch-norm frozen --quiet";
-  Run a = run_env("", common + " --threads 1 -o " + dir.file("one.pt"));
-  INFO(a.out);
-  REQUIRE(a.code == 0);
-  Run b = run_env("", common + " --nproc 2 -o " + dir.file("two.pt"));
-  INFO(b.out);
-  REQUIRE(b.code == 0);
-  CHECK(relative_difference(dir.file("one.pt"), dir.file("two.pt")) < 1e-5);
+  one_process_and_two_ranks(dir, common, "s");
+  CHECK(relative_difference(dir.file("s1.pt"), dir.file("s2.pt")) < 1e-5);
   // The same weights are zero in both (AGP's masks follow the weights).
   auto zeros = [](const std::string& path) {
     int64_t n = 0;
     for (const auto& p : torch::jit::load(path).named_parameters()) n += p.value.eq(0).sum().item<int64_t>();
     return n;
   };
-  CHECK(zeros(dir.file("one.pt")) == zeros(dir.file("two.pt")));
-  CHECK(zeros(dir.file("one.pt")) > 0);
+  CHECK(zeros(dir.file("s1.pt")) == zeros(dir.file("s2.pt")));
+  CHECK(zeros(dir.file("s1.pt")) > 0);
   Run c = run_env("", "sparsify " + model + " --sparsity 0.6 --nproc 2 -o " + dir.file("c.pt"));
   CHECK(c.code == 2);
   CHECK_THAT(c.out, Catch::Contains("--nproc parallelises fine-tuning: it needs --finetune-epochs"));
