@@ -73,7 +73,12 @@ cmake --build "$build" -j "$(nproc)" --target test_kernels compress_kernels_cuda
 
 step "tests"
 status=0
-(cd "$build" && ctest --output-on-failure -j "$(nproc)" -R '^(test_kernels:|cuda_kernels_)' --timeout 300) || status=1
+(cd "$build" && ctest --output-on-failure -j "$(nproc)" -R '^(test_kernels:|cuda_kernels_)' --timeout 300) |
+  tee "$build/ctest.log" || status=1
+# With a GPU (and cuobjdump) every CUDA case must run: a skip here is a failure.
+if grep -E "^\s+[0-9]+ - .*(cuda|sm80|sm90a).*\(Skipped\)" "$build/ctest.log"; then
+  echo "gpu-check: CUDA tests above were skipped on a GPU machine"; status=1
+fi
 
 step "benchmark"
 # shellcheck disable=SC2086
