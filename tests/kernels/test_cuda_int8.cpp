@@ -81,11 +81,13 @@ TEST_CASE("spmm_2of4_u8s8s32_mma_sp_m16n8k64_sm80 matches the CPU reference", "[
         for (int q : {a, b})
           if (k0 + q < s.K) mask[n * s.K + k0 + q] = 1;
       }
-    auto blob = pack_sparse_2_4_u8s8(W.data(), mask.data(), s.N, s.K, 0);
+    // A non-zero activation zero point: the kernel must add the weight's compensation.
+    const int32_t zero_point = s.M == 16 ? 255 : static_cast<int32_t>(g() % 256);
+    auto blob = pack_sparse_2_4_u8s8(W.data(), mask.data(), s.N, s.K, zero_point);
     PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
     std::vector<int32_t> got(s.M * s.N, 0x7777);
     cuda::spmm_2of4_u8s8s32_mma_sp_m16n8k64_sm80(A.data(), v, got.data(), s.M);
-    INFO("M=" << s.M << " N=" << s.N << " K=" << s.K);
+    INFO("M=" << s.M << " N=" << s.N << " K=" << s.K << " zero point " << zero_point);
     CHECK(got == cpu_reference(A, v, s.M));
   }
 }
