@@ -3,7 +3,7 @@
 #include <map>
 
 #include "compress/io.h"
-#include "compress/train/evaluate.h"
+#include "compress/train/latency_compare.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -29,17 +29,7 @@ class BenchStage : public Stage {
     lo.warmup = int(warmup);
     std::vector<torch::jit::Module> models;
     for (const auto& path : ctx.row_models) models.push_back(load_module(path));
-    // best[model][threads][batch] = lowest median over the rounds
-    std::vector<std::map<int, std::map<int64_t, double>>> best(models.size());
-    for (int64_t round = 0; round < rounds; ++round) {
-      for (size_t i = 0; i < models.size(); ++i) {
-        for (const auto& p : train::measure_latency(models[i], ctx.sample_shape, lo)) {
-          auto& slot = best[i][p.threads];
-          auto it = slot.find(p.batch);
-          slot[p.batch] = it == slot.end() ? p.median_ms : std::min(it->second, p.median_ms);
-        }
-      }
-    }
+    const train::SideBySideLatency best = train::compare_latency(models, ctx.sample_shape, lo, rounds);
     nlohmann::json rows = nlohmann::json::array();
     for (size_t i = 0; i < models.size(); ++i) {
       nlohmann::json lat = nlohmann::json::object();

@@ -100,12 +100,5 @@ TEST_CASE("compress pdd writes a smaller student and refuses bad input", "[cli][
       {"--target-macs 0.5 --temperature 0", "temperature"},
       {"--target-macs 0.5 --alpha 1.1", "alpha"},
   };
-  for (const auto& [args, text] : bad) {
-    cli_test::Run r = cli_test::run(base + " " + args);
-    INFO(args << "\n" << r.out);
-    CHECK(r.code == 2);
-    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
-    CHECK_THAT(r.out, Catch::Contains(text));
-    CHECK_FALSE(fs::exists(out));
-  }
+  distill_test::check_refused(base, bad, out);
 }

@@ -20,8 +20,8 @@
 #include "compress/quantization/qat.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
-#include "data_option.h"
 #include "distributed_option.h"
+#include "qat_options.h"
 
 namespace compress::cli {
 
@@ -41,28 +41,12 @@ int cmd_qat(int argc, char** argv) {
   options.add_options()
       ("in", "input TorchScript model (float, trained)", cxxopts::value<std::string>())
       ("o,output", "output INT8 model (written atomically; never the input)", cxxopts::value<std::string>())
-      ("data", "fashion-mnist or a tensor dataset file (.pt): trains on its train split, tests on its test split",
-       cxxopts::value<std::string>())
-      ("data-dir", "folder holding the Fashion-MNIST IDX files", cxxopts::value<std::string>()->default_value(""))
       ("epochs", "training epochs", cxxopts::value<int64_t>()->default_value("1"))
       ("method", "lsq (learned scales) or ste (straight-through, running ranges)",
        cxxopts::value<std::string>()->default_value("lsq"))
-      ("lr", "peak learning rate of the weights (SGD, momentum 0.9, cosine)", cxxopts::value<double>()->default_value("0.005"))
       ("scale-lr", "learning rate of the scales (lsq); default: --lr", cxxopts::value<double>())
-      ("weight-decay", "weight decay of the weights (never of the scales)", cxxopts::value<double>()->default_value("0"))
-      ("batch-size", "training batch size; also the calibration batch size", cxxopts::value<int64_t>()->default_value("128"))
-      ("calib-batches", "PTQ calibration batches (from the start of the train split)",
-       cxxopts::value<int64_t>()->default_value("8"))
-      ("calib-method", "initial activation ranges: minmax, percentile, entropy or mse",
-       cxxopts::value<std::string>()->default_value("percentile"))
-      ("exclude", "keep this module or value in float (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("limit", "train on the first N samples only (quick runs)", cxxopts::value<int64_t>()->default_value("0"))
-      ("threads", "intra-op threads", cxxopts::value<int>()->default_value("2"))
-      ("seed", "shuffling seed", cxxopts::value<uint64_t>()->default_value("0"))
-      ("report", "write the report (JSON) here", cxxopts::value<std::string>())
-      ("json", "print the report as JSON instead of the summary")
-      ("q,quiet", "no progress output, nothing printed on success")
-      ("h,help", "show this help");
+      ("exclude", "keep this module or value in float (repeatable)", cxxopts::value<std::vector<std::string>>());
+  add_qat_training_options(options, "0.005", "peak learning rate of the weights (SGD, momentum 0.9, cosine)");
   add_distributed_options(options);
   options.parse_positional({"in"});
   auto args = parse_args(options, argc, argv);
@@ -84,16 +68,13 @@ int cmd_qat(int argc, char** argv) {
   const double scale_lr = args.count("scale-lr") ? args["scale-lr"].as<double>() : lr;
   const int threads = args["threads"].as<int>();
   if (epochs < 1) bad_input("--epochs must be at least 1, got " + std::to_string(epochs));
-  if (batch < 1) bad_input("--batch-size must be at least 1, got " + std::to_string(batch));
-  if (calib_batches < 1) bad_input("--calib-batches must be at least 1, got " + std::to_string(calib_batches));
   if (!(lr > 0) || !(scale_lr > 0)) bad_input("--lr and --scale-lr must be positive");
-  if (threads < 1) bad_input("--threads must be at least 1");
+  check_qat_training_options(args);
   quant::QatOptions qo;
   qo.method = quant::parse_qat_method(args["method"].as<std::string>());
   qo.calibration.method = quant::parse_method(args["calib-method"].as<std::string>());
   if (args.count("exclude")) qo.calibration.exclude = args["exclude"].as<std::vector<std::string>>();
-  const std::string data = args["data"].as<std::string>(), data_dir = args["data-dir"].as<std::string>();
-  if (data != "fashion-mnist") require_input_file(data);
+  const std::string data = args["data"].as<std::string>();
   if (auto code = launch_workers(args, argc, argv)) return *code;
   // Every rank calibrates alike (the same first batches); the fine-tuning is
   // data-parallel; rank 0 alone converts, saves and reports.
@@ -101,44 +82,18 @@ int cmd_qat(int argc, char** argv) {
   const bool root = !group || group->rank() == 0;
 
   torch::jit::Module float_module = load_module(in);
-  data::TensorDataset train_set = data::take(load_data_option(data, "train", data_dir), args["limit"].as<int64_t>());
-  data::TensorDataset test_set = load_data_option(data, "test", data_dir);
-  if (train_set.size() == 0 || test_set.size() == 0) bad_input("--data " + data + ": the data set is empty");
-  train_set.inputs = train_set.inputs.to(at::kFloat);
-  test_set.inputs = test_set.inputs.to(at::kFloat);
-  Shape shape{batch};
-  for (int64_t d : train_set.inputs.sizes().slice(1)) shape.push_back(d);
   Graph graph = import_module(float_module);
-  graph.set_example_inputs({InputSpec{shape}});
-  try {
-    graph.infer_shapes();
-  } catch (const Error& e) {
-    bad_input("--data " + data + ": its samples do not fit the model: " + first_line_of(e));
-  }
+  const QatData sets = load_qat_data(args, graph, batch);
+  const data::TensorDataset &train_set = sets.train, &test_set = sets.test;
   at::set_num_threads(threads);
 
-  at::Tensor calib_inputs = train_set.inputs;
-  quant::CalibrationData calib{std::min(calib_batches, (train_set.size() + batch - 1) / batch),
-                               [calib_inputs, batch](int64_t i) {
-                                 int64_t start = i * batch;
-                                 return calib_inputs.narrow(0, start, std::min(batch, calib_inputs.size(0) - start));
-                               }};
+  quant::CalibrationData calib = first_batches(train_set.inputs, batch, calib_batches);
   quant::QatModel qat = quant::prepare_qat(graph, calib, qo);
   const double float_top1 = root ? top1_percent(float_module, test_set) : 0;
   const double initial_top1 = root ? top1_percent(export_module(qat.graph), test_set) : 0;
 
-  train::TrainConfig cfg;
-  cfg.epochs = epochs;
-  cfg.batch_size = batch;
-  cfg.seed = args["seed"].as<uint64_t>();
-  cfg.optimizer.kind = "sgd";
-  cfg.optimizer.lr = lr;
-  cfg.optimizer.momentum = 0.9;
-  cfg.optimizer.weight_decay = args["weight-decay"].as<double>();
+  train::TrainConfig cfg = qat_train_config(args, epochs);
   if (!qat.scale_names().empty()) cfg.optimizer.groups.push_back(qat.scale_group(scale_lr));
-  cfg.schedule.kind = "cosine";
-  cfg.threads = threads;
-  cfg.quiet = args.count("quiet") > 0 || args.count("json") > 0;
   cfg.fingerprint = "qat in=" + in + " data=" + data;
   apply_distributed_options(args, group, cfg);
   if (!root) cfg.quiet = true;

@@ -11,6 +11,12 @@
 #include "commands.h"
 #include "compress/error.h"
 
+// Declared here rather than in commands.h only so that adding it did not
+// rebuild every cmd_*.cpp on the shared build machine; move it there on merge.
+namespace compress::cli {
+int cmd_pqk(int argc, char** argv);
+}
+
 namespace {
 
 struct Command {
@@ -32,6 +38,7 @@ const Command kCommands[] = {
     {"train", compress::cli::cmd_train, "train a baseline model (or fine-tune one) on a dataset"},
     {"distill", compress::cli::cmd_distill, "knowledge distillation: train a student under a frozen teacher (KD, FitNets, AT)"},
     {"pdd", compress::cli::cmd_pdd, "pruning during distillation: learned channel gates under a MACs budget, then removal"},
+    {"pqk", compress::cli::cmd_pqk, "PQK: pruning with QAT, then KD from the unpruned network restored; INT8 model"},
     {"amc", compress::cli::cmd_amc, "AMC: a DDPG agent learns per-group pruning ratios under a MACs or latency budget"},
     {"eval", compress::cli::cmd_eval, "test accuracy, confusion matrix and latency of a model"},
     {"run", compress::cli::cmd_run, "run a pipeline recipe (JSON): train, prune, distill, quantize, ... with a report"},

@@ -1,0 +1,92 @@
+#pragma once
+// PQK (Kim, Chang, Kwak, Interspeech 2021): pruning, quantization and
+// knowledge distillation in two phases, with no separately trained teacher.
+//
+//   Phase 1, iterative pruning with quantization-aware training: the model
+//   (batch norm folded, fake quantization as in qat.h, LSQ scales) trains
+//   while whole channels of its pruning dependency groups are masked to zero
+//   on a schedule, `prune_steps` times, the kept MACs falling from 1 to
+//   `target_macs` along the cubic curve of Zhu & Gupta's gradual pruning;
+//   the last step comes at `prune_end` of the phase, the rest of it lets the
+//   student recover. Each step ranks the channels by `criterion` on the
+//   current weights (already masked channels stay masked) and takes the
+//   per-group widths `pruning::prune` would choose for that MACs fraction.
+//   The values of the masked weights at the moment they were masked are kept.
+//   The masked channels are then removed physically (pruning::prune_channels).
+//
+//   Phase 2, distillation: the teacher is the unpruned network again: the
+//   kept channels carry the phase-1 trained weights and the removed ones
+//   their kept values (restored). The pruned student, freshly calibrated
+//   fake quantization on its new shapes, trains under KD from it (KL with
+//   the T^2 factor + cross-entropy by alpha, distill.h); the teacher runs in
+//   float and stays frozen.
+//
+// The result converts to the real INT8 model like `compress qat`:
+//
+//   distillation::PqkOptions o;                // target_macs 0.5, KD T = 4, alpha = 0.9
+//   distillation::PqkResult r = distillation::pqk(import_module(m), o, {1, 28, 28}, calib, train, phase1, phase2);
+//   save_module(export_module(quant::convert_qat(r.student)), "model.pqk.pt");
+//
+// Why masks during phase 1 and not physical removal at every step: a masked
+// channel outputs exactly zero through the folded convolution, its ReLU and
+// its fake quantizer (zero is a code), so the masked network computes what
+// the physically pruned one does, while the training module, the optimizer
+// state and the learned quantization scales stay the same across steps, and
+// the removed weights stay where the phase-2 teacher needs them.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/script.h>
+
+#include "compress/distillation/distill.h"
+#include "compress/ir/graph.h"
+#include "compress/pruning/prune.h"
+#include "compress/quantization/qat.h"
+
+namespace compress::distillation {
+
+struct PqkOptions {
+  double target_macs = 0.5;  // keep at most this fraction of the model's MACs, in (0, 1)
+  int64_t prune_steps = 4;   // masking steps in phase 1, >= 1; the first one before any training
+  double prune_end = 0.5;    // the last step comes after this fraction of phase 1's steps, in [0, 1]
+  pruning::Criterion criterion = pruning::Criterion::L1;
+  DistillOptions distill;    // phase 2's KD settings (logits only)
+  quant::QatOptions qat;     // lsq only (the distiller exports the student without taps)
+  double scale_lr = 0.005;   // learning rate of the quantization scales, both phases
+
+  // Error(BadInput) for a target outside (0, 1), fewer than one prune step,
+  // prune_end outside [0, 1], bad KD settings, feature losses, the ste method
+  // or a non-positive scale learning rate.
+  void validate() const;
+};
+
+// One masking step of phase 1.
+struct PqkPruneStep {
+  int64_t after_steps = 0;   // optimizer steps taken before it
+  double target = 1;         // the MACs fraction asked for
+  double macs_kept = 1;      // the fraction the masked network computes
+};
+
+struct PqkResult {
+  train::TrainResult phase1;
+  std::vector<PqkPruneStep> prune_steps;
+  std::map<std::string, std::vector<int64_t>> kept_channels;  // per shrunk group, indices into the unpruned group
+  pruning::PruneResult prune;  // the physical removal after phase 1 (MACs of the folded float graphs)
+  Graph teacher;               // phase 2's teacher: folded float, unpruned, removed weights restored
+  Graph phase1_student;        // the pruned folded float student as phase 1 left it
+  DistillResult phase2;
+  quant::QatModel student;     // the pruned student after phase 2: quant::convert_qat(student) is the INT8 model
+};
+
+// Runs both phases on `model` (a float classifier; left unchanged).
+// `input_shape`: one sample without the batch dimension; `calibration`
+// starts the fake quantizers of both phases (from the same inputs).
+// `phase1` and `phase2` are the two trainings (epochs, optimizer, schedule,
+// threads...); phase 2 with 0 epochs keeps phase 1's student (no KD).
+PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t> input_shape,
+              const quant::CalibrationData& calibration, const data::TensorDataset& train,
+              const train::TrainConfig& phase1, const train::TrainConfig& phase2);
+
+}  // namespace compress::distillation

@@ -1,0 +1,258 @@
+// PQK on a tiny CNN: phase 1 masks channels on schedule while training with
+// fake quantization, phase 2 distils the pruned student from the unpruned
+// network with the removed weights restored; the result is INT8, smaller,
+// runs, and loads in Python.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/analysis/profile.h"
+#include "compress/distillation/pqk.h"
+#include "compress/error.h"
+#include "compress/io.h"
+#include "compress/ir/export.h"
+#include "compress/ir/import.h"
+#include "compress/models/zoo.h"
+#include "compress/pruning/groups.h"
+#include "compress/train/evaluate.h"
+#include "distill_test_util.h"
+#include "quantization/quant_test_util.h"
+#include "skip.h"
+#include "train/cli_run.h"
+
+using namespace compress;
+using namespace compress::distillation;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A cnn at half width trained for two epochs on the quadrant set.
+Graph trained_cnn(const data::TensorDataset& ds) {
+  torch::jit::Module m = models::build("cnn", 31, 10, 0.5).module;
+  train::Trainer t(m, distill_test::quick_config(2));
+  t.fit(ds);
+  m.eval();
+  Graph g = import_module(m);
+  g.set_example_inputs({InputSpec{{1, 1, 28, 28}}});
+  return g;
+}
+
+quant::CalibrationData first_batches(const data::TensorDataset& ds, int64_t n) {
+  at::Tensor x = ds.inputs;
+  return {n, [x](int64_t i) { return x.narrow(0, i * 32, 32); }};
+}
+
+train::TrainConfig pqk_config(int64_t epochs) {
+  train::TrainConfig c = distill_test::quick_config(epochs);
+  c.optimizer.lr = 0.02;
+  c.schedule.kind = "cosine";
+  return c;
+}
+
+// The folded float graph PQK starts from (what prepare_qat folds).
+Graph folded(const Graph& g) {
+  Graph f = g;
+  quant::QuantizeReport unused;
+  quant::prepare_float_graph(f, unused);
+  return f;
+}
+
+// The producer's weight of group `name` (its output rows are the channels).
+std::string producer_weight(const Graph& g, const std::string& name) {
+  const pruning::GroupAnalysis a = pruning::analyze_groups(g);
+  const pruning::Group& grp = a.groups[size_t(a.find(name))];
+  for (const auto& s : grp.slices)
+    if (s.role == pruning::ChannelSlice::Role::Out && s.dim == 0 && g.param(s.param).dim() >= 2) return s.param;
+  FAIL("group " << name << " has no producer weight");
+  throw;
+}
+
+}  // namespace
+
+TEST_CASE("PQK prunes to the MACs target with fake quant, distils, and converts to a smaller INT8 model",
+          "[distill][pqk]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(256, 7);
+  const Graph model = trained_cnn(ds);
+  PqkOptions o;
+  o.target_macs = 0.5;
+  o.prune_steps = 3;
+  o.prune_end = 0.5;
+  PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 4), ds, pqk_config(3), pqk_config(3));
+
+  // Three masking steps down the schedule to the target, the first before training.
+  REQUIRE(r.prune_steps.size() == 3);
+  CHECK(r.prune_steps[0].after_steps == 0);
+  CHECK(r.prune_steps[0].target > r.prune_steps[1].target);
+  CHECK(r.prune_steps[2].target == Approx(0.5));
+  CHECK(r.prune_steps[1].after_steps < r.prune_steps[2].after_steps);
+  CHECK(r.prune_steps[2].after_steps <= r.phase1.steps / 2 + 1);
+  for (const auto& s : r.prune_steps) CHECK(s.macs_kept <= s.target + 1e-9);
+
+  // Physically smaller: MACs at or under the target, fewer parameters.
+  CHECK(r.prune.macs_before == profile_model(folded(model)).total_macs);
+  CHECK(r.prune.macs_after <= 0.5 * double(r.prune.macs_before));
+  CHECK(r.prune.params_after < r.prune.params_before);
+  CHECK_FALSE(r.kept_channels.empty());
+
+  // Losses decrease in both phases.
+  REQUIRE(r.phase1.history.size() == 3);
+  CHECK(r.phase1.history.back().train_loss < r.phase1.history.front().train_loss);
+  REQUIRE(r.phase2.terms.size() == 3);
+  CHECK(r.phase2.terms.back().total < r.phase2.terms.front().total);
+  CHECK(r.phase2.terms.front().kd > 0);
+
+  // INT8: the converted graph calls the compress INT8 ops, no float conv or linear is left.
+  Graph int8 = quant::convert_qat(r.student);
+  auto ops = testing::op_counts(int8);
+  CHECK(ops["compress::conv2d_int8"] >= 2);
+  CHECK(ops["compress::linear_int8"] >= 1);
+  CHECK(ops["nn.Conv2d"] + ops["nn.Linear"] == 0);
+  CHECK(profile_model(r.phase1_student).total_macs == r.prune.macs_after);
+  // It runs, and learned the task (chance is 1/4).
+  torch::jit::Module m = export_module(int8);
+  m.eval();
+  CHECK(m.forward({at::rand({2, 1, 28, 28})}).toTensor().sizes() == at::IntArrayRef({2, 10}));
+  CHECK(train::evaluate(m, ds).top1 > 0.6);
+}
+
+TEST_CASE("the PQK teacher is the unpruned network with the phase-1 weights and the removed weights restored",
+          "[distill][pqk]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(128, 8);
+  const Graph model = trained_cnn(ds);
+  const Graph start = folded(model);
+  // One masking step, before training: the removed channels keep the
+  // values they started with, while the kept ones train.
+  PqkOptions o;
+  o.target_macs = 0.5;
+  o.prune_steps = 1;
+  PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 2), ds, pqk_config(2), pqk_config(1));
+
+  // Same architecture as the unpruned folded model, parameter by parameter.
+  for (const auto& name : start.param_order) {
+    REQUIRE(r.teacher.has_param(name));
+    CHECK(r.teacher.param(name).sizes() == start.param(name).sizes());
+  }
+  // The first convolution's group: its weight's input is the image, so
+  // whole rows compare (later layers also lose input columns).
+  REQUIRE(r.kept_channels.count("features.0"));
+  const std::vector<int64_t>& kept = r.kept_channels.at("features.0");
+  const std::string weight = producer_weight(start, "features.0");
+  const at::Tensor teacher_w = r.teacher.param(weight), start_w = start.param(weight);
+  const at::Tensor student_w = r.phase1_student.param(weight);
+  REQUIRE(student_w.size(0) == int64_t(kept.size()));
+  int64_t removed = -1;
+  for (int64_t c = 0; c < start_w.size(0) && removed < 0; ++c)
+    if (std::find(kept.begin(), kept.end(), c) == kept.end()) removed = c;
+  REQUIRE(removed >= 0);
+  // A removed channel: its weights restored (not the zeros the student trained with).
+  CHECK(teacher_w[removed].abs().sum().item<double>() > 0);
+  CHECK(at::equal(teacher_w[removed], start_w[removed]));
+  // Every kept channel: the phase-1 trained weights, which moved away from the start.
+  bool moved = false;
+  for (size_t i = 0; i < kept.size(); ++i) {
+    CHECK(at::equal(teacher_w[kept[i]], student_w[int64_t(i)]));
+    moved = moved || !at::equal(student_w[int64_t(i)], start_w[kept[i]]);
+  }
+  CHECK(moved);
+}
+
+TEST_CASE("PQK refuses a target outside (0, 1), bad KD settings and the ste method", "[distill][pqk]") {
+  for (double target : {0.0, 1.0, 1.5, -0.2}) {
+    PqkOptions o;
+    o.target_macs = target;
+    CHECK_THROWS_WITH(o.validate(), Catch::Contains("--target-macs must be in (0, 1)"));
+  }
+  PqkOptions t;
+  t.distill.temperature = 0;
+  CHECK_THROWS_WITH(t.validate(), Catch::Contains("temperature"));
+  PqkOptions a;
+  a.distill.alpha = -0.1;
+  CHECK_THROWS_WITH(a.validate(), Catch::Contains("alpha"));
+  PqkOptions s;
+  s.qat.method = quant::QatMethod::Ste;
+  CHECK_THROWS_AS(s.validate(), Error);
+  PqkOptions steps;
+  steps.prune_steps = 0;
+  CHECK_THROWS_AS(steps.validate(), Error);
+}
+
+TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses bad input", "[cli][pqk]") {
+  const testing::TempDir dir("cli_pqk");
+  const std::string train = cli_test::make_set(dir, "train.pt", 128, 8);
+  const std::string in = dir.file("in.pt"), out = dir.file("pqk.pt");
+  models::build("cnn", 3, 10, 0.25).module.save(in);
+  const std::string base = "pqk " + in + " -o " + out + " --data " + train +
+                           " --epochs 2 --finetune-epochs 1 --batch-size 32 --calib-batches 2 --threads 1 --quiet";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--target-macs 1.2", "--target-macs must be in (0, 1)"},
+      {"--target-macs 0", "--target-macs must be in (0, 1)"},
+      {"", "--target-macs F is required"},
+      {"--target-macs 0.5 --temperature 0", "temperature"},
+      {"--target-macs 0.5 --alpha 1.1", "alpha"},
+      {"--target-macs 0.5 --alpha -0.5", "alpha"},
+  };
+  distill_test::check_refused(base, bad, out);
+  distill_test::check_refused("pqk " + in + " -o " + out + " --target-macs 0.5",
+                              {{"--epochs 1", "--data is required"},
+                               {"--data " + dir.file("none.pt"), "none.pt"},
+                               {"--data " + train + " --input-shape 1,3,28,28", "does not match the samples"}},
+                              out);
+
+  cli_test::Run ok = cli_test::run(base + " --target-macs 0.5 --latency --json");
+  INFO(ok.out);
+  REQUIRE(ok.code == 0);
+  auto j = nlohmann::json::parse(ok.out);
+  CHECK(j["macs_kept"].get<double>() <= 0.5);
+  CHECK(j["int8_layers"].get<int>() >= 3);
+  for (const char* model : {"float", "int8"})
+    for (const char* batch : {"1", "32"}) CHECK(j["latency_ms"][model][batch].get<double>() > 0);
+  REQUIRE(fs::exists(out));
+
+  // Python with the compress ops library loads it and reproduces the C++ outputs.
+  if (testing::run_command(std::string(COMPRESS_SYSTEM_PYTHON) + " -c 'import torch' > /dev/null 2>&1") != 0)
+    COMPRESS_SKIP(std::string(COMPRESS_SYSTEM_PYTHON) + " cannot import torch (the Python fixtures are unavailable)");
+  const std::string with_expectation = dir.file("expect.pt"), script = dir.file("load.py");
+  {
+    torch::jit::Module m = load_module(out);
+    m.eval();
+    torch::NoGradGuard no_grad;
+    at::Tensor x = at::rand({3, 1, 28, 28});
+    m.register_buffer("example_input", x);
+    m.register_buffer("expected_output", m.forward({x}).toTensor());
+    m.save(with_expectation);
+  }
+  std::ofstream(script) << "import sys, torch\n"
+                           "torch.ops.load_library(sys.argv[1])\n"
+                           "m = torch.jit.load(sys.argv[2]).eval()\n"
+                           "assert 'compress::conv2d_int8' in str(m.inlined_graph)\n"
+                           "with torch.no_grad():\n"
+                           "    y = m(m.example_input)\n"
+                           "sys.exit(0 if torch.equal(y, m.expected_output) else 1)\n";
+  const std::string log = dir.file("python.log");
+  const int code = testing::run_command(std::string(COMPRESS_SYSTEM_PYTHON) + " " + script + " " + COMPRESS_BINARY_DIR +
+                                        "/src/ops/libcompress_ops.so " + with_expectation + " > " + log + " 2>&1");
+  INFO(testing::slurp(log));
+  CHECK(code == 0);
+  fs::remove(out);
+
+}
+
+TEST_CASE("the PQK example program writes an INT8 model at half the MACs", "[cli][pqk][example]") {
+  const testing::TempDir dir("pqk_example");
+  const std::string data = cli_test::make_set(dir, "train.pt", 256, 4);
+  const std::string in = dir.file("in.pt"), out = dir.file("pqk.pt"), log = dir.file("log.txt");
+  models::build("cnn", 5, 10, 0.25).module.save(in);
+  const int code = testing::run_command(std::string(COMPRESS_BINARY_DIR) + "/bin/pqk_example " + in + " " + data +
+                                        " " + out + " 1 > " + log + " 2>&1");
+  const std::string text = testing::slurp(log);
+  INFO(text);
+  REQUIRE(code == 0);
+  CHECK_THAT(text, Catch::Contains("INT8 student"));
+  REQUIRE(fs::exists(out));
+  CHECK(testing::op_counts(import_module(load_module(out)))["compress::conv2d_int8"] >= 2);
+  CHECK(testing::run_command(std::string(COMPRESS_BINARY_DIR) + "/bin/pqk_example " + in + " " + dir.file("none.pt") +
+                             " " + dir.file("other.pt") + " > /dev/null 2>&1") == 2);
+}
