@@ -26,7 +26,8 @@ bool is_depthwise(const Node* n) {
 }
 
 // The convolutions and linear layers that carry MACs, in graph order: the
-// layers of the cost model and of the latency table, in the same order.
+// layers of the cost model and of the latency table (latency::latency_layers),
+// in the same order.
 std::vector<const NodeProfile*> mac_layers(const ModelProfile& profile) {
   std::vector<const NodeProfile*> out;
   for (const NodeProfile& np : profile.nodes)
@@ -42,35 +43,6 @@ std::string format_double(double v, int digits) {
 }
 
 }  // namespace
-
-std::vector<LayerShape> latency_layers(const Graph& graph) {
-  ModelProfile profile = profile_model(graph);
-  std::vector<LayerShape> out;
-  for (const NodeProfile* np : mac_layers(profile)) {
-    const Node* n = np->node;
-    LayerShape l;
-    l.name = np->name;
-    const Shape& in_shape = graph.shape(n->input().value);
-    if (n->is_leaf(LeafKind::Linear)) {
-      const auto& a = std::get<LinearAttrs>(n->attrs);
-      l.linear = true;
-      l.in = a.in_features;
-      l.out = a.out_features;
-    } else {
-      const auto& c = std::get<ConvAttrs>(n->attrs);
-      l.depthwise = is_depthwise(n);
-      l.in = c.in_channels;
-      l.out = c.out_channels;
-      l.input_hw = {in_shape[in_shape.size() - 2], in_shape[in_shape.size() - 1]};
-      l.kernel = c.kernel;
-      l.stride = c.stride;
-      l.padding = c.padding;
-      l.dilation = c.dilation;
-    }
-    out.push_back(std::move(l));
-  }
-  return out;
-}
 
 // Cost as a function of the kept widths: each layer's MACs scale with the
 // fraction of its weight's rows (dim 0) and columns (dim 1) kept, exactly as
@@ -88,7 +60,7 @@ struct PruningEnvironment::CostModel {
   };
   std::vector<Layer> layers;
   double fixed_macs = 0;  // layers no prunable group touches, and other MAC-bearing ops
-  const LatencyTable* table = nullptr;
+  const latency::LatencyTable* table = nullptr;
   std::vector<int64_t> widths, smallest;
   std::vector<double> spatial;  // each group's activation size per channel (H x W of its producer's output)
 

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include "compress/analysis/profile.h"
@@ -47,14 +49,27 @@ nlohmann::json PruneOptions::to_json() const {
   if (ratio) j["ratio"] = *ratio;
   if (target_macs) j["target_macs"] = *target_macs;
   if (!ratios.empty()) j["ratios"] = ratios;
+  if (target_latency_ms) j["target_latency_ms"] = *target_latency_ms;
   return j;
 }
 
 nlohmann::json PruneResult::to_json() const {
   nlohmann::json groups = nlohmann::json::array();
   for (const auto& c : changes) groups.push_back({{"name", c.name}, {"before", c.before}, {"after", c.after}, {"members", c.members}});
-  return {{"macs_before", macs_before}, {"macs_after", macs_after}, {"params_before", params_before},
-          {"params_after", params_after}, {"groups", groups}, {"frozen", frozen}, {"ratio_used", ratio_used}};
+  nlohmann::json j{{"macs_before", macs_before}, {"macs_after", macs_after}, {"params_before", params_before},
+                   {"params_after", params_after}, {"groups", groups}, {"frozen", frozen}, {"ratio_used", ratio_used}};
+  if (predicted_ms_before > 0) {
+    j["predicted_ms"] = {{"before", predicted_ms_before}, {"after", predicted_ms_after}, {"smallest", predicted_ms_smallest}};
+  }
+  if (!latency_attempts.empty()) {
+    nlohmann::json tries = nlohmann::json::array();
+    for (const LatencyAttempt& t : latency_attempts)
+      tries.push_back({{"budget_ms", t.budget_ms}, {"ratio", t.ratio}, {"predicted_ms", t.predicted_ms}, {"measured_ms", t.measured_ms}});
+    j["latency_attempts"] = tries;
+    j["latency_met"] = latency_met;
+    j["measured_ms"] = measured_ms;
+  }
+  return j;
 }
 
 namespace {
@@ -209,8 +224,9 @@ Plan plan_for(const GroupAnalysis& a, const std::vector<std::vector<double>>& sc
 }
 
 // Positions (in original coordinates) each (parameter, dim) loses under a plan.
-std::map<std::pair<std::string, int>, std::set<int64_t>> removed_positions(const GroupAnalysis& a, const Plan& plan) {
-  std::map<std::pair<std::string, int>, std::set<int64_t>> out;
+using Removed = std::map<std::pair<std::string, int>, std::set<int64_t>>;
+Removed removed_positions(const GroupAnalysis& a, const Plan& plan) {
+  Removed out;
   for (size_t i = 0; i < a.groups.size(); ++i) {
     if (plan[i].empty()) continue;
     std::vector<bool> kept(static_cast<size_t>(a.groups[i].width), false);
@@ -225,10 +241,16 @@ std::map<std::pair<std::string, int>, std::set<int64_t>> removed_positions(const
   return out;
 }
 
+// The fraction of `param`'s dimension `dim` a plan keeps.
+double kept_fraction(const Graph& g, const Removed& removed, const std::string& param, int dim) {
+  auto it = removed.find({param, dim});
+  if (it == removed.end()) return 1.0;
+  return 1.0 - static_cast<double>(it->second.size()) / static_cast<double>(g.param(param).size(dim));
+}
+
 // MACs after a plan without applying it: a conv's or linear layer's MACs
 // scale with the fraction of its weight's rows and columns kept.
-int64_t macs_after(const Graph& g, const ModelProfile& prof, const GroupAnalysis& a, const Plan& plan) {
-  auto removed = removed_positions(a, plan);
+int64_t macs_after(const Graph& g, const ModelProfile& prof, const Removed& removed) {
   double total = 0;
   for (const NodeProfile& np : prof.nodes) {
     double m = static_cast<double>(np.macs);
@@ -236,21 +258,71 @@ int64_t macs_after(const Graph& g, const ModelProfile& prof, const GroupAnalysis
     if (m > 0 && n->is_leaf() && n->params.count("weight") &&
         (n->is_leaf(LeafKind::Conv1d) || n->is_leaf(LeafKind::Conv2d) || n->is_leaf(LeafKind::Linear))) {
       const std::string& w = n->params.at("weight");
-      const at::Tensor& t = g.param(w);
-      for (int dim : {0, 1}) {
-        auto it = removed.find({w, dim});
-        if (it != removed.end()) m *= 1.0 - static_cast<double>(it->second.size()) / static_cast<double>(t.size(dim));
-      }
+      m *= kept_fraction(g, removed, w, 0) * kept_fraction(g, removed, w, 1);
     } else if (m > 0 && n->is_leaf(LeafKind::MultiheadAttention)) {
       // Every term of attention's MACs is proportional to the heads kept.
-      const std::string& w = n->params.at("in_proj_weight");
-      auto it = removed.find({w, 0});
-      if (it != removed.end()) m *= 1.0 - static_cast<double>(it->second.size()) / static_cast<double>(g.param(w).size(0));
+      m *= kept_fraction(g, removed, n->params.at("in_proj_weight"), 0);
     }
     total += m;
   }
   return static_cast<int64_t>(std::llround(total));
 }
+
+// Latency after a plan without applying it: the lookup table read at each
+// layer's kept fractions of its weight's rows (output) and columns (input;
+// a depthwise layer's input follows its output), plus the table's overhead
+// interpolated in the kept activations (each layer's output size times the
+// fraction of it kept) between the smallest model (0) and the unpruned (1).
+class LatencyModel {
+ public:
+  LatencyModel(const Graph& g, const ModelProfile& prof, const latency::LatencyTable& table) : table_(table) {
+    std::map<std::string, const NodeProfile*> by_name;
+    for (const NodeProfile& np : prof.nodes) by_name[np.name] = &np;
+    for (const latency::LayerTable& t : table.layers()) {
+      auto it = by_name.find(t.layer.name);
+      if (it == by_name.end() || !it->second->node->params.count("weight") || it->second->output_shapes.empty())
+        bad_input("the latency table does not match the model: it times '" + t.layer.name + "', which the model has not");
+      const Node* n = it->second->node;
+      const int64_t out = g.param(n->params.at("weight")).size(0);
+      if (out != t.layer.out) {
+        bad_input("the latency table does not match the model: '" + t.layer.name + "' has " + std::to_string(out) +
+                  " output channels, the table timed " + std::to_string(t.layer.out));
+      }
+      double size = 1;
+      for (int64_t d : it->second->output_shapes.front()) size *= static_cast<double>(d);
+      layers_.push_back({n->params.at("weight"), t.layer.depthwise, size});
+      full_activations_ += size;
+    }
+  }
+  // Sets the smallest reachable plan, the overhead's other end.
+  void set_smallest(const Graph& g, const Removed& removed) { smallest_activations_ = activations(g, removed); }
+  double predict_ms(const Graph& g, const Removed& removed) const {
+    const double span = full_activations_ - smallest_activations_;
+    const double t = span > 0 ? std::clamp((activations(g, removed) - smallest_activations_) / span, 0.0, 1.0) : 1.0;
+    double total = table_.overhead_ms(t);
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const double out = kept_fraction(g, removed, layers_[i].weight, 0);
+      const double in = layers_[i].depthwise ? out : kept_fraction(g, removed, layers_[i].weight, 1);
+      total += table_.layer_ms(i, in, out);
+    }
+    return total;
+  }
+
+ private:
+  struct Layer {
+    std::string weight;
+    bool depthwise = false;
+    double activations = 0;  // elements of its output
+  };
+  double activations(const Graph& g, const Removed& removed) const {
+    double total = 0;
+    for (const Layer& l : layers_) total += l.activations * kept_fraction(g, removed, l.weight, 0);
+    return total;
+  }
+  const latency::LatencyTable& table_;
+  std::vector<Layer> layers_;
+  double full_activations_ = 0, smallest_activations_ = 0;
+};
 
 int64_t count_params(const Graph& g) {
   int64_t n = 0;
@@ -329,8 +401,12 @@ bool ignored(const Group& grp, const std::vector<std::string>& ignore) {
 }
 
 void check_options(const GroupAnalysis& a, const PruneOptions& o) {
-  int budgets = (o.ratio ? 1 : 0) + (o.target_macs ? 1 : 0) + (o.ratios.empty() ? 0 : 1);
-  if (budgets != 1) bad_input("give exactly one budget: --ratio, --target-macs or --ratios");
+  int budgets = (o.ratio ? 1 : 0) + (o.target_macs ? 1 : 0) + (o.ratios.empty() ? 0 : 1) + (o.target_latency_ms ? 1 : 0);
+  if (budgets != 1) bad_input("give exactly one budget: --ratio, --target-macs, --ratios or --target-latency");
+  if (o.target_latency_ms && !(*o.target_latency_ms > 0))
+    bad_input("--target-latency must be a positive number of ms, got " + std::to_string(*o.target_latency_ms));
+  if (o.target_latency_ms && (!o.latency || o.latency->layers().empty()))
+    bad_input("a latency budget needs a latency table with at least one measurable layer (convolution or linear)");
   auto in_range = [](double v) { return v > 0 && v < 1; };
   if (o.ratio && !in_range(*o.ratio)) bad_input("--ratio must be in (0, 1), got " + std::to_string(*o.ratio));
   if (o.target_macs && !in_range(*o.target_macs))
@@ -404,23 +480,51 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
   }
   auto scores = channel_importance(g, a, o);
 
+  std::optional<LatencyModel> latency;
+  const double most = 0.99;  // the largest fraction a budget search tries: every group at its minimum
+  if (o.latency) {
+    latency.emplace(g, before, *o.latency);
+    PruneOptions uniform = o;  // the smallest model a uniform or global budget reaches
+    uniform.ratios.clear();
+    const Removed smallest = removed_positions(a, plan_for(a, scores, prunable, uniform, most));
+    latency->set_smallest(g, smallest);
+    result.predicted_ms_before = latency->predict_ms(g, {});
+    result.predicted_ms_smallest = latency->predict_ms(g, smallest);
+  }
+  auto removed_at = [&](double f) { return removed_positions(a, plan_for(a, scores, prunable, o, f)); };
+  // The smallest fraction in [0, most] whose plan's cost meets the goal
+  // (cost falls as the fraction grows).
+  auto smallest_fraction = [&](const std::function<double(double)>& cost, double goal) {
+    if (cost(0) <= goal) return 0.0;
+    double lo = 0, hi = most;
+    for (int it = 0; it < 30; ++it) {
+      double mid = 0.5 * (lo + hi);
+      (cost(mid) <= goal ? hi : lo) = mid;
+    }
+    return hi;
+  };
+
   double fraction = o.ratio.value_or(0.0);
   if (o.target_macs) {
     const double goal = *o.target_macs * static_cast<double>(before.total_macs);
-    auto macs_at = [&](double f) { return static_cast<double>(macs_after(g, before, a, plan_for(a, scores, prunable, o, f))); };
-    const double most = 0.99;
+    auto macs_at = [&](double f) { return static_cast<double>(macs_after(g, before, removed_at(f))); };
     if (macs_at(most) > goal) {
       bad_input("impossible budget: pruning every prunable group to its minimum width keeps " +
                 std::to_string(static_cast<int>(std::lround(100.0 * macs_at(most) / before.total_macs))) +
                 "% of the MACs, more than the " + std::to_string(static_cast<int>(std::lround(100 * *o.target_macs))) +
                 "% asked for");
     }
-    double lo = 0, hi = most;  // the smallest fraction that meets the goal
-    for (int it = 0; it < 30; ++it) {
-      double mid = 0.5 * (lo + hi);
-      (macs_at(mid) <= goal ? hi : lo) = mid;
+    fraction = smallest_fraction(macs_at, goal);
+  }
+  if (o.target_latency_ms) {
+    const double goal = *o.target_latency_ms;
+    if (result.predicted_ms_smallest > goal) {
+      bad_input("impossible budget: pruning every prunable group to its minimum width is predicted at " +
+                c10::str(result.predicted_ms_smallest) + " ms (batch " + std::to_string(o.latency->options().batch) +
+                ", " + std::to_string(o.latency->options().threads) + " thread(s)), more than the " + c10::str(goal) +
+                " ms asked for");
     }
-    fraction = hi;
+    fraction = smallest_fraction([&](double f) { return latency->predict_ms(g, removed_at(f)); }, goal);
   }
   result.ratio_used = fraction;
   Plan plan = plan_for(a, scores, prunable, o, fraction);
@@ -432,10 +536,43 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
     result.changes.push_back(GroupChange{a.groups[i].name, a.groups[i].width, static_cast<int64_t>(plan[i].size()),
                                          a.groups[i].members});
   }
+  if (latency) result.predicted_ms_after = latency->predict_ms(g, removed_positions(a, plan));
   apply(g, a, plan);
   result.macs_after = profile_model(g).total_macs;
   result.params_after = count_params(g);
   return result;
+}
+
+PruneResult prune_to_latency(Graph& graph, const PruneOptions& options, const std::function<double(const Graph&)>& measure,
+                             double tolerance, int max_attempts) {
+  if (!options.target_latency_ms) bad_input("prune_to_latency needs a latency budget (target_latency_ms)");
+  if (!(tolerance >= 0) || max_attempts < 1) bad_input("prune_to_latency: the tolerance must be >= 0 and the tries >= 1");
+  const double target = *options.target_latency_ms;
+  PruneOptions o = options;
+  std::optional<Graph> chosen;
+  PruneResult chosen_result;
+  std::vector<LatencyAttempt> attempts;
+  for (int k = 0; k < max_attempts; ++k) {
+    Graph g = graph;
+    PruneResult r = prune(g, o);
+    const double ms = measure(g);
+    attempts.push_back({*o.target_latency_ms, r.ratio_used, r.predicted_ms_after, ms});
+    const bool met = ms <= target * (1 + tolerance);
+    if (!chosen || met || ms < chosen_result.measured_ms) {
+      r.measured_ms = ms;
+      r.latency_met = met;
+      chosen = std::move(g);
+      chosen_result = std::move(r);
+    }
+    if (met) break;
+    // Slower than predicted: ask the prediction for proportionally less,
+    // never below the smallest model (reached already: nothing left to try).
+    if (*o.target_latency_ms <= chosen_result.predicted_ms_smallest) break;
+    o.target_latency_ms = std::max(*o.target_latency_ms * target / ms, chosen_result.predicted_ms_smallest);
+  }
+  chosen_result.latency_attempts = attempts;
+  graph = std::move(*chosen);
+  return chosen_result;
 }
 
 PruneResult prune_channels(Graph& g, const std::map<std::string, std::vector<int64_t>>& keep) {

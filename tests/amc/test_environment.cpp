@@ -120,12 +120,12 @@ TEST_CASE("amc environment: impossible budgets, empty validation and missing tab
 TEST_CASE("amc latency table: monotone, interpolated, and clipping meets a latency budget", "[amc][env][latency]") {
   at::set_num_threads(1);
   Graph g = tiny_cnn();
-  std::vector<LayerShape> layers = latency_layers(g);
+  std::vector<latency::LayerShape> layers = latency::latency_layers(g);
   REQUIRE(layers.size() == 5);  // three convolutions, two linear layers
-  LatencyOptions lo;
+  latency::LatencyOptions lo;
   lo.grid = 3;
   lo.repeats = 3;
-  LatencyTable table = LatencyTable::measure(layers, lo);
+  latency::LatencyTable table = latency::LatencyTable::measure(layers, lo);
   REQUIRE(table.layers().size() == layers.size());
   for (size_t l = 0; l < table.layers().size(); ++l) {
     const auto& ms = table.layers()[l].ms;

@@ -156,6 +156,79 @@ TEST_CASE("prune: groups, a MACs budget, and bad input answered with one line", 
   CHECK_FALSE(fs::exists(out));
 }
 
+TEST_CASE("prune --target-latency: a measured table, predicted and measured latency, bad budgets refused", "[cli][prune][latency]") {
+  compress::testing::TempDir dir("prune_latency");
+  const std::string model = dir.file("tiny.pt"), out = dir.file("pruned.pt"), report = dir.file("report.json");
+  compress::save_module(compress::models::build("cnn", 0, 10, 0.25).module, model);
+  const std::string base = "prune " + model + " -o " + out + " --input-shape 1,1,28,28 ";
+  const std::string quick = " --latency-batch 2 --latency-grid 3 --latency-repeats 3 --latency-rounds 1 --report " + report;
+  // A budget the unpruned model meets: nothing to prune, and the report
+  // gives the unpruned and the smallest model's measured latency.
+  const std::string table = dir.file("table.json");
+  auto require_ok = [](const Result& r) {
+    INFO("stderr: " << r.err);
+    REQUIRE(r.code == 0);
+  };
+  auto r = run(base + "--target-latency 10000 --save-latency-table " + table + quick);
+  require_ok(r);
+  auto j = nlohmann::json::parse(read_file(report));
+  const auto& lb = j["latency_budget"];
+  const double unpruned = lb["unpruned_measured_ms"].get<double>(), smallest = lb["smallest_measured_ms"].get<double>();
+  CHECK(unpruned > 0);
+  CHECK(smallest > 0);
+  CHECK(j["result"]["groups"].empty());
+  CHECK(j["latency_table"]["layers"].size() == 5);  // three convolutions, two linear layers
+  CHECK(j["latency_table"]["batch"] == 2);
+  // Halfway between the smallest and the unpruned model's prediction: it
+  // prunes (once with the table measured again, once with the saved one).
+  const double budget = 0.5 * (lb["unpruned_predicted_ms"].get<double>() + lb["smallest_predicted_ms"].get<double>());
+  r = run(base + "--target-latency " + std::to_string(budget) + " --latency-table " + table + quick);
+  require_ok(r);
+  CHECK(r.out.find("read from") != std::string::npos);
+  auto saved = nlohmann::json::parse(read_file(report));
+  CHECK(saved["latency_budget"]["table_read"] == true);
+  CHECK(saved["latency_budget"]["predicted_ms"].get<double>() <= budget * (1 + 1e-9));
+  CHECK(saved["latency_budget"]["unpruned_predicted_ms"].get<double>() == Approx(lb["unpruned_predicted_ms"].get<double>()));
+  r = run(base + "--target-latency " + std::to_string(budget) + quick);
+  require_ok(r);
+  CHECK(r.out.find("latency: budget") != std::string::npos);
+  CHECK(r.out.find("measured") != std::string::npos);
+  j = nlohmann::json::parse(read_file(report));
+  CHECK(j["latency_budget"]["predicted_ms"].get<double>() <= budget * (1 + 1e-9));
+  CHECK(j["latency_budget"]["measured_ms"].get<double>() > 0);
+  CHECK(j["latency_budget"]["target_ms"].get<double>() == Approx(budget));
+  CHECK(j["result"]["latency_attempts"].size() >= 1);
+  CHECK(j["result"]["macs_after"].get<double>() < j["result"]["macs_before"].get<double>());
+  auto c = run("compare " + model + " " + out + " --input-shape 2,1,28,28 --json");
+  CHECK(c.code == 0);  // runs, same output shape
+  // INT8 kernels timed instead (the model written stays FP32).
+  r = run(base + "--target-latency 10000 --int8" + quick);
+  require_ok(r);
+  CHECK(nlohmann::json::parse(read_file(report))["latency_table"]["int8"] == true);
+
+  // Bad input: one line, exit 2, nothing written.
+  fs::remove(out);
+  fs::remove(report);
+  check_bad_input(run(base + "--target-latency 0"), "--target-latency must be a positive number of ms");
+  check_bad_input(run(base + "--target-latency -3"), "--target-latency must be a positive number of ms");
+  check_bad_input(run(base + "--target-latency 0.000001" + quick), "impossible budget");
+  check_bad_input(run(base + "--target-latency 5 --target-macs 0.5"), "exactly one budget");
+  check_bad_input(run(base + "--target-latency 5 --ratio 0.3"), "exactly one budget");
+  check_bad_input(run(base + "--target-macs 0.5 --int8"), "--int8 only applies to --target-latency");
+  check_bad_input(run(base + "--target-macs 0.5 --latency-batch 4"), "--latency-batch only applies to --target-latency");
+  check_bad_input(run(base + "--target-latency 5 --latency-batch 0"), "--latency-batch must be at least 1");
+  const std::string not_json = dir.file("not.json");
+  std::ofstream(not_json) << "{ no";
+  check_bad_input(run(base + "--target-latency 5 --latency-table " + not_json), "not valid JSON");
+  check_bad_input(run(base + "--target-latency 5 --latency-table " + dir.file("missing.json")), "missing.json");
+  check_bad_input(run(base + "--target-latency 5 --latency-table " + table + " --latency-batch 4"), "the table is for batch 2");
+  const std::string other = dir.file("other.json");
+  std::ofstream(other) << "{\"a\": 1}";
+  check_bad_input(run(base + "--target-latency 5 --latency-table " + other), "not a latency table");
+  CHECK_FALSE(fs::exists(out));
+  CHECK_FALSE(fs::exists(report));
+}
+
 TEST_CASE("convert runs passes by name with JSON options and lists them", "[cli][passes]") {
   auto r = run("convert --list-passes");
   REQUIRE(r.code == 0);

@@ -522,3 +522,188 @@ TEST_CASE("the attention criterion scores heads by their gate sensitivity and pr
   after.eval();
   CHECK(at::allclose(before.forward({x}).toTensor(), after.forward({x}).toTensor(), 1e-4, 1e-5));
 }
+
+namespace {
+
+// conv -> depthwise conv -> conv -> mean -> linear: two prunable groups (a's
+// channels, which the depthwise conv passes on, and b's), four timed layers.
+torch::jit::Module latency_net() {
+  return net({{"a", conv(3, 16)}, {"dw", conv(16, 16, 16)}, {"b", conv(16, 24)}, {"fc", linear(24, 4)}}, R"(
+def forward(self, x):
+    y = self.b.forward(torch.relu(self.dw.forward(torch.relu(self.a.forward(x)))))
+    return self.fc.forward(torch.mean(y, [2, 3]))
+)");
+}
+
+// A synthetic table for `g`'s layers: each layer's time proportional to its
+// kept input and output fractions (a depthwise layer's to its output), with
+// the given full-width times; nothing is timed, so searches are deterministic.
+latency::LatencyTable synthetic_table(const Graph& g, const std::vector<double>& full_ms, int grid = 4) {
+  std::vector<latency::LayerShape> shapes = latency::latency_layers(g);
+  REQUIRE(shapes.size() == full_ms.size());
+  std::vector<latency::LayerTable> layers;
+  for (size_t l = 0; l < shapes.size(); ++l) {
+    latency::LayerTable t;
+    t.layer = shapes[l];
+    t.ms.assign(size_t(grid), std::vector<double>(size_t(grid)));
+    for (int i = 0; i < grid; ++i)
+      for (int o = 0; o < grid; ++o)
+        t.ms[size_t(i)][size_t(o)] = full_ms[l] * (o + 1.0) / grid * (shapes[l].depthwise ? 1.0 : (i + 1.0) / grid);
+    layers.push_back(std::move(t));
+  }
+  latency::LatencyOptions lo;
+  lo.grid = grid;
+  return latency::LatencyTable(std::move(layers), lo);
+}
+
+// The table's prediction for a pruned graph, read from its weights' shapes
+// against the original's (independently of the pruning engine's plan).
+double predicted_from_shapes(const latency::LatencyTable& table, const Graph& original, const Graph& pruned, double overhead) {
+  double total = overhead;
+  for (size_t l = 0; l < table.layers().size(); ++l) {
+    const std::string w = table.layers()[l].layer.name + ".weight";
+    const double out = double(pruned.param(w).size(0)) / double(original.param(w).size(0));
+    const double in = double(pruned.param(w).size(1)) / double(original.param(w).size(1));
+    total += table.layer_ms(l, table.layers()[l].layer.depthwise ? out : in, out);
+  }
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("a latency budget: the search meets the predicted budget with the least pruning", "[pruning][latency]") {
+  auto m = latency_net();
+  const Graph original = imported(m, {1, 3, 8, 8});
+  latency::LatencyTable table = synthetic_table(original, {1.0, 0.5, 2.0, 0.25});
+  REQUIRE(table.layers()[1].layer.depthwise);
+  table.set_overhead_ms(0.5);
+  const double full = 0.5 + 1.0 + 0.5 + 2.0 + 0.25;
+  for (bool global : {false, true}) {
+    for (int64_t round_to : {1, 4}) {
+      INFO("global " << global << ", round to " << round_to);
+      PruneOptions o;
+      o.global = global;
+      o.round_to = round_to;
+      o.latency = &table;
+      o.target_latency_ms = 0.6 * full;
+      Graph g = original;
+      PruneResult r = prune(g, o);
+      CHECK(r.predicted_ms_before == Approx(full));
+      CHECK(r.predicted_ms_after <= *o.target_latency_ms);
+      CHECK(r.predicted_ms_after == Approx(predicted_from_shapes(table, original, g, 0.5)));
+      CHECK(r.predicted_ms_smallest < r.predicted_ms_after);
+      CHECK_FALSE(r.changes.empty());
+      for (const auto& c : r.changes) CHECK((c.after % round_to == 0 || c.after == c.before));
+      check_runs(g, m, {2, 3, 8, 8});
+      // The least pruning that meets it: a slightly smaller fraction misses it.
+      PruneOptions less = o;
+      less.target_latency_ms.reset();
+      less.ratio = r.ratio_used - 1e-6;
+      Graph h = original;
+      CHECK(prune(h, less).predicted_ms_after > *o.target_latency_ms);
+    }
+  }
+  // A budget the unpruned model meets prunes nothing.
+  PruneOptions o;
+  o.latency = &table;
+  o.target_latency_ms = 2 * full;
+  Graph g = original;
+  CHECK(prune(g, o).changes.empty());
+  // With a second overhead point, the smallest model predicts its own overhead.
+  table.set_overhead_ms(0.5, 0.1);
+  o.target_latency_ms = full;
+  PruneResult r = prune(g, o);
+  CHECK(r.predicted_ms_before == Approx(full));
+  PruneOptions least;
+  least.ratio = 0.99;
+  Graph smallest = original;
+  prune(smallest, least);
+  CHECK(r.predicted_ms_smallest == Approx(predicted_from_shapes(table, original, smallest, 0.1)));
+}
+
+TEST_CASE("a latency budget is checked by measurement and tightened when the model runs slower", "[pruning][latency]") {
+  auto m = latency_net();
+  const Graph original = imported(m, {1, 3, 8, 8});
+  latency::LatencyTable table = synthetic_table(original, {1.0, 0.5, 2.0, 0.25});
+  table.set_overhead_ms(0.5);
+  const double full = 4.25;
+  PruneOptions o;
+  o.latency = &table;
+  o.target_latency_ms = 0.7 * full;
+  // A machine 25% slower than the table predicts: the first try misses by
+  // more than the 5% tolerance; each next try asks the table for
+  // budget / measured less, until one measures within the tolerance.
+  int calls = 0;
+  auto slow = [&](const Graph& g) {
+    ++calls;
+    return 1.25 * predicted_from_shapes(table, original, g, 0.5);
+  };
+  Graph g = original;
+  const double target = *o.target_latency_ms;
+  PruneResult r = prune_to_latency(g, o, slow, 0.05, 4);
+  const auto& tries = r.latency_attempts;
+  REQUIRE(tries.size() >= 2);
+  CHECK(calls == int(tries.size()));
+  CHECK(r.latency_met);
+  CHECK(tries[0].budget_ms == target);
+  for (size_t k = 1; k < tries.size(); ++k) {
+    CHECK(tries[k - 1].measured_ms > 1.05 * target);
+    CHECK(tries[k].budget_ms == Approx(tries[k - 1].budget_ms * target / tries[k - 1].measured_ms));
+    CHECK(tries[k].ratio > tries[k - 1].ratio);
+  }
+  CHECK(r.measured_ms == tries.back().measured_ms);
+  CHECK(r.measured_ms <= 1.05 * target);
+  CHECK(r.measured_ms == Approx(slow(g)));  // the graph is the chosen try
+  check_runs(g, m, {2, 3, 8, 8});
+  // A machine the budget cannot be met on: at most the tries asked for, no
+  // tighter than the smallest model, and the fastest try kept.
+  Graph h = original;
+  PruneResult never = prune_to_latency(h, o, [&](const Graph& x) { return 10 * predicted_from_shapes(table, original, x, 0.5); }, 0.05, 3);
+  CHECK_FALSE(never.latency_met);
+  CHECK(never.latency_attempts.size() <= 3);
+  double fastest = 1e300;
+  for (const auto& t : never.latency_attempts) {
+    CHECK(t.budget_ms >= never.predicted_ms_smallest - 1e-12);
+    fastest = std::min(fastest, t.measured_ms);
+  }
+  CHECK(never.measured_ms == fastest);
+  // Measured within tolerance at once: one try.
+  Graph k = original;
+  CHECK(prune_to_latency(k, o, [&](const Graph& x) { return predicted_from_shapes(table, original, x, 0.5); }).latency_attempts.size() == 1);
+}
+
+TEST_CASE("bad latency budgets are refused with one clear reason", "[pruning][latency][errors]") {
+  auto m = latency_net();
+  const Graph original = imported(m, {1, 3, 8, 8});
+  latency::LatencyTable table = synthetic_table(original, {1.0, 0.5, 2.0, 0.25});
+  table.set_overhead_ms(0.5);
+  Graph g = original;
+  PruneOptions o;
+  o.target_latency_ms = 1.0;
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("needs a latency table"));
+  o.latency = &table;
+  for (double bad : {0.0, -2.0}) {
+    o.target_latency_ms = bad;
+    CHECK_THROWS_WITH(prune(g, o), Catch::Contains("--target-latency must be a positive number of ms"));
+  }
+  o.target_latency_ms = 0.1;  // below the smallest model's prediction
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("impossible budget") && Catch::Contains("ms asked for"));
+  CHECK_THROWS_WITH(prune_to_latency(g, o, [](const Graph&) { return 1.0; }), Catch::Contains("impossible budget"));
+  o.target_latency_ms = 3.0;
+  o.target_macs = 0.5;
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("exactly one budget"));
+  o.target_macs.reset();
+  o.ratio = 0.3;
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("exactly one budget"));
+  o.ratio.reset();
+  CHECK(g.param("a.weight").size(0) == 16);  // nothing pruned by the refusals
+  // A table of another model.
+  auto other = net({{"z", conv(3, 8)}, {"out", conv(8, 2)}}, "def forward(self, x):\n    return self.out.forward(self.z.forward(x))\n");
+  Graph og = imported(other, {1, 3, 8, 8});
+  latency::LatencyTable foreign = synthetic_table(og, {1.0, 1.0});
+  o.latency = &foreign;
+  CHECK_THROWS_WITH(prune(g, o), Catch::Contains("the latency table does not match the model"));
+  o.latency = nullptr;
+  CHECK_THROWS_WITH(prune_to_latency(g, PruneOptions{}, [](const Graph&) { return 1.0; }), Catch::Contains("needs a latency budget"));
+  CHECK_THROWS_WITH(latency::LatencyTable({latency::LayerTable{}}, latency::LatencyOptions{}), Catch::Contains("needs 8 x 8 times"));
+}

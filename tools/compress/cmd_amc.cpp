@@ -20,40 +20,12 @@
 #include "compress/train/evaluate.h"
 #include "data_option.h"
 #include "input_shape.h"
+#include "latency_option.h"
 #include "parse_args.h"
 
 namespace compress::cli {
 
 namespace {
-
-// End-to-end latency of a model at the table's batch size and threads,
-// timed as the table is (amc::time_call_ms: CPU time with one thread).
-double end_to_end_ms(torch::jit::Module& m, const Graph& g, const amc::LatencyOptions& lo) {
-  Shape shape = g.example_inputs().at(0).shape;
-  shape[0] = lo.batch;
-  const at::Tensor x = at::rand(shape);
-  const int before = at::get_num_threads();
-  at::set_num_threads(lo.threads);
-  torch::NoGradGuard no_grad;
-  for (int i = 0; i < 5; ++i) m.forward({x});  // the profiling executor optimises over the first calls
-  const double ms = amc::time_call_ms([&] { m.forward({x}); }, 15, lo.rounds, lo.threads);
-  at::set_num_threads(before);
-  return ms;
-}
-
-// The model as the latency budget runs it: FP32 as exported, or quantized
-// to the INT8 kernels (calibrated on the calibration batches) with --int8.
-torch::jit::Module deployable(const Graph& graph, bool int8, const data::TensorDataset& calibration) {
-  Graph g = graph;
-  if (int8) {
-    const int64_t batch = 64, n = std::max<int64_t>(1, calibration.size() / batch);
-    quant::CalibrationData data{n, [&](int64_t i) { return calibration.inputs.narrow(0, i * batch, std::min(batch, calibration.size() - i * batch)); }};
-    quant::quantize_static(g, data);
-  }
-  torch::jit::Module m = export_module(g);
-  m.eval();
-  return m;
-}
 
 std::string percent(double f) {
   char b[32];
@@ -129,6 +101,12 @@ int cmd_amc(int argc, char** argv) {
     sample[0] = 1;
     graph.set_example_inputs({InputSpec{sample}});
   }
+  // INT8 calibration for the latency measurements (--int8): the same batches, 64 at a time.
+  const int64_t calib_batch = 64;
+  const quant::CalibrationData int8_calibration{
+      std::max<int64_t>(1, calibration.size() / calib_batch), [&](int64_t i) {
+        return calibration.inputs.narrow(0, i * calib_batch, std::min(calib_batch, calibration.size() - i * calib_batch));
+      }};
 
   amc::PruningEnvConfig ec;
   if (r.count("target-macs")) ec.target_macs = r["target-macs"].as<double>();
@@ -138,21 +116,19 @@ int cmd_amc(int argc, char** argv) {
   ec.log_macs_reward = r.count("log-macs-reward") > 0;
 
   nlohmann::json report;
-  amc::LatencyTable table;
-  amc::LatencyOptions lo;
+  latency::LatencyTable table;
+  latency::LatencyOptions lo;
   lo.batch = r["batch"].as<int64_t>();
   lo.threads = threads;
   lo.int8 = r.count("int8") > 0;
   if (lo.batch < 1) bad_input("--batch must be at least 1");
   if (ec.target_latency_ms) {
-    std::vector<amc::LayerShape> layers = amc::latency_layers(graph);
+    std::vector<latency::LayerShape> layers = latency::latency_layers(graph);
     if (layers.empty()) bad_input(in + ": no measurable layer (convolution or linear) for a latency budget");
     auto t0 = std::chrono::steady_clock::now();
-    table = amc::LatencyTable::measure(layers, lo);
-    torch::jit::Module original = deployable(graph, lo.int8, calibration);
-    const double full = end_to_end_ms(original, graph, lo);
-    double layer_sum = 0;
-    for (size_t i = 0; i < table.layers().size(); ++i) layer_sum += table.layer_ms(i, 1, 1);
+    table = latency::LatencyTable::measure(layers, lo);
+    const double full = end_to_end_ms(graph, lo.int8, int8_calibration, lo);
+    const double layer_sum = table.layers_ms_at_full_width();
     const double overhead = std::max(0.0, full - layer_sum);
     table.set_overhead_ms(overhead);
     // The second overhead point: every group at its minimum, measured end to
@@ -164,8 +140,7 @@ int cmd_amc(int argc, char** argv) {
     amc::PruningEnvironment probe(graph, validation, nullptr, probe_config);
     std::vector<int64_t> smallest;
     for (const amc::GroupStep& s : probe.steps()) smallest.push_back(s.min_keep);
-    torch::jit::Module least = deployable(probe.pruned(smallest), lo.int8, calibration);
-    const double least_ms = end_to_end_ms(least, graph, lo);
+    const double least_ms = end_to_end_ms(probe.pruned(smallest), lo.int8, int8_calibration, lo);
     const double least_layers = probe.cost(smallest) - overhead;
     table.set_overhead_ms(overhead, std::max(0.0, least_ms - least_layers));
     report["latency_table_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -234,11 +209,13 @@ int cmd_amc(int argc, char** argv) {
   if (ec.target_latency_ms) {
     // The pruned and the unpruned model timed alternately, side by side: on a
     // shared machine their ratio is steadier than either time (both reported).
-    torch::jit::Module deployed = deployable(pruned, lo.int8, calibration);
-    torch::jit::Module original = deployable(graph, lo.int8, calibration);
+    torch::jit::Module deployed = deployable(pruned, lo.int8, int8_calibration);
+    torch::jit::Module original = deployable(graph, lo.int8, int8_calibration);
+    const Shape input = graph.example_inputs().at(0).shape;
     double measured = 0, unpruned = 0;
     for (int round = 0; round < 2; ++round) {
-      const double p = end_to_end_ms(deployed, pruned, lo), u = end_to_end_ms(original, graph, lo);
+      const double p = latency::measure_model_ms(deployed, input, lo, kEndToEndRepeats);
+      const double u = latency::measure_model_ms(original, input, lo, kEndToEndRepeats);
       measured = round == 0 ? p : std::min(measured, p);
       unpruned = round == 0 ? u : std::min(unpruned, u);
     }

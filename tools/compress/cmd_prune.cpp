@@ -1,6 +1,8 @@
-// compress prune IN -o OUT (--target-macs F | --ratio F | --ratios FILE) [--input-shape S] [--criterion C]
-//                [--global] [--round-to N] [--min-channels N] [--ignore NAME ...] [--report R.json]
+// compress prune IN -o OUT (--target-macs F | --ratio F | --ratios FILE | --target-latency MS) [--input-shape S]
+//                [--criterion C] [--global] [--round-to N] [--min-channels N] [--ignore NAME ...] [--report R.json]
 //                [--data fashion-mnist --finetune-epochs N]
+//                [--latency-batch N] [--latency-threads T] [--int8] [--latency-grid G] [--latency-repeats R] [--latency-rounds K]
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -22,6 +24,7 @@
 #include "data_option.h"
 #include "distributed_option.h"
 #include "input_shape.h"
+#include "latency_option.h"
 
 namespace compress::cli {
 
@@ -71,13 +74,145 @@ nlohmann::json latency_before_after(const Graph& original, torch::jit::Module& p
   return out;
 }
 
+const char* const kLatencyOnlyOptions[] = {"int8", "latency-batch", "latency-threads", "latency-grid", "latency-repeats",
+                                            "latency-rounds", "latency-table", "save-latency-table"};
+
+// The latency table of --latency-table FILE; its batch size, threads, kernels
+// and grid are the budget's, so --latency-batch, --latency-threads, --int8 and
+// --latency-grid may only repeat them.
+latency::LatencyTable read_latency_table(const std::string& path, const cxxopts::ParseResult& r) {
+  require_input_file(path);
+  nlohmann::json j;
+  try {
+    std::ifstream(path) >> j;
+  } catch (const std::exception&) {
+    bad_input(path + ": not valid JSON (a table --save-latency-table wrote)");
+  }
+  latency::LatencyTable table = latency::LatencyTable::from_json(j, path);
+  const latency::LatencyOptions& t = table.options();
+  if (r.count("latency-batch") && r["latency-batch"].as<int64_t>() != t.batch)
+    bad_input(path + ": the table is for batch " + std::to_string(t.batch) + ", not --latency-batch " + std::to_string(r["latency-batch"].as<int64_t>()));
+  if (r.count("latency-threads") && r["latency-threads"].as<int>() != t.threads)
+    bad_input(path + ": the table is for " + std::to_string(t.threads) + " thread(s), not --latency-threads " + std::to_string(r["latency-threads"].as<int>()));
+  if (r.count("int8") && !t.int8) bad_input(path + ": the table times FP32 layers, not the INT8 kernels (--int8)");
+  if (r.count("latency-grid") && r["latency-grid"].as<int>() != t.grid)
+    bad_input(path + ": the table's grid is " + std::to_string(t.grid) + ", not --latency-grid " + std::to_string(r["latency-grid"].as<int>()));
+  return table;
+}
+
+// --target-latency: measures the lookup table and the overhead (the unpruned
+// and the smallest model end to end) or reads them (--latency-table), then
+// prunes to the predicted budget and checks it by measurement
+// (pruning::prune_to_latency). Fills `report`.
+pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptions o, const cxxopts::ParseResult& r,
+                                               const data::TensorDataset* data, nlohmann::json& report) {
+  std::optional<latency::LatencyTable> loaded;
+  if (r.count("latency-table")) loaded = read_latency_table(r["latency-table"].as<std::string>(), r);
+  latency::LatencyOptions lo;
+  lo.batch = r["latency-batch"].as<int64_t>();
+  lo.threads = r["latency-threads"].as<int>();
+  lo.int8 = r.count("int8") > 0;
+  lo.grid = r["latency-grid"].as<int>();
+  if (loaded) lo = loaded->options();
+  lo.repeats = r["latency-repeats"].as<int>();
+  lo.rounds = r["latency-rounds"].as<int>();
+  const bool quiet = r.count("quiet") > 0;
+  // INT8 calibration: two batches of --data when given, else of random inputs (only the timing matters).
+  Shape calib_shape = graph.example_inputs().at(0).shape;
+  calib_shape[0] = 8;
+  const quant::CalibrationData calibration{2, [&](int64_t i) {
+    if (data && data->size() >= 16) return data->inputs.narrow(0, i * 8, 8);
+    return at::rand(calib_shape);
+  }};
+  auto measure = [&](const Graph& g) { return end_to_end_ms(g, lo.int8, calibration, lo, lo.repeats); };
+
+  std::vector<latency::LayerShape> layers = latency::latency_layers(graph);
+  if (layers.empty()) bad_input("--target-latency: the model has no measurable layer (2-d convolution or linear)");
+  const auto t0 = std::chrono::steady_clock::now();
+  std::optional<double> unpruned_ms, smallest_ms;
+  latency::LatencyTable table;
+  if (loaded) {
+    table = *loaded;
+  } else {
+    table = latency::LatencyTable::measure(layers, lo);
+    unpruned_ms = measure(graph);
+    const double overhead = std::max(0.0, *unpruned_ms - table.layers_ms_at_full_width());
+    table.set_overhead_ms(overhead);
+    // The overhead's other end: every prunable group at its minimum, measured.
+    Graph smallest = graph;
+    pruning::PruneOptions least = o;
+    least.target_latency_ms.reset();
+    least.ratio = 0.99;  // the largest fraction a budget search tries
+    least.latency = &table;
+    const pruning::PruneResult least_result = pruning::prune(smallest, least);
+    smallest_ms = measure(smallest);
+    const double smallest_layers = least_result.predicted_ms_after - overhead;
+    table.set_overhead_ms(overhead, std::max(0.0, *smallest_ms - smallest_layers));
+  }
+  const double table_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!quiet && loaded) {
+    std::cout << "latency table: " << layers.size() << " layers, batch " << lo.batch << ", " << lo.threads << " thread(s), "
+              << (lo.int8 ? "INT8" : "FP32") << ", read from " << r["latency-table"].as<std::string>() << std::endl;
+  } else if (!quiet) {
+    std::cout << "latency table: " << layers.size() << " layers, batch " << lo.batch << ", " << lo.threads << " thread(s), "
+              << (lo.int8 ? "INT8" : "FP32") << ", " << table_seconds << " s; measured end to end: unpruned " << *unpruned_ms
+              << " ms (layers " << table.layers_ms_at_full_width() << " ms), every group at its minimum " << *smallest_ms
+              << " ms" << std::endl;
+  }
+
+  o.latency = &table;
+  const double tolerance = 0.05;
+  const Graph original = graph;
+  pruning::PruneResult result = pruning::prune_to_latency(graph, o, measure, tolerance, 4);
+  // The unpruned model once more, after the pruned ones: the speed-up uses
+  // the smaller of its two measurements, which bracket the pruned ones in time.
+  const double unpruned_again_ms = measure(original);
+  const double unpruned_best_ms = std::min(unpruned_ms.value_or(unpruned_again_ms), unpruned_again_ms);
+  const double target = *o.target_latency_ms;
+  if (!quiet) {
+    for (size_t k = 0; k < result.latency_attempts.size(); ++k) {
+      const pruning::LatencyAttempt& t = result.latency_attempts[k];
+      std::cout << "try " << k + 1 << ": predicted budget " << t.budget_ms << " ms -> ratio " << t.ratio << ", predicted "
+                << t.predicted_ms << " ms, measured " << t.measured_ms << " ms"
+                << (t.measured_ms > target * (1 + tolerance) ? " (over the budget by more than 5%)" : "") << "\n";
+    }
+    if (result.latency_attempts.size() > 1 || !result.latency_met)
+      std::cout << (result.latency_met ? "met the budget after tightening the predicted budget\n"
+                                       : "the measured latency stays above the budget: kept the fastest try\n");
+    std::cout << "latency: budget " << target << " ms, predicted " << result.predicted_ms_after << " ms, measured "
+              << result.measured_ms << " ms; unpruned measured " << unpruned_best_ms << " ms (speed-up "
+              << unpruned_best_ms / result.measured_ms << "x measured, " << result.predicted_ms_before / result.predicted_ms_after
+              << "x predicted)" << std::endl;
+  }
+  report["latency_budget"] = {{"target_ms", target},
+                              {"predicted_ms", result.predicted_ms_after},
+                              {"measured_ms", result.measured_ms},
+                              {"met", result.latency_met},
+                              {"tolerance", tolerance},
+                              {"unpruned_predicted_ms", result.predicted_ms_before},
+                              {"unpruned_measured_ms", unpruned_best_ms},
+                              {"unpruned_measurements_ms", unpruned_ms ? std::vector<double>{*unpruned_ms, unpruned_again_ms}
+                                                                       : std::vector<double>{unpruned_again_ms}},
+                              {"measured_speedup", unpruned_best_ms / result.measured_ms},
+                              {"predicted_speedup", result.predicted_ms_before / result.predicted_ms_after},
+                              {"smallest_predicted_ms", result.predicted_ms_smallest},
+                              {"smallest_measured_ms", smallest_ms ? nlohmann::json(*smallest_ms) : nlohmann::json()},
+                              {"table_read", loaded.has_value()},
+                              {"batch", lo.batch},
+                              {"threads", lo.threads},
+                              {"int8", lo.int8},
+                              {"table_seconds", table_seconds}};
+  report["latency_table"] = table.to_json();
+  return result;
+}
+
 }  // namespace
 
 int cmd_prune(int argc, char** argv) {
   cxxopts::Options options("compress prune",
                            "Structured pruning: remove whole channels (and everything coupled to them through "
                            "residuals, concatenations, depthwise convolutions, ...) so the model is smaller and faster.");
-  options.positional_help("IN -o OUT (--target-macs F | --ratio F | --ratios FILE)");
+  options.positional_help("IN -o OUT (--target-macs F | --ratio F | --ratios FILE | --target-latency MS)");
   add_input_options(options);
   options.add_options()
       ("in", "input TorchScript model", cxxopts::value<std::string>())
@@ -85,6 +220,20 @@ int cmd_prune(int argc, char** argv) {
       ("target-macs", "keep at most this fraction of the MACs, in (0, 1)", cxxopts::value<double>())
       ("ratio", "remove this fraction of the channels of every group, in (0, 1)", cxxopts::value<double>())
       ("ratios", "JSON file {\"group\": ratio, ...} (group names: compress inspect --groups)", cxxopts::value<std::string>())
+      ("target-latency", "keep the latency at most this many ms: predicted from per-layer times measured here, "
+       "then checked end to end (and tightened when slower)", cxxopts::value<double>())
+      ("latency-batch", "batch size of the latency budget", cxxopts::value<int64_t>()->default_value("1"))
+      ("latency-threads", "threads of the latency budget", cxxopts::value<int>()->default_value("1"))
+      ("int8", "the latency budget is for the INT8 kernels (the model written stays FP32: compress quantize it)")
+      ("latency-grid", "latency table: kept fractions 1/G, 2/G, ..., 1 of each layer's input and output",
+       cxxopts::value<int>()->default_value("8"))
+      ("latency-repeats", "timed calls per table entry and per end-to-end measurement (median)",
+       cxxopts::value<int>()->default_value("7"))
+      ("latency-rounds", "sweeps over the table and end-to-end measurements (the smallest median kept)",
+       cxxopts::value<int>()->default_value("3"))
+      ("save-latency-table", "write the measured table (with its overhead) here, for --latency-table", cxxopts::value<std::string>())
+      ("latency-table", "read the table instead of measuring it (the same model, as --save-latency-table wrote it)",
+       cxxopts::value<std::string>())
       ("criterion", "channel importance: l1, l2, bn, fpgm, taylor or attention (need --data), random", cxxopts::value<std::string>()->default_value("l1"))
       ("global", "rank channels across groups instead of within each")
       ("round-to", "keep widths at multiples of N", cxxopts::value<int64_t>()->default_value("1"))
@@ -115,6 +264,22 @@ int cmd_prune(int argc, char** argv) {
   if (!r.count("output")) bad_input("no output file given (-o OUT)");
   const std::string in = r["in"].as<std::string>(), out = r["output"].as<std::string>();
   const std::string data = r["data"].as<std::string>();
+  if (r.count("target-macs") + r.count("ratio") + r.count("ratios") + r.count("target-latency") != 1)
+    bad_input("give exactly one budget: --target-macs, --ratio, --ratios or --target-latency");
+  for (const char* opt : {"report", "save-latency-table"})
+    if (r.count(opt) && same_file(r[opt].as<std::string>(), in)) bad_input(std::string("--") + opt + " would overwrite the input model");
+  if (r.count("latency-table") && r.count("save-latency-table"))
+    bad_input("--latency-table reads a table, --save-latency-table writes a measured one: give one");
+  if (r.count("target-latency")) {
+    if (!(r["target-latency"].as<double>() > 0))
+      bad_input("--target-latency must be a positive number of ms, got " + std::to_string(r["target-latency"].as<double>()));
+    for (const char* opt : {"latency-grid", "latency-repeats", "latency-rounds", "latency-threads"})
+      if (r[opt].as<int>() < 1) bad_input(std::string("--") + opt + " must be at least 1");
+    if (r["latency-batch"].as<int64_t>() < 1) bad_input("--latency-batch must be at least 1");
+  } else {
+    for (const char* opt : kLatencyOnlyOptions)
+      if (r.count(opt)) bad_input(std::string("--") + opt + " only applies to --target-latency");
+  }
   const int64_t epochs = r["finetune-epochs"].as<int64_t>();
   if (epochs < 0) bad_input("--finetune-epochs must not be negative");
   if (epochs > 0 && data.empty()) bad_input("--finetune-epochs needs --data");
@@ -132,6 +297,7 @@ int cmd_prune(int argc, char** argv) {
   if (r.count("target-macs")) o.target_macs = r["target-macs"].as<double>();
   if (r.count("ratio")) o.ratio = r["ratio"].as<double>();
   if (r.count("ratios")) o.ratios = read_ratios(r["ratios"].as<std::string>());
+  if (r.count("target-latency")) o.target_latency_ms = r["target-latency"].as<double>();
   o.criterion = pruning::parse_criterion(r["criterion"].as<std::string>());
   o.global = r.count("global") > 0;
   o.round_to = r["round-to"].as<int64_t>();
@@ -165,7 +331,9 @@ int cmd_prune(int argc, char** argv) {
   // The unpruned graph, kept only when its latency is to be measured (a deep copy of the weights).
   std::optional<Graph> original;
   if (r.count("latency")) original = graph;
-  pruning::PruneResult result = pruning::prune(graph, o);
+  pruning::PruneResult result =
+      o.target_latency_ms ? prune_to_measured_latency(graph, o, r, train_set ? &*train_set : test_set ? &*test_set : nullptr, report)
+                          : pruning::prune(graph, o);
   if (recal > 0) {
     if (!train_set) train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
     if (limit > 0) train_set = data::take(*train_set, limit);
@@ -191,6 +359,8 @@ int cmd_prune(int argc, char** argv) {
   if (!root) return 0;
   if (test_set) report["accuracy_after"] = train::evaluate(pruned, *test_set).top1;
   save_module(pruned, out, /*protect=*/in);
+  if (r.count("save-latency-table") && report.contains("latency_table"))
+    write_text_file(r["save-latency-table"].as<std::string>(), report["latency_table"].dump() + "\n");
   report["file_bytes"] = {{"before", std::filesystem::file_size(in)}, {"after", std::filesystem::file_size(out)}};
   if (r.count("latency")) report["latency_ms"] = latency_before_after(*original, pruned, r["latency"].as<std::string>());
 

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "compress/amc/ddpg.h"
-#include "compress/amc/latency.h"
+#include "compress/analysis/latency.h"
 #include "compress/data/dataset.h"
 #include "compress/ir/graph.h"
 #include "compress/pruning/prune.h"
@@ -30,7 +30,7 @@ struct PruningEnvConfig {
   // with a latency table, target_latency_ms.
   std::optional<double> target_macs;
   std::optional<double> target_latency_ms;
-  const LatencyTable* latency = nullptr;
+  const latency::LatencyTable* latency = nullptr;
   double min_keep = 0.2, max_keep = 1.0;  // the agent's action range (keep ratios)
   int64_t recalibrate_batches = 0;        // batch-norm re-estimation on the calibration set (0: off)
   int64_t batch_size = 64;
@@ -122,8 +122,5 @@ struct SearchData {
 };
 SearchData split_search_data(const data::TensorDataset& train, int64_t val_size, int64_t recalibrate_batches,
                              uint64_t seed, const std::string& source);
-
-// The layers (convolutions, linear layers) a latency table needs for `graph`.
-std::vector<LayerShape> latency_layers(const Graph& graph);
 
 }  // namespace compress::amc

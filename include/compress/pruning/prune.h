@@ -6,6 +6,15 @@
 //   pruning::PruneOptions o;
 //   o.target_macs = 0.5;                       // keep at most half the MACs
 //   pruning::PruneResult r = pruning::prune(graph, o);
+//
+// A latency budget predicts from a measured lookup table (analysis/latency.h)
+// and checks the result end to end:
+//
+//   latency::LatencyTable t = latency::LatencyTable::measure(latency::latency_layers(graph), lo);
+//   t.set_overhead_ms(measured_unpruned_ms - t.layers_ms_at_full_width());
+//   o.target_latency_ms = 20;  o.latency = &t;
+//   pruning::PruneResult r = pruning::prune_to_latency(graph, o, [&](const Graph& g) { return time_it(g); });
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -13,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compress/analysis/latency.h"
 #include "compress/data/dataset.h"
 #include "compress/ir/graph.h"
 #include "compress/pruning/groups.h"
@@ -32,6 +42,14 @@ struct PruneOptions {
   std::optional<double> ratio;         // remove this fraction of every prunable group, in (0, 1)
   std::optional<double> target_macs;   // keep at most this fraction of the MACs, in (0, 1)
   std::map<std::string, double> ratios;  // a ratio per group, by group name
+  // Keep the latency predicted by `latency` at most this many ms (> 0): the
+  // smallest uniform ratio (or global threshold) that meets it, as for
+  // target_macs. prune_to_latency also measures the result.
+  std::optional<double> target_latency_ms;
+  // A lookup table of this graph's layers (latency::latency_layers, in that
+  // order, with its overhead set); needed by target_latency_ms. With any
+  // budget it makes the result carry predicted latencies.
+  const latency::LatencyTable* latency = nullptr;
   Criterion criterion = Criterion::L1;
   bool global = false;        // rank channels across groups (scores normalised per group)
   int64_t round_to = 1;       // kept widths are multiples of this (or the whole group)
@@ -53,12 +71,25 @@ struct GroupChange {
   std::vector<std::string> members;
 };
 
+// One try of prune_to_latency: the predicted budget it searched for, the
+// ratio (or threshold) found, the predicted and the measured latency.
+struct LatencyAttempt {
+  double budget_ms = 0, ratio = 0, predicted_ms = 0, measured_ms = 0;
+};
+
 struct PruneResult {
   int64_t macs_before = 0, macs_after = 0;
   int64_t params_before = 0, params_after = 0;
   std::vector<GroupChange> changes;        // groups that shrank
   std::vector<std::string> frozen;         // "name: reason"
-  double ratio_used = 0;                   // the uniform or global fraction a MACs budget found
+  double ratio_used = 0;                   // the uniform or global fraction a MACs or latency budget found
+  // With a latency table (else 0): predicted ms of the unpruned model, of
+  // the pruned one, and of the smallest one any budget can reach (every
+  // prunable group at its minimum).
+  double predicted_ms_before = 0, predicted_ms_after = 0, predicted_ms_smallest = 0;
+  std::vector<LatencyAttempt> latency_attempts;  // prune_to_latency's tries, in order
+  bool latency_met = false;                      // prune_to_latency: the chosen try measured within tolerance
+  double measured_ms = 0;                        // prune_to_latency: the chosen try's measurement
   nlohmann::json to_json() const;
 };
 
@@ -70,6 +101,18 @@ std::vector<std::vector<double>> channel_importance(const Graph& graph, const Gr
 // it gets), an unknown group name in `ratios` or `ignore`, ratios outside
 // (0, 1), no budget or two.
 PruneResult prune(Graph& graph, const PruneOptions& options);
+
+// Latency budget checked end to end: prunes a copy of `graph` to
+// options.target_latency_ms (predicted), times it with `measure` (ms, the
+// way the table was timed: same batch, threads, FP32 or INT8), and when the
+// measurement exceeds the budget by more than `tolerance` (a fraction),
+// scales the predicted budget by budget / measured and prunes again from
+// the original, at most `max_attempts` tries in all (and no tighter than
+// the smallest model). `graph` becomes the first try that met the budget
+// or, when none did (latency_met false), the fastest one measured.
+// Error(BadInput) as prune(), and when no latency budget is given.
+PruneResult prune_to_latency(Graph& graph, const PruneOptions& options, const std::function<double(const Graph&)>& measure,
+                             double tolerance = 0.05, int max_attempts = 4);
 
 // Removes every channel of each named group except the listed ones (indices
 // into the group's channels, each group keeping at least one): for methods

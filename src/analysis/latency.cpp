@@ -1,4 +1,4 @@
-#include "compress/amc/latency.h"
+#include "compress/analysis/latency.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -10,10 +10,11 @@
 #include <cmath>
 #include <functional>
 
+#include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/ops/ops.h"
 
-namespace compress::amc {
+namespace compress::latency {
 
 namespace {
 
@@ -142,6 +143,22 @@ LatencyTable LatencyTable::measure(const std::vector<LayerShape>& layers, const 
   return table;
 }
 
+LatencyTable::LatencyTable(std::vector<LayerTable> layers, LatencyOptions options)
+    : layers_(std::move(layers)), options_(options) {
+  const size_t g = static_cast<size_t>(std::max(options_.grid, 1));
+  for (const LayerTable& t : layers_) {
+    bool square = t.ms.size() == g;
+    for (const auto& row : t.ms) square = square && row.size() == g;
+    if (!square) bad_input("latency table: layer '" + t.layer.name + "' needs " + std::to_string(g) + " x " + std::to_string(g) + " times");
+  }
+}
+
+double LatencyTable::layers_ms_at_full_width() const {
+  double total = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) total += layer_ms(i, 1, 1);
+  return total;
+}
+
 double LatencyTable::layer_ms(size_t i, double keep_in, double keep_out) const {
   const LayerTable& t = layers_.at(i);
   const int g = options_.grid;
@@ -163,11 +180,100 @@ double LatencyTable::layer_ms(size_t i, double keep_in, double keep_out) const {
 
 nlohmann::json LatencyTable::to_json() const {
   nlohmann::json layers = nlohmann::json::array();
-  for (const LayerTable& t : layers_)
-    layers.push_back({{"name", t.layer.name}, {"in", t.layer.in}, {"out", t.layer.out}, {"depthwise", t.layer.depthwise},
-                      {"full_ms", t.ms.back().back()}, {"ms", t.ms}});
+  for (const LayerTable& t : layers_) {
+    const LayerShape& l = t.layer;
+    layers.push_back({{"name", l.name}, {"linear", l.linear}, {"in", l.in}, {"out", l.out}, {"depthwise", l.depthwise},
+                      {"input_hw", l.input_hw}, {"kernel", l.kernel}, {"stride", l.stride}, {"padding", l.padding},
+                      {"dilation", l.dilation}, {"full_ms", t.ms.back().back()}, {"ms", t.ms}});
+  }
   return {{"batch", options_.batch}, {"threads", options_.threads}, {"int8", options_.int8}, {"grid", options_.grid},
           {"overhead_ms", overhead_ms_}, {"overhead_smallest_ms", overhead_smallest_ms_}, {"layers", layers}};
 }
 
-}  // namespace compress::amc
+LatencyTable LatencyTable::from_json(const nlohmann::json& j, const std::string& source) {
+  try {
+    LatencyOptions o;
+    o.batch = j.at("batch").get<int64_t>();
+    o.threads = j.at("threads").get<int>();
+    o.int8 = j.at("int8").get<bool>();
+    o.grid = j.at("grid").get<int>();
+    if (o.grid < 1 || o.batch < 1 || o.threads < 1) bad_input(source + ": grid, batch and threads must be positive");
+    std::vector<LayerTable> layers;
+    for (const auto& e : j.at("layers")) {
+      LayerTable t;
+      LayerShape& l = t.layer;
+      l.name = e.at("name").get<std::string>();
+      l.linear = e.value("linear", false);
+      l.depthwise = e.at("depthwise").get<bool>();
+      l.in = e.at("in").get<int64_t>();
+      l.out = e.at("out").get<int64_t>();
+      for (auto [key, field] : {std::pair{"input_hw", &l.input_hw}, {"kernel", &l.kernel}, {"stride", &l.stride},
+                                {"padding", &l.padding}, {"dilation", &l.dilation}})
+        if (e.contains(key)) *field = e.at(key).get<std::vector<int64_t>>();
+      t.ms = e.at("ms").get<std::vector<std::vector<double>>>();
+      layers.push_back(std::move(t));
+    }
+    LatencyTable table(std::move(layers), o);
+    table.set_overhead_ms(j.at("overhead_ms").get<double>(), j.value("overhead_smallest_ms", -1.0));
+    return table;
+  } catch (const nlohmann::json::exception& e) {
+    bad_input(source + ": not a latency table (" + e.what() + ")");
+  }
+}
+
+namespace {
+
+bool is_depthwise(const Node* n) {
+  if (!n->is_leaf(LeafKind::Conv2d)) return false;
+  const auto& c = std::get<ConvAttrs>(n->attrs);
+  return c.groups > 1 && c.groups == c.in_channels && c.groups == c.out_channels;
+}
+
+}  // namespace
+
+std::vector<LayerShape> latency_layers(const Graph& graph) {
+  ModelProfile profile = profile_model(graph);
+  std::vector<LayerShape> out;
+  for (const NodeProfile& np : profile.nodes) {
+    const Node* n = np.node;
+    if (np.macs <= 0 || !n->is_leaf() || !n->params.count("weight") ||
+        !(n->is_leaf(LeafKind::Conv2d) || n->is_leaf(LeafKind::Linear)))
+      continue;
+    LayerShape l;
+    l.name = np.name;
+    const Shape& in_shape = graph.shape(n->input().value);
+    if (n->is_leaf(LeafKind::Linear)) {
+      const auto& a = std::get<LinearAttrs>(n->attrs);
+      l.linear = true;
+      l.in = a.in_features;
+      l.out = a.out_features;
+    } else {
+      const auto& c = std::get<ConvAttrs>(n->attrs);
+      l.depthwise = is_depthwise(n);
+      l.in = c.in_channels;
+      l.out = c.out_channels;
+      l.input_hw = {in_shape[in_shape.size() - 2], in_shape[in_shape.size() - 1]};
+      l.kernel = c.kernel;
+      l.stride = c.stride;
+      l.padding = c.padding;
+      l.dilation = c.dilation;
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+double measure_model_ms(torch::jit::Module& module, Shape input_shape, const LatencyOptions& options, int repeats) {
+  if (input_shape.empty()) bad_input("latency: the model has no example input shape (--input-shape)");
+  input_shape[0] = options.batch;
+  const at::Tensor x = at::rand(input_shape);
+  const int before = at::get_num_threads();
+  at::set_num_threads(options.threads);
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < 3; ++i) module.forward({x});  // the profiling executor optimises over the first calls
+  const double ms = time_call_ms([&] { module.forward({x}); }, repeats, options.rounds, options.threads);
+  at::set_num_threads(before);
+  return ms;
+}
+
+}  // namespace compress::latency

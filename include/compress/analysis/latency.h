@@ -1,20 +1,28 @@
 #pragma once
-// Latency lookup tables for AMC's latency budget: each convolution or linear
-// layer timed alone on this machine at a grid of kept input and output
-// widths, so an episode can predict the pruned model's latency without
-// building it. Prediction = overhead + sum of the layers' interpolated times,
-// where the overhead (everything that is not a convolution or linear layer,
-// and the framework) is the end-to-end time of the unpruned model minus the
-// sum of its layers at full width; the overhead does not shrink with the
-// widths, so predictions err on the slow side.
+// Latency lookup tables for latency budgets (compress prune --target-latency,
+// compress amc --target-latency): each convolution or linear layer timed
+// alone on this machine at a grid of kept input and output widths, so a
+// search can predict a pruned model's latency without building it.
+// Prediction = overhead + sum of the layers' interpolated times, where the
+// overhead (everything that is not a convolution or linear layer, and the
+// framework) is the end-to-end time of the unpruned model minus the sum of
+// its layers at full width, optionally interpolated towards the smallest
+// model's (set_overhead_ms). docs/amc.md, "Latency budgets".
+//
+//   latency::LatencyOptions lo;  lo.batch = 32;
+//   auto table = latency::LatencyTable::measure(latency::latency_layers(graph), lo);
+//   table.set_overhead_ms(measure_model_ms(module, shape, lo) - table.layers_ms_at_full_width());
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/script.h>
 
-namespace compress::amc {
+#include "compress/ir/graph.h"
+
+namespace compress::latency {
 
 // One layer as the table times it.
 struct LayerShape {
@@ -53,6 +61,9 @@ double time_call_ms(const std::function<void()>& call, int repeats, int rounds, 
 class LatencyTable {
  public:
   LatencyTable() = default;
+  // A table from given times (tests, or one saved elsewhere): every layer's
+  // `ms` is grid x grid for options.grid; no timing happens.
+  LatencyTable(std::vector<LayerTable> layers, LatencyOptions options);
   // Times every layer at every grid point (median of `repeats` calls, the
   // smallest over `rounds` sweeps). Each row and column is made
   // non-decreasing (each entry the smallest at its widths or more) so that
@@ -74,7 +85,12 @@ class LatencyTable {
   const LatencyOptions& options() const { return options_; }
   // Bilinear interpolation of layer `i` at kept fractions in (0, 1].
   double layer_ms(size_t i, double keep_in, double keep_out) const;
+  // Sum of every layer at full width (the unpruned model less its overhead).
+  double layers_ms_at_full_width() const;
+  // Options, overhead and every layer's shape and times; from_json reads it
+  // back (Error(BadInput) naming `source` when it is no table).
   nlohmann::json to_json() const;
+  static LatencyTable from_json(const nlohmann::json& j, const std::string& source);
 
  private:
   std::vector<LayerTable> layers_;
@@ -82,4 +98,15 @@ class LatencyTable {
   double overhead_ms_ = 0, overhead_smallest_ms_ = -1;
 };
 
-}  // namespace compress::amc
+// The layers (2-d convolutions and linear layers that carry MACs, in graph
+// order, named as profile_model names them) a latency table needs for `graph`.
+std::vector<LayerShape> latency_layers(const Graph& graph);
+
+// End-to-end time of `module` on one random input of `input_shape` (its
+// batch dimension replaced by options.batch), options.threads threads, timed
+// as the table is (time_call_ms: thread CPU time with one thread): a few
+// untimed calls first (the profiling executor optimises over them), then the
+// smallest median of `repeats` calls over options.rounds rounds.
+double measure_model_ms(torch::jit::Module& module, Shape input_shape, const LatencyOptions& options, int repeats);
+
+}  // namespace compress::latency
