@@ -10,6 +10,7 @@ std::unique_ptr<Stage> parse_amc_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_sparsify_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_distill_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_pdd_stage(Fields& f, const ParseInfo& info);
+std::unique_ptr<Stage> parse_pqk_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_qat_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_quantize_stage(Fields& f, const ParseInfo& info);
 std::unique_ptr<Stage> parse_eval_stage(Fields& f, const ParseInfo& info);
@@ -23,6 +24,7 @@ const std::vector<StageKind>& stage_kinds() {
       {"sparsify", "fine-grained sparsity (unstructured, 1x4, 2:4), one-shot or AGP while fine-tuning", parse_sparsify_stage},
       {"distill", "knowledge distillation from a teacher into the current model", parse_distill_stage},
       {"pdd", "pruning during distillation (learned gates under a MACs budget)", parse_pdd_stage},
+      {"pqk", "pruning with QAT, then KD from the unpruned network with removed weights restored; INT8", parse_pqk_stage},
       {"qat", "quantization-aware training, then INT8 conversion", parse_qat_stage},
       {"quantize", "post-training INT8 quantization", parse_quantize_stage},
       {"eval", "accuracy and confusion matrix of the current model", parse_eval_stage},

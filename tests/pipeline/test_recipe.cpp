@@ -238,3 +238,18 @@ TEST_CASE("recipe: amc stage options, each problem named", "[pipeline][recipe]")
   CHECK(has_line(e, "stages[8].amc.warmup: 10 random episodes leave none of the 10 for the learned policy"));
   CHECK(has_line(e, "stages[9].amc.target_macs: 1.5 is out of range: must be in (0, 1)"));
 }
+
+TEST_CASE("recipe: pqk stage options, each problem named", "[pipeline][recipe]") {
+  auto j = good_recipe();
+  auto& st = j["stages"];
+  st.push_back({{"pqk", {{"target_macs", 0.5}, {"epochs", 1}}}});
+  CHECK(problems(j).empty());
+  st.push_back({{"pqk", {{"epochs", 1}}}});
+  st.push_back({{"pqk", {{"target_macs", 0.5}, {"criterion", "bn"}, {"alpha", 2}}}});
+  auto e = problems(j);
+  INFO(joined(e));
+  CHECK(e.size() == 3);
+  CHECK(has_line(e, "stages[7].pqk: missing \"target_macs\" (the fraction of the MACs to keep, in (0, 1))"));
+  CHECK_THAT(joined(e), Catch::Contains("stages[8].pqk.criterion: 'bn' is not one of l1, l2, fpgm, taylor, random"));
+  CHECK(has_line(e, "stages[8].pqk.alpha: 2 is out of range: must be in [0, 1]"));
+}

@@ -425,3 +425,31 @@ TEST_CASE("run: an amc stage searches keep ratios under a MACs budget", "[pipeli
   CHECK(d["result"]["groups"].size() > 0);  // the widths chart's data
   CHECK(d["loss_curve"].size() == 8);  // fine-tuning on the whole training split: 256 / 32 steps
 }
+
+TEST_CASE("run: a pqk stage prunes with QAT, distils from the restored network and writes INT8", "[pipeline][run]") {
+  const TempDir dir("pipeline_pqk");
+  cli_test::make_set(dir, "set.pt", 192, 10);
+  write(dir.file("r.json"), nlohmann::json::parse(R"({
+    "model": {"arch": "cnn", "width": 0.25}, "data": {"source": "set.pt", "test_limit": 128}, "threads": 1,
+    "stages": [
+      {"train": {"epochs": 1, "batch_size": 32, "lr": 0.05}},
+      {"pqk": {"target_macs": 0.6, "epochs": 1, "finetune_epochs": 1, "batch_size": 32, "calib_batches": 2,
+               "prune_steps": 2}}
+    ]})"));
+  Run r = run("run " + dir.file("r.json") + " -o " + dir.file("out") + " --quiet");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  const auto rep = read_json(dir.file("out/report.json"));
+  const auto& rows = rep["rows"];
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[1]["kind"] == "pqk");
+  CHECK(rows[1]["macs"].get<double>() <= 0.6 * rows[0]["macs"].get<double>());
+  CHECK(rows[1]["file_bytes"].get<double>() < 0.6 * rows[0]["file_bytes"].get<double>());
+  const auto& d = rep["stages"][1]["details"];
+  CHECK(d["int8_layers"].get<int>() > 0);
+  CHECK(d["result"]["groups"].size() > 0);
+  CHECK(d["phase1_loss_per_epoch"].size() == 1);
+  // The model is INT8: its graph calls the toolkit's ops.
+  const std::string code = torch::jit::load(dir.file("out/01-pqk/model.pt")).get_method("forward").graph()->toString();
+  CHECK(code.find("compress::") != std::string::npos);
+}

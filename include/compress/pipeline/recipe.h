@@ -1,6 +1,6 @@
 #pragma once
 // Pipelines: a JSON recipe names a model, the data and an ordered list of
-// stages (train, prune, amc, sparsify, distill, pdd, qat, quantize, eval, bench); run.h runs
+// stages (train, prune, amc, sparsify, distill, pdd, pqk, qat, quantize, eval, bench); run.h runs
 // it. The format is documented in docs/pipeline.md.
 //
 //   pipeline::Recipe r = pipeline::load_recipe("examples/recipes/quickstart.json");   // Error(BadInput) listing every problem
