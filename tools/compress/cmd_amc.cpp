@@ -29,14 +29,13 @@ namespace {
 // End-to-end latency of a model at the table's batch size and threads,
 // timed as the table is (amc::time_call_ms: CPU time with one thread).
 double end_to_end_ms(torch::jit::Module& m, const Graph& g, const amc::LatencyOptions& lo) {
-  Shape shape = g.example_inputs().at(0).shape;
-  shape[0] = lo.batch;
-  const at::Tensor x = at::rand(shape);
+  const std::vector<at::Tensor> inputs = InputSynthesizer(g)(/*seed=*/0, lo.batch);
+  const std::vector<c10::IValue> x(inputs.begin(), inputs.end());
   const int before = at::get_num_threads();
   at::set_num_threads(lo.threads);
   torch::NoGradGuard no_grad;
-  for (int i = 0; i < 5; ++i) m.forward({x});  // the profiling executor optimises over the first calls
-  const double ms = amc::time_call_ms([&] { m.forward({x}); }, 15, lo.rounds, lo.threads);
+  for (int i = 0; i < 5; ++i) m.forward(x);  // the profiling executor optimises over the first calls
+  const double ms = amc::time_call_ms([&] { m.forward(x); }, 15, lo.rounds, lo.threads);
   at::set_num_threads(before);
   return ms;
 }
@@ -69,12 +68,12 @@ int cmd_amc(int argc, char** argv) {
                            "budget; each episode prunes (L1, no fine-tuning) and scores on a held-out validation "
                            "subset of the training set. Writes the best ratios for compress prune --ratios.");
   options.positional_help("IN --data fashion-mnist (--target-macs F | --target-latency MS) -o RATIOS.json");
+  add_input_options(options, "example input shape (default: the one the model records, else one sample of --data)");
   options.add_options()
       ("in", "input TorchScript model", cxxopts::value<std::string>())
       ("o,output", "ratios file (JSON {group: removed fraction}, for compress prune --ratios)", cxxopts::value<std::string>())
       ("data", "fashion-mnist or a tensor dataset (.pt): validation and calibration come from its training split", cxxopts::value<std::string>()->default_value(""))
       ("data-dir", "folder of the Fashion-MNIST files", cxxopts::value<std::string>()->default_value(""))
-      ("input-shape", "example input shape (default: the one the model records)", cxxopts::value<std::string>())
       ("target-macs", "keep at most this fraction of the MACs, in (0, 1)", cxxopts::value<double>())
       ("target-latency", "keep the predicted latency at most this many ms (lookup table measured here)", cxxopts::value<double>())
       ("int8", "time the INT8 kernels for the latency table")
@@ -130,7 +129,7 @@ int cmd_amc(int argc, char** argv) {
   if (graph.example_inputs().empty()) {  // one sample of the data set, batch 1
     Shape sample = train.inputs.sizes().vec();
     sample[0] = 1;
-    graph.set_example_inputs({InputSpec{sample}});
+    graph.set_example_inputs({InputSpec{sample, train.inputs.scalar_type()}});
   }
   data::TensorDataset calibration = data::take(rest, std::max<int64_t>(1, recal) * 64);
 
