@@ -69,23 +69,33 @@ IntRange integer_input_range(const Graph& g, size_t index, const std::optional<I
   return *given;
 }
 
-std::vector<at::Tensor> synthesize_inputs(const Graph& g, uint64_t seed, const std::optional<IntRange>& given_range) {
+InputSynthesizer::InputSynthesizer(const Graph& g, const std::optional<IntRange>& given_range)
+    : specs_(g.example_inputs()) {
+  for (size_t i = 0; i < specs_.size(); ++i)
+    ranges_.push_back(integral(specs_[i].dtype) ? integer_input_range(g, i, given_range) : IntRange{});
+}
+
+std::vector<at::Tensor> InputSynthesizer::operator()(uint64_t seed, std::optional<int64_t> batch) const {
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> out;
-  const auto& specs = g.example_inputs();
-  for (size_t i = 0; i < specs.size(); ++i) {
+  for (size_t i = 0; i < specs_.size(); ++i) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + i);
-    const InputSpec& s = specs[i];
+    const InputSpec& s = specs_[i];
+    Shape shape = s.shape;
+    if (batch && !shape.empty()) shape[0] = *batch;
     if (at::isFloatingType(s.dtype)) {
-      out.push_back(at::randn(s.shape, gen).to(s.dtype));
+      out.push_back(at::randn(shape, gen).to(s.dtype));
     } else if (s.dtype == at::kBool) {
-      out.push_back(at::randint(0, 2, s.shape, gen).to(at::kBool));
+      out.push_back(at::randint(0, 2, shape, gen).to(at::kBool));
     } else {
-      const IntRange r = integer_input_range(g, i, given_range);
-      out.push_back(at::randint(r.lo, r.hi, s.shape, gen, at::TensorOptions().dtype(s.dtype)));
+      out.push_back(at::randint(ranges_[i].lo, ranges_[i].hi, shape, gen, at::TensorOptions().dtype(s.dtype)));
     }
   }
   return out;
+}
+
+std::vector<at::Tensor> synthesize_inputs(const Graph& g, uint64_t seed, const std::optional<IntRange>& given_range) {
+  return InputSynthesizer(g, given_range)(seed);
 }
 
 at::ScalarType parse_dtype(const std::string& text, const std::string& what) {

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <functional>
 
+#include "compress/analysis/inputs.h"
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/ops/ops.h"
@@ -263,15 +264,15 @@ std::vector<LayerShape> latency_layers(const Graph& graph) {
   return out;
 }
 
-double measure_model_ms(torch::jit::Module& module, Shape input_shape, const LatencyOptions& options, int repeats) {
-  if (input_shape.empty()) bad_input("latency: the model has no example input shape (--input-shape)");
-  input_shape[0] = options.batch;
-  const at::Tensor x = at::rand(input_shape);
+double measure_model_ms(torch::jit::Module& module, const Graph& graph, const LatencyOptions& options, int repeats) {
+  if (graph.example_inputs().empty()) bad_input("latency: the model has no example input shape (--input-shape)");
+  const std::vector<at::Tensor> inputs = InputSynthesizer(graph)(/*seed=*/0, options.batch);
+  const std::vector<c10::IValue> x(inputs.begin(), inputs.end());
   const int before = at::get_num_threads();
   at::set_num_threads(options.threads);
   torch::NoGradGuard no_grad;
-  for (int i = 0; i < 3; ++i) module.forward({x});  // the profiling executor optimises over the first calls
-  const double ms = time_call_ms([&] { module.forward({x}); }, repeats, options.rounds, options.threads);
+  for (int i = 0; i < 3; ++i) module.forward(x);  // the profiling executor optimises over the first calls
+  const double ms = time_call_ms([&] { module.forward(x); }, repeats, options.rounds, options.threads);
   at::set_num_threads(before);
   return ms;
 }

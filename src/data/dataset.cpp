@@ -18,7 +18,10 @@ TensorDataset load_tensor_dataset(const std::string& path) {
   TensorDataset ds;
   c10::IValue in = need("inputs"), lab = need("labels");
   if (!in.isTensor() || !lab.isTensor()) bad_input(path + ": 'inputs' and 'labels' must be tensors");
-  ds.inputs = in.toTensor().to(at::kFloat).contiguous();
+  // Token ids (the index types of an embedding) stay integers; anything else is read as float32.
+  const at::Tensor stored = in.toTensor();
+  const bool ids = stored.scalar_type() == at::kLong || stored.scalar_type() == at::kInt;
+  ds.inputs = (ids ? stored : stored.to(at::kFloat)).contiguous();
   ds.labels = lab.toTensor();
   if (ds.labels.dim() != 1 || at::isFloatingType(ds.labels.scalar_type())) {
     bad_input(path + ": 'labels' must be a 1-D integer tensor");

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <regex>
 
+#include "compress/analysis/inputs.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/models/zoo.h"
@@ -145,6 +146,14 @@ std::vector<std::string> parse_recipe(const nlohmann::json& j, const std::string
       top.error("input_shape", "expected [N, C, ...] with the batch dimension first");
   } else if (r.data.source.empty() && top.has("model")) {
     top.error("input_shape", "missing: required when the recipe gives no data (e.g. [1, 3, 224, 224])");
+  }
+  r.input_dtype = top.string("input_dtype", "");
+  if (!r.input_dtype.empty()) {
+    try {
+      parse_dtype(r.input_dtype, "input_dtype");
+    } catch (const Error& e) {
+      top.error("input_dtype", e.what());
+    }
   }
   r.measure_accuracy = top.boolean("measure_accuracy", !r.data.source.empty());
   if (r.measure_accuracy && r.data.source.empty() && top.has("measure_accuracy"))

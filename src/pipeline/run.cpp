@@ -8,6 +8,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "compress/analysis/inputs.h"
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -57,14 +58,14 @@ std::string cpu_model() {
 // Size, parameters, MACs and test top-1 of a saved model; what the stage
 // reported itself (`known`) takes precedence.
 nlohmann::json measure(const std::string& path, const Recipe& recipe, DataCache& data,
-                       const std::vector<int64_t>& sample_shape, const nlohmann::json& known) {
+                       const std::vector<int64_t>& sample_shape, at::ScalarType dtype, const nlohmann::json& known) {
   nlohmann::json m = known.is_object() ? known : nlohmann::json::object();
   m["file_bytes"] = int64_t(fs::file_size(path));
   torch::jit::Module module = load_module(path);
   if (!m.contains("params")) m["params"] = models::count_parameters(module);
   if (!m.contains("macs")) {
     try {
-      m["macs"] = profile_model(load_graph(path, sample_shape)).total_macs;
+      m["macs"] = profile_model(load_graph(path, sample_shape, dtype)).total_macs;
     } catch (const std::exception&) {
       m["macs"] = nullptr;  // a model the IR cannot read: unknown, not zero
     }
@@ -137,7 +138,12 @@ nlohmann::json run_pipeline(const Recipe& recipe, const std::string& out_dir, co
     auto sizes = data.test().inputs.sizes();
     sample_shape.assign(sizes.begin() + 1, sizes.end());
   }
+  // Its dtype: the recipe's, else the data's (token ids stay integers), else float32.
+  const at::ScalarType sample_dtype = !recipe.input_dtype.empty() ? parse_dtype(recipe.input_dtype, "input_dtype")
+                                      : data.available()          ? data.test().inputs.scalar_type()
+                                                                  : at::kFloat;
   const std::string data_key = recipe.data.to_json().dump() + (recipe.measure_accuracy ? " accuracy" : "");
+  const std::string input_key = nlohmann::json(sample_shape).dump() + " " + dtype_name(sample_dtype);
 
   nlohmann::json rows = nlohmann::json::array(), stage_reports = nlohmann::json::array();
   std::vector<std::string> row_models, row_names;
@@ -152,12 +158,12 @@ nlohmann::json run_pipeline(const Recipe& recipe, const std::string& out_dir, co
     current_hash = hash_file(current);
     const fs::path input_dir = dir / "input";
     fs::create_directories(input_dir);
-    const std::string key = hash_text(current_hash + " " + data_key + " " + nlohmann::json(sample_shape).dump());
+    const std::string key = hash_text(current_hash + " " + data_key + " " + input_key);
     nlohmann::json rep = read_json(input_dir / "report.json");
     if (!rep.is_object() || rep.value("key", "") != key) {
       say("[1/" + std::to_string(total) + "] input " + current + ": measuring");
       rep = {{"key", key}, {"model", fs::absolute(current).string()},
-             {"metrics", measure(current, recipe, data, sample_shape, nullptr)}};
+             {"metrics", measure(current, recipe, data, sample_shape, sample_dtype, nullptr)}};
       write_text_file((input_dir / "report.json").string(), rep.dump(2) + "\n");
     }
     current_metrics = rep["metrics"];
@@ -212,9 +218,9 @@ nlohmann::json run_pipeline(const Recipe& recipe, const std::string& out_dir, co
     stage_input_hashes.push_back(current_hash);
 
     StageContext ctx{recipe, int64_t(i), current, (sdir / "model.pt").string(), sdir.string(), "", {}, {}, {},
-                     current_metrics, data, sample_shape, options.quiet};
+                     current_metrics, data, sample_shape, sample_dtype, options.quiet};
     std::string key_text = spec.kind + "\n" + stage.options().dump() + "\n" + current_hash + "\n" + data_key + "\n" +
-                           nlohmann::json(sample_shape).dump();
+                           input_key;
     for (const ModelRef& ref : stage.model_refs()) {
       std::string h;
       ctx.ref_models.push_back(resolve_ref(ref, h));
@@ -252,7 +258,7 @@ nlohmann::json run_pipeline(const Recipe& recipe, const std::string& out_dir, co
              {"seconds", seconds}, {"details", ctx.details}, {"skipped", false}};
       if (stage.makes_model()) {
         rep["output_hash"] = hash_file(ctx.output_model);
-        rep["metrics"] = measure(ctx.output_model, recipe, data, sample_shape, ctx.metrics);
+        rep["metrics"] = measure(ctx.output_model, recipe, data, sample_shape, sample_dtype, ctx.metrics);
       } else {
         rep["metrics"] = nlohmann::json::object();
       }
@@ -299,6 +305,7 @@ nlohmann::json run_pipeline(const Recipe& recipe, const std::string& out_dir, co
       {"machine", {{"cpu", cpu_model()}, {"hardware_threads", std::thread::hardware_concurrency()}}},
       {"threads", recipe.threads},
       {"sample_shape", sample_shape},
+      {"sample_dtype", dtype_name(sample_dtype)},
       {"total_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
       {"rows", rows},
       {"stages", stage_reports}};

@@ -1,7 +1,9 @@
 // bench: latency of every model of the pipeline so far, measured side by
 // side (round-robin, best median of each kept) so all see the same machine.
 #include <map>
+#include <optional>
 
+#include "compress/analysis/inputs.h"
 #include "compress/io.h"
 #include "compress/train/latency_compare.h"
 #include "stage_util.h"
@@ -29,7 +31,19 @@ class BenchStage : public Stage {
     lo.warmup = int(warmup);
     std::vector<torch::jit::Module> models;
     for (const auto& path : ctx.row_models) models.push_back(load_module(path));
-    const train::SideBySideLatency best = train::compare_latency(models, ctx.sample_shape, lo, rounds);
+    // Float inputs: uniform [0, 1), as pixels. Integer inputs (token ids):
+    // values valid for the first (float) model's embeddings, which later
+    // stages keep; every model runs on the same ones.
+    std::optional<InputSynthesizer> ids;
+    if (!at::isFloatingType(ctx.sample_dtype))
+      ids.emplace(load_graph(ctx.row_models.at(0), ctx.sample_shape, ctx.sample_dtype));
+    const train::LatencyInputs inputs = [&](int64_t b) {
+      if (ids) return std::vector<c10::IValue>{(*ids)(/*seed=*/0, b).at(0)};
+      std::vector<int64_t> shape{b};
+      shape.insert(shape.end(), ctx.sample_shape.begin(), ctx.sample_shape.end());
+      return std::vector<c10::IValue>{at::rand(shape).to(ctx.sample_dtype)};
+    };
+    const train::SideBySideLatency best = train::compare_latency(models, inputs, lo, rounds);
     nlohmann::json rows = nlohmann::json::array();
     for (size_t i = 0; i < models.size(); ++i) {
       nlohmann::json lat = nlohmann::json::object();

@@ -33,7 +33,7 @@ class PruneStage : public Stage {
 
   void run(StageContext& ctx) override {
     at::set_num_threads(ctx.recipe.threads);
-    Graph graph = load_graph(ctx.input_model, ctx.sample_shape);
+    Graph graph = load_graph(ctx.input_model, ctx.sample_shape, ctx.sample_dtype);
     pruning::PruneOptions o = prune;
     if (scores_on_data()) o.data = &ctx.data.train();
     pruning::PruneResult result = pruning::prune(graph, o);

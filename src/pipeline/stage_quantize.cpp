@@ -2,9 +2,9 @@
 // training data, or on random inputs when the recipe has none), or with
 // "dynamic": true dynamic INT8 (weights INT8, activation scales computed at
 // run time: LSTM, GRU, Linear and attention projections; no calibration).
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
+#include "compress/analysis/inputs.h"
 #include "compress/io.h"
 #include "compress/ir/export.h"
 #include "compress/quantization/dynamic.h"
@@ -36,8 +36,8 @@ class QuantizeStage : public Stage {
     at::set_num_threads(ctx.recipe.threads);
     Shape shape{calib_batch_size};
     shape.insert(shape.end(), ctx.sample_shape.begin(), ctx.sample_shape.end());
-    Graph graph = load_graph(ctx.input_model, ctx.sample_shape);
-    graph.set_example_inputs({InputSpec{shape}});
+    Graph graph = load_graph(ctx.input_model, ctx.sample_shape, ctx.sample_dtype);
+    graph.set_example_inputs({InputSpec{shape, ctx.sample_dtype}});
     if (dynamic) {
       quant::DynamicOptions o;
       o.exclude = quantize.exclude;
@@ -50,14 +50,12 @@ class QuantizeStage : public Stage {
     }
     quant::CalibrationData data;
     const int64_t n = calib_batch_size;
-    if (calib == "random") {
+    if (calib == "random") {  // integer inputs: ids within the embedding they index
+      const InputSynthesizer synthesize(graph);
       const uint64_t s = seed;
-      data = {calib_batches, [shape, s](int64_t i) {
-                auto gen = at::make_generator<at::CPUGeneratorImpl>(s + uint64_t(i));
-                return at::randn(shape, gen);
-              }};
+      data = {calib_batches, quant::CalibrationData::Inputs([synthesize, s](int64_t i) { return synthesize(s + uint64_t(i)); })};
     } else {
-      at::Tensor inputs = ctx.data.train().inputs.to(at::kFloat);
+      at::Tensor inputs = ctx.data.train().inputs.to(ctx.sample_dtype);
       data = {std::min(calib_batches, (inputs.size(0) + n - 1) / n), [inputs, n](int64_t i) {
                 return inputs.narrow(0, i * n, std::min(n, inputs.size(0) - i * n));
               }};

@@ -90,11 +90,11 @@ nlohmann::json LossCurve::to_json() const {
   return out;
 }
 
-Graph load_graph(const std::string& path, const std::vector<int64_t>& sample_shape) {
+Graph load_graph(const std::string& path, const std::vector<int64_t>& sample_shape, at::ScalarType dtype) {
   Graph g = import_module(load_module(path));
   Shape shape{1};
   shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
-  g.set_example_inputs({InputSpec{shape}});
+  g.set_example_inputs({InputSpec{shape, dtype}});
   return g;
 }
 

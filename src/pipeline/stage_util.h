@@ -53,7 +53,8 @@ class LossCurve : public train::Callback {
 };
 
 // The model's graph with example inputs [1, sample...].
-Graph load_graph(const std::string& path, const std::vector<int64_t>& sample_shape);
+Graph load_graph(const std::string& path, const std::vector<int64_t>& sample_shape,
+                 at::ScalarType dtype = at::kFloat);
 
 // The stage's checkpoint file (in its folder), removed after a successful run.
 std::string checkpoint_path(const StageContext& ctx);

@@ -32,7 +32,7 @@ std::vector<ValueId> observed_values(const std::vector<FusedLayer>& plan) {
 
 std::map<ValueId, Observer> calibrate(const Graph& g, const std::vector<FusedLayer>& plan,
                                       const CalibrationData& data) {
-  if (data.num_batches <= 0 || !data.batch) bad_input("the calibration set is empty (no batches)");
+  if (data.empty()) bad_input("the calibration set is empty (no batches)");
   std::vector<ValueId> values = observed_values(plan);
   std::map<ValueId, Observer> observers;
   if (values.empty()) return observers;
@@ -43,13 +43,18 @@ std::map<ValueId, Observer> calibrate(const Graph& g, const std::vector<FusedLay
   torch::NoGradGuard no_grad;
   const size_t n_out = g.outputs().size();
   for (int64_t i = 0; i < data.num_batches; ++i) {
-    at::Tensor x = data.batch(i);
-    if (!x.defined() || x.numel() == 0) bad_input("calibration batch " + std::to_string(i) + " is empty");
+    std::vector<c10::IValue> x = data.arguments(i);
+    std::string shapes;
+    for (const c10::IValue& t : x) {
+      if (!t.isTensor() || !t.toTensor().defined() || t.toTensor().numel() == 0)
+        bad_input("calibration batch " + std::to_string(i) + " is empty");
+      shapes += (shapes.empty() ? "" : ", ") + c10::str(t.toTensor().sizes());
+    }
     c10::IValue out;
     try {
-      out = module.forward({x});
+      out = module.forward(std::move(x));
     } catch (const c10::Error& e) {
-      bad_input("calibration batch " + std::to_string(i) + " of shape " + c10::str(x.sizes()) +
+      bad_input("calibration batch " + std::to_string(i) + " of shape " + shapes +
                 " does not fit the model: " + first_line_of(e));
     }
     const auto& elems = out.toTupleRef().elements();

@@ -38,7 +38,7 @@ train::ParamGroup QatModel::scale_group(double lr) const {
 
 QatModel prepare_qat(const Graph& g, const CalibrationData& data, const QatOptions& options) {
   if (g.example_inputs().empty()) bad_input("qat: the model's input shape is unknown (give an input shape)");
-  if (data.num_batches <= 0 || !data.batch) bad_input("the calibration set is empty (no batches)");
+  if (data.empty()) bad_input("the calibration set is empty (no batches)");
   check_finite_parameters(g);
   QatModel m;
   m.options = options;

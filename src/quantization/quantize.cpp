@@ -29,8 +29,8 @@ nlohmann::json db_json(double db) {
 nlohmann::json params_json(const QuantParams& p) { return {{"scale", p.scale}, {"zero_point", p.zero_point}}; }
 
 // The result of a forward call with taps: (outputs..., taps...).
-std::vector<at::Tensor> run_tapped(torch::jit::Module& m, const at::Tensor& x) {
-  c10::IValue out = m.forward({x});
+std::vector<at::Tensor> run_tapped(torch::jit::Module& m, std::vector<c10::IValue> x) {
+  c10::IValue out = m.forward(std::move(x));
   std::vector<at::Tensor> ts;
   if (out.isTensor()) return {out.toTensor()};
   for (const auto& e : out.toTupleRef().elements()) ts.push_back(e.isTensor() ? e.toTensor() : at::Tensor());
@@ -61,7 +61,7 @@ void measure(const Graph& ref, const Graph& q, const CalibrationData& data, int6
   std::vector<Sqnr> layers(measured.size());
   const size_t n_out = ref.outputs().size();
   for (int64_t i = 0; i < std::min(batches, data.num_batches); ++i) {
-    at::Tensor x = data.batch(i);
+    const std::vector<c10::IValue> x = data.arguments(i);
     std::vector<at::Tensor> a = run_tapped(fm, x), b = run_tapped(qm, x);
     output.add(a.at(0), b.at(0));
     for (size_t k = 0; k < measured.size(); ++k)
@@ -72,6 +72,14 @@ void measure(const Graph& ref, const Graph& q, const CalibrationData& data, int6
 }
 
 }  // namespace
+
+std::vector<c10::IValue> CalibrationData::arguments(int64_t i) const {
+  if (inputs) {
+    std::vector<at::Tensor> ts = inputs(i);
+    return std::vector<c10::IValue>(ts.begin(), ts.end());
+  }
+  return {batch(i)};
+}
 
 void check_finite_parameters(const Graph& g) {
   for (const auto& name : g.param_order) {
@@ -124,7 +132,7 @@ void prepare_float_graph(Graph& g, QuantizeReport& report) {
 
 QuantizeReport quantize_static(Graph& g, const CalibrationData& data, const QuantizeOptions& options) {
   if (g.example_inputs().empty()) bad_input("quantize: the model's input shape is unknown (give an input shape)");
-  if (data.num_batches <= 0 || !data.batch) bad_input("the calibration set is empty (no batches)");
+  if (data.empty()) bad_input("the calibration set is empty (no batches)");
   check_finite_parameters(g);
   QuantizeReport report;
   report.method = method_name(options.method);

@@ -80,6 +80,16 @@ EvalResult evaluate(torch::jit::Module& module, const data::TensorDataset& ds, i
 
 std::vector<LatencyPoint> measure_latency(torch::jit::Module& module, const std::vector<int64_t>& sample_shape,
                                           const LatencyOptions& opt) {
+  const LatencyInputs random = [&sample_shape](int64_t b) {
+    std::vector<int64_t> shape{b};
+    shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
+    return std::vector<c10::IValue>{at::rand(shape)};
+  };
+  return measure_latency(module, random, opt);
+}
+
+std::vector<LatencyPoint> measure_latency(torch::jit::Module& module, const LatencyInputs& make_inputs,
+                                          const LatencyOptions& opt) {
   if (opt.repeats < 1) bad_input("latency: repeats must be at least 1");
   const bool was_training = module.is_training();
   module.eval();
@@ -91,14 +101,12 @@ std::vector<LatencyPoint> measure_latency(torch::jit::Module& module, const std:
     at::set_num_threads(threads);
     for (int64_t b : opt.batch_sizes) {
       if (b < 1) bad_input("latency: batch size must be at least 1");
-      std::vector<int64_t> shape{b};
-      shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
-      at::Tensor x = at::rand(shape);
-      for (int i = 0; i < opt.warmup; ++i) module.forward({x});
+      const std::vector<c10::IValue> x = make_inputs(b);
+      for (int i = 0; i < opt.warmup; ++i) module.forward(x);
       std::vector<double> ms;
       for (int i = 0; i < opt.repeats; ++i) {
         auto t0 = Clock::now();
-        module.forward({x});
+        module.forward(x);
         ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       }
       std::sort(ms.begin(), ms.end());

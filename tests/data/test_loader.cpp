@@ -191,3 +191,21 @@ TEST_CASE("tensor datasets save and load, bad ones are refused", "[dataset]") {
     CHECK_THAT(std::string(e.what()), Catch::Contains("'num_classes' must be a positive integer"));
   }
 }
+
+TEST_CASE("tensor datasets keep token ids as integers and read other inputs as float32", "[dataset]") {
+  const compress::testing::TempDir tmp("ds");
+  TensorDataset ids;
+  ids.inputs = at::randint(0, 100, {6, 12}, at::kLong);
+  ids.labels = at::randint(0, 3, {6}, at::kLong);
+  ids.num_classes = 3;
+  save_tensor_dataset(ids, tmp.file("ids.pt"));
+  const TensorDataset back = load_tensor_dataset(tmp.file("ids.pt"));
+  CHECK(back.inputs.scalar_type() == at::kLong);
+  CHECK(at::equal(back.inputs, ids.inputs));
+  TensorDataset bytes = ids;
+  bytes.inputs = at::randint(0, 256, {6, 1, 4, 4}, at::kByte);
+  save_tensor_dataset(bytes, tmp.file("bytes.pt"));
+  const TensorDataset pixels = load_tensor_dataset(tmp.file("bytes.pt"));
+  CHECK(pixels.inputs.scalar_type() == at::kFloat);
+  CHECK(at::equal(pixels.inputs, bytes.inputs.to(at::kFloat)));
+}

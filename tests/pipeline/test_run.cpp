@@ -453,3 +453,34 @@ TEST_CASE("run: a pqk stage prunes with QAT, distils from the restored network a
   const std::string code = torch::jit::load(dir.file("out/01-pqk/model.pt")).get_method("forward").graph()->toString();
   CHECK(code.find("compress::") != std::string::npos);
 }
+
+TEST_CASE("run: a text model without data: token-id inputs through prune, random calibration and bench", "[pipeline][run][python]") {
+  const std::string model = compress::testing::fixture("bag_text.pt");  // EmbeddingBag(100, 32) -> MLP
+  const TempDir dir("pipeline_text");
+  nlohmann::json recipe{
+      {"model", {{"file", model}}},
+      {"input_shape", {1, 12}},
+      {"input_dtype", "int64"},
+      {"threads", 1},
+      {"stages", {{{"prune", {{"target_macs", 0.6}}}},
+                  {{"quantize", {{"calib", "random"}, {"calib_batches", 2}, {"calib_batch_size", 4}}}},
+                  {{"bench", {{"batches", {1, 8}}, {"repeats", 2}, {"warmup", 1}, {"rounds", 1}}}}}}};
+  write(dir.file("r.json"), recipe);
+  Run r = run("run " + dir.file("r.json") + " -o " + dir.file("out") + " --quiet");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  const auto rep = read_json(dir.file("out/report.json"));
+  CHECK(rep["sample_dtype"] == "int64");
+  const auto& rows = rep["rows"];
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[1]["macs"].get<double>() <= 0.6 * rows[0]["macs"].get<double>());
+  CHECK(rep["stages"][1]["details"]["int8_layers"].get<int>() == 2);
+  for (const auto& row : rows) CHECK(row["latency_ms"]["1"]["8"].get<double>() > 0);
+  // A dtype that is none is refused with the recipe's other problems, before anything runs.
+  recipe["input_dtype"] = "text";
+  write(dir.file("bad.json"), recipe);
+  r = run("run " + dir.file("bad.json") + " -o " + dir.file("out2") + " --check");
+  CHECK(r.code == 2);
+  CHECK(r.out.find("'text' is not a tensor dtype") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir.file("out2")));
+}

@@ -16,9 +16,11 @@
 #include "temp_dir.h"
 #include "test_paths.h"
 #include "test_util.h"
+#include "two_inputs.h"
 
 using compress::testing::fixture;
 using compress::testing::TempDir;
+using compress::testing::two_input_model;
 
 // The input the text fixtures were traced with (a saved trace keeps no shapes).
 const std::string kTokens = " --input-shape 2,12 --input-dtype int64";
@@ -29,19 +31,6 @@ using Result = compress::testing::CliResult;
 using compress::testing::check_bad_input;
 
 Result run(const TempDir& dir, const std::string& args) { return compress::testing::run_cli(args, dir.file("stderr.txt")); }
-
-// A scripted model of two inputs, features float [N, 8] and token ids [N, T]
-// (an embedding of 50 rows): the multi-input case.
-std::string two_input_model(const TempDir& dir) {
-  torch::jit::Module m("__torch__.TwoInputs");
-  m.register_attribute("training", c10::BoolType::get(), false);
-  m.register_parameter("table", at::randn({50, 8}), false);
-  m.define("def forward(self, x: Tensor, ids: Tensor) -> Tensor:\n"
-           "    return x + torch.embedding(self.table, ids).mean(1)\n");
-  const std::string path = dir.file("two_inputs.pt");
-  m.save(path);
-  return path;
-}
 
 }  // namespace
 
@@ -143,10 +132,14 @@ TEST_CASE("quantize --dynamic: a traced LSTM classifier in INT8, loaded by C++ a
 
 TEST_CASE("quantize --dynamic and convert take every traced sequence classifier", "[sequence][cli][dynamic]") {
   TempDir dir("seqcli");
-  for (std::string name : {"gru_text", "gru_conv1d_text", "transformer_text", "bag_text"}) {
+  for (std::string name : {"lstm_text", "gru_text", "gru_conv1d_text", "transformer_text", "bag_text"}) {
     INFO(name);
     auto r = run(dir, "convert " + fixture(name + ".pt") + " -o " + dir.file(name + ".conv.pt"));
-    CHECK(r.code == 0);
+    REQUIRE(r.code == 0);
+    // The converted model runs and computes what the traced one does.
+    r = run(dir, "compare " + fixture(name + ".pt") + " " + dir.file(name + ".conv.pt") + kTokens + " --json");
+    REQUIRE(r.code == 0);
+    CHECK(nlohmann::json::parse(r.out)["max_abs_diff"].get<double>() < 1e-5);
     r = run(dir, "quantize --dynamic " + fixture(name + ".pt") + " -o " + dir.file(name + ".q.pt") + kTokens + " --threads 1");
     INFO(r.out << r.err);
     REQUIRE(r.code == 0);

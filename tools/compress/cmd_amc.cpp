@@ -41,12 +41,12 @@ int cmd_amc(int argc, char** argv) {
                            "budget; each episode prunes (L1, no fine-tuning) and scores on a held-out validation "
                            "subset of the training set. Writes the best ratios for compress prune --ratios.");
   options.positional_help("IN --data fashion-mnist (--target-macs F | --target-latency MS) -o RATIOS.json");
+  add_input_options(options, "example input shape (default: the one the model records, else one sample of --data)");
   options.add_options()
       ("in", "input TorchScript model", cxxopts::value<std::string>())
       ("o,output", "ratios file (JSON {group: removed fraction}, for compress prune --ratios)", cxxopts::value<std::string>())
       ("data", "fashion-mnist or a tensor dataset (.pt): validation and calibration come from its training split", cxxopts::value<std::string>()->default_value(""))
       ("data-dir", "folder of the Fashion-MNIST files", cxxopts::value<std::string>()->default_value(""))
-      ("input-shape", "example input shape (default: the one the model records)", cxxopts::value<std::string>())
       ("target-macs", "keep at most this fraction of the MACs, in (0, 1)", cxxopts::value<double>())
       ("target-latency", "keep the predicted latency at most this many ms (lookup table measured here)", cxxopts::value<double>())
       ("int8", "time the INT8 kernels for the latency table")
@@ -99,7 +99,7 @@ int cmd_amc(int argc, char** argv) {
   if (graph.example_inputs().empty()) {  // one sample of the data set, batch 1
     Shape sample = train.inputs.sizes().vec();
     sample[0] = 1;
-    graph.set_example_inputs({InputSpec{sample}});
+    graph.set_example_inputs({InputSpec{sample, train.inputs.scalar_type()}});
   }
   // INT8 calibration for the latency measurements (--int8): the same batches, 64 at a time.
   const int64_t calib_batch = 64;
@@ -211,11 +211,10 @@ int cmd_amc(int argc, char** argv) {
     // shared machine their ratio is steadier than either time (both reported).
     torch::jit::Module deployed = deployable(pruned, lo.int8, int8_calibration);
     torch::jit::Module original = deployable(graph, lo.int8, int8_calibration);
-    const Shape input = graph.example_inputs().at(0).shape;
     double measured = 0, unpruned = 0;
     for (int round = 0; round < 2; ++round) {
-      const double p = latency::measure_model_ms(deployed, input, lo, kEndToEndRepeats);
-      const double u = latency::measure_model_ms(original, input, lo, kEndToEndRepeats);
+      const double p = latency::measure_model_ms(deployed, pruned, lo, kEndToEndRepeats);
+      const double u = latency::measure_model_ms(original, graph, lo, kEndToEndRepeats);
       measured = round == 0 ? p : std::min(measured, p);
       unpruned = round == 0 ? u : std::min(unpruned, u);
     }

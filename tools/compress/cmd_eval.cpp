@@ -72,12 +72,18 @@ int cmd_eval(int argc, char** argv) {
 
   std::vector<train::LatencyPoint> lat;
   if (r.count("latency")) {
+    if (ds.size() == 0) bad_input("--latency: " + ds.name + " has no samples to time the model on");
     train::LatencyOptions lo;
     lo.batch_sizes = parse_list<int64_t>(r["latency-batches"].as<std::string>(), "latency-batches");
     lo.thread_counts = parse_list<int>(r["latency-threads"].as<std::string>(), "latency-threads");
     lo.repeats = r["repeats"].as<int>();
-    std::vector<int64_t> sample(ds.inputs.sizes().begin() + 1, ds.inputs.sizes().end());
-    lat = train::measure_latency(m, sample, lo);
+    // Batches of the data set's own samples (its dtype: token ids stay ids), repeated when it is smaller.
+    const at::Tensor inputs = ds.inputs;
+    const train::LatencyInputs samples = [&inputs](int64_t b) {
+      const at::Tensor rows = at::arange(b, at::kLong).remainder(inputs.size(0));
+      return std::vector<c10::IValue>{inputs.index_select(0, rows)};
+    };
+    lat = train::measure_latency(m, samples, lo);
   }
   const char* const* names = data == "fashion-mnist" ? data::fashion_mnist_class_names() : nullptr;
   if (r.count("json")) {

@@ -49,8 +49,10 @@ std::map<std::string, double> read_ratios(const std::string& path) {
 }
 
 // Median latency of the original and the pruned model, 1 thread, FP32, run
-// alternately (twice each, best median kept) so both see the same machine.
-nlohmann::json latency_before_after(const Graph& original, torch::jit::Module& pruned, const std::string& batches) {
+// alternately (twice each, best median kept) so both see the same machine,
+// on the same synthesised inputs (every input the model takes, at its dtype).
+nlohmann::json latency_before_after(const Graph& original, torch::jit::Module& pruned, const std::string& batches,
+                                    const std::optional<IntRange>& range) {
   train::LatencyOptions lo;
   lo.batch_sizes.clear();
   for (int64_t b : parse_shape(batches, "--latency")) lo.batch_sizes.push_back(b);
@@ -58,13 +60,17 @@ nlohmann::json latency_before_after(const Graph& original, torch::jit::Module& p
   lo.repeats = 5;
   lo.warmup = 2;
   torch::jit::Module before = export_module(original);
-  Shape sample(original.example_inputs()[0].shape.begin() + 1, original.example_inputs()[0].shape.end());
+  const InputSynthesizer synthesize(original, range);
+  const train::LatencyInputs inputs = [&synthesize](int64_t b) {
+    std::vector<at::Tensor> x = synthesize(/*seed=*/0, b);
+    return std::vector<c10::IValue>(x.begin(), x.end());
+  };
   nlohmann::json out;
   std::map<int64_t, double> best_before, best_after;
   for (int round = 0; round < 2; ++round) {
-    for (const auto& p : train::measure_latency(before, sample, lo))
+    for (const auto& p : train::measure_latency(before, inputs, lo))
       best_before[p.batch] = round ? std::min(best_before[p.batch], p.median_ms) : p.median_ms;
-    for (const auto& p : train::measure_latency(pruned, sample, lo))
+    for (const auto& p : train::measure_latency(pruned, inputs, lo))
       best_after[p.batch] = round ? std::min(best_after[p.batch], p.median_ms) : p.median_ms;
   }
   for (const auto& kv : best_before) {
@@ -362,7 +368,8 @@ int cmd_prune(int argc, char** argv) {
   if (r.count("save-latency-table") && report.contains("latency_table"))
     write_text_file(r["save-latency-table"].as<std::string>(), report["latency_table"].dump() + "\n");
   report["file_bytes"] = {{"before", std::filesystem::file_size(in)}, {"after", std::filesystem::file_size(out)}};
-  if (r.count("latency")) report["latency_ms"] = latency_before_after(*original, pruned, r["latency"].as<std::string>());
+  if (r.count("latency")) report["latency_ms"] = latency_before_after(*original, pruned, r["latency"].as<std::string>(),
+                                                                parse_input_range(r));
 
   report["options"] = o.to_json();
   report["result"] = result.to_json();

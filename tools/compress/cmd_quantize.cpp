@@ -1,7 +1,6 @@
-// compress quantize IN -o OUT --input-shape N,C,H,W [--calib fashion-mnist|FILE|random]
+// compress quantize IN -o OUT --input-shape N,C,H,W [--input-dtype T] [--calib fashion-mnist|FILE|random]
 //   [--calib-batches N] [--method minmax|percentile|entropy|mse] [--exclude NAME ...] [--report REPORT.json]
 //   [--sensitivity] [--data fashion-mnist|FILE --holdout N] [--max-drop POINTS]
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <cxxopts.hpp>
 
@@ -21,6 +20,7 @@
 #include "compress/quantization/sensitivity.h"
 #include "compress/quantization/sparse_format.h"
 #include "data_option.h"
+#include "input_shape.h"
 
 namespace compress::cli {
 
@@ -32,18 +32,31 @@ std::string shape_text(c10::IntArrayRef s) {
   return t;
 }
 
-// Calibration batches of `shape` (N = batch size): random normal (seeded), or
-// consecutive slices of a dataset whose samples must have the model's shape.
-quant::CalibrationData calibration_data(const std::string& calib, const std::string& data_dir, const Shape& shape,
-                                        int64_t batches, uint64_t seed) {
+// The one input a tensor data set can feed (its samples are one tensor each).
+const InputSpec& single_input(const Graph& graph, const std::string& option, const std::string& source) {
+  if (graph.example_inputs().size() != 1)
+    bad_input(option + " " + source + ": a tensor data set holds one input per sample, but the model takes " +
+              std::to_string(graph.example_inputs().size()) + " inputs (use --calib random, which synthesises each)");
+  return graph.example_inputs()[0];
+}
+
+// Calibration batches of the model's example inputs (N = batch size):
+// synthesised (seeded; integer inputs within the embedding they index), or
+// consecutive slices of a dataset whose samples must have the model's shape
+// (converted to the input's dtype).
+quant::CalibrationData calibration_data(const std::string& calib, const std::string& data_dir, const Graph& graph,
+                                        const std::optional<IntRange>& range, int64_t batches, uint64_t seed) {
   if (batches < 1) bad_input("--calib-batches must be at least 1, got " + std::to_string(batches));
-  const int64_t n = shape.at(0);
   if (calib == "random") {
-    return {batches, [shape, seed](int64_t i) {
-              auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + static_cast<uint64_t>(i));
-              return at::randn(shape, gen);
-            }};
+    const InputSynthesizer synthesize(graph, range);
+    const uint64_t stride = std::max<size_t>(1, graph.example_inputs().size());
+    return {batches, quant::CalibrationData::Inputs([synthesize, seed, stride](int64_t i) {
+              return synthesize(seed + static_cast<uint64_t>(i) * stride);
+            })};
   }
+  const InputSpec& input = single_input(graph, "--calib", calib);
+  const Shape& shape = input.shape;
+  const int64_t n = shape.at(0);
   data::TensorDataset ds = calib == "fashion-mnist" ? data::load_fashion_mnist("train", data_dir)
                                                     : data::load_tensor_dataset(calib);
   if (ds.size() == 0 || !ds.inputs.defined() || ds.inputs.numel() == 0)
@@ -53,7 +66,7 @@ quant::CalibrationData calibration_data(const std::string& calib, const std::str
   if (sample != want)
     bad_input("--calib " + calib + ": its samples are " + shape_text(sample) + " but the model's input is " +
               shape_text(want) + " (--input-shape " + shape_text(shape) + ")");
-  at::Tensor inputs = ds.inputs.to(at::kFloat);
+  at::Tensor inputs = ds.inputs.to(input.dtype);
   int64_t available = (ds.size() + n - 1) / n;
   return {std::min(batches, available), [inputs, n](int64_t i) {
             int64_t start = i * n;
@@ -65,8 +78,10 @@ quant::CalibrationData calibration_data(const std::string& calib, const std::str
 // training split (fashion-mnist) or of the file. The calibration batches of
 // --calib fashion-mnist come from the start of the same split, so the two
 // do not overlap unless calibration reads more than 60000 - n images.
-data::TensorDataset held_out_data(const std::string& data, const std::string& data_dir, int64_t n, const Shape& shape) {
+data::TensorDataset held_out_data(const std::string& data, const std::string& data_dir, int64_t n, const Graph& graph) {
   if (n < 1) bad_input("--holdout must be at least 1, got " + std::to_string(n));
+  const InputSpec& input = single_input(graph, "--data", data);
+  const Shape& shape = input.shape;
   if (data != "fashion-mnist") require_input_file(data);
   data::TensorDataset ds = load_data_option(data, "train", data_dir);
   if (ds.size() == 0) bad_input("--data " + data + ": the data set is empty");
@@ -75,7 +90,7 @@ data::TensorDataset held_out_data(const std::string& data, const std::string& da
     bad_input("--data " + data + ": its samples are " + shape_text(sample) + " but the model's input is " +
               shape_text(want));
   const int64_t k = std::min(n, ds.size());
-  return {ds.inputs.narrow(0, ds.size() - k, k).to(at::kFloat), ds.labels.narrow(0, ds.size() - k, k),
+  return {ds.inputs.narrow(0, ds.size() - k, k).to(input.dtype), ds.labels.narrow(0, ds.size() - k, k),
           ds.num_classes, ds.name};
 }
 
@@ -130,11 +145,13 @@ int cmd_quantize(int argc, char** argv) {
                            "into the INT8 kernels' epilogue, calibrate activation ranges on a few batches, and write "
                            "a model of compress::conv2d_int8 / linear_int8 ops (runs with libcompress_ops only).");
   options.positional_help("IN -o OUT --input-shape N,C,H,W");
+  add_input_options(options, "model input, e.g. N,C,H,W; N is the calibration batch size (default: the shape a "
+                             "model written by this toolkit recorded)");
   options.add_options()
       ("in", "input TorchScript model (float)", cxxopts::value<std::string>())
       ("o,output", "output INT8 model (written atomically; never the input)", cxxopts::value<std::string>())
-      ("input-shape", "model input N,C,H,W; N is the calibration batch size", cxxopts::value<std::string>())
-      ("calib", "calibration data: fashion-mnist (train split), a tensor dataset file (.pt) or random",
+      ("calib", "calibration data: fashion-mnist (train split), a tensor dataset file (.pt; one input per sample) "
+       "or random (every input synthesised: normal floats, integers within --input-range or the embedding's rows)",
        cxxopts::value<std::string>()->default_value("random"))
       ("calib-batches", "number of calibration batches", cxxopts::value<int64_t>()->default_value("8"))
       ("method", "activation range calibration: minmax, percentile, entropy or mse",
@@ -167,7 +184,6 @@ int cmd_quantize(int argc, char** argv) {
   }
   if (!args.count("in")) bad_input("no input model given (usage: compress quantize IN -o OUT --input-shape N,C,H,W)");
   if (!args.count("output")) bad_input("no output file given (-o OUT)");
-  if (!args.count("input-shape")) bad_input("--input-shape N,C,H,W is required (N is the calibration batch size)");
   const std::string in = args["in"].as<std::string>(), out = args["output"].as<std::string>();
   if (same_file(in, out))
     bad_input("-o " + out + " would overwrite the input model");
@@ -179,21 +195,21 @@ int cmd_quantize(int argc, char** argv) {
   quant::check_sparse_mode(qo.sparse);
   if (args["threads"].as<int>() < 0) bad_input("--threads must not be negative");
   if (args["threads"].as<int>() > 0) at::set_num_threads(args["threads"].as<int>());
-  Shape shape = parse_shape(args["input-shape"].as<std::string>(), "--input-shape");
   if (args.count("max-drop") && !args.count("data"))
     bad_input("--max-drop needs --data (labelled data whose held-out split measures the top-1 drop)");
   if (args.count("max-drop") && !(args["max-drop"].as<double>() >= 0))
     bad_input("--max-drop must be a non-negative number of points");
 
   Graph graph = import_module(load_module(in));
-  graph.set_example_inputs({InputSpec{shape}});
+  apply_input_shapes(graph, args, in, /*required=*/true);
   graph.infer_shapes();  // an input shape that does not fit is named here, before any work
-  quant::CalibrationData data = calibration_data(args["calib"].as<std::string>(), args["data-dir"].as<std::string>(),
-                                                 shape, args["calib-batches"].as<int64_t>(), args["seed"].as<uint64_t>());
+  quant::CalibrationData data =
+      calibration_data(args["calib"].as<std::string>(), args["data-dir"].as<std::string>(), graph,
+                       parse_input_range(args), args["calib-batches"].as<int64_t>(), args["seed"].as<uint64_t>());
   std::optional<data::TensorDataset> held_out;
   if (args.count("data"))
     held_out = held_out_data(args["data"].as<std::string>(), args["data-dir"].as<std::string>(),
-                             args["holdout"].as<int64_t>(), shape);
+                             args["holdout"].as<int64_t>(), graph);
   std::optional<quant::SensitivityReport> sensitivity;
   std::optional<quant::FallbackReport> fallback;
   quant::QuantizeReport report;

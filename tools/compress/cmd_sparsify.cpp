@@ -1,6 +1,7 @@
 // compress sparsify IN -o OUT --sparsity F [--pattern unstructured|1x4|2:4] [--global] [--include-first-last]
 //   [--exclude NAME ...] [--masks FILE] [--save-masks FILE]
 //   [--data fashion-mnist|FILE --finetune-epochs N --schedule agp|oneshot] [--report R.json]
+//   [--input-shape S --input-dtype T]
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -24,6 +25,7 @@
 #include "compress/train/trainer.h"
 #include "data_option.h"
 #include "format.h"
+#include "input_shape.h"
 
 namespace compress::cli {
 
@@ -70,6 +72,21 @@ SparsifyPlan check_options(const cxxopts::ParseResult& r) {
   return p;
 }
 
+// How far the sparse model's output moved from the dense one's on the same
+// synthesised inputs: max |sparse - dense| / max |dense| (no data needed).
+double output_change(torch::jit::Module& dense, torch::jit::Module& sparse, const Graph& graph,
+                     const std::optional<IntRange>& range) {
+  const std::vector<at::Tensor> inputs = synthesize_inputs(graph, /*seed=*/0, range);
+  const std::vector<c10::IValue> x(inputs.begin(), inputs.end());
+  torch::NoGradGuard no_grad;
+  dense.eval();
+  sparse.eval();
+  const at::Tensor a = train::logits_of(dense.forward(x)).to(at::kDouble);
+  const at::Tensor b = train::logits_of(sparse.forward(x)).to(at::kDouble);
+  const double ref = a.abs().max().item<double>(), diff = (a - b).abs().max().item<double>();
+  return ref > 0 ? diff / ref : diff;
+}
+
 }  // namespace
 
 int cmd_sparsify(int argc, char** argv) {
@@ -79,6 +96,8 @@ int cmd_sparsify(int argc, char** argv) {
                            "The saved float model is exactly sparse; compress quantize then packs it for the sparse "
                            "INT8 kernels where they are faster.");
   options.positional_help("IN -o OUT --sparsity F");
+  add_input_options(options, "input shape: when known (given, or recorded by a traced model), the sparse model's "
+                             "output is compared with the dense one's on synthesised inputs");
   options.add_options()
       ("in", "input TorchScript model", cxxopts::value<std::string>())
       ("o,output", "output model (written atomically; never the input)", cxxopts::value<std::string>())
@@ -129,6 +148,8 @@ int cmd_sparsify(int argc, char** argv) {
   at::set_num_threads(r["threads"].as<int>());
 
   torch::jit::Module module = load_module(in);
+  Graph graph = import_module(module);
+  apply_input_shapes(graph, r, in, /*required=*/false);
   std::optional<sparsity::Masks> given;
   if (r.count("masks")) given = sparsity::load_masks(r["masks"].as<std::string>());
 
@@ -177,6 +198,7 @@ int cmd_sparsify(int argc, char** argv) {
   if (accuracy_before >= 0) report["accuracy_before"] = accuracy_before;
   if (!root) return 0;
   if (test_set) report["accuracy_after"] = train::evaluate(sparse, *test_set).top1;
+  if (!graph.example_inputs().empty()) report["output_rel_change"] = output_change(module, sparse, graph, parse_input_range(r));
 
   save_module(sparse, out, /*protect=*/in);
   if (r.count("save-masks")) sparsity::save_masks(res.masks, r["save-masks"].as<std::string>());
@@ -199,6 +221,9 @@ int cmd_sparsify(int argc, char** argv) {
                   100.0 * l["sparsity"].get<double>(), 100.0 * l["block_1x4_sparsity"].get<double>(),
                   l["two_of_four"].get<bool>() ? ", 2:4" : "");
     for (const auto& s : res.skipped) std::printf("  dense: %s (%s)\n", s.first.c_str(), s.second.c_str());
+    if (report.contains("output_rel_change"))
+      std::printf("output change against the dense model on synthesised inputs: %.4f of max |output|\n",
+                  report["output_rel_change"].get<double>());
     if (report.contains("accuracy_before")) {
       std::printf("top-1 %.2f%%", 100.0 * report["accuracy_before"].get<double>());
       if (report.contains("accuracy_pruned") && plan.epochs > 0)

@@ -28,7 +28,7 @@ inline torch::jit::Module deployable(const Graph& graph, bool int8, const quant:
 inline double end_to_end_ms(const Graph& graph, bool int8, const quant::CalibrationData& calibration,
                             const latency::LatencyOptions& options, int repeats = kEndToEndRepeats) {
   torch::jit::Module m = deployable(graph, int8, calibration);
-  return latency::measure_model_ms(m, graph.example_inputs().at(0).shape, options, repeats);
+  return latency::measure_model_ms(m, graph, options, repeats);
 }
 
 }  // namespace compress::cli

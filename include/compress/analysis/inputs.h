@@ -41,6 +41,26 @@ IntRange integer_input_range(const Graph& g, size_t index, const std::optional<I
 std::vector<at::Tensor> synthesize_inputs(const Graph& g, uint64_t seed,
                                           const std::optional<IntRange>& given_range = std::nullopt);
 
+// Random inputs like synthesize_inputs' at any batch size, for code that
+// runs a model many times (calibration, latency): the integer ranges are
+// found once, from the graph's embeddings (or `given`), so the graph need not
+// outlive it.
+//
+//   InputSynthesizer make(g);
+//   auto x = make(/*seed=*/3, /*batch=*/32);   // example shapes, dim 0 set to 32
+class InputSynthesizer {
+ public:
+  explicit InputSynthesizer(const Graph& g, const std::optional<IntRange>& given_range = std::nullopt);
+  // One tensor per input; `batch`, when given, replaces every input's first
+  // dimension. The same seed and batch give the same tensors.
+  std::vector<at::Tensor> operator()(uint64_t seed, std::optional<int64_t> batch = std::nullopt) const;
+  const std::vector<InputSpec>& specs() const { return specs_; }
+
+ private:
+  std::vector<InputSpec> specs_;
+  std::vector<IntRange> ranges_;  // per input; used by integer inputs only
+};
+
 // "float32", "int64", ... -> the dtype; Error(BadInput) naming `what` for a
 // word that is no tensor dtype (float, float32, float64, double, half,
 // bfloat16, int8, uint8, int16, int32, int, int64, long, bool).

@@ -11,7 +11,7 @@
 //
 //   latency::LatencyOptions lo;  lo.batch = 32;
 //   auto table = latency::LatencyTable::measure(latency::latency_layers(graph), lo);
-//   table.set_overhead_ms(measure_model_ms(module, shape, lo) - table.layers_ms_at_full_width());
+//   table.set_overhead_ms(measure_model_ms(module, graph, lo, 15) - table.layers_ms_at_full_width());
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -102,11 +102,13 @@ class LatencyTable {
 // order, named as profile_model names them) a latency table needs for `graph`.
 std::vector<LayerShape> latency_layers(const Graph& graph);
 
-// End-to-end time of `module` on one random input of `input_shape` (its
-// batch dimension replaced by options.batch), options.threads threads, timed
-// as the table is (time_call_ms: thread CPU time with one thread): a few
-// untimed calls first (the profiling executor optimises over them), then the
-// smallest median of `repeats` calls over options.rounds rounds.
-double measure_model_ms(torch::jit::Module& module, Shape input_shape, const LatencyOptions& options, int repeats);
+// End-to-end time of `module` on inputs synthesised for `graph`'s example
+// inputs (analysis/inputs.h: every input at its dtype, token ids within the
+// embedding they index; batch dimension replaced by options.batch),
+// options.threads threads, timed as the table is (time_call_ms: thread CPU
+// time with one thread): a few untimed calls first (the profiling executor
+// optimises over them), then the smallest median of `repeats` calls over
+// options.rounds rounds.
+double measure_model_ms(torch::jit::Module& module, const Graph& graph, const LatencyOptions& options, int repeats);
 
 }  // namespace compress::latency

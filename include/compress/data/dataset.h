@@ -11,7 +11,8 @@
 namespace compress::data {
 
 struct TensorDataset {
-  at::Tensor inputs;        // float32 [N, C, H, W] (or [N, F]); pixels in [0, 1] for image sets
+  at::Tensor inputs;        // float32 [N, C, H, W] (or [N, F]); pixels in [0, 1] for image sets;
+                            // int64 / int32 [N, T] token ids for text sets (load_tensor_dataset keeps them)
   at::Tensor labels;        // int64 [N], each in [0, num_classes)
   int64_t num_classes = 0;
   std::string name;         // for messages ("fashion-mnist train")

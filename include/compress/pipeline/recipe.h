@@ -75,6 +75,7 @@ struct StageContext {
   nlohmann::json input_metrics;        // of input_model (macs, params, ...) as measured before
   DataCache& data;
   std::vector<int64_t> sample_shape;   // one input without the batch dimension
+  at::ScalarType sample_dtype = at::kFloat;  // its dtype (int64: token ids)
   bool quiet = false;
   // Filled by the stage: stage-specific results (report.details) and metrics
   // it knows better than a measurement of its output (an INT8 model's MACs).
@@ -128,6 +129,7 @@ struct Recipe {
   uint64_t seed = 0;
   DataSpec data;
   std::vector<int64_t> input_shape;  // [N, C, H, W...]; N is ignored; empty: from the data
+  std::string input_dtype;           // "int64", ...; empty: the data's, else float32
   bool measure_accuracy = true;      // test top-1 of every model (needs data)
   int threads = 2;                   // intra-op threads of the runs (training, evaluation)
   std::vector<StageSpec> stages;

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/ivalue.h>
 #include <nlohmann/json.hpp>
 
 #include "compress/ir/graph.h"
@@ -69,9 +70,22 @@ std::vector<FusedLayer> plan_layers(const Graph& g, const std::vector<std::strin
 
 // Calibration batches, produced on demand (deterministic: batch(i) is the
 // same tensor every time it is asked for), so no set is held in memory twice.
+// A model of several inputs gives `inputs`
+// instead: every input of batch i, in forward's order.
 struct CalibrationData {
+  using OneInput = std::function<at::Tensor(int64_t)>;
+  using Inputs = std::function<std::vector<at::Tensor>(int64_t)>;
+  CalibrationData() = default;
+  CalibrationData(int64_t n, OneInput one) : num_batches(n), batch(std::move(one)) {}
+  CalibrationData(int64_t n, Inputs all) : num_batches(n), inputs(std::move(all)) {}
+
   int64_t num_batches = 0;
-  std::function<at::Tensor(int64_t)> batch;
+  OneInput batch;
+  Inputs inputs;
+
+  bool empty() const { return num_batches <= 0 || (!batch && !inputs); }
+  // Batch i as forward's arguments (`inputs` when set, else `batch`).
+  std::vector<c10::IValue> arguments(int64_t i) const;
 };
 
 struct QuantizeOptions {

@@ -2,6 +2,7 @@
 // Accuracy and speed of a TorchScript classifier: the measurements every
 // later report (pruning, quantization, distillation) quotes.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,11 @@ struct LatencyOptions {
 // Latency of module.forward on random inputs of shape [batch, sample_shape...],
 // eval mode, no autograd. Restores the thread count it found.
 std::vector<LatencyPoint> measure_latency(torch::jit::Module& module, const std::vector<int64_t>& sample_shape,
+                                          const LatencyOptions& opt = {});
+// The same with forward's arguments at each batch size made by `make_inputs`
+// (several inputs, integer ones: e.g. an InputSynthesizer, analysis/inputs.h).
+using LatencyInputs = std::function<std::vector<c10::IValue>(int64_t batch)>;
+std::vector<LatencyPoint> measure_latency(torch::jit::Module& module, const LatencyInputs& make_inputs,
                                           const LatencyOptions& opt = {});
 std::string latency_to_json(const std::vector<LatencyPoint>& points);
 

@@ -19,5 +19,9 @@ using SideBySideLatency = std::vector<std::map<int, std::map<int64_t, double>>>;
 
 SideBySideLatency compare_latency(std::vector<torch::jit::Module>& models, const std::vector<int64_t>& sample_shape,
                                   const LatencyOptions& options, int64_t rounds);
+// The same with inputs from `make_inputs` (integer token ids, several inputs);
+// every model runs on the same ones.
+SideBySideLatency compare_latency(std::vector<torch::jit::Module>& models, const LatencyInputs& make_inputs,
+                                  const LatencyOptions& options, int64_t rounds);
 
 }  // namespace compress::train
