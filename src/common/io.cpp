@@ -13,6 +13,9 @@
 #include <fstream>
 #include <random>
 
+#include <caffe2/serialize/inline_container.h>
+
+#include "compress/archive_check.h"
 #include "compress/error.h"
 
 namespace fs = std::filesystem;
@@ -44,6 +47,10 @@ torch::jit::Module load_module(const std::string& path) {
     }
   }
   try {
+    // LibTorch's unpickler sizes strings from the pickle's length fields:
+    // check every pickle of the archive against its record first.
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    check_archive_pickles(reader, "");
     return torch::jit::load(path, c10::Device(c10::kCPU));
   } catch (const std::exception& e) {
     bad_input(path + ": cannot load TorchScript model: " + first_line_of(e));

@@ -20,6 +20,7 @@
 #include <iterator>
 #include <map>
 
+#include "compress/archive_check.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/train/sync_batch_norm.h"
@@ -254,9 +255,13 @@ class BoundedReader : public caffe2::serialize::ReadAdapterInterface {
   const std::vector<char>& bytes_;
 };
 
-// What torch::jit::pickle_load does, through BoundedReader.
+// What torch::jit::pickle_load does, through BoundedReader, after checking
+// that no length in the pickle asks for more than its record holds (else the
+// unpickler reserves whatever a crafted length says: fuzz_checkpoint's
+// regression_unpickler_string_length asked for 4 GB).
 c10::IValue load_pickle(const std::vector<char>& bytes) {
   caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BoundedReader>(bytes));
+  check_archive_pickles(reader, "");
   return torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt, c10::nullopt, reader);
 }
 

@@ -15,6 +15,7 @@
 #include <iterator>
 #include <limits>
 
+#include "compress/archive_check.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/train/trainer.h"
@@ -222,6 +223,56 @@ TEST_CASE("resuming with other training settings is refused, naming each differe
 
 // Hidden (not run by ctest): writes the checkpoint harness's seeds.
 //   build/tests/train/test_train "[.fuzz_seeds]"
+TEST_CASE("a pickle length past the end of its record is refused before unpickling", "[trainer][checkpoint]") {
+  // Each length-prefixed opcode, its length one byte more than what follows
+  // with the STOP after it (1-byte, 4-byte and 8-byte length fields), then
+  // a string of 4 GB.
+  const std::vector<std::string> bad = {
+      std::string("U\x04" "ab.", 5),                      // SHORT_BINSTRING
+      std::string("C\x04" "ab.", 5),                      // SHORT_BINBYTES
+      std::string("\x8c\x04" "ab.", 5),                  // SHORT_BINUNICODE
+      std::string("\x8a\x04" "ab.", 5),                  // LONG1
+      std::string("X\x05\0\0\0abc.", 9),            // BINUNICODE
+      std::string("B\x05\0\0\0abc.", 9),            // BINBYTES
+      std::string("T\x05\0\0\0abc.", 9),            // BINSTRING
+      std::string("T\xff\xff\xff\xff" "abc.", 9),      // BINSTRING, negative
+      std::string("\x8b\x05\0\0\0abc.", 9),        // LONG4
+      std::string("\x8d\x05\0\0\0\0\0\0\0abc.", 13),  // BINUNICODE8
+      std::string("\x8e\x05\0\0\0\0\0\0\0abc.", 13),  // BINBYTES8
+      std::string("\x96\x05\0\0\0\0\0\0\0abc.", 13),  // BYTEARRAY8
+      std::string("X\x03\0\0\xfc" "abc.", 9),          // 4 GB
+  };
+  for (const std::string& p : bad) {
+    INFO(p);
+    CHECK_THROWS_WITH(compress::check_pickle(p.data(), p.size(), "x.pkl"),
+                      Catch::StartsWith("x.pkl: a length field says ") && Catch::Contains("bytes, only"));
+  }
+  CHECK_THROWS_WITH(compress::check_pickle("\x80\x02\xff.", 4, "x"), Catch::Contains("unknown pickle opcode 0xff"));
+  CHECK_THROWS_WITH(compress::check_pickle("\x80\x02N", 3, "x"), Catch::Contains("ends without its STOP"));
+  CHECK_THROWS_WITH(compress::check_pickle("cmod\nname", 9, "x"), Catch::Contains("text argument runs past"));
+  CHECK_THROWS_WITH(compress::check_pickle("J\x01\x02", 3, "x"), Catch::Contains("an argument runs past"));
+  // What LibTorch writes passes, and so do exact lengths.
+  const TempDir dir("ckpt");
+  const std::vector<char> real = torch::jit::pickle(c10::IValue(write_checkpoint(dir.file("c"))));
+  CHECK_NOTHROW(compress::check_pickle(real.data(), real.size(), "x"));
+  CHECK_NOTHROW(compress::check_pickle("X\x03\0\0\0" "abc.", 9, "x"));
+
+  // The fuzz finding: a checkpoint whose BINUNICODE length says 4 GB made the
+  // unpickler reserve 4 GB; now it is one line naming the file.
+  const std::string finding =
+      (fs::path(COMPRESS_SOURCE_DIR) / "tests/fuzz/corpus/checkpoint/regression_unpickler_string_length").string();
+  std::string msg;
+  try {
+    fuzz_checkpoint::run(finding, true, -1);
+  } catch (const compress::Error& e) {
+    CHECK(e.kind() == compress::ErrorKind::BadInput);
+    msg = e.what();
+  }
+  CHECK_THAT(msg, Catch::StartsWith(finding + ": not a readable checkpoint (record data.pkl: a length field says "
+                                              "4227858435 bytes"));
+  CHECK(msg.find('\n') == std::string::npos);
+}
+
 TEST_CASE("write the seeds of the checkpoint fuzz harness", "[.fuzz_seeds]") {
   const fs::path dir = fs::path(COMPRESS_SOURCE_DIR) / "tests/fuzz/corpus/checkpoint";
   fs::create_directories(dir);
