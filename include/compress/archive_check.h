@@ -8,6 +8,12 @@
 #include <cstddef>
 #include <string>
 
+namespace at {
+class Tensor;
+}
+namespace torch::jit {
+struct Module;
+}
 namespace caffe2 {
 namespace serialize {
 class PyTorchStreamReader;
@@ -23,5 +29,18 @@ void check_pickle(const char* data, size_t size, const std::string& what);
 
 // check_pickle on every pickle record of the archive (`*.pkl`, `*.debug_pkl`).
 void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const std::string& what);
+
+// The unpickler takes a tensor's sizes, strides and storage offset from the
+// pickle without checking them against its storage (a record of the
+// archive): a crafted size makes a tensor that views memory past its
+// storage, which every later read would touch. Refuses one whose view does
+// not lie within its storage, naming `what` (the tensor).
+void check_tensor_storage(const at::Tensor& t, const std::string& what);
+
+// check_tensor_storage on every tensor reachable from the module: its
+// attributes (parameters, buffers, tensors in lists, tuples, dictionaries and
+// objects), those of its submodules, and the tensor constants of its methods'
+// graphs. Messages start with `file: `.
+void check_module_tensors(const torch::jit::Module& module, const std::string& file);
 
 }  // namespace compress

@@ -1,11 +1,13 @@
 #include "compress/archive_check.h"
 
 #include <caffe2/serialize/inline_container.h>
+#include <torch/script.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <tuple>
+#include <unordered_set>
 
 #include "compress/error.h"
 
@@ -69,7 +71,77 @@ uint64_t little_endian(const unsigned char* p, int width) {
   return v;
 }
 
+// Walks an IValue, checking every tensor in it (objects are visited once).
+class TensorWalker {
+ public:
+  explicit TensorWalker(std::string file) : file_(std::move(file)) {}
+
+  void walk(const c10::IValue& v, const std::string& name) {
+    if (v.isTensor()) {
+      check_tensor_storage(v.toTensor(), file_ + ": tensor '" + name + "'");
+    } else if (v.isObject()) {
+      const auto obj = v.toObject();
+      if (!seen_.insert(obj.get()).second) return;
+      const auto type = obj->type();
+      for (size_t i = 0; i < obj->slots().size() && i < type->numAttributes(); ++i)
+        walk(obj->getSlot(i), join(name, type->getAttributeName(i)));
+    } else if (v.isList()) {
+      const auto list = v.toListRef();
+      for (size_t i = 0; i < list.size(); ++i) walk(list[i], name + "[" + std::to_string(i) + "]");
+    } else if (v.isTuple()) {
+      const auto& items = v.toTupleRef().elements();
+      for (size_t i = 0; i < items.size(); ++i) walk(items[i], name + "[" + std::to_string(i) + "]");
+    } else if (v.isGenericDict()) {
+      for (const auto& kv : v.toGenericDict()) {
+        walk(kv.key(), name + "{key}");
+        walk(kv.value(), name + "[" + (kv.key().isString() ? kv.key().toStringRef() : "?") + "]");
+      }
+    }
+  }
+
+  void walk(const torch::jit::Block* block, const std::string& method) {
+    for (const torch::jit::Node* node : block->nodes()) {
+      if (node->kind() == c10::prim::Constant && node->hasAttribute(c10::attr::value) &&
+          node->kindOf(c10::attr::value) == torch::jit::AttributeKind::t)
+        check_tensor_storage(node->t(c10::attr::value), file_ + ": a tensor constant of " + method);
+      for (const torch::jit::Block* sub : node->blocks()) walk(sub, method);
+    }
+  }
+
+ private:
+  static std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
+  std::string file_;
+  std::unordered_set<const void*> seen_;
+};
+
 }  // namespace
+
+void check_tensor_storage(const at::Tensor& t, const std::string& what) {
+  if (!t.defined() || t.layout() != at::kStrided || !t.has_storage() || t.numel() == 0) return;
+  // The last element's index (in elements from the storage's start), without overflow.
+  int64_t last = t.storage_offset();
+  bool ok = last >= 0;
+  for (int64_t d = 0; ok && d < t.dim(); ++d) {
+    int64_t step = 0;
+    ok = t.stride(d) >= 0 && !__builtin_mul_overflow(t.size(d) - 1, t.stride(d), &step) &&
+         !__builtin_add_overflow(last, step, &last);
+  }
+  int64_t need = 0;
+  ok = ok && !__builtin_mul_overflow(last + 1, int64_t(t.element_size()), &need);
+  const int64_t have = int64_t(t.storage().nbytes());
+  if (!ok || need > have) {
+    bad_input(what + " of shape " + c10::str(t.sizes()) + ", strides " + c10::str(t.strides()) + " and offset " +
+              std::to_string(t.storage_offset()) + " reaches past its storage of " + std::to_string(have) +
+              " bytes");
+  }
+}
+
+void check_module_tensors(const torch::jit::Module& module, const std::string& file) {
+  TensorWalker walker(file);
+  walker.walk(module._ivalue(), "");
+  for (const auto& sub : module.modules())
+    for (const auto& method : sub.get_methods()) walker.walk(method.graph()->block(), method.name());
+}
 
 void check_pickle(const char* data, size_t size, const std::string& what) {
   const auto* p = reinterpret_cast<const unsigned char*>(data);

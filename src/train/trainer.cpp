@@ -312,8 +312,16 @@ class Fields {
     for (const auto& kv : v.toGenericDict()) {
       if (!kv.key().isString()) refuse(key, "has a key that is not a string");
       const std::string name = key + "." + kv.key().toStringRef();
-      if (tensors) expect(name, kv.value(), kv.value().isTensor(), "a tensor");
-      else expect(name, kv.value(), kv.value().isString(), "a string");
+      if (tensors) {
+        expect(name, kv.value(), kv.value().isTensor(), "a tensor");
+        const at::Tensor& t = kv.value().toTensor();
+        check_tensor_storage(t, path_ + ": bad checkpoint: field '" + name + "'");
+        // Training on from NaN or infinite weights or optimizer state would
+        // only diverge (fuzz_checkpoint found it): refuse them here, by name.
+        if (t.is_floating_point() && !at::isfinite(t).all().item<bool>()) refuse(name, "holds NaN or infinite values");
+      } else {
+        expect(name, kv.value(), kv.value().isString(), "a string");
+      }
       out.emplace(kv.key().toStringRef(), kv.value());
     }
     return out;

@@ -152,6 +152,25 @@ TEST_CASE("a checkpoint is refused field by field, before anything is restored",
       {[](auto& d) { sub(d, "parameters").insert_or_assign("w1", int64_t(3)); },
        "field 'parameters.w1' should be a tensor, is Int"},
       {[](auto& d) { REQUIRE(sub(d, "parameters").erase("w2") == 1); }, "field 'parameters.w2' is missing"},
+      {[nan](auto& d) {
+         at::Tensor t = sub(d, "parameters").at("w1").toTensor().clone();
+         t[3][4] = nan;
+         sub(d, "parameters").insert_or_assign("w1", t);
+       },
+       "field 'parameters.w1' holds NaN or infinite values"},
+      {[](auto& d) {
+         at::Tensor t = sub(d, "optimizer").at("w2.buf1").toTensor().clone();
+         t[0][0] = -std::numeric_limits<float>::infinity();
+         sub(d, "optimizer").insert_or_assign("w2.buf1", t);
+       },
+       "field 'optimizer.w2.buf1' holds NaN or infinite values"},
+      {[](auto& d) {
+         // The model's shape on a storage one element short, as a crafted pickle makes it.
+         at::Tensor t = at::zeros({127});
+         t.unsafeGetTensorImpl()->set_sizes_contiguous({16, 8});
+         sub(d, "parameters").insert_or_assign("w1", t);
+       },
+       "field 'parameters.w1' of shape [16, 8], strides [8, 1] and offset 0 reaches past its storage of 508 bytes"},
       {[](auto& d) { sub(d, "parameters").insert("w3", at::zeros({2})); }, "field 'parameters.w3' is not in the model"},
       {[](auto& d) { sub(d, "buffers").insert_or_assign("running_mean", at::zeros({15})); },
        "field 'buffers.running_mean' has shape [15], the model's is [16]"},
