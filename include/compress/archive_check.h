@@ -7,6 +7,7 @@
 // problem, prefixed by `what: ` (the file, say) when `what` is not empty.
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace at {
 class Tensor;
@@ -25,9 +26,18 @@ namespace compress {
 // Walks the pickle opcodes of one record up to its STOP: every length field
 // (strings, bytes, longs) and every fixed-size or line argument must fit in
 // the record, and every opcode must be one of the pickle protocol's.
-void check_pickle(const char* data, size_t size, const std::string& what);
+// With `storages`, also requires every tensor storage reference (BINPERSID)
+// in the form LibTorch writes and lists what each claims.
+struct StorageRef {
+  std::string key;  // the record (data/KEY, constants/KEY)
+  uint64_t bytes;   // numel * element size, as the reference claims
+};
+void check_pickle(const char* data, size_t size, const std::string& what,
+                  std::vector<StorageRef>* storages = nullptr);
 
-// check_pickle on every pickle record of the archive (`*.pkl`, `*.debug_pkl`).
+// check_pickle on every pickle record of the archive (`*.pkl`, `*.debug_pkl`),
+// and every storage it refers to no larger than its record (the unpickler
+// sizes a storage by the claimed numel over a buffer of the record's size).
 void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const std::string& what);
 
 // The unpickler takes a tensor's sizes, strides and storage offset from the

@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <tuple>
+#include <unordered_map>
+#include <vector>
 #include <unordered_set>
 
 #include "compress/error.h"
@@ -61,6 +64,27 @@ Layout layout(uint8_t op) {
     case 0x97: case 0x98: return {Arg::None, 0};
     default: return {Arg::Unknown, 0};
   }
+}
+
+// A value the storage-reference check follows through the pickle.
+struct Value {
+  enum Kind { Other, Mark, Tuple, Text, Int, Global } kind = Other;
+  std::string text;
+  int64_t number = 0;
+};
+
+// Bytes per element of a LibTorch storage type ("torch FloatStorage"); 0 when unknown.
+int64_t storage_item_size(const std::string& global) {
+  static const std::unordered_map<std::string, int64_t> sizes = {
+      {"Float", 4}, {"Double", 8}, {"Half", 2}, {"BFloat16", 2}, {"Long", 8}, {"Int", 4}, {"Short", 2},
+      {"Char", 1}, {"Byte", 1}, {"Bool", 1}, {"ComplexFloat", 8}, {"ComplexDouble", 16}, {"QInt8", 1},
+      {"QUInt8", 1}, {"QInt32", 4}, {"QUInt4x2", 1}, {"QUInt2x4", 1}};
+  const std::string head = "torch ", tail = "Storage ";
+  if (global.size() <= head.size() + tail.size() || global.compare(0, head.size(), head) != 0 ||
+      global.compare(global.size() - tail.size(), tail.size(), tail) != 0)
+    return 0;
+  auto it = sizes.find(global.substr(head.size(), global.size() - head.size() - tail.size()));
+  return it == sizes.end() ? 0 : it->second;
 }
 
 std::string prefix(const std::string& what) { return what.empty() ? "" : what + ": "; }
@@ -143,7 +167,7 @@ void check_module_tensors(const torch::jit::Module& module, const std::string& f
     for (const auto& method : sub.get_methods()) walker.walk(method.graph()->block(), method.name());
 }
 
-void check_pickle(const char* data, size_t size, const std::string& what) {
+void check_pickle(const char* data, size_t size, const std::string& what, std::vector<StorageRef>* storages) {
   const auto* p = reinterpret_cast<const unsigned char*>(data);
   size_t at = 0;
   auto refuse = [&](size_t op_at, const std::string& problem) {
@@ -155,16 +179,24 @@ void check_pickle(const char* data, size_t size, const std::string& what) {
     if (nl == nullptr) refuse(op_at, "a text argument runs past the end of the record");
     at = size_t(static_cast<const unsigned char*>(nl) - p) + 1;
   };
+  // For the storage references: the last values pushed, and the memo of
+  // literal values (what BINGET can bring back).
+  std::vector<Value> recent;
+  std::unordered_map<uint64_t, Value> memo;
+  uint64_t puts = 0;  // one more than the largest memo index stored
   while (at < size) {
     const size_t op_at = at;
     const uint8_t op = p[at++];
     if (op == '.') return;  // STOP: what follows is not read
     const Layout l = layout(op);
+    const size_t arg_at = at;
+    uint64_t arg = 0;  // a Fixed argument or a Counted length
     switch (l.arg) {
       case Arg::None:
         break;
       case Arg::Fixed:
         if (size - at < size_t(l.width)) refuse(op_at, "an argument runs past the end of the record");
+        arg = l.width <= 8 ? little_endian(p + at, l.width) : 0;
         at += size_t(l.width);
         break;
       case Arg::Counted: {
@@ -177,6 +209,7 @@ void check_pickle(const char* data, size_t size, const std::string& what) {
           refuse(op_at, "a length field says " + std::to_string(n) + " bytes, only " + std::to_string(size - at) +
                             " remain");
         }
+        arg = n;
         at += size_t(n);
         break;
       }
@@ -193,6 +226,61 @@ void check_pickle(const char* data, size_t size, const std::string& what) {
         refuse(op_at, std::string("unknown pickle opcode ") + hex);
       }
     }
+    // LibTorch's unpickler keeps its memo in a vector indexed by the id, so
+    // a BINPUT of a huge id resizes it to that (fuzz_checkpoint: 31 GB).
+    // Ids are numbered from 0 as values are stored: one larger than the
+    // record, or a read of one never stored, is no pickle LibTorch wrote.
+    if (op == 'q' || op == 'r') {
+      if (arg > size) refuse(op_at, "a memo index " + std::to_string(arg) + " larger than the record");
+      puts = std::max(puts, arg + 1);
+    } else if ((op == 'h' || op == 'j') && arg >= puts) {
+      refuse(op_at, "a memo read of index " + std::to_string(arg) + ", never stored");
+    }
+    if (storages == nullptr) continue;
+    Value v;
+    switch (op) {
+      case '(': v.kind = Value::Mark; break;
+      case 't': v.kind = Value::Tuple; break;
+      case 'X': case 0x8c: case 0x8d:
+        v.kind = Value::Text;
+        v.text.assign(reinterpret_cast<const char*>(p + at - arg), size_t(arg));
+        break;
+      case 'K': case 'M': v.kind = Value::Int; v.number = int64_t(arg); break;
+      case 'J': v.kind = Value::Int; v.number = int64_t(int32_t(uint32_t(arg))); break;
+      case 'c': {  // GLOBAL "module\nname\n"
+        v.kind = Value::Global;
+        v.text.assign(reinterpret_cast<const char*>(p + arg_at), at - arg_at);
+        std::replace(v.text.begin(), v.text.end(), '\n', ' ');
+        break;
+      }
+      case 'q': case 'r':  // BINPUT: the top of the stack, kept
+        if (!recent.empty()) memo[arg] = recent.back();
+        continue;
+      case 'h': case 'j': {  // BINGET
+        auto it = memo.find(arg);
+        if (it != memo.end()) v = it->second;
+        break;
+      }
+      case 'Q': {
+        // What LibTorch's pickler writes: MARK, 'storage', GLOBAL torch
+        // <Type>Storage, key, location, numel, TUPLE, BINPERSID.
+        const size_t n = recent.size();
+        const bool canonical = n >= 7 && recent[n - 7].kind == Value::Mark && recent[n - 6].kind == Value::Text &&
+                               recent[n - 6].text == "storage" && recent[n - 5].kind == Value::Global &&
+                               recent[n - 4].kind == Value::Text && recent[n - 3].kind == Value::Text &&
+                               recent[n - 2].kind == Value::Int && recent[n - 1].kind == Value::Tuple;
+        if (!canonical) refuse(op_at, "a tensor storage reference not in the form LibTorch writes");
+        const int64_t item = storage_item_size(recent[n - 5].text);
+        const int64_t numel = recent[n - 2].number;
+        if (item == 0) refuse(op_at, "unknown tensor storage type '" + recent[n - 5].text + "'");
+        if (numel < 0 || numel > (int64_t(1) << 56)) refuse(op_at, "a storage of " + std::to_string(numel) + " elements");
+        storages->push_back({recent[n - 4].text, uint64_t(numel) * uint64_t(item)});
+        break;
+      }
+      default: break;
+    }
+    recent.push_back(std::move(v));
+    if (recent.size() > 16) recent.erase(recent.begin());
   }
   bad_input(prefix(what) + "a pickle record ends without its STOP opcode");
 }
@@ -201,10 +289,26 @@ void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const
   for (const std::string& name : reader.getAllRecords()) {
     // data.pkl, constants.pkl, and the code's debug_pkl (unpickled when a source range is shown).
     if (name.size() < 3 || name.compare(name.size() - 3, 3, "pkl") != 0) continue;
-    at::DataPtr bytes;
-    size_t size = 0;
-    std::tie(bytes, size) = reader.getRecord(name);
-    check_pickle(static_cast<const char*>(bytes.get()), size, prefix(what) + "record " + name);
+    std::vector<StorageRef> storages;
+    {
+      at::DataPtr bytes;
+      size_t size = 0;
+      std::tie(bytes, size) = reader.getRecord(name);
+      check_pickle(static_cast<const char*>(bytes.get()), size, prefix(what) + "record " + name, &storages);
+    }
+    // The unpickler sizes each storage by the numel in its reference, over a
+    // buffer of the record's size: the record must hold what is claimed.
+    // (The tensors of X.pkl live in X/: data/0, constants/3.)
+    const std::string dir = name.substr(0, name.size() - 4) + "/";
+    for (const StorageRef& s : storages) {
+      const std::string record = dir + s.key;
+      if (!reader.hasRecord(record)) bad_input(prefix(what) + "record " + name + ": storage '" + s.key + "' has no record " + record);
+      const size_t have = std::get<1>(reader.getRecord(record));
+      if (s.bytes > have) {
+        bad_input(prefix(what) + "record " + name + ": storage '" + s.key + "' claims " + std::to_string(s.bytes) +
+                  " bytes, its record " + record + " holds " + std::to_string(have));
+      }
+    }
   }
 }
 

@@ -10,6 +10,7 @@
 #include "compress/data/loader.h"
 #include "compress/error.h"
 #include "temp_dir.h"
+#include "test_paths.h"
 
 using namespace compress::data;
 
@@ -233,4 +234,29 @@ TEST_CASE("a tensor that views past its storage is refused on load, naming the f
     CHECK(std::string(e.what()) ==
           p + ": tensor 'inputs' of shape [4, 3], strides [3, 1] and offset 0 reaches past its storage of 24 bytes");
   }
+
+  // A storage reference claiming more elements than its record holds (the
+  // unpickler would size the storage by the claim): refused before loading.
+  const std::string claim = (tmp.path() / "claim.pt").string();
+  std::filesystem::copy_file(
+      std::filesystem::path(COMPRESS_SOURCE_DIR) / "tests/fuzz/corpus/dataset/regression_storage_numel_past_record", claim);
+  try {
+    load_tensor_dataset(claim);
+    FAIL("a storage larger than its record was accepted");
+  } catch (const compress::Error& e) {
+    CHECK(e.kind() == compress::ErrorKind::BadInput);
+    CHECK(std::string(e.what()) == claim + ": cannot load TorchScript model: record data.pkl: storage '0' claims "
+                                           "1000 bytes, its record data/0 holds 144");
+  }
+  // Only the form LibTorch writes is followed: another one is refused.
+  std::vector<compress::StorageRef> refs;
+  const std::string odd("\x80\x02(X\x07\0\0\0storageK\x01X\x01\0\0\0" "0K\x05tQ.", 28);
+  CHECK_THROWS_WITH(compress::check_pickle(odd.data(), odd.size(), "x", &refs),
+                    Catch::Contains("a tensor storage reference not in the form LibTorch writes"));
+  const std::string good("\x80\x02(X\x07\0\0\0storagectorch\nFloatStorage\nX\x01\0\0\0" "0X\x03\0\0\0cpuK\x05tQ.",
+                         54);
+  REQUIRE_NOTHROW(compress::check_pickle(good.data(), good.size(), "x", &refs));
+  REQUIRE(refs.size() == 1);
+  CHECK(refs[0].key == "0");
+  CHECK(refs[0].bytes == 20);
 }

@@ -270,6 +270,11 @@ TEST_CASE("a pickle length past the end of its record is refused before unpickli
   CHECK_THROWS_WITH(compress::check_pickle("\x80\x02N", 3, "x"), Catch::Contains("ends without its STOP"));
   CHECK_THROWS_WITH(compress::check_pickle("cmod\nname", 9, "x"), Catch::Contains("text argument runs past"));
   CHECK_THROWS_WITH(compress::check_pickle("J\x01\x02", 3, "x"), Catch::Contains("an argument runs past"));
+  // Memo ids: LibTorch's unpickler resizes its memo vector to the id.
+  CHECK_THROWS_WITH(compress::check_pickle("Nr\xff\xff\xff\x7f.", 7, "x"),
+                    Catch::Contains("a memo index 2147483647 larger than the record"));
+  CHECK_THROWS_WITH(compress::check_pickle("Nq\x00h\x01.", 6, "x"), Catch::Contains("a memo read of index 1, never stored"));
+  CHECK_NOTHROW(compress::check_pickle("Nq\x00h\x00.", 6, "x"));
   // What LibTorch writes passes, and so do exact lengths.
   const TempDir dir("ckpt");
   const std::vector<char> real = torch::jit::pickle(c10::IValue(write_checkpoint(dir.file("c"))));
