@@ -215,6 +215,9 @@ Recipe load_recipe(const std::string& path) {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::parse_error& e) {
     bad_input(path + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
+  } catch (const nlohmann::json::out_of_range&) {
+    // A number too large for a double (fuzz_recipe: "5500E0000...05").
+    bad_input(path + ": not valid JSON (a number out of range)");
   }
   Recipe r;
   std::vector<std::string> errors = parse_recipe(j, fs::path(path).parent_path().string(), r);

@@ -146,6 +146,12 @@ TEST_CASE("run: an invalid recipe is refused before anything runs, one line per 
   CHECK(nj.code == 2);
   CHECK(count_lines(nj.out) == 1);
   CHECK(nj.out.find("not valid JSON") != std::string::npos);
+  // A number too large for a double (found by fuzz_recipe): the same one line.
+  std::ofstream(dir.file("huge.json")) << "{\"threads\": 1e999999}";
+  Run huge = run("run " + dir.file("huge.json") + " -o " + out);
+  CHECK(huge.code == 2);
+  CHECK(count_lines(huge.out) == 1);
+  CHECK(huge.out.find(dir.file("huge.json") + ": not valid JSON (a number out of range)") != std::string::npos);
 
   Run missing = run("run " + dir.file("nothere.json"));
   CHECK(missing.code == 2);
