@@ -52,7 +52,12 @@ std::optional<ModelRef> parse_model_ref(Fields& f, const std::string& key, int64
   ModelRef ref;
   if (std::regex_match(text, m, stage_form)) {
     ref.kind = m[1].matched ? ModelRef::StageInput : ModelRef::StageOutput;
-    ref.stage = std::stoll(m[2].str());
+    try {
+      ref.stage = std::stoll(m[2].str());
+    } catch (const std::out_of_range&) {  // more digits than int64 holds (fuzz_recipe)
+      f.error(key, "'" + text + "': no such stage");
+      return std::nullopt;
+    }
     if (ref.stage < 0) {
       f.error(key, "'" + text + "': stages are numbered from 0");
       return std::nullopt;
