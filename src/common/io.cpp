@@ -13,6 +13,9 @@
 #include <fstream>
 #include <random>
 
+#include <caffe2/serialize/inline_container.h>
+
+#include "compress/archive_check.h"
 #include "compress/error.h"
 
 namespace fs = std::filesystem;
@@ -44,7 +47,16 @@ torch::jit::Module load_module(const std::string& path) {
     }
   }
   try {
-    return torch::jit::load(path, c10::Device(c10::kCPU));
+    // LibTorch's unpickler sizes strings from the pickle's length fields and
+    // takes tensor views from it unchecked: check every pickle of the
+    // archive against its record first, every tensor against its storage after.
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    check_archive_pickles(reader, path + ": cannot load TorchScript model");
+    torch::jit::Module m = torch::jit::load(path, c10::Device(c10::kCPU));
+    check_module_tensors(m, path);
+    return m;
+  } catch (const Error&) {
+    throw;  // already one line naming the file
   } catch (const std::exception& e) {
     bad_input(path + ": cannot load TorchScript model: " + first_line_of(e));
   }

@@ -345,6 +345,8 @@ at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_poi
   const char* op = "compress::dequantize_u8";
   TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kByte, op, ": input must be a uint8 CPU tensor, got ",
               input.scalar_type());
+  // The same rule as quantize_u8's scale: a NaN or infinite one would make every output NaN or infinite.
+  TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", scale);
   check_zero_point(op, zero_point);
   const at::Tensor q = input.contiguous();
   at::Tensor x = at::empty(q.sizes(), at::kFloat);

@@ -53,7 +53,12 @@ std::optional<ModelRef> parse_model_ref(Fields& f, const std::string& key, int64
   ModelRef ref;
   if (std::regex_match(text, m, stage_form)) {
     ref.kind = m[1].matched ? ModelRef::StageInput : ModelRef::StageOutput;
-    ref.stage = std::stoll(m[2].str());
+    try {
+      ref.stage = std::stoll(m[2].str());
+    } catch (const std::out_of_range&) {  // more digits than int64 holds (fuzz_recipe)
+      f.error(key, "'" + text + "': no such stage");
+      return std::nullopt;
+    }
     if (ref.stage < 0) {
       f.error(key, "'" + text + "': stages are numbered from 0");
       return std::nullopt;
@@ -224,6 +229,9 @@ Recipe load_recipe(const std::string& path) {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::parse_error& e) {
     bad_input(path + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
+  } catch (const nlohmann::json::out_of_range&) {
+    // A number too large for a double (fuzz_recipe: "5500E0000...05").
+    bad_input(path + ": not valid JSON (a number out of range)");
   }
   Recipe r;
   std::vector<std::string> errors = parse_recipe(j, fs::path(path).parent_path().string(), r);

@@ -20,6 +20,7 @@
 #include <iterator>
 #include <map>
 
+#include "compress/archive_check.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/train/sync_batch_norm.h"
@@ -254,9 +255,13 @@ class BoundedReader : public caffe2::serialize::ReadAdapterInterface {
   const std::vector<char>& bytes_;
 };
 
-// What torch::jit::pickle_load does, through BoundedReader.
+// What torch::jit::pickle_load does, through BoundedReader, after checking
+// that no length in the pickle asks for more than its record holds (else the
+// unpickler reserves whatever a crafted length says: fuzz_checkpoint's
+// regression_unpickler_string_length asked for 4 GB).
 c10::IValue load_pickle(const std::vector<char>& bytes) {
   caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BoundedReader>(bytes));
+  check_archive_pickles(reader, "");
   return torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt, c10::nullopt, reader);
 }
 
@@ -307,8 +312,16 @@ class Fields {
     for (const auto& kv : v.toGenericDict()) {
       if (!kv.key().isString()) refuse(key, "has a key that is not a string");
       const std::string name = key + "." + kv.key().toStringRef();
-      if (tensors) expect(name, kv.value(), kv.value().isTensor(), "a tensor");
-      else expect(name, kv.value(), kv.value().isString(), "a string");
+      if (tensors) {
+        expect(name, kv.value(), kv.value().isTensor(), "a tensor");
+        const at::Tensor& t = kv.value().toTensor();
+        check_tensor_storage(t, path_ + ": bad checkpoint: field '" + name + "'");
+        // Training on from NaN or infinite weights or optimizer state would
+        // only diverge (fuzz_checkpoint found it): refuse them here, by name.
+        if (t.is_floating_point() && !at::isfinite(t).all().item<bool>()) refuse(name, "holds NaN or infinite values");
+      } else {
+        expect(name, kv.value(), kv.value().isString(), "a string");
+      }
       out.emplace(kv.key().toStringRef(), kv.value());
     }
     return out;

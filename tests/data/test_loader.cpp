@@ -5,10 +5,12 @@
 #include <filesystem>
 #include <set>
 
+#include "compress/archive_check.h"
 #include "compress/data/dataset.h"
 #include "compress/data/loader.h"
 #include "compress/error.h"
 #include "temp_dir.h"
+#include "test_paths.h"
 
 using namespace compress::data;
 
@@ -208,4 +210,71 @@ TEST_CASE("tensor datasets keep token ids as integers and read other inputs as f
   const TensorDataset pixels = load_tensor_dataset(tmp.file("bytes.pt"));
   CHECK(pixels.inputs.scalar_type() == at::kFloat);
   CHECK(at::equal(pixels.inputs, bytes.inputs.to(at::kFloat)));
+}
+
+namespace {
+
+// A tensor whose sizes, strides and offset are set without LibTorch's bounds
+// check, as the unpickler sets them from a crafted file.
+at::Tensor viewing(at::Tensor storage_of, at::IntArrayRef sizes, at::IntArrayRef strides, int64_t offset = 0) {
+  at::Tensor t = storage_of.detach().clone();
+  t.unsafeGetTensorImpl()->set_sizes_and_strides(sizes, strides);
+  t.unsafeGetTensorImpl()->set_storage_offset(offset);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("a tensor that views past its storage is refused on load, naming the file and the tensor", "[dataset]") {
+  using compress::check_tensor_storage;
+  const at::Tensor four = at::zeros({4});  // a storage of 16 bytes
+  CHECK_NOTHROW(check_tensor_storage(viewing(four, {2, 2}, {2, 1}), "t"));
+  CHECK_NOTHROW(check_tensor_storage(viewing(four, {2}, {1}, 2), "t"));
+  CHECK_NOTHROW(check_tensor_storage(viewing(four, {0, 1000}, {1000, 1}, 9), "t"));  // empty: reads nothing
+  CHECK_THROWS_WITH(check_tensor_storage(viewing(four, {5}, {1}), "t"),
+                    "t of shape [5], strides [1] and offset 0 reaches past its storage of 16 bytes");
+  CHECK_THROWS_WITH(check_tensor_storage(viewing(four, {2}, {1}, 3), "t"), Catch::Contains("offset 3 reaches past"));
+  CHECK_THROWS_WITH(check_tensor_storage(viewing(four, {2}, {int64_t(1) << 62}), "t"),
+                    Catch::Contains("reaches past"));  // the last byte's offset overflows int64
+
+  // Saved and loaded as a tensor dataset: the file keeps the storage and the view.
+  const compress::testing::TempDir tmp("ds");
+  const std::string p = (tmp.path() / "past.pt").string();
+  torch::jit::Module m("__torch__.TensorDataset");
+  m.register_attribute("inputs", c10::TensorType::get(), viewing(at::zeros({2, 3}), {4, 3}, {3, 1}));
+  m.register_attribute("labels", c10::TensorType::get(), at::zeros({4}, at::kLong));
+  m.save(p);
+  try {
+    load_tensor_dataset(p);
+    FAIL("a tensor past its storage was accepted");
+  } catch (const compress::Error& e) {
+    CHECK(e.kind() == compress::ErrorKind::BadInput);
+    CHECK(std::string(e.what()) ==
+          p + ": tensor 'inputs' of shape [4, 3], strides [3, 1] and offset 0 reaches past its storage of 24 bytes");
+  }
+
+  // A storage reference claiming more elements than its record holds (the
+  // unpickler would size the storage by the claim): refused before loading.
+  const std::string claim = (tmp.path() / "claim.pt").string();
+  std::filesystem::copy_file(
+      std::filesystem::path(COMPRESS_SOURCE_DIR) / "tests/fuzz/corpus/dataset/regression_storage_numel_past_record", claim);
+  try {
+    load_tensor_dataset(claim);
+    FAIL("a storage larger than its record was accepted");
+  } catch (const compress::Error& e) {
+    CHECK(e.kind() == compress::ErrorKind::BadInput);
+    CHECK(std::string(e.what()) == claim + ": cannot load TorchScript model: record data.pkl: storage '0' claims "
+                                           "1000 bytes, its record data/0 holds 144");
+  }
+  // Only the form LibTorch writes is followed: another one is refused.
+  std::vector<compress::StorageRef> refs;
+  const std::string odd("\x80\x02(X\x07\0\0\0storageK\x01X\x01\0\0\0" "0K\x05tQ.", 28);
+  CHECK_THROWS_WITH(compress::check_pickle(odd.data(), odd.size(), "x", &refs),
+                    Catch::Contains("a tensor storage reference not in the form LibTorch writes"));
+  const std::string good("\x80\x02(X\x07\0\0\0storagectorch\nFloatStorage\nX\x01\0\0\0" "0X\x03\0\0\0cpuK\x05tQ.",
+                         54);
+  REQUIRE_NOTHROW(compress::check_pickle(good.data(), good.size(), "x", &refs));
+  REQUIRE(refs.size() == 1);
+  CHECK(refs[0].key == "0");
+  CHECK(refs[0].bytes == 20);
 }

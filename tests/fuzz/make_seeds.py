@@ -3,6 +3,8 @@
 Run once, with Debian's interpreter and a built ops library; the seeds are
 committed:  /usr/bin/python3 make_seeds.py build/src/ops/libcompress_ops.so"""
 import gzip
+import io
+import json
 import os
 import sys
 
@@ -66,7 +68,79 @@ def shape_seeds():
         write("shape", "s%02d" % i, text.encode())
 
 
+def saved(module):
+    buf = io.BytesIO()
+    torch.jit.save(module, buf)
+    return buf.getvalue()
+
+
+class Dataset(torch.nn.Module):
+    """A tensor dataset file as compress writes one: attributes only."""
+
+    def __init__(self, inputs, labels, num_classes=None):
+        super().__init__()
+        self.inputs = inputs
+        self.labels = labels
+        if num_classes is not None:
+            self.num_classes = num_classes
+
+    def forward(self, x):
+        return x
+
+
+def dataset_seeds():
+    torch.manual_seed(0)
+    write("dataset", "images", saved(torch.jit.script(Dataset(torch.rand(4, 1, 3, 3), torch.tensor([0, 2, 1, 2]), 3))))
+    write("dataset", "uint8_no_classes",
+          saved(torch.jit.script(Dataset(torch.randint(0, 255, (3, 2), dtype=torch.uint8), torch.tensor([1, 0, 1])))))
+    write("dataset", "float_labels", saved(torch.jit.script(Dataset(torch.rand(2, 2), torch.tensor([0.5, 1.0])))))
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+        self.bn = torch.nn.BatchNorm2d(2)
+        self.fc = torch.nn.Linear(2, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+class Branchy(torch.nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x
+
+
+def import_seeds():
+    torch.manual_seed(0)
+    write("import", "linear", saved(torch.jit.trace(torch.nn.Linear(3, 2).eval(), torch.rand(1, 3))))
+    write("import", "conv_bn_fc", saved(torch.jit.trace(Tiny().eval(), torch.rand(1, 1, 5, 5))))
+    write("import", "scripted_if", saved(torch.jit.script(Branchy())))
+
+
+def recipe_seeds():
+    here_recipes = os.path.join(here, "..", "..", "examples", "recipes")
+    for name in ("quickstart", "cnn"):
+        with open(os.path.join(here_recipes, name + ".json"), "rb") as f:
+            write("recipe", name, f.read())
+    write("recipe", "every_stage", json.dumps({
+        "model": {"arch": "cnn", "width": 0.5, "seed": 3},
+        "input_shape": [1, 1, 28, 28],
+        "stages": [{"train": {"epochs": 1}}, {"prune": {"target_macs": 0.5}},
+                   {"qat": {"epochs": 1}}, {"quantize": {"method": "minmax"}}, {"bench": {"batches": [1]}}],
+    }).encode())
+    write("recipe", "bad_fields", b'{"model": {"file": "x.pt", "arch": "cnn"}, "stages": [{"prun": {}}, 3], "threads": 0}')
+    write("recipe", "not_json", b'{"model": ')
+
+
 if __name__ == "__main__":
     packed_seeds(sys.argv[1])
     idx_seeds()
     shape_seeds()
+    dataset_seeds()
+    import_seeds()
+    recipe_seeds()

@@ -232,6 +232,44 @@ TEST_CASE("bad input gives a one-line error naming the op", "[ops][errors]") {
   CHECK_THAT(e, Catch::Contains("more than 2"));
 }
 
+TEST_CASE("non-finite scales and biases are refused by every op, naming the element", "[ops][errors]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  auto with = [](at::Tensor t, int64_t i, float v) {
+    t[i] = v;
+    return t;
+  };
+  // The requantization parameters of the sparse linear and the convolution
+  // (make_epilogue, as linear_int8 above).
+  const at::Tensor sparse_w = rand_s8({4, 8}), mask = at::ones({4, 8}, at::kByte);
+  const at::Tensor sp = compress::ops::pack_linear_int8_sparse(sparse_w, mask, 0, "1x4");
+  std::string e = error_of([&] {
+    compress::ops::linear_int8_sparse(rand_u8({2, 8}), sp, at::ones({4}), with(at::zeros({4}), 1, -inf), 0, false,
+                                      at::kFloat, c10::nullopt, 1.0, 0);
+  });
+  CHECK_THAT(e, Catch::StartsWith("compress::linear_int8_sparse: bias[1] is -inf; biases must be finite"));
+  const at::Tensor cp = compress::ops::pack_conv2d_int8(rand_s8({4, 2, 3, 3}), 0, 1, "auto");
+  e = error_of([&] {
+    compress::ops::conv2d_int8(rand_u8({1, 5, 5, 2}), cp, with(at::ones({4}), 3, nan), c10::nullopt, {1, 1}, {0, 0},
+                               {1, 1}, 0, false, at::kFloat, c10::nullopt, 1.0, 0);
+  });
+  CHECK_THAT(e, Catch::StartsWith("compress::conv2d_int8: scale[3] is nan; scales must be finite"));
+  // Activation scales: positive and finite, for quantizing and dequantizing alike.
+  const at::Tensor x = at::rand({1, 2, 3, 3});
+  for (double s : {double(nan), double(inf), 0.0, -1.0}) {
+    INFO(s);
+    CHECK_THAT(error_of([&] { compress::ops::quantize_u8(x, s, 0); }),
+               Catch::StartsWith("compress::quantize_u8: scale must be positive and finite, got "));
+    CHECK_THAT(error_of([&] { compress::ops::quantize_u8_nhwc(x, s, 0); }),
+               Catch::StartsWith("compress::quantize_u8_nhwc: scale must be positive and finite, got "));
+    CHECK_THAT(error_of([&] { compress::ops::dequantize_u8(rand_u8({4}), s, 0); }),
+               Catch::StartsWith("compress::dequantize_u8: scale must be positive and finite, got "));
+  }
+  // Float inputs are data: NaN goes to code 0 and the infinities clamp
+  // (quantize.h's formula), the op does not refuse them.
+  const at::Tensor q = compress::ops::quantize_u8(at::tensor({nan, inf, -inf, 1.0f}), 0.5, 10, 200);
+  CHECK(q.equal(at::tensor({0, 200, 0, 12}, at::kByte)));
+}
+
 TEST_CASE("ops report the kernel ISA", "[ops]") {
   const std::string isa = call("kernel_isa", {}).toStringRef();
   CHECK((isa == "ref" || isa == "avx2" || isa == "avx512vnni" || isa == "amx"));

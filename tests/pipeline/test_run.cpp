@@ -148,6 +148,20 @@ TEST_CASE("run: an invalid recipe is refused before anything runs, one line per 
   CHECK(nj.code == 2);
   CHECK(count_lines(nj.out) == 1);
   CHECK(nj.out.find("not valid JSON") != std::string::npos);
+  // A number too large for a double (found by fuzz_recipe): the same one line.
+  std::ofstream(dir.file("huge.json")) << "{\"threads\": 1e999999}";
+  Run huge = run("run " + dir.file("huge.json") + " -o " + out);
+  CHECK(huge.code == 2);
+  CHECK(count_lines(huge.out) == 1);
+  CHECK(huge.out.find(dir.file("huge.json") + ": not valid JSON (a number out of range)") != std::string::npos);
+  // A stage number too large for int64 (found by fuzz_recipe): a problem like any other.
+  std::ofstream(dir.file("far.json"))
+      << R"({"model": {"arch": "cnn"}, "data": {"source": "fashion-mnist"}, "stages": [{"train": {"epochs": 1}},
+             {"distill": {"teacher": "before stage 99999999999999999999"}}]})";
+  Run far = run("run " + dir.file("far.json") + " -o " + out);
+  CHECK(far.code == 2);
+  CHECK(far.out.find("stages[1].distill.teacher: 'before stage 99999999999999999999': no such stage") !=
+        std::string::npos);
 
   Run missing = run("run " + dir.file("nothere.json"));
   CHECK(missing.code == 2);

@@ -15,6 +15,7 @@
 #include <iterator>
 #include <limits>
 
+#include "compress/archive_check.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/train/trainer.h"
@@ -151,6 +152,25 @@ TEST_CASE("a checkpoint is refused field by field, before anything is restored",
       {[](auto& d) { sub(d, "parameters").insert_or_assign("w1", int64_t(3)); },
        "field 'parameters.w1' should be a tensor, is Int"},
       {[](auto& d) { REQUIRE(sub(d, "parameters").erase("w2") == 1); }, "field 'parameters.w2' is missing"},
+      {[nan](auto& d) {
+         at::Tensor t = sub(d, "parameters").at("w1").toTensor().clone();
+         t[3][4] = nan;
+         sub(d, "parameters").insert_or_assign("w1", t);
+       },
+       "field 'parameters.w1' holds NaN or infinite values"},
+      {[](auto& d) {
+         at::Tensor t = sub(d, "optimizer").at("w2.buf1").toTensor().clone();
+         t[0][0] = -std::numeric_limits<float>::infinity();
+         sub(d, "optimizer").insert_or_assign("w2.buf1", t);
+       },
+       "field 'optimizer.w2.buf1' holds NaN or infinite values"},
+      {[](auto& d) {
+         // The model's shape on a storage one element short, as a crafted pickle makes it.
+         at::Tensor t = at::zeros({127});
+         t.unsafeGetTensorImpl()->set_sizes_contiguous({16, 8});
+         sub(d, "parameters").insert_or_assign("w1", t);
+       },
+       "field 'parameters.w1' of shape [16, 8], strides [8, 1] and offset 0 reaches past its storage of 508 bytes"},
       {[](auto& d) { sub(d, "parameters").insert("w3", at::zeros({2})); }, "field 'parameters.w3' is not in the model"},
       {[](auto& d) { sub(d, "buffers").insert_or_assign("running_mean", at::zeros({15})); },
        "field 'buffers.running_mean' has shape [15], the model's is [16]"},
@@ -222,6 +242,61 @@ TEST_CASE("resuming with other training settings is refused, naming each differe
 
 // Hidden (not run by ctest): writes the checkpoint harness's seeds.
 //   build/tests/train/test_train "[.fuzz_seeds]"
+TEST_CASE("a pickle length past the end of its record is refused before unpickling", "[trainer][checkpoint]") {
+  // Each length-prefixed opcode, its length one byte more than what follows
+  // with the STOP after it (1-byte, 4-byte and 8-byte length fields), then
+  // a string of 4 GB.
+  const std::vector<std::string> bad = {
+      std::string("U\x04" "ab.", 5),                      // SHORT_BINSTRING
+      std::string("C\x04" "ab.", 5),                      // SHORT_BINBYTES
+      std::string("\x8c\x04" "ab.", 5),                  // SHORT_BINUNICODE
+      std::string("\x8a\x04" "ab.", 5),                  // LONG1
+      std::string("X\x05\0\0\0abc.", 9),            // BINUNICODE
+      std::string("B\x05\0\0\0abc.", 9),            // BINBYTES
+      std::string("T\x05\0\0\0abc.", 9),            // BINSTRING
+      std::string("T\xff\xff\xff\xff" "abc.", 9),      // BINSTRING, negative
+      std::string("\x8b\x05\0\0\0abc.", 9),        // LONG4
+      std::string("\x8d\x05\0\0\0\0\0\0\0abc.", 13),  // BINUNICODE8
+      std::string("\x8e\x05\0\0\0\0\0\0\0abc.", 13),  // BINBYTES8
+      std::string("\x96\x05\0\0\0\0\0\0\0abc.", 13),  // BYTEARRAY8
+      std::string("X\x03\0\0\xfc" "abc.", 9),          // 4 GB
+  };
+  for (const std::string& p : bad) {
+    INFO(p);
+    CHECK_THROWS_WITH(compress::check_pickle(p.data(), p.size(), "x.pkl"),
+                      Catch::StartsWith("x.pkl: a length field says ") && Catch::Contains("bytes, only"));
+  }
+  CHECK_THROWS_WITH(compress::check_pickle("\x80\x02\xff.", 4, "x"), Catch::Contains("unknown pickle opcode 0xff"));
+  CHECK_THROWS_WITH(compress::check_pickle("\x80\x02N", 3, "x"), Catch::Contains("ends without its STOP"));
+  CHECK_THROWS_WITH(compress::check_pickle("cmod\nname", 9, "x"), Catch::Contains("text argument runs past"));
+  CHECK_THROWS_WITH(compress::check_pickle("J\x01\x02", 3, "x"), Catch::Contains("an argument runs past"));
+  // Memo ids: LibTorch's unpickler resizes its memo vector to the id.
+  CHECK_THROWS_WITH(compress::check_pickle("Nr\xff\xff\xff\x7f.", 7, "x"),
+                    Catch::Contains("a memo index 2147483647 larger than the record"));
+  CHECK_THROWS_WITH(compress::check_pickle("Nq\x00h\x01.", 6, "x"), Catch::Contains("a memo read of index 1, never stored"));
+  CHECK_NOTHROW(compress::check_pickle("Nq\x00h\x00.", 6, "x"));
+  // What LibTorch writes passes, and so do exact lengths.
+  const TempDir dir("ckpt");
+  const std::vector<char> real = torch::jit::pickle(c10::IValue(write_checkpoint(dir.file("c"))));
+  CHECK_NOTHROW(compress::check_pickle(real.data(), real.size(), "x"));
+  CHECK_NOTHROW(compress::check_pickle("X\x03\0\0\0" "abc.", 9, "x"));
+
+  // The fuzz finding: a checkpoint whose BINUNICODE length says 4 GB made the
+  // unpickler reserve 4 GB; now it is one line naming the file.
+  const std::string finding =
+      (fs::path(COMPRESS_SOURCE_DIR) / "tests/fuzz/corpus/checkpoint/regression_unpickler_string_length").string();
+  std::string msg;
+  try {
+    fuzz_checkpoint::run(finding, true, -1);
+  } catch (const compress::Error& e) {
+    CHECK(e.kind() == compress::ErrorKind::BadInput);
+    msg = e.what();
+  }
+  CHECK_THAT(msg, Catch::StartsWith(finding + ": not a readable checkpoint (record data.pkl: a length field says "
+                                              "4227858435 bytes"));
+  CHECK(msg.find('\n') == std::string::npos);
+}
+
 TEST_CASE("write the seeds of the checkpoint fuzz harness", "[.fuzz_seeds]") {
   const fs::path dir = fs::path(COMPRESS_SOURCE_DIR) / "tests/fuzz/corpus/checkpoint";
   fs::create_directories(dir);
