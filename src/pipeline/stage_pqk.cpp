@@ -42,11 +42,8 @@ class PqkStage : public Stage {
     const data::TensorDataset& train_set = ctx.data.train();
     const int64_t batch = training.recipe.batch_size;
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape);
-    at::Tensor inputs = train_set.inputs.to(at::kFloat);
-    quant::CalibrationData calib{std::min(calib_batches, (inputs.size(0) + batch - 1) / batch),
-                                 [inputs, batch](int64_t i) {
-                                   return inputs.narrow(0, i * batch, std::min(batch, inputs.size(0) - i * batch));
-                                 }};
+    const quant::CalibrationData calib =
+        quant::CalibrationData::first_batches(train_set.inputs.to(at::kFloat), batch, calib_batches);
     // No checkpoints: the two phases train different modules in one call,
     // so an interrupted pqk stage starts again from its beginning.
     train::TrainConfig phase1 = training.config(train_set.size(), ctx.recipe.threads, "", ctx.key, ctx.quiet);

@@ -34,11 +34,8 @@ class QatStage : public Stage {
     Shape shape{batch};
     shape.insert(shape.end(), ctx.sample_shape.begin(), ctx.sample_shape.end());
     graph.set_example_inputs({InputSpec{shape}});
-    at::Tensor inputs = train_set.inputs.to(at::kFloat);
-    quant::CalibrationData calib{std::min(calib_batches, (inputs.size(0) + batch - 1) / batch),
-                                 [inputs, batch](int64_t i) {
-                                   return inputs.narrow(0, i * batch, std::min(batch, inputs.size(0) - i * batch));
-                                 }};
+    const quant::CalibrationData calib =
+        quant::CalibrationData::first_batches(train_set.inputs.to(at::kFloat), batch, calib_batches);
     quant::QatModel model = quant::prepare_qat(graph, calib, qat);
     train::TrainConfig cfg = training.config(train_set.size(), ctx.recipe.threads, ctx.work_dir,
                                              ctx.key, ctx.quiet);

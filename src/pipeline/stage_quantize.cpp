@@ -55,10 +55,7 @@ class QuantizeStage : public Stage {
       const uint64_t s = seed;
       data = {calib_batches, quant::CalibrationData::Inputs([synthesize, s](int64_t i) { return synthesize(s + uint64_t(i)); })};
     } else {
-      at::Tensor inputs = ctx.data.train().inputs.to(ctx.sample_dtype);
-      data = {std::min(calib_batches, (inputs.size(0) + n - 1) / n), [inputs, n](int64_t i) {
-                return inputs.narrow(0, i * n, std::min(n, inputs.size(0) - i * n));
-              }};
+      data = quant::CalibrationData::first_batches(ctx.data.train().inputs.to(ctx.sample_dtype), n, calib_batches);
     }
     quant::QuantizeReport report = quant::quantize_static(graph, data, quantize);
     save_module(export_module(graph), ctx.output_model);

@@ -73,6 +73,13 @@ void measure(const Graph& ref, const Graph& q, const CalibrationData& data, int6
 
 }  // namespace
 
+CalibrationData CalibrationData::first_batches(const at::Tensor& samples, int64_t batch, int64_t max_batches) {
+  return {std::min(max_batches, (samples.size(0) + batch - 1) / batch), [samples, batch](int64_t i) {
+            const int64_t start = i * batch;
+            return samples.narrow(0, start, std::min(batch, samples.size(0) - start));
+          }};
+}
+
 std::vector<c10::IValue> CalibrationData::arguments(int64_t i) const {
   if (inputs) {
     std::vector<at::Tensor> ts = inputs(i);

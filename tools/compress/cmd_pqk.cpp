@@ -115,7 +115,7 @@ int cmd_pqk(int argc, char** argv) {
   }
   at::set_num_threads(threads);
 
-  quant::CalibrationData calib = first_batches(train_set.inputs, batch, calib_batches);
+  quant::CalibrationData calib = quant::CalibrationData::first_batches(train_set.inputs, batch, calib_batches);
   train::TrainConfig phase1 = qat_train_config(args, epochs);
   phase1.quiet = phase1.quiet || !root;
   phase1.fingerprint = "pqk in=" + in + " data=" + data;

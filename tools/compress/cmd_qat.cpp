@@ -87,7 +87,7 @@ int cmd_qat(int argc, char** argv) {
   const data::TensorDataset &train_set = sets.train, &test_set = sets.test;
   at::set_num_threads(threads);
 
-  quant::CalibrationData calib = first_batches(train_set.inputs, batch, calib_batches);
+  quant::CalibrationData calib = quant::CalibrationData::first_batches(train_set.inputs, batch, calib_batches);
   quant::QatModel qat = quant::prepare_qat(graph, calib, qo);
   const double float_top1 = root ? top1_percent(float_module, test_set) : 0;
   const double initial_top1 = root ? top1_percent(export_module(qat.graph), test_set) : 0;

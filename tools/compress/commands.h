@@ -18,6 +18,7 @@ bool wants_dynamic_quantization(int argc, char** argv);
 int cmd_quantize_dynamic(int argc, char** argv);
 int cmd_distill(int argc, char** argv);
 int cmd_pdd(int argc, char** argv);
+int cmd_pqk(int argc, char** argv);
 int cmd_sparsify(int argc, char** argv);
 int cmd_amc(int argc, char** argv);
 int cmd_run(int argc, char** argv);

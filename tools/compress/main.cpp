@@ -11,12 +11,6 @@
 #include "commands.h"
 #include "compress/error.h"
 
-// Declared here rather than in commands.h only so that adding it did not
-// rebuild every cmd_*.cpp on the shared build machine; move it there on merge.
-namespace compress::cli {
-int cmd_pqk(int argc, char** argv);
-}
-
 namespace {
 
 struct Command {

@@ -81,13 +81,6 @@ inline QatData load_qat_data(const cxxopts::ParseResult& args, Graph& graph, int
 }
 
 // The first `batches` batches of `inputs` (fewer when it is shorter).
-inline quant::CalibrationData first_batches(const at::Tensor& inputs, int64_t batch, int64_t batches) {
-  return {std::min(batches, (inputs.size(0) + batch - 1) / batch), [inputs, batch](int64_t i) {
-            const int64_t start = i * batch;
-            return inputs.narrow(0, start, std::min(batch, inputs.size(0) - start));
-          }};
-}
-
 // SGD with momentum 0.9 and cosine decay at --lr, --batch-size, --seed,
 // --weight-decay, --threads; quiet with --quiet or --json.
 inline train::TrainConfig qat_train_config(const cxxopts::ParseResult& args, int64_t epochs) {

@@ -84,6 +84,9 @@ struct CalibrationData {
   Inputs inputs;
 
   bool empty() const { return num_batches <= 0 || (!batch && !inputs); }
+  // The first `max_batches` batches of `batch` samples of `samples` (the last
+  // one may be short): calibration on the start of a training set.
+  static CalibrationData first_batches(const at::Tensor& samples, int64_t batch, int64_t max_batches);
   // Batch i as forward's arguments (`inputs` when set, else `batch`).
   std::vector<c10::IValue> arguments(int64_t i) const;
 };
