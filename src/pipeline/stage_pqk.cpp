@@ -44,10 +44,9 @@ class PqkStage : public Stage {
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape);
     const quant::CalibrationData calib =
         quant::CalibrationData::first_batches(train_set.inputs.to(at::kFloat), batch, calib_batches);
-    // No checkpoints: the two phases train different modules in one call,
-    // so an interrupted pqk stage starts again from its beginning.
+    // No work folder, hence no checkpoints: the two phases train different
+    // modules in one call, so an interrupted pqk stage starts again.
     train::TrainConfig phase1 = training.config(train_set.size(), ctx.recipe.threads, "", ctx.key, ctx.quiet);
-    phase1.checkpoint_path.clear();
     train::TrainConfig phase2 = phase1;
     phase2.epochs = finetune_epochs;
     phase2.optimizer.lr = finetune_lr;

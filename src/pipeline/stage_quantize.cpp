@@ -49,13 +49,13 @@ class QuantizeStage : public Stage {
       return;
     }
     quant::CalibrationData data;
-    const int64_t n = calib_batch_size;
     if (calib == "random") {  // integer inputs: ids within the embedding they index
       const InputSynthesizer synthesize(graph);
       const uint64_t s = seed;
       data = {calib_batches, quant::CalibrationData::Inputs([synthesize, s](int64_t i) { return synthesize(s + uint64_t(i)); })};
     } else {
-      data = quant::CalibrationData::first_batches(ctx.data.train().inputs.to(ctx.sample_dtype), n, calib_batches);
+      data = quant::CalibrationData::first_batches(ctx.data.train().inputs.to(ctx.sample_dtype), calib_batch_size,
+                                                   calib_batches);
     }
     quant::QuantizeReport report = quant::quantize_static(graph, data, quantize);
     save_module(export_module(graph), ctx.output_model);
