@@ -41,12 +41,9 @@ for name in packed idx shape checkpoint dataset import recipe; do
   case "$name" in
     # LibTorch's zip reader leaks its state when it refuses an archive after
     # opening it (docs/reliability.md): leak checking would stop there.
-    checkpoint) extra+=(-detect_leaks=0); asan="$asan:detect_leaks=0" ;;
-    # torch::jit::load also compiles the archive's TorchScript source, and
-    # LibTorch's compiler crashes on some crafted source (an open LibTorch
-    # finding, docs/reliability.md): fork mode goes on after a crash and
-    # keeps each one as crash-NAME-*, to be triaged (a frame of ours in it?).
-    dataset|import) extra+=(-detect_leaks=0 -fork=1 -ignore_crashes=1); asan="$asan:detect_leaks=0" ;;
+    # (LibTorch's TorchScript compiler, which crashes on some crafted source,
+    # runs in load_module's trial child first: such a crash is a refusal.)
+    checkpoint|dataset|import) extra+=(-detect_leaks=0); asan="$asan:detect_leaks=0" ;;
   esac
   ASAN_OPTIONS="$asan" "$build/fuzz_$name" -max_total_time="$seconds" -rss_limit_mb=4096 -max_len=8192 \
     -print_final_stats=1 "${extra[@]}" -artifact_prefix="$build/crash-$name-" \

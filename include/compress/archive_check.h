@@ -6,6 +6,7 @@
 // (found by fuzz_checkpoint). Any problem raises Error(BadInput) with the
 // problem, prefixed by `what: ` (the file, say) when `what` is not empty.
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,10 +16,14 @@ class Tensor;
 namespace torch::jit {
 struct Module;
 }
+namespace c10 {
+struct IValue;
+}
 namespace caffe2 {
 namespace serialize {
 class PyTorchStreamReader;
-}
+class ReadAdapterInterface;
+}  // namespace serialize
 }  // namespace caffe2
 
 namespace compress {
@@ -35,10 +40,41 @@ struct StorageRef {
 void check_pickle(const char* data, size_t size, const std::string& what,
                   std::vector<StorageRef>* storages = nullptr);
 
+// One entry of a zip archive's central directory.
+struct ZipEntry {
+  std::string name;          // the full name, "archive/data.pkl"
+  uint64_t data_offset = 0;  // where its (compressed) bytes start
+  uint64_t compressed_size = 0;
+  uint64_t size = 0;     // uncompressed
+  uint16_t method = 0;   // 0 stored (what PyTorch writes), 8 deflated
+  uint32_t crc32 = 0;
+};
+
+// Our own walk of the zip structure, before LibTorch's reader (miniz) sees
+// it: that reader allocates an entry's uncompressed size as the directory
+// claims it (30 GB for a 2 KB file, found by fuzz_import) and skips CRC
+// checks, so a damaged archive reaches the unpickler and the TorchScript
+// compiler. Checks the end record (zip64 included), every central directory
+// entry and its local header: offsets and sizes within the file, each
+// entry's data before the directory, stored sizes equal, deflated claims
+// within deflate's 1032:1 limit, no encryption or other methods; then reads
+// every entry once: its CRC, and a deflated entry's real inflated size.
+// Refuses with one line (BadInput, prefixed by `what: `) naming the entry.
+std::vector<ZipEntry> check_zip(const caffe2::serialize::ReadAdapterInterface& in, const std::string& what);
+
 // check_pickle on every pickle record of the archive (`*.pkl`, `*.debug_pkl`),
 // and every storage it refers to no larger than its record (the unpickler
 // sizes a storage by the claimed numel over a buffer of the record's size).
-void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const std::string& what);
+// `entries` (check_zip's, of the same archive) give the records' sizes.
+void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const std::vector<ZipEntry>& entries,
+                           const std::string& what);
+
+// A file in torch::jit::pickle_save's format (checkpoints, mask files), read
+// the checked way: check_zip and check_archive_pickles first, then LibTorch's
+// unpickler over a reader that gives back only bytes that exist (its memory
+// reader copies whatever a corrupt offset asks for). The caller checks the
+// fields it takes from the result (check_tensor_storage for its tensors).
+c10::IValue load_checked_pickle(const std::vector<char>& bytes, const std::string& what);
 
 // The unpickler takes a tensor's sizes, strides and storage offset from the
 // pickle without checking them against its storage (a record of the

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -12,7 +14,10 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
+#include <ATen/Parallel.h>
+#include <caffe2/serialize/file_adapter.h>
 #include <caffe2/serialize/inline_container.h>
 
 #include "compress/archive_check.h"
@@ -33,6 +38,86 @@ void require_input_file(const std::string& path) {
   if (!probe) bad_input(path + ": cannot be read (" + std::strerror(errno) + ")");
 }
 
+namespace {
+
+// How long a trial load may take before it is given up on (and the module is
+// loaded in this process, as without the trial): generous, since a large
+// model on a busy machine loads slowly, and a hang is not a crash.
+std::chrono::milliseconds trial_load_limit(const std::string& path) {
+  std::error_code ec;
+  const uintmax_t bytes = fs::file_size(path, ec);
+  return std::chrono::seconds(120) + std::chrono::milliseconds(ec ? 0 : bytes / 10000);  // + 100 s per GB
+}
+
+constexpr int kTrialLoaded = 0, kTrialThrew = 3;
+
+// torch::jit::load compiles the archive's TorchScript source (code/), and
+// LibTorch's compiler trusts that source: a class body with an unannotated
+// assignment crashes it (SEGV in ScriptTypeParser::parseClassConstant, found
+// by fuzz_import; a valid CRC does not help). Short of a second TorchScript
+// parser nothing can rule such crashes out, so the archive is first loaded
+// by a forked child. A child that dies is a refusal naming the signal; a
+// child that loaded the module, or refused it with an exception (which the
+// load in this process then reports in its own words), lets the load go on.
+// If the child cannot be started or does not finish in time, the module is
+// loaded here as it would be without the trial.
+void trial_load_in_child(const std::string& path) {
+  std::fflush(nullptr);  // the child must not flush the parent's buffered output again
+  const pid_t pid = ::fork();
+  if (pid < 0) return;
+  if (pid == 0) {
+    // The child's crash is the parent's to report: handlers inherited from
+    // the parent (a sanitizer's or fuzzer's, a program's crash reporter) must
+    // not act on it, and it leaves no core file.
+    struct sigaction default_action {};
+    default_action.sa_handler = SIG_DFL;
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP}) ::sigaction(sig, &default_action, nullptr);
+    const struct rlimit no_core {0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    // Quiet (LibTorch's warnings are the parent's to print) and on one
+    // thread: an OpenMP pool the parent started does not survive fork.
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    if (devnull >= 0) {
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+    }
+    at::set_num_threads(1);
+    int code = kTrialLoaded;
+    try {
+      (void)torch::jit::load(path, c10::Device(c10::kCPU));
+    } catch (...) {
+      code = kTrialThrew;
+    }
+    ::_exit(code);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + trial_load_limit(path);
+  auto pause = std::chrono::microseconds(200);
+  int status = 0;
+  for (;;) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return;  // not our child to wait for (SIGCHLD ignored): load here
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      return;
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(20000));
+  }
+  if (WIFEXITED(status) && (WEXITSTATUS(status) == kTrialLoaded || WEXITSTATUS(status) == kTrialThrew)) return;
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    bad_input(path + ": cannot load TorchScript model: LibTorch crashed reading it (signal " + std::to_string(sig) + ", " +
+              strsignal(sig) + "); the archive is damaged or crafted");
+  }
+  bad_input(path + ": cannot load TorchScript model: LibTorch failed reading it (exit code " +
+            std::to_string(WEXITSTATUS(status)) + " in a trial load); the archive is damaged or crafted");
+}
+
+}  // namespace
+
 torch::jit::Module load_module(const std::string& path) {
   require_input_file(path);
   // A TorchScript archive is a zip file: say so plainly for anything else
@@ -47,11 +132,16 @@ torch::jit::Module load_module(const std::string& path) {
     }
   }
   try {
-    // LibTorch's unpickler sizes strings from the pickle's length fields and
-    // takes tensor views from it unchecked: check every pickle of the
-    // archive against its record first, every tensor against its storage after.
-    caffe2::serialize::PyTorchStreamReader reader(path);
-    check_archive_pickles(reader, path + ": cannot load TorchScript model");
+    // LibTorch's zip reader trusts the archive's sizes, its unpickler sizes
+    // strings from the pickle's length fields and takes tensor views from it
+    // unchecked: check the zip structure and every pickle of the archive
+    // against its record first, every tensor against its storage after.
+    const std::string what = path + ": cannot load TorchScript model";
+    auto file = std::make_shared<caffe2::serialize::FileAdapter>(path);
+    const std::vector<ZipEntry> entries = check_zip(*file, what);
+    caffe2::serialize::PyTorchStreamReader reader(file);
+    check_archive_pickles(reader, entries, what);
+    trial_load_in_child(path);
     torch::jit::Module m = torch::jit::load(path, c10::Device(c10::kCPU));
     check_module_tensors(m, path);
     return m;

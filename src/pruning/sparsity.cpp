@@ -12,6 +12,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
+#include "compress/archive_check.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/ops/ops.h"
@@ -313,7 +314,9 @@ Masks load_masks(const std::string& path) {
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   c10::IValue v;
   try {
-    v = torch::jit::pickle_load(bytes);
+    v = load_checked_pickle(bytes, path + ": not a mask file");
+  } catch (const Error&) {
+    throw;  // one line naming the file and the problem
   } catch (const std::exception& e) {
     bad_input(path + ": not a mask file (a pickled dict of weight name -> bool tensor, as --save-masks writes): " +
               first_line_of(e));
@@ -323,6 +326,7 @@ Masks load_masks(const std::string& path) {
   for (const auto& kv : v.toGenericDict()) {
     if (!kv.key().isString() || !kv.value().isTensor())
       bad_input(path + ": not a mask file (expected a dict of weight name -> bool tensor)");
+    check_tensor_storage(kv.value().toTensor(), path + ": mask '" + kv.key().toStringRef() + "'");
     masks[kv.key().toStringRef()] = kv.value().toTensor();
   }
   if (masks.empty()) bad_input(path + ": the mask file holds no masks");

@@ -5,8 +5,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
-#include <caffe2/serialize/inline_container.h>
-#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include <chrono>
@@ -235,36 +233,6 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainConfig&
   return v;
 }
 
-// torch::jit::pickle_load reads its archive through an adapter that copies
-// whatever range the zip reader asks for, also past the end of the buffer
-// (an offset from a corrupt zip directory: a heap overflow found by
-// fuzz_checkpoint). This adapter gives back only bytes that exist; the zip
-// reader then reports the short read as an error.
-class BoundedReader : public caffe2::serialize::ReadAdapterInterface {
- public:
-  explicit BoundedReader(const std::vector<char>& bytes) : bytes_(bytes) {}
-  size_t size() const override { return bytes_.size(); }
-  size_t read(uint64_t pos, void* buf, size_t n, const char*) const override {
-    if (pos >= bytes_.size()) return 0;
-    n = std::min<size_t>(n, bytes_.size() - size_t(pos));
-    std::memcpy(buf, bytes_.data() + pos, n);
-    return n;
-  }
-
- private:
-  const std::vector<char>& bytes_;
-};
-
-// What torch::jit::pickle_load does, through BoundedReader, after checking
-// that no length in the pickle asks for more than its record holds (else the
-// unpickler reserves whatever a crafted length says: fuzz_checkpoint's
-// regression_unpickler_string_length asked for 4 GB).
-c10::IValue load_pickle(const std::vector<char>& bytes) {
-  caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BoundedReader>(bytes));
-  check_archive_pickles(reader, "");
-  return torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt, c10::nullopt, reader);
-}
-
 // Reads the fields of a checkpoint, each checked for presence and type; any
 // problem is one line naming the file and the field.
 class Fields {
@@ -395,7 +363,7 @@ bool Trainer::load_checkpoint(int64_t& epoch, int64_t& next_batch, int64_t& step
   std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   c10::IValue v;
   try {
-    v = load_pickle(bytes);
+    v = load_checked_pickle(bytes, "");
   } catch (const std::exception& e) {
     bad_input(path + ": not a readable checkpoint (" + first_line_of(e) + ")");
   }
