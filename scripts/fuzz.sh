@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every harness of tests/fuzz with libFuzzer under ASan + UBSan.
-#   scripts/fuzz.sh [SECONDS]    (per harness; default 60)
+#   scripts/fuzz.sh [SECONDS [NAME...]]    (per harness, default 60; NAME:
+#   packed idx shape checkpoint dataset import recipe, default all of them)
 # Builds the normal tree (the shape harness links its libcompress.so), then
 # build-fuzz from tests/fuzz/libfuzzer with clang++-14. New corpus entries go
 # to build-fuzz/corpus-NAME (the seeds in tests/fuzz/corpus/NAME are only
@@ -10,6 +11,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:-60}"
+harnesses=(packed idx shape checkpoint dataset import recipe)
+if [ $# -gt 1 ]; then
+  shift
+  for name in "$@"; do
+    [[ " ${harnesses[*]} " == *" $name "* ]] || { echo "fuzz.sh: no harness '$name' (${harnesses[*]})" >&2; exit 2; }
+  done
+  harnesses=("$@")
+fi
 
 # clang and libFuzzer's runtime are needed only here, not by the normal build.
 missing=()
@@ -33,7 +42,7 @@ ninja -C "$build" -j2
 
 export ASAN_OPTIONS="halt_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-for name in packed idx shape checkpoint dataset import recipe; do
+for name in "${harnesses[@]}"; do
   mkdir -p "$build/corpus-$name"
   echo "fuzz: $name for ${seconds}s" >&2
   extra=()
