@@ -28,7 +28,8 @@ class QuantizeStage : public Stage {
     if (dynamic) return {{"dynamic", true}, {"measure", measure}, {"exclude", quantize.exclude}, {"seed", seed}};
     return {{"dynamic", false}, {"method", quant::method_name(quantize.method)}, {"percentile", quantize.percentile},
             {"exclude", quantize.exclude}, {"calib", calib}, {"calib_batches", calib_batches},
-            {"calib_batch_size", calib_batch_size}, {"seed", seed}, {"sparse", quantize.sparse}};
+            {"calib_batch_size", calib_batch_size}, {"seed", seed}, {"sparse", quantize.sparse},
+            {"activations", quantize.activations}};
   }
   bool needs_data() const override { return !dynamic && calib == "data"; }
 
@@ -77,7 +78,7 @@ std::unique_ptr<Stage> parse_quantize_stage(Fields& f, const ParseInfo&) {
   auto s = std::make_unique<QuantizeStage>();
   s->dynamic = f.boolean("dynamic", false);
   if (s->dynamic) {
-    for (const char* k : {"method", "percentile", "calib", "calib_batches", "calib_batch_size", "sparse"})
+    for (const char* k : {"method", "percentile", "calib", "calib_batches", "calib_batch_size", "sparse", "activations"})
       if (f.has(k)) f.error(k, "does not apply to dynamic quantization (no calibration, dense weights)");
     s->measure = f.boolean("measure", true);
   } else if (f.has("measure")) {
@@ -93,6 +94,8 @@ std::unique_ptr<Stage> parse_quantize_stage(Fields& f, const ParseInfo&) {
   // As `compress quantize --sparse`: auto times dense against the sparse
   // kernels for each layer with zero weights (after a sparsify stage).
   s->quantize.sparse = f.string("sparse", "auto", {"auto", "off", "1x4", "2:4"});
+  // As `compress quantize --activations`: auto is 7-bit codes on AVX2 kernels.
+  s->quantize.activations = f.string("activations", "auto", {"auto", "u8", "u7"});
   return s;
 }
 

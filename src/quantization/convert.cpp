@@ -40,7 +40,12 @@ class Converter {
  public:
   Converter(Graph& g, const std::map<ValueId, Observer>& observers, const QuantizeOptions& options,
             QuantizeReport& report, const FixedParams* fixed = nullptr, QatModel* qat = nullptr)
-      : g_(g), observers_(observers), options_(options), report_(report), fixed_(fixed), qat_(qat) {}
+      : g_(g), observers_(observers), options_(options), report_(report), fixed_(fixed), qat_(qat) {
+    // Trained (QAT) parameters and fake quantization are 8-bit.
+    codes_ = fixed_ || qat_ ? ActivationCodes{255, "u8", "QAT's parameters are 8-bit"}
+                            : resolve_activations(options_.activations);
+    report_.activations = codes_;
+  }
 
   void run(const std::vector<FusedLayer>& plan) {
     // Shapes of the float graph, before any edit (the INT8 graph is not reinferred).
@@ -116,10 +121,10 @@ class Converter {
     auto it = observers_.find(v);
     if (it == observers_.end() || it->second.empty())
       failure("quantize: no calibration statistics for " + g_.describe_value(v));
-    Range r = it->second.range(options_.method, options_.percentile);
+    Range r = it->second.range(options_.method, options_.percentile, codes_.quant_max);
     r.lo = std::max(r.lo, lo);
     r.hi = std::min(r.hi, hi);
-    return affine_u8(r);
+    return affine_u8(r, codes_.quant_max);
   }
 
   ValueId op(const std::string& name, std::vector<Arg> args, const std::string& scope, const std::string& out = "") {
@@ -147,8 +152,9 @@ class Converter {
     }
     auto guard = g_.inserting_before(at);
     // 4-D values become NHWC codes in the same pass (no float reorder).
-    t.q = op(t.nhwc ? "compress::quantize_u8_nhwc" : "compress::quantize_u8", {val(v), cst(t.p.scale), cst(t.p.zero_point)},
-             scope);
+    std::vector<Arg> args = {val(v), cst(t.p.scale), cst(t.p.zero_point)};
+    if (codes_.quant_max < 255) args.push_back(cst(codes_.quant_max));
+    t.q = op(t.nhwc ? "compress::quantize_u8_nhwc" : "compress::quantize_u8", std::move(args), scope);
     twins_[v] = t;
     return t;
   }
@@ -296,7 +302,7 @@ class Converter {
     // A clamp bound (relu6) inside trained parameters' code range: the
     // largest code the kernel writes, as the fake quantizer after the clamp
     // rounds it (calibrated ranges are intersected with the bounds instead).
-    int64_t quant_max = 255;
+    int64_t quant_max = codes_.quant_max;
     if (fixed_ && !float_out && std::isfinite(f.clamp_hi)) {
       const float inv = 1.0f / static_cast<float>(out.scale);
       int64_t hi_code = out.zero_point + static_cast<int64_t>(std::nearbyint(static_cast<float>(f.clamp_hi) * inv));
@@ -313,9 +319,10 @@ class Converter {
     int64_t groups = conv ? std::get<ConvAttrs>(layer->attrs).groups : 1;
     const FormatChoice format = weight_format(*layer, w.q, in.p.zero_point, rep);
     const bool sparse = format.packed.defined();  // a 1x1 conv then runs as a GEMM over its NHWC rows
+    const std::string layout = codes_.quant_max < 255 ? "auto_u7" : "auto";
     at::Tensor packed = sparse ? format.packed
-                        : conv ? ops::pack_conv2d_int8(w.q, in.p.zero_point, groups, "auto")
-                               : ops::pack_linear_int8(w.q, in.p.zero_point, "auto");
+                        : conv ? ops::pack_conv2d_int8(w.q, in.p.zero_point, groups, layout)
+                               : ops::pack_linear_int8(w.q, in.p.zero_point, layout);
     store(prefix + "packed_weight", packed);
     store(prefix + "requant_scale", scale.to(at::kFloat));
     if (bias.defined()) store(prefix + "requant_bias", bias.to(at::kFloat));
@@ -490,6 +497,7 @@ class Converter {
   QuantizeReport& report_;
   const FixedParams* fixed_;
   QatModel* qat_;
+  ActivationCodes codes_;  // the activations' code range (QuantizeOptions::activations)
   std::map<ValueId, size_t> rank_;
   std::map<ValueId, int64_t> sample_numel_;
   std::map<ValueId, QValue> twins_;

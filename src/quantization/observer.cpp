@@ -28,12 +28,12 @@ const char* method_name(Method m) {
   return "?";
 }
 
-QuantParams affine_u8(Range r) {
+QuantParams affine_u8(Range r, int64_t quant_max) {
   double lo = std::min(r.lo, 0.0), hi = std::max(r.hi, 0.0);
   QuantParams p;
-  p.scale = (hi - lo) / 255.0;
+  p.scale = (hi - lo) / static_cast<double>(quant_max);
   if (!(p.scale > 1e-12) || !std::isfinite(p.scale)) p.scale = std::isfinite(p.scale) ? 1e-8 : 1.0;
-  p.zero_point = std::clamp<int64_t>(static_cast<int64_t>(std::nearbyint(-lo / p.scale)), 0, 255);
+  p.zero_point = std::clamp<int64_t>(static_cast<int64_t>(std::nearbyint(-lo / p.scale)), 0, quant_max);
   return p;
 }
 
@@ -89,13 +89,13 @@ void Observer::observe(const at::Tensor& batch) {
   zeros_ += (x == 0).sum().item<int64_t>();
 }
 
-Range Observer::range(Method method, double percentile) const {
+Range Observer::range(Method method, double percentile, int64_t quant_max) const {
   if (empty()) failure("observer: no finite value was observed, so there is no range to calibrate");
   switch (method) {
     case Method::MinMax: return minmax_range();
     case Method::Percentile: return percentile_range(percentile);
     case Method::Entropy: return entropy_range();
-    case Method::Mse: return mse_range();
+    case Method::Mse: return mse_range(quant_max);
   }
   return minmax_range();
 }
@@ -221,15 +221,15 @@ Range Observer::entropy_range() const {
   return {std::max(-t, min_), std::min(t, max_)};
 }
 
-Range Observer::mse_range() const {
+Range Observer::mse_range(int64_t quant_max) const {
   double lo0 = std::min(min_, 0.0), hi0 = std::max(max_, 0.0);
   Range best{lo0, hi0};
   double best_err = std::numeric_limits<double>::infinity();
   for (int step = 1; step <= 200; ++step) {
     double a = step / 200.0;
     Range r{lo0 * a, hi0 * a};
-    QuantParams qp = affine_u8(r);
-    double qlo = qp.scale * (0 - qp.zero_point), qhi = qp.scale * (255 - qp.zero_point);
+    QuantParams qp = affine_u8(r, quant_max);
+    double qlo = qp.scale * (0 - qp.zero_point), qhi = qp.scale * (static_cast<double>(quant_max) - qp.zero_point);
     double err = 0;
     // Inside the range: rounding noise scale^2 / 12; outside: the clipping error.
     for (int i = 0; i < kBins; ++i) {

@@ -8,6 +8,7 @@
 
 #include "compress/error.h"
 #include "compress/ir/export.h"
+#include "compress/ops/ops.h"
 #include "compress/passes/fold_batch_norm.h"
 #include "compress/passes/strip_dropout.h"
 
@@ -97,9 +98,20 @@ void check_finite_parameters(const Graph& g) {
   }
 }
 
+ActivationCodes resolve_activations(const std::string& activations) {
+  if (activations == "u8") return {255, "u8", "asked for (--activations u8)"};
+  if (activations == "u7") return {127, "u7", "asked for (--activations u7)"};
+  if (activations != "auto") bad_input("--activations '" + activations + "': expected auto, u8 or u7");
+  const std::string isa = ops::kernel_isa();
+  if (isa == "avx2")
+    return {127, "u7", "auto: the kernels are AVX2, whose 7-bit layout needs 3 multiplies per 64 MACs instead of 4"};
+  return {255, "u8", "auto: the kernels are " + isa + (isa == "ref" ? "" : ", which multiply u8 x s8 natively")};
+}
+
 nlohmann::json QuantizeReport::to_json() const {
   nlohmann::json j;
   j["method"] = method;
+  j["activations"] = {{"codes", activations.name}, {"quant_max", activations.quant_max}, {"reason", activations.reason}};
   j["calibration_batches"] = calibration_batches;
   j["output_sqnr_db"] = db_json(output_sqnr_db);
   j["size"] = {{"bytes_before", bytes_before},

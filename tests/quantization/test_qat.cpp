@@ -73,7 +73,9 @@ TEST_CASE("QAT puts fake quantization where the INT8 conversion rounds, and conv
   // Untrained, the conversion is PTQ with the same calibration: the same model
   // up to weights whose rounding is a tie one way or the other.
   Graph ptq = g;
-  quant::quantize_static(ptq, calib);
+  quant::QuantizeOptions eight_bit;
+  eight_bit.activations = "u8";  // as QAT's parameters (auto would pick 7 bits on AVX2)
+  quant::quantize_static(ptq, calib, eight_bit);
   Graph converted = quant::convert_qat(qat);
   auto int8_ops = op_counts(converted);
   CHECK(int8_ops["compress::conv2d_int8"] == 3);

@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include "compress/io.h"
+#include "compress/kernels/isa.h"
+#include "compress/kernels/packed.h"
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
 #include "compress/passes/fold_batch_norm.h"
@@ -91,7 +93,9 @@ TEST_CASE("the plan fuses relu, the residual add and relu6 into the layers' epil
 TEST_CASE("a small CNN becomes INT8 ops end to end, with uint8 NHWC between them", "[quant]") {
   Graph g = small_cnn_graph();
   Graph original = g;
-  quant::QuantizeReport r = quant::quantize_static(g, random_batches({4, 3, 16, 16}, 4));
+  quant::QuantizeOptions u8;
+  u8.activations = "u8";  // the bounds below are 8-bit codes' (auto picks 7 bits on AVX2: the next cases)
+  quant::QuantizeReport r = quant::quantize_static(g, random_batches({4, 3, 16, 16}, 4), u8);
   auto ops = op_counts(g);
   CHECK(ops["compress::conv2d_int8"] == 3);
   CHECK(ops["compress::linear_int8"] == 1);
@@ -125,6 +129,7 @@ TEST_CASE("every calibration method gives a working INT8 model", "[quant]") {
     Graph g = small_cnn_graph();
     quant::QuantizeOptions o;
     o.method = m;
+    o.activations = "u8";  // 8-bit codes' bound
     quant::QuantizeReport r = quant::quantize_static(g, random_batches({4, 3, 16, 16}, 4), o);
     INFO(r.to_json().dump(2));
     CHECK(r.method == quant::method_name(m));
@@ -132,10 +137,89 @@ TEST_CASE("every calibration method gives a working INT8 model", "[quant]") {
   }
 }
 
+TEST_CASE("7-bit activations keep every code within 0..127 and use the AVX2 7-bit layout, which auto picks there",
+          "[quant]") {
+  CHECK(quant::resolve_activations("u8").quant_max == 255);
+  CHECK(quant::resolve_activations("u7").quant_max == 127);
+  CHECK_THROWS_WITH(quant::resolve_activations("u6"), "--activations 'u6': expected auto, u8 or u7");
+  const kernels::Isa native = kernels::active_isa();
+  struct Restore {
+    kernels::Isa isa;
+    ~Restore() { kernels::set_active_isa(isa); }
+  } restore{native};
+  for (kernels::Isa isa : {native, kernels::Isa::avx2, kernels::Isa::ref}) {
+    if (!kernels::cpu_supports(isa)) continue;
+    kernels::set_active_isa(isa);
+    INFO(kernels::isa_name(isa));
+    const quant::ActivationCodes codes = quant::resolve_activations("auto");
+    CHECK(codes.quant_max == (isa == kernels::Isa::avx2 ? 127 : 255));
+
+    for (const std::string& asked : {std::string("u7"), std::string("auto")}) {
+      INFO(asked);
+      Graph g = small_cnn_graph();
+      Graph original = g;
+      quant::QuantizeOptions o;
+      o.activations = asked;
+      const quant::QuantizeReport r = quant::quantize_static(g, random_batches({4, 3, 16, 16}, 4), o);
+      const int64_t qmax = asked == "u7" ? 127 : codes.quant_max;
+      CHECK(r.activations.quant_max == qmax);
+      INFO(r.to_json().dump(2));
+      for (const auto& l : r.layers) {
+        CHECK(l.input.zero_point <= qmax);
+        if (!l.float_output) CHECK(l.output.zero_point <= qmax);
+      }
+      CHECK(layer(r, "dw").output.scale * qmax <= 6.0 + 1e-6);  // relu6's codes cover at most [0, 6]
+      // Every op that writes codes is told the top code: the input's quantize
+      // and each INT8 layer writing uint8 (the classifier writes float).
+      int64_t told = 0;
+      for (Node& n : g.nodes()) {
+        const std::string op = n.op_name();
+        if (op == "compress::quantize_u8_nhwc" || op == "compress::conv2d_int8") {
+          const Arg& last = n.inputs().back();
+          if (qmax == 255) {
+            CHECK((last.kind != Arg::Kind::Constant || !last.constant.isInt() || last.constant.toInt() != 127));
+          } else {
+            REQUIRE(last.kind == Arg::Kind::Constant);
+            CHECK(last.constant.toInt() == 127);
+            ++told;
+          }
+        }
+      }
+      if (qmax == 127) CHECK(told == 4);  // quantize + conv1, conv2, dw
+      // The dense weights are packed for this machine's kernels and code
+      // range: the AVX2 u8 / u7 layouts clip weights and keep a correction
+      // list, and fall back to the exact 16-bit layout when that list would
+      // exceed 1% of the weights (these random weights: conv1 and conv2).
+      int64_t seven_bit_layouts = 0;
+      for (const auto& name : g.param_order) {
+        if (name.size() < 13 || name.compare(name.size() - 13, 13, "packed_weight") != 0) continue;
+        const at::Tensor& packed = g.param(name);
+        const auto layout = kernels::Layout(reinterpret_cast<const int64_t*>(packed.data_ptr())[kernels::kLayout]);
+        if (layout == kernels::Layout::depthwise_s16) continue;
+        INFO(name);
+        const kernels::Layout expected = kernels::dense_layout_for(isa, qmax == 127);
+        const bool avx2_exact = isa == kernels::Isa::avx2 && layout == kernels::Layout::avx2_n16k2_s16;
+        CHECK((layout == expected || avx2_exact));
+        seven_bit_layouts += layout == kernels::Layout::avx2_n16k8_u7s8;
+      }
+      if (isa == kernels::Isa::avx2 && qmax == 127) CHECK(seven_bit_layouts >= 1);  // fc: small weights
+      // Half the codes cost about 6 dB of SQNR; the u8 model measures 34.1 dB here.
+      CHECK(r.output_sqnr_db > (qmax == 127 ? 24.0 : 30.0));
+      torch::jit::Module q = export_module(g), f = export_module(original);
+      torch::NoGradGuard no_grad;
+      at::Tensor x = random_batches({4, 3, 16, 16}, 1).batch(0);
+      quant::Sqnr sq;
+      sq.add(f.forward({x}).toTensor(), q.forward({x}).toTensor());
+      CHECK(sq.db() > (qmax == 127 ? 24.0 : 30.0));
+    }
+  }
+}
+
 TEST_CASE("an excluded layer stays float between dequantize and quantize, and says why", "[quant]") {
   Graph g = small_cnn_graph();
   quant::QuantizeOptions o;
   o.exclude = {"conv2"};
+  o.activations = "u8";  // the SQNR bounds below are 8-bit codes
   quant::QuantizeReport r = quant::quantize_static(g, random_batches({4, 3, 16, 16}, 4), o);
   auto ops = op_counts(g);
   CHECK(ops["compress::conv2d_int8"] == 2);

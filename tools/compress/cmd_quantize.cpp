@@ -1,5 +1,6 @@
 // compress quantize IN -o OUT --input-shape N,C,H,W [--input-dtype T] [--calib fashion-mnist|FILE|random]
-//   [--calib-batches N] [--method minmax|percentile|entropy|mse] [--exclude NAME ...] [--report REPORT.json]
+//   [--calib-batches N] [--method minmax|percentile|entropy|mse] [--exclude NAME ...] [--activations auto|u8|u7]
+//   [--report REPORT.json]
 //   [--sensitivity] [--data fashion-mnist|FILE --holdout N] [--max-drop POINTS]
 #include <ATen/Parallel.h>
 #include <cxxopts.hpp>
@@ -126,6 +127,7 @@ void print_summary(const quant::QuantizeReport& r, const std::string& out) {
   for (const auto& l : r.layers) int8 += l.precision == "int8";
   std::printf("wrote %s: %d of %zu conv/linear layers in INT8 (%s calibration, %lld batches)\n", out.c_str(), int8,
               r.layers.size(), r.method.c_str(), static_cast<long long>(r.calibration_batches));
+  std::printf("activations: %s (%s)\n", r.activations.name.c_str(), r.activations.reason.c_str());
   std::printf("output SQNR against float: %.2f dB\n", r.output_sqnr_db);
   std::printf("size: %lld -> %lld bytes (%.3fx)\n", static_cast<long long>(r.bytes_before),
               static_cast<long long>(r.bytes_after),
@@ -171,6 +173,9 @@ int cmd_quantize(int argc, char** argv) {
       ("sparse", "sparse INT8 weights: auto (per layer with zero weights, time dense against the sparse kernels at "
        "--input-shape's batch and keep the fastest), off, 1x4 or 2:4 (forced where the layer allows)",
        cxxopts::value<std::string>()->default_value("auto"))
+      ("activations", "activation codes: auto (7-bit where the kernels are AVX2, whose 7-bit layout is faster; "
+       "8-bit on AVX-512 VNNI, AMX and the reference kernels), u8 (0..255) or u7 (0..127)",
+       cxxopts::value<std::string>()->default_value("auto"))
       ("threads", "intra-op threads (the sparse/dense timing uses them; 0 = LibTorch's default)",
        cxxopts::value<int>()->default_value("0"))
       ("json", "print the report as JSON instead of the summary")
@@ -193,6 +198,8 @@ int cmd_quantize(int argc, char** argv) {
   if (args.count("exclude")) qo.exclude = args["exclude"].as<std::vector<std::string>>();
   qo.sparse = args["sparse"].as<std::string>();
   quant::check_sparse_mode(qo.sparse);
+  qo.activations = args["activations"].as<std::string>();
+  (void)quant::resolve_activations(qo.activations);  // a bad value is refused before any work
   if (args["threads"].as<int>() < 0) bad_input("--threads must not be negative");
   if (args["threads"].as<int>() > 0) at::set_num_threads(args["threads"].as<int>());
   if (args.count("max-drop") && !args.count("data"))

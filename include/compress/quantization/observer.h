@@ -42,15 +42,17 @@ struct Range {
   double lo = 0, hi = 0;
 };
 
-// Real value = scale * (code - zero_point), codes 0..255.
+// Real value = scale * (code - zero_point), codes 0..255 (0..127 with
+// 7-bit activations: QuantizeOptions::activations).
 struct QuantParams {
   double scale = 1.0;
   int64_t zero_point = 0;
 };
 
-// The uint8 affine parameters covering `r` (widened to contain 0). A range
-// of width zero gets a tiny positive scale, so every value maps to zero.
-QuantParams affine_u8(Range r);
+// The affine parameters of codes 0..quant_max covering `r` (widened to
+// contain 0). A range of width zero gets a tiny positive scale, so every
+// value maps to zero.
+QuantParams affine_u8(Range r, int64_t quant_max = 255);
 
 // Streaming statistics of one value. Bins: 2048 over [lo, lo + bins * width).
 class Observer {
@@ -68,15 +70,16 @@ class Observer {
   double min() const { return min_; }
   double max() const { return max_; }
 
-  // The calibrated range; `percentile` is used by Method::Percentile only.
+  // The calibrated range; `percentile` is used by Method::Percentile only,
+  // `quant_max` (the codes' top: 255, or 127 for 7-bit) by Method::Mse only.
   // Error(Failure) when nothing was observed.
-  Range range(Method method, double percentile = 99.99) const;
+  Range range(Method method, double percentile = 99.99, int64_t quant_max = 255) const;
 
   // The pieces, for tests and reports.
   Range minmax_range() const;
   Range percentile_range(double p) const;
   Range entropy_range() const;
-  Range mse_range() const;
+  Range mse_range(int64_t quant_max = 255) const;
 
   const std::vector<double>& histogram() const { return bins_; }
   double hist_lo() const { return lo_; }

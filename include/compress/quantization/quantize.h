@@ -101,7 +101,21 @@ struct QuantizeOptions {
   // sparse kernels for each layer whose weight has zeros and keeps the
   // fastest; "off", "1x4", "2:4".
   std::string sparse = "auto";
+  // Activation codes: "u8" (0..255), "u7" (0..127, PyTorch's reduce_range),
+  // or "auto" (resolve_activations: u7 where the active kernels are AVX2).
+  std::string activations = "auto";
 };
+
+// What QuantizeOptions::activations means on this machine. The AVX2 kernels
+// have a layout for 7-bit activations (avx2_n16k8_u7s8: the vpmaddubsw sums
+// of two k-quads add in 16 bits, 3 multiplies per 64 MACs instead of 4);
+// AVX-512 VNNI and AMX multiply u8 x s8 natively, so there 7 bits would
+// only cost precision. Error(BadInput) for another string.
+struct ActivationCodes {
+  int64_t quant_max = 255;   // 255 or 127
+  std::string name, reason;  // "u8" | "u7", and why
+};
+ActivationCodes resolve_activations(const std::string& activations);
 
 // One observer per value planned layers read or write, fed batch by batch.
 // Error(BadInput) when there are no batches.
@@ -125,6 +139,7 @@ struct LayerReport {
 
 struct QuantizeReport {
   std::string method;
+  ActivationCodes activations;
   int64_t calibration_batches = 0;
   std::vector<LayerReport> layers;
   std::vector<std::pair<std::string, std::string>> float_nodes;  // node, why it runs in float
