@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <algorithm>
+#include <cctype>
 #include <memory>
 #include <tuple>
 #include <unordered_map>
@@ -287,17 +288,29 @@ void check_pickle(const char* data, size_t size, const std::string& what, std::v
   bad_input(prefix(what) + "a pickle record ends without its STOP opcode");
 }
 
+namespace {
+
+std::string lower_case(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
 void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const std::vector<ZipEntry>& entries,
                            const std::string& what) {
-  // The reader's record names drop the archive's top folder ("archive/").
+  // The reader's record names drop the archive's top folder ("archive/"),
+  // and its lookups ignore case (miniz's default): "data.pkL" is read as
+  // data.pkl (found by fuzz_dataset), so names are compared in lower case
+  // (check_zip refuses two names that differ only in case).
   std::unordered_map<std::string, uint64_t> record_size;
   for (const ZipEntry& e : entries) {
     const size_t slash = e.name.find('/');
-    record_size[slash == std::string::npos ? e.name : e.name.substr(slash + 1)] = e.size;
+    record_size[lower_case(slash == std::string::npos ? e.name : e.name.substr(slash + 1))] = e.size;
   }
   for (const std::string& name : reader.getAllRecords()) {
     // data.pkl, constants.pkl, and the code's debug_pkl (unpickled when a source range is shown).
-    if (name.size() < 3 || name.compare(name.size() - 3, 3, "pkl") != 0) continue;
+    if (name.size() < 3 || lower_case(name.substr(name.size() - 3)) != "pkl") continue;
     std::vector<StorageRef> storages;
     {
       at::DataPtr bytes;
@@ -311,7 +324,7 @@ void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const
     const std::string dir = name.substr(0, name.size() - 4) + "/";
     for (const StorageRef& s : storages) {
       const std::string record = dir + s.key;
-      const auto it = record_size.find(record);
+      const auto it = record_size.find(lower_case(record));
       if (it == record_size.end() || !reader.hasRecord(record))
         bad_input(prefix(what) + "record " + name + ": storage '" + s.key + "' has no record " + record);
       if (s.bytes > it->second) {

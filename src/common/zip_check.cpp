@@ -8,6 +8,8 @@
 #undef compress
 
 #include <algorithm>
+#include <cctype>
+#include <map>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -65,6 +67,15 @@ class Walker {
     if (entries.size() != dir.entries) {
       refuse("the central directory holds " + std::to_string(entries.size()) + " entries, its end record claims " +
              std::to_string(dir.entries));
+    }
+    // LibTorch's reader finds records ignoring case: two names that differ
+    // only in case would leave which one it reads to chance.
+    std::map<std::string, std::string> seen;
+    for (const ZipEntry& e : entries) {
+      std::string key = e.name;
+      for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const auto [it, fresh] = seen.emplace(key, e.name);
+      if (!fresh) refuse("entries '" + it->second + "' and '" + e.name + "' have the same name (ignoring case)");
     }
     for (const ZipEntry& e : entries) check_data(e);
     return entries;

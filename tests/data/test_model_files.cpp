@@ -24,6 +24,7 @@
 #include "compress/io.h"
 #include "compress/pruning/sparsity.h"
 #include "temp_dir.h"
+#include "test_paths.h"
 
 namespace {
 
@@ -250,6 +251,28 @@ TEST_CASE("a damaged or crafted zip structure is refused before LibTorch reads i
   check_refused(p, "no end-of-central-directory record");
   write_bytes(p, bytes.substr(0, bytes.size() - 1));
   check_refused(p, "not a valid zip archive");
+}
+
+TEST_CASE("record names are matched as LibTorch matches them, ignoring case", "[model files]") {
+  const compress::testing::TempDir tmp("zip");
+  // A storage reference claiming more than its record holds (the unpickler
+  // would size the storage by the claim), in data.pkl renamed "data.pkL":
+  // LibTorch's reader still finds it as data.pkl (found by fuzz_dataset),
+  // so the pickle check must read it too.
+  const std::string claim = std::string(COMPRESS_SOURCE_DIR) + "/tests/fuzz/corpus/dataset/regression_storage_numel_past_record";
+  std::vector<Record> rs = records_of(claim);
+  record(rs, "/data.pkl").name.back() = 'L';
+  const std::string p = tmp.file("upper.pt");
+  write_bytes(p, write_zip(rs, false));
+  check_refused(p, "storage '0' claims 1000 bytes, its record data/0 holds 144");
+
+  // Two entries whose names differ only in case: which one LibTorch reads is left to chance.
+  rs = records_of(claim);
+  Record twin = record(rs, "/version");
+  twin.name = twin.name.substr(0, twin.name.size() - 7) + "VERSION";
+  rs.push_back(twin);
+  write_bytes(p, write_zip(rs, false));
+  check_refused(p, "have the same name (ignoring case)");
 }
 
 TEST_CASE("a model whose TorchScript source crashes LibTorch is refused, and this process goes on", "[model files]") {
