@@ -133,6 +133,7 @@ TEST_CASE("DDPG learns the peak of a synthetic reward within 250 episodes", "[am
   PeakedEnvironment env(targets);
   DdpgConfig cfg;
   cfg.seed = 3;
+  cfg.updates_per_step = 1;  // AMC's one update per step: this case stays fast (the budgeted case uses the default)
   SearchResult r = search(env, cfg, 250, 50);
   REQUIRE(r.episodes.size() == 250);
   // Random actions in [0, 1] score about -4/6 on average; the best warm-up
