@@ -21,9 +21,10 @@ struct CliResult {
   std::string out, err;
 };
 
-// Runs `compress ARGS`; stderr goes through `stderr_file` (a path in the case's scratch folder).
-inline CliResult run_cli(const std::string& args, const std::string& stderr_file) {
-  const std::string cmd = std::string(COMPRESS_CLI) + " " + args + " 2>" + stderr_file;
+// Runs a program (`program` is its path and arguments); stderr goes through
+// `stderr_file` (a path in the case's scratch folder).
+inline CliResult run_program(const std::string& program, const std::string& stderr_file) {
+  const std::string cmd = program + " 2>" + stderr_file;
   CliResult r;
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
@@ -37,6 +38,11 @@ inline CliResult run_cli(const std::string& args, const std::string& stderr_file
   ss << f.rdbuf();
   r.err = ss.str();
   return r;
+}
+
+// Runs `compress ARGS`.
+inline CliResult run_cli(const std::string& args, const std::string& stderr_file) {
+  return run_program(std::string(COMPRESS_CLI) + " " + args, stderr_file);
 }
 
 // The contract for bad input: exit 2, exactly one line on stderr that

@@ -1,6 +1,7 @@
 #include "compress/amc/environment.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <sstream>
 
@@ -318,7 +319,14 @@ std::map<std::string, double> PruningEnvironment::prune_ratios(const std::vector
   return ratios;
 }
 
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+}  // namespace
+
 Graph PruningEnvironment::pruned(const std::vector<int64_t>& keep, pruning::PruneResult* result) const {
+  auto start = std::chrono::steady_clock::now();
   Graph g = graph_;
   pruning::PruneOptions o;
   o.ratios = prune_ratios(keep);
@@ -329,8 +337,11 @@ Graph PruningEnvironment::pruned(const std::vector<int64_t>& keep, pruning::Prun
   } else if (result) {
     *result = pruning::PruneResult{};
   }
+  times_.prune += seconds_since(start);
+  start = std::chrono::steady_clock::now();
   if (config_.recalibrate_batches > 0)
     pruning::recalibrate_batch_norm(g, *calibration_, config_.recalibrate_batches, config_.batch_size);
+  times_.recalibrate += seconds_since(start);
   return g;
 }
 
@@ -338,9 +349,12 @@ double PruningEnvironment::accuracy(const std::vector<int64_t>& keep) {
   auto it = accuracy_cache_.find(keep);
   if (it != accuracy_cache_.end()) return it->second;
   Graph g = pruned(keep);
+  const auto start = std::chrono::steady_clock::now();
   torch::jit::Module m = export_module(g);
   m.eval();
   double top1 = train::evaluate(m, validation_, 500).top1;
+  times_.evaluate += seconds_since(start);
+  ++times_.scored;
   accuracy_cache_[keep] = top1;
   return top1;
 }

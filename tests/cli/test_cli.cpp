@@ -371,6 +371,10 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   CHECK(r.out.find("episode 1/4 (warm-up)") != std::string::npos);
   auto j = nlohmann::json::parse(read_file(report));
   CHECK(j["episodes"].size() == 4);
+  // Which episode won and whether a random warm-up one did; where the time went.
+  CHECK(j["best"]["warmup"].get<bool>() == (j["best"]["episode"].get<int>() < 2));
+  CHECK(j["episode_seconds"]["scored_episodes"].get<int>() >= 1);
+  CHECK(j["episode_seconds"]["export_and_validate"].get<double>() > 0);
   CHECK(j["macs_after"].get<double>() <= 0.5 * j["macs_before"].get<double>());
   const std::string prune_report = dir.file("prune.json");
   auto pr = run("prune " + model + " -o " + again + " --input-shape 1,1,28,28 --ratios " + ratios + " --report " + prune_report);
@@ -394,6 +398,8 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   check_bad_input(run(base + "--target-macs 0.01 -o " + out), "impossible budget");
   check_bad_input(run(base + "--target-macs 0.5 --episodes 5 --warmup 5 -o " + out), "must exceed --warmup");
   check_bad_input(run(base + "--target-macs 0.5 --val-size 0 -o " + out), "--val-size must be positive");
+  check_bad_input(run(base + "--target-macs 0.5 --updates-per-step 0 -o " + out), "--updates-per-step must be at least 1");
+  check_bad_input(run(base + "--target-macs 0.5 --discount 2 -o " + out), "--discount must be in [0, 1]");
   check_bad_input(run(base + "--target-macs 0.5 --target-latency 1 -o " + out), "exactly one budget");
   check_bad_input(run(base + "-o " + out), "exactly one budget");
   check_bad_input(run(base + "--target-macs 0.5 --int8 -o " + out), "--int8 only applies to --target-latency");

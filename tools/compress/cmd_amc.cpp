@@ -54,6 +54,8 @@ int cmd_amc(int argc, char** argv) {
       ("threads", "threads (search and latency)", cxxopts::value<int>()->default_value("1"))
       ("episodes", "episodes in all", cxxopts::value<int64_t>()->default_value("300"))
       ("warmup", "random episodes first (fill the replay buffer)", cxxopts::value<int64_t>()->default_value("100"))
+      ("updates-per-step", "agent updates (critic and actor, batch 64) per step of each trained episode", cxxopts::value<int64_t>()->default_value(std::to_string(amc::DdpgConfig{}.updates_per_step)))
+      ("discount", "the critic's discount: 1 bootstraps from the next step (AMC), 0 fits each step's Q to the episode's reward", cxxopts::value<double>()->default_value("1"))
       ("seed", "seed of the agent and of the validation split", cxxopts::value<uint64_t>()->default_value("0"))
       ("val-size", "validation images held out of the training split", cxxopts::value<int64_t>()->default_value("2000"))
       ("recalibrate-bn", "re-estimate batch norms on N training batches before each evaluation (0: off)", cxxopts::value<int64_t>()->default_value("4"))
@@ -83,6 +85,10 @@ int cmd_amc(int argc, char** argv) {
   if (recal < 0) bad_input("--recalibrate-bn must not be negative");
   const int threads = r["threads"].as<int>();
   if (threads < 1) bad_input("--threads must be at least 1");
+  const int64_t updates_per_step = r["updates-per-step"].as<int64_t>();
+  if (updates_per_step < 1) bad_input("--updates-per-step must be at least 1");
+  const double discount = r["discount"].as<double>();
+  if (!(discount >= 0 && discount <= 1)) bad_input("--discount must be in [0, 1]");
   at::set_num_threads(threads);
 
   torch::jit::Module module = load_module(in);
@@ -163,6 +169,8 @@ int cmd_amc(int argc, char** argv) {
   dc.seed = seed;
   dc.action_low = ec.min_keep;
   dc.action_high = ec.max_keep;
+  dc.updates_per_step = updates_per_step;
+  dc.discount = discount;
   nlohmann::json log = nlohmann::json::array();
   const auto start = std::chrono::steady_clock::now();
   double best = -1e300;
@@ -197,12 +205,16 @@ int cmd_amc(int argc, char** argv) {
   for (size_t i = 0; i < env.steps().size(); ++i)
     groups.push_back({{"name", env.steps()[i].name}, {"width", env.steps()[i].width}, {"keep", keep[i]}});
   report["groups"] = groups;
-  report["best"] = {{"episode", result.best_episode}, {"reward", result.best_reward},
+  const bool best_in_warmup = result.best_episode < warmup;  // random search found it, not the trained agent
+  report["best"] = {{"episode", result.best_episode}, {"warmup", best_in_warmup}, {"reward", result.best_reward},
                     {"val_accuracy", best_log["accuracy"]}, {"macs", best_log["macs"]}, {"cost", best_log["cost"]},
                     {"test_accuracy", test_top1}};
   report["policy"] = {{"reward", result.policy_reward}, {"val_accuracy", policy.accuracy}, {"macs", policy.macs},
                       {"cost", policy.cost}, {"keep", policy.keep}};
   report["search_seconds"] = search_seconds;
+  const amc::EnvironmentTimes& times = env.times();  // where an episode's time goes
+  report["episode_seconds"] = {{"scored_episodes", times.scored}, {"prune", times.prune},
+                               {"recalibrate_bn", times.recalibrate}, {"export_and_validate", times.evaluate}};
   report["threads"] = threads;
   report["macs_before"] = profile_model(graph).total_macs;
   report["macs_after"] = profile_model(pruned).total_macs;  // also when no group shrank
@@ -226,7 +238,7 @@ int cmd_amc(int argc, char** argv) {
     report["latency_table"] = table.to_json();
   }
   report["options"] = {{"episodes", episodes}, {"warmup", warmup}, {"seed", seed}, {"val_size", val_size},
-                       {"recalibrate_bn", recal}, {"min_keep", ec.min_keep}, {"log_macs_reward", ec.log_macs_reward}};
+                       {"recalibrate_bn", recal}, {"updates_per_step", updates_per_step}, {"discount", discount}, {"min_keep", ec.min_keep}, {"log_macs_reward", ec.log_macs_reward}};
   report["ratios"] = ratios;
   report["episodes"] = log;
 
@@ -235,7 +247,8 @@ int cmd_amc(int argc, char** argv) {
   if (r.count("prune-to")) save_module(pruned_module, r["prune-to"].as<std::string>(), in);
   if (r.count("report")) write_text_file(r["report"].as<std::string>(), report.dump(2) + "\n");
   if (!r.count("quiet")) {
-    std::cout << "best episode " << result.best_episode + 1 << ": validation top-1 "
+    std::cout << "best episode " << result.best_episode + 1 << (best_in_warmup ? " (warm-up)" : " (trained)")
+              << ": validation top-1 "
               << percent(best_log["accuracy"].get<double>()) << ", MACs " << report["macs_after"].get<int64_t>() << " of "
               << report["macs_before"].get<int64_t>() << ", test top-1 " << percent(test_top1) << "\n";
     if (report.contains("latency")) {
@@ -246,7 +259,9 @@ int cmd_amc(int argc, char** argv) {
                 << report["latency"]["measured_speedup"].get<double>() << "x (side by side)\n";
     }
     std::cout << "learned policy (no noise): validation top-1 " << percent(policy.accuracy) << ", MACs " << policy.macs
-              << "\nsearch: " << episodes << " episodes in " << search_seconds << " s; wrote " << out << std::endl;
+              << "\nsearch: " << episodes << " episodes in " << search_seconds << " s (" << times.scored
+              << " scored: prune " << times.prune << " s, batch-norm re-estimation " << times.recalibrate
+              << " s, export and validation " << times.evaluate << " s); wrote " << out << std::endl;
   }
   return 0;
 }

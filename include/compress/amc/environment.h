@@ -54,6 +54,15 @@ struct EpisodeOutcome {
   bool cached = false;        // the same widths were scored before
 };
 
+// Where the environment's time went, in seconds summed over calls (profiling
+// the cost of an episode; cached episodes add nothing).
+struct EnvironmentTimes {
+  double prune = 0;        // copying the graph and pruning it (pruned())
+  double recalibrate = 0;  // batch-norm re-estimation (pruned())
+  double evaluate = 0;     // export and validation forward passes (accuracy())
+  int64_t scored = 0;      // accuracy() calls that were not cached
+};
+
 class PruningEnvironment : public Environment {
  public:
   // `graph` needs example inputs. `validation` scores episodes;
@@ -90,6 +99,7 @@ class PruningEnvironment : public Environment {
   // Validation top-1 of the model pruned to these widths (cached by widths).
   double accuracy(const std::vector<int64_t>& keep);
   const EpisodeOutcome& last_outcome() const { return last_; }
+  const EnvironmentTimes& times() const { return times_; }
 
  private:
   struct CostModel;
@@ -107,6 +117,7 @@ class PruningEnvironment : public Environment {
   double previous_action_ = 1;
   std::map<std::vector<int64_t>, double> accuracy_cache_;
   EpisodeOutcome last_;
+  mutable EnvironmentTimes times_;
 
   at::Tensor state() const;
 };
