@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <numeric>
@@ -50,6 +51,7 @@ nlohmann::json PruneOptions::to_json() const {
   if (target_macs) j["target_macs"] = *target_macs;
   if (!ratios.empty()) j["ratios"] = ratios;
   if (target_latency_ms) j["target_latency_ms"] = *target_latency_ms;
+  if (latency_aware) j["latency_aware"] = true, j["max_group_ratio"] = max_group_ratio;
   return j;
 }
 
@@ -57,7 +59,9 @@ nlohmann::json PruneResult::to_json() const {
   nlohmann::json groups = nlohmann::json::array();
   for (const auto& c : changes) groups.push_back({{"name", c.name}, {"before", c.before}, {"after", c.after}, {"members", c.members}});
   nlohmann::json j{{"macs_before", macs_before}, {"macs_after", macs_after}, {"params_before", params_before},
-                   {"params_after", params_after}, {"groups", groups}, {"frozen", frozen}, {"ratio_used", ratio_used}};
+                   {"params_after", params_after}, {"groups", groups}, {"frozen", frozen}, {"ratio_used", ratio_used},
+                   {"seconds", {{"analysis", seconds.analysis}, {"scores", seconds.scores}, {"search", seconds.search},
+                                {"removal", seconds.removal}}}};
   if (predicted_ms_before > 0) {
     j["predicted_ms"] = {{"before", predicted_ms_before}, {"after", predicted_ms_after}, {"smallest", predicted_ms_smallest}};
   }
@@ -248,9 +252,53 @@ double kept_fraction(const Graph& g, const Removed& removed, const std::string& 
   return 1.0 - static_cast<double>(it->second.size()) / static_cast<double>(g.param(param).size(dim));
 }
 
+// What MACs and latency predictions read of a plan: the fraction of a
+// parameter's dimension kept.
+using KeptFraction = std::function<double(const std::string& param, int dim)>;
+
+KeptFraction kept_by(const Graph& g, const Removed& removed) {
+  return [&g, &removed](const std::string& param, int dim) { return kept_fraction(g, removed, param, dim); };
+}
+
+// Kept fractions as a function of how many channels each group keeps (which
+// ones changes neither the MACs nor the predicted latency): the
+// latency-aware ranking evaluates thousands of widths, and this needs no
+// per-channel sets.
+class GroupWidths {
+ public:
+  GroupWidths(const Graph& g, const GroupAnalysis& a) : a_(a) {
+    for (size_t i = 0; i < a.groups.size(); ++i) {
+      for (const ChannelSlice& s : a.groups[i].slices) {
+        Dim& d = dims_[{s.param, s.dim}];
+        d.size = static_cast<double>(g.param(s.param).size(s.dim));
+        d.parts.emplace_back(i, s.stride);
+      }
+    }
+  }
+  // `widths` (kept channels per group) must outlive the function.
+  KeptFraction kept(const std::vector<int64_t>& widths) const {
+    return [this, &widths](const std::string& param, int dim) {
+      auto it = dims_.find({param, dim});
+      if (it == dims_.end()) return 1.0;
+      double removed = 0;
+      for (const auto& [group, stride] : it->second.parts)
+        removed += static_cast<double>((a_.groups[group].width - widths[group]) * stride);
+      return 1.0 - removed / it->second.size;
+    };
+  }
+
+ private:
+  struct Dim {
+    double size = 1;
+    std::vector<std::pair<size_t, int64_t>> parts;  // (group, stride)
+  };
+  const GroupAnalysis& a_;
+  std::map<std::pair<std::string, int>, Dim> dims_;
+};
+
 // MACs after a plan without applying it: a conv's or linear layer's MACs
 // scale with the fraction of its weight's rows and columns kept.
-int64_t macs_after(const Graph& g, const ModelProfile& prof, const Removed& removed) {
+int64_t macs_after(const ModelProfile& prof, const KeptFraction& kept) {
   double total = 0;
   for (const NodeProfile& np : prof.nodes) {
     double m = static_cast<double>(np.macs);
@@ -258,10 +306,10 @@ int64_t macs_after(const Graph& g, const ModelProfile& prof, const Removed& remo
     if (m > 0 && n->is_leaf() && n->params.count("weight") &&
         (n->is_leaf(LeafKind::Conv1d) || n->is_leaf(LeafKind::Conv2d) || n->is_leaf(LeafKind::Linear))) {
       const std::string& w = n->params.at("weight");
-      m *= kept_fraction(g, removed, w, 0) * kept_fraction(g, removed, w, 1);
+      m *= kept(w, 0) * kept(w, 1);
     } else if (m > 0 && n->is_leaf(LeafKind::MultiheadAttention)) {
       // Every term of attention's MACs is proportional to the heads kept.
-      m *= kept_fraction(g, removed, n->params.at("in_proj_weight"), 0);
+      m *= kept(n->params.at("in_proj_weight"), 0);
     }
     total += m;
   }
@@ -295,14 +343,14 @@ class LatencyModel {
     }
   }
   // Sets the smallest reachable plan, the overhead's other end.
-  void set_smallest(const Graph& g, const Removed& removed) { smallest_activations_ = activations(g, removed); }
-  double predict_ms(const Graph& g, const Removed& removed) const {
+  void set_smallest(const KeptFraction& kept) { smallest_activations_ = activations(kept); }
+  double predict_ms(const KeptFraction& kept) const {
     const double span = full_activations_ - smallest_activations_;
-    const double t = span > 0 ? std::clamp((activations(g, removed) - smallest_activations_) / span, 0.0, 1.0) : 1.0;
+    const double t = span > 0 ? std::clamp((activations(kept) - smallest_activations_) / span, 0.0, 1.0) : 1.0;
     double total = table_.overhead_ms(t);
     for (size_t i = 0; i < layers_.size(); ++i) {
-      const double out = kept_fraction(g, removed, layers_[i].weight, 0);
-      const double in = layers_[i].depthwise ? out : kept_fraction(g, removed, layers_[i].weight, 1);
+      const double out = kept(layers_[i].weight, 0);
+      const double in = layers_[i].depthwise ? out : kept(layers_[i].weight, 1);
       total += table_.layer_ms(i, in, out);
     }
     return total;
@@ -314,9 +362,9 @@ class LatencyModel {
     bool depthwise = false;
     double activations = 0;  // elements of its output
   };
-  double activations(const Graph& g, const Removed& removed) const {
+  double activations(const KeptFraction& kept) const {
     double total = 0;
-    for (const Layer& l : layers_) total += l.activations * kept_fraction(g, removed, l.weight, 0);
+    for (const Layer& l : layers_) total += l.activations * kept(l.weight, 0);
     return total;
   }
   const latency::LatencyTable& table_;
@@ -392,6 +440,71 @@ void apply(Graph& g, const GroupAnalysis& a, const Plan& plan) {
   g.infer_shapes();
 }
 
+// The largest fraction a budget search removes: every group at its minimum.
+constexpr double kMost = 0.99;
+
+// Latency-aware ranking (PruneOptions::latency_aware): from the full model,
+// repeatedly removes the next step of channels (1/32 of the group, a
+// multiple of round_to) from the group whose step loses the least
+// importance per time saved, until `met(predicted ms, MACs)`. Importance is
+// each group's scores normalised by its largest (as the global ranking
+// does), least important first; time is the latency table's prediction. A
+// step that saves no predicted time still counts 1% of the MACs share it
+// saves, so that a flat table falls back on importance per MAC.
+std::vector<int64_t> latency_aware_widths(const GroupAnalysis& a, const std::vector<std::vector<double>>& scores,
+                                          const std::vector<bool>& prunable, const PruneOptions& o,
+                                          const std::function<double(const std::vector<int64_t>&)>& ms_of,
+                                          const std::function<double(const std::vector<int64_t>&)>& macs_of,
+                                          const std::function<bool(double, double)>& met) {
+  const size_t n = a.groups.size();
+  std::vector<int64_t> widths(n), lowest(n), step(n);
+  std::vector<std::vector<double>> ascending(n);  // normalised scores
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t w = a.groups[i].width;
+    widths[i] = lowest[i] = w;
+    if (!prunable[i]) continue;
+    lowest[i] = std::max(keep_count(w, kMost, o), keep_count(w, o.max_group_ratio, o));
+    const int64_t unit = std::max<int64_t>(1, o.round_to);
+    step[i] = unit * std::max<int64_t>(1, (w + 32 * unit - 1) / (32 * unit));
+    const double top_score = *std::max_element(scores[i].begin(), scores[i].end());
+    for (double s : scores[i]) ascending[i].push_back(top_score > 0 ? s / top_score : 0.0);
+    std::sort(ascending[i].begin(), ascending[i].end());
+  }
+  double ms = ms_of(widths), macs = macs_of(widths);
+  const double full_ms = std::max(ms, 1e-12), full_macs = std::max(macs, 1.0);
+  std::vector<int64_t> trial = widths;
+  while (!met(ms, macs)) {
+    size_t best = n;
+    int64_t best_width = 0;
+    double best_cost = 0, best_ms = 0, best_macs = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (widths[i] <= lowest[i]) continue;
+      // The largest multiple of the step below the current width.
+      const int64_t next = std::max(lowest[i], (widths[i] - 1) / step[i] * step[i]);
+      trial[i] = next;
+      const double t = ms_of(trial), m = macs_of(trial);
+      trial[i] = widths[i];
+      const int64_t w = a.groups[i].width;
+      double lost = 0;
+      for (int64_t c = w - widths[i]; c < w - next; ++c) lost += ascending[i][size_t(c)];
+      const double saved = std::max(0.0, ms - t) / full_ms + 0.01 * std::max(0.0, macs - m) / full_macs;
+      const double cost = lost / std::max(saved, 1e-12);
+      if (best == n || cost < best_cost) {
+        best = i;
+        best_width = next;
+        best_cost = cost;
+        best_ms = t;
+        best_macs = m;
+      }
+    }
+    if (best == n) break;  // every group at its minimum (the budget was checked reachable)
+    widths[best] = trial[best] = best_width;
+    ms = best_ms;
+    macs = best_macs;
+  }
+  return widths;
+}
+
 bool ignored(const Group& grp, const std::vector<std::string>& ignore) {
   for (const auto& name : ignore) {
     if (grp.name == name) return true;
@@ -407,6 +520,12 @@ void check_options(const GroupAnalysis& a, const PruneOptions& o) {
     bad_input("--target-latency must be a positive number of ms, got " + std::to_string(*o.target_latency_ms));
   if (o.target_latency_ms && (!o.latency || o.latency->layers().empty()))
     bad_input("a latency budget needs a latency table with at least one measurable layer (convolution or linear)");
+  if (o.latency_aware && !o.target_macs && !o.target_latency_ms)
+    bad_input("the latency-aware ranking chooses widths for a budget: give --target-macs or --target-latency, not a ratio");
+  if (!(o.max_group_ratio > 0 && o.max_group_ratio <= kMost))
+    bad_input("--max-group-ratio must be in (0, 0.99], got " + std::to_string(o.max_group_ratio));
+  if (o.latency_aware && (!o.latency || o.latency->layers().empty()))
+    bad_input("the latency-aware ranking needs a latency table with at least one measurable layer (convolution or linear)");
   auto in_range = [](double v) { return v > 0 && v < 1; };
   if (o.ratio && !in_range(*o.ratio)) bad_input("--ratio must be in (0, 1), got " + std::to_string(*o.ratio));
   if (o.target_macs && !in_range(*o.target_macs))
@@ -465,10 +584,15 @@ std::vector<std::vector<double>> channel_importance(const Graph& g, const GroupA
 }
 
 PruneResult prune(Graph& g, const PruneOptions& o) {
-  GroupAnalysis a = analyze_groups(g);
-  check_options(a, o);
-  ModelProfile before = profile_model(g);
+  using Clock = std::chrono::steady_clock;
+  auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   PruneResult result;
+  auto t = Clock::now();
+  GroupAnalysis a = analyze_groups(g);
+  result.seconds.analysis = seconds_since(t);
+  check_options(a, o);
+  t = Clock::now();
+  ModelProfile before = profile_model(g);
   result.macs_before = before.total_macs;
   result.params_before = count_params(g);
   std::vector<bool> prunable;
@@ -479,24 +603,37 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
     else if (ignored(grp, o.ignore)) result.frozen.push_back(grp.name + ": ignored (--ignore)");
   }
   auto scores = channel_importance(g, a, o);
+  result.seconds.scores = seconds_since(t);
+  t = Clock::now();
 
   std::optional<LatencyModel> latency;
-  const double most = 0.99;  // the largest fraction a budget search tries: every group at its minimum
+  PruneOptions uniform = o;  // the smallest model a budget reaches: every prunable group at its minimum
+  uniform.ratios.clear();
+  uniform.global = o.global && !o.latency_aware;  // the latency-aware ranking's minimum is every group's
+  const Removed smallest = removed_positions(a, plan_for(a, scores, prunable, uniform, kMost));
+  // The least a budget can keep: the smallest model, or with the
+  // latency-aware ranking every group at its cap.
+  const Removed least =
+      o.latency_aware ? removed_positions(a, plan_for(a, scores, prunable, uniform, o.max_group_ratio)) : smallest;
   if (o.latency) {
     latency.emplace(g, before, *o.latency);
-    PruneOptions uniform = o;  // the smallest model a uniform or global budget reaches
-    uniform.ratios.clear();
-    const Removed smallest = removed_positions(a, plan_for(a, scores, prunable, uniform, most));
-    latency->set_smallest(g, smallest);
-    result.predicted_ms_before = latency->predict_ms(g, {});
-    result.predicted_ms_smallest = latency->predict_ms(g, smallest);
+    latency->set_smallest(kept_by(g, smallest));  // the table's smallest overhead is this model's
+    result.predicted_ms_before = latency->predict_ms(kept_by(g, {}));
+    result.predicted_ms_smallest = latency->predict_ms(kept_by(g, least));
   }
-  auto removed_at = [&](double f) { return removed_positions(a, plan_for(a, scores, prunable, o, f)); };
-  // The smallest fraction in [0, most] whose plan's cost meets the goal
+  auto macs_at = [&](double f) {
+    const Removed removed = removed_positions(a, plan_for(a, scores, prunable, o, f));
+    return static_cast<double>(macs_after(before, kept_by(g, removed)));
+  };
+  auto ms_at = [&](double f) {
+    const Removed removed = removed_positions(a, plan_for(a, scores, prunable, o, f));
+    return latency->predict_ms(kept_by(g, removed));
+  };
+  // The smallest fraction in [0, kMost] whose plan's cost meets the goal
   // (cost falls as the fraction grows).
   auto smallest_fraction = [&](const std::function<double(double)>& cost, double goal) {
     if (cost(0) <= goal) return 0.0;
-    double lo = 0, hi = most;
+    double lo = 0, hi = kMost;
     for (int it = 0; it < 30; ++it) {
       double mid = 0.5 * (lo + hi);
       (cost(mid) <= goal ? hi : lo) = mid;
@@ -505,29 +642,48 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
   };
 
   double fraction = o.ratio.value_or(0.0);
+  std::optional<double> macs_goal;
   if (o.target_macs) {
-    const double goal = *o.target_macs * static_cast<double>(before.total_macs);
-    auto macs_at = [&](double f) { return static_cast<double>(macs_after(g, before, removed_at(f))); };
-    if (macs_at(most) > goal) {
-      bad_input("impossible budget: pruning every prunable group to its minimum width keeps " +
-                std::to_string(static_cast<int>(std::lround(100.0 * macs_at(most) / before.total_macs))) +
+    macs_goal = *o.target_macs * static_cast<double>(before.total_macs);
+    const double least_macs = static_cast<double>(macs_after(before, kept_by(g, least)));
+    if (least_macs > *macs_goal) {
+      bad_input("impossible budget: pruning every prunable group to its minimum width" +
+                std::string(o.latency_aware ? " (--max-group-ratio " + c10::str(o.max_group_ratio) + ")" : "") + " keeps " +
+                std::to_string(static_cast<int>(std::lround(100.0 * least_macs / before.total_macs))) +
                 "% of the MACs, more than the " + std::to_string(static_cast<int>(std::lround(100 * *o.target_macs))) +
                 "% asked for");
     }
-    fraction = smallest_fraction(macs_at, goal);
   }
-  if (o.target_latency_ms) {
-    const double goal = *o.target_latency_ms;
-    if (result.predicted_ms_smallest > goal) {
-      bad_input("impossible budget: pruning every prunable group to its minimum width is predicted at " +
-                c10::str(result.predicted_ms_smallest) + " ms (batch " + std::to_string(o.latency->options().batch) +
-                ", " + std::to_string(o.latency->options().threads) + " thread(s)), more than the " + c10::str(goal) +
-                " ms asked for");
+  if (o.target_latency_ms && result.predicted_ms_smallest > *o.target_latency_ms) {
+    bad_input("impossible budget: pruning every prunable group to its minimum width is predicted at " +
+              c10::str(result.predicted_ms_smallest) + " ms (batch " + std::to_string(o.latency->options().batch) +
+              ", " + std::to_string(o.latency->options().threads) + " thread(s)), more than the " +
+              c10::str(*o.target_latency_ms) + " ms asked for");
+  }
+  Plan plan;
+  if (o.latency_aware) {
+    const GroupWidths widths_model(g, a);
+    auto ms_of = [&](const std::vector<int64_t>& w) { return latency->predict_ms(widths_model.kept(w)); };
+    auto macs_of = [&](const std::vector<int64_t>& w) { return static_cast<double>(macs_after(before, widths_model.kept(w))); };
+    auto met = [&](double ms, double macs) {
+      return o.target_macs ? macs <= *macs_goal : ms <= *o.target_latency_ms;
+    };
+    const std::vector<int64_t> widths = latency_aware_widths(a, scores, prunable, o, ms_of, macs_of, met);
+    plan.assign(a.groups.size(), {});
+    double total = 0, kept = 0;
+    for (size_t i = 0; i < a.groups.size(); ++i) {
+      if (!prunable[i]) continue;
+      total += static_cast<double>(a.groups[i].width);
+      kept += static_cast<double>(widths[i]);
+      plan[i] = top(scores[i], widths[i]);
     }
-    fraction = smallest_fraction([&](double f) { return latency->predict_ms(g, removed_at(f)); }, goal);
+    fraction = total > 0 ? 1.0 - kept / total : 0.0;
+  } else {
+    if (o.target_macs) fraction = smallest_fraction(macs_at, *macs_goal);
+    if (o.target_latency_ms) fraction = smallest_fraction(ms_at, *o.target_latency_ms);
+    plan = plan_for(a, scores, prunable, o, fraction);
   }
   result.ratio_used = fraction;
-  Plan plan = plan_for(a, scores, prunable, o, fraction);
   for (size_t i = 0; i < a.groups.size(); ++i) {
     if (plan[i].empty() || static_cast<int64_t>(plan[i].size()) == a.groups[i].width) {
       plan[i].clear();
@@ -536,10 +692,16 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
     result.changes.push_back(GroupChange{a.groups[i].name, a.groups[i].width, static_cast<int64_t>(plan[i].size()),
                                          a.groups[i].members});
   }
-  if (latency) result.predicted_ms_after = latency->predict_ms(g, removed_positions(a, plan));
+  if (latency) {
+    const Removed removed = removed_positions(a, plan);
+    result.predicted_ms_after = latency->predict_ms(kept_by(g, removed));
+  }
+  result.seconds.search = seconds_since(t);
+  t = Clock::now();
   apply(g, a, plan);
   result.macs_after = profile_model(g).total_macs;
   result.params_after = count_params(g);
+  result.seconds.removal = seconds_since(t);
   return result;
 }
 

@@ -206,9 +206,23 @@ TEST_CASE("prune --target-latency: a measured table, predicted and measured late
   require_ok(r);
   CHECK(nlohmann::json::parse(read_file(report))["latency_table"]["int8"] == true);
 
+  // The latency-aware ranking under a MACs budget, steered by the saved table.
+  r = run(base + "--target-macs 0.5 --latency-aware --latency-table " + table + quick);
+  require_ok(r);
+  CHECK(r.out.find("latency-aware ranking: predicted") != std::string::npos);
+  j = nlohmann::json::parse(read_file(report));
+  CHECK(j["options"]["latency_aware"] == true);
+  CHECK(j["result"]["macs_after"].get<double>() <= 0.5 * j["result"]["macs_before"].get<double>());
+  CHECK(j["latency_aware"]["predicted_ms"].get<double>() < j["latency_aware"]["unpruned_predicted_ms"].get<double>());
+  CHECK(j["latency_aware"]["measured_ms"].get<double>() > 0);
+  CHECK(j["latency_aware"]["table_read"] == true);
+  CHECK(run("compare " + model + " " + out + " --input-shape 2,1,28,28 --json").code == 0);
+
   // Bad input: one line, exit 2, nothing written.
   fs::remove(out);
   fs::remove(report);
+  check_bad_input(run(base + "--ratio 0.3 --latency-aware"), "--latency-aware chooses widths for a budget");
+  check_bad_input(run(base + "--target-macs 0.5 --max-group-ratio 0.3"), "--max-group-ratio only applies to --latency-aware");
   check_bad_input(run(base + "--target-latency 0"), "--target-latency must be a positive number of ms");
   check_bad_input(run(base + "--target-latency -3"), "--target-latency must be a positive number of ms");
   check_bad_input(run(base + "--target-latency 0.000001" + quick), "impossible budget");

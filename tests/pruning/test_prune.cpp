@@ -5,6 +5,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <numeric>
+
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/ir/export.h"
@@ -706,4 +708,98 @@ TEST_CASE("bad latency budgets are refused with one clear reason", "[pruning][la
   o.latency = nullptr;
   CHECK_THROWS_WITH(prune_to_latency(g, PruneOptions{}, [](const Graph&) { return 1.0; }), Catch::Contains("needs a latency budget"));
   CHECK_THROWS_WITH(latency::LatencyTable({latency::LayerTable{}}, latency::LatencyOptions{}), Catch::Contains("needs 8 x 8 times"));
+}
+
+TEST_CASE("the latency-aware ranking meets a MACs budget with the time the table says is cheapest to save", "[pruning][latency]") {
+  auto m = latency_net();
+  const Graph original = imported(m, {1, 3, 8, 8});
+  // The depthwise layer is slow for its few MACs (memory-bound, as on a
+  // CPU): group `a` (a's outputs, dw, b's inputs) holds most of the time,
+  // group `b` (b's outputs, fc's inputs) most of the MACs with little time.
+  latency::LatencyTable table = synthetic_table(original, {0.2, 4.0, 0.2, 0.05});
+  table.set_overhead_ms(0.5);
+  for (int64_t round_to : {1, 4}) {
+    INFO("round to " << round_to);
+    PruneOptions o;
+    o.target_macs = 0.5;
+    o.round_to = round_to;
+    o.latency = &table;
+    Graph uniform = original, global = original, aware = original;
+    const PruneResult ru = prune(uniform, o);
+    o.global = true;
+    const PruneResult rg = prune(global, o);
+    o.global = false;
+    o.latency_aware = true;
+    const PruneResult ra = prune(aware, o);
+    CHECK(ra.macs_after <= 0.5 * double(ra.macs_before));
+    CHECK(ra.predicted_ms_after == Approx(predicted_from_shapes(table, original, aware, 0.5)));
+    if (round_to == 1) {
+      // Same MACs budget, less predicted time than one ratio or one
+      // threshold everywhere. (With widths in steps of 4 on groups of 16 and
+      // 24 the uniform ratio overshoots the budget: fewer MACs, not comparable.)
+      CHECK(ra.predicted_ms_after < ru.predicted_ms_after);
+      CHECK(ra.predicted_ms_after < rg.predicted_ms_after);
+      // It shrank the slow group further than the uniform ratio did.
+      CHECK(aware.param("dw.weight").size(0) < uniform.param("dw.weight").size(0));
+    }
+    CHECK(aware.param("dw.weight").size(0) == 8);  // the slow group goes first, down to the cap
+    for (const auto& c : ra.changes) {
+      CHECK((c.after % round_to == 0 || c.after == c.before));
+      CHECK(c.after >= c.before / 2);  // max_group_ratio 0.5: no group loses more than half
+    }
+    // Within a group the least important channels went: the kept rows of a
+    // are its highest-L1 ones, in order.
+    GroupAnalysis an = analyze_groups(original);
+    const auto scores = channel_importance(original, an, o)[size_t(an.find("a"))];
+    const int64_t kept = aware.param("a.weight").size(0);
+    std::vector<int64_t> order(scores.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return scores[x] > scores[y]; });
+    order.resize(size_t(kept));
+    std::sort(order.begin(), order.end());
+    CHECK(at::equal(aware.param("a.weight"), original.param("a.weight").index_select(0, at::tensor(order, at::kLong))));
+    check_runs(aware, m, {2, 3, 8, 8});
+  }
+  // A latency budget: the ranking stops once the prediction meets it.
+  PruneOptions o;
+  o.latency = &table;
+  o.latency_aware = true;
+  o.target_latency_ms = 3.0;
+  Graph g = original;
+  PruneResult r = prune(g, o);
+  CHECK(r.predicted_ms_after <= 3.0);
+  CHECK(r.predicted_ms_after == Approx(predicted_from_shapes(table, original, g, 0.5)));
+  check_runs(g, m, {2, 3, 8, 8});
+  // A flat table (no layer time changes with width) still reaches the MACs
+  // budget: importance per MAC saved decides.
+  latency::LatencyTable flat = synthetic_table(original, {0.0, 0.0, 0.0, 0.0});
+  PruneOptions f;
+  f.latency = &flat;
+  f.latency_aware = true;
+  f.target_macs = 0.4;
+  Graph h = original;
+  PruneResult rf = prune(h, f);
+  CHECK(rf.macs_after <= 0.4 * double(rf.macs_before));
+  CHECK(rf.seconds.analysis > 0);
+  CHECK(rf.seconds.removal > 0);
+  // Refused: no budget it can choose widths for, no table.
+  PruneOptions bad;
+  bad.latency_aware = true;
+  bad.latency = &table;
+  bad.ratio = 0.3;
+  Graph k = original;
+  CHECK_THROWS_WITH(prune(k, bad), Catch::Contains("the latency-aware ranking chooses widths for a budget"));
+  bad.ratio.reset();
+  bad.target_macs = 0.5;
+  bad.latency = nullptr;
+  CHECK_THROWS_WITH(prune(k, bad), Catch::Contains("the latency-aware ranking needs a latency table"));
+  bad.latency = &table;
+  bad.target_macs = 0.001;
+  CHECK_THROWS_WITH(prune(k, bad), Catch::Contains("impossible budget") && Catch::Contains("--max-group-ratio 0.5"));
+  bad.target_macs = 0.5;
+  for (double cap : {0.0, 1.0}) {
+    bad.max_group_ratio = cap;
+    CHECK_THROWS_WITH(prune(k, bad), Catch::Contains("--max-group-ratio must be in (0, 0.99]"));
+  }
+  CHECK(k.param("a.weight").size(0) == 16);  // nothing pruned by the refusals
 }

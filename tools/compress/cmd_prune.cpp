@@ -1,5 +1,5 @@
 // compress prune IN -o OUT (--target-macs F | --ratio F | --ratios FILE | --target-latency MS) [--input-shape S]
-//                [--criterion C] [--global] [--round-to N] [--min-channels N] [--ignore NAME ...] [--report R.json]
+//                [--criterion C] [--global | --latency-aware] [--round-to N] [--min-channels N] [--ignore NAME ...] [--report R.json]
 //                [--data fashion-mnist --finetune-epochs N]
 //                [--latency-batch N] [--latency-threads T] [--int8] [--latency-grid G] [--latency-repeats R] [--latency-rounds K]
 #include <chrono>
@@ -106,10 +106,12 @@ latency::LatencyTable read_latency_table(const std::string& path, const cxxopts:
   return table;
 }
 
-// --target-latency: measures the lookup table and the overhead (the unpruned
-// and the smallest model end to end) or reads them (--latency-table), then
-// prunes to the predicted budget and checks it by measurement
-// (pruning::prune_to_latency). Fills `report`.
+// --target-latency or --latency-aware: measures the lookup table and the
+// overhead (the unpruned and the smallest model end to end) or reads them
+// (--latency-table). A latency budget is then pruned to on the prediction
+// and checked by measurement (pruning::prune_to_latency); a MACs budget with
+// the latency-aware ranking is pruned on the prediction and the result
+// measured once. Fills `report`.
 pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptions o, const cxxopts::ParseResult& r,
                                                const data::TensorDataset* data, nlohmann::json& report) {
   std::optional<latency::LatencyTable> loaded;
@@ -133,7 +135,10 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
   auto measure = [&](const Graph& g) { return end_to_end_ms(g, lo.int8, calibration, lo, lo.repeats); };
 
   std::vector<latency::LayerShape> layers = latency::latency_layers(graph);
-  if (layers.empty()) bad_input("--target-latency: the model has no measurable layer (2-d convolution or linear)");
+  if (layers.empty()) {
+    bad_input(std::string(o.target_latency_ms ? "--target-latency" : "--latency-aware") +
+              ": the model has no measurable layer (2-d convolution or linear)");
+  }
   const auto t0 = std::chrono::steady_clock::now();
   std::optional<double> unpruned_ms, smallest_ms;
   latency::LatencyTable table;
@@ -148,6 +153,8 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
     Graph smallest = graph;
     pruning::PruneOptions least = o;
     least.target_latency_ms.reset();
+    least.target_macs.reset();
+    least.latency_aware = false;
     least.ratio = 0.99;  // the largest fraction a budget search tries
     least.latency = &table;
     const pruning::PruneResult least_result = pruning::prune(smallest, least);
@@ -167,6 +174,31 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
   }
 
   o.latency = &table;
+  const nlohmann::json table_facts{{"table_read", loaded.has_value()}, {"batch", lo.batch}, {"threads", lo.threads},
+                                   {"int8", lo.int8}, {"table_seconds", table_seconds}};
+  if (!o.target_latency_ms) {
+    // The latency-aware ranking under a MACs budget: the table only steers
+    // the widths; the pruned model is measured once, beside the unpruned one.
+    const Graph original = graph;
+    pruning::PruneResult result = pruning::prune(graph, o);
+    const double pruned_ms = measure(graph), unpruned_again_ms = measure(original);
+    const double unpruned_best_ms = std::min(unpruned_ms.value_or(unpruned_again_ms), unpruned_again_ms);
+    if (!quiet) {
+      std::cout << "latency-aware ranking: predicted " << result.predicted_ms_before << " -> " << result.predicted_ms_after
+                << " ms (" << result.predicted_ms_before / result.predicted_ms_after << "x), measured " << unpruned_best_ms
+                << " -> " << pruned_ms << " ms (" << unpruned_best_ms / pruned_ms << "x), batch " << lo.batch << ", "
+                << lo.threads << " thread(s)" << std::endl;
+    }
+    report["latency_aware"] = {{"predicted_ms", result.predicted_ms_after},
+                               {"measured_ms", pruned_ms},
+                               {"unpruned_predicted_ms", result.predicted_ms_before},
+                               {"unpruned_measured_ms", unpruned_best_ms},
+                               {"measured_speedup", unpruned_best_ms / pruned_ms},
+                               {"predicted_speedup", result.predicted_ms_before / result.predicted_ms_after}};
+    report["latency_aware"].update(table_facts);
+    report["latency_table"] = table.to_json();
+    return result;
+  }
   const double tolerance = 0.05;
   const Graph original = graph;
   pruning::PruneResult result = pruning::prune_to_latency(graph, o, measure, tolerance, 4);
@@ -202,12 +234,8 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
                               {"measured_speedup", unpruned_best_ms / result.measured_ms},
                               {"predicted_speedup", result.predicted_ms_before / result.predicted_ms_after},
                               {"smallest_predicted_ms", result.predicted_ms_smallest},
-                              {"smallest_measured_ms", smallest_ms ? nlohmann::json(*smallest_ms) : nlohmann::json()},
-                              {"table_read", loaded.has_value()},
-                              {"batch", lo.batch},
-                              {"threads", lo.threads},
-                              {"int8", lo.int8},
-                              {"table_seconds", table_seconds}};
+                              {"smallest_measured_ms", smallest_ms ? nlohmann::json(*smallest_ms) : nlohmann::json()}};
+  report["latency_budget"].update(table_facts);
   report["latency_table"] = table.to_json();
   return result;
 }
@@ -241,6 +269,11 @@ int cmd_prune(int argc, char** argv) {
       ("latency-table", "read the table instead of measuring it (the same model, as --save-latency-table wrote it)",
        cxxopts::value<std::string>())
       ("criterion", "channel importance: l1, l2, bn, fpgm, taylor or attention (need --data), random", cxxopts::value<std::string>()->default_value("l1"))
+      ("latency-aware", "with --target-macs or --target-latency: shrink the groups whose channels lose the least "
+       "importance per ms saved (predicted by the latency table: --latency-table, or measured with the --latency-* "
+       "options), instead of one ratio everywhere")
+      ("max-group-ratio", "with --latency-aware: remove at most this fraction of any group, in (0, 0.99]",
+       cxxopts::value<double>()->default_value("0.5"))
       ("global", "rank channels across groups instead of within each")
       ("round-to", "keep widths at multiples of N", cxxopts::value<int64_t>()->default_value("1"))
       ("min-channels", "no group below N channels", cxxopts::value<int64_t>()->default_value("1"))
@@ -276,15 +309,19 @@ int cmd_prune(int argc, char** argv) {
     if (r.count(opt) && same_file(r[opt].as<std::string>(), in)) bad_input(std::string("--") + opt + " would overwrite the input model");
   if (r.count("latency-table") && r.count("save-latency-table"))
     bad_input("--latency-table reads a table, --save-latency-table writes a measured one: give one");
-  if (r.count("target-latency")) {
-    if (!(r["target-latency"].as<double>() > 0))
-      bad_input("--target-latency must be a positive number of ms, got " + std::to_string(r["target-latency"].as<double>()));
+  const bool latency_aware = r.count("latency-aware") > 0;
+  if (latency_aware && !r.count("target-macs") && !r.count("target-latency"))
+    bad_input("--latency-aware chooses widths for a budget: give --target-macs or --target-latency, not --ratio or --ratios");
+  if (r.count("max-group-ratio") && !latency_aware) bad_input("--max-group-ratio only applies to --latency-aware");
+  if (r.count("target-latency") && !(r["target-latency"].as<double>() > 0))
+    bad_input("--target-latency must be a positive number of ms, got " + std::to_string(r["target-latency"].as<double>()));
+  if (r.count("target-latency") || latency_aware) {
     for (const char* opt : {"latency-grid", "latency-repeats", "latency-rounds", "latency-threads"})
       if (r[opt].as<int>() < 1) bad_input(std::string("--") + opt + " must be at least 1");
     if (r["latency-batch"].as<int64_t>() < 1) bad_input("--latency-batch must be at least 1");
   } else {
     for (const char* opt : kLatencyOnlyOptions)
-      if (r.count(opt)) bad_input(std::string("--") + opt + " only applies to --target-latency");
+      if (r.count(opt)) bad_input(std::string("--") + opt + " only applies to --target-latency or --latency-aware");
   }
   const int64_t epochs = r["finetune-epochs"].as<int64_t>();
   if (epochs < 0) bad_input("--finetune-epochs must not be negative");
@@ -306,6 +343,8 @@ int cmd_prune(int argc, char** argv) {
   if (r.count("target-latency")) o.target_latency_ms = r["target-latency"].as<double>();
   o.criterion = pruning::parse_criterion(r["criterion"].as<std::string>());
   o.global = r.count("global") > 0;
+  o.latency_aware = latency_aware;
+  o.max_group_ratio = r["max-group-ratio"].as<double>();
   o.round_to = r["round-to"].as<int64_t>();
   o.min_channels = r["min-channels"].as<int64_t>();
   if (r.count("ignore")) o.ignore = r["ignore"].as<std::vector<std::string>>();
@@ -338,7 +377,7 @@ int cmd_prune(int argc, char** argv) {
   std::optional<Graph> original;
   if (r.count("latency")) original = graph;
   pruning::PruneResult result =
-      o.target_latency_ms ? prune_to_measured_latency(graph, o, r, train_set ? &*train_set : test_set ? &*test_set : nullptr, report)
+      o.target_latency_ms || o.latency_aware ? prune_to_measured_latency(graph, o, r, train_set ? &*train_set : test_set ? &*test_set : nullptr, report)
                           : pruning::prune(graph, o);
   if (recal > 0) {
     if (!train_set) train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
