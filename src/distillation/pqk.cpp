@@ -285,11 +285,12 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
   const int64_t check_n = result.check_samples = std::min(options.check_samples, n / 2);
   const int64_t repair_n = std::llround(options.repair_fraction * double(n - check_n));
   const data::TensorDataset check = subset(train, order.narrow(0, 0, check_n), "PQK check samples");
-  if (check_n > 0) result.stale_teacher_check_top1 = top1(export_module(result.stale_teacher), check);
 
-  // Teacher repair: the restored entries train, in float, everything else frozen.
+  // Teacher repair: the restored entries train, in float, everything else
+  // frozen (only when phase 2 runs: nothing else uses the teacher).
   torch::jit::Module teacher = export_module(result.stale_teacher);
-  if (repair_n > 0) {
+  if (check_n > 0) result.stale_teacher_check_top1 = top1(teacher, check);
+  if (repair_n > 0 && phase2.epochs > 0) {
     const data::TensorDataset repair_set = subset(train, order.narrow(0, check_n, repair_n), "PQK teacher repair");
     train::TrainConfig cfg = phase2;
     cfg.epochs = 1;

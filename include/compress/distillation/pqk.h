@@ -107,8 +107,9 @@ struct PqkResult {
 // `input_shape`: one sample without the batch dimension; `calibration`
 // starts the fake quantizers of both phases (from the same inputs).
 // `phase1` and `phase2` are the two trainings (epochs, optimizer, schedule,
-// threads...); phase 2 with 0 epochs keeps phase 1's student (no KD). The
-// repair trains with phase 2's optimizer settings for one pass over its subset.
+// threads...); phase 2 with 0 epochs keeps phase 1's student (no repair, no
+// KD). The repair trains with phase 2's optimizer settings for one pass over
+// its subset.
 PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t> input_shape,
               const quant::CalibrationData& calibration, const data::TensorDataset& train,
               const train::TrainConfig& phase1, const train::TrainConfig& phase2);
