@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     cfg.epochs = argc > 4 ? std::atoi(argv[4]) : 1;
     cfg.optimizer.lr = 0.01;
     cfg.schedule.kind = "cosine";
-    distillation::PqkOptions o;  // 50% of the MACs, 4 masking steps, KD at T = 4, alpha = 0.9
+    distillation::PqkOptions o;  // 50% of the MACs, 4 masking steps, teacher repair, KD at T = 4, alpha = 0.9
     distillation::PqkResult r = distillation::pqk(import_module(model), o, {1, 28, 28}, calib, train, cfg, cfg);
     torch::jit::Module int8 = export_module(quant::convert_qat(r.student));
     save_module(int8, argv[3]);

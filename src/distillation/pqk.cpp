@@ -6,6 +6,8 @@
 #include <numeric>
 #include <set>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "compress/error.h"
 #include "compress/ir/export.h"
 #include "compress/pruning/groups.h"
@@ -141,6 +143,9 @@ class ChannelMasker : public train::Callback {
     return g;
   }
 
+  // Per parameter, the entries of masked channels (true).
+  const TensorMap& masks() const { return mask_; }
+
  private:
   const Graph& base_;
   const PqkOptions& options_;
@@ -150,6 +155,43 @@ class ChannelMasker : public train::Callback {
   std::map<std::string, std::set<int64_t>> masked_;  // per group
   TensorMap mask_, kept_;                         // per parameter
 };
+
+// The teacher repair's constraint: after every optimizer step, every entry
+// outside the masks goes back to its value at the start, so only the
+// restored weights learn and the teacher keeps containing the student.
+class KeptEntriesFrozen : public train::Callback {
+ public:
+  KeptEntriesFrozen(const torch::jit::Module& module, TensorMap masks) : masks_(std::move(masks)) {
+    torch::NoGradGuard no_grad;
+    for (const auto& [name, t] : module_tensors(module)) start_[name] = t.detach().clone();
+  }
+
+  void after_step(train::StepContext& ctx) override {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : module_tensors(*ctx.module)) {
+      const at::Tensor& start = start_.at(name);
+      auto m = masks_.find(name);
+      if (m == masks_.end()) {
+        t.copy_(start);
+      } else {
+        t.copy_(at::where(m->second, t, start));
+      }
+    }
+  }
+
+ private:
+  TensorMap masks_, start_;
+};
+
+data::TensorDataset subset(const data::TensorDataset& ds, const at::Tensor& indices, const std::string& what) {
+  return {ds.inputs.index_select(0, indices), ds.labels.index_select(0, indices), ds.num_classes,
+          ds.name + " (" + what + ")"};
+}
+
+double top1(torch::jit::Module module, const data::TensorDataset& ds) {
+  module.eval();
+  return train::evaluate(module, ds).top1;
+}
 
 // Phase 2's fake quantizers start from what phase 1 learned where the
 // shapes allow it: activation ranges by name, weight scales of the kept
@@ -198,6 +240,9 @@ void PqkOptions::validate() const {
   if (!distill.features.empty()) bad_input("PQK distils logits only: feature pairs are not supported");
   if (qat.method != quant::QatMethod::Lsq) bad_input("PQK trains with lsq fake quantization (ste is not supported)");
   if (!(scale_lr > 0) || !std::isfinite(scale_lr)) bad_input("the scales' learning rate must be positive");
+  if (!(repair_fraction >= 0 && repair_fraction <= 1))
+    bad_input("--repair-fraction must be in [0, 1], got " + std::to_string(repair_fraction));
+  if (check_samples < 0) bad_input("--check-samples must not be negative, got " + std::to_string(check_samples));
 }
 
 PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t> input_shape,
@@ -225,19 +270,54 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
   quant::load_trained(qat, trainer.module());
 
   const Graph trained = with_trained_values(qat.base, module_tensors(trainer.module()));
-  result.teacher = masker->restored(trained);
+  result.stale_teacher = masker->restored(trained);
   result.kept_channels = masker->kept_channels();
   result.phase1_student = trained;
   result.prune = pruning::prune_channels(result.phase1_student, result.kept_channels);
 
-  // Phase 2: the pruned student, fake-quantized on its new shapes, learns
-  // from the restored network.
   quant::QatModel student = quant::prepare_qat(result.phase1_student, calibration, options.qat);
   carry_scales(student, qat, result.kept_channels, qat.base);
+
+  // The check samples first, the repair's subset from the rest: the same
+  // random split on every rank (seeded by phase 2's seed).
+  const int64_t n = train.size();
+  at::Tensor order = at::randperm(n, at::detail::createCPUGenerator(phase2.seed), at::TensorOptions(at::kLong));
+  const int64_t check_n = result.check_samples = std::min(options.check_samples, n / 2);
+  const int64_t repair_n = std::llround(options.repair_fraction * double(n - check_n));
+  const data::TensorDataset check = subset(train, order.narrow(0, 0, check_n), "PQK check samples");
+
+  // Teacher repair: the restored entries train, in float, everything else
+  // frozen (only when phase 2 runs: nothing else uses the teacher).
+  torch::jit::Module teacher = export_module(result.stale_teacher);
+  if (check_n > 0) result.stale_teacher_check_top1 = top1(teacher, check);
+  if (repair_n > 0 && phase2.epochs > 0) {
+    const data::TensorDataset repair_set = subset(train, order.narrow(0, check_n, repair_n), "PQK teacher repair");
+    train::TrainConfig cfg = phase2;
+    cfg.epochs = 1;
+    cfg.checkpoint_path.clear();
+    cfg.fingerprint += " | pqk teacher repair";
+    train::Trainer repair(teacher, cfg);
+    repair.add_callback(std::make_shared<KeptEntriesFrozen>(teacher, masker->masks()));
+    result.repair = repair.fit(repair_set);
+    result.teacher = with_trained_values(result.stale_teacher, module_tensors(repair.module()));
+    teacher = export_module(result.teacher);
+  } else {
+    result.teacher = result.stale_teacher;
+  }
+  teacher.eval();
+
+  // Phase 2: the pruned student, fake-quantized on its new shapes, learns
+  // from the teacher (or from the labels alone when the gate finds the
+  // teacher no better than the student).
+  if (check_n > 0) {
+    result.teacher_check_top1 = top1(teacher, check);
+    result.student_check_top1 = top1(export_module(student.graph), check);
+  }
   if (phase2.epochs > 0) {
-    torch::jit::Module teacher = export_module(result.teacher);
-    teacher.eval();
-    Distiller d(teacher, student.graph, options.distill, input_shape);
+    DistillOptions kd = options.distill;
+    result.kd_used = !(options.kd_gate && check_n > 0 && result.teacher_check_top1 <= result.student_check_top1);
+    if (!result.kd_used) kd.alpha = 0;
+    Distiller d(teacher, student.graph, kd, input_shape);
     d.add_callback(quant::qat_callback(student));
     train::TrainConfig cfg2 = phase2;
     cfg2.optimizer.groups.push_back(student.scale_group(options.scale_lr));

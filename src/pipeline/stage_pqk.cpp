@@ -1,5 +1,5 @@
 // pqk: pruning + quantization-aware training (phase 1), then distillation
-// from the unpruned network with the removed weights restored (phase 2),
+// from the unpruned network with the removed weights restored and repaired (phase 2),
 // converted to INT8 (distillation/pqk.h, docs/distillation.md "PQK").
 #include <ATen/Parallel.h>
 
@@ -28,6 +28,9 @@ class PqkStage : public Stage {
     j["criterion"] = pruning::criterion_name(pqk.criterion);
     j["temperature"] = pqk.distill.temperature;
     j["alpha"] = pqk.distill.alpha;
+    j["repair_fraction"] = pqk.repair_fraction;
+    j["check_samples"] = pqk.check_samples;
+    j["kd_gate"] = pqk.kd_gate;
     j["scale_lr"] = pqk.scale_lr;
     j["calib_method"] = quant::method_name(pqk.qat.calibration.method);
     j["calib_batches"] = calib_batches;
@@ -60,7 +63,14 @@ class PqkStage : public Stage {
     for (const auto& e : res.phase1.history) phase1_loss.push_back(e.train_loss);
     ctx.details["phase1_loss_per_epoch"] = phase1_loss;
     ctx.details["phase1_seconds"] = res.phase1.seconds;
+    ctx.details["repair_steps"] = res.repair.steps;
+    ctx.details["repair_seconds"] = res.repair.seconds;
     ctx.details["phase2_seconds"] = res.phase2.train.seconds;
+    ctx.details["kd_used"] = res.kd_used;
+    ctx.details["check"] = {{"samples", res.check_samples},
+                            {"stale_teacher_top1", res.stale_teacher_check_top1},
+                            {"teacher_top1", res.teacher_check_top1},
+                            {"student_top1", res.student_check_top1}};
     // The INT8 model's MACs are those of the pruned float graph.
     ctx.metrics["macs"] = res.prune.macs_after;
   }
@@ -78,6 +88,9 @@ std::unique_ptr<Stage> parse_pqk_stage(Fields& f, const ParseInfo&) {
   o.criterion = pruning::parse_criterion(f.string("criterion", "l1", {"l1", "l2", "fpgm", "taylor", "random"}));
   o.distill.temperature = f.number("temperature", 4, 0, 1000, true, false);
   o.distill.alpha = f.number("alpha", 0.9, 0, 1);
+  o.repair_fraction = f.number("repair_fraction", 0.25, 0, 1);
+  o.check_samples = f.integer("check_samples", 2000, 0, int64_t(1) << 40);
+  o.kd_gate = f.boolean("kd_gate", true);
   o.qat.calibration.method =
       quant::parse_method(f.string("calib_method", "percentile", {"minmax", "percentile", "entropy", "mse"}));
   s->calib_batches = f.integer("calib_batches", 8, 1, 100000);

@@ -124,16 +124,20 @@ TEST_CASE("the PQK teacher is the unpruned network with the phase-1 weights and 
   const Graph model = trained_cnn(ds);
   const Graph start = folded(model);
   // One masking step, before training: the removed channels keep the
-  // values they started with, while the kept ones train.
+  // values they started with, while the kept ones train. No repair: the
+  // teacher is the restored network itself.
   PqkOptions o;
   o.target_macs = 0.5;
   o.prune_steps = 1;
+  o.repair_fraction = 0;
   PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 2), ds, pqk_config(2), pqk_config(1));
+  CHECK(r.repair.steps == 0);
 
   // Same architecture as the unpruned folded model, parameter by parameter.
   for (const auto& name : start.param_order) {
     REQUIRE(r.teacher.has_param(name));
     CHECK(r.teacher.param(name).sizes() == start.param(name).sizes());
+    CHECK(at::equal(r.teacher.param(name), r.stale_teacher.param(name)));
   }
   // The first convolution's group: its weight's input is the image, so
   // whole rows compare (later layers also lose input columns).
@@ -159,7 +163,55 @@ TEST_CASE("the PQK teacher is the unpruned network with the phase-1 weights and 
   CHECK(moved);
 }
 
-TEST_CASE("PQK refuses a target outside (0, 1), bad KD settings and the ste method", "[distill][pqk]") {
+TEST_CASE("the PQK teacher repair trains only the restored weights and beats the stale teacher",
+          "[distill][pqk]") {
+  // The quadrant task made hard (the quadrant 0.14 brighter under noise up
+  // to 1.06), so the models err and a loss has room to fall.
+  data::TensorDataset ds = cli_test::quadrant_set(256, 9);
+  ds.inputs = ds.inputs * 0.2 + at::rand(ds.inputs.sizes(), at::make_generator<at::CPUGeneratorImpl>(10));
+  const Graph model = trained_cnn(ds);
+  // Most channels masked before a long phase 1 at a high learning rate: the
+  // kept weights move far from the values the removed ones were trained
+  // with, so the restored network is a poor teacher until repaired.
+  PqkOptions o;
+  o.target_macs = 0.3;
+  o.prune_steps = 1;
+  o.repair_fraction = 0.5;
+  o.check_samples = 64;
+  train::TrainConfig phase1 = pqk_config(3);
+  phase1.optimizer.lr = 0.05;
+  PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 2), ds, phase1, pqk_config(1));
+  // Half of the samples outside the check set, one pass at batch 32.
+  CHECK(r.check_samples == 64);
+  CHECK(r.repair.steps == (96 + 31) / 32);
+
+  // The teacher still contains the student exactly: removing the masked
+  // channels from it gives phase 1's student, entry for entry.
+  Graph contained = r.teacher;
+  pruning::prune_channels(contained, r.kept_channels);
+  for (const auto& name : r.phase1_student.param_order)
+    CHECK(at::equal(contained.param(name), r.phase1_student.param(name)));
+  // ...while the restored weights changed.
+  bool changed = false;
+  for (const auto& name : r.teacher.param_order)
+    changed = changed || !at::equal(r.teacher.param(name), r.stale_teacher.param(name));
+  CHECK(changed);
+
+  // More accurate than before the repair, on the whole set.
+  torch::jit::Module stale = export_module(r.stale_teacher), repaired = export_module(r.teacher);
+  stale.eval();
+  repaired.eval();
+  const train::EvalResult before = train::evaluate(stale, ds), after = train::evaluate(repaired, ds);
+  INFO("stale teacher loss " << before.loss << " top-1 " << before.top1 << ", repaired " << after.loss << " "
+                             << after.top1);
+  CHECK(after.loss < before.loss);
+  CHECK(after.top1 > before.top1);
+  CHECK(r.teacher_check_top1 > r.stale_teacher_check_top1);
+  // The gate: KD ran exactly when the teacher beat the student on the check samples.
+  CHECK(r.kd_used == (r.teacher_check_top1 > r.student_check_top1));
+}
+
+TEST_CASE("PQK refuses a target outside (0, 1), bad KD and repair settings and the ste method", "[distill][pqk]") {
   for (double target : {0.0, 1.0, 1.5, -0.2}) {
     PqkOptions o;
     o.target_macs = target;
@@ -177,6 +229,14 @@ TEST_CASE("PQK refuses a target outside (0, 1), bad KD settings and the ste meth
   PqkOptions steps;
   steps.prune_steps = 0;
   CHECK_THROWS_AS(steps.validate(), Error);
+  for (double fraction : {-0.1, 1.5}) {
+    PqkOptions repair;
+    repair.repair_fraction = fraction;
+    CHECK_THROWS_WITH(repair.validate(), Catch::Contains("--repair-fraction must be in [0, 1]"));
+  }
+  PqkOptions check;
+  check.check_samples = -1;
+  CHECK_THROWS_WITH(check.validate(), Catch::Contains("--check-samples"));
 }
 
 TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses bad input", "[cli][pqk]") {
@@ -193,6 +253,8 @@ TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses ba
       {"--target-macs 0.5 --temperature 0", "temperature"},
       {"--target-macs 0.5 --alpha 1.1", "alpha"},
       {"--target-macs 0.5 --alpha -0.5", "alpha"},
+      {"--target-macs 0.5 --repair-fraction 1.5", "--repair-fraction must be in [0, 1]"},
+      {"--target-macs 0.5 --check-samples -3", "--check-samples must not be negative"},
   };
   distill_test::check_refused(base, bad, out);
   distill_test::check_refused("pqk " + in + " -o " + out + " --target-macs 0.5",
@@ -207,6 +269,15 @@ TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses ba
   auto j = nlohmann::json::parse(ok.out);
   CHECK(j["macs_kept"].get<double>() <= 0.5);
   CHECK(j["int8_layers"].get<int>() >= 3);
+  // The default repair ran (a quarter of the 64 samples outside the check set), the gate reported its figures.
+  CHECK(j["training"]["repair_steps"].get<int>() == 1);
+  CHECK(j["check"]["samples"].get<int>() == 64);
+  for (const char* m : {"stale_teacher_top1", "teacher_top1", "student_top1"}) {
+    CHECK(j["check"][m].get<double>() >= 0);
+    CHECK(j["check"][m].get<double>() <= 100);
+  }
+  CHECK(j["training"]["kd_used"].get<bool>() ==
+        (j["check"]["teacher_top1"].get<double>() > j["check"]["student_top1"].get<double>()));
   for (const char* model : {"float", "int8"})
     for (const char* batch : {"1", "32"}) CHECK(j["latency_ms"][model][batch].get<double>() > 0);
   REQUIRE(fs::exists(out));

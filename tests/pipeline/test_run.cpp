@@ -463,6 +463,10 @@ TEST_CASE("run: a pqk stage prunes with QAT, distils from the restored network a
   CHECK(d["int8_layers"].get<int>() > 0);
   CHECK(d["result"]["groups"].size() > 0);
   CHECK(d["phase1_loss_per_epoch"].size() == 1);
+  // The default teacher repair ran, and the KD gate's figures are reported.
+  CHECK(d["repair_steps"].get<int>() >= 1);
+  const auto& check = d["check"];
+  CHECK(d["kd_used"].get<bool>() == (check["teacher_top1"].get<double>() > check["student_top1"].get<double>()));
   // The model is INT8: its graph calls the toolkit's ops.
   const std::string code = torch::jit::load(dir.file("out/01-pqk/model.pt")).get_method("forward").graph()->toString();
   CHECK(code.find("compress::") != std::string::npos);

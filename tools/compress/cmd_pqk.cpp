@@ -1,5 +1,6 @@
 // compress pqk IN -o OUT --data fashion-mnist|FILE --target-macs F --epochs N [--finetune-epochs M]
 //   [--temperature T --alpha A] [--prune-steps K] [--prune-end F] [--criterion C] [--input-shape S]
+//   [--repair-fraction F] [--check-samples N] [--no-kd-gate]
 //   [--report R.json] [--nproc P]
 // PQK: phase 1 prunes while training with fake quantization, phase 2
 // distils the pruned student from the unpruned network with the removed
@@ -54,6 +55,11 @@ int cmd_pqk(int argc, char** argv) {
       ("criterion", "channel ranking: l1, l2, fpgm, taylor, random", cxxopts::value<std::string>()->default_value("l1"))
       ("temperature", "KD softmax temperature, > 0", cxxopts::value<double>()->default_value("4"))
       ("alpha", "KD weight against cross-entropy, in [0, 1]", cxxopts::value<double>()->default_value("0.9"))
+      ("repair-fraction", "teacher repair before phase 2: train only the restored weights for this fraction of an "
+       "epoch, in [0, 1] (0: off)", cxxopts::value<double>()->default_value("0.25"))
+      ("check-samples", "training samples kept out of the repair to compare the teacher with the student",
+       cxxopts::value<int64_t>()->default_value("2000"))
+      ("no-kd-gate", "distil even when the teacher is no better than the student on the check samples")
       ("finetune-lr", "peak learning rate of phase 2 (default: --lr)", cxxopts::value<double>())
       ("scale-lr", "learning rate of the quantization scales (default: --lr / 2)", cxxopts::value<double>())
       ("input-shape", "N,C,H,W: must match the data's samples (default: the data's)", cxxopts::value<std::string>())
@@ -84,6 +90,9 @@ int cmd_pqk(int argc, char** argv) {
     bad_input("--criterion " + args["criterion"].as<std::string>() + " does not apply after batch norm folding");
   o.distill.temperature = args["temperature"].as<double>();
   o.distill.alpha = args["alpha"].as<double>();
+  o.repair_fraction = args["repair-fraction"].as<double>();
+  o.check_samples = args["check-samples"].as<int64_t>();
+  o.kd_gate = !args.count("no-kd-gate");
   const int64_t epochs = args["epochs"].as<int64_t>(), finetune_epochs = args["finetune-epochs"].as<int64_t>();
   const int64_t batch = args["batch-size"].as<int64_t>(), calib_batches = args["calib-batches"].as<int64_t>();
   const double lr = args["lr"].as<double>();
@@ -135,6 +144,8 @@ int cmd_pqk(int argc, char** argv) {
 
   const double float_top1 = top1_percent(float_module, test_set);
   const double teacher_top1 = top1_percent(export_module(res.teacher), test_set);
+  const double stale_teacher_top1 =
+      res.repair.steps > 0 ? top1_percent(export_module(res.stale_teacher), test_set) : teacher_top1;
   const double phase1_top1 = top1_percent(export_module(res.phase1_student), test_set);
   const double kept = double(res.prune.macs_after) / double(std::max<int64_t>(1, res.prune.macs_before));
   nlohmann::json j = report.to_json();
@@ -154,6 +165,10 @@ int cmd_pqk(int argc, char** argv) {
   j["training"] = {{"epochs", epochs},
                    {"finetune_epochs", finetune_epochs},
                    {"phase1_seconds", res.phase1.seconds},
+                   {"repair_fraction", o.repair_fraction},
+                   {"repair_steps", res.repair.steps},
+                   {"repair_seconds", res.repair.seconds},
+                   {"kd_used", res.kd_used},
                    {"phase2_seconds", res.phase2.train.seconds},
                    {"phase1_loss", phase1_loss},
                    {"phase2_terms", kd_terms},
@@ -166,11 +181,18 @@ int cmd_pqk(int argc, char** argv) {
                    {"threads", threads}};
   j["test"] = {{"samples", test_set.size()},
                {"float_top1", float_top1},
+               {"stale_teacher_top1", stale_teacher_top1},
                {"teacher_top1", teacher_top1},
                {"phase1_float_top1", phase1_top1},
                {"fake_quant_top1", agree.top1_a},
                {"int8_top1", agree.top1_b}};
   j["agreement"] = agree.to_json();
+  // Training samples the repair did not use (top-1 in %; -1: no check samples).
+  auto percent = [](double f) { return f < 0 ? -1.0 : 100 * f; };
+  j["check"] = {{"samples", res.check_samples},
+                {"stale_teacher_top1", percent(res.stale_teacher_check_top1)},
+                {"teacher_top1", percent(res.teacher_check_top1)},
+                {"student_top1", percent(res.student_check_top1)}};
   const auto bytes_in = std::filesystem::file_size(in), bytes_out = std::filesystem::file_size(out);
   j["size"] = {{"file_bytes_in", bytes_in},
                {"file_bytes_out", bytes_out},
@@ -190,9 +212,13 @@ int cmd_pqk(int argc, char** argv) {
                 out.c_str(), (long long)epochs, (long long)finetune_epochs, res.phase1.seconds,
                 res.phase2.train.seconds, (long long)res.prune.macs_before, (long long)res.prune.macs_after,
                 100 * kept, j["int8_layers"].get<int>());
-    std::printf("test top-1 (%lld images): float %.2f%%, teacher %.2f%%, after phase 1 (float) %.2f%%, "
-                "fake-quant %.2f%%, INT8 %.2f%%\n",
-                (long long)test_set.size(), float_top1, teacher_top1, phase1_top1, agree.top1_a, agree.top1_b);
+    std::printf("test top-1 (%lld images): float %.2f%%, teacher %.2f%% (%.2f%% before the repair), after phase 1 "
+                "(float) %.2f%%, fake-quant %.2f%%, INT8 %.2f%%\n",
+                (long long)test_set.size(), float_top1, teacher_top1, stale_teacher_top1, phase1_top1, agree.top1_a,
+                agree.top1_b);
+    if (finetune_epochs > 0 && !res.kd_used)
+      std::printf("phase 2 ran on cross-entropy alone: the teacher was no better than the student on the check "
+                  "samples\n");
     if (j.contains("latency_ms")) {
       for (const auto& [batch_size, ms] : j["latency_ms"]["float"].items()) {
         const double q = j["latency_ms"]["int8"][batch_size].get<double>();

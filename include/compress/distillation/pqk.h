@@ -14,12 +14,21 @@
 //   The values of the masked weights at the moment they were masked are kept.
 //   The masked channels are then removed physically (pruning::prune_channels).
 //
-//   Phase 2, distillation: the teacher is the unpruned network again: the
-//   kept channels carry the phase-1 trained weights and the removed ones
-//   their kept values (restored). The pruned student, freshly calibrated
-//   fake quantization on its new shapes, trains under KD from it (KL with
-//   the T^2 factor + cross-entropy by alpha, distill.h); the teacher runs in
-//   float and stays frozen.
+//   Teacher repair: the teacher is the unpruned network again: the kept
+//   channels carry the phase-1 trained weights and the removed ones their
+//   kept values (restored). Those two sets of weights were never trained
+//   together (the kept ones adapted to a network without the others), so
+//   the restored network is worse than the student it should teach. The
+//   repair trains the restored entries alone, in float, on a random
+//   `repair_fraction` of the training set, every kept entry frozen, so the
+//   teacher still contains the student exactly.
+//
+//   Phase 2, distillation: the pruned student, freshly calibrated fake
+//   quantization on its new shapes, trains under KD from the teacher (KL
+//   with the T^2 factor + cross-entropy by alpha, distill.h); the teacher
+//   runs in float and stays frozen. With `kd_gate`, KD runs only when the
+//   teacher beats the student on `check_samples` training samples the
+//   repair did not see; otherwise phase 2 is plain cross-entropy.
 //
 // The result converts to the real INT8 model like `compress qat`:
 //
@@ -55,10 +64,16 @@ struct PqkOptions {
   DistillOptions distill;    // phase 2's KD settings (logits only)
   quant::QatOptions qat;     // lsq only (the distiller exports the student without taps)
   double scale_lr = 0.005;   // learning rate of the quantization scales, both phases
+  // Teacher repair: the fraction of one epoch (a random subset of the
+  // training set) spent training the restored weights, in [0, 1]; 0: off.
+  double repair_fraction = 0.25;
+  bool kd_gate = true;          // KD only when the teacher beats the student on the check samples
+  int64_t check_samples = 2000;  // training samples outside the repair subset, for the gate and the report
 
   // Error(BadInput) for a target outside (0, 1), fewer than one prune step,
-  // prune_end outside [0, 1], bad KD settings, feature losses, the ste method
-  // or a non-positive scale learning rate.
+  // prune_end outside [0, 1], bad KD settings, feature losses, the ste method,
+  // a non-positive scale learning rate, repair_fraction outside [0, 1] or a
+  // negative check_samples.
   void validate() const;
 };
 
@@ -74,7 +89,15 @@ struct PqkResult {
   std::vector<PqkPruneStep> prune_steps;
   std::map<std::string, std::vector<int64_t>> kept_channels;  // per shrunk group, indices into the unpruned group
   pruning::PruneResult prune;  // the physical removal after phase 1 (MACs of the folded float graphs)
-  Graph teacher;               // phase 2's teacher: folded float, unpruned, removed weights restored
+  Graph stale_teacher;         // the unpruned network as restored, before the repair
+  Graph teacher;               // phase 2's teacher: stale_teacher after the repair (the same without one)
+  train::TrainResult repair;   // the repair's training (no steps without one)
+  // Top-1 on the check samples (training samples the repair did not use;
+  // 0..1; -1 when check_samples is 0): the teacher before and after the
+  // repair and the fake-quant student as phase 2 starts from it.
+  int64_t check_samples = 0;   // how many (check_samples, at most half the training set)
+  double stale_teacher_check_top1 = -1, teacher_check_top1 = -1, student_check_top1 = -1;
+  bool kd_used = false;        // phase 2 distilled (false: it ran on cross-entropy alone, or did not run)
   Graph phase1_student;        // the pruned folded float student as phase 1 left it
   DistillResult phase2;
   quant::QatModel student;     // the pruned student after phase 2: quant::convert_qat(student) is the INT8 model
@@ -84,7 +107,9 @@ struct PqkResult {
 // `input_shape`: one sample without the batch dimension; `calibration`
 // starts the fake quantizers of both phases (from the same inputs).
 // `phase1` and `phase2` are the two trainings (epochs, optimizer, schedule,
-// threads...); phase 2 with 0 epochs keeps phase 1's student (no KD).
+// threads...); phase 2 with 0 epochs keeps phase 1's student (no repair, no
+// KD). The repair trains with phase 2's optimizer settings for one pass over
+// its subset.
 PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t> input_shape,
               const quant::CalibrationData& calibration, const data::TensorDataset& train,
               const train::TrainConfig& phase1, const train::TrainConfig& phase2);
