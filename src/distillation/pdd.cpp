@@ -8,6 +8,7 @@
 #include "compress/error.h"
 #include "compress/ir/builder.h"
 #include "compress/pruning/groups.h"
+#include "compress/train/distributed.h"
 
 namespace compress::distillation {
 
@@ -166,12 +167,18 @@ class GateTrainer : public train::Callback {
       return i < 0 ? 1.0 : binary(gate(size_t(i)), groups_[size_t(i)].floor).mean().item<double>();
     });
   }
-  void after_backward(train::StepContext&) override {
+  void after_backward(train::StepContext& ctx) override {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < groups_.size(); ++i) {
       at::Tensor m = mask(i), g = gate(i);
       if (!m.grad().defined()) continue;
       at::Tensor grad = m.grad().reshape({-1}) * (1 - g.abs()).clamp_min(0);
+      // The masks are buffers, outside the trainer's gradient averaging
+      // (done before this callback): average their part over the ranks here.
+      if (ctx.group && ctx.group->world_size() > 1) {
+        ctx.group->all_reduce_sum(grad, "pdd gate gradients");
+        grad.div_(ctx.group->world_size());
+      }
       if (g.grad().defined()) g.mutable_grad().add_(grad);
       else g.mutable_grad() = grad;
       m.mutable_grad().reset();
