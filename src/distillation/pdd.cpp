@@ -8,6 +8,7 @@
 #include "compress/error.h"
 #include "compress/ir/builder.h"
 #include "compress/pruning/groups.h"
+#include "compress/train/distributed.h"
 
 namespace compress::distillation {
 
@@ -21,6 +22,7 @@ constexpr const char* kMaskPrefix = "pdd_mask_";
 struct GatedGroup {
   std::string name;
   int64_t width = 0;
+  int64_t floor = 1;  // channels that stay open whatever the gates say
   std::string gate, mask;
 };
 
@@ -80,7 +82,7 @@ ValueId gate_point(const Graph& g, const Node* producer) {
 
 // Inserts `value * mask` after each producer of every prunable group of two
 // or more channels whose gate points are [N, C] or [N, C, H, W].
-std::vector<GatedGroup> insert_gates(Graph& g, const pruning::GroupAnalysis& a) {
+std::vector<GatedGroup> insert_gates(Graph& g, const pruning::GroupAnalysis& a, double min_keep) {
   std::vector<GatedGroup> out;
   for (const pruning::Group& grp : a.groups) {
     if (grp.frozen || grp.width < 2 || grp.producers.empty()) continue;
@@ -95,6 +97,7 @@ std::vector<GatedGroup> insert_gates(Graph& g, const pruning::GroupAnalysis& a) 
     GatedGroup gg;
     gg.name = grp.name;
     gg.width = grp.width;
+    gg.floor = std::clamp<int64_t>(int64_t(std::ceil(min_keep * double(grp.width) - 1e-9)), 1, grp.width);
     gg.gate = kGatePrefix + std::to_string(out.size());
     gg.mask = kMaskPrefix + std::to_string(out.size());
     Shape mask_shape = rank == 4 ? Shape{1, grp.width, 1, 1} : Shape{1, grp.width};
@@ -124,23 +127,29 @@ void remove_gates(Graph& g, const std::vector<GatedGroup>& groups) {
   }
 }
 
-at::Tensor binary(const at::Tensor& gate) { return gate.gt(0).to(at::kFloat); }
+// The binary mask of one group: open where the gate is > 0, and the
+// group's `floor` largest gates open in any case.
+at::Tensor binary(const at::Tensor& gate, int64_t floor) {
+  at::Tensor open = gate.detach().gt(0);
+  open.index_fill_(0, std::get<1>(gate.detach().topk(floor)), true);
+  return open.to(at::kFloat);
+}
 
 // ApproxSign (Liu et al., Bi-Real Net) halved for a {0, 1} gate: the
 // forward value is binary(gate); the gradient is 1 - |gate| inside (-1, 1), 0 outside.
-at::Tensor gate_with_surrogate(const at::Tensor& gate) {
+at::Tensor gate_with_surrogate(const at::Tensor& gate, int64_t floor) {
   at::Tensor s = gate.clamp(-1, 1);
   at::Tensor smooth = s - s * s.abs() / 2;
-  return binary(gate) + smooth - smooth.detach();
+  return binary(gate, floor) + smooth - smooth.detach();
 }
 
 // Masks follow the gates before every step; the masks' gradients reach the
 // gates through the surrogate; the gated MACs are recorded per epoch.
 class GateTrainer : public train::Callback {
  public:
-  GateTrainer(torch::jit::Module m, const std::vector<GatedGroup>& groups, const MacModel& macs,
+  GateTrainer(torch::jit::Module m, const std::vector<GatedGroup>& groups, const MacModel& macs, double limit,
               std::vector<double>* gated_macs)
-      : m_(std::move(m)), groups_(groups), macs_(macs), gated_macs_(gated_macs) {}
+      : m_(std::move(m)), groups_(groups), macs_(macs), limit_(limit), gated_macs_(gated_macs) {}
 
   at::Tensor gate(size_t i) const { return m_.attr(groups_[i].gate).toTensor(); }
   at::Tensor mask(size_t i) const { return m_.attr(groups_[i].mask).toTensor(); }
@@ -149,52 +158,68 @@ class GateTrainer : public train::Callback {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < groups_.size(); ++i) {
       at::Tensor m = mask(i);
-      m.copy_(binary(gate(i)).reshape(m.sizes()));
+      m.copy_(binary(gate(i), groups_[i].floor).reshape(m.sizes()));
       m.requires_grad_(true);
     }
   }
   double hard_ratio() const {
-    return macs_.ratio([&](int i) { return i < 0 ? 1.0 : binary(gate(size_t(i))).mean().item<double>(); });
+    return macs_.ratio([&](int i) {
+      return i < 0 ? 1.0 : binary(gate(size_t(i)), groups_[size_t(i)].floor).mean().item<double>();
+    });
   }
-  void after_backward(train::StepContext&) override {
+  void after_backward(train::StepContext& ctx) override {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < groups_.size(); ++i) {
       at::Tensor m = mask(i), g = gate(i);
       if (!m.grad().defined()) continue;
       at::Tensor grad = m.grad().reshape({-1}) * (1 - g.abs()).clamp_min(0);
+      // The masks are buffers, outside the trainer's gradient averaging
+      // (done before this callback): average their part over the ranks here.
+      if (ctx.group && ctx.group->world_size() > 1) {
+        ctx.group->all_reduce_sum(grad, "pdd gate gradients");
+        grad.div_(ctx.group->world_size());
+      }
       if (g.grad().defined()) g.mutable_grad().add_(grad);
       else g.mutable_grad() = grad;
       m.mutable_grad().reset();
     }
   }
-  void after_step(train::StepContext&) override { refresh(); }
+  // Clipping keeps every gate where the surrogate still passes a gradient.
+  void after_step(train::StepContext&) override {
+    {
+      at::NoGradGuard no_grad;
+      for (size_t i = 0; i < groups_.size(); ++i) gate(i).clamp_(-limit_, limit_);
+    }
+    refresh();
+  }
   void on_epoch_end(const train::EpochStats&) override { gated_macs_->push_back(hard_ratio()); }
 
  private:
   torch::jit::Module m_;
   const std::vector<GatedGroup>& groups_;
   const MacModel& macs_;
+  double limit_;
   std::vector<double>* gated_macs_;
 };
 
-// Open channels per group from the final gates, closing the smallest open
-// gates while the MACs exceed the budget; every group keeps one channel.
+// Open channels per group from the final gates: the smallest open gates
+// close while the MACs exceed the budget, then the largest closed gates
+// reopen while the budget holds; every group keeps its floor.
 std::vector<std::vector<bool>> final_channels(const GateTrainer& gates, const std::vector<GatedGroup>& groups,
                                               const MacModel& macs, double target) {
   std::vector<std::vector<bool>> open(groups.size());
   std::vector<at::Tensor> values;
   for (size_t i = 0; i < groups.size(); ++i) {
     values.push_back(gates.gate(i).detach().to(at::kDouble).contiguous());
-    const double* v = values[i].data_ptr<double>();
-    for (int64_t c = 0; c < groups[i].width; ++c) open[i].push_back(v[c] > 0);
-    if (std::none_of(open[i].begin(), open[i].end(), [](bool b) { return b; })) {
-      open[i][size_t(std::max_element(v, v + groups[i].width) - v)] = true;
-    }
+    const at::Tensor mask = binary(values[i], groups[i].floor).contiguous();
+    const float* m = mask.data_ptr<float>();
+    for (int64_t c = 0; c < groups[i].width; ++c) open[i].push_back(m[c] > 0);
   }
+  auto count = [&](size_t i) { return int64_t(std::count(open[i].begin(), open[i].end(), true)); };
   auto ratio = [&] {
     return macs.ratio([&](int i) {
       if (i < 0) return 1.0;
-      return double(std::count(open[size_t(i)].begin(), open[size_t(i)].end(), true)) / double(groups[size_t(i)].width);
+      return double(count(size_t(i))) / double(groups[size_t(i)].width);
     });
   };
   while (ratio() > target) {
@@ -202,7 +227,7 @@ std::vector<std::vector<bool>> final_channels(const GateTrainer& gates, const st
     int64_t best_channel = -1;
     double best = 0;
     for (size_t i = 0; i < groups.size(); ++i) {
-      if (std::count(open[i].begin(), open[i].end(), true) <= 1) continue;
+      if (count(i) <= groups[i].floor) continue;
       const double* v = values[i].data_ptr<double>();
       for (int64_t c = 0; c < groups[i].width; ++c) {
         if (open[i][size_t(c)] && (best_group < 0 || v[c] < best)) {
@@ -212,8 +237,30 @@ std::vector<std::vector<bool>> final_channels(const GateTrainer& gates, const st
         }
       }
     }
-    if (best_group < 0) break;  // every group at one channel
+    if (best_group < 0) break;  // every group at its floor (pdd() checked that this meets the budget)
     open[size_t(best_group)][size_t(best_channel)] = false;
+  }
+  // Reopen the most promising closed channels that still fit: the result
+  // lands just under the target instead of wherever the gates stopped.
+  std::vector<std::vector<bool>> tried = open;
+  for (;;) {
+    int best_group = -1;
+    int64_t best_channel = -1;
+    double best = 0;
+    for (size_t i = 0; i < groups.size(); ++i) {
+      const double* v = values[i].data_ptr<double>();
+      for (int64_t c = 0; c < groups[i].width; ++c) {
+        if (!tried[i][size_t(c)] && (best_group < 0 || v[c] > best)) {
+          best_group = int(i);
+          best_channel = c;
+          best = v[c];
+        }
+      }
+    }
+    if (best_group < 0) break;
+    tried[size_t(best_group)][size_t(best_channel)] = true;
+    open[size_t(best_group)][size_t(best_channel)] = true;
+    if (ratio() > target) open[size_t(best_group)][size_t(best_channel)] = false;
   }
   return open;
 }
@@ -226,8 +273,14 @@ void PddOptions::validate() const {
     bad_input("--target-macs must be in (0, 1), got " + std::to_string(target_macs));
   }
   if (!(budget_weight > 0) || !std::isfinite(budget_weight)) bad_input("the MACs budget weight must be positive");
+  if (!(budget_tolerance >= 0 && budget_tolerance < target_macs)) {
+    bad_input("--budget-tolerance must be in [0, --target-macs), got " + std::to_string(budget_tolerance));
+  }
   if (!(gate_lr > 0) || !std::isfinite(gate_lr)) bad_input("the gates' learning rate must be positive");
-  if (!(gate_init > 0 && gate_init < 1)) bad_input("the gates' initial value must be in (0, 1)");
+  if (!(gate_init > -1 && gate_init < 1 && gate_init != 0)) bad_input("the gates' initial value must be in (-1, 0) or (0, 1)");
+  if (!(min_group_keep > 0 && min_group_keep <= 1)) {
+    bad_input("--min-group-keep must be in (0, 1], got " + std::to_string(min_group_keep));
+  }
   if (!distill.features.empty()) bad_input("PDD distils logits only: feature pairs are not supported");
 }
 
@@ -241,11 +294,19 @@ PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& opti
 
   // Each graph's own analysis: groups point at that graph's nodes.
   Graph gated = student;
-  std::vector<GatedGroup> groups = insert_gates(gated, pruning::analyze_groups(gated));
+  std::vector<GatedGroup> groups = insert_gates(gated, pruning::analyze_groups(gated), options.min_group_keep);
   if (groups.empty()) bad_input("the student has no prunable channel group to gate (compress inspect --groups)");
   std::map<std::string, int> index;
   for (size_t i = 0; i < groups.size(); ++i) index[groups[i].name] = int(i);
   const MacModel macs = mac_model(student, pruning::analyze_groups(student), index);
+  const double floor_ratio = macs.ratio([&](int i) {
+    return i < 0 ? 1.0 : double(groups[size_t(i)].floor) / double(groups[size_t(i)].width);
+  });
+  if (floor_ratio > options.target_macs) {
+    bad_input("--target-macs " + std::to_string(options.target_macs) + " is below the " + std::to_string(floor_ratio) +
+              " of the MACs that the per-group floor (--min-group-keep " + std::to_string(options.min_group_keep) +
+              ") keeps");
+  }
 
   PddResult result;
   Distiller search_run(teacher, std::move(gated), options.distill, input_shape);
@@ -259,14 +320,17 @@ PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& opti
   gate_group.lr = options.gate_lr;
   gate_group.weight_decay = 0.0;
   search_run.add_param_group(gate_group);
-  auto gates = std::make_shared<GateTrainer>(m, groups, macs, &result.gated_macs);
+  auto gates = std::make_shared<GateTrainer>(m, groups, macs, std::abs(options.gate_init), &result.gated_macs);
   gates->refresh();
   search_run.add_callback(gates);
-  const double target = options.target_macs, weight = options.budget_weight;
-  search_run.set_extra_loss([&, target, weight](train::StepContext&) {
+  const double target = options.target_macs, weight = options.budget_weight, band = options.budget_tolerance;
+  search_run.set_extra_loss([&, target, weight, band](train::StepContext&) {
     at::Tensor one_t = at::ones({}, at::kFloat);
-    at::Tensor ratio = macs.ratio([&](int i) { return i < 0 ? one_t : gate_with_surrogate(gates->gate(size_t(i))).mean(); });
-    return weight * at::relu(ratio - target);
+    at::Tensor ratio = macs.ratio([&](int i) {
+      return i < 0 ? one_t : gate_with_surrogate(gates->gate(size_t(i)), groups[size_t(i)].floor).mean();
+    });
+    // Down while over the target, up while below the dead band.
+    return weight * (at::relu(ratio - target) + at::relu(target - band - ratio));
   });
   train::TrainConfig search_cfg = search;
   search_cfg.fingerprint += " | pdd target_macs=" + std::to_string(target);

@@ -25,6 +25,8 @@ class PddStage : public Stage {
     j["target_macs"] = pdd.target_macs;
     j["budget_weight"] = pdd.budget_weight;
     j["gate_lr"] = pdd.gate_lr;
+    j["budget_tolerance"] = pdd.budget_tolerance;
+    j["min_group_keep"] = pdd.min_group_keep;
     j["temperature"] = pdd.distill.temperature;
     j["alpha"] = pdd.distill.alpha;
     j["finetune_epochs"] = finetune_epochs;
@@ -69,7 +71,9 @@ std::unique_ptr<Stage> parse_pdd_stage(Fields& f, const ParseInfo& info) {
   if (auto ref = parse_model_ref(f, "teacher", info.index, info.base_dir)) s->teacher = *ref;
   s->pdd.target_macs = f.number("target_macs", 0.6, 0, 1, true, true);
   s->pdd.budget_weight = f.number("budget_weight", 5.0, 0, 1e6, true);
-  s->pdd.gate_lr = f.number("gate_lr", 0.05, 0, 100, true);
+  s->pdd.gate_lr = f.number("gate_lr", distillation::PddOptions{}.gate_lr, 0, 100, true);
+  s->pdd.budget_tolerance = f.number("budget_tolerance", distillation::PddOptions{}.budget_tolerance, 0, 1, false, true);
+  s->pdd.min_group_keep = f.number("min_group_keep", distillation::PddOptions{}.min_group_keep, 0, 1, true);
   s->pdd.distill.temperature = f.number("temperature", 4.0, 0, 1000, true);
   s->pdd.distill.alpha = f.number("alpha", 0.9, 0, 1);
   s->finetune_epochs = f.integer("finetune_epochs", 0, 0, 100000);

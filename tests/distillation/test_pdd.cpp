@@ -37,13 +37,17 @@ TEST_CASE("PDD gates close under the MACs budget and the pruned student is small
   PddResult r = pdd(teacher, student, o, {1, 28, 28}, ds, distill_test::quick_config(4), distill_test::quick_config(1));
 
   // The gates themselves moved to the budget during training (before the
-  // final greedy closing), starting from all open.
+  // final greedy closing), starting from all open, and stopped there: inside
+  // the dead band [target - tolerance, target] give or take a few steps' moves.
   REQUIRE(r.gated_macs.size() == 4);
-  CHECK(r.gated_macs.back() < 0.6);
+  INFO("gated MACs at the last epoch's end " << r.gated_macs.back());
+  CHECK(r.gated_macs.back() <= 0.5 + 0.03);
+  CHECK(r.gated_macs.back() >= 0.5 - 0.05 - 0.03);
   CHECK(r.search.terms.front().extra > 0);  // the penalty was active
   // Physically smaller: fewer MACs and parameters, every group at least one channel.
   CHECK(r.prune.macs_before == macs_before);
   CHECK(r.prune.macs_after <= 0.5 * double(macs_before));
+  CHECK(r.prune.macs_after >= 0.4 * double(macs_before));  // landed near the budget, not far below
   CHECK(r.prune.params_after < r.prune.params_before);
   CHECK(profile_model(student).total_macs == r.prune.macs_after);
   bool shrank = false;
@@ -61,6 +65,61 @@ TEST_CASE("PDD gates close under the MACs budget and the pruned student is small
   CHECK(train::evaluate(m, ds).top1 > 0.4);  // chance is 1/4
 }
 
+// A teacher for the tiny PDD runs: a half-width cnn trained briefly on `ds`.
+static torch::jit::Module tiny_teacher(const data::TensorDataset& ds) {
+  torch::jit::Module teacher = models::build("cnn", 21, 10, 0.5).module;
+  train::Trainer t(teacher, distill_test::quick_config(2));
+  t.fit(ds);
+  teacher.eval();
+  return teacher;
+}
+
+TEST_CASE("PDD gates that start closed reopen up to the budget", "[distill][pdd]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(256, 7);
+  torch::jit::Module teacher = tiny_teacher(ds);
+  Graph student = import_module(models::build("cnn", 22, 10, 0.25).module);
+  PddOptions o;
+  o.target_macs = 0.6;
+  o.gate_lr = 0.1;
+  o.gate_init = -0.5;  // every gate closed: only each group's floor (a quarter) is open
+  PddResult r = pdd(teacher, student, o, {1, 28, 28}, ds, distill_test::quick_config(4), distill_test::quick_config(0));
+  REQUIRE(r.gated_macs.size() == 4);
+  INFO("gated MACs per epoch " << r.gated_macs[0] << " " << r.gated_macs[1] << " " << r.gated_macs[2] << " "
+                               << r.gated_macs[3]);
+  // The floor alone keeps about 1/16 of the MACs; the penalty below the dead
+  // band pushed the gates open until the budget was used (32 steps: the last
+  // moves, with momentum, may end a little over it), not all the way open.
+  CHECK(r.gated_macs.front() < 0.6 - 0.05);
+  CHECK(r.gated_macs.back() >= 0.6 - 0.05 - 0.03);
+  CHECK(r.gated_macs.back() <= 0.6 + 0.1);
+  CHECK(r.prune.macs_after <= 0.6 * double(r.prune.macs_before));
+  CHECK(r.prune.macs_after >= 0.5 * double(r.prune.macs_before));
+}
+
+TEST_CASE("PDD keeps each group's floor and refuses a budget the floor exceeds", "[distill][pdd]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(128, 7);
+  torch::jit::Module teacher = tiny_teacher(ds);
+  Graph student = import_module(models::build("cnn", 22, 10, 0.25).module);
+  Graph copy = student;
+  PddOptions o;
+  o.target_macs = 0.3;
+  o.gate_lr = 0.2;
+  o.budget_weight = 20;
+  o.min_group_keep = 0.5;
+  PddResult r = pdd(teacher, student, o, {1, 28, 28}, ds, distill_test::quick_config(3), distill_test::quick_config(0));
+  REQUIRE(!r.groups.empty());
+  for (const auto& g : r.groups) {
+    INFO(g.name << " " << g.before << " -> " << g.after);
+    CHECK(g.after >= (g.before + 1) / 2);
+  }
+  CHECK(r.prune.macs_after <= 0.3 * double(r.prune.macs_before));
+
+  // Half of every group already keeps about a quarter of the MACs; all of them, everything.
+  o.min_group_keep = 1.0;
+  CHECK_THROWS_WITH(pdd(teacher, copy, o, {1, 28, 28}, ds, distill_test::quick_config(1), distill_test::quick_config(0)),
+                    Catch::Contains("is below the") && Catch::Contains("--min-group-keep"));
+}
+
 TEST_CASE("PDD refuses a budget outside (0, 1) and bad KD settings", "[distill][pdd]") {
   for (double target : {0.0, 1.0, 1.5, -0.2}) {
     PddOptions o;
@@ -73,6 +132,20 @@ TEST_CASE("PDD refuses a budget outside (0, 1) and bad KD settings", "[distill][
   PddOptions a;
   a.distill.alpha = 2;
   CHECK_THROWS_AS(a.validate(), Error);
+  auto refused = [](auto change, const std::string& text) {
+    PddOptions o;
+    change(o);
+    CHECK_THROWS_WITH(o.validate(), Catch::Contains(text));
+  };
+  refused([](PddOptions& o) { o.min_group_keep = 0; }, "--min-group-keep must be in (0, 1]");
+  refused([](PddOptions& o) { o.min_group_keep = 1.5; }, "--min-group-keep must be in (0, 1]");
+  refused([](PddOptions& o) { o.budget_tolerance = 0.6; }, "--budget-tolerance must be in [0, --target-macs)");
+  refused([](PddOptions& o) { o.budget_tolerance = -0.1; }, "--budget-tolerance must be in [0, --target-macs)");
+  refused([](PddOptions& o) { o.gate_init = 0; }, "initial value");
+  PddOptions ok;
+  ok.gate_init = -0.5;
+  ok.budget_tolerance = 0;
+  CHECK_NOTHROW(ok.validate());
 }
 
 TEST_CASE("compress pdd writes a smaller student and refuses bad input", "[cli][pdd]") {
@@ -99,6 +172,9 @@ TEST_CASE("compress pdd writes a smaller student and refuses bad input", "[cli][
       {"", "--target-macs F is required"},
       {"--target-macs 0.5 --temperature 0", "temperature"},
       {"--target-macs 0.5 --alpha 1.1", "alpha"},
+      {"--target-macs 0.5 --min-group-keep 0", "--min-group-keep must be in (0, 1]"},
+      {"--target-macs 0.5 --budget-tolerance 0.5", "--budget-tolerance must be in [0, --target-macs)"},
+      {"--target-macs 0.5 --min-group-keep 1", "is below the"},
   };
   distill_test::check_refused(base, bad, out);
 }

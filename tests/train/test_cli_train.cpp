@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_run.h"
+#include "compress/models/zoo.h"
 #include "temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -76,6 +77,41 @@ TEST_CASE("compress prune shrinks a trained model and fine-tunes it on a dataset
   Run i = run("inspect " + pruned + " --json");
   REQUIRE(i.code == 0);
   CHECK(nlohmann::json::parse(i.out)["total_macs"] == j["result"]["macs_after"]);
+}
+
+TEST_CASE("compress train --init M --reinit trains M's architecture from fresh weights", "[cli][train]") {
+  const TempDir dir("cli_reinit");
+  const std::string train = make_set(dir, "train.pt", 64, 3), test = make_set(dir, "test.pt", 32, 4);
+  // Two models of one architecture with different weights.
+  const std::string a = dir.file("a.pt"), b = dir.file("b.pt");
+  compress::models::build("cnn", 1, 10, 0.25).module.save(a);
+  compress::models::build("cnn", 2, 10, 0.25).module.save(b);
+  auto weights = [&](const std::string& from, const std::string& extra) {
+    const std::string out = dir.file("out.pt");
+    Run r = run("train --init " + from + " --recipe cnn --data " + train + " --test-data " + test +
+                " --epochs 1 --batch-size 32 --threads 1 --seed 5 --quiet " + extra + " -o " + out);
+    INFO(r.out);
+    REQUIRE(r.code == 0);
+    std::vector<at::Tensor> w;
+    for (const auto& p : torch::jit::load(out).named_parameters()) w.push_back(p.value.clone());
+    fs::remove(out);
+    return w;
+  };
+  auto same = [](const std::vector<at::Tensor>& x, const std::vector<at::Tensor>& y) {
+    bool equal = x.size() == y.size();
+    for (size_t i = 0; equal && i < x.size(); ++i) equal = x[i].sizes() == y[i].sizes() && at::equal(x[i], y[i]);
+    return equal;
+  };
+  // With --reinit the starting weights no longer matter: a and b train alike.
+  CHECK(same(weights(a, "--reinit"), weights(b, "--reinit")));
+  CHECK_FALSE(same(weights(a, ""), weights(b, "")));
+
+  Run bad = run("train --arch cnn --reinit --data " + train + " -o " + dir.file("x.pt"));
+  INFO(bad.out);
+  CHECK(bad.code == 2);
+  CHECK(std::count(bad.out.begin(), bad.out.end(), '\n') == 1);
+  CHECK_THAT(bad.out, Catch::Contains("--reinit needs --init MODEL"));
+  CHECK_FALSE(fs::exists(dir.file("x.pt")));
 }
 
 TEST_CASE("bad input to train/eval: one line, exit code 2", "[cli][train]") {

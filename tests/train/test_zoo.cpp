@@ -2,8 +2,11 @@
 // state_dict-style names and torch.nn-like leaf modules, and saves/loads.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
+#include <map>
 
+#include "compress/models/reinit.h"
 #include "compress/models/zoo.h"
 #include "compress/error.h"
 #include "temp_dir.h"
@@ -125,4 +128,54 @@ TEST_CASE("a width multiplier scales every zoo model and width 1 is the default 
   }
   CHECK_THROWS_AS(build("cnn", 0, 10, 0.0), compress::Error);
   CHECK_THROWS_AS(build("cnn", 0, 10, -1.0), compress::Error);
+}
+
+TEST_CASE("reinitialize gives a model fresh seeded weights with the zoo's rules and refuses unknown parameters", "[zoo]") {
+  torch::jit::Module m = build("cnn", 3, 10, 0.5).module;
+  // Trained-looking state: every tensor shifted, batch norm statistics moved.
+  for (const auto& p : m.named_parameters()) p.value.detach().add_(0.3);
+  for (const auto& b : m.named_buffers()) {
+    if (b.value.is_floating_point()) b.value.add_(0.7);
+    else b.value.add_(5);
+  }
+  auto params = [](const torch::jit::Module& module) {
+    std::map<std::string, at::Tensor> out;
+    for (const auto& p : module.named_parameters()) out[p.name] = p.value.detach().clone();
+    return out;
+  };
+  const std::map<std::string, at::Tensor> before = params(m);
+  torch::jit::Module again = m.clone();
+  reinitialize(m, 11);
+  reinitialize(again, 11);
+  const std::map<std::string, at::Tensor> after = params(m), repeat = params(again);
+  REQUIRE(after.size() == before.size());
+  for (const auto& [name, value] : after) {
+    INFO(name);
+    CHECK(value.sizes() == before.at(name).sizes());
+    CHECK_FALSE(at::equal(value, before.at(name)));
+    CHECK(at::equal(value, repeat.at(name)));  // seeded
+  }
+  // The zoo's rules: batch norm scale 1 / shift 0 / statistics reset; the
+  // first convolution (no bias) Kaiming-normal over fan_out (16 * 3 * 3).
+  torch::jit::Module bn = m.attr("features").toModule().attr("1").toModule();
+  CHECK(at::equal(bn.attr("weight").toTensor(), at::ones({16})));
+  CHECK(at::equal(bn.attr("bias").toTensor(), at::zeros({16})));
+  CHECK(at::equal(bn.attr("running_mean").toTensor(), at::zeros({16})));
+  CHECK(at::equal(bn.attr("running_var").toTensor(), at::ones({16})));
+  CHECK(bn.attr("num_batches_tracked").toTensor().item<int64_t>() == 0);
+  torch::jit::Module conv = m.attr("features").toModule().attr("0").toModule();
+  CHECK(conv.attr("weight").toTensor().std().item<double>() == Approx(std::sqrt(2.0 / (16 * 9))).epsilon(0.25));
+  // A different seed, different weights; the model still runs.
+  torch::jit::Module other = build("cnn", 3, 10, 0.5).module;
+  reinitialize(other, 12);
+  CHECK_FALSE(at::equal(other.attr("features").toModule().attr("0").toModule().attr("weight").toTensor(),
+                        conv.attr("weight").toTensor()));
+  m.eval();
+  CHECK(m.forward({at::rand({2, 1, 28, 28})}).toTensor().sizes() == at::IntArrayRef({2, 10}));
+
+  // No rule for recurrent cells: refused, naming the parameter, nothing changed.
+  torch::jit::Module lstm = build("lstm", 1).module;
+  at::Tensor first = (*lstm.named_parameters().begin()).value.clone();
+  CHECK_THROWS_WITH(reinitialize(lstm, 1), Catch::Contains("cannot re-initialise parameter '") && Catch::Contains("weight_ih_l0"));
+  CHECK(at::equal((*lstm.named_parameters().begin()).value, first));
 }

@@ -34,7 +34,11 @@ int cmd_pdd(int argc, char** argv) {
       ("recipe", "training recipe of this zoo architecture (default: --arch's)", cxxopts::value<std::string>()->default_value(""))
       ("target-macs", "keep at most this fraction of the student's MACs, in (0, 1)", cxxopts::value<double>())
       ("budget-weight", "weight of the MACs penalty", cxxopts::value<double>()->default_value("5"))
-      ("gate-lr", "learning rate of the channel gates", cxxopts::value<double>()->default_value("0.05"))
+      ("budget-tolerance", "no MACs penalty while the gated MACs are within this below the target; below it the penalty reopens gates",
+       cxxopts::value<double>()->default_value("0.05"))
+      ("gate-lr", "learning rate of the channel gates", cxxopts::value<double>()->default_value("0.005"))
+      ("min-group-keep", "every channel group keeps at least this fraction of its channels, in (0, 1]",
+       cxxopts::value<double>()->default_value("0.25"))
       ("finetune-epochs", "epochs of KD fine-tuning after the channels are removed", cxxopts::value<int64_t>()->default_value("0"))
       ("finetune-lr", "peak learning rate of the fine-tuning (default: --lr / 5)", cxxopts::value<double>())
       ("temperature", "KD softmax temperature, > 0", cxxopts::value<double>()->default_value("4"))
@@ -60,7 +64,9 @@ int cmd_pdd(int argc, char** argv) {
   distillation::PddOptions o;
   o.target_macs = r["target-macs"].as<double>();
   o.budget_weight = r["budget-weight"].as<double>();
+  o.budget_tolerance = r["budget-tolerance"].as<double>();
   o.gate_lr = r["gate-lr"].as<double>();
+  o.min_group_keep = r["min-group-keep"].as<double>();
   o.distill.temperature = r["temperature"].as<double>();
   o.distill.alpha = r["alpha"].as<double>();
   o.validate();

@@ -9,6 +9,7 @@
 #include "parse_args.h"
 #include "compress/error.h"
 #include "compress/io.h"
+#include "compress/models/reinit.h"
 #include "compress/models/zoo.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
@@ -28,6 +29,7 @@ int cmd_train(int argc, char** argv) {
       ("arch", "zoo architecture to build", cxxopts::value<std::string>()->default_value(""))
       ("init", "train this TorchScript model instead of a new zoo model", cxxopts::value<std::string>()->default_value(""))
       ("recipe", "take the training recipe of this architecture (with --init)", cxxopts::value<std::string>()->default_value(""))
+      ("reinit", "with --init: keep the model's architecture but start from fresh weights drawn from --seed")
       ("width", "width multiplier of the --arch model (0.5: half the channels)", cxxopts::value<double>()->default_value("1"))
       ("o,output", "where to save the trained model", cxxopts::value<std::string>()->default_value(""))
       ("json", "print the result as JSON")
@@ -43,6 +45,8 @@ int cmd_train(int argc, char** argv) {
   const std::string out = r["output"].as<std::string>();
   if (arch.empty() == init.empty()) bad_input("give exactly one of --arch NAME or --init MODEL");
   if (out.empty()) bad_input("-o/--output is required");
+  const bool reinit = r.count("reinit") > 0;
+  if (reinit && init.empty()) bad_input("--reinit needs --init MODEL (an --arch model starts from fresh weights anyway)");
   const uint64_t seed = r["seed"].as<uint64_t>();
   check_training_options(r);
   if (auto code = launch_workers(r, argc, argv)) return *code;
@@ -60,6 +64,8 @@ int cmd_train(int argc, char** argv) {
     if (recipe_name.empty()) recipe_name = arch;
   } else {
     module = load_module(init);
+    // "The same architecture trained from scratch": e.g. a pruned model's shapes.
+    if (reinit) models::reinitialize(module, seed);
   }
   models::Recipe rec = recipe_name.empty() ? models::Recipe{} : models::default_recipe(recipe_name);
 
@@ -69,7 +75,7 @@ int cmd_train(int argc, char** argv) {
   apply_distributed_options(r, group, cfg);
   // The model and data; every training setting is compared by the trainer
   // itself, which names the ones that differ on --resume.
-  cfg.fingerprint = (arch.empty() ? "init=" + init : "arch=" + arch) + " data=" + data;
+  cfg.fingerprint = (arch.empty() ? "init=" + init : "arch=" + arch) + (reinit ? " reinit" : "") + " data=" + data;
   if (r["width"].as<double>() != 1) cfg.fingerprint += " width=" + std::to_string(r["width"].as<double>());
 
   at::set_num_threads(cfg.threads);

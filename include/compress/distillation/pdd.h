@@ -5,8 +5,8 @@
 // the gate is > 0) with the ApproxSign surrogate gradient in the backward
 // pass; gates and weights train together under cross-entropy + KD. Unlike
 // the published code, a MACs budget drives the gates: a penalty
-// budget_weight * max(0, gated MACs / MACs - target) while the gated model is
-// over budget. Closed channels are then removed physically (the pruning
+// budget_weight * |gated MACs / MACs - target| outside a dead band below the
+// target, with a per-group floor. Closed channels are then removed physically (the pruning
 // engine) and the smaller student is fine-tuned under the same teacher.
 //
 //   distillation::PddOptions o;
@@ -28,11 +28,25 @@ struct PddOptions {
   DistillOptions distill;       // the KD settings of both phases (no feature losses)
   double target_macs = 0.6;     // keep at most this fraction of the student's MACs, in (0, 1)
   double budget_weight = 5.0;   // weight of the MACs penalty, > 0
-  double gate_lr = 0.05;        // learning rate of the gates (SGD with the run's momentum, no decay)
-  double gate_init = 0.5;       // gates start open, inside ApproxSign's (-1, 1) where gradients flow
+  // The penalty is two-sided with a dead band: it pushes the gates down
+  // while the gated MACs exceed the target, up (reopening closed channels)
+  // while they are more than `budget_tolerance` below it, and not at all in
+  // between, where the task loss alone moves the gates.
+  double budget_tolerance = 0.05;
+  // Learning rate of the gates (SGD with the run's momentum and schedule, no
+  // weight decay): 0.05 with momentum 0.9 carried whole groups far past the budget.
+  double gate_lr = 0.005;
+  // Gates start at gate_init (> 0: open, < 0: closed) and are clipped to
+  // [-|gate_init|, |gate_init|] after each step, where ApproxSign's gradient
+  // (1 - |gate|) is at least 1 - |gate_init|: a closed gate can always reopen.
+  double gate_init = 0.5;
+  // Every group keeps at least this fraction of its channels open (at least
+  // one channel), in (0, 1]: the penalty alone emptied the first layer.
+  double min_group_keep = 0.25;
 
-  // Error(BadInput) for a target outside (0, 1), a non-positive weight, rate
-  // or initial gate, or feature losses (PDD gates channels; hints would pin them).
+  // Error(BadInput) for a target outside (0, 1), a non-positive weight or
+  // rate, a tolerance outside [0, target), an initial gate of 0 or outside (-1, 1), a floor outside (0, 1], or feature
+  // losses (PDD gates channels; hints would pin them).
   void validate() const;
 };
 
@@ -53,7 +67,9 @@ struct PddResult {
 // student. `search` trains the gates (its epochs are PDD's `--epochs`);
 // `finetune` trains the pruned student (epochs 0: skip). When the gates end
 // above the budget, the open channels with the smallest gates close until it
-// is met; every group keeps at least one channel.
+// is met; then the closed channels with the largest gates reopen while it
+// stays met; every group keeps its floor. Error(BadInput) when the floor
+// alone keeps more than the target.
 PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& options, std::vector<int64_t> input_shape,
               const data::TensorDataset& train, const train::TrainConfig& search, const train::TrainConfig& finetune);
 
