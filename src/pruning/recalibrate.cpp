@@ -1,11 +1,31 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <optional>
+
 #include "compress/error.h"
 #include "compress/ir/export.h"
 #include "compress/pruning/prune.h"
 
 namespace compress::pruning {
+namespace {
+
+// The exported submodule at a dotted path ("layer1.0.bn1"), or nullopt.
+std::optional<torch::jit::Module> submodule_at(const torch::jit::Module& root, const std::string& path) {
+  torch::jit::Module m = root;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t dot = path.find('.', start);
+    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!m.hasattr(part) || !m.attr(part).isModule()) return std::nullopt;
+    m = m.attr(part).toModule();
+    if (dot == std::string::npos) return m;
+    start = dot + 1;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 int recalibrate_batch_norm(Graph& g, const data::TensorDataset& data, int64_t batches, int64_t batch_size) {
   std::vector<Node*> norms;
@@ -20,6 +40,14 @@ int recalibrate_batch_norm(Graph& g, const data::TensorDataset& data, int64_t ba
   if (data.size() == 0) bad_input("batch-norm recalibration needs data");
   torch::jit::Module m = export_module(g, options);
   m.eval();
+  // The batch norms normalise with each batch's own statistics while the
+  // statistics are gathered (dropout stays off), so every norm sees its
+  // input as the re-estimated network upstream of it produces it. With the
+  // stale running statistics upstream (a plain eval-mode pass) the deeper
+  // norms were estimated for a network that no longer exists, and errors
+  // compounded with depth: the pruned mobilenetv2 fell to chance.
+  for (Node* n : norms)
+    if (auto sub = submodule_at(m, n->module)) sub->train(true);
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> sum(norms.size()), sum_sq(norms.size());
   std::vector<int64_t> count(norms.size(), 0);

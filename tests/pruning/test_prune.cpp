@@ -334,6 +334,32 @@ def forward(self, x):
   CHECK(at::allclose(h.param("b.running_mean").to(at::kDouble), y16.mean({0, 2, 3}), 1e-4, 1e-5));
 }
 
+TEST_CASE("a deeper batch norm is re-estimated for the re-estimated network upstream of it", "[pruning][recalibrate]") {
+  auto m = net({{"a", conv(3, 4)}, {"b1", bn(4)}, {"c", conv(4, 3)}, {"b2", bn(3)}}, R"(
+def forward(self, x):
+    y = torch.relu(self.b1.forward(self.a.forward(x)))
+    return torch.mean(self.b2.forward(self.c.forward(y)), [2, 3])
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  data::TensorDataset ds;
+  ds.inputs = at::randn({40, 3, 8, 8}) * 3 + 2;
+  ds.labels = at::zeros({40}, at::kLong);
+  ds.num_classes = 2;
+  // b1's stored statistics are far from its real input's (as after pruning):
+  // b2 must be estimated for b1 as re-estimated, not for the stale b1.
+  g.set_param("b1.running_mean", at::full({4}, -10.0));
+  g.set_param("b1.running_var", at::full({4}, 100.0));
+  CHECK(recalibrate_batch_norm(g, ds, /*batches=*/1, /*batch_size=*/40) == 2);
+  at::Tensor y1 = at::conv2d(ds.inputs, g.param("a.weight"), g.param("a.bias"), 1, 1);
+  CHECK(at::allclose(g.param("b1.running_mean"), y1.mean({0, 2, 3}), 1e-4, 1e-4));
+  // One batch holding every sample: b1 normalises with exactly those statistics.
+  at::Tensor normed = at::batch_norm(y1, g.param("b1.weight"), g.param("b1.bias"), {}, {}, /*training=*/true, 0.1, 1e-5,
+                                     false);
+  at::Tensor y2 = at::conv2d(at::relu(normed), g.param("c.weight"), g.param("c.bias"), 1, 1).to(at::kDouble);
+  CHECK(at::allclose(g.param("b2.running_mean").to(at::kDouble), y2.mean({0, 2, 3}), 1e-4, 1e-4));
+  CHECK(at::allclose(g.param("b2.running_var").to(at::kDouble), y2.var({0, 2, 3}, /*unbiased=*/true), 1e-4, 1e-4));
+}
+
 TEST_CASE("torchvision models prune to half their MACs and keep their output shape", "[pruning][e2e]") {
   at::set_num_threads(1);
   for (const char* name : {"resnet18", "mobilenet_v2"}) {
