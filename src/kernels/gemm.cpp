@@ -95,6 +95,7 @@ struct DenseKernel {
 };
 constexpr DenseKernel kDenseKernels[] = {
     {Layout::avx2_n16k2_s16, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c2_s16", detail::gemm_avx2_6x16, false},
+    {Layout::avx2_n16k2_s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c2_s8", detail::gemm_avx2_6x16_s8, false},
     {Layout::avx2_n16k4_u8s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c4", detail::gemm_avx2_6x16c4, true},
     {Layout::avx2_n16k8_u7s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_4x16c8_u7", detail::gemm_avx2_4x16c8_u7, true},
 #ifdef COMPRESS_VNNI_SIMDE

@@ -1,4 +1,4 @@
-// gemm_u8s8s32_avx2_6x16c2_s16: AVX2 + FMA, compiled with -mavx2 -mfma (this file only).
+// gemm_u8s8s32_avx2_6x16c2_s16 and _s8: AVX2 + FMA, compiled with -mavx2 -mfma (this file only).
 //
 // The exact fallback of the AVX2 u8 path (gemm_avx2_u8.cpp): vpmaddubsw adds
 // two u8*s8 products into a *saturating* s16 (255*127*2 = 64770 > 32767).
@@ -7,7 +7,11 @@
 // clipping. The packer picks this layout when clipping would need too many
 // corrections (e.g. uniform random weights). Its price, measured on this
 // machine: about half the multiply throughput of the u8 path (vpmaddwd issues
-// about once per cycle, 16 MACs) and 2x the bytes of packed weights and A.
+// about once per cycle, 16 MACs) and 2x the bytes of A. The weights are
+// stored either as s16 (avx2_n16k2_s16, the first form) or as s8 in the same
+// order (avx2_n16k2_s8, what the packer writes now), widened by vpmovsxbw as
+// each panel row is loaded: one more instruction per 12 vpmaddwd, and the
+// saved model is half the size.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -50,13 +54,25 @@ void pack_a(void* vctx, int64_t begin, int64_t end) {
   }
 }
 
+// One k-pair row of a weight panel (16 columns x 2 k) as s16: b0 = columns
+// 0-7, b1 = columns 8-15.
+inline void load_panel_row(const int16_t* b, __m256i& b0, __m256i& b1) {
+  b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+  b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
+}
+inline void load_panel_row(const int8_t* b, __m256i& b0, __m256i& b1) {
+  b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
+  b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16)));
+}
+
 // acc[i][0..1] += sum_p a[p][i] * b[p][0..15] over kp k-pairs.
-inline void microkernel(const int32_t* a, const int16_t* b, int64_t kp, __m256i acc[MR][2]) {
+template <typename W>
+inline void microkernel(const int32_t* a, const W* b, int64_t kp, __m256i acc[MR][2]) {
   __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int64_t p = 0; p < kp; ++p) {
-    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
+    __m256i b0, b1;
+    load_panel_row(b, b0, b1);
     __m256i x = _mm256_set1_epi32(a[0]);
     c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(x, b0));
     c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(x, b1));
@@ -90,11 +106,12 @@ void store_tile(const GemmJob& j, const EpAvx2& e, __m256i acc[MR][2], int64_t m
     store_row16(acc[i][0], acc[i][1], j.B->comp(), j.scale, j.bias, *j.ep, e, m0 + i, n0, count, j.C, j.ldc);
 }
 
+template <typename W>
 void compute(void* vctx, int64_t begin, int64_t end) {
   const Ctx& c = *static_cast<Ctx*>(vctx);
   const GemmJob& j = *c.job;
   const EpAvx2 e(*j.ep);
-  const auto* bdata = reinterpret_cast<const int16_t*>(j.B->data());
+  const auto* bdata = reinterpret_cast<const W*>(j.B->data());
   __m256i acc[MR][2];
   for (int64_t item = begin; item < end; ++item) {
     // n-block major: consecutive items of one thread reuse the same weight
@@ -110,9 +127,8 @@ void compute(void* vctx, int64_t begin, int64_t end) {
   }
 }
 
-}  // namespace
-
-void gemm_avx2_6x16(const GemmJob& job, const ParallelFor& pf) {
+template <typename W>
+void run(const GemmJob& job, const ParallelFor& pf) {
   Ctx c;
   c.job = &job;
   c.kp = job.B->k_pad() / 2;
@@ -128,8 +144,13 @@ void gemm_avx2_6x16(const GemmJob& job, const ParallelFor& pf) {
     c.panels_per_block = 1;
     c.nblocks = c.panels;
   }
-  run_parallel(pf, c.mblocks * c.nblocks, &c, compute);
+  run_parallel(pf, c.mblocks * c.nblocks, &c, compute<W>);
   scratch_free(c.apack);
 }
+
+}  // namespace
+
+void gemm_avx2_6x16(const GemmJob& job, const ParallelFor& pf) { run<int16_t>(job, pf); }
+void gemm_avx2_6x16_s8(const GemmJob& job, const ParallelFor& pf) { run<int8_t>(job, pf); }
 
 }  // namespace compress::kernels::detail

@@ -42,6 +42,7 @@ void scratch_free(void* p);
 
 void gemm_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
 void gemm_avx2_6x16(const GemmJob& job, const ParallelFor& pf);    // s16 vpmaddwd, exact for any weight
+void gemm_avx2_6x16_s8(const GemmJob& job, const ParallelFor& pf);  // the same, weights stored as s8
 void gemm_avx2_6x16c4(const GemmJob& job, const ParallelFor& pf);  // u8 vpmaddubsw + correction, honours job.row
 void gemm_avx2_4x16c8_u7(const GemmJob& job, const ParallelFor& pf);  // same for activations <= 127, 3/4 the multiplies
 

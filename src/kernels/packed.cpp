@@ -137,6 +137,17 @@ std::vector<int8_t> clip_lanes_u7(const int8_t* w, int64_t n, int64_t k, std::ve
   return clipped;
 }
 
+// W[n][k] into the [n_pad/16][k_pad/2][16][2] order of Avx2Traits, as s16 or s8.
+template <typename T>
+void store_n16k2(T* d, const int8_t* w, int64_t n, int64_t k, int64_t k_pad) {
+  constexpr int64_t NR = Avx2Traits::NR;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t panel = i / NR, col = i % NR, pair = j / 2, half = j % 2;
+      d[((panel * (k_pad / 2) + pair) * NR + col) * 2 + half] = w[i * k + j];
+    }
+}
+
 std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int64_t k,
                                 int32_t a_zp, Layout layout, double max_correction) {
   check_common(n, k, a_zp);
@@ -152,7 +163,7 @@ std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int
     const std::vector<int8_t> clipped =
         u7 ? clip_lanes_u7(w, n, k, row_ptr, entries) : clip_pairs(w, n, k, row_ptr, entries);
     if (static_cast<double>(entries.size()) > max_correction * static_cast<double>(n * k))
-      return pack_dense(kind, w, n, k, a_zp, Layout::avx2_n16k2_s16, 0);
+      return pack_dense(kind, w, n, k, a_zp, Layout::avx2_n16k2_s8, 0);
     constexpr int64_t NR = Avx2U8Traits::NR;
     const int64_t n_pad = round_up(n, NR), k_pad = round_up(k, u7 ? Avx2U7Traits::KPACK : Avx2U8Traits::KPACK);
     const int64_t nnz = static_cast<int64_t>(entries.size());
@@ -171,9 +182,10 @@ std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int
   switch (layout) {
     case Layout::rowmajor_s8: bytes = n * k; break;
     case Layout::avx2_n16k2_s16:
+    case Layout::avx2_n16k2_s8:
       n_pad = round_up(n, Avx2Traits::NR);
       k_pad = round_up(k, Avx2Traits::KPACK);
-      bytes = n_pad * k_pad * 2;
+      bytes = n_pad * k_pad * (layout == Layout::avx2_n16k2_s16 ? 2 : 1);
       break;
     case Layout::vnni_n32k4_s8:
       n_pad = round_up(n, Avx512VnniTraits::NR);
@@ -187,13 +199,9 @@ std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int
   if (layout == Layout::rowmajor_s8) {
     std::memcpy(b.data(), w, static_cast<size_t>(n * k));
   } else if (layout == Layout::avx2_n16k2_s16) {
-    constexpr int64_t NR = Avx2Traits::NR;
-    auto* d = reinterpret_cast<int16_t*>(b.data());
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < k; ++j) {
-        const int64_t panel = i / NR, col = i % NR, pair = j / 2, half = j % 2;
-        d[((panel * (k_pad / 2) + pair) * NR + col) * 2 + half] = w[i * k + j];
-      }
+    store_n16k2(reinterpret_cast<int16_t*>(b.data()), w, n, k, k_pad);
+  } else if (layout == Layout::avx2_n16k2_s8) {
+    store_n16k2(reinterpret_cast<int8_t*>(b.data()), w, n, k, k_pad);
   } else {
     constexpr int64_t NR = Avx512VnniTraits::NR;
     auto* d = reinterpret_cast<int8_t*>(b.data());
@@ -274,14 +282,16 @@ class BlobChecker {
 };
 
 bool dense_layout(Layout l) {
-  return l == Layout::rowmajor_s8 || l == Layout::avx2_n16k2_s16 || l == Layout::vnni_n32k4_s8 ||
+  return l == Layout::rowmajor_s8 || l == Layout::avx2_n16k2_s16 || l == Layout::avx2_n16k2_s8 ||
+         l == Layout::vnni_n32k4_s8 ||
          l == Layout::avx2_n16k4_u8s8 || l == Layout::avx2_n16k8_u7s8;
 }
 
 // Padding multiples (n, k) of each layout, as the packers above round.
 void padding_of(Layout l, int64_t& nm, int64_t& km) {
   switch (l) {
-    case Layout::avx2_n16k2_s16: nm = Avx2Traits::NR; km = Avx2Traits::KPACK; break;
+    case Layout::avx2_n16k2_s16:
+    case Layout::avx2_n16k2_s8: nm = Avx2Traits::NR; km = Avx2Traits::KPACK; break;
     case Layout::vnni_n32k4_s8: nm = Avx512VnniTraits::NR; km = Avx512VnniTraits::KPACK; break;
     case Layout::avx2_n16k4_u8s8: nm = Avx2U8Traits::NR; km = Avx2U8Traits::KPACK; break;
     case Layout::avx2_n16k8_u7s8: nm = Avx2U7Traits::NR; km = Avx2U7Traits::KPACK; break;
@@ -308,7 +318,7 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   if (h[kTotalBytes] != bytes)
     c.fail(kTotalBytes, "says " + std::to_string(h[kTotalBytes]) + " bytes, the tensor has " + std::to_string(bytes));
   c.range(kKind, 1, 5);
-  c.range(kLayout, 0, 7);
+  c.range(kLayout, 0, 8);
   const PackedKind kd = kind();
   const Layout l = layout();
   const bool layout_fits = (kd == PackedKind::gemm || kd == PackedKind::conv) ? dense_layout(l)
@@ -353,6 +363,7 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   switch (l) {
     case Layout::rowmajor_s8: data = n * k; break;
     case Layout::avx2_n16k2_s16: data = n_pad * k_pad * 2; break;
+    case Layout::avx2_n16k2_s8: data = n_pad * k_pad; break;
     case Layout::depthwise_s16: data = n_pad * k_pad * 2; break;
     case Layout::vnni_n32k4_s8: data = n_pad * k_pad; break;
     case Layout::avx2_n16k4_u8s8:
@@ -518,6 +529,19 @@ std::vector<uint8_t> pack_sparse_2_4_u8s8(const int8_t* w, const uint8_t* mask, 
   return std::move(b.blob);
 }
 
+namespace {
+
+// The inverse of store_n16k2.
+template <typename T>
+void load_n16k2(const T* d, int8_t* w, int64_t n, int64_t k, int64_t k_pad) {
+  constexpr int64_t NR = Avx2Traits::NR;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      w[i * k + j] = static_cast<int8_t>(d[((i / NR * (k_pad / 2) + j / 2) * NR + i % NR) * 2 + j % 2]);
+}
+
+}  // namespace
+
 std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v) {
   const int64_t n = v.n(), k = v.k();
   std::vector<int8_t> w(static_cast<size_t>(n * k), 0);
@@ -525,14 +549,12 @@ std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v) {
     case Layout::rowmajor_s8:
       std::memcpy(w.data(), v.data(), w.size());
       break;
-    case Layout::avx2_n16k2_s16: {
-      constexpr int64_t NR = Avx2Traits::NR;
-      auto* d = reinterpret_cast<const int16_t*>(v.data());
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < k; ++j)
-          w[i * k + j] = static_cast<int8_t>(d[((i / NR * (v.k_pad() / 2) + j / 2) * NR + i % NR) * 2 + j % 2]);
+    case Layout::avx2_n16k2_s16:
+      load_n16k2(reinterpret_cast<const int16_t*>(v.data()), w.data(), n, k, v.k_pad());
       break;
-    }
+    case Layout::avx2_n16k2_s8:
+      load_n16k2(reinterpret_cast<const int8_t*>(v.data()), w.data(), n, k, v.k_pad());
+      break;
     case Layout::avx2_n16k4_u8s8:
     case Layout::avx2_n16k8_u7s8: {
       constexpr int64_t NR = Avx2U8Traits::NR;

@@ -113,6 +113,7 @@ TEST_CASE("conv2d_u8s8 avx2 (im2col + gemm_u8s8s32_avx2_6x16c2_s16, dwconv_u8s8s
           "[kernels][conv][avx2]") {
   KT_REQUIRE_ISA(Isa::avx2);
   run_conv_cases(Isa::avx2, Layout::avx2_n16k2_s16);  // im2col chunks + gemm_u8s8s32_avx2_6x16c2_s16
+  run_conv_cases(Isa::avx2, Layout::avx2_n16k2_s8);   // the same kernel reading s8-stored weights
 }
 
 TEST_CASE("conv2d_u8s8 avx2 (implicit im2col rows + gemm_u8s8s32_avx2_6x16c4) matches", "[kernels][conv][avx2]") {

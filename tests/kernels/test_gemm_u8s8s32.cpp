@@ -149,6 +149,15 @@ TEST_CASE("gemm_u8s8s32_avx2_6x16c2_s16 (exact s16 path) matches the reference",
   check_integer_part(Isa::avx2, Layout::avx2_n16k2_s16);
 }
 
+TEST_CASE("gemm_u8s8s32_avx2_6x16c2_s8 (exact path, s8-stored weights) matches the reference", "[kernels][gemm][avx2]") {
+  KT_REQUIRE_ISA(Isa::avx2);
+  std::vector<uint8_t> blob = pack_gemm_u8s8(std::vector<int8_t>(4, 1).data(), 2, 2, 0, Layout::avx2_n16k2_s8);
+  PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+  REQUIRE(std::string(gemm_kernel_name(v, Isa::avx2)) == "gemm_u8s8s32_avx2_6x16c2_s8");
+  run_all_cases(Isa::avx2, Layout::avx2_n16k2_s8);
+  check_integer_part(Isa::avx2, Layout::avx2_n16k2_s8);
+}
+
 TEST_CASE("gemm_u8s8s32_avx2_6x16c4 (vpmaddubsw + correction) matches the reference", "[kernels][gemm][avx2]") {
   KT_REQUIRE_ISA(Isa::avx2);
   // Forced (max_correction = 1): every case, extremes included, takes the u8 path.
@@ -233,14 +242,17 @@ TEST_CASE("a weight packed for 7-bit activations refuses larger ones on every IS
                     Catch::Contains("quant max"));
 }
 
-TEST_CASE("the u8 layout falls back to the exact s16 layout when corrections would be dense",
+TEST_CASE("the u8 layout falls back to the exact layout, still 1 byte per weight, when corrections would be dense",
           "[kernels][gemm][packing]") {
   std::mt19937 g(9);
   auto uniform = kt::random_s8(g, 32 * 64);              // about half the pairs exceed the budget
   auto small = kt::random_s8(g, 32 * 64, -60, 60);       // never exceeds it
   auto a = pack_gemm_u8s8(uniform.data(), 32, 64, 0, Layout::avx2_n16k4_u8s8);
   auto b = pack_gemm_u8s8(small.data(), 32, 64, 0, Layout::avx2_n16k4_u8s8);
-  CHECK(PackedView(a.data(), static_cast<int64_t>(a.size())).layout() == Layout::avx2_n16k2_s16);
+  PackedView va(a.data(), static_cast<int64_t>(a.size()));
+  CHECK(va.layout() == Layout::avx2_n16k2_s8);
+  CHECK(va.bytes() <= static_cast<int64_t>(b.size()));  // no larger than the u8 layout without corrections
+  CHECK(unpack_weight_rowmajor(va) == uniform);
   PackedView vb(b.data(), static_cast<int64_t>(b.size()));
   CHECK(vb.layout() == Layout::avx2_n16k4_u8s8);
   CHECK(vb.nnz() == 0);
@@ -284,8 +296,8 @@ TEST_CASE("a weight packed for one ISA runs correctly under another (declined to
   Epilogue ep;
   ep.scale = scale.data();
   kt::naive_gemm(M, N, K, A.data(), 9, W.data(), ep, expect.data());
-  for (Layout l : {Layout::avx2_n16k2_s16, Layout::avx2_n16k4_u8s8, Layout::avx2_n16k8_u7s8, Layout::vnni_n32k4_s8,
-                   Layout::rowmajor_s8}) {
+  for (Layout l : {Layout::avx2_n16k2_s16, Layout::avx2_n16k2_s8, Layout::avx2_n16k4_u8s8, Layout::avx2_n16k8_u7s8,
+                   Layout::vnni_n32k4_s8, Layout::rowmajor_s8}) {
     auto blob = pack_gemm_u8s8(W.data(), N, K, 9, l, 1.0);
     PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
     gemm_u8s8s32(M, A.data(), K, v, got.data(), N, ep, serial(), Isa::ref);

@@ -67,7 +67,14 @@ std::vector<Sample> samples() {
                  linear_runner("linear_int8", N, K, a_max)});
   };
   dense("rowmajor_s8", uniform, "ref", 7, 255);
-  dense("avx2_n16k2_s16", uniform, "avx2", 7, 255);  // uniform bytes: too many corrections, s16 instead
+  dense("avx2_n16k2_s8", uniform, "avx2", 7, 255);  // uniform bytes: too many corrections, the exact layout instead
+  {  // the exact layout's s16 form, which the packer no longer writes but models saved with it still hold
+    const at::Tensor w = uniform.contiguous();
+    std::vector<uint8_t> blob = KN::pack_gemm_u8s8(w.data_ptr<int8_t>(), N, K, 7, KN::Layout::avx2_n16k2_s16);
+    at::Tensor t = at::empty({static_cast<int64_t>(blob.size())}, at::kByte);
+    std::memcpy(t.data_ptr<uint8_t>(), blob.data(), blob.size());
+    s.push_back({"avx2_n16k2_s16", t, linear_runner("linear_int8", N, K, 255)});
+  }
   dense("avx2_n16k4_u8s8", trained, "avx2", 7, 255);
   dense("avx2_n16k8_u7s8", trained, "avx2_u7", 7, 127);
   dense("vnni_n32k4_s8", uniform, "avx512vnni", 7, 255);

@@ -44,6 +44,11 @@ enum class Layout : int64_t {
   // the clipped part as the same sparse correction. Kernels refuse (BadInput)
   // activations above 127 instead of returning wrong sums.
   avx2_n16k8_u7s8 = 7,
+  // The element order of avx2_n16k2_s16 stored as s8 (the kernel widens each
+  // loaded panel to s16): exact for any weight like the s16 form, at the u8
+  // layouts' 1 byte per weight. What the u8/u7 packers fall back to when
+  // clipping would need too many corrections (e.g. untrained weights).
+  avx2_n16k2_s8 = 8,
 };
 
 // Field indices of the int64 header.
@@ -98,7 +103,8 @@ inline bool layout_needs_7bit_activations(Layout l) { return l == Layout::avx2_n
 // BadInput on bad sizes.
 // avx2_n16k4_u8s8 and avx2_n16k8_u7s8 are used only if the correction they need stays under
 // `max_correction` of the weights (trained weights: well under 1%); otherwise
-// the exact s16 layout avx2_n16k2_s16 is packed instead (same results, slower).
+// the exact layout avx2_n16k2_s8 is packed instead (same results, same size,
+// slower).
 constexpr double kDefaultMaxCorrection = 0.02;
 std::vector<uint8_t> pack_gemm_u8s8(const int8_t* w, int64_t n, int64_t k, int32_t a_zero_point,
                                    Layout layout, double max_correction = kDefaultMaxCorrection);
