@@ -296,6 +296,7 @@ void padding_of(Layout l, int64_t& nm, int64_t& km) {
     case Layout::avx2_n16k4_u8s8: nm = Avx2U8Traits::NR; km = Avx2U8Traits::KPACK; break;
     case Layout::avx2_n16k8_u7s8: nm = Avx2U7Traits::NR; km = Avx2U7Traits::KPACK; break;
     case Layout::depthwise_s16: nm = DepthwiseTraits::CV; km = 2; break;
+    case Layout::depthwise_s8: nm = DepthwiseTraits::CV; km = 1; break;
     case Layout::sparse_1x4_csr:
     case Layout::sparse_2_4_s8: nm = 1; km = 4; break;
     default: nm = 1; km = 1; break;
@@ -318,11 +319,12 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   if (h[kTotalBytes] != bytes)
     c.fail(kTotalBytes, "says " + std::to_string(h[kTotalBytes]) + " bytes, the tensor has " + std::to_string(bytes));
   c.range(kKind, 1, 5);
-  c.range(kLayout, 0, 8);
+  c.range(kLayout, 0, 9);
   const PackedKind kd = kind();
   const Layout l = layout();
+  const bool depthwise_layout = l == Layout::depthwise_s16 || l == Layout::depthwise_s8;
   const bool layout_fits = (kd == PackedKind::gemm || kd == PackedKind::conv) ? dense_layout(l)
-                           : kd == PackedKind::depthwise                     ? l == Layout::depthwise_s16
+                           : kd == PackedKind::depthwise                     ? depthwise_layout
                            : kd == PackedKind::sparse_1x4                    ? l == Layout::sparse_1x4_csr
                                                                              : l == Layout::sparse_2_4_s8;
   if (!layout_fits)
@@ -365,6 +367,7 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
     case Layout::avx2_n16k2_s16: data = n_pad * k_pad * 2; break;
     case Layout::avx2_n16k2_s8: data = n_pad * k_pad; break;
     case Layout::depthwise_s16: data = n_pad * k_pad * 2; break;
+    case Layout::depthwise_s8: data = n_pad * k_pad; break;
     case Layout::vnni_n32k4_s8: data = n_pad * k_pad; break;
     case Layout::avx2_n16k4_u8s8:
     case Layout::avx2_n16k8_u7s8:
@@ -447,17 +450,27 @@ std::vector<uint8_t> pack_conv_u8s8(const int8_t* w, int64_t c_out, int64_t kh, 
 }
 
 std::vector<uint8_t> pack_depthwise_u8s8(const int8_t* w, int64_t c, int64_t kh, int64_t kw,
-                                        int32_t a_zero_point) {
+                                        int32_t a_zero_point, Layout layout) {
   check_common(c, kh * kw, a_zero_point);
-  const int64_t taps = kh * kw, taps_pad = round_up(taps, 2);
+  if (layout != Layout::depthwise_s8 && layout != Layout::depthwise_s16)
+    bad_input("pack: layout is not a depthwise layout");
+  const int64_t elem = layout == Layout::depthwise_s16 ? 2 : 1;
+  // The s16 form pads the taps to pairs; the s8 form does not (the kernel
+  // pairs them while widening): 9 bytes per channel of a 3x3, not 10.
+  const int64_t taps = kh * kw, taps_pad = elem == 2 ? round_up(taps, 2) : taps;
   const int64_t c_pad = round_up(c, DepthwiseTraits::CV);
-  Builder b(PackedKind::depthwise, Layout::depthwise_s16, c, taps, c_pad, taps_pad, a_zero_point,
-            taps_pad * c_pad * 2, 0, 0);
+  Builder b(PackedKind::depthwise, layout, c, taps, c_pad, taps_pad, a_zero_point, taps_pad * c_pad * elem, 0, 0);
   b.h()[kKh] = kh; b.h()[kKw] = kw; b.h()[kCIn] = c; b.h()[kGroups] = c;
   fill_comp(b.comp(), w, c, taps, a_zero_point);
-  auto* d = reinterpret_cast<int16_t*>(b.data());
-  for (int64_t ch = 0; ch < c; ++ch)
-    for (int64_t t = 0; t < taps; ++t) d[t * c_pad + ch] = w[ch * taps + t];
+  auto store = [&](auto* d) {
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t t = 0; t < taps; ++t) d[t * c_pad + ch] = w[ch * taps + t];
+  };
+  if (elem == 2) {
+    store(reinterpret_cast<int16_t*>(b.data()));
+  } else {
+    store(reinterpret_cast<int8_t*>(b.data()));
+  }
   return std::move(b.blob);
 }
 
@@ -577,10 +590,10 @@ std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v) {
           w[i * k + j] = d[((i / NR * (v.k_pad() / 4) + j / 4) * NR + i % NR) * 4 + j % 4];
       break;
     }
-    case Layout::depthwise_s16: {
-      auto* d = reinterpret_cast<const int16_t*>(v.data());
+    case Layout::depthwise_s16:
+    case Layout::depthwise_s8: {
       for (int64_t ch = 0; ch < n; ++ch)
-        for (int64_t t = 0; t < k; ++t) w[ch * k + t] = static_cast<int8_t>(d[t * v.n_pad() + ch]);
+        for (int64_t t = 0; t < k; ++t) w[ch * k + t] = static_cast<int8_t>(depthwise_weight(v, t, ch));
       break;
     }
     case Layout::sparse_1x4_csr: {

@@ -32,10 +32,11 @@ void ref_rows(void* vctx, int64_t begin, int64_t end) {
   }
 }
 
+template <typename W>
 void depthwise_rows(void* vctx, int64_t begin, int64_t end) {
   const DepthwiseJob& j = *static_cast<DepthwiseJob*>(vctx);
   const int64_t C = j.channels, taps = j.kh * j.kw, c_pad = j.W->n_pad();
-  const auto* w = reinterpret_cast<const int16_t*>(j.W->data());
+  const auto* w = reinterpret_cast<const W*>(j.W->data());
   const int32_t* comp = j.W->comp();
   const int32_t azp = j.W->a_zero_point();
   for (int64_t row = begin; row < end; ++row) {  // row = (b, oh)
@@ -66,7 +67,9 @@ void gemm_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& p
 }
 
 void depthwise_ref(const DepthwiseJob& job, const ParallelFor& pf) {
-  run_parallel(pf, job.batch * job.out_h, const_cast<DepthwiseJob*>(&job), depthwise_rows);
+  const bool s16 = job.W->layout() == Layout::depthwise_s16;
+  run_parallel(pf, job.batch * job.out_h, const_cast<DepthwiseJob*>(&job),
+               s16 ? depthwise_rows<int16_t> : depthwise_rows<int8_t>);
 }
 
 }  // namespace detail

@@ -17,7 +17,7 @@ struct ConvCase {
 };
 
 // Activations and their zero point in 0..a_max (127 for the 7-bit layout).
-void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g, int a_max) {
+void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g, int a_max, Layout dw_layout) {
   const int64_t oh = conv_output_size(c.h, c.kh, c.stride, c.pad, c.dil);
   const int64_t ow = conv_output_size(c.w, c.kw, c.stride, c.pad, c.dil);
   const int64_t co = c.depthwise ? c.c_in : c.c_out;
@@ -63,10 +63,10 @@ void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g, int 
             }
           kt::naive_epilogue(acc, (b * oh + y) * ow + xo, o, ep, expect.data(), co);
         }
-  auto blob = c.depthwise ? pack_depthwise_u8s8(w.data(), c.c_in, c.kh, c.kw, a_zp)
+  auto blob = c.depthwise ? pack_depthwise_u8s8(w.data(), c.c_in, c.kh, c.kw, a_zp, dw_layout)
                           : pack_conv_u8s8(w.data(), c.c_out, c.kh, c.kw, c.c_in, a_zp, layout, 1.0);
   PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
-  if (!c.depthwise) REQUIRE(v.layout() == layout);
+  REQUIRE(v.layout() == (c.depthwise ? dw_layout : layout));
   ConvGeometry geo;
   geo.batch = c.batch; geo.height = c.h; geo.width = c.w;
   geo.stride_h = geo.stride_w = c.stride;
@@ -80,7 +80,8 @@ void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g, int 
   CHECK(kt::first_mismatch(got, expect, c.out) == -1);
 }
 
-void run_conv_cases(Isa isa, Layout layout, int a_max = 255) {
+// Depthwise cases pack `dw_layout`; the others `layout`.
+void run_conv_cases(Isa isa, Layout layout, int a_max = 255, Layout dw_layout = Layout::depthwise_s8) {
   std::mt19937 g(99);
   const ConvCase cases[] = {
       {2, 5, 6, 19, 21, 1, 1, 1, 0, 1, false, OutType::u8, true, true},    // 1x1: GEMM on the input
@@ -100,7 +101,7 @@ void run_conv_cases(Isa isa, Layout layout, int a_max = 255) {
       {1, 10, 10, 40, 0, 5, 5, 2, 2, 1, true, OutType::u8, true, false},
       {1, 6, 6, 33, 0, 3, 3, 1, 2, 2, true, OutType::u8, false, false},
   };
-  for (const auto& c : cases) check_conv(c, isa, layout, g, a_max);
+  for (const auto& c : cases) check_conv(c, isa, layout, g, a_max, dw_layout);
 }
 
 }  // namespace
@@ -114,6 +115,12 @@ TEST_CASE("conv2d_u8s8 avx2 (im2col + gemm_u8s8s32_avx2_6x16c2_s16, dwconv_u8s8s
   KT_REQUIRE_ISA(Isa::avx2);
   run_conv_cases(Isa::avx2, Layout::avx2_n16k2_s16);  // im2col chunks + gemm_u8s8s32_avx2_6x16c2_s16
   run_conv_cases(Isa::avx2, Layout::avx2_n16k2_s8);   // the same kernel reading s8-stored weights
+}
+
+TEST_CASE("depthwise weights in the older s16 layout still run, reference and avx2", "[kernels][conv]") {
+  run_conv_cases(Isa::ref, Layout::rowmajor_s8, 255, Layout::depthwise_s16);
+  KT_REQUIRE_ISA(Isa::avx2);
+  run_conv_cases(Isa::avx2, Layout::avx2_n16k4_u8s8, 255, Layout::depthwise_s16);
 }
 
 TEST_CASE("conv2d_u8s8 avx2 (implicit im2col rows + gemm_u8s8s32_avx2_6x16c4) matches", "[kernels][conv][avx2]") {
@@ -162,7 +169,7 @@ TEST_CASE("conv2d_u8s8 amx (implicit im2col rows + gemm_u8s8s32_amx_32x32) match
       {1, 20, 3, 192, 32, 3, 3, 1, 1, 1, false, OutType::u8, false, false},
       {1, 1, 1, 64, 8, 3, 3, 1, 1, 1, false, OutType::f32, false, false},  // one pixel, all taps but one padding
   };
-  for (const auto& c : direct) check_conv(c, Isa::amx, Layout::vnni_n32k4_s8, g, 255);
+  for (const auto& c : direct) check_conv(c, Isa::amx, Layout::vnni_n32k4_s8, g, 255, Layout::depthwise_s8);
 }
 
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {

@@ -110,7 +110,7 @@ const std::vector<FieldCase>& field_cases() {
       {KN::kMagic, "magic", [](int64_t, const KN::PackedView&) { return int64_t{0}; }},
       {KN::kVersion, "version", [](int64_t, const KN::PackedView&) { return int64_t{2}; }},
       {KN::kKind, "kind", [](int64_t, const KN::PackedView&) { return int64_t{9}; }},
-      {KN::kLayout, "layout", [](int64_t, const KN::PackedView&) { return int64_t{9}; }},
+      {KN::kLayout, "layout", [](int64_t, const KN::PackedView&) { return int64_t{10}; }},  // past the last
       // A real layout of another kind of weight.
       {KN::kLayout, "layout",
        [](int64_t, const KN::PackedView& v) {

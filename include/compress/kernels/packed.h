@@ -49,6 +49,10 @@ enum class Layout : int64_t {
   // layouts' 1 byte per weight. What the u8/u7 packers fall back to when
   // clipping would need too many corrections (e.g. untrained weights).
   avx2_n16k2_s8 = 8,
+  // [taps][c_pad16] s8: depthwise_s16's order at 1 byte per weight and no
+  // padding tap (the kernel widens and pairs the taps once per call). What
+  // pack_depthwise_u8s8 writes; depthwise_s16 blobs still load and run.
+  depthwise_s8 = 9,
 };
 
 // Field indices of the int64 header.
@@ -90,6 +94,13 @@ struct PackedView {
   int64_t bytes_;
 };
 
+// Weight of tap `t`, channel `ch` of a depthwise blob (either layout).
+inline int32_t depthwise_weight(const PackedView& v, int64_t t, int64_t ch) {
+  const int64_t i = t * v.n_pad() + ch;
+  return v.layout() == Layout::depthwise_s16 ? reinterpret_cast<const int16_t*>(v.data())[i]
+                                             : reinterpret_cast<const int8_t*>(v.data())[i];
+}
+
 // The dense layout the GEMM kernel of `isa` reads. With `activations_7bit`
 // (activations quantized to 0..127) AVX2 gets avx2_n16k8_u7s8; other ISAs
 // have no faster form for them and return their usual layout.
@@ -112,9 +123,10 @@ std::vector<uint8_t> pack_gemm_u8s8(const int8_t* w, int64_t n, int64_t k, int32
 std::vector<uint8_t> pack_conv_u8s8(const int8_t* w, int64_t c_out, int64_t kh, int64_t kw,
                                    int64_t c_in, int32_t a_zero_point, Layout layout,
                                    double max_correction = kDefaultMaxCorrection);
-// Depthwise weight w[c][kh][kw] (channel multiplier 1).
+// Depthwise weight w[c][kh][kw] (channel multiplier 1), as depthwise_s8
+// (depthwise_s16 only to test that older blobs still run).
 std::vector<uint8_t> pack_depthwise_u8s8(const int8_t* w, int64_t c, int64_t kh, int64_t kw,
-                                        int32_t a_zero_point);
+                                        int32_t a_zero_point, Layout layout = Layout::depthwise_s8);
 // Sparse packing from a dense weight and a mask (same shape; non-zero = keep).
 // 1x4: every 4-wide block along k with any kept entry is stored whole.
 // 2:4: throws BadInput if some group of 4 along k keeps more than 2 entries.
