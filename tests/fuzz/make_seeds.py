@@ -29,13 +29,16 @@ def packed_seeds(lib):
     trained[0, 0], trained[0, 1] = 127, 120  # one saturating pair: a correction entry
     blobs = {
         "linear_ref": ops.pack_linear_int8(w, 3, "ref"),
-        "linear_avx2_s16": ops.pack_linear_int8(w, 3, "avx2"),
+        # Uniform weights: the exact layout avx2_n16k2_s8. The corpus also keeps
+        # linear_avx2_s16 and depthwise, written when the packers chose the s16
+        # forms (avx2_n16k2_s16, depthwise_s16): blobs in old models still load.
+        "linear_avx2_s8": ops.pack_linear_int8(w, 3, "avx2"),
         "linear_avx2_u8": ops.pack_linear_int8(trained, 3, "avx2"),
         "linear_avx2_u7": ops.pack_linear_int8(trained, 3, "avx2_u7"),
         "linear_vnni": ops.pack_linear_int8(w, 3, "avx512vnni"),
         "conv_ref": ops.pack_conv2d_int8(torch.randint(-128, 128, (4, 3, 3, 3), dtype=torch.int8), 5, 1, "ref"),
         "conv_avx2": ops.pack_conv2d_int8(torch.randint(-128, 128, (4, 3, 3, 3), dtype=torch.int8), 5, 1, "avx2"),
-        "depthwise": ops.pack_conv2d_int8(torch.randint(-128, 128, (6, 1, 3, 3), dtype=torch.int8), 5, 6, "auto"),
+        "depthwise_s8": ops.pack_conv2d_int8(torch.randint(-128, 128, (6, 1, 3, 3), dtype=torch.int8), 5, 6, "auto"),
     }
     mask = torch.zeros(5, 12, dtype=torch.uint8)
     mask[:, 0::4] = 1
