@@ -212,7 +212,8 @@ class DynamicConverter {
     decompose_encoder_layers();
     std::vector<Candidate> found;
     for (Node* n : g_.node_list())
-      if (auto c = candidate(*n)) found.push_back(*c);
+      if (auto c = candidate(*n); c && (selected(c->name) || selected(n->is_leaf() ? n->module : n->scope)))
+        found.push_back(*c);
     for (Candidate& c : found) {
       DynamicLayerReport rep;
       rep.name = c.name;
@@ -237,8 +238,9 @@ class DynamicConverter {
                          (n->inputs().size() == 18 ||
                           (n->input(18).kind == Arg::Kind::Constant && n->input(18).constant.isNone()));
       if (!attention && !layer) continue;  // masked attention stays fused (float)
-      bool excluded = false;
-      for (const auto& e : o_.exclude) excluded = excluded || under_module(attention ? n->module : n->scope, e);
+      const std::string& module = attention ? n->module : n->scope;
+      bool excluded = !selected(module);
+      for (const auto& e : o_.exclude) excluded = excluded || under_module(module, e);
       if (excluded) continue;
       auto guard = g_.inserting_before(n);
       EncoderLayerBuilder builder(g_, *n);
@@ -275,6 +277,14 @@ class DynamicConverter {
       return c;
     }
     return std::nullopt;
+  }
+
+  // Under one of DynamicOptions::only (every module when it is empty).
+  bool selected(const std::string& module) const {
+    if (o_.only.empty()) return true;
+    for (const auto& path : o_.only)
+      if (under_module(module, path)) return true;
+    return false;
   }
 
   std::string excluded_by(const Candidate& c) const {
@@ -471,17 +481,21 @@ class DynamicConverter {
 
 }  // namespace
 
+nlohmann::json DynamicLayerReport::to_json() const {
+  nlohmann::json e = {{"name", name}, {"kind", kind}, {"input_shape", shape}, {"precision", precision}};
+  if (!reason.empty()) e["reason"] = reason;
+  if (float_us > 0) e["float_us"] = std::round(float_us * 10) / 10;
+  if (int8_us > 0) e["int8_us"] = std::round(int8_us * 10) / 10;
+  return e;
+}
+
 nlohmann::json DynamicReport::to_json() const {
   nlohmann::json j;
   j["layers"] = nlohmann::json::array();
   int int8 = 0;
   for (const auto& l : layers) {
-    nlohmann::json e = {{"name", l.name}, {"kind", l.kind}, {"input_shape", l.shape}, {"precision", l.precision}};
-    if (!l.reason.empty()) e["reason"] = l.reason;
-    if (l.float_us > 0) e["float_us"] = std::round(l.float_us * 10) / 10;
-    if (l.int8_us > 0) e["int8_us"] = std::round(l.int8_us * 10) / 10;
     int8 += l.precision == "int8";
-    j["layers"].push_back(e);
+    j["layers"].push_back(l.to_json());
   }
   j["int8_layers"] = int8;
   j["output_sqnr_db"] = std::isinf(output_sqnr_db) ? nlohmann::json("inf") : nlohmann::json(output_sqnr_db);

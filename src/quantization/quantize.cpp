@@ -1,7 +1,9 @@
 // quantize_static: fold -> plan -> calibrate -> convert -> measure (quantize.h).
 #include "compress/quantization/quantize.h"
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 #include <sstream>
 
 #include <torch/csrc/autograd/grad_mode.h>
@@ -11,6 +13,7 @@
 #include "compress/ops/ops.h"
 #include "compress/passes/fold_batch_norm.h"
 #include "compress/passes/strip_dropout.h"
+#include "compress/quantization/dynamic.h"
 
 namespace compress::quant {
 
@@ -138,6 +141,8 @@ nlohmann::json QuantizeReport::to_json() const {
   j["int8_layers"] = int8_layers;
   j["float_nodes"] = nlohmann::json::array();
   for (const auto& f : float_nodes) j["float_nodes"].push_back({{"node", f.first}, {"reason", f.second}});
+  j["dynamic_layers"] = nlohmann::json::array();
+  for (const auto& l : dynamic_layers) j["dynamic_layers"].push_back(l.to_json());
   j["fold_batch_norm"] = fold_batch_norm;
   return j;
 }
@@ -148,6 +153,55 @@ void prepare_float_graph(Graph& g, QuantizeReport& report) {
   for (const auto& c : folded.changes) report.fold_batch_norm.push_back(c);
   for (const auto& s : folded.skipped) report.fold_batch_norm.push_back("left alone: " + s);
 }
+
+namespace {
+
+bool under(const std::string& module, const std::string& path) {
+  return module == path ||
+         (module.size() > path.size() && module.compare(0, path.size(), path) == 0 && module[path.size()] == '.');
+}
+
+// The attention leaves static conversion left in float (no static kernel)
+// get dynamic INT8 projections; an excluded one (or one with an excluded
+// part) stays float as it was.
+void attention_to_dynamic(Graph& g, const QuantizeOptions& options, QuantizeReport& report) {
+  std::map<std::string, std::string> leaves;  // module -> its node's description
+  for (const Node& n : g.nodes()) {
+    if (!n.is_leaf(LeafKind::MultiheadAttention)) continue;
+    std::string excluded_by;
+    for (const auto& e : options.exclude)
+      if (excluded_by.empty() && (under(n.module, e) || under(e, n.module))) excluded_by = e;
+    if (excluded_by.empty()) {
+      leaves[n.module] = n.describe();
+      continue;
+    }
+    for (auto& f : report.float_nodes)
+      if (f.first == n.describe()) f.second = "excluded by the user (" + excluded_by + ")";
+  }
+  if (leaves.empty()) return;
+  DynamicOptions d;
+  for (const auto& kv : leaves) d.only.push_back(kv.first);
+  d.measure = false;  // as the static layers: converted, not timed against float
+  DynamicReport dr = quantize_dynamic(g, d);
+  std::set<std::string> converted;
+  for (const auto& l : dr.layers) {
+    if (l.precision != "int8") continue;
+    report.dynamic_layers.push_back(l);
+    for (const auto& kv : leaves)
+      if (under(l.name, kv.first)) converted.insert(kv.first);
+  }
+  for (const auto& module : converted) {
+    auto& nodes = report.float_nodes;
+    nodes.erase(std::remove_if(nodes.begin(), nodes.end(),
+                               [&](const auto& f) { return f.first == leaves.at(module); }),
+                nodes.end());
+    nodes.push_back({module + " (attention core: q k^T, softmax, weights x v)",
+                     "no static INT8 kernel for attention: the core runs in float, its in_proj and out_proj in "
+                     "dynamic INT8 (compress::linear_int8_dynamic, dynamic_layers)"});
+  }
+}
+
+}  // namespace
 
 QuantizeReport quantize_static(Graph& g, const CalibrationData& data, const QuantizeOptions& options) {
   if (g.example_inputs().empty()) bad_input("quantize: the model's input shape is unknown (give an input shape)");
@@ -163,6 +217,7 @@ QuantizeReport quantize_static(Graph& g, const CalibrationData& data, const Quan
   std::map<ValueId, Observer> observers = calibrate(g, plan, data);
   Graph reference = g;
   convert(g, plan, observers, options, report);
+  attention_to_dynamic(g, options, report);
   measure(reference, g, data, options.sqnr_batches, report);
   report.bytes_after = serialized_bytes(g);
   return report;

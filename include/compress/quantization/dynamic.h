@@ -33,6 +33,10 @@ struct DynamicOptions {
   // Module paths (everything under them) or value names to keep in float;
   // a name that matches nothing is Error(BadInput) with the closest one.
   std::vector<std::string> exclude;
+  // If not empty, only layers under these module paths convert (and only
+  // the encoder layers and attention leaves under them are decomposed): how
+  // static quantization hands over the attention leaves it has no kernel for.
+  std::vector<std::string> only;
   // Time each layer in float and INT8 at its shape and keep the faster.
   bool measure = true;
   // Timed calls per layer and precision (the median is kept).
@@ -48,6 +52,7 @@ struct DynamicLayerReport {
   std::string precision;   // "int8" | "float"
   std::string reason;      // why it stays float
   double float_us = 0, int8_us = 0;  // measured median per call (0: not measured; CPU time on one thread)
+  nlohmann::json to_json() const;
 };
 
 struct DynamicReport {

@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compress/ir/graph.h"
+#include "compress/quantization/dynamic.h"
 #include "compress/quantization/observer.h"
 
 namespace compress::quant {
@@ -143,6 +144,11 @@ struct QuantizeReport {
   int64_t calibration_batches = 0;
   std::vector<LayerReport> layers;
   std::vector<std::pair<std::string, std::string>> float_nodes;  // node, why it runs in float
+  // nn.MultiheadAttention has no static INT8 kernel: the projections of each
+  // attention leaf not excluded convert to dynamic INT8 (dynamic.h: weights
+  // INT8, the activation scale computed per call), listed here; the
+  // attention core (q k^T, softmax, weights x v) is a float node.
+  std::vector<DynamicLayerReport> dynamic_layers;
   std::vector<std::string> fold_batch_norm;                      // what the fold did / left alone
   double output_sqnr_db = 0;
   int64_t bytes_before = 0, bytes_after = 0;  // serialized TorchScript models
