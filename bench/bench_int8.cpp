@@ -2,12 +2,13 @@
 // and convolution, same thread count) and OpenBLAS sgemm, interleaved in one
 // process (ours, oneDNN, OpenBLAS, ours, ...), median of the repeats.
 //   compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only SECTION] [--filter TEXT]
-// Sections: peak, exact, square, model, sparse. Prints Markdown tables.
+// Sections: peak, exact, square, model, sparse, sparse_isa. Prints Markdown tables.
 // --filter keeps only the model layers whose name contains TEXT ("stem", "dw", "fc").
 #include <dlfcn.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -489,6 +490,79 @@ void run_sparse(int64_t M, int64_t N, int64_t K, bool smoke) {
   add("2:4 (50% sparse)", mask);
 }
 
+// ---- sparse_isa: the 1x4 kernels against every dense kernel, per layer shape ----
+// The shapes of bench/sparse_layer_shapes.py (fully connected at batch 32,
+// pointwise convolutions at their N*H*W rows). Each ISA's kernel is called
+// explicitly (the Isa argument), so dense AMX, dense VNNI, dense AVX2 and
+// the VNNI and AVX2 sparse kernels are timed interleaved in one process.
+// Activations over all of 0..255, as compress quantize produces them (the
+// AVX2 sparse kernel takes its s16 pair loop; the VNNI one has one loop).
+void run_sparse_isa(bool smoke) {
+  using Isa = K::Isa;
+  if (!K::cpu_supports(Isa::avx512vnni)) {
+    std::printf("\n## sparse_isa: skipped, this CPU lacks AVX-512 VNNI\n");
+    return;
+  }
+  const bool amx = K::cpu_supports(Isa::amx);
+  std::printf("\n## 1x4 sparse vs dense per ISA (u8 activations 0..255; ratio = dense ms / sparse ms, > 1: sparse "
+              "faster)\n| M | N | K | dense amx ms | dense vnni ms | dense avx2 ms | 80%%: vnni-sp/amx | 80%%: vnni-sp/vnni "
+              "| 80%%: avx2-sp/avx2 | 90%%: vnni-sp/amx | 90%%: vnni-sp/vnni | 90%%: avx2-sp/avx2 |\n"
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  const std::vector<std::array<int64_t, 3>> shapes =
+      smoke ? std::vector<std::array<int64_t, 3>>{{32, 64, 64}}
+            : std::vector<std::array<int64_t, 3>>{{32, 128, 1152}, {32, 512, 512},  {32, 1024, 1024}, {32, 1024, 784},
+                                                  {32, 256, 4096}, {6272, 96, 24},  {6272, 24, 96},   {1568, 128, 32},
+                                                  {1568, 32, 128}, {392, 256, 64},  {392, 64, 256}};
+  std::uniform_real_distribution<double> u(0, 1);
+  for (const auto& [M, N, Kd] : shapes) {
+    GemmProblem p(M, N, Kd, false);
+    for (auto& a : p.A) a = static_cast<uint8_t>(g_rng() & 0xFF);
+    const auto vnni = K::pack_gemm_u8s8(p.W.data(), N, Kd, 0, K::Layout::vnni_n32k4_s8);
+    const auto avx2 = K::pack_gemm_u8s8(p.W.data(), N, Kd, 0, K::Layout::avx2_n16k4_u8s8);
+    std::vector<std::vector<uint8_t>> sparse;
+    for (double sp : {0.8, 0.9}) {
+      std::vector<uint8_t> mask(N * Kd, 0);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k0 = 0; k0 < Kd; k0 += 4)
+          if (u(g_rng) >= sp)
+            for (int64_t k = k0; k < std::min(Kd, k0 + 4); ++k) mask[n * Kd + k] = 1;
+      sparse.push_back(K::pack_sparse_1x4_u8s8(p.W.data(), mask.data(), N, Kd, 0));
+    }
+    auto dense_on = [&p](const std::vector<uint8_t>& blob, Isa isa) -> std::function<void()> {
+      return [&p, &blob, isa] {
+        K::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+        K::gemm_u8s8s32(p.M, p.A.data(), p.K, v, p.C.data(), p.N, p.ep(), omp_parallel(), isa);
+      };
+    };
+    auto sparse_on = [&p](const std::vector<uint8_t>& blob, Isa isa) -> std::function<void()> {
+      return [&p, &blob, isa] {
+        K::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+        K::sparse_gemm_u8s8s32(p.M, p.A.data(), p.K, v, p.C.data(), p.N, p.ep(), omp_parallel(), isa);
+      };
+    };
+    std::vector<Contender> cs = {{"dense amx", amx ? dense_on(vnni, Isa::amx) : std::function<void()>()},
+                                 {"dense vnni", dense_on(vnni, Isa::avx512vnni)},
+                                 {"dense avx2", dense_on(avx2, Isa::avx2)},
+                                 {"sparse80 vnni", sparse_on(sparse[0], Isa::avx512vnni)},
+                                 {"sparse80 avx2", sparse_on(sparse[0], Isa::avx2)},
+                                 {"sparse90 vnni", sparse_on(sparse[1], Isa::avx512vnni)},
+                                 {"sparse90 avx2", sparse_on(sparse[1], Isa::avx2)}};
+    measure(cs);
+    const double d_amx = cs[0].median(), d_vnni = cs[1].median(), d_avx2 = cs[2].median();
+    std::printf("| %lld | %lld | %lld | %.4f | %.4f | %.4f", static_cast<long long>(M), static_cast<long long>(N),
+                static_cast<long long>(Kd), d_amx, d_vnni, d_avx2);
+    for (int s = 0; s < 2; ++s)
+      std::printf(" | %.2fx | %.2fx | %.2fx", d_amx / cs[3 + 2 * s].median(), d_vnni / cs[3 + 2 * s].median(),
+                  d_avx2 / cs[4 + 2 * s].median());
+    std::printf(" |\n");
+    std::fflush(stdout);
+    Row r{"sparse_isa", "M" + std::to_string(M) + " N" + std::to_string(N) + " K" + std::to_string(Kd),
+          2.0 * M * N * Kd, {}};
+    for (const auto& c : cs) r.ms.emplace_back(c.name, c.median());
+    g_rows.push_back(r);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -503,7 +577,7 @@ int main(int argc, char** argv) {
     else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
     else if (a == "--smoke") smoke = true;
     else {
-      std::fprintf(stderr, "usage: compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only peak|exact|square|model|sparse] [--filter TEXT]\n");
+      std::fprintf(stderr, "usage: compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only peak|exact|square|model|sparse|sparse_isa] [--filter TEXT]\n");
       return 2;
     }
   }
@@ -583,6 +657,7 @@ int main(int argc, char** argv) {
       run_sparse(32, 1024, 1024, false);
     }
   }
+  if (want("sparse_isa")) run_sparse_isa(smoke);
   if (!json_path.empty()) {
     json out;
     out["meta"] = meta;

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Sparse 1x4 INT8 against dense INT8, one layer shape at a time, on this
-CPU's kernels (COMPRESS_ISA picks the dense kernel; the sparse kernel is AVX2).
+CPU's kernels (COMPRESS_ISA picks both: the dense kernel, and the sparse one,
+AVX-512 VNNI under avx512vnni and amx, AVX2 under avx2). For every kernel
+side by side in one process see `compress_bench_int8 --only sparse_isa`.
 
     COMPRESS_ISA=avx2 /usr/bin/python3 bench/sparse_layer_shapes.py build/src/ops/libcompress_ops.so
 

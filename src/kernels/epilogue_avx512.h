@@ -1,8 +1,9 @@
 // The AVX-512 epilogue of gemm.h: 16 int32 accumulators of one output row
 // through scale, bias, residual, ReLU and requantization, in the float order
 // of epilogue_scalar (internal.h), so every kernel agrees bit for bit. Shared
-// by the VNNI kernel (native and SIMDe builds) and the AMX kernel; the
-// includer provides the intrinsics (<immintrin.h> or SIMD Everywhere).
+// by the VNNI kernels (dense and 1x4 sparse; native and SIMDe builds) and the
+// AMX kernel; the includer provides the intrinsics (<immintrin.h> or SIMD
+// Everywhere).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -41,7 +42,9 @@ struct Columns16 {
     const int64_t n_valid = j.B->n() - n0;
     any = n_valid > 0;
     mask = static_cast<__mmask16>((1u << std::min<int64_t>(16, std::max<int64_t>(0, n_valid))) - 1);
-    comp = any ? _mm512_loadu_si512(j.B->comp() + n0) : _mm512_setzero_si512();
+    // Masked: a sparse weight's compensation has n entries, not a multiple of 16
+    // (scale and bias are padded copies, see gemm.cpp).
+    comp = any ? _mm512_maskz_loadu_epi32(mask, j.B->comp() + n0) : _mm512_setzero_si512();
     scale = any ? _mm512_loadu_ps(j.scale + n0) : _mm512_setzero_ps();
     bias = any ? _mm512_loadu_ps(j.bias + n0) : _mm512_setzero_ps();
   }

@@ -54,12 +54,8 @@ void require_7bit_activations(const uint8_t* p, int64_t rows, int64_t cols, int6
 
 namespace {
 
-bool allowed(Isa kernel_isa, Isa requested) {
-  return static_cast<int>(kernel_isa) <= static_cast<int>(requested) && cpu_supports(kernel_isa);
-}
-
 // A kernel of level `isa` that needs `cpu` from the processor: the same ISA
-// except for the emulated VNNI kernel of the SIMDe test build.
+// except for the emulated VNNI kernels of the SIMDe test build.
 bool allowed(Isa isa, Isa cpu, Isa requested) {
   return static_cast<int>(isa) <= static_cast<int>(requested) && cpu_supports(cpu);
 }
@@ -119,6 +115,32 @@ const DenseKernel* dense_kernel(const PackedView& B, Isa isa) {
   return nullptr;
 }
 
+// The sparse kernels, in the same way: first match wins.
+struct SparseKernel {
+  PackedKind kind;
+  Isa isa, cpu;
+  const char* name;
+  void (*run)(const detail::GemmJob&, const ParallelFor&);
+};
+constexpr SparseKernel kSparseKernels[] = {
+#ifdef COMPRESS_VNNI_SIMDE
+    {PackedKind::sparse_1x4, Isa::avx512vnni, Isa::avx2, "spmm_u8s8s32_1x4_avx512vnni_32_simde",
+     detail::sparse_1x4_avx512vnni_simde},
+#else
+    // Also under amx: no AMX sparse kernel, and VNNI beats the AVX2 one.
+    {PackedKind::sparse_1x4, Isa::avx512vnni, Isa::avx512vnni, "spmm_u8s8s32_1x4_avx512vnni_32",
+     detail::sparse_1x4_avx512vnni},
+#endif
+    {PackedKind::sparse_1x4, Isa::avx2, Isa::avx2, "spmm_u8s8s32_1x4_avx2_32", detail::sparse_1x4_avx2},
+    {PackedKind::sparse_2_4, Isa::avx2, Isa::avx2, "spmm_u8s8s32_2of4_avx2_32", detail::sparse_2_4_avx2},
+};
+
+const SparseKernel* sparse_kernel(const PackedView& W, Isa isa) {
+  for (const SparseKernel& k : kSparseKernels)
+    if (W.kind() == k.kind && allowed(k.isa, k.cpu, isa)) return &k;
+  return nullptr;
+}
+
 }  // namespace
 
 const char* gemm_kernel_name(const PackedView& B, Isa isa) {
@@ -175,9 +197,8 @@ bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& 
 }  // namespace detail
 
 const char* sparse_kernel_name(const PackedView& W, Isa isa) {
-  if (W.kind() == PackedKind::sparse_1x4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_1x4_avx2_32";
-  if (W.kind() == PackedKind::sparse_2_4 && allowed(Isa::avx2, isa)) return "spmm_u8s8s32_2of4_avx2_32";
-  return "spmm_u8s8s32_ref";
+  const SparseKernel* k = sparse_kernel(W, isa);
+  return k ? k->name : "spmm_u8s8s32_ref";
 }
 
 void sparse_gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& W, void* C,
@@ -189,8 +210,7 @@ void sparse_gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedV
   if (M == 0) return;
   Padded pad(ep, W.n(), W.n_pad());
   detail::GemmJob job{M, A, lda, &W, C, ldc, &ep, pad.scale.data(), pad.bias.data()};
-  if (W.kind() == PackedKind::sparse_1x4 && allowed(Isa::avx2, isa)) return detail::sparse_1x4_avx2(job, pf);
-  if (W.kind() == PackedKind::sparse_2_4 && allowed(Isa::avx2, isa)) return detail::sparse_2_4_avx2(job, pf);
+  if (const SparseKernel* k = sparse_kernel(W, isa)) return k->run(job, pf);
   const std::vector<int8_t> w = unpack_weight_rowmajor(W);
   detail::gemm_ref(job, w.data(), pf);
 }

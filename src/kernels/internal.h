@@ -82,6 +82,8 @@ int64_t quantize_f32_u8_avx2(const float* x, int64_t n, float scale, int32_t zer
 void sparse_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
 void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf);
 void sparse_2_4_avx2(const GemmJob& job, const ParallelFor& pf);
+void sparse_1x4_avx512vnni(const GemmJob& job, const ParallelFor& pf);
+void sparse_1x4_avx512vnni_simde(const GemmJob& job, const ParallelFor& pf);  // SIMDe test build only
 
 struct DepthwiseJob {
   const uint8_t* input;

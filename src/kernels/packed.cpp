@@ -268,7 +268,15 @@ class BlobChecker {
   void row_ptr(int64_t n, int64_t nnz, int64_t per_row) const {
     const int32_t* rp = i32(kRowPtrOffset);
     if (rp[0] != 0) fail_section("row_ptr", "row_ptr[0] is " + std::to_string(rp[0]) + ", expected 0");
-    for (int64_t i = 0; i < n; ++i)
+    // Branch-free first, as for the sparse indices below: with every entry
+    // non-negative (bit 31 clear), a step outside 0..per_row is above
+    // per_row as unsigned.
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto a = static_cast<uint32_t>(rp[i]), b = static_cast<uint32_t>(rp[i + 1]);
+      bad |= static_cast<uint32_t>(b - a > static_cast<uint32_t>(per_row)) | (b >> 31);
+    }
+    for (int64_t i = 0; bad && i < n; ++i)
       if (rp[i + 1] < rp[i] || rp[i + 1] - rp[i] > per_row)
         fail_section("row_ptr", "row_ptr[" + std::to_string(i + 1) + "] = " + std::to_string(rp[i + 1]) +
                                 " after " + std::to_string(rp[i]) + " (must not decrease, at most " +
@@ -405,8 +413,18 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
         c.fail_section("idx", "correction " + std::to_string(t) + " names k = " + std::to_string(e[t] >> 8) +
                                ", outside 0.." + std::to_string(k - 1));
   } else if (l == Layout::sparse_1x4_csr) {
+    // Every op call validates its blob, and a sparse one has an index per kept
+    // block: a branch-free scan first (the compiler vectorises it; the
+    // branching loop cost about half the VNNI kernel's time on a 1024 x 1024
+    // layer at 90%), the search for the message only when it fails.
     const int32_t* bk = c.i32(kIdxOffset);
-    for (int64_t t = 0; t < nnz; ++t)
+    const auto k32 = static_cast<uint32_t>(k);  // k <= kMaxK
+    uint32_t bad = 0;
+    for (int64_t t = 0; t < nnz; ++t) {
+      const auto b = static_cast<uint32_t>(bk[t]);  // a negative start wraps above k
+      bad |= static_cast<uint32_t>(b >= k32) | (b & 3u);
+    }
+    for (int64_t t = 0; bad && t < nnz; ++t)
       if (bk[t] < 0 || bk[t] >= k || bk[t] % 4 != 0)
         c.fail_section("idx", "block " + std::to_string(t) + " starts at k = " + std::to_string(bk[t]) +
                                ", not a multiple of 4 in 0.." + std::to_string(k - 1));

@@ -11,6 +11,7 @@
 #include "compress/kernels/packing_traits.h"
 #include "epilogue_avx2.h"
 #include "internal.h"
+#include "sparse_1x4_quads.h"
 
 namespace compress::kernels::detail {
 namespace {
@@ -76,29 +77,6 @@ void pack_pairs(const GemmJob& j, int64_t m0, int32_t* buf) {
   }
 }
 
-// For 7-bit activations (checked per call): rows m0.. of A become quad rows
-// buf[q][32] = a[m][4q..4q+3] as four u8, so a block is one load, one
-// vpmaddubsw (no saturation: 127 * (|w0| + |w1|) <= 127 * 256 = 32512), one
-// vpmaddwd with ones per 8 rows: 3 instructions where the pair layout needs 5.
-void pack_quads(const GemmJob& j, int64_t m0, int32_t* buf) {
-  const int64_t K = j.B->k(), quads = j.B->k_pad() / 4;
-  for (int64_t i = 0; i < kChunk; ++i) {
-    const int64_t m = m0 + i;
-    const uint8_t* a = j.A + m * j.lda;
-    for (int64_t q = 0; q < quads; ++q) {
-      uint32_t v = 0;
-      if (m < j.M) {
-        if (4 * q + 4 <= K) {
-          __builtin_memcpy(&v, a + 4 * q, 4);
-        } else {
-          for (int64_t r = 0; 4 * q + r < K; ++r) v |= static_cast<uint32_t>(a[4 * q + r]) << (8 * r);
-        }
-      }
-      buf[q * kChunk + i] = static_cast<int32_t>(v);
-    }
-  }
-}
-
 // 2:4: single k rows buf[k][32] as s16; the two kept rows of a group are
 // interleaved with vpunpck before vpmaddwd.
 void pack_rows(const GemmJob& j, int64_t m0, int16_t* buf) {
@@ -125,9 +103,13 @@ struct PairRows {  // any u8: k-pairs as s16, two vpmaddwd per 8 rows
     }
   }
 };
-struct QuadRows {  // activations <= 127: k-quads as u8, one vpmaddubsw per 8 rows
+// For 7-bit activations (checked per call): quad rows (sparse_1x4_quads.h),
+// so a block is one load, one vpmaddubsw (no saturation: 127 * (|w0| + |w1|)
+// <= 127 * 256 = 32512), one vpmaddwd with ones per 8 rows: 3 instructions
+// where the pair layout needs 5.
+struct QuadRows {
   static constexpr int64_t kK = 4;
-  static void pack(const GemmJob& j, int64_t m0, int32_t* buf) { pack_quads(j, m0, buf); }
+  static void pack(const GemmJob& j, int64_t m0, int32_t* buf) { pack_1x4_quads(j, m0, kChunk, buf); }
   static void add(__m256i acc[4], const int8_t* v, const int32_t* r) {
     int32_t w4;
     __builtin_memcpy(&w4, v, 4);

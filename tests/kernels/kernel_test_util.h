@@ -29,11 +29,13 @@ inline Isa cpu_needed_for(Isa isa) {
   return isa;
 }
 
-// The name the dispatcher gives the VNNI kernel in this binary.
+// The names the dispatcher gives the VNNI kernels in this binary.
 #ifdef COMPRESS_VNNI_SIMDE
 constexpr const char* kVnniKernelName = "gemm_u8s8s32_avx512vnni_8x32_simde";
+constexpr const char* kSparseVnniKernelName = "spmm_u8s8s32_1x4_avx512vnni_32_simde";
 #else
 constexpr const char* kVnniKernelName = "gemm_u8s8s32_avx512vnni_8x32";
+constexpr const char* kSparseVnniKernelName = "spmm_u8s8s32_1x4_avx512vnni_32";
 #endif
 
 inline std::string lacks(Isa isa) { return std::string("this CPU (or its OS) lacks ") + isa_name(cpu_needed_for(isa)); }

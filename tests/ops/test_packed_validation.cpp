@@ -205,6 +205,7 @@ TEST_CASE("packed weight sections are validated: row pointers, indices, compensa
       ++checked_idx;
       CHECK_THAT(corrupt(KN::kIdxOffset, 0, static_cast<int32_t>(v.k_pad())), Catch::Contains("section 'idx': block 0"));
       CHECK_THAT(corrupt(KN::kIdxOffset, 4, int32_t{2}), Catch::Contains("section 'idx': block 1 starts at k = 2"));
+      CHECK_THAT(corrupt(KN::kIdxOffset, 0, int32_t{-4}), Catch::Contains("section 'idx': block 0 starts at k = -4"));
     }
     if (v.layout() == KN::Layout::sparse_2_4_s8) {
       ++checked_idx;

@@ -59,6 +59,19 @@ struct SparseAvx2Traits {
   static constexpr int64_t MV = 32;
 };
 
+// The 1x4 sparse kernel for AVX-512 VNNI, also vectorised over M: a zmm of
+// s32 holds 16 rows and a kept block is one vpdpbusd per 16 rows (its four
+// s8 weights broadcast against four u8 activations of each row, exact for
+// any u8). MV = 32 rows = 2 accumulators per output column (batch 32 fills
+// them); 4 columns walk their blocks in lockstep, so 8 independent vpdpbusd
+// chains hide the instruction's latency. Accumulators of 16 columns are
+// transposed (16 x 16 s32) to rows for the shared AVX-512 epilogue.
+struct SparseAvx512VnniTraits {
+  static constexpr int64_t MV = 32;
+  static constexpr int64_t kLockstep = 4;  // columns whose blocks interleave
+  static constexpr int64_t kGroup = 16;    // columns per transpose and epilogue call
+};
+
 // Depthwise: 16 channels per step (one 128-bit load of u8 widened to s16).
 struct DepthwiseTraits {
   static constexpr int64_t CV = 16;
