@@ -407,9 +407,9 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   // The first (random) episode draws the same actions as the search above's.
   CHECK(f["episodes"][0]["macs"].get<double>() >= j["episodes"][0]["macs"].get<double>());
 
-  // --match-latency: the budget is the measured latency of the policy in the
-  // ratios file (here the MACs search's), which is timed and tested beside
-  // the result.
+  // --match-latency: the budget is the predicted latency of the policy in
+  // the ratios file (here the MACs search's), which is timed and tested
+  // beside the result.
   const std::string matched = dir.file("matched.json");
   r = run(base + "--match-latency " + ratios + " --episodes 2 --warmup 1 -o " + matched + " --report " + report);
   INFO(r.err);
@@ -418,6 +418,7 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   auto m = nlohmann::json::parse(read_file(report));
   CHECK(m["latency"]["budget_ms"] == m["match_latency_budget_ms"]);
   CHECK(m["latency"]["predicted_ms"].get<double>() <= m["match_latency_budget_ms"].get<double>());
+  CHECK(m["match"]["predicted_ms"].get<double>() == Approx(m["match_latency_budget_ms"].get<double>()));
   CHECK(m["match"]["macs"] == j["macs_after"]);  // the ratios file's widths
   CHECK(m["match"]["measured_ms"].get<double>() > 0);
   CHECK(m["match"]["test_accuracy"].get<double>() >= 0);
