@@ -319,6 +319,23 @@ std::map<std::string, double> PruningEnvironment::prune_ratios(const std::vector
   return ratios;
 }
 
+std::vector<int64_t> PruningEnvironment::keep_for_prune_ratios(const std::map<std::string, double>& ratios,
+                                                               const std::string& source) const {
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < steps_.size(); ++i) index[steps_[i].name] = i;
+  std::vector<int64_t> keep;
+  for (const GroupStep& s : steps_) keep.push_back(s.width);
+  for (const auto& [name, ratio] : ratios) {
+    auto it = index.find(name);
+    if (it == index.end()) bad_input(source + ": '" + name + "' is no prunable group of this model");
+    if (!(ratio >= 0 && ratio < 1)) bad_input(source + ": the ratio of '" + name + "' must be in [0, 1)");
+    const int64_t width = steps_[it->second].width;
+    // The engine removes floor(width x ratio) channels and keeps at least one.
+    keep[it->second] = std::max<int64_t>(1, width - static_cast<int64_t>(std::floor(static_cast<double>(width) * ratio)));
+  }
+  return keep;
+}
+
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -359,8 +376,25 @@ double PruningEnvironment::accuracy(const std::vector<int64_t>& keep) {
   return top1;
 }
 
+std::vector<int64_t> PruningEnvironment::filled(const std::vector<int64_t>& keep) const {
+  auto widen = [&](double t) {
+    std::vector<int64_t> k = keep;
+    for (size_t i = 0; i < k.size(); ++i)
+      k[i] += static_cast<int64_t>(std::floor(t * static_cast<double>(steps_[i].width - keep[i])));
+    return k;
+  };
+  if (cost(widen(1)) <= budget_) return widen(1);
+  double lo = 0, hi = 1;  // widen(lo) fits, widen(hi) does not; the cost grows with t
+  for (int i = 0; i < 40; ++i) {
+    const double mid = (lo + hi) / 2;
+    (cost(widen(mid)) <= budget_ ? lo : hi) = mid;
+  }
+  return widen(lo);
+}
+
 double PruningEnvironment::finish() {
   if (t_ != steps_.size()) bad_input("finish() before the episode's last step");
+  if (config_.fill_budget) keep_ = filled(keep_);
   last_ = EpisodeOutcome{};
   last_.keep = keep_;
   last_.cost = cost(keep_);

@@ -70,6 +70,14 @@ TEST_CASE("amc environment: the cost model counts MACs as the pruning engine doe
       if (env.steps()[i].name == change.name) CHECK(change.after == keep[i]);
   }
   CHECK(result.changes.size() == env.steps().size());
+  // And a ratios file reads back as those widths (--match-latency).
+  CHECK(env.keep_for_prune_ratios(env.prune_ratios(keep), "r.json") == keep);
+  std::map<std::string, double> one{{env.steps()[0].name, 0.5}};
+  std::vector<int64_t> half = env.keep_for_prune_ratios(one, "r.json");
+  CHECK(half[0] == env.steps()[0].width - env.steps()[0].width / 2);
+  for (size_t i = 1; i < half.size(); ++i) CHECK(half[i] == env.steps()[i].width);  // not named: kept whole
+  CHECK_THROWS_WITH(env.keep_for_prune_ratios({{"nope", 0.5}}, "r.json"), Catch::Contains("r.json: 'nope' is no prunable group"));
+  CHECK_THROWS_WITH(env.keep_for_prune_ratios({{env.steps()[0].name, 1.0}}, "r.json"), Catch::Contains("must be in [0, 1)"));
 }
 
 TEST_CASE("amc environment: clipping keeps every episode within the budget", "[amc][env]") {
@@ -97,6 +105,40 @@ TEST_CASE("amc environment: clipping keeps every episode within the budget", "[a
     std::vector<int64_t> least = play(env, 0.0);
     for (size_t i = 0; i < least.size(); ++i) CHECK(least[i] == env.steps()[i].min_keep);
     CHECK(env.last_outcome().reward == Approx(-(1 - env.last_outcome().accuracy)));
+  }
+}
+
+TEST_CASE("amc environment: filling spends what the clipped actions left of the budget", "[amc][env]") {
+  at::set_num_threads(1);
+  Graph g = tiny_cnn();
+  data::TensorDataset val = random_images(40, 1);
+  for (double target : {0.3, 0.5, 0.8}) {
+    PruningEnvConfig c = macs_budget(target);
+    PruningEnvironment plain(g, val, nullptr, c);
+    c.fill_budget = true;
+    PruningEnvironment fill(g, val, nullptr, c);
+    INFO("target " << target);
+    for (double action : {0.0, 0.4, 1.0}) {
+      INFO("action " << action);
+      std::vector<int64_t> before = play(plain, action), after = play(fill, action);
+      CHECK(after == fill.filled(before));
+      CHECK(fill.last_outcome().cost <= fill.budget());
+      CHECK(fill.last_outcome().cost >= plain.last_outcome().cost);
+      for (size_t i = 0; i < after.size(); ++i) {
+        CHECK(after[i] >= before[i]);
+        CHECK(after[i] <= fill.steps()[i].width);
+      }
+      // The largest common fraction: one more channel in every group that
+      // gave some up breaks the budget (or nothing was given up).
+      std::vector<int64_t> more = after;
+      bool grew = false;
+      for (size_t i = 0; i < more.size(); ++i)
+        if (more[i] < fill.steps()[i].width) more[i] += 1, grew = true;
+      if (grew) CHECK(fill.cost(more) > fill.budget());
+    }
+    // Every group at its minimum leaves the most to fill.
+    std::vector<int64_t> least = play(plain, 0.0);
+    CHECK(fill.cost(fill.filled(least)) > plain.cost(least));
   }
 }
 

@@ -397,6 +397,33 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   CHECK(nlohmann::json::parse(read_file(prune_report))["result"]["macs_after"] == j["macs_after"]);
   CHECK(fs::exists(pruned));
 
+  // --fill-budget: the episodes spend the budget the clipping left.
+  const std::string filled = dir.file("filled.json"), filled_report = dir.file("filled_report.json");
+  r = run(base + "--target-macs 0.5 --fill-budget --episodes 2 --warmup 1 --seed 3 -o " + filled + " --report " + filled_report);
+  REQUIRE(r.code == 0);
+  auto f = nlohmann::json::parse(read_file(filled_report));
+  CHECK(f["options"]["fill_budget"] == true);
+  CHECK(f["macs_after"].get<double>() <= 0.5 * f["macs_before"].get<double>());
+  // The first (random) episode draws the same actions as the search above's.
+  CHECK(f["episodes"][0]["macs"].get<double>() >= j["episodes"][0]["macs"].get<double>());
+
+  // --match-latency: the budget is the predicted latency of the policy in
+  // the ratios file (here the MACs search's), which is timed and tested
+  // beside the result.
+  const std::string matched = dir.file("matched.json");
+  r = run(base + "--match-latency " + ratios + " --episodes 2 --warmup 1 -o " + matched + " --report " + report);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("--match-latency policy: measured") != std::string::npos);
+  auto m = nlohmann::json::parse(read_file(report));
+  CHECK(m["latency"]["budget_ms"] == m["match_latency_budget_ms"]);
+  CHECK(m["latency"]["predicted_ms"].get<double>() <= m["match_latency_budget_ms"].get<double>());
+  CHECK(m["match"]["predicted_ms"].get<double>() == Approx(m["match_latency_budget_ms"].get<double>()));
+  CHECK(m["match"]["macs"] == j["macs_after"]);  // the ratios file's widths
+  CHECK(m["match"]["measured_ms"].get<double>() > 0);
+  CHECK(m["match"]["test_accuracy"].get<double>() >= 0);
+  CHECK(m["match"]["test_accuracy"].get<double>() <= 1);
+
   // A latency budget (INT8 kernels): the table's prediction of the chosen
   // widths meets the budget, and the report holds the end-to-end measurement.
   r = run(base + "--target-latency 1000 --int8 --episodes 2 --warmup 1 -o " + ratios + " --report " + report);
@@ -416,7 +443,11 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   check_bad_input(run(base + "--target-macs 0.5 --discount 2 -o " + out), "--discount must be in [0, 1]");
   check_bad_input(run(base + "--target-macs 0.5 --target-latency 1 -o " + out), "exactly one budget");
   check_bad_input(run(base + "-o " + out), "exactly one budget");
-  check_bad_input(run(base + "--target-macs 0.5 --int8 -o " + out), "--int8 only applies to --target-latency");
+  check_bad_input(run(base + "--target-macs 0.5 --int8 -o " + out), "--int8 only applies to a latency budget");
+  check_bad_input(run(base + "--target-macs 0.5 --match-latency " + ratios + " -o " + out), "exactly one budget");
+  const std::string stranger = dir.file("stranger.json");
+  compress::write_text_file(stranger, "{\"nope\": 0.5}\n");
+  check_bad_input(run(base + "--match-latency " + stranger + " --episodes 2 --warmup 1 -o " + out), "'nope' is no prunable group");
   check_bad_input(run(base + "--target-latency 0.000001 --episodes 2 --warmup 1 -o " + out), "impossible budget");
   check_bad_input(run(base + "--target-macs 0.5 -o " + model), "would overwrite the input model");
   compress::data::TensorDataset none;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include <ATen/Parallel.h>
 #include <cxxopts.hpp>
@@ -22,6 +23,7 @@
 #include "input_shape.h"
 #include "latency_option.h"
 #include "parse_args.h"
+#include "ratios_option.h"
 
 namespace compress::cli {
 
@@ -49,6 +51,9 @@ int cmd_amc(int argc, char** argv) {
       ("data-dir", "folder of the Fashion-MNIST files", cxxopts::value<std::string>()->default_value(""))
       ("target-macs", "keep at most this fraction of the MACs, in (0, 1)", cxxopts::value<double>())
       ("target-latency", "keep the predicted latency at most this many ms (lookup table measured here)", cxxopts::value<double>())
+      ("match-latency", "latency budget: the predicted latency of the model pruned with this ratios file "
+       "(e.g. a --target-macs search's); the two are then compared on test top-1 and timed side by side",
+       cxxopts::value<std::string>())
       ("int8", "time the INT8 kernels for the latency table")
       ("batch", "batch size of the latency table and measurement", cxxopts::value<int64_t>()->default_value("1"))
       ("threads", "threads (search and latency)", cxxopts::value<int>()->default_value("1"))
@@ -61,6 +66,8 @@ int cmd_amc(int argc, char** argv) {
       ("recalibrate-bn", "re-estimate batch norms on N training batches before each evaluation (0: off)", cxxopts::value<int64_t>()->default_value("4"))
       ("min-keep", "smallest keep ratio of a group", cxxopts::value<double>()->default_value("0.2"))
       ("log-macs-reward", "reward -error * log(MACs) instead of -error")
+      ("fill-budget", "before scoring an episode, widen every group by the same fraction of what it gave up "
+       "until the budget is spent (the clipped actions often leave part of it)")
       ("prune-to", "also write the model pruned with the best ratios (batch norms recalibrated as in the search)", cxxopts::value<std::string>())
       ("report", "write a JSON report here (episodes, groups, latency table)", cxxopts::value<std::string>())
       ("q,quiet", "no per-episode lines")
@@ -78,8 +85,13 @@ int cmd_amc(int argc, char** argv) {
     if (r.count(opt) && same_file(r[opt].as<std::string>(), in)) bad_input(std::string("--") + opt + " would overwrite the input model");
   const int64_t episodes = r["episodes"].as<int64_t>(), warmup = r["warmup"].as<int64_t>();
   amc::check_search_lengths(episodes, warmup);
-  if (r.count("target-macs") + r.count("target-latency") != 1) bad_input("give exactly one budget: --target-macs or --target-latency");
-  if (r.count("int8") && !r.count("target-latency")) bad_input("--int8 only applies to --target-latency");
+  if (r.count("target-macs") + r.count("target-latency") + r.count("match-latency") != 1)
+    bad_input("give exactly one budget: --target-macs, --target-latency or --match-latency");
+  const bool latency_budget = r.count("target-latency") || r.count("match-latency");
+  if (r.count("int8") && !latency_budget) bad_input("--int8 only applies to a latency budget (--target-latency, --match-latency)");
+  // The policy whose measured latency is the budget (--match-latency).
+  std::map<std::string, double> match_ratios;
+  if (r.count("match-latency")) match_ratios = read_ratios(r["match-latency"].as<std::string>());
   const int64_t val_size = r["val-size"].as<int64_t>(), recal = r["recalibrate-bn"].as<int64_t>();
   if (val_size <= 0) bad_input("--val-size must be positive: the search needs a validation set");
   if (recal < 0) bad_input("--recalibrate-bn must not be negative");
@@ -120,6 +132,7 @@ int cmd_amc(int argc, char** argv) {
   ec.min_keep = r["min-keep"].as<double>();
   ec.recalibrate_batches = recal;
   ec.log_macs_reward = r.count("log-macs-reward") > 0;
+  ec.fill_budget = r.count("fill-budget") > 0;
 
   nlohmann::json report;
   latency::LatencyTable table;
@@ -128,7 +141,8 @@ int cmd_amc(int argc, char** argv) {
   lo.threads = threads;
   lo.int8 = r.count("int8") > 0;
   if (lo.batch < 1) bad_input("--batch must be at least 1");
-  if (ec.target_latency_ms) {
+  std::vector<int64_t> match_keep;  // --match-latency's widths
+  if (latency_budget) {
     std::vector<latency::LayerShape> layers = latency::latency_layers(graph);
     if (layers.empty()) bad_input(in + ": no measurable layer (convolution or linear) for a latency budget");
     auto t0 = std::chrono::steady_clock::now();
@@ -149,6 +163,16 @@ int cmd_amc(int argc, char** argv) {
     const double least_ms = end_to_end_ms(probe.pruned(smallest), lo.int8, int8_calibration, lo);
     const double least_layers = probe.cost(smallest) - overhead;
     table.set_overhead_ms(overhead, std::max(0.0, least_ms - least_layers));
+    if (r.count("match-latency")) {
+      // The budget: that policy's latency as the table predicts it, so that
+      // the table's error (a few percent, depending on the widths) is shared
+      // by both; whether they run equally fast is measured side by side at
+      // the end. (Its measured time as the budget made a search with the
+      // table under-predicting by 7% return a model 9% slower than it.)
+      match_keep = probe.keep_for_prune_ratios(match_ratios, r["match-latency"].as<std::string>());
+      ec.target_latency_ms = probe.cost(match_keep);
+      report["match_latency_budget_ms"] = *ec.target_latency_ms;
+    }
     report["latency_table_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     report["latency_unpruned_ms"] = full;
     report["latency_smallest_ms"] = least_ms;
@@ -219,16 +243,34 @@ int cmd_amc(int argc, char** argv) {
   report["macs_before"] = profile_model(graph).total_macs;
   report["macs_after"] = profile_model(pruned).total_macs;  // also when no group shrank
   if (ec.target_latency_ms) {
-    // The pruned and the unpruned model timed alternately, side by side: on a
-    // shared machine their ratio is steadier than either time (both reported).
+    // The pruned and the unpruned model (and --match-latency's) timed
+    // alternately, side by side: on a shared machine their ratio is steadier
+    // than either time (both reported).
     torch::jit::Module deployed = deployable(pruned, lo.int8, int8_calibration);
     torch::jit::Module original = deployable(graph, lo.int8, int8_calibration);
-    double measured = 0, unpruned = 0;
+    std::optional<Graph> matched;
+    torch::jit::Module matched_module;
+    if (!match_keep.empty()) {
+      matched = env.pruned(match_keep);  // batch norms re-estimated as the search's models
+      matched_module = deployable(*matched, lo.int8, int8_calibration);
+    }
+    double measured = 0, unpruned = 0, matched_ms = 0;
     for (int round = 0; round < 2; ++round) {
       const double p = latency::measure_model_ms(deployed, pruned, lo, kEndToEndRepeats);
       const double u = latency::measure_model_ms(original, graph, lo, kEndToEndRepeats);
       measured = round == 0 ? p : std::min(measured, p);
       unpruned = round == 0 ? u : std::min(unpruned, u);
+      if (matched) {
+        const double m = latency::measure_model_ms(matched_module, *matched, lo, kEndToEndRepeats);
+        matched_ms = round == 0 ? m : std::min(matched_ms, m);
+      }
+    }
+    if (matched) {
+      torch::jit::Module fp32 = export_module(*matched);
+      fp32.eval();
+      report["match"] = {{"ratios", r["match-latency"].as<std::string>()}, {"keep", match_keep},
+                         {"macs", profile_model(*matched).total_macs}, {"predicted_ms", env.cost(match_keep)},
+                         {"measured_ms", matched_ms}, {"test_accuracy", train::evaluate(fp32, test).top1}};
     }
     const double predicted = best_log["cost"].get<double>();
     report["latency"] = {{"budget_ms", *ec.target_latency_ms}, {"predicted_ms", predicted}, {"measured_ms", measured},
@@ -238,7 +280,8 @@ int cmd_amc(int argc, char** argv) {
     report["latency_table"] = table.to_json();
   }
   report["options"] = {{"episodes", episodes}, {"warmup", warmup}, {"seed", seed}, {"val_size", val_size},
-                       {"recalibrate_bn", recal}, {"updates_per_step", updates_per_step}, {"discount", discount}, {"min_keep", ec.min_keep}, {"log_macs_reward", ec.log_macs_reward}};
+                       {"recalibrate_bn", recal}, {"updates_per_step", updates_per_step}, {"discount", discount}, {"min_keep", ec.min_keep}, {"log_macs_reward", ec.log_macs_reward},
+                       {"fill_budget", ec.fill_budget}};
   report["ratios"] = ratios;
   report["episodes"] = log;
 
@@ -257,6 +300,11 @@ int cmd_amc(int argc, char** argv) {
                 << report["latency"]["measured_ms"].get<double>() << " ms; speedup over the unpruned model: predicted "
                 << report["latency"]["predicted_speedup"].get<double>() << "x, measured "
                 << report["latency"]["measured_speedup"].get<double>() << "x (side by side)\n";
+    }
+    if (report.contains("match")) {
+      const nlohmann::json& m = report["match"];
+      std::cout << "--match-latency policy: measured " << m["measured_ms"].get<double>() << " ms (side by side), MACs "
+                << m["macs"].get<int64_t>() << ", test top-1 " << percent(m["test_accuracy"].get<double>()) << "\n";
     }
     std::cout << "learned policy (no noise): validation top-1 " << percent(policy.accuracy) << ", MACs " << policy.macs
               << "\nsearch: " << episodes << " episodes in " << search_seconds << " s (" << times.scored

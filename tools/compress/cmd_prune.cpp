@@ -25,28 +25,11 @@
 #include "distributed_option.h"
 #include "input_shape.h"
 #include "latency_option.h"
+#include "ratios_option.h"
 
 namespace compress::cli {
 
 namespace {
-
-std::map<std::string, double> read_ratios(const std::string& path) {
-  require_input_file(path);
-  std::ifstream in(path);
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const std::exception&) {
-    bad_input(path + ": not valid JSON (expected {\"group name\": ratio, ...})");
-  }
-  if (!j.is_object() || j.empty()) bad_input(path + ": expected a JSON object {\"group name\": ratio, ...} naming at least one group");
-  std::map<std::string, double> ratios;
-  for (const auto& kv : j.items()) {
-    if (!kv.value().is_number()) bad_input(path + ": the ratio of '" + kv.key() + "' is not a number");
-    ratios[kv.key()] = kv.value().get<double>();
-  }
-  return ratios;
-}
 
 // Median latency of the original and the pruned model, 1 thread, FP32, run
 // alternately (twice each, best median kept) so both see the same machine,

@@ -35,6 +35,10 @@ struct PruningEnvConfig {
   int64_t recalibrate_batches = 0;        // batch-norm re-estimation on the calibration set (0: off)
   int64_t batch_size = 64;
   bool log_macs_reward = false;           // reward -error * log(MACs) (AMC's FLOPs-aware variant) instead of -error
+  // Spend what the clipped actions left of the budget before scoring: see
+  // filled(). Random actions keep ~0.6 of each width and so ~36% of a
+  // convolution's MACs, well under a 50% budget; clipping only cuts.
+  bool fill_budget = false;
 };
 
 // A prunable group as the agent sees it.
@@ -93,9 +97,19 @@ class PruningEnvironment : public Environment {
   // The ratios file `compress prune --ratios` reads: {group: removed fraction},
   // groups kept whole left out.
   std::map<std::string, double> prune_ratios(const std::vector<int64_t>& keep) const;
+  // The inverse: kept channels per step for a ratios file (removed fractions;
+  // a group not named is kept whole), counted as the pruning engine counts
+  // them. Error(BadInput) naming `source` for a name that is no step or a
+  // ratio outside [0, 1).
+  std::vector<int64_t> keep_for_prune_ratios(const std::map<std::string, double>& ratios,
+                                             const std::string& source) const;
   // A copy of the graph pruned to these widths (L1 magnitude), batch norms
   // re-estimated when configured. `result` receives the pruning report.
   Graph pruned(const std::vector<int64_t>& keep, pruning::PruneResult* result = nullptr) const;
+  // These widths with every group widened by the same fraction t of the
+  // channels it gave up (floor(t x (width - keep)) more), the largest t in
+  // [0, 1] (bisection) whose cost fits the budget; `keep` must fit it.
+  std::vector<int64_t> filled(const std::vector<int64_t>& keep) const;
   // Validation top-1 of the model pruned to these widths (cached by widths).
   double accuracy(const std::vector<int64_t>& keep);
   const EpisodeOutcome& last_outcome() const { return last_; }
