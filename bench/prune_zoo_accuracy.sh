@@ -13,7 +13,7 @@ cli="${CLI:-$root/build/bin/compress}"
 threads="${THREADS:-1}"
 declare -A model=([resnet]="${RESNET:-/work/main/out/resnet-baseline.pt}"
                   [mobilenetv2]="${MOBILENETV2:-/work/main/out/mobilenetv2-baseline.pt}")
-runs="${RUNS:-mobilenetv2:random: mobilenetv2:l1: mobilenetv2:l1:--distill,--lr,0.05 resnet:bn:--iterative-steps,2}"
+runs="${RUNS:-resnet:l1:--iterative-steps,2 resnet:l1:--iterative-steps,2,--seed,1 resnet:random:--iterative-steps,2 mobilenetv2:l1:--distill,--lr,0.05}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "$(date -u '+%F %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, $threads thread(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
