@@ -1,8 +1,10 @@
 // compress prune IN -o OUT (--target-macs F | --ratio F | --ratios FILE | --target-latency MS) [--input-shape S]
 //                [--criterion C] [--global | --latency-aware] [--round-to N] [--min-channels N] [--ignore NAME ...] [--report R.json]
-//                [--data fashion-mnist --finetune-epochs N]
+//                [--data fashion-mnist --finetune-epochs N [--distill | --teacher T.pt] [--temperature T] [--alpha A]]
 //                [--latency-batch N] [--latency-threads T] [--int8] [--latency-grid G] [--latency-repeats R] [--latency-rounds K]
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -14,6 +16,7 @@
 #include "commands.h"
 #include "parse_args.h"
 #include "compress/analysis/profile.h"
+#include "compress/distillation/distill.h"
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/ir/export.h"
@@ -271,6 +274,12 @@ int cmd_prune(int argc, char** argv) {
       ("data-dir", "folder of the Fashion-MNIST files", cxxopts::value<std::string>()->default_value(""))
       ("finetune-epochs", "fine-tune this many epochs after pruning (needs --data)", cxxopts::value<int64_t>()->default_value("0"))
       ("lr", "fine-tuning learning rate (SGD, cosine)", cxxopts::value<double>()->default_value("0.01"))
+      ("iterative-steps", "with --target-macs: prune in N steps, each removing the same fraction of the MACs left, "
+       "each followed by batch-norm re-estimation and --finetune-epochs / N epochs", cxxopts::value<int64_t>()->default_value("1"))
+      ("distill", "fine-tune with knowledge distillation from the unpruned input model (needs --finetune-epochs)")
+      ("teacher", "distil from this model instead of the unpruned input (implies --distill)", cxxopts::value<std::string>())
+      ("temperature", "distillation: KD softmax temperature, > 0", cxxopts::value<double>()->default_value("4"))
+      ("alpha", "distillation: KD weight against cross-entropy, in [0, 1]", cxxopts::value<double>()->default_value("0.9"))
       ("limit", "use at most N training and N test samples (quick runs)", cxxopts::value<int64_t>()->default_value("0"))
       ("threads", "threads", cxxopts::value<int>()->default_value("2"))
       ("q,quiet", "print nothing on success")
@@ -312,6 +321,33 @@ int cmd_prune(int argc, char** argv) {
   const int64_t recal = r["recalibrate-bn"].as<int64_t>();
   if (recal < 0) bad_input("--recalibrate-bn must not be negative");
   if (recal > 0 && data.empty()) bad_input("--recalibrate-bn needs --data");
+  const int64_t steps = r["iterative-steps"].as<int64_t>();
+  if (steps < 1) bad_input("--iterative-steps must be at least 1, got " + std::to_string(steps));
+  if (steps > 1) {
+    if (!r.count("target-macs") || latency_aware)
+      bad_input("--iterative-steps splits a --target-macs budget into steps: give --target-macs (without --latency-aware)");
+    if (epochs == 0 || epochs % steps != 0)
+      bad_input("--iterative-steps " + std::to_string(steps) + " fine-tunes after every step: --finetune-epochs must be a " +
+                "positive multiple of it, got " + std::to_string(epochs));
+  }
+  const bool distill = r.count("distill") || r.count("teacher");
+  distillation::DistillOptions distill_options;  // KD on the logits
+  if (distill) {
+    if (epochs == 0) bad_input("--distill fine-tunes the pruned model under a teacher: it needs --finetune-epochs");
+    if (r.count("teacher")) {
+      require_input_file(r["teacher"].as<std::string>());
+      if (same_file(r["teacher"].as<std::string>(), out)) bad_input("-o " + out + " would overwrite the --teacher model");
+    }
+    distill_options.temperature = r["temperature"].as<double>();
+    distill_options.alpha = r["alpha"].as<double>();
+    if (!(distill_options.temperature > 0) || !std::isfinite(distill_options.temperature))
+      bad_input("--temperature must be a positive number, got " + std::to_string(distill_options.temperature));
+    if (!(distill_options.alpha >= 0 && distill_options.alpha <= 1))
+      bad_input("--alpha must be in [0, 1], got " + std::to_string(distill_options.alpha));
+    distill_options.validate();
+  } else if (r.count("temperature") || r.count("alpha")) {
+    bad_input("--temperature and --alpha only apply to --distill (or --teacher)");
+  }
   if (r.count("nproc") && epochs == 0) bad_input("--nproc parallelises fine-tuning: it needs --finetune-epochs");
   if (auto code = launch_workers(r, argc, argv)) return *code;
   // Every rank prunes alike (the same input and options); the fine-tuning is
@@ -359,30 +395,112 @@ int cmd_prune(int argc, char** argv) {
   // The unpruned graph, kept only when its latency is to be measured (a deep copy of the weights).
   std::optional<Graph> original;
   if (r.count("latency")) original = graph;
-  pruning::PruneResult result =
-      o.target_latency_ms || o.latency_aware ? prune_to_measured_latency(graph, o, r, train_set ? &*train_set : test_set ? &*test_set : nullptr, report)
-                          : pruning::prune(graph, o);
-  if (recal > 0) {
-    if (!train_set) train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
-    if (limit > 0) train_set = data::take(*train_set, limit);
-    report["batch_norms_recalibrated"] = pruning::recalibrate_batch_norm(graph, *train_set, recal);
-  }
-  torch::jit::Module pruned = export_module(graph);
-  if (epochs > 0) {
-    if (!train_set) train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
-    if (limit > 0) train_set = data::take(*train_set, limit);
+  auto training_set = [&]() -> const data::TensorDataset& {
+    if (!train_set) {
+      train_set = load_data_option(data, "train", r["data-dir"].as<std::string>());
+      if (limit > 0) train_set = data::take(*train_set, limit);
+    }
+    return *train_set;
+  };
+  // Fine-tunes `graph` for `n` epochs, plainly or under the teacher, and
+  // returns the trained model (eval mode); `graph` gets its weights when
+  // another pruning step follows.
+  auto fine_tune = [&](Graph& g, int64_t n, bool update_graph) {
     train::TrainConfig cfg;
-    cfg.epochs = epochs;
+    cfg.epochs = n;
     cfg.seed = o.seed;
     cfg.optimizer.lr = r["lr"].as<double>();
     cfg.optimizer.weight_decay = 5e-4;
     cfg.threads = r["threads"].as<int>();
     cfg.quiet = r.count("quiet") > 0;
     apply_distributed_options(r, group, cfg);
-    pruned.train();
-    train::Trainer trainer(pruned, cfg);
-    trainer.fit(*train_set);
-    pruned.eval();
+    const data::TensorDataset& train = training_set();
+    if (distill) {
+      // The teacher is loaded afresh: the unpruned weights and batch-norm
+      // statistics exactly as saved, whatever pruning and re-estimation did.
+      const std::string teacher_path = r.count("teacher") ? r["teacher"].as<std::string>() : in;
+      const std::vector<int64_t> sample(train.inputs.sizes().begin() + 1, train.inputs.sizes().end());
+      distillation::Distiller distiller(load_module(teacher_path), g, distill_options, sample);
+      const distillation::DistillResult d = distiller.fit(train, cfg);
+      const distillation::EpochTerms last = d.terms.empty() ? distillation::EpochTerms{} : d.terms.back();
+      report["distill"] = {{"teacher", teacher_path},
+                           {"temperature", distill_options.temperature},
+                           {"alpha", distill_options.alpha},
+                           {"teacher_cached", d.teacher_cached},
+                           {"last_epoch_kd", last.kd},
+                           {"last_epoch_cross_entropy", last.cross_entropy}};
+      if (update_graph) g = distiller.student();
+      return distiller.student_module();
+    }
+    torch::jit::Module m = export_module(g);
+    m.train();
+    train::Trainer trainer(m, cfg);
+    trainer.fit(train);
+    m.eval();
+    if (update_graph) {
+      const std::vector<InputSpec> inputs = g.example_inputs();
+      g = import_module(m);
+      g.set_example_inputs(inputs);
+    }
+    return m;
+  };
+  // One step, or --iterative-steps N: each step removes the same fraction of
+  // the MACs left (target^(k/N) of the original after step k), re-estimates
+  // the batch norms and fine-tunes epochs / N epochs.
+  pruning::PruneResult result;
+  std::map<std::string, size_t> change_of_group;  // index in result.changes
+  torch::jit::Module pruned;
+  for (int64_t step = 1; step <= steps; ++step) {
+    pruning::PruneOptions step_options = o;
+    if (steps > 1) {
+      const double goal = std::pow(*o.target_macs, double(step) / double(steps));
+      step_options.target_macs = step == 1 ? goal : goal * double(result.macs_before) / double(result.macs_after);
+    }
+    const bool prune_now = !step_options.target_macs || *step_options.target_macs < 1;  // an earlier step may have gone further
+    pruning::PruneResult step_result;
+    if (!prune_now) {
+      step_result = result;
+      step_result.changes.clear();
+    } else if (o.target_latency_ms || o.latency_aware) {
+      step_result = prune_to_measured_latency(graph, o, r, train_set ? &*train_set : test_set ? &*test_set : nullptr, report);
+    } else {
+      step_result = pruning::prune(graph, step_options);
+    }
+    if (recal > 0 && prune_now)
+      report["batch_norms_recalibrated"] = pruning::recalibrate_batch_norm(graph, training_set(), recal);
+    pruned = epochs > 0 ? fine_tune(graph, epochs / steps, step < steps) : export_module(graph);
+    if (step == 1) {
+      result = step_result;
+    } else {
+      // Whole-run figures: before = the input model, after = the last step.
+      result.macs_after = step_result.macs_after;
+      result.params_after = step_result.params_after;
+      result.frozen = step_result.frozen;
+      result.ratio_used = step_result.ratio_used;
+      result.seconds.analysis += step_result.seconds.analysis;
+      result.seconds.scores += step_result.seconds.scores;
+      result.seconds.search += step_result.seconds.search;
+      result.seconds.removal += step_result.seconds.removal;
+    }
+    // Each group's width before the first step that shrank it and after the last.
+    for (size_t i = 0; i < step_result.changes.size(); ++i) {
+      const pruning::GroupChange& c = step_result.changes[i];
+      if (step == 1) {
+        change_of_group[c.name] = i;
+      } else if (auto it = change_of_group.find(c.name); it != change_of_group.end()) {
+        result.changes[it->second].after = c.after;
+      } else {
+        change_of_group[c.name] = result.changes.size();
+        result.changes.push_back(c);
+      }
+    }
+    if (steps > 1) {
+      report["iterative_steps"].push_back({{"step", step},
+                                           {"macs_after", step_result.macs_after},
+                                           {"macs_kept", double(step_result.macs_after) / double(result.macs_before)},
+                                           {"params_after", step_result.params_after},
+                                           {"finetune_epochs", epochs / steps}});
+    }
   }
   if (!root) return 0;
   if (test_set) report["accuracy_after"] = train::evaluate(pruned, *test_set).top1;
