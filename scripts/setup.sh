@@ -10,6 +10,7 @@ packages=(
   python3-torch python3-torchvision
   dataset-fashion-mnist zlib1g-dev libsimde-dev
   chromium  # headless, by the test that renders pipeline reports (tests/pipeline/test_report.cpp)
+  jq        # by the bench/*.sh scripts that tabulate JSON reports
 )
 
 missing=()
