@@ -1,5 +1,6 @@
 // quantize_dynamic: Linear / LSTM / GRU layers to dynamic INT8 ops (dynamic.h).
 #include "compress/quantization/dynamic.h"
+#include "module_path.h"
 
 #include <algorithm>
 #include <chrono>
@@ -25,6 +26,8 @@
 
 namespace compress::quant {
 
+using detail::under_module;
+
 namespace {
 
 constexpr int64_t kZeroPoint = 128;  // the dynamic ops' symmetric codes
@@ -37,11 +40,6 @@ const c10::Symbol kEncoderLayer = c10::Symbol::fromQualString("aten::_transforme
 Arg val(ValueId v) { return Arg::of_value(v); }
 Arg cst(c10::IValue c) { return Arg::of_constant(std::move(c)); }
 Arg param(const std::string& name) { return Arg::of_param(name); }
-
-bool under_module(const std::string& module, const std::string& path) {
-  return module == path || (module.size() > path.size() && module.compare(0, path.size(), path) == 0 &&
-                            module[path.size()] == '.');
-}
 
 // A layer the pass may convert.
 struct Candidate {

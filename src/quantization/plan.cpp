@@ -7,8 +7,11 @@
 #include "compress/error.h"
 #include "compress/ir/match.h"
 #include "compress/quantization/quantize.h"
+#include "module_path.h"
 
 namespace compress::quant {
+
+using detail::under_module;
 
 ValueId FusedLayer::input() const { return layer->input().value; }
 
@@ -73,11 +76,6 @@ int calls_of_module(const Graph& g, const std::string& module) {
   int count = 0;
   for (const Node& n : g.nodes()) count += n.is_leaf() && n.module == module;
   return count;
-}
-
-bool under_module(const std::string& module, const std::string& path) {
-  return module == path || (module.size() > path.size() && module.compare(0, path.size(), path) == 0 &&
-                            module[path.size()] == '.');
 }
 
 // The exclude entry that names this layer (its module, a parent module, or its output), if any.

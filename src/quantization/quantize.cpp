@@ -14,8 +14,11 @@
 #include "compress/passes/fold_batch_norm.h"
 #include "compress/passes/strip_dropout.h"
 #include "compress/quantization/dynamic.h"
+#include "module_path.h"
 
 namespace compress::quant {
+
+using detail::under_module;
 
 namespace {
 
@@ -156,11 +159,6 @@ void prepare_float_graph(Graph& g, QuantizeReport& report) {
 
 namespace {
 
-bool under(const std::string& module, const std::string& path) {
-  return module == path ||
-         (module.size() > path.size() && module.compare(0, path.size(), path) == 0 && module[path.size()] == '.');
-}
-
 // The attention leaves static conversion left in float (no static kernel)
 // get dynamic INT8 projections; an excluded one (or one with an excluded
 // part) stays float as it was.
@@ -170,7 +168,7 @@ void attention_to_dynamic(Graph& g, const QuantizeOptions& options, QuantizeRepo
     if (!n.is_leaf(LeafKind::MultiheadAttention)) continue;
     std::string excluded_by;
     for (const auto& e : options.exclude)
-      if (excluded_by.empty() && (under(n.module, e) || under(e, n.module))) excluded_by = e;
+      if (excluded_by.empty() && (under_module(n.module, e) || under_module(e, n.module))) excluded_by = e;
     if (excluded_by.empty()) {
       leaves[n.module] = n.describe();
       continue;
@@ -188,7 +186,7 @@ void attention_to_dynamic(Graph& g, const QuantizeOptions& options, QuantizeRepo
     if (l.precision != "int8") continue;
     report.dynamic_layers.push_back(l);
     for (const auto& kv : leaves)
-      if (under(l.name, kv.first)) converted.insert(kv.first);
+      if (under_module(l.name, kv.first)) converted.insert(kv.first);
   }
   for (const auto& module : converted) {
     auto& nodes = report.float_nodes;
