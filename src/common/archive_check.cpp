@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstring>
 #include <algorithm>
-#include <cctype>
 #include <memory>
 #include <tuple>
 #include <unordered_map>
@@ -16,6 +15,7 @@
 #include <unordered_set>
 
 #include "compress/error.h"
+#include "record_name.h"
 
 namespace compress {
 
@@ -288,14 +288,7 @@ void check_pickle(const char* data, size_t size, const std::string& what, std::v
   bad_input(prefix(what) + "a pickle record ends without its STOP opcode");
 }
 
-namespace {
-
-std::string lower_case(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-}  // namespace
+using detail::record_key;
 
 void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const std::vector<ZipEntry>& entries,
                            const std::string& what) {
@@ -306,11 +299,11 @@ void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const
   std::unordered_map<std::string, uint64_t> record_size;
   for (const ZipEntry& e : entries) {
     const size_t slash = e.name.find('/');
-    record_size[lower_case(slash == std::string::npos ? e.name : e.name.substr(slash + 1))] = e.size;
+    record_size[record_key(slash == std::string::npos ? e.name : e.name.substr(slash + 1))] = e.size;
   }
   for (const std::string& name : reader.getAllRecords()) {
     // data.pkl, constants.pkl, and the code's debug_pkl (unpickled when a source range is shown).
-    if (name.size() < 3 || lower_case(name.substr(name.size() - 3)) != "pkl") continue;
+    if (name.size() < 3 || record_key(name.substr(name.size() - 3)) != "pkl") continue;
     std::vector<StorageRef> storages;
     {
       at::DataPtr bytes;
@@ -324,7 +317,7 @@ void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const
     const std::string dir = name.substr(0, name.size() - 4) + "/";
     for (const StorageRef& s : storages) {
       const std::string record = dir + s.key;
-      const auto it = record_size.find(lower_case(record));
+      const auto it = record_size.find(record_key(record));
       if (it == record_size.end() || !reader.hasRecord(record))
         bad_input(prefix(what) + "record " + name + ": storage '" + s.key + "' has no record " + record);
       if (s.bytes > it->second) {

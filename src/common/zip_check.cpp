@@ -8,7 +8,6 @@
 #undef compress
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +16,7 @@
 
 #include "compress/archive_check.h"
 #include "compress/error.h"
+#include "record_name.h"
 
 namespace compress {
 
@@ -72,9 +72,7 @@ class Walker {
     // only in case would leave which one it reads to chance.
     std::map<std::string, std::string> seen;
     for (const ZipEntry& e : entries) {
-      std::string key = e.name;
-      for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      const auto [it, fresh] = seen.emplace(key, e.name);
+      const auto [it, fresh] = seen.emplace(detail::record_key(e.name), e.name);
       if (!fresh) refuse("entries '" + it->second + "' and '" + e.name + "' have the same name (ignoring case)");
     }
     for (const ZipEntry& e : entries) check_data(e);
