@@ -8,9 +8,11 @@
 //    absolute value per batch, summed over batches.
 //  - Channels: an activation-based attention map (Zagoruyko & Komodakis
 //    2017: the mean |activation| of the channel) taken where the group's
-//    consumers read it, times the consumer's weight magnitude for that
-//    channel: the expected size of the channel's contribution to the next
-//    layer. Summed over consumers, each normalised by its mean.
+//    consumers read it, times the L2 norm of the consumer's weights for that
+//    channel. Removing input channel c changes a reader's output by
+//    a_c * W[:, c], whose norm is |a_c| * ||W[:, c]||: the product is the
+//    expected size of what the next layer loses. Summed over consumers,
+//    each normalised by its mean.
 //  - Channels gated by squeeze-excitation: the above times the gate's mean
 //    over the data (what the network itself learned to attend to).
 #include <ATen/ATen.h>
@@ -207,7 +209,10 @@ std::vector<std::vector<double>> attention_importance(const Graph& g, const Grou
         // This group's channels: [offset + c * stride, ... + stride) of the value and of the weight's dim 1.
         at::Tensor act = means.narrow(0, r.offset, grp.width * r.stride).view({grp.width, r.stride}).mean(1);
         at::Tensor w = g.param(r.weight).narrow(1, r.offset, grp.width * r.stride).movedim(1, 0);
-        at::Tensor mag = w.reshape({grp.width, -1}).abs().to(at::kDouble).mean(1);
+        // The L2 norm, not the mean |w|: a channel read through a few large
+        // weights moves the output as much as their norm says (zoo senet at
+        // 50% MACs, before fine-tuning: 71.61% against 69.78% with the mean).
+        at::Tensor mag = w.reshape({grp.width, -1}).to(at::kDouble).pow(2).sum(1).sqrt();
         at::Tensor contribution = normalised(act * mag);
         total = total.defined() ? total + contribution : contribution;
       }

@@ -482,6 +482,36 @@ def forward(self, x):
   CHECK(s[0] > 0.0);
   CHECK(s[3] > 0.0);
 
+  // The reader's weights count by their L2 norm (the size of what the
+  // reader's output loses), not their mean |w|: with equal activations, a
+  // channel read through one large weight (norm 4, mean 1) outranks one
+  // read through four small ones (norm 2.4, mean 1.2).
+  auto two = net({{"a", linear(3, 2)}, {"out", linear(2, 4)}}, R"(
+def forward(self, x):
+    return self.out.forward(torch.relu(self.a.forward(x)))
+)");
+  {
+    torch::NoGradGuard no_grad;
+    auto w = two.attr("a").toModule().attr("weight").toTensor();
+    w.zero_();
+    two.attr("a").toModule().attr("bias").toTensor().fill_(1.0);  // both channels read 1.0 always
+    auto r = two.attr("out").toModule().attr("weight").toTensor();
+    r.select(1, 0).copy_(at::tensor({4.0f, 0.0f, 0.0f, 0.0f}));
+    r.select(1, 1).fill_(1.2f);
+  }
+  data::TensorDataset flat;
+  flat.inputs = at::randn({32, 3});
+  flat.labels = at::randint(0, 2, {32});
+  flat.num_classes = 2;
+  PruneOptions fo = o;
+  fo.data = &flat;
+  Graph fg = imported(two, {1, 3});
+  auto fa = analyze_groups(fg);
+  auto fs = channel_importance(fg, fa, fo)[static_cast<size_t>(fa.find("a"))];
+  REQUIRE(fs.size() == 2);
+  CHECK(fs[0] > fs[1]);
+  CHECK(fs[0] / fs[1] == Approx(4.0 / 2.4));
+
   // A squeeze-excitation gate held shut on one channel (its bias -30:
   // sigmoid ~ 1e-13) scores that channel near zero, though its activations are live.
   auto se = net({{"c", conv(3, 4)}, {"fc1", linear(4, 2)}, {"fc2", linear(2, 4)}, {"out", conv(4, 2)}}, R"(

@@ -30,8 +30,9 @@
 namespace compress::pruning {
 
 // Attention: attention heads by Michel et al.'s gate sensitivity, channels by
-// their activation attention times the reading layer's weight magnitude (and
-// the squeeze-excitation gate's mean where one gates them); needs data.
+// their activation attention times the L2 norm of the reading layer's weights
+// for them (and the squeeze-excitation gate's mean where one gates them);
+// needs data.
 enum class Criterion { L1, L2, BatchNorm, Fpgm, Taylor, Random, Attention };
 // "l1" | "l2" | "bn" | "fpgm" | "taylor" | "random" | "attention"; Error(BadInput) otherwise.
 Criterion parse_criterion(const std::string& name);
