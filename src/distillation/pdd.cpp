@@ -9,6 +9,7 @@
 #include "compress/ir/builder.h"
 #include "compress/pruning/groups.h"
 #include "compress/train/distributed.h"
+#include "compress/train/optim.h"
 
 namespace compress::distillation {
 
@@ -202,6 +203,34 @@ class GateTrainer : public train::Callback {
   std::vector<double>* gated_macs_;
 };
 
+// Sets and records the learning rate of one phase. With a span (one
+// schedule over both phases), each step takes the rate of its place in the
+// span: the phase's first step is step `first_epoch * steps per epoch` of a
+// schedule `span_epochs` long, at `base_lr`. The trainer updates with ctx.lr
+// after the on_loss callbacks, so setting it here sets the step's rate. The
+// rate of each epoch's first step is recorded either way.
+class PhaseSchedule : public train::Callback {
+ public:
+  PhaseSchedule(train::ScheduleConfig schedule, double base_lr, int64_t epochs, int64_t first_epoch,
+                int64_t span_epochs, std::vector<double>* epoch_lr)
+      : schedule_(std::move(schedule)), base_lr_(base_lr), epochs_(epochs), first_epoch_(first_epoch),
+        span_epochs_(span_epochs), epoch_lr_(epoch_lr) {}
+
+  void on_loss(train::StepContext& ctx) override {
+    const int64_t per_epoch = std::max<int64_t>(1, ctx.total_steps / std::max<int64_t>(1, epochs_));
+    if (span_epochs_ > 0) {
+      ctx.lr = train::lr_at(schedule_, base_lr_, first_epoch_ * per_epoch + ctx.step, span_epochs_ * per_epoch);
+    }
+    if (ctx.step % per_epoch == 0) epoch_lr_->push_back(ctx.lr);
+  }
+
+ private:
+  train::ScheduleConfig schedule_;
+  double base_lr_;
+  int64_t epochs_, first_epoch_, span_epochs_;
+  std::vector<double>* epoch_lr_;
+};
+
 // Open channels per group from the final gates: the smallest open gates
 // close while the MACs exceed the budget, then the largest closed gates
 // reopen while the budget holds; every group keeps its floor.
@@ -332,8 +361,14 @@ PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& opti
     // Down while over the target, up while below the dead band.
     return weight * (at::relu(ratio - target) + at::relu(target - band - ratio));
   });
+  // One schedule: the search runs the first search.epochs of a schedule as
+  // long as both phases; 0 = each phase its own.
+  const int64_t span = options.one_schedule ? search.epochs + std::max<int64_t>(0, finetune.epochs) : 0;
+  search_run.add_callback(std::make_shared<PhaseSchedule>(search.schedule, search.optimizer.lr, search.epochs, 0, span,
+                                                          &result.epoch_lr));
   train::TrainConfig search_cfg = search;
   search_cfg.fingerprint += " | pdd target_macs=" + std::to_string(target);
+  if (span) search_cfg.fingerprint += " | one schedule over " + std::to_string(span) + " epochs";
   result.search = search_run.fit(train, search_cfg);
 
   const std::vector<std::vector<bool>> open = final_channels(*gates, groups, macs, target);
@@ -354,6 +389,13 @@ PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& opti
     Distiller tune(teacher, std::move(pruned), options.distill, input_shape);
     train::TrainConfig tune_cfg = finetune;
     tune_cfg.fingerprint += " | pdd fine-tuning";
+    if (span) {
+      tune_cfg.optimizer.lr = search.optimizer.lr;
+      tune_cfg.schedule = search.schedule;
+      tune_cfg.fingerprint += " | one schedule over " + std::to_string(span) + " epochs";
+    }
+    tune.add_callback(std::make_shared<PhaseSchedule>(search.schedule, search.optimizer.lr, finetune.epochs,
+                                                      search.epochs, span, &result.epoch_lr));
     result.finetune = tune.fit(train, tune_cfg);
     student = tune.student();
   } else {

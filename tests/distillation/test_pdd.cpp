@@ -120,6 +120,42 @@ TEST_CASE("PDD keeps each group's floor and refuses a budget the floor exceeds",
                     Catch::Contains("is below the") && Catch::Contains("--min-group-keep"));
 }
 
+// 256 samples in batches of 32: 8 steps per epoch.
+TEST_CASE("PDD runs one learning-rate schedule over both phases or restarts it for the fine-tuning", "[distill][pdd]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(256, 7);
+  torch::jit::Module teacher = tiny_teacher(ds);
+  PddOptions o;
+  o.target_macs = 0.6;
+  const train::TrainConfig search = distill_test::quick_config(2);
+  train::TrainConfig finetune = distill_test::quick_config(2);
+  finetune.optimizer.lr = 0.01;
+  const int64_t per_epoch = 8;
+
+  Graph restarted = import_module(models::build("cnn", 22, 10, 0.25).module);
+  PddResult r = pdd(teacher, restarted, o, {1, 28, 28}, ds, search, finetune);
+  REQUIRE(r.epoch_lr.size() == 4);
+  // Each phase its own cosine: the search's over 2 epochs at 0.05, then the fine-tuning's at 0.01 from its top.
+  CHECK(r.epoch_lr[0] == Approx(0.05));
+  CHECK(r.epoch_lr[1] == Approx(train::lr_at(search.schedule, 0.05, per_epoch, 2 * per_epoch)));
+  CHECK(r.epoch_lr[2] == Approx(0.01));
+  CHECK(r.epoch_lr[3] == Approx(train::lr_at(finetune.schedule, 0.01, per_epoch, 2 * per_epoch)));
+
+  o.one_schedule = true;
+  Graph continued = import_module(models::build("cnn", 22, 10, 0.25).module);
+  PddResult c = pdd(teacher, continued, o, {1, 28, 28}, ds, search, finetune);
+  REQUIRE(c.epoch_lr.size() == 4);
+  // One cosine over 4 epochs at the search's 0.05: the fine-tuning's 0.01 is not used, and its
+  // first epoch starts where the search's last left off.
+  for (int64_t e = 0; e < 4; ++e) {
+    INFO("epoch " << e);
+    CHECK(c.epoch_lr[size_t(e)] == Approx(train::lr_at(search.schedule, 0.05, e * per_epoch, 4 * per_epoch)));
+  }
+  CHECK(c.epoch_lr[2] > 0.02);
+  CHECK(c.epoch_lr[3] < c.epoch_lr[2]);
+  CHECK(c.finetune.terms.size() == 2);
+  CHECK(profile_model(continued).total_macs <= 0.6 * double(c.prune.macs_before));
+}
+
 TEST_CASE("PDD refuses a budget outside (0, 1) and bad KD settings", "[distill][pdd]") {
   for (double target : {0.0, 1.0, 1.5, -0.2}) {
     PddOptions o;
@@ -175,6 +211,7 @@ TEST_CASE("compress pdd writes a smaller student and refuses bad input", "[cli][
       {"--target-macs 0.5 --min-group-keep 0", "--min-group-keep must be in (0, 1]"},
       {"--target-macs 0.5 --budget-tolerance 0.5", "--budget-tolerance must be in [0, --target-macs)"},
       {"--target-macs 0.5 --min-group-keep 1", "is below the"},
+      {"--target-macs 0.5 --finetune-epochs 1 --one-schedule --finetune-lr 0.01", "--finetune-lr sets the rate"},
   };
   distill_test::check_refused(base, bad, out);
 }

@@ -43,6 +43,13 @@ struct PddOptions {
   // Every group keeps at least this fraction of its channels open (at least
   // one channel), in (0, 1]: the penalty alone emptied the first layer.
   double min_group_keep = 0.25;
+  // The learning-rate schedule of the two phases. false: the fine-tuning
+  // restarts its own schedule at its own rate (`finetune`'s). true: one
+  // schedule at the search's rate and settings runs over the epochs of both
+  // phases: the search takes its first epochs, the fine-tuning continues
+  // where the search stopped, as training for the same total epochs in one
+  // run would (the fair protocol for PDD from a fresh student).
+  bool one_schedule = false;
 
   // Error(BadInput) for a target outside (0, 1), a non-positive weight or
   // rate, a tolerance outside [0, target), an initial gate of 0 or outside (-1, 1), a floor outside (0, 1], or feature
@@ -61,15 +68,17 @@ struct PddResult {
   std::vector<PddGroupResult> groups;  // every gated group
   pruning::PruneResult prune;          // the physical removal
   DistillResult finetune;              // empty when no fine-tuning epochs
+  std::vector<double> epoch_lr;        // the learning rate of each epoch's first step, search then fine-tuning
 };
 
 // Runs PDD on `student` in place: on return it is the pruned, fine-tuned
 // student. `search` trains the gates (its epochs are PDD's `--epochs`);
-// `finetune` trains the pruned student (epochs 0: skip). When the gates end
-// above the budget, the open channels with the smallest gates close until it
-// is met; then the closed channels with the largest gates reopen while it
-// stays met; every group keeps its floor. Error(BadInput) when the floor
-// alone keeps more than the target.
+// `finetune` trains the pruned student (epochs 0: skip; with
+// options.one_schedule its rate and schedule give way to the search's). When
+// the gates end above the budget, the open channels with the smallest gates
+// close until it is met; then the closed channels with the largest gates
+// reopen while it stays met; every group keeps its floor. Error(BadInput)
+// when the floor alone keeps more than the target.
 PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& options, std::vector<int64_t> input_shape,
               const data::TensorDataset& train, const train::TrainConfig& search, const train::TrainConfig& finetune);
 
