@@ -41,6 +41,8 @@ int cmd_pdd(int argc, char** argv) {
        cxxopts::value<double>()->default_value("0.25"))
       ("finetune-epochs", "epochs of KD fine-tuning after the channels are removed", cxxopts::value<int64_t>()->default_value("0"))
       ("finetune-lr", "peak learning rate of the fine-tuning (default: --lr / 5)", cxxopts::value<double>())
+      ("budget-by-importance", "split the MACs penalty's push over the gates by importance (|d loss / d gate|): "
+       "channels that carry least close first, not the cheapest layer")
       ("one-schedule", "one learning-rate schedule over --epochs + --finetune-epochs at --lr: the fine-tuning "
        "continues it instead of restarting at --finetune-lr")
       ("temperature", "KD softmax temperature, > 0", cxxopts::value<double>()->default_value("4"))
@@ -72,6 +74,7 @@ int cmd_pdd(int argc, char** argv) {
   o.distill.temperature = r["temperature"].as<double>();
   o.distill.alpha = r["alpha"].as<double>();
   o.one_schedule = r.count("one-schedule") > 0;
+  o.budget_by_importance = r.count("budget-by-importance") > 0;
   o.validate();
   if (o.one_schedule && r.count("finetune-lr")) {
     bad_input("--finetune-lr sets the rate of a restarted fine-tuning; with --one-schedule it continues at --lr's schedule");

@@ -50,6 +50,15 @@ struct PddOptions {
   // where the search stopped, as training for the same total epochs in one
   // run would (the fair protocol for PDD from a fresh student).
   bool one_schedule = false;
+  // How the budget's push on a group is split over its gates. false: evenly
+  // (each gate pushed by its group's MAC share over its width: the layer
+  // whose channels cost most per channel, often the first, empties down to
+  // its floor first). true: each gate's share is scaled by the mean
+  // importance of all gated channels over its own (within [1/8, 8]), the
+  // importance being a running mean of |d task loss / d mask| (first-order
+  // Taylor), so channels that carry little close before ones that carry
+  // much, whatever layer they are in.
+  bool budget_by_importance = false;
 
   // Error(BadInput) for a target outside (0, 1), a non-positive weight or
   // rate, a tolerance outside [0, target), an initial gate of 0 or outside (-1, 1), a floor outside (0, 1], or feature
