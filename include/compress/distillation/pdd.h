@@ -6,11 +6,15 @@
 // pass; gates and weights train together under cross-entropy + KD. Unlike
 // the published code, a MACs budget drives the gates: a penalty
 // budget_weight * |gated MACs / MACs - target| outside a dead band below the
-// target, with a per-group floor. Closed channels are then removed physically (the pruning
-// engine) and the smaller student is fine-tuned under the same teacher.
+// target, with a per-group floor, its push split over the gates evenly or by
+// each channel's importance. Closed channels are then removed physically (the
+// pruning engine) and the smaller student is fine-tuned under the same
+// teacher, on its own learning-rate schedule or continuing the search's.
 //
 //   distillation::PddOptions o;
 //   o.target_macs = 0.6;
+//   o.budget_by_importance = true;  // from a fresh student: docs/distillation.md
+//   o.one_schedule = true;
 //   distillation::PddResult r = distillation::pdd(teacher, student_graph, o, {1, 28, 28}, train, search, finetune);
 //   save_module(export_module(student_graph), "student.pdd.pt");
 #include <cstdint>
