@@ -9,6 +9,7 @@
 #include "compress/ir/builder.h"
 #include "compress/pruning/groups.h"
 #include "compress/train/distributed.h"
+#include "compress/train/optim.h"
 
 namespace compress::distillation {
 
@@ -136,12 +137,18 @@ at::Tensor binary(const at::Tensor& gate, int64_t floor) {
 }
 
 // ApproxSign (Liu et al., Bi-Real Net) halved for a {0, 1} gate: the
-// forward value is binary(gate); the gradient is 1 - |gate| inside (-1, 1), 0 outside.
-at::Tensor gate_with_surrogate(const at::Tensor& gate, int64_t floor) {
+// forward value is binary(gate); the gradient is 1 - |gate| inside (-1, 1),
+// 0 outside, times `scale` (per channel: how hard the budget pushes it).
+at::Tensor gate_with_surrogate(const at::Tensor& gate, int64_t floor, const at::Tensor& scale) {
   at::Tensor s = gate.clamp(-1, 1);
   at::Tensor smooth = s - s * s.abs() / 2;
-  return binary(gate, floor) + smooth - smooth.detach();
+  return binary(gate, floor) + (smooth - smooth.detach()) * scale;
 }
+
+// Bound of the budget's push factors with importance weighting (push_factor):
+// a channel that carries nothing is not pushed without bound, nor one that
+// carries much spared entirely.
+constexpr double kMaxPushFactor = 8.0;
 
 // Masks follow the gates before every step; the masks' gradients reach the
 // gates through the surrogate; the gated MACs are recorded per epoch.
@@ -149,7 +156,8 @@ class GateTrainer : public train::Callback {
  public:
   GateTrainer(torch::jit::Module m, const std::vector<GatedGroup>& groups, const MacModel& macs, double limit,
               std::vector<double>* gated_macs)
-      : m_(std::move(m)), groups_(groups), macs_(macs), limit_(limit), gated_macs_(gated_macs) {}
+      : m_(std::move(m)), groups_(groups), macs_(macs), limit_(limit), gated_macs_(gated_macs),
+        importance_(groups.size()) {}
 
   at::Tensor gate(size_t i) const { return m_.attr(groups_[i].gate).toTensor(); }
   at::Tensor mask(size_t i) const { return m_.attr(groups_[i].mask).toTensor(); }
@@ -167,18 +175,41 @@ class GateTrainer : public train::Callback {
       return i < 0 ? 1.0 : binary(gate(size_t(i)), groups_[size_t(i)].floor).mean().item<double>();
     });
   }
+  // Per channel of group i, the factor on the budget's push: 1 for every
+  // channel, or with `by_importance` the mean importance of all gated
+  // channels over the channel's own (clamped to [1/8, 8]), so the budget is
+  // paid by the channels that carry least rather than by the layer whose
+  // gates are cheapest to close. 1 until importances have been measured.
+  at::Tensor push_factor(size_t i, bool by_importance) const {
+    at::Tensor ones = at::ones({groups_[i].width}, at::kFloat);
+    if (!by_importance || !importance_[i].defined()) return ones;
+    double sum = 0;
+    int64_t count = 0;
+    for (const at::Tensor& t : importance_) {
+      if (!t.defined()) return ones;
+      sum += t.sum().item<double>();
+      count += t.numel();
+    }
+    const double mean = sum / double(std::max<int64_t>(1, count));
+    if (!(mean > 0)) return ones;
+    return (mean / importance_[i].clamp_min(mean / kMaxPushFactor)).clamp(1 / kMaxPushFactor, kMaxPushFactor);
+  }
+
   void after_backward(train::StepContext& ctx) override {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < groups_.size(); ++i) {
       at::Tensor m = mask(i), g = gate(i);
       if (!m.grad().defined()) continue;
-      at::Tensor grad = m.grad().reshape({-1}) * (1 - g.abs()).clamp_min(0);
+      at::Tensor task = m.grad().reshape({-1}).clone();
       // The masks are buffers, outside the trainer's gradient averaging
       // (done before this callback): average their part over the ranks here.
       if (ctx.group && ctx.group->world_size() > 1) {
-        ctx.group->all_reduce_sum(grad, "pdd gate gradients");
-        grad.div_(ctx.group->world_size());
+        ctx.group->all_reduce_sum(task, "pdd gate gradients");
+        task.div_(ctx.group->world_size());
       }
+      at::Tensor& imp = importance_[i];
+      imp = imp.defined() ? imp.mul(0.95).add(task.abs(), 0.05) : task.abs();
+      at::Tensor grad = task * (1 - g.abs()).clamp_min(0);
       if (g.grad().defined()) g.mutable_grad().add_(grad);
       else g.mutable_grad() = grad;
       m.mutable_grad().reset();
@@ -200,6 +231,39 @@ class GateTrainer : public train::Callback {
   const MacModel& macs_;
   double limit_;
   std::vector<double>* gated_macs_;
+  // Per group, each channel's importance: a running mean (over about 20
+  // steps) of |d task loss / d mask|, the first-order (Taylor) estimate of
+  // what closing an open channel, or opening a closed one, changes in the
+  // loss; undefined before the first step.
+  std::vector<at::Tensor> importance_;
+};
+
+// Sets and records the learning rate of one phase. With a span (one
+// schedule over both phases), each step takes the rate of its place in the
+// span: the phase's first step is step `first_epoch * steps per epoch` of a
+// schedule `span_epochs` long, at `base_lr`. The trainer updates with ctx.lr
+// after the on_loss callbacks, so setting it here sets the step's rate. The
+// rate of each epoch's first step is recorded either way.
+class PhaseSchedule : public train::Callback {
+ public:
+  PhaseSchedule(train::ScheduleConfig schedule, double base_lr, int64_t epochs, int64_t first_epoch,
+                int64_t span_epochs, std::vector<double>* epoch_lr)
+      : schedule_(std::move(schedule)), base_lr_(base_lr), epochs_(epochs), first_epoch_(first_epoch),
+        span_epochs_(span_epochs), epoch_lr_(epoch_lr) {}
+
+  void on_loss(train::StepContext& ctx) override {
+    const int64_t per_epoch = std::max<int64_t>(1, ctx.total_steps / std::max<int64_t>(1, epochs_));
+    if (span_epochs_ > 0) {
+      ctx.lr = train::lr_at(schedule_, base_lr_, first_epoch_ * per_epoch + ctx.step, span_epochs_ * per_epoch);
+    }
+    if (ctx.step % per_epoch == 0) epoch_lr_->push_back(ctx.lr);
+  }
+
+ private:
+  train::ScheduleConfig schedule_;
+  double base_lr_;
+  int64_t epochs_, first_epoch_, span_epochs_;
+  std::vector<double>* epoch_lr_;
 };
 
 // Open channels per group from the final gates: the smallest open gates
@@ -324,16 +388,33 @@ PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& opti
   gates->refresh();
   search_run.add_callback(gates);
   const double target = options.target_macs, weight = options.budget_weight, band = options.budget_tolerance;
-  search_run.set_extra_loss([&, target, weight, band](train::StepContext&) {
+  const bool by_importance = options.budget_by_importance;
+  search_run.set_extra_loss([&, target, weight, band, by_importance](train::StepContext&) {
     at::Tensor one_t = at::ones({}, at::kFloat);
-    at::Tensor ratio = macs.ratio([&](int i) {
-      return i < 0 ? one_t : gate_with_surrogate(gates->gate(size_t(i)), groups[size_t(i)].floor).mean();
-    });
+    // The same gated MACs ratio twice, differing only in how the gradient
+    // is split over the gates: closing pushes the least important channels
+    // hardest, reopening the most important ones (with an even split, both
+    // are the plain ratio).
+    std::vector<at::Tensor> push;
+    for (size_t g = 0; g < groups.size(); ++g) push.push_back(gates->push_factor(g, by_importance));
+    auto gated_ratio = [&](bool closing) {
+      return macs.ratio([&](int i) {
+        if (i < 0) return one_t;
+        const size_t g = size_t(i);
+        return gate_with_surrogate(gates->gate(g), groups[g].floor, closing ? push[g] : push[g].reciprocal()).mean();
+      });
+    };
     // Down while over the target, up while below the dead band.
-    return weight * (at::relu(ratio - target) + at::relu(target - band - ratio));
+    return weight * (at::relu(gated_ratio(true) - target) + at::relu(target - band - gated_ratio(false)));
   });
+  // One schedule: the search runs the first search.epochs of a schedule as
+  // long as both phases; 0 = each phase its own.
+  const int64_t span = options.one_schedule ? search.epochs + std::max<int64_t>(0, finetune.epochs) : 0;
+  search_run.add_callback(std::make_shared<PhaseSchedule>(search.schedule, search.optimizer.lr, search.epochs, 0, span,
+                                                          &result.epoch_lr));
   train::TrainConfig search_cfg = search;
   search_cfg.fingerprint += " | pdd target_macs=" + std::to_string(target);
+  if (span) search_cfg.fingerprint += " | one schedule over " + std::to_string(span) + " epochs";
   result.search = search_run.fit(train, search_cfg);
 
   const std::vector<std::vector<bool>> open = final_channels(*gates, groups, macs, target);
@@ -354,6 +435,13 @@ PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& opti
     Distiller tune(teacher, std::move(pruned), options.distill, input_shape);
     train::TrainConfig tune_cfg = finetune;
     tune_cfg.fingerprint += " | pdd fine-tuning";
+    if (span) {
+      tune_cfg.optimizer.lr = search.optimizer.lr;
+      tune_cfg.schedule = search.schedule;
+      tune_cfg.fingerprint += " | one schedule over " + std::to_string(span) + " epochs";
+    }
+    tune.add_callback(std::make_shared<PhaseSchedule>(search.schedule, search.optimizer.lr, finetune.epochs,
+                                                      search.epochs, span, &result.epoch_lr));
     result.finetune = tune.fit(train, tune_cfg);
     student = tune.student();
   } else {

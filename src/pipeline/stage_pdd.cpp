@@ -31,6 +31,8 @@ class PddStage : public Stage {
     j["alpha"] = pdd.distill.alpha;
     j["finetune_epochs"] = finetune_epochs;
     j["finetune_lr"] = finetune_lr;
+    j["one_schedule"] = pdd.one_schedule;
+    j["budget_by_importance"] = pdd.budget_by_importance;
     return j;
   }
   std::vector<ModelRef> model_refs() const override { return {teacher}; }
@@ -78,6 +80,11 @@ std::unique_ptr<Stage> parse_pdd_stage(Fields& f, const ParseInfo& info) {
   s->pdd.distill.alpha = f.number("alpha", 0.9, 0, 1);
   s->finetune_epochs = f.integer("finetune_epochs", 0, 0, 100000);
   s->finetune_lr = f.number("finetune_lr", 0, 0, 100);
+  s->pdd.one_schedule = f.boolean("one_schedule", false);
+  s->pdd.budget_by_importance = f.boolean("budget_by_importance", false);
+  if (s->pdd.one_schedule && s->finetune_lr > 0) {
+    f.error("finetune_lr", "sets a restarted fine-tuning's rate; one_schedule continues the search's schedule");
+  }
   s->training.read(f, default_training(f, info));
   return s;
 }

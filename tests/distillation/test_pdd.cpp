@@ -120,6 +120,88 @@ TEST_CASE("PDD keeps each group's floor and refuses a budget the floor exceeds",
                     Catch::Contains("is below the") && Catch::Contains("--min-group-keep"));
 }
 
+// Half of the features.8 group's channels carry nothing (their filters and
+// batch-norm scales are zero; the shifts are zeroed too and only ever become
+// constants). The even split pushes each features.8 gate about 4x less than
+// the first two groups' (its channels are cheaper), so the budget is met
+// there first; split by importance, the dead channels are pushed hardest.
+TEST_CASE("PDD with the budget split by importance closes the channels that carry nothing", "[distill][pdd]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(256, 7);
+  torch::jit::Module teacher = tiny_teacher(ds);
+  auto half_dead_student = [] {
+    torch::jit::Module m = models::build("cnn", 22, 10, 0.25).module;
+    at::NoGradGuard no_grad;
+    for (const auto& p : m.named_parameters()) {
+      if (p.name.rfind("features.8.", 0) == 0 || p.name.rfind("features.9.", 0) == 0) p.value.narrow(0, 0, 16).zero_();
+    }
+    return import_module(m);
+  };
+  // Channels of features.8 that survived, and how many of them are dead (all-zero filters).
+  auto features8 = [](const Graph& g) {
+    torch::jit::Module m = export_module(g);
+    at::Tensor w;
+    for (const auto& p : m.named_parameters()) {
+      if (p.name == "features.8.weight") w = p.value;
+    }
+    const int64_t dead = w.flatten(1).abs().sum(1).eq(0).sum().item<int64_t>();
+    return std::make_pair(w.size(0), dead);
+  };
+  PddOptions o;
+  o.target_macs = 0.6;
+  o.gate_lr = 0.1;
+  Graph even = half_dead_student();
+  pdd(teacher, even, o, {1, 28, 28}, ds, distill_test::quick_config(4), distill_test::quick_config(0));
+  o.budget_by_importance = true;
+  Graph weighted = half_dead_student();
+  PddResult r = pdd(teacher, weighted, o, {1, 28, 28}, ds, distill_test::quick_config(4), distill_test::quick_config(0));
+
+  const auto [even_kept, even_dead] = features8(even);
+  const auto [weighted_kept, weighted_dead] = features8(weighted);
+  INFO("features.8 kept/dead: even " << even_kept << "/" << even_dead << ", by importance " << weighted_kept << "/"
+                                     << weighted_dead);
+  CHECK(even_dead >= 12);     // the even split leaves most dead channels in place
+  CHECK(weighted_dead <= 4);  // split by importance, they go
+  CHECK(weighted_dead < even_dead);
+  CHECK(weighted_kept >= 16);  // the live ones stay
+  CHECK(r.prune.macs_after <= 0.6 * double(r.prune.macs_before));
+}
+
+// 256 samples in batches of 32: 8 steps per epoch.
+TEST_CASE("PDD runs one learning-rate schedule over both phases or restarts it for the fine-tuning", "[distill][pdd]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(256, 7);
+  torch::jit::Module teacher = tiny_teacher(ds);
+  PddOptions o;
+  o.target_macs = 0.6;
+  const train::TrainConfig search = distill_test::quick_config(2);
+  train::TrainConfig finetune = distill_test::quick_config(2);
+  finetune.optimizer.lr = 0.01;
+  const int64_t per_epoch = 8;
+
+  Graph restarted = import_module(models::build("cnn", 22, 10, 0.25).module);
+  PddResult r = pdd(teacher, restarted, o, {1, 28, 28}, ds, search, finetune);
+  REQUIRE(r.epoch_lr.size() == 4);
+  // Each phase its own cosine: the search's over 2 epochs at 0.05, then the fine-tuning's at 0.01 from its top.
+  CHECK(r.epoch_lr[0] == Approx(0.05));
+  CHECK(r.epoch_lr[1] == Approx(train::lr_at(search.schedule, 0.05, per_epoch, 2 * per_epoch)));
+  CHECK(r.epoch_lr[2] == Approx(0.01));
+  CHECK(r.epoch_lr[3] == Approx(train::lr_at(finetune.schedule, 0.01, per_epoch, 2 * per_epoch)));
+
+  o.one_schedule = true;
+  Graph continued = import_module(models::build("cnn", 22, 10, 0.25).module);
+  PddResult c = pdd(teacher, continued, o, {1, 28, 28}, ds, search, finetune);
+  REQUIRE(c.epoch_lr.size() == 4);
+  // One cosine over 4 epochs at the search's 0.05: the fine-tuning's 0.01 is not used, and its
+  // first epoch starts where the search's last left off.
+  for (int64_t e = 0; e < 4; ++e) {
+    INFO("epoch " << e);
+    CHECK(c.epoch_lr[size_t(e)] == Approx(train::lr_at(search.schedule, 0.05, e * per_epoch, 4 * per_epoch)));
+  }
+  CHECK(c.epoch_lr[2] > 0.02);
+  CHECK(c.epoch_lr[3] < c.epoch_lr[2]);
+  CHECK(c.finetune.terms.size() == 2);
+  CHECK(profile_model(continued).total_macs <= 0.6 * double(c.prune.macs_before));
+}
+
 TEST_CASE("PDD refuses a budget outside (0, 1) and bad KD settings", "[distill][pdd]") {
   for (double target : {0.0, 1.0, 1.5, -0.2}) {
     PddOptions o;
@@ -175,6 +257,7 @@ TEST_CASE("compress pdd writes a smaller student and refuses bad input", "[cli][
       {"--target-macs 0.5 --min-group-keep 0", "--min-group-keep must be in (0, 1]"},
       {"--target-macs 0.5 --budget-tolerance 0.5", "--budget-tolerance must be in [0, --target-macs)"},
       {"--target-macs 0.5 --min-group-keep 1", "is below the"},
+      {"--target-macs 0.5 --finetune-epochs 1 --one-schedule --finetune-lr 0.01", "--finetune-lr sets the rate"},
   };
   distill_test::check_refused(base, bad, out);
 }

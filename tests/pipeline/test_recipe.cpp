@@ -168,6 +168,19 @@ TEST_CASE("recipe: the model, data and stage list themselves", "[pipeline][recip
   CHECK(problems(nlohmann::json::array()).size() == 1);
 }
 
+TEST_CASE("recipe: a pdd stage refuses a fine-tuning rate together with one schedule", "[pipeline][recipe]") {
+  auto recipe = [](const std::string& pdd) {
+    return nlohmann::json::parse(R"({"model": {"arch": "cnn"}, "data": {"source": "fashion-mnist"},
+      "stages": [{"train": {"epochs": 1}}, {"pdd": {"teacher": "stage 0", "finetune_epochs": 1, )" + pdd + "}}]}");
+  };
+  auto e = problems(recipe(R"("one_schedule": true, "finetune_lr": 0.01)"));
+  INFO(joined(e));
+  REQUIRE(e.size() == 1);
+  CHECK(e[0] == "stages[1].pdd.finetune_lr: sets a restarted fine-tuning's rate; one_schedule continues the search's schedule");
+  CHECK(problems(recipe(R"("one_schedule": true)")).empty());
+  CHECK(problems(recipe(R"("finetune_lr": 0.01)")).empty());
+}
+
 TEST_CASE("recipe: relative paths are resolved against the recipe's folder", "[pipeline][recipe]") {
   const TempDir dir("recipe_paths");
   cli_test::make_set(dir, "set.pt", 8, 1);

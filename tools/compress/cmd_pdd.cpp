@@ -41,6 +41,10 @@ int cmd_pdd(int argc, char** argv) {
        cxxopts::value<double>()->default_value("0.25"))
       ("finetune-epochs", "epochs of KD fine-tuning after the channels are removed", cxxopts::value<int64_t>()->default_value("0"))
       ("finetune-lr", "peak learning rate of the fine-tuning (default: --lr / 5)", cxxopts::value<double>())
+      ("budget-by-importance", "split the MACs penalty's push over the gates by importance (|d loss / d gate|): "
+       "channels that carry least close first, not the cheapest layer")
+      ("one-schedule", "one learning-rate schedule over --epochs + --finetune-epochs at --lr: the fine-tuning "
+       "continues it instead of restarting at --finetune-lr")
       ("temperature", "KD softmax temperature, > 0", cxxopts::value<double>()->default_value("4"))
       ("alpha", "KD weight against cross-entropy, in [0, 1]", cxxopts::value<double>()->default_value("0.9"))
       ("o,output", "where to save the pruned student (written atomically)", cxxopts::value<std::string>()->default_value(""))
@@ -69,7 +73,12 @@ int cmd_pdd(int argc, char** argv) {
   o.min_group_keep = r["min-group-keep"].as<double>();
   o.distill.temperature = r["temperature"].as<double>();
   o.distill.alpha = r["alpha"].as<double>();
+  o.one_schedule = r.count("one-schedule") > 0;
+  o.budget_by_importance = r.count("budget-by-importance") > 0;
   o.validate();
+  if (o.one_schedule && r.count("finetune-lr")) {
+    bad_input("--finetune-lr sets the rate of a restarted fine-tuning; with --one-schedule it continues at --lr's schedule");
+  }
   if (r["finetune-epochs"].as<int64_t>() < 0) bad_input("--finetune-epochs must not be negative");
   check_training_options(r);
   require_input_file(teacher_path);
@@ -116,6 +125,7 @@ int cmd_pdd(int argc, char** argv) {
     j["params_before"] = res.prune.params_before;
     j["params_after"] = res.prune.params_after;
     j["gated_macs_per_epoch"] = res.gated_macs;
+    j["lr_per_epoch"] = res.epoch_lr;
     nlohmann::json groups = nlohmann::json::array();
     for (const auto& g : res.groups) groups.push_back({{"name", g.name}, {"before", g.before}, {"after", g.after}});
     j["groups"] = groups;

@@ -6,11 +6,15 @@
 // pass; gates and weights train together under cross-entropy + KD. Unlike
 // the published code, a MACs budget drives the gates: a penalty
 // budget_weight * |gated MACs / MACs - target| outside a dead band below the
-// target, with a per-group floor. Closed channels are then removed physically (the pruning
-// engine) and the smaller student is fine-tuned under the same teacher.
+// target, with a per-group floor, its push split over the gates evenly or by
+// each channel's importance. Closed channels are then removed physically (the
+// pruning engine) and the smaller student is fine-tuned under the same
+// teacher, on its own learning-rate schedule or continuing the search's.
 //
 //   distillation::PddOptions o;
 //   o.target_macs = 0.6;
+//   o.budget_by_importance = true;  // from a fresh student: docs/distillation.md
+//   o.one_schedule = true;
 //   distillation::PddResult r = distillation::pdd(teacher, student_graph, o, {1, 28, 28}, train, search, finetune);
 //   save_module(export_module(student_graph), "student.pdd.pt");
 #include <cstdint>
@@ -43,6 +47,22 @@ struct PddOptions {
   // Every group keeps at least this fraction of its channels open (at least
   // one channel), in (0, 1]: the penalty alone emptied the first layer.
   double min_group_keep = 0.25;
+  // The learning-rate schedule of the two phases. false: the fine-tuning
+  // restarts its own schedule at its own rate (`finetune`'s). true: one
+  // schedule at the search's rate and settings runs over the epochs of both
+  // phases: the search takes its first epochs, the fine-tuning continues
+  // where the search stopped, as training for the same total epochs in one
+  // run would (the fair protocol for PDD from a fresh student).
+  bool one_schedule = false;
+  // How the budget's push on a group is split over its gates. false: evenly
+  // (each gate pushed by its group's MAC share over its width: the layer
+  // whose channels cost most per channel, often the first, empties down to
+  // its floor first). true: each gate's share is scaled by the mean
+  // importance of all gated channels over its own (within [1/8, 8]), the
+  // importance being a running mean of |d task loss / d mask| (first-order
+  // Taylor), so channels that carry little close before ones that carry
+  // much, whatever layer they are in.
+  bool budget_by_importance = false;
 
   // Error(BadInput) for a target outside (0, 1), a non-positive weight or
   // rate, a tolerance outside [0, target), an initial gate of 0 or outside (-1, 1), a floor outside (0, 1], or feature
@@ -61,15 +81,17 @@ struct PddResult {
   std::vector<PddGroupResult> groups;  // every gated group
   pruning::PruneResult prune;          // the physical removal
   DistillResult finetune;              // empty when no fine-tuning epochs
+  std::vector<double> epoch_lr;        // the learning rate of each epoch's first step, search then fine-tuning
 };
 
 // Runs PDD on `student` in place: on return it is the pruned, fine-tuned
 // student. `search` trains the gates (its epochs are PDD's `--epochs`);
-// `finetune` trains the pruned student (epochs 0: skip). When the gates end
-// above the budget, the open channels with the smallest gates close until it
-// is met; then the closed channels with the largest gates reopen while it
-// stays met; every group keeps its floor. Error(BadInput) when the floor
-// alone keeps more than the target.
+// `finetune` trains the pruned student (epochs 0: skip; with
+// options.one_schedule its rate and schedule give way to the search's). When
+// the gates end above the budget, the open channels with the smallest gates
+// close until it is met; then the closed channels with the largest gates
+// reopen while it stays met; every group keeps its floor. Error(BadInput)
+// when the floor alone keeps more than the target.
 PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& options, std::vector<int64_t> input_shape,
               const data::TensorDataset& train, const train::TrainConfig& search, const train::TrainConfig& finetune);
 
