@@ -230,6 +230,12 @@ void carry_scales(quant::QatModel& to, const quant::QatModel& from, const std::m
 
 }  // namespace
 
+PqkTeacher parse_pqk_teacher(const std::string& name) {
+  if (name == "restored") return PqkTeacher::Restored;
+  if (name == "input") return PqkTeacher::Input;
+  bad_input("--teacher must be restored or input, got '" + name + "'");
+}
+
 void PqkOptions::validate() const {
   if (!(target_macs > 0 && target_macs < 1)) {
     bad_input("--target-macs must be in (0, 1), got " + std::to_string(target_macs));
@@ -290,7 +296,10 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
   // frozen (only when phase 2 runs: nothing else uses the teacher).
   torch::jit::Module teacher = export_module(result.stale_teacher);
   if (check_n > 0) result.stale_teacher_check_top1 = top1(teacher, check);
-  if (repair_n > 0 && phase2.epochs > 0) {
+  if (options.teacher == PqkTeacher::Input) {
+    result.teacher = g;
+    teacher = export_module(result.teacher);
+  } else if (repair_n > 0 && phase2.epochs > 0) {
     const data::TensorDataset repair_set = subset(train, order.narrow(0, check_n, repair_n), "PQK teacher repair");
     train::TrainConfig cfg = phase2;
     cfg.epochs = 1;

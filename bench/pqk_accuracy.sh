@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# PQK against prune-then-QAT on one trained model at 50% of the MACs, the
+# same 1 + 1 student epochs everywhere (docs/distillation.md, "PQK on the
+# zoo resnet"). One run at a time, one thread; each run's report and log
+# stay in OUT; a Markdown row per run at the end (full 10,000-image test set).
+#   bash bench/pqk_accuracy.sh                                  (the default runs below)
+#   RUNS="pqk-input:0 ptq:1" OUT=out/pqk MODEL=m.pt bash bench/pqk_accuracy.sh
+# A run is KIND:SEED. KIND:
+#   ptq            compress prune (1 epoch fine-tuning) then compress qat (1 epoch): no distillation
+#   pqk-input      compress pqk --teacher input (the float model as given teaches phase 2)
+#   pqk-input-ce   the same with --alpha 0: phase 2 on cross-entropy alone (what KD adds)
+#   pqk-restored   compress pqk with the paper's teacher (restored, repaired; the KD gate decides)
+#   pqk-nogate     compress pqk with the restored teacher and --no-kd-gate
+#   phase1         compress pqk --epochs 2 --finetune-epochs 0: both epochs in phase 1, no phase 2
+# KD settings of every PQK run: T = 2, alpha = 0.5 (the best of the KD table).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cli="${CLI:-$root/build/bin/compress}"
+model="${MODEL:-/work/main/out/resnet-baseline.pt}"
+out="${OUT:-$root/out/pqk-resnet}"
+runs="${RUNS:-pqk-input:0 ptq:0 pqk-input:1 ptq:1 pqk-input-ce:0 pqk-restored:0 phase1:0}"
+export OMP_NUM_THREADS=1
+mkdir -p "$out"
+common=(--data fashion-mnist --threads 1)
+pqk=(--target-macs 0.5 --temperature 2 --alpha 0.5)
+echo "$(date -u '+%F %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+for run in $runs; do
+  IFS=: read -r kind seed <<< "$run"
+  name="$kind-s$seed"
+  log="$out/$name.log"
+  echo "$(date -u '+%H:%M:%S') start $name (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  start=$(date +%s)
+  case "$kind" in
+    ptq)
+      "$cli" prune "$model" -o "$out/$name.half.pt" --input-shape 1,1,28,28 --target-macs 0.5 --criterion l1 \
+        --recalibrate-bn 20 --finetune-epochs 1 --seed "$seed" --report "$out/$name.prune.json" "${common[@]}" > "$log" 2>&1
+      "$cli" qat "$out/$name.half.pt" -o "$out/$name.int8.pt" --epochs 1 --seed "$seed" --report "$out/$name.json" \
+        "${common[@]}" >> "$log" 2>&1 ;;
+    pqk-input)    "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --latency --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-input-ce) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --alpha 0 --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-restored) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-nogate)   "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --no-kd-gate --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    phase1)       "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --epochs 2 --finetune-epochs 0 --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    *) echo "unknown run kind $kind" >&2; exit 2 ;;
+  esac
+  echo "$(date -u '+%H:%M:%S') done $name in $(( $(date +%s) - start )) s (load $(cut -d' ' -f1-3 /proc/loadavg))"
+done
+echo
+echo "| run | INT8 top-1 | phase 1 (float) | teacher (test) | check: teacher / student | KD used | MACs kept |"
+echo "|---|---|---|---|---|---|---|"
+for f in "$out"/*.json; do
+  case "$f" in *.prune.json) continue ;; esac
+  jq -r --arg n "$(basename "$f" .json)" \
+    '"| \($n) | \(.test.int8_top1 // "?") | \(.test.phase1_float_top1 // "-") | \(.test.teacher_top1 // "-") | \(.check.teacher_top1 // "-") / \(.check.student_top1 // "-") | \(.training.kd_used // "-") | \(.macs_kept // "-") |"' \
+    "$f"
+done
