@@ -9,6 +9,7 @@
 #   ptq            compress prune (1 epoch fine-tuning) then compress qat (1 epoch): no distillation
 #   pqk-input      compress pqk --teacher input (the float model as given teaches phase 2)
 #   pqk-input-ce   the same with --alpha 0: phase 2 on cross-entropy alone (what KD adds)
+#   pqk-both       pqk-input with --phase1-kd: phase 1 distils from the input model too
 #   pqk-restored   compress pqk with the paper's teacher (restored, repaired; the KD gate decides)
 #   pqk-nogate     compress pqk with the restored teacher and --no-kd-gate
 #   phase1         compress pqk --epochs 2 --finetune-epochs 0: both epochs in phase 1, no phase 2
@@ -40,6 +41,8 @@ for run in $runs; do
                     --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
     pqk-input-ce) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --alpha 0 --seed "$seed" \
                     --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-both)     "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --phase1-kd --latency \
+                    --seed "$seed" --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
     pqk-restored) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --seed "$seed" \
                     --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
     pqk-nogate)   "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --no-kd-gate --seed "$seed" \

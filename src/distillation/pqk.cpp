@@ -268,14 +268,30 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
   train::TrainConfig cfg1 = phase1;
   cfg1.optimizer.groups.push_back(qat.scale_group(options.scale_lr));
   cfg1.fingerprint += " | pqk phase 1 target_macs=" + std::to_string(options.target_macs);
-  train::Trainer trainer(export_module(qat.graph, quant::qat_export_options(qat)), cfg1);
-  trainer.add_callback(quant::qat_callback(qat));
-  trainer.add_callback(masker);
-  masker->mask_step(trainer.module(), 0);
-  result.phase1 = trainer.fit(train);
-  quant::load_trained(qat, trainer.module());
+  torch::jit::Module phase1_module;
+  if (options.phase1_kd) {
+    // The input model is the only teacher that exists before phase 1.
+    torch::jit::Module input_teacher = export_module(g);
+    input_teacher.eval();
+    Distiller d(input_teacher, qat.graph, options.distill, input_shape);
+    d.add_callback(quant::qat_callback(qat));
+    d.add_callback(masker);
+    masker->mask_step(d.training_module(), 0);
+    DistillResult kd1 = d.fit(train, cfg1);
+    result.phase1 = kd1.train;
+    result.phase1_terms = kd1.terms;
+    phase1_module = d.training_module();
+  } else {
+    train::Trainer trainer(export_module(qat.graph, quant::qat_export_options(qat)), cfg1);
+    trainer.add_callback(quant::qat_callback(qat));
+    trainer.add_callback(masker);
+    masker->mask_step(trainer.module(), 0);
+    result.phase1 = trainer.fit(train);
+    phase1_module = trainer.module();
+  }
+  quant::load_trained(qat, phase1_module);
 
-  const Graph trained = with_trained_values(qat.base, module_tensors(trainer.module()));
+  const Graph trained = with_trained_values(qat.base, module_tensors(phase1_module));
   result.stale_teacher = masker->restored(trained);
   result.kept_channels = masker->kept_channels();
   result.phase1_student = trained;

@@ -211,7 +211,8 @@ TEST_CASE("the PQK teacher repair trains only the restored weights and beats the
   CHECK(r.kd_used == (r.teacher_check_top1 > r.student_check_top1));
 }
 
-TEST_CASE("PQK with the input teacher distils from the float model as given, with no repair", "[distill][pqk]") {
+TEST_CASE("PQK with the input teacher distils from the float model as given, with no repair, in both phases",
+          "[distill][pqk]") {
   const data::TensorDataset ds = cli_test::quadrant_set(128, 11);
   const Graph model = trained_cnn(ds);
   const Graph before = model;
@@ -219,6 +220,7 @@ TEST_CASE("PQK with the input teacher distils from the float model as given, wit
   o.target_macs = 0.5;
   o.prune_steps = 2;
   o.teacher = PqkTeacher::Input;
+  o.phase1_kd = true;
   o.kd_gate = false;
   o.check_samples = 32;
   PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 2), ds, pqk_config(2), pqk_config(1));
@@ -236,7 +238,14 @@ TEST_CASE("PQK with the input teacher distils from the float model as given, wit
   CHECK(r.stale_teacher.param_order == folded(model).param_order);
   CHECK(r.stale_teacher_check_top1 >= 0);
   CHECK(r.teacher_check_top1 >= 0);
-  // KD ran (gate off).
+  // Phase 1 distilled (its KD term is there, its loss fell) under the
+  // masks: the physically pruned student is at the target.
+  REQUIRE(r.phase1_terms.size() == 2);
+  CHECK(r.phase1_terms.front().kd > 0);
+  CHECK(r.phase1_terms.back().total < r.phase1_terms.front().total);
+  REQUIRE(r.prune_steps.size() == 2);
+  CHECK(r.prune_steps.back().macs_kept <= 0.5);
+  // Phase 2 distilled too (gate off).
   CHECK(r.kd_used);
   REQUIRE(r.phase2.terms.size() == 1);
   CHECK(r.phase2.terms.front().kd > 0);
@@ -321,15 +330,18 @@ TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses ba
     for (const char* batch : {"1", "32"}) CHECK(j["latency_ms"][model][batch].get<double>() > 0);
   REQUIRE(fs::exists(out));
 
-  // --teacher input: no repair, KD from the input model itself (its test
-  // top-1 is the float model's exactly).
-  cli_test::Run in_teacher = cli_test::run(base + " --target-macs 0.5 --teacher input --no-kd-gate --json");
+  // --teacher input --phase1-kd: no repair, KD from the input model itself
+  // (its test top-1 is the float model's exactly), in both phases.
+  cli_test::Run in_teacher = cli_test::run(base + " --target-macs 0.5 --teacher input --phase1-kd --no-kd-gate --json");
   INFO(in_teacher.out);
   REQUIRE(in_teacher.code == 0);
   auto ji = nlohmann::json::parse(in_teacher.out);
   CHECK(ji["training"]["teacher"] == "input");
   CHECK(ji["training"]["repair_steps"].get<int>() == 0);
   CHECK(ji["training"]["kd_used"].get<bool>());
+  CHECK(ji["training"]["phase1_kd"].get<bool>());
+  REQUIRE(ji["training"]["phase1_terms"].size() == 2);
+  CHECK(ji["training"]["phase1_terms"][0]["kd"].get<double>() > 0);
   CHECK(ji["test"]["teacher_top1"].get<double>() == ji["test"]["float_top1"].get<double>());
 
   // Python with the compress ops library loads it and reproduces the C++ outputs.

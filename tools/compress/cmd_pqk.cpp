@@ -1,6 +1,6 @@
 // compress pqk IN -o OUT --data fashion-mnist|FILE --target-macs F --epochs N [--finetune-epochs M]
 //   [--temperature T --alpha A] [--prune-steps K] [--prune-end F] [--criterion C] [--input-shape S]
-//   [--teacher restored|input] [--repair-fraction F] [--check-samples N] [--no-kd-gate]
+//   [--teacher restored|input] [--phase1-kd] [--repair-fraction F] [--check-samples N] [--no-kd-gate]
 //   [--report R.json] [--nproc P]
 // PQK: phase 1 prunes while training with fake quantization, phase 2
 // distils the pruned student from the unpruned network with the removed
@@ -57,6 +57,7 @@ int cmd_pqk(int argc, char** argv) {
       ("alpha", "KD weight against cross-entropy, in [0, 1]", cxxopts::value<double>()->default_value("0.9"))
       ("teacher", "phase 2's teacher: restored (the phase-1 network with the removed weights restored, then "
        "repaired) or input (the float model IN as given)", cxxopts::value<std::string>()->default_value("restored"))
+      ("phase1-kd", "phase 1 also distils, from the float model IN (with --temperature and --alpha)")
       ("repair-fraction", "teacher repair before phase 2: train only the restored weights for this fraction of an "
        "epoch, in [0, 1] (0: off)", cxxopts::value<double>()->default_value("0.25"))
       ("check-samples", "training samples kept out of the repair to compare the teacher with the student",
@@ -93,6 +94,7 @@ int cmd_pqk(int argc, char** argv) {
   o.distill.temperature = args["temperature"].as<double>();
   o.distill.alpha = args["alpha"].as<double>();
   o.teacher = distillation::parse_pqk_teacher(args["teacher"].as<std::string>());
+  o.phase1_kd = args.count("phase1-kd") > 0;
   o.repair_fraction = args["repair-fraction"].as<double>();
   o.check_samples = args["check-samples"].as<int64_t>();
   o.kd_gate = !args.count("no-kd-gate");
@@ -162,22 +164,26 @@ int cmd_pqk(int argc, char** argv) {
   for (const auto& s : res.prune_steps)
     steps.push_back({{"after_steps", s.after_steps}, {"target", s.target}, {"macs_kept", s.macs_kept}});
   j["prune_steps"] = steps;
-  nlohmann::json kd_terms = nlohmann::json::array();
-  for (const auto& t : res.phase2.terms)
-    kd_terms.push_back({{"cross_entropy", t.cross_entropy}, {"kd", t.kd}, {"total", t.total}});
+  auto terms_json = [](const std::vector<distillation::EpochTerms>& terms) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& t : terms) a.push_back({{"cross_entropy", t.cross_entropy}, {"kd", t.kd}, {"total", t.total}});
+    return a;
+  };
   nlohmann::json phase1_loss = nlohmann::json::array();
   for (const auto& e : res.phase1.history) phase1_loss.push_back(e.train_loss);
   j["training"] = {{"epochs", epochs},
                    {"finetune_epochs", finetune_epochs},
                    {"phase1_seconds", res.phase1.seconds},
                    {"teacher", input_teacher ? "input" : "restored"},
+                   {"phase1_kd", o.phase1_kd},
                    {"repair_fraction", o.repair_fraction},
                    {"repair_steps", res.repair.steps},
                    {"repair_seconds", res.repair.seconds},
                    {"kd_used", res.kd_used},
                    {"phase2_seconds", res.phase2.train.seconds},
                    {"phase1_loss", phase1_loss},
-                   {"phase2_terms", kd_terms},
+                   {"phase1_terms", terms_json(res.phase1_terms)},
+                   {"phase2_terms", terms_json(res.phase2.terms)},
                    {"lr", lr},
                    {"finetune_lr", finetune_lr},
                    {"scale_lr", o.scale_lr},

@@ -30,6 +30,8 @@
 //   teacher beats the student on `check_samples` training samples the
 //   repair did not see; otherwise phase 2 is plain cross-entropy.
 //
+//   `phase1_kd` distils phase 1 too, from the input model.
+//
 //   `teacher = PqkTeacher::Input` takes the float model the user gave, as it
 //   was before phase 1, as the teacher instead (no repair): still no
 //   separately trained teacher, and the only one that keeps what the unpruned
@@ -83,6 +85,9 @@ struct PqkOptions {
   // training set) spent training the restored weights, in [0, 1]; 0: off.
   double repair_fraction = 0.25;  // only for PqkTeacher::Restored
   PqkTeacher teacher = PqkTeacher::Restored;
+  // Phase 1 also distils, from the input model (the only teacher that
+  // exists before phase 1), with `distill`'s settings; no gate.
+  bool phase1_kd = false;
   bool kd_gate = true;          // KD only when the teacher beats the student on the check samples
   int64_t check_samples = 2000;  // training samples outside the repair subset, for the gate and the report
 
@@ -102,6 +107,7 @@ struct PqkPruneStep {
 
 struct PqkResult {
   train::TrainResult phase1;
+  std::vector<EpochTerms> phase1_terms;  // with phase1_kd: the loss terms per epoch (empty without)
   std::vector<PqkPruneStep> prune_steps;
   std::map<std::string, std::vector<int64_t>> kept_channels;  // per shrunk group, indices into the unpruned group
   pruning::PruneResult prune;  // the physical removal after phase 1 (MACs of the folded float graphs)
