@@ -3,6 +3,7 @@
 # same 1 + 1 student epochs everywhere (docs/distillation.md, "PQK on the
 # zoo resnet"). One run at a time, one thread; each run's report and log
 # stay in OUT; a Markdown row per run at the end (full 10,000-image test set).
+# The ten default runs took 80 minutes on the loaded 2-vCPU machine.
 #   bash bench/pqk_accuracy.sh                                  (the default runs below)
 #   RUNS="pqk-input:0 ptq:1" OUT=out/pqk MODEL=m.pt bash bench/pqk_accuracy.sh
 # A run is KIND:SEED. KIND:
@@ -10,6 +11,7 @@
 #   pqk-input      compress pqk --teacher input (the float model as given teaches phase 2)
 #   pqk-input-ce   the same with --alpha 0: phase 2 on cross-entropy alone (what KD adds)
 #   pqk-both       pqk-input with --phase1-kd: phase 1 distils from the input model too
+#   pqk-oneshot    pqk-input with --prune-steps 1: every mask before training, a whole epoch at the final width
 #   pqk-restored   compress pqk with the paper's teacher (restored, repaired; the KD gate decides)
 #   pqk-nogate     compress pqk with the restored teacher and --no-kd-gate
 #   phase1         compress pqk --epochs 2 --finetune-epochs 0: both epochs in phase 1, no phase 2
@@ -19,7 +21,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cli="${CLI:-$root/build/bin/compress}"
 model="${MODEL:-/work/main/out/resnet-baseline.pt}"
 out="${OUT:-$root/out/pqk-resnet}"
-runs="${RUNS:-pqk-input:0 ptq:0 pqk-input:1 ptq:1 pqk-input-ce:0 pqk-restored:0 phase1:0}"
+runs="${RUNS:-ptq:0 ptq:1 pqk-input:0 pqk-input:1 pqk-input-ce:0 pqk-input-ce:1 pqk-restored:0 pqk-both:0 phase1:0 pqk-oneshot:0}"
 export OMP_NUM_THREADS=1
 mkdir -p "$out"
 common=(--data fashion-mnist --threads 1)
@@ -43,6 +45,8 @@ for run in $runs; do
                     --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
     pqk-both)     "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --phase1-kd --latency \
                     --seed "$seed" --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-oneshot)  "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --prune-steps 1 --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
     pqk-restored) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --seed "$seed" \
                     --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
     pqk-nogate)   "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --no-kd-gate --seed "$seed" \
@@ -59,6 +63,7 @@ echo "|---|---|---|---|---|---|---|"
 for f in "$out"/*.json; do
   case "$f" in *.prune.json) continue ;; esac
   jq -r --arg n "$(basename "$f" .json)" \
-    '"| \($n) | \(.test.int8_top1 // "?") | \(.test.phase1_float_top1 // "-") | \(.test.teacher_top1 // "-") | \(.check.teacher_top1 // "-") / \(.check.student_top1 // "-") | \(.training.kd_used // "-") | \(.macs_kept // "-") |"' \
+    'def r: if type == "number" then (. * 100 | round / 100) else . end;
+     "| \($n) | \(.test.int8_top1 | r) | \(.test.phase1_float_top1 // "-" | r) | \(.test.teacher_top1 // "-" | r) | \(.check.teacher_top1 // "-" | r) / \(.check.student_top1 // "-" | r) | \(.training.kd_used // "-") | \(.macs_kept // "-" | r) |"' \
     "$f"
 done
