@@ -340,8 +340,9 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
   }
   if (phase2.epochs > 0) {
     DistillOptions kd = options.distill;
-    result.kd_used = !(options.kd_gate && check_n > 0 && result.teacher_check_top1 <= result.student_check_top1);
-    if (!result.kd_used) kd.alpha = 0;
+    const bool gate_closed = options.kd_gate && check_n > 0 && result.teacher_check_top1 <= result.student_check_top1;
+    if (gate_closed) kd.alpha = 0;
+    result.kd_used = kd.alpha > 0;  // false also when the caller asked for alpha = 0
     Distiller d(teacher, student.graph, kd, input_shape);
     d.add_callback(quant::qat_callback(student));
     train::TrainConfig cfg2 = phase2;

@@ -252,6 +252,22 @@ TEST_CASE("PQK with the input teacher distils from the float model as given, wit
   CHECK(r.prune.macs_after <= 0.5 * double(r.prune.macs_before));
 }
 
+TEST_CASE("PQK reports no KD when alpha is 0, even with the gate off", "[distill][pqk]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(64, 12);
+  const Graph model = trained_cnn(ds);
+  PqkOptions o;
+  o.target_macs = 0.5;
+  o.prune_steps = 1;
+  o.teacher = PqkTeacher::Input;
+  o.kd_gate = false;
+  o.distill.alpha = 0;
+  PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 1), ds, pqk_config(1), pqk_config(1));
+  REQUIRE(r.phase2.terms.size() == 1);
+  CHECK_FALSE(r.kd_used);
+  o.distill.alpha = 0.5;
+  CHECK(pqk(model, o, {1, 28, 28}, first_batches(ds, 1), ds, pqk_config(1), pqk_config(1)).kd_used);
+}
+
 TEST_CASE("PQK's --teacher names restored or input", "[distill][pqk]") {
   CHECK(parse_pqk_teacher("restored") == PqkTeacher::Restored);
   CHECK(parse_pqk_teacher("input") == PqkTeacher::Input);

@@ -121,7 +121,7 @@ struct PqkResult {
   // starts from it.
   int64_t check_samples = 0;   // how many (check_samples, at most half the training set)
   double stale_teacher_check_top1 = -1, teacher_check_top1 = -1, student_check_top1 = -1;
-  bool kd_used = false;        // phase 2 distilled (false: it ran on cross-entropy alone, or did not run)
+  bool kd_used = false;        // phase 2 distilled (false: cross-entropy alone, by the gate or alpha = 0, or no phase 2)
   Graph phase1_student;        // the pruned folded float student as phase 1 left it
   DistillResult phase2;
   quant::QatModel student;     // the pruned student after phase 2: quant::convert_qat(student) is the INT8 model
