@@ -230,6 +230,12 @@ void carry_scales(quant::QatModel& to, const quant::QatModel& from, const std::m
 
 }  // namespace
 
+PqkTeacher parse_pqk_teacher(const std::string& name) {
+  if (name == "restored") return PqkTeacher::Restored;
+  if (name == "input") return PqkTeacher::Input;
+  bad_input("--teacher must be restored or input, got '" + name + "'");
+}
+
 void PqkOptions::validate() const {
   if (!(target_macs > 0 && target_macs < 1)) {
     bad_input("--target-macs must be in (0, 1), got " + std::to_string(target_macs));
@@ -262,14 +268,30 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
   train::TrainConfig cfg1 = phase1;
   cfg1.optimizer.groups.push_back(qat.scale_group(options.scale_lr));
   cfg1.fingerprint += " | pqk phase 1 target_macs=" + std::to_string(options.target_macs);
-  train::Trainer trainer(export_module(qat.graph, quant::qat_export_options(qat)), cfg1);
-  trainer.add_callback(quant::qat_callback(qat));
-  trainer.add_callback(masker);
-  masker->mask_step(trainer.module(), 0);
-  result.phase1 = trainer.fit(train);
-  quant::load_trained(qat, trainer.module());
+  torch::jit::Module phase1_module;
+  if (options.phase1_kd) {
+    // The input model is the only teacher that exists before phase 1.
+    torch::jit::Module input_teacher = export_module(g);
+    input_teacher.eval();
+    Distiller d(input_teacher, qat.graph, options.distill, input_shape);
+    d.add_callback(quant::qat_callback(qat));
+    d.add_callback(masker);
+    masker->mask_step(d.training_module(), 0);
+    DistillResult kd1 = d.fit(train, cfg1);
+    result.phase1 = kd1.train;
+    result.phase1_terms = kd1.terms;
+    phase1_module = d.training_module();
+  } else {
+    train::Trainer trainer(export_module(qat.graph, quant::qat_export_options(qat)), cfg1);
+    trainer.add_callback(quant::qat_callback(qat));
+    trainer.add_callback(masker);
+    masker->mask_step(trainer.module(), 0);
+    result.phase1 = trainer.fit(train);
+    phase1_module = trainer.module();
+  }
+  quant::load_trained(qat, phase1_module);
 
-  const Graph trained = with_trained_values(qat.base, module_tensors(trainer.module()));
+  const Graph trained = with_trained_values(qat.base, module_tensors(phase1_module));
   result.stale_teacher = masker->restored(trained);
   result.kept_channels = masker->kept_channels();
   result.phase1_student = trained;
@@ -290,7 +312,10 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
   // frozen (only when phase 2 runs: nothing else uses the teacher).
   torch::jit::Module teacher = export_module(result.stale_teacher);
   if (check_n > 0) result.stale_teacher_check_top1 = top1(teacher, check);
-  if (repair_n > 0 && phase2.epochs > 0) {
+  if (options.teacher == PqkTeacher::Input) {
+    result.teacher = g;
+    teacher = export_module(result.teacher);
+  } else if (repair_n > 0 && phase2.epochs > 0) {
     const data::TensorDataset repair_set = subset(train, order.narrow(0, check_n, repair_n), "PQK teacher repair");
     train::TrainConfig cfg = phase2;
     cfg.epochs = 1;
@@ -315,8 +340,9 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
   }
   if (phase2.epochs > 0) {
     DistillOptions kd = options.distill;
-    result.kd_used = !(options.kd_gate && check_n > 0 && result.teacher_check_top1 <= result.student_check_top1);
-    if (!result.kd_used) kd.alpha = 0;
+    const bool gate_closed = options.kd_gate && check_n > 0 && result.teacher_check_top1 <= result.student_check_top1;
+    if (gate_closed) kd.alpha = 0;
+    result.kd_used = kd.alpha > 0;  // false also when the caller asked for alpha = 0
     Distiller d(teacher, student.graph, kd, input_shape);
     d.add_callback(quant::qat_callback(student));
     train::TrainConfig cfg2 = phase2;

@@ -211,6 +211,69 @@ TEST_CASE("the PQK teacher repair trains only the restored weights and beats the
   CHECK(r.kd_used == (r.teacher_check_top1 > r.student_check_top1));
 }
 
+TEST_CASE("PQK with the input teacher distils from the float model as given, with no repair, in both phases",
+          "[distill][pqk]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(128, 11);
+  const Graph model = trained_cnn(ds);
+  const Graph before = model;
+  PqkOptions o;
+  o.target_macs = 0.5;
+  o.prune_steps = 2;
+  o.teacher = PqkTeacher::Input;
+  o.phase1_kd = true;
+  o.kd_gate = false;
+  o.check_samples = 32;
+  PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 2), ds, pqk_config(2), pqk_config(1));
+
+  // The teacher is the input, entry for entry (unfolded: its batch norms
+  // are still there), and the input was left unchanged.
+  CHECK(r.repair.steps == 0);
+  REQUIRE(r.teacher.param_order == model.param_order);
+  for (const auto& name : model.param_order) {
+    CHECK(at::equal(r.teacher.param(name), model.param(name)));
+    CHECK(at::equal(model.param(name), before.param(name)));
+  }
+  // The restored network (folded, unpruned) was still built and measured
+  // on the check samples, next to the teacher, for the report.
+  CHECK(r.stale_teacher.param_order == folded(model).param_order);
+  CHECK(r.stale_teacher_check_top1 >= 0);
+  CHECK(r.teacher_check_top1 >= 0);
+  // Phase 1 distilled (its KD term is there, its loss fell) under the
+  // masks: the physically pruned student is at the target.
+  REQUIRE(r.phase1_terms.size() == 2);
+  CHECK(r.phase1_terms.front().kd > 0);
+  CHECK(r.phase1_terms.back().total < r.phase1_terms.front().total);
+  REQUIRE(r.prune_steps.size() == 2);
+  CHECK(r.prune_steps.back().macs_kept <= 0.5);
+  // Phase 2 distilled too (gate off).
+  CHECK(r.kd_used);
+  REQUIRE(r.phase2.terms.size() == 1);
+  CHECK(r.phase2.terms.front().kd > 0);
+  CHECK(r.prune.macs_after <= 0.5 * double(r.prune.macs_before));
+}
+
+TEST_CASE("PQK reports no KD when alpha is 0, even with the gate off", "[distill][pqk]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(64, 12);
+  const Graph model = trained_cnn(ds);
+  PqkOptions o;
+  o.target_macs = 0.5;
+  o.prune_steps = 1;
+  o.teacher = PqkTeacher::Input;
+  o.kd_gate = false;
+  o.distill.alpha = 0;
+  PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 1), ds, pqk_config(1), pqk_config(1));
+  REQUIRE(r.phase2.terms.size() == 1);
+  CHECK_FALSE(r.kd_used);
+  o.distill.alpha = 0.5;
+  CHECK(pqk(model, o, {1, 28, 28}, first_batches(ds, 1), ds, pqk_config(1), pqk_config(1)).kd_used);
+}
+
+TEST_CASE("PQK's --teacher names restored or input", "[distill][pqk]") {
+  CHECK(parse_pqk_teacher("restored") == PqkTeacher::Restored);
+  CHECK(parse_pqk_teacher("input") == PqkTeacher::Input);
+  CHECK_THROWS_WITH(parse_pqk_teacher("float"), Catch::Contains("--teacher must be restored or input"));
+}
+
 TEST_CASE("PQK refuses a target outside (0, 1), bad KD and repair settings and the ste method", "[distill][pqk]") {
   for (double target : {0.0, 1.0, 1.5, -0.2}) {
     PqkOptions o;
@@ -255,6 +318,7 @@ TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses ba
       {"--target-macs 0.5 --alpha -0.5", "alpha"},
       {"--target-macs 0.5 --repair-fraction 1.5", "--repair-fraction must be in [0, 1]"},
       {"--target-macs 0.5 --check-samples -3", "--check-samples must not be negative"},
+      {"--target-macs 0.5 --teacher float", "--teacher must be restored or input"},
   };
   distill_test::check_refused(base, bad, out);
   distill_test::check_refused("pqk " + in + " -o " + out + " --target-macs 0.5",
@@ -281,6 +345,20 @@ TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses ba
   for (const char* model : {"float", "int8"})
     for (const char* batch : {"1", "32"}) CHECK(j["latency_ms"][model][batch].get<double>() > 0);
   REQUIRE(fs::exists(out));
+
+  // --teacher input --phase1-kd: no repair, KD from the input model itself
+  // (its test top-1 is the float model's exactly), in both phases.
+  cli_test::Run in_teacher = cli_test::run(base + " --target-macs 0.5 --teacher input --phase1-kd --no-kd-gate --json");
+  INFO(in_teacher.out);
+  REQUIRE(in_teacher.code == 0);
+  auto ji = nlohmann::json::parse(in_teacher.out);
+  CHECK(ji["training"]["teacher"] == "input");
+  CHECK(ji["training"]["repair_steps"].get<int>() == 0);
+  CHECK(ji["training"]["kd_used"].get<bool>());
+  CHECK(ji["training"]["phase1_kd"].get<bool>());
+  REQUIRE(ji["training"]["phase1_terms"].size() == 2);
+  CHECK(ji["training"]["phase1_terms"][0]["kd"].get<double>() > 0);
+  CHECK(ji["test"]["teacher_top1"].get<double>() == ji["test"]["float_top1"].get<double>());
 
   // Python with the compress ops library loads it and reproduces the C++ outputs.
   if (testing::run_command(std::string(COMPRESS_SYSTEM_PYTHON) + " -c 'import torch' > /dev/null 2>&1") != 0)

@@ -1,6 +1,6 @@
 // compress pqk IN -o OUT --data fashion-mnist|FILE --target-macs F --epochs N [--finetune-epochs M]
 //   [--temperature T --alpha A] [--prune-steps K] [--prune-end F] [--criterion C] [--input-shape S]
-//   [--repair-fraction F] [--check-samples N] [--no-kd-gate]
+//   [--teacher restored|input] [--phase1-kd] [--repair-fraction F] [--check-samples N] [--no-kd-gate]
 //   [--report R.json] [--nproc P]
 // PQK: phase 1 prunes while training with fake quantization, phase 2
 // distils the pruned student from the unpruned network with the removed
@@ -55,6 +55,9 @@ int cmd_pqk(int argc, char** argv) {
       ("criterion", "channel ranking: l1, l2, fpgm, taylor, random", cxxopts::value<std::string>()->default_value("l1"))
       ("temperature", "KD softmax temperature, > 0", cxxopts::value<double>()->default_value("4"))
       ("alpha", "KD weight against cross-entropy, in [0, 1]", cxxopts::value<double>()->default_value("0.9"))
+      ("teacher", "phase 2's teacher: restored (the phase-1 network with the removed weights restored, then "
+       "repaired) or input (the float model IN as given)", cxxopts::value<std::string>()->default_value("restored"))
+      ("phase1-kd", "phase 1 also distils, from the float model IN (with --temperature and --alpha)")
       ("repair-fraction", "teacher repair before phase 2: train only the restored weights for this fraction of an "
        "epoch, in [0, 1] (0: off)", cxxopts::value<double>()->default_value("0.25"))
       ("check-samples", "training samples kept out of the repair to compare the teacher with the student",
@@ -90,6 +93,8 @@ int cmd_pqk(int argc, char** argv) {
     bad_input("--criterion " + args["criterion"].as<std::string>() + " does not apply after batch norm folding");
   o.distill.temperature = args["temperature"].as<double>();
   o.distill.alpha = args["alpha"].as<double>();
+  o.teacher = distillation::parse_pqk_teacher(args["teacher"].as<std::string>());
+  o.phase1_kd = args.count("phase1-kd") > 0;
   o.repair_fraction = args["repair-fraction"].as<double>();
   o.check_samples = args["check-samples"].as<int64_t>();
   o.kd_gate = !args.count("no-kd-gate");
@@ -144,8 +149,10 @@ int cmd_pqk(int argc, char** argv) {
 
   const double float_top1 = top1_percent(float_module, test_set);
   const double teacher_top1 = top1_percent(export_module(res.teacher), test_set);
-  const double stale_teacher_top1 =
-      res.repair.steps > 0 ? top1_percent(export_module(res.stale_teacher), test_set) : teacher_top1;
+  const bool input_teacher = o.teacher == distillation::PqkTeacher::Input;
+  const double stale_teacher_top1 = res.repair.steps > 0 || input_teacher
+                                        ? top1_percent(export_module(res.stale_teacher), test_set)
+                                        : teacher_top1;
   const double phase1_top1 = top1_percent(export_module(res.phase1_student), test_set);
   const double kept = double(res.prune.macs_after) / double(std::max<int64_t>(1, res.prune.macs_before));
   nlohmann::json j = report.to_json();
@@ -157,21 +164,26 @@ int cmd_pqk(int argc, char** argv) {
   for (const auto& s : res.prune_steps)
     steps.push_back({{"after_steps", s.after_steps}, {"target", s.target}, {"macs_kept", s.macs_kept}});
   j["prune_steps"] = steps;
-  nlohmann::json kd_terms = nlohmann::json::array();
-  for (const auto& t : res.phase2.terms)
-    kd_terms.push_back({{"cross_entropy", t.cross_entropy}, {"kd", t.kd}, {"total", t.total}});
+  auto terms_json = [](const std::vector<distillation::EpochTerms>& terms) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& t : terms) a.push_back({{"cross_entropy", t.cross_entropy}, {"kd", t.kd}, {"total", t.total}});
+    return a;
+  };
   nlohmann::json phase1_loss = nlohmann::json::array();
   for (const auto& e : res.phase1.history) phase1_loss.push_back(e.train_loss);
   j["training"] = {{"epochs", epochs},
                    {"finetune_epochs", finetune_epochs},
                    {"phase1_seconds", res.phase1.seconds},
+                   {"teacher", input_teacher ? "input" : "restored"},
+                   {"phase1_kd", o.phase1_kd},
                    {"repair_fraction", o.repair_fraction},
                    {"repair_steps", res.repair.steps},
                    {"repair_seconds", res.repair.seconds},
                    {"kd_used", res.kd_used},
                    {"phase2_seconds", res.phase2.train.seconds},
                    {"phase1_loss", phase1_loss},
-                   {"phase2_terms", kd_terms},
+                   {"phase1_terms", terms_json(res.phase1_terms)},
+                   {"phase2_terms", terms_json(res.phase2.terms)},
                    {"lr", lr},
                    {"finetune_lr", finetune_lr},
                    {"scale_lr", o.scale_lr},
@@ -212,10 +224,10 @@ int cmd_pqk(int argc, char** argv) {
                 out.c_str(), (long long)epochs, (long long)finetune_epochs, res.phase1.seconds,
                 res.phase2.train.seconds, (long long)res.prune.macs_before, (long long)res.prune.macs_after,
                 100 * kept, j["int8_layers"].get<int>());
-    std::printf("test top-1 (%lld images): float %.2f%%, teacher %.2f%% (%.2f%% before the repair), after phase 1 "
-                "(float) %.2f%%, fake-quant %.2f%%, INT8 %.2f%%\n",
-                (long long)test_set.size(), float_top1, teacher_top1, stale_teacher_top1, phase1_top1, agree.top1_a,
-                agree.top1_b);
+    std::printf("test top-1 (%lld images): float %.2f%%, teacher (%s) %.2f%% (restored, before any repair: %.2f%%), "
+                "after phase 1 (float) %.2f%%, fake-quant %.2f%%, INT8 %.2f%%\n",
+                (long long)test_set.size(), float_top1, input_teacher ? "input" : "restored", teacher_top1,
+                stale_teacher_top1, phase1_top1, agree.top1_a, agree.top1_b);
     if (finetune_epochs > 0 && !res.kd_used)
       std::printf("phase 2 ran on cross-entropy alone: the teacher was no better than the student on the check "
                   "samples\n");

@@ -30,6 +30,14 @@
 //   teacher beats the student on `check_samples` training samples the
 //   repair did not see; otherwise phase 2 is plain cross-entropy.
 //
+//   `phase1_kd` distils phase 1 too, from the input model.
+//
+//   `teacher = PqkTeacher::Input` takes the float model the user gave, as it
+//   was before phase 1, as the teacher instead (no repair): still no
+//   separately trained teacher, and the only one that keeps what the unpruned
+//   network knew before phase 1 spent its epochs adapting the kept channels
+//   to a smaller network (docs/distillation.md, PQK on the zoo resnet).
+//
 // The result converts to the real INT8 model like `compress qat`:
 //
 //   distillation::PqkOptions o;                // target_macs 0.5, KD T = 4, alpha = 0.9
@@ -56,6 +64,15 @@
 
 namespace compress::distillation {
 
+// Where phase 2's teacher comes from.
+enum class PqkTeacher {
+  Restored,  // the paper's: the phase-1 network with the removed weights restored (then repaired)
+  Input,     // the float model given to pqk(), unchanged, as it was before phase 1
+};
+
+// "restored" or "input"; Error(BadInput) naming --teacher for anything else.
+PqkTeacher parse_pqk_teacher(const std::string& name);
+
 struct PqkOptions {
   double target_macs = 0.5;  // keep at most this fraction of the model's MACs, in (0, 1)
   int64_t prune_steps = 4;   // masking steps in phase 1, >= 1; the first one before any training
@@ -66,7 +83,11 @@ struct PqkOptions {
   double scale_lr = 0.005;   // learning rate of the quantization scales, both phases
   // Teacher repair: the fraction of one epoch (a random subset of the
   // training set) spent training the restored weights, in [0, 1]; 0: off.
-  double repair_fraction = 0.25;
+  double repair_fraction = 0.25;  // only for PqkTeacher::Restored
+  PqkTeacher teacher = PqkTeacher::Restored;
+  // Phase 1 also distils, from the input model (the only teacher that
+  // exists before phase 1), with `distill`'s settings; no gate.
+  bool phase1_kd = false;
   bool kd_gate = true;          // KD only when the teacher beats the student on the check samples
   int64_t check_samples = 2000;  // training samples outside the repair subset, for the gate and the report
 
@@ -86,18 +107,21 @@ struct PqkPruneStep {
 
 struct PqkResult {
   train::TrainResult phase1;
+  std::vector<EpochTerms> phase1_terms;  // with phase1_kd: the loss terms per epoch (empty without)
   std::vector<PqkPruneStep> prune_steps;
   std::map<std::string, std::vector<int64_t>> kept_channels;  // per shrunk group, indices into the unpruned group
   pruning::PruneResult prune;  // the physical removal after phase 1 (MACs of the folded float graphs)
-  Graph stale_teacher;         // the unpruned network as restored, before the repair
-  Graph teacher;               // phase 2's teacher: stale_teacher after the repair (the same without one)
+  Graph stale_teacher;         // the unpruned network as restored, before the repair (whichever teacher is used)
+  Graph teacher;               // phase 2's teacher: stale_teacher after the repair (the same without one), or the input
   train::TrainResult repair;   // the repair's training (no steps without one)
   // Top-1 on the check samples (training samples the repair did not use;
   // 0..1; -1 when check_samples is 0): the teacher before and after the
-  // repair and the fake-quant student as phase 2 starts from it.
+  // repair (the restored network and phase 2's teacher, which is the input
+  // model with PqkTeacher::Input) and the fake-quant student as phase 2
+  // starts from it.
   int64_t check_samples = 0;   // how many (check_samples, at most half the training set)
   double stale_teacher_check_top1 = -1, teacher_check_top1 = -1, student_check_top1 = -1;
-  bool kd_used = false;        // phase 2 distilled (false: it ran on cross-entropy alone, or did not run)
+  bool kd_used = false;        // phase 2 distilled (false: cross-entropy alone, by the gate or alpha = 0, or no phase 2)
   Graph phase1_student;        // the pruned folded float student as phase 1 left it
   DistillResult phase2;
   quant::QatModel student;     // the pruned student after phase 2: quant::convert_qat(student) is the INT8 model

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# PQK against prune-then-QAT on one trained model at 50% of the MACs, the
+# same 1 + 1 student epochs everywhere (docs/distillation.md, "PQK on the
+# zoo resnet"). One run at a time, one thread; each run's report and log
+# stay in OUT; a Markdown row per run at the end (full 10,000-image test set).
+# The ten default runs took 80 minutes on the loaded 2-vCPU machine.
+#   bash bench/pqk_accuracy.sh                                  (the default runs below)
+#   RUNS="pqk-input:0 ptq:1" OUT=out/pqk MODEL=m.pt bash bench/pqk_accuracy.sh
+# A run is KIND:SEED. KIND:
+#   ptq            compress prune (1 epoch fine-tuning) then compress qat (1 epoch): no distillation
+#   pqk-input      compress pqk --teacher input (the float model as given teaches phase 2)
+#   pqk-input-ce   the same with --alpha 0: phase 2 on cross-entropy alone (what KD adds)
+#   pqk-both       pqk-input with --phase1-kd: phase 1 distils from the input model too
+#   pqk-oneshot    pqk-input with --prune-steps 1: every mask before training, a whole epoch at the final width
+#   pqk-restored   compress pqk with the paper's teacher (restored, repaired; the KD gate decides)
+#   pqk-nogate     compress pqk with the restored teacher and --no-kd-gate
+#   phase1         compress pqk --epochs 2 --finetune-epochs 0: both epochs in phase 1, no phase 2
+# KD settings of every PQK run: T = 2, alpha = 0.5 (the best of the KD table).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cli="${CLI:-$root/build/bin/compress}"
+model="${MODEL:-/work/main/out/resnet-baseline.pt}"
+out="${OUT:-$root/out/pqk-resnet}"
+runs="${RUNS:-ptq:0 ptq:1 pqk-input:0 pqk-input:1 pqk-input-ce:0 pqk-input-ce:1 pqk-restored:0 pqk-both:0 phase1:0 pqk-oneshot:0}"
+export OMP_NUM_THREADS=1
+mkdir -p "$out"
+common=(--data fashion-mnist --threads 1)
+pqk=(--target-macs 0.5 --temperature 2 --alpha 0.5)
+echo "$(date -u '+%F %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+for run in $runs; do
+  IFS=: read -r kind seed <<< "$run"
+  name="$kind-s$seed"
+  log="$out/$name.log"
+  echo "$(date -u '+%H:%M:%S') start $name (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  start=$(date +%s)
+  case "$kind" in
+    ptq)
+      "$cli" prune "$model" -o "$out/$name.half.pt" --input-shape 1,1,28,28 --target-macs 0.5 --criterion l1 \
+        --recalibrate-bn 20 --finetune-epochs 1 --seed "$seed" --report "$out/$name.prune.json" "${common[@]}" > "$log" 2>&1
+      "$cli" qat "$out/$name.half.pt" -o "$out/$name.int8.pt" --epochs 1 --seed "$seed" --report "$out/$name.json" \
+        "${common[@]}" >> "$log" 2>&1 ;;
+    pqk-input)    "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --latency --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-input-ce) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --alpha 0 --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-both)     "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --phase1-kd --latency \
+                    --seed "$seed" --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-oneshot)  "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --prune-steps 1 --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-restored) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-nogate)   "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --no-kd-gate --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    phase1)       "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --epochs 2 --finetune-epochs 0 --seed "$seed" \
+                    --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    *) echo "unknown run kind $kind" >&2; exit 2 ;;
+  esac
+  echo "$(date -u '+%H:%M:%S') done $name in $(( $(date +%s) - start )) s (load $(cut -d' ' -f1-3 /proc/loadavg))"
+done
+echo
+echo "| run | INT8 top-1 | phase 1 (float) | teacher (test) | check: teacher / student | KD used | MACs kept |"
+echo "|---|---|---|---|---|---|---|"
+for f in "$out"/*.json; do
+  case "$f" in *.prune.json) continue ;; esac
+  jq -r --arg n "$(basename "$f" .json)" \
+    'def r: if type == "number" then (. * 100 | round / 100) else . end;
+     "| \($n) | \(.test.int8_top1 | r) | \(.test.phase1_float_top1 // "-" | r) | \(.test.teacher_top1 // "-" | r) | \(.check.teacher_top1 // "-" | r) / \(.check.student_top1 // "-" | r) | \(.training.kd_used // "-") | \(.macs_kept // "-" | r) |"' \
+    "$f"
+done
