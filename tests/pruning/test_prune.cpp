@@ -5,6 +5,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <cmath>
 #include <numeric>
 
 #include "compress/analysis/profile.h"
@@ -13,6 +14,7 @@
 #include "compress/ir/import.h"
 #include "compress/models/zoo.h"
 #include "compress/pruning/groups.h"
+#include "compress/pruning/iterative.h"
 #include "compress/pruning/prune.h"
 #include "ir/make_module.h"
 #include "test_util.h"
@@ -828,4 +830,170 @@ TEST_CASE("the latency-aware ranking meets a MACs budget with the time the table
     CHECK_THROWS_WITH(prune(k, bad), Catch::Contains("--max-group-ratio must be in (0, 0.99]"));
   }
   CHECK(k.param("a.weight").size(0) == 16);  // nothing pruned by the refusals
+}
+
+namespace {
+
+// A stand-in for fine-tuning that changes the channels' ranking between
+// steps, deterministically: every weight of rank >= 2 gets a pattern that
+// depends on the step.
+void perturb_weights(Graph& g, int64_t step) {
+  for (const std::string& name : g.param_order) {
+    const at::Tensor& w = g.param(name);
+    if (w.dim() < 2) continue;
+    at::Tensor pattern = at::sin(at::arange(w.numel(), at::kFloat).view(w.sizes()) * (0.37 * double(step)));
+    g.set_param(name, w + 0.2 * pattern * w.abs().mean());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("iterative pruning: each step keeps target^(k/N) of the MACs and scores the fine-tuned weights",
+          "[pruning][iterative]") {
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  const torch::jit::Module m = models::build("cnn", 1, 10, 0.5).module;
+  const Graph input = imported(m, {1, 1, 28, 28});
+  PruneOptions o;
+  o.target_macs = 0.4;
+  const int64_t steps = 3;
+
+  // The loop `compress prune --iterative-steps` ran before the driver existed:
+  // step k asks for target^(k/N) of the input's MACs as a fraction of the current model's.
+  Graph reference = input;
+  std::vector<int64_t> reference_macs;
+  int64_t macs_input = 0, macs_now = 0;
+  for (int64_t step = 1; step <= steps; ++step) {
+    PruneOptions round = o;
+    const double goal = std::pow(*o.target_macs, double(step) / double(steps));
+    round.target_macs = step == 1 ? goal : goal * double(macs_input) / double(macs_now);
+    const PruneResult r = prune(reference, round);
+    if (step == 1) macs_input = r.macs_before;
+    macs_now = r.macs_after;
+    reference_macs.push_back(r.macs_after);
+    perturb_weights(reference, step);
+  }
+
+  Graph g = input;
+  std::vector<int64_t> seen_steps, macs_at_fine_tune;
+  IterativeOptions it;
+  it.steps = steps;
+  it.fine_tune = [&](Graph& pruned, int64_t step, int64_t n) {
+    CHECK(n == steps);
+    seen_steps.push_back(step);
+    macs_at_fine_tune.push_back(profile_model(pruned).total_macs);
+    perturb_weights(pruned, step);
+  };
+  const IterativeResult r = prune_iteratively(g, o, it);
+  CHECK(seen_steps == std::vector<int64_t>{1, 2, 3});
+  REQUIRE(r.steps.size() == 3);
+  for (size_t k = 0; k < r.steps.size(); ++k) {
+    INFO("step " << k + 1);
+    CHECK(r.steps[k].step == int64_t(k) + 1);
+    CHECK(r.steps[k].pruned);
+    CHECK(r.steps[k].macs_after == reference_macs[k]);  // the same as the CLI's loop before
+    CHECK(r.steps[k].macs_after == macs_at_fine_tune[k]);  // fine-tuning sees the pruned model
+    CHECK(r.steps[k].macs_kept <= std::pow(0.4, double(k + 1) / 3.0) + 1e-9);
+    if (k > 0) CHECK(r.steps[k].macs_after < r.steps[k - 1].macs_after);
+  }
+  CHECK(r.steps[2].to_json()["macs_after"] == r.steps[2].macs_after);
+  // The whole run: from the input model to the last step, widths from the input's.
+  CHECK(r.result.macs_before == macs_input);
+  CHECK(r.result.macs_after == reference_macs.back());
+  CHECK(r.result.params_after == profile_model(reference).total_params);
+  const GroupAnalysis groups = analyze_groups(input);
+  REQUIRE_FALSE(r.result.changes.empty());
+  for (const GroupChange& c : r.result.changes) {
+    INFO(c.name);
+    CHECK(c.before == group(groups, c.name).width);
+    CHECK(c.after < c.before);
+  }
+  // The same weights as the reference (the criterion scored the perturbed ones).
+  for (const std::string& name : reference.param_order) {
+    INFO(name);
+    REQUIRE(g.has_param(name));
+    CHECK(g.param(name).equal(reference.param(name)));
+  }
+  // Scoring the perturbed weights matters: without the fine-tuning stand-in the channels kept differ.
+  Graph unperturbed = input;
+  IterativeOptions plain;
+  plain.steps = steps;
+  prune_iteratively(unperturbed, o, plain);
+  bool any_differs = false;
+  for (const std::string& name : reference.param_order)
+    any_differs |= !unperturbed.param(name).sizes().equals(reference.param(name).sizes()) ||
+                   !unperturbed.param(name).equal(reference.param(name));
+  CHECK(any_differs);
+}
+
+TEST_CASE("iterative pruning in one step is prune() then batch-norm re-estimation and fine-tuning", "[pruning][iterative]") {
+  at::set_num_threads(1);
+  auto m = net({{"c1", conv(3, 8)}, {"b1", bn(8)}, {"c2", conv(8, 8)}, {"b2", bn(8)}, {"c3", conv(8, 4)}},
+               R"(
+def forward(self, x):
+    y = torch.relu(self.b1.forward(self.c1.forward(x)))
+    return self.c3.forward(torch.relu(self.b2.forward(self.c2.forward(y))))
+)");
+  data::TensorDataset ds;
+  ds.inputs = at::randn({32, 3, 8, 8});
+  ds.labels = at::zeros({32}, at::kLong);
+  ds.num_classes = 4;
+  PruneOptions o;
+  o.target_macs = 0.5;
+  Graph expected = imported(m, {1, 3, 8, 8});
+  const PruneResult pr = prune(expected, o);
+  CHECK(recalibrate_batch_norm(expected, ds, 2) == 2);
+
+  Graph g = imported(m, {1, 3, 8, 8});
+  IterativeOptions it;
+  it.recalibrate_batches = 2;
+  it.recalibration_data = &ds;
+  int calls = 0;
+  it.fine_tune = [&](Graph& pruned, int64_t step, int64_t n) {
+    ++calls;
+    CHECK(step == 1);
+    CHECK(n == 1);
+    CHECK(pruned.param("b2.running_mean").equal(expected.param("b2.running_mean")));  // re-estimated first
+  };
+  const IterativeResult r = prune_iteratively(g, o, it);
+  CHECK(calls == 1);
+  CHECK(r.batch_norms_recalibrated == 2);
+  CHECK(r.result.macs_after == pr.macs_after);
+  CHECK(r.result.to_json()["groups"] == pr.to_json()["groups"]);
+  REQUIRE(r.steps.size() == 1);
+  CHECK(r.steps[0].macs_after == pr.macs_after);
+  // A custom prune step (what a measured latency budget plugs in) replaces prune().
+  Graph h = imported(m, {1, 3, 8, 8});
+  IterativeOptions custom;
+  int custom_calls = 0;
+  custom.prune_step = [&](Graph& graph, const PruneOptions& options) {
+    ++custom_calls;
+    PruneOptions half = options;
+    half.target_macs.reset();
+    half.ratio = 0.5;
+    return prune(graph, half);
+  };
+  CHECK(prune_iteratively(h, o, custom).result.changes.at(0).after == 4);
+  CHECK(custom_calls == 1);
+}
+
+TEST_CASE("bad iterative pruning options are refused with one clear reason", "[pruning][iterative][errors]") {
+  auto m = net({{"a", conv(3, 8)}, {"out", conv(8, 2)}}, "def forward(self, x):\n    return self.out.forward(self.a.forward(x))\n");
+  Graph g = imported(m, {1, 3, 8, 8});
+  PruneOptions o;
+  o.target_macs = 0.5;
+  IterativeOptions it;
+  it.steps = 0;
+  CHECK_THROWS_WITH(prune_iteratively(g, o, it), Catch::Contains("the number of steps must be at least 1, got 0"));
+  it.steps = 2;
+  PruneOptions ratio;
+  ratio.ratio = 0.5;
+  CHECK_THROWS_WITH(prune_iteratively(g, ratio, it), Catch::Contains("splits a MACs budget into steps"));
+  PruneOptions aware = o;
+  aware.latency_aware = true;
+  CHECK_THROWS_WITH(prune_iteratively(g, aware, it), Catch::Contains("splits a MACs budget into steps"));
+  it.steps = 1;
+  it.recalibrate_batches = 4;
+  CHECK_THROWS_WITH(prune_iteratively(g, o, it), Catch::Contains("batch-norm re-estimation needs data"));
+  CHECK(g.param("a.weight").size(0) == 8);  // nothing pruned by a refused call
 }
