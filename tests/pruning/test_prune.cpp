@@ -997,3 +997,156 @@ TEST_CASE("bad iterative pruning options are refused with one clear reason", "[p
   CHECK_THROWS_WITH(prune_iteratively(g, o, it), Catch::Contains("batch-norm re-estimation needs data"));
   CHECK(g.param("a.weight").size(0) == 8);  // nothing pruned by a refused call
 }
+
+namespace {
+
+torch::jit::Module layer_norm(int64_t d) {
+  return make_module("__torch__.torch.nn.modules.normalization.LayerNorm",
+                     {{"weight", at::rand({d}) + 0.5}, {"bias", at::randn({d}) * 0.1}},
+                     "def forward(self, x):\n    return torch.layer_norm(x, [" + std::to_string(d) +
+                         "], self.weight, self.bias, 1e-05, True)\n");
+}
+
+// The zoo vit's first attention at a quarter width: nn.MultiheadAttention
+// as this toolkit exports it (16 features, 4 heads of 4, batch first, the
+// fused kernel in eval mode).
+torch::jit::Module self_attention() {
+  torch::jit::Module vit = models::build("vit", /*seed=*/0, /*num_classes=*/10, /*width=*/0.25).module;
+  return vit.attr("encoder").toModule().attr("0").toModule().attr("self_attention").toModule().clone();
+}
+
+// A pre-norm transformer over 5 tokens of 6 features: embedding, class
+// token, positional embedding, one block of attention (4 heads) and an MLP,
+// a final layer norm, the class token classified. `extra` is appended to the
+// forward after the embeddings are added (to read the positional embedding twice).
+torch::jit::Module tiny_transformer(const std::string& extra = "") {
+  torch::manual_seed(0);
+  auto m = make_module("__torch__.test.Net", {}, "");
+  const std::vector<std::pair<std::string, torch::jit::Module>> children = {
+      {"embed", linear(6, 16)}, {"ln1", layer_norm(16)}, {"attn", self_attention()}, {"ln2", layer_norm(16)},
+      {"fc1", linear(16, 32)},  {"fc2", linear(32, 16)}, {"ln", layer_norm(16)},          {"head", linear(16, 3)}};
+  for (const auto& kv : children) m.register_module(kv.first, kv.second);
+  m.register_parameter("cls", at::randn({1, 1, 16}) * 0.1, false);
+  m.register_parameter("pos", at::randn({1, 6, 16}) * 0.1, false);
+  m.define(R"(
+def forward(self, x):
+    x = self.embed.forward(x)
+    c = self.cls.expand([x.size(0), -1, -1])
+    x = torch.cat([c, x], 1) + self.pos
+)" + extra + R"(
+    x = x + self.attn.forward(self.ln1.forward(x))
+    x = x + self.fc2.forward(torch.gelu(self.fc1.forward(self.ln2.forward(x))))
+    return self.head.forward(self.ln.forward(x).select(1, 0))
+)");
+  m.eval();
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("a transformer's residual stream is one group: embeddings, layer norms, attention's features, the MLP",
+          "[pruning][groups][attention]") {
+  at::set_num_threads(1);
+  const torch::jit::Module m = tiny_transformer();
+  Graph g = imported(m, {2, 5, 6});
+  const GroupAnalysis a = analyze_groups(g);
+  const Group& stream = group(a, "embed");
+  CHECK(stream.width == 16);
+  CHECK_FALSE(stream.frozen);
+  for (const char* member : {"embed", "cls", "pos", "ln1", "attn", "ln2", "fc1", "fc2", "ln", "head"}) {
+    INFO(member);
+    CHECK(has_member(stream, member));
+  }
+  CHECK(a.find("attn") < 0);  // attention writes the stream: its output features are the stream's
+  CHECK(a.find("fc2") < 0);
+  CHECK_FALSE(group(a, "attn:heads").frozen);
+  CHECK(group(a, "fc1").width == 32);
+
+  PruneOptions o;
+  o.ratios = {{"embed", 0.5}};
+  const PruneResult r = prune(g, o);
+  REQUIRE(r.changes.size() == 1);
+  CHECK(r.changes[0].after == 8);
+  CHECK(g.param("embed.weight").sizes() == at::IntArrayRef({8, 6}));
+  CHECK(g.param("cls").sizes() == at::IntArrayRef({1, 1, 8}));
+  CHECK(g.param("pos").sizes() == at::IntArrayRef({1, 6, 8}));
+  CHECK(g.param("ln1.weight").size(0) == 8);
+  CHECK(g.param("ln.bias").size(0) == 8);
+  CHECK(g.param("attn.in_proj_weight").sizes() == at::IntArrayRef({48, 8}));  // q, k, v of the 4 heads read 8 features
+  CHECK(g.param("attn.out_proj.weight").sizes() == at::IntArrayRef({8, 16}));  // and write 8
+  CHECK(g.param("attn.out_proj.bias").size(0) == 8);
+  CHECK(g.param("fc1.weight").sizes() == at::IntArrayRef({32, 8}));
+  CHECK(g.param("fc2.weight").sizes() == at::IntArrayRef({8, 32}));
+  CHECK(g.param("head.weight").sizes() == at::IntArrayRef({3, 8}));
+  const auto& attrs = std::get<AttentionAttrs>(g.producer(g.value_named("attn"))->attrs);
+  CHECK(attrs.embed_dim == 8);
+  CHECK(attrs.num_heads == 4);
+  CHECK(attrs.head_size() == 4);  // the heads keep their size
+  CHECK_FALSE(attrs.fused);      // the fused kernel needs q, k, v as wide as the input
+  CHECK(r.macs_after < r.macs_before);
+  CHECK(r.macs_after == profile_model(g).total_macs);
+  check_runs(g, m, {2, 5, 6});
+  // The pruned attention survives export -> import (embed_dim and head size saved).
+  Graph again = import_module(export_module(g));
+  const auto& again_attrs = std::get<AttentionAttrs>(again.producer(again.value_named("attn"))->attrs);
+  CHECK(again_attrs.embed_dim == 8);
+  CHECK(again_attrs.head_size() == 4);
+
+  // A MACs budget: the search's prediction (attention's projections scale
+  // with the features and heads kept, QK^T and AV with the heads) is exact.
+  Graph h = imported(m, {2, 5, 6});
+  PruneOptions budget;
+  budget.target_macs = 0.5;
+  const PruneResult half = prune(h, budget);
+  CHECK(half.macs_after <= 0.5 * half.macs_before);
+  CHECK(half.macs_after == profile_model(h).total_macs);
+  check_runs(h, m, {2, 5, 6});
+}
+
+TEST_CASE("a free parameter read twice freezes the residual stream it is added to, naming it", "[pruning][groups]") {
+  const torch::jit::Module m = tiny_transformer("    x = x * torch.sigmoid(self.pos)\n");
+  Graph g = imported(m, {2, 5, 6});
+  const GroupAnalysis a = analyze_groups(g);
+  const Group& stream = group(a, "embed");
+  CHECK(stream.frozen);
+  CHECK_THAT(stream.frozen_reason, Catch::Contains("parameter pos"));
+  CHECK_FALSE(group(a, "fc1").frozen);  // the MLP's hidden width still prunes
+}
+
+TEST_CASE("the zoo transformer and vit prune their residual stream: they run, keep their output shape, lose MACs",
+          "[pruning][groups][attention]") {
+  at::set_num_threads(1);
+  for (const char* name : {"vit", "transformer"}) {
+    INFO(name);
+    torch::manual_seed(0);
+    compress::models::ZooModel z = compress::models::build(name, 0);
+    z.module.eval();
+    Graph g = imported(z.module, {1, 1, 28, 28});
+    const GroupAnalysis a = analyze_groups(g);
+    const std::string stream_name = std::string(name) == "vit" ? "conv_proj" : "embed";
+    const Group& stream = group(a, stream_name);
+    INFO(describe_groups(a));
+    CHECK_FALSE(stream.frozen);
+    CHECK(stream.width == 64);
+    CHECK(has_member(stream, "pos_embedding"));
+    CHECK(has_member(stream, "head"));
+    if (std::string(name) == "vit") CHECK(has_member(stream, "class_token"));
+    PruneOptions o;
+    o.ratios = {{stream_name, 0.5}};
+    Graph by_ratio = g;
+    const PruneResult r = prune(by_ratio, o);
+    REQUIRE(r.changes.size() == 1);
+    CHECK(r.changes[0].after == 32);
+    CHECK(r.macs_after < 0.6 * r.macs_before);  // the stream's width is in every layer
+    check_runs(by_ratio, z.module, {2, 1, 28, 28});
+    PruneOptions budget;
+    budget.target_macs = 0.5;
+    const PruneResult half = prune(g, budget);
+    CHECK(half.macs_after <= 0.5 * half.macs_before);
+    CHECK(half.macs_after == profile_model(g).total_macs);
+    bool stream_pruned = false;
+    for (const GroupChange& c : half.changes) stream_pruned |= c.name == stream_name;
+    CHECK(stream_pruned);
+    check_runs(g, z.module, {2, 1, 28, 28});
+  }
+}
