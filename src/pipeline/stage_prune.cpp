@@ -1,9 +1,12 @@
 // prune: structured pruning under a MACs or ratio budget, optionally
-// followed by batch-norm recalibration and fine-tuning.
+// followed by batch-norm recalibration and fine-tuning; with
+// "iterative_steps" N, N rounds of them (pruning::prune_iteratively).
 #include <ATen/Parallel.h>
 
 #include "compress/io.h"
 #include "compress/ir/export.h"
+#include "compress/ir/import.h"
+#include "compress/pruning/iterative.h"
 #include "compress/pruning/prune.h"
 #include "stage_util.h"
 
@@ -15,11 +18,14 @@ class PruneStage : public Stage {
  public:
   pruning::PruneOptions prune;
   int64_t recalibrate_bn = 0;
-  TrainingOptions finetune;  // epochs 0: no fine-tuning
+  int64_t iterative_steps = 1;
+  TrainingOptions finetune;  // epochs 0: no fine-tuning (in all: epochs / iterative_steps per step)
 
   nlohmann::json options() const override {
     nlohmann::json j = prune.to_json();
     j["recalibrate_bn"] = recalibrate_bn;
+    // Only when set: the keys of recipes written before the option stay the same.
+    if (iterative_steps > 1) j["iterative_steps"] = iterative_steps;
     j["finetune"] = finetune.to_json();
     return j;
   }
@@ -36,25 +42,57 @@ class PruneStage : public Stage {
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape, ctx.sample_dtype);
     pruning::PruneOptions o = prune;
     if (scores_on_data()) o.data = &ctx.data.train();
-    pruning::PruneResult result = pruning::prune(graph, o);
-    if (recalibrate_bn > 0)
-      ctx.details["batch_norms_recalibrated"] = pruning::recalibrate_batch_norm(graph, ctx.data.train(), recalibrate_bn);
-    torch::jit::Module pruned = export_module(graph);
-    if (finetune.recipe.epochs > 0) {
-      const data::TensorDataset& train_set = ctx.data.train();
-      train::TrainConfig cfg = finetune.config(train_set.size(), ctx.recipe.threads, ctx.work_dir,
-                                               ctx.key, ctx.quiet);
-      pruned.train();
-      train::Trainer trainer(pruned, cfg);
-      auto curve = std::make_shared<LossCurve>();
-      trainer.add_callback(curve);
-      train::TrainResult res = trainer.fit(train_set);
-      ctx.details["loss_curve"] = curve->to_json();
-      ctx.details["train_seconds"] = res.seconds;
+    pruning::IterativeOptions iterative;
+    iterative.steps = iterative_steps;
+    if (recalibrate_bn > 0) {
+      iterative.recalibrate_batches = recalibrate_bn;
+      iterative.recalibration_data = &ctx.data.train();
     }
+    torch::jit::Module pruned;
+    nlohmann::json loss_curve = nlohmann::json::array();  // the rounds' curves end to end
+    double train_seconds = 0;
+    if (finetune.recipe.epochs > 0) {
+      iterative.fine_tune = [&](Graph& g, int64_t step, int64_t steps) {
+        const data::TensorDataset& train_set = ctx.data.train();
+        TrainingOptions per_step = finetune;
+        per_step.recipe.epochs = finetune.recipe.epochs / steps;
+        // One checkpoint per step: a rerun resumes each step's own training.
+        const std::string suffix = steps > 1 ? ":step" + std::to_string(step) : "";
+        train::TrainConfig cfg = per_step.config(train_set.size(), ctx.recipe.threads, ctx.work_dir, ctx.key + suffix, ctx.quiet);
+        if (steps > 1 && !cfg.checkpoint_path.empty())
+          cfg.checkpoint_path = ctx.work_dir + "/checkpoint.step" + std::to_string(step) + ".pt";
+        pruned = export_module(g);
+        pruned.train();
+        train::Trainer trainer(pruned, cfg);
+        auto curve = std::make_shared<LossCurve>();
+        trainer.add_callback(curve);
+        train::TrainResult res = trainer.fit(train_set);
+        const int64_t offset = loss_curve.empty() ? 0 : loss_curve.back()[0].get<int64_t>();
+        for (nlohmann::json point : curve->to_json()) {
+          point[0] = point[0].get<int64_t>() + offset;
+          loss_curve.push_back(point);
+        }
+        train_seconds += res.seconds;
+        if (step < steps) {  // the next step scores and prunes the fine-tuned weights
+          const std::vector<InputSpec> inputs = g.example_inputs();
+          g = import_module(pruned);
+          g.set_example_inputs(inputs);
+        }
+      };
+    }
+    const pruning::IterativeResult run = pruning::prune_iteratively(graph, o, iterative);
+    if (recalibrate_bn > 0) ctx.details["batch_norms_recalibrated"] = run.batch_norms_recalibrated;
+    if (finetune.recipe.epochs > 0) {
+      ctx.details["loss_curve"] = loss_curve;
+      ctx.details["train_seconds"] = train_seconds;
+    } else {
+      pruned = export_module(graph);
+    }
+    if (iterative_steps > 1)
+      for (const pruning::IterativeStep& s : run.steps) ctx.details["iterative_steps"].push_back(s.to_json());
     pruned.eval();
     save_module(pruned, ctx.output_model);
-    ctx.details["result"] = result.to_json();
+    ctx.details["result"] = run.result.to_json();
   }
 };
 
@@ -76,7 +114,16 @@ std::unique_ptr<Stage> parse_prune_stage(Fields& f, const ParseInfo&) {
   o.ignore = f.strings("ignore");
   o.seed = uint64_t(f.integer("seed", 0, 0));
   s->recalibrate_bn = f.integer("recalibrate_bn", 0, 0, 100000);
+  s->iterative_steps = f.integer("iterative_steps", 1, 1, 1000);
   s->finetune = read_finetune(f);
+  if (s->iterative_steps > 1) {
+    if (!f.has("target_macs"))
+      f.error("iterative_steps", "splits a \"target_macs\" budget into steps: give target_macs, not ratio");
+    const int64_t epochs = s->finetune.recipe.epochs;
+    if (epochs == 0 || epochs % s->iterative_steps != 0)
+      f.error("iterative_steps", "fine-tunes after every step: finetune.epochs must be a positive multiple of " +
+                                     std::to_string(s->iterative_steps) + ", got " + std::to_string(epochs));
+  }
   return s;
 }
 

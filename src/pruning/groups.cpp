@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -34,6 +35,14 @@ struct Segment {
 struct Layout {
   int dim = 1;  // non-negative: the channel dimension of the value
   std::vector<Segment> segments;
+};
+
+// A parameter read directly by the model's code (a positional embedding, a
+// class token), not owned by a layer: value dimension d is its dimension
+// d - offset (broadcasting aligns trailing dimensions).
+struct FreeParam {
+  std::string param;
+  int64_t offset = 0;
 };
 
 struct Space {
@@ -161,8 +170,43 @@ class Analyzer {
   }
 
   void count_calls() {
-    for (const Node& n : g_.nodes())
+    for (const Node& n : g_.nodes()) {
       if (n.is_leaf()) ++calls_[n.module];
+      for (const Arg& a : n.inputs())
+        if (a.kind == Arg::Kind::Param) ++param_uses_[a.param];
+    }
+  }
+
+  // ---- free parameters ----
+  // The free parameter an operand is (a parameter, or a parameter expanded), if any.
+  std::optional<FreeParam> free_param(const Arg& a, size_t out_rank) const {
+    if (a.kind == Arg::Kind::Param) return FreeParam{a.param, int64_t(out_rank) - g_.param(a.param).dim()};
+    if (!a.is_value()) return std::nullopt;
+    auto it = free_params_.find(a.value);
+    if (it == free_params_.end()) return std::nullopt;
+    FreeParam f = it->second;
+    f.offset += int64_t(out_rank) - int64_t(rank(a.value));
+    return f;
+  }
+  // Couples a free parameter with the channels of `l` it meets in an
+  // elementwise op or a concatenation along another dimension: its
+  // dimension at the channels shrinks with them, or it broadcasts along them
+  // (size 1, or too few dimensions). False when it cannot follow: read
+  // elsewhere too, or cut differently.
+  bool attach(const FreeParam& f, const Layout& l, const Node& n) {
+    const at::Tensor& t = g_.param(f.param);
+    const int64_t d = l.dim - f.offset;
+    if (d < 0 || t.size(d) == 1) return true;
+    int64_t channels = 0;
+    for (const Segment& seg : l.segments) channels += seg.length * seg.stride;
+    if (t.size(d) != channels || param_uses_[f.param] != 1) return false;
+    int64_t offset = 0;
+    for (const Segment& seg : l.segments) {
+      spaces_[root(seg.space)].slices.push_back(
+          ChannelSlice{f.param, int(d), offset, seg.stride, ChannelSlice::Role::Through, &n});
+      offset += seg.length * seg.stride;
+    }
+    return true;
   }
 
   // ---- the walk ----
@@ -171,9 +215,13 @@ class Analyzer {
     const std::string op = n.op_name();
     if (op == "prim::ListConstruct") {
       std::vector<ValueId> elems;
-      for (const Arg& a : n.inputs())
+      std::vector<Arg> params;
+      for (const Arg& a : n.inputs()) {
         if (a.is_value() && layouts_.count(a.value)) elems.push_back(a.value);
+        else if (a.kind == Arg::Kind::Param || (a.is_value() && free_params_.count(a.value))) params.push_back(a);
+      }
       lists_[n.output()] = elems;
+      if (!params.empty()) list_params_[n.output()] = params;
       return;
     }
     if (is_shape_query(op)) return;  // reads sizes, not channels
@@ -187,6 +235,9 @@ class Analyzer {
     if (op == "aten::view" || op == "aten::reshape") return reshape(n);
     if (op == "aten::unsqueeze") return unsqueeze(n);
     if (op == "aten::cat") return concat(n);
+    if (op == "aten::transpose" || op == "aten::permute") return move_dims(n);
+    if (op == "aten::select" || op == "aten::slice") return index(n);
+    if (op == "aten::expand") return expand(n);
     (void)out;
     freeze_inputs(n, "read by " + op + " (its channel rule is unknown)");
   }
@@ -226,11 +277,15 @@ class Analyzer {
     const Layout* found = nullptr;
     const ValueId out = n.output();
     std::vector<ValueId> unknown;
+    std::vector<FreeParam> params;  // parameters with several elements (a positional embedding)
     for (size_t i = 0; i < 2 && i < n.inputs().size(); ++i) {
       const Arg& a = n.input(i);
-      if (a.kind == Arg::Kind::Param || (a.kind == Arg::Kind::Constant && a.constant.isTensor())) {
-        at::Tensor t = a.kind == Arg::Kind::Param ? g_.param(a.param) : a.constant.toTensor();
-        if (t.numel() > 1) return freeze_inputs(n, "combined with a fixed tensor at " + n.describe());
+      if (a.kind == Arg::Kind::Constant && a.constant.isTensor()) {
+        if (a.constant.toTensor().numel() > 1) return freeze_inputs(n, "combined with a fixed tensor at " + n.describe());
+        continue;
+      }
+      if (auto f = free_param(a, rank(out))) {
+        if (g_.param(f->param).numel() > 1) params.push_back(*f);
         continue;
       }
       const Layout* l = layout(a);
@@ -243,7 +298,10 @@ class Analyzer {
       if (!found) found = l;
       else if (!unify(*found, *l, n)) return;
     }
-    if (!found) return;
+    if (!found) {
+      if (!params.empty()) freeze_inputs(n, "combined with a fixed tensor at " + n.describe());
+      return;
+    }
     for (ValueId v : unknown) {
       const Shape& s = g_.shape(v);
       const size_t r = rank(out);
@@ -251,17 +309,114 @@ class Analyzer {
       const size_t d = found->dim + s.size() - r;
       if (s[d] != 1) return freeze_inputs(n, "combined with a tensor of unknown channels at " + n.describe());
     }
+    for (const FreeParam& f : params)
+      if (!attach(f, *found, n))
+        return freeze_inputs(n, "combined with parameter " + f.param + ", which cannot shrink with the channels, at " +
+                                    n.describe());
     layouts_[out] = *found;
+  }
+
+  // Operand i if it is a constant int.
+  static std::optional<int64_t> int_operand(const Node& n, size_t i) {
+    if (i >= n.inputs().size() || n.input(i).kind != Arg::Kind::Constant || !n.input(i).constant.isInt()) return std::nullopt;
+    return n.input(i).constant.toInt();
+  }
+
+  // Whether entry `entry` of the size list operand `operand` of `n` follows
+  // the channel count when it changes: -1, or the size of `source`'s
+  // dimension `dim` read at run time. A size written as a number (a traced
+  // hidden_dim) would not shrink with the channels.
+  bool size_follows(const Node& n, size_t operand, size_t entry, ValueId source, int64_t dim) const {
+    if (operand >= n.inputs().size()) return false;
+    const Arg& a = n.input(operand);
+    if (a.kind == Arg::Kind::Constant) {
+      if (!a.constant.isIntList()) return false;
+      const std::vector<int64_t> sizes = a.constant.toIntVector();
+      return entry < sizes.size() && sizes[entry] == -1;
+    }
+    const Node* list = a.is_value() ? g_.producer(a.value) : nullptr;
+    if (!list || list->op_name() != "prim::ListConstruct" || entry >= list->inputs().size()) return false;
+    const Arg& e = list->input(entry);
+    if (e.kind == Arg::Kind::Constant) return e.constant.isInt() && e.constant.toInt() == -1;
+    const Node* p = e.is_value() ? g_.producer(e.value) : nullptr;
+    while (p && (p->op_name() == "aten::Int" || p->op_name() == "prim::NumToTensor") && p->input(0).is_value())
+      p = g_.producer(p->input(0).value);
+    if (!p || p->op_name() != "aten::size" || !p->input(0).is_value() || p->input(0).value != source) return false;
+    const std::optional<int64_t> d = int_operand(*p, 1);
+    return d && (*d == dim || *d + static_cast<int64_t>(rank(source)) == dim);
+  }
+
+  // transpose / permute: the channels move with their dimension.
+  void move_dims(const Node& n) {
+    const Layout* l = layout(n.input(0));
+    if (!l) return;
+    const int64_t r = static_cast<int64_t>(rank(n.output()));
+    auto norm = [r](int64_t d) { return d < 0 ? d + r : d; };
+    Layout out = *l;
+    if (n.op_name() == "aten::transpose") {
+      const std::optional<int64_t> first = int_operand(n, 1), second = int_operand(n, 2);
+      if (!first || !second) return freeze_inputs(n, "transposed at unknown dimensions at " + n.describe());
+      const int64_t a = norm(*first), b = norm(*second);
+      if (l->dim == a) out.dim = int(b);
+      else if (l->dim == b) out.dim = int(a);
+    } else {
+      if (n.inputs().size() < 2 || n.input(1).kind != Arg::Kind::Constant || !n.input(1).constant.isIntList())
+        return freeze_inputs(n, "permuted in an unknown order at " + n.describe());
+      const std::vector<int64_t> order = n.input(1).constant.toIntVector();
+      out.dim = -1;
+      for (size_t i = 0; i < order.size(); ++i)
+        if (norm(order[i]) == l->dim) out.dim = int(i);
+      if (out.dim < 0) return freeze_inputs(n, "permuted in an unknown order at " + n.describe());
+    }
+    layouts_[n.output()] = out;
+  }
+
+  // select / slice along another dimension: the channels stay (one
+  // dimension earlier after a select before them); along the channels: frozen.
+  void index(const Node& n) {
+    const Layout* l = layout(n.input(0));
+    if (!l) return;
+    const std::optional<int64_t> at = int_operand(n, 1);
+    if (!at) return freeze_inputs(n, "indexed at an unknown dimension at " + n.describe());
+    const int64_t d = *at < 0 ? *at + static_cast<int64_t>(rank(n.input(0).value)) : *at;
+    if (d == l->dim) return freeze_inputs(n, "indexed along its channels at " + n.describe());
+    Layout out = *l;
+    if (n.op_name() == "aten::select" && d < l->dim) --out.dim;
+    layouts_[n.output()] = out;
+  }
+
+  // expand: a parameter expanded (a class token per sample) stays a free
+  // parameter; channels keep their dimension, counted from the end.
+  void expand(const Node& n) {
+    const size_t r = rank(n.output());
+    if (auto f = free_param(n.input(0), r)) {
+      // Only a parameter whose every dimension wider than 1 is kept as it is
+      // (-1): a class token's channels may shrink under it.
+      const at::Tensor& t = g_.param(f->param);
+      for (int64_t d = 0; d < t.dim(); ++d)
+        if (t.size(d) > 1 && !size_follows(n, 1, static_cast<size_t>(d + f->offset), -1, -1)) return;
+      free_params_[n.output()] = *f;
+      return;
+    }
+    const Layout* l = layout(n.input(0));
+    if (!l) return;
+    const size_t in_rank = rank(n.input(0).value);
+    if (r < in_rank) return freeze_inputs(n, "rank changes at " + n.describe());
+    Layout out = *l;
+    out.dim += static_cast<int>(r - in_rank);
+    if (g_.shape(n.output())[out.dim] != g_.shape(n.input(0).value)[l->dim] ||
+        !size_follows(n, 1, static_cast<size_t>(out.dim), n.input(0).value, l->dim))
+      return freeze_inputs(n, "expanded to a fixed channel count at " + n.describe());
+    layouts_[n.output()] = out;
   }
 
   // unsqueeze: the channels stay, one dimension later when the new one comes before them.
   void unsqueeze(const Node& n) {
     const Layout* l = layout(n.input(0));
     if (!l) return;
-    if (n.inputs().size() < 2 || n.input(1).kind != Arg::Kind::Constant || !n.input(1).constant.isInt())
-      return freeze_inputs(n, "unsqueezed at an unknown dimension at " + n.describe());
-    int64_t d = n.input(1).constant.toInt();
-    if (d < 0) d += static_cast<int64_t>(rank(n.output()));
+    const std::optional<int64_t> at = int_operand(n, 1);
+    if (!at) return freeze_inputs(n, "unsqueezed at an unknown dimension at " + n.describe());
+    const int64_t d = *at < 0 ? *at + static_cast<int64_t>(rank(n.output())) : *at;
     Layout out = *l;
     if (d <= out.dim) ++out.dim;
     layouts_[n.output()] = out;
@@ -326,6 +481,14 @@ class Analyzer {
     if (!l) return;
     const Shape& in = g_.shape(n.input(0).value);
     const Shape& out = g_.shape(n.output());
+    // Everything up to and including the channel dim unchanged: only the dims
+    // after it are regrouped (the channel count read at run time, or -1).
+    if (out.size() > static_cast<size_t>(l->dim) && std::equal(in.begin(), in.begin() + l->dim + 1, out.begin())) {
+      if (!size_follows(n, 1, static_cast<size_t>(l->dim), n.input(0).value, l->dim))
+        return freeze_inputs(n, "reshaped to a fixed channel count at " + n.describe());
+      layouts_[n.output()] = *l;
+      return;
+    }
     bool prefix_kept = out.size() == static_cast<size_t>(l->dim) + 1 &&
                        std::equal(in.begin(), in.begin() + l->dim, out.begin());
     if (!prefix_kept) return freeze_inputs(n, "reshaped across its channels at " + n.describe());
@@ -335,10 +498,12 @@ class Analyzer {
   void concat(const Node& n) {
     if (!n.input(0).is_value() || !lists_.count(n.input(0).value)) return freeze_inputs(n, "concatenated from an unknown list");
     const auto& elems = lists_.at(n.input(0).value);
+    auto params_it = list_params_.find(n.input(0).value);
+    const std::vector<Arg> params = params_it == list_params_.end() ? std::vector<Arg>{} : params_it->second;
     Node* list = g_.producer(n.input(0).value);
     size_t tensors = 0;
-    for (const Arg& a : list->inputs()) tensors += a.is_value() && g_.value(a.value).is_tensor();
-    if (elems.size() != tensors) {
+    for (const Arg& a : list->inputs()) tensors += a.kind == Arg::Kind::Param || (a.is_value() && g_.value(a.value).is_tensor());
+    if (elems.size() + params.size() != tensors || elems.empty()) {
       for (ValueId e : elems) freeze_value(e, "concatenated with a tensor of unknown channels at " + n.describe());
       return;
     }
@@ -359,6 +524,15 @@ class Analyzer {
       }
     }
     if (dim != out.dim) out.segments = layouts_.at(elems[0]).segments;
+    // A parameter concatenated along another dimension (a class token before
+    // the patch tokens) shares the channels; along the channels it has none to give.
+    for (const Arg& a : params) {
+      const std::optional<FreeParam> f = free_param(a, static_cast<size_t>(r));
+      if (dim == out.dim || !f || !attach(*f, out, n)) {
+        for (ValueId x : elems) freeze_value(x, "concatenated with a parameter that cannot shrink with the channels at " + n.describe());
+        return;
+      }
+    }
     layouts_[n.output()] = out;
   }
 
@@ -441,8 +615,9 @@ class Analyzer {
       case LeafKind::MultiheadAttention: {
         // Whole heads are a group of their own: head h is rows
         // [h*d, (h+1)*d) of each of the q, k and v blocks of in_proj and
-        // the same columns of out_proj. The features it reads and writes
-        // (a transformer's residual stream) are not followed yet.
+        // the same columns of out_proj. The features it reads are in_proj's
+        // columns (q, k and v read the same input); those it writes, out_proj's
+        // rows: a transformer's residual stream, once the add couples them.
         const auto& a = std::get<AttentionAttrs>(n.attrs);
         const int64_t d = a.head_size(), inner = a.inner_dim();
         int heads = new_space(a.num_heads);
@@ -457,9 +632,14 @@ class Analyzer {
         }
         spaces_[heads].slices.push_back(
             ChannelSlice{n.params.at("out_proj.weight"), 1, 0, d, ChannelSlice::Role::In, &n});
-        if (in) freeze_layout(*in, "attention " + n.module + " (its input features are not pruned yet)");
-        Layout made = produce(n, a.embed_dim, static_cast<int>(rank(out)) - 1);
-        freeze_layout(made, "attention " + n.module + " (its output features are not pruned yet)");
+        const int last = static_cast<int>(rank(out)) - 1;
+        if (in) {
+          if (in->dim != last) freeze_layout(*in, "attention " + n.module + " reads features from another dimension");
+          else add_slices(*in, n, "in_proj_weight", 1, ChannelSlice::Role::In);
+        }
+        Layout made = produce(n, a.embed_dim, last);
+        add_slices(made, n, "out_proj.weight", 0, ChannelSlice::Role::Out);
+        add_slices(made, n, "out_proj.bias", 0, ChannelSlice::Role::Out);
         layouts_[out] = made;
         return;
       }
@@ -486,7 +666,15 @@ class Analyzer {
       for (const auto& sl : grp.slices)
         if (std::find(leaves.begin(), leaves.end(), sl.leaf) == leaves.end()) leaves.push_back(sl.leaf);
       std::sort(leaves.begin(), leaves.end(), [&](const Node* a, const Node* b) { return g_.is_before(a, b); });
-      for (const Node* l : leaves) grp.members.push_back(l->module);
+      for (const Node* l : leaves) {
+        if (l->is_leaf()) {
+          grp.members.push_back(l->module);
+          continue;
+        }
+        for (const auto& sl : grp.slices)  // an op reading a free parameter: the parameter's name
+          if (sl.leaf == l && std::find(grp.members.begin(), grp.members.end(), sl.param) == grp.members.end())
+            grp.members.push_back(sl.param);
+      }
       result.groups.push_back(std::move(grp));
     }
     std::sort(result.groups.begin(), result.groups.end(), [&](const Group& a, const Group& b) {
@@ -499,7 +687,10 @@ class Analyzer {
   std::vector<Space> spaces_;
   std::unordered_map<ValueId, Layout> layouts_;
   std::unordered_map<ValueId, std::vector<ValueId>> lists_;
+  std::unordered_map<ValueId, std::vector<Arg>> list_params_;  // free parameters in a list
+  std::unordered_map<ValueId, FreeParam> free_params_;
   std::unordered_map<std::string, int> calls_;
+  std::unordered_map<std::string, int> param_uses_;  // by op nodes
 };
 
 }  // namespace

@@ -84,7 +84,8 @@ at::Tensor rows_of(const Graph& g, const ChannelSlice& s, int64_t width) {
   return t.narrow(s.dim, s.offset, width * s.stride).movedim(s.dim, 0).reshape({width, -1}).to(at::kDouble);
 }
 
-bool is_weight(const Graph& g, const ChannelSlice& s) { return g.param(s.param).dim() >= 2; }
+// A layer's weight (not a free parameter such as a positional embedding, which scores nothing).
+bool is_weight(const Graph& g, const ChannelSlice& s) { return s.leaf->is_leaf() && g.param(s.param).dim() >= 2; }
 
 std::vector<double> to_vector(const at::Tensor& t) { return detail::tensor_to_vector(t); }
 
@@ -307,9 +308,15 @@ int64_t macs_after(const ModelProfile& prof, const KeptFraction& kept) {
         (n->is_leaf(LeafKind::Conv1d) || n->is_leaf(LeafKind::Conv2d) || n->is_leaf(LeafKind::Linear))) {
       const std::string& w = n->params.at("weight");
       m *= kept(w, 0) * kept(w, 1);
-    } else if (m > 0 && n->is_leaf(LeafKind::MultiheadAttention)) {
-      // Every term of attention's MACs is proportional to the heads kept.
-      m *= kept(n->params.at("in_proj_weight"), 0);
+    } else if (m > 0 && n->is_leaf(LeafKind::MultiheadAttention) && !np.output_shapes.empty()) {
+      // The projections (4 tokens E inner) scale with the features and the
+      // heads kept, QK^T and AV (2 tokens seq inner) with the heads only.
+      const auto& a = std::get<AttentionAttrs>(n->attrs);
+      const Shape& s = np.output_shapes.front();
+      const double seq = static_cast<double>(a.batch_first ? s.at(1) : s.at(0));
+      const double projections = m * 4 * double(a.embed_dim) / (4 * double(a.embed_dim) + 2 * seq);
+      const std::string& w = n->params.at("in_proj_weight");
+      m = projections * kept(w, 0) * kept(w, 1) + (m - projections) * kept(w, 0);
     }
     total += m;
   }
@@ -396,6 +403,7 @@ void apply(Graph& g, const GroupAnalysis& a, const Plan& plan) {
       for (const ChannelSlice& s : a.groups[i].slices) touched.insert(s.leaf);
   // Hyper-parameters follow the new tensor shapes.
   for (const Node* cn : touched) {
+    if (!cn->is_leaf()) continue;  // an op reading a free parameter has no hyper-parameters
     Node* n = const_cast<Node*>(cn);
     auto size = [&](const char* role, int dim) { return g.param(n->params.at(role)).size(dim); };
     switch (n->leaf) {
@@ -428,8 +436,9 @@ void apply(Graph& g, const GroupAnalysis& a, const Plan& plan) {
         break;
       case LeafKind::MultiheadAttention: {
         auto& a = std::get<AttentionAttrs>(n->attrs);
-        a.head_dim = a.head_size();
+        a.head_dim = a.head_size();  // before embed_dim changes: the heads keep their size
         a.num_heads = size("in_proj_weight", 0) / (3 * a.head_dim);
+        a.embed_dim = size("in_proj_weight", 1);
         if (a.inner_dim() != a.embed_dim) a.fused = false;  // the fused kernel needs the full width
         break;
       }

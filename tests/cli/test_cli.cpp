@@ -156,6 +156,29 @@ TEST_CASE("prune: groups, a MACs budget, and bad input answered with one line", 
   CHECK_FALSE(fs::exists(out));
 }
 
+TEST_CASE("inspect --groups shows the zoo vit's residual stream as one prunable group, and prune shrinks it", "[cli][prune]") {
+  compress::testing::TempDir dir("groups_vit");
+  const std::string model = dir.file("vit.pt"), out = dir.file("half.pt"), ratios = dir.file("ratios.json");
+  compress::save_module(compress::models::build("vit", 0, 10, 0.25).module, model);
+  auto r = run("inspect " + model + " --input-shape 1,1,28,28 --groups");
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  const size_t at = r.out.find("conv_proj  16 ch\n");  // no "[frozen: ...]" after the width
+  REQUIRE(at != std::string::npos);
+  const std::string members = r.out.substr(at, r.out.find('\n', r.out.find('\n', at) + 1) - at);
+  for (const char* m : {"class_token", "pos_embedding", "encoder.0.ln_1", "encoder.0.self_attention", "encoder.3.mlp.3", "ln", "head"})
+    CHECK(members.find(m) != std::string::npos);
+  std::ofstream(ratios) << "{\"conv_proj\": 0.5}";
+  auto p = run("prune " + model + " -o " + out + " --input-shape 1,1,28,28 --ratios " + ratios);
+  INFO(p.out << p.err);
+  REQUIRE(p.code == 0);
+  auto c = run("compare " + model + " " + out + " --input-shape 2,1,28,28 --json");
+  CHECK(c.code == 0);  // runs, same output shape
+  auto i = run("inspect " + out + " --groups");
+  REQUIRE(i.code == 0);
+  CHECK(i.out.find("conv_proj  8 ch\n") != std::string::npos);
+}
+
 TEST_CASE("prune --target-latency: a measured table, predicted and measured latency, bad budgets refused", "[cli][prune][latency]") {
   compress::testing::TempDir dir("prune_latency");
   const std::string model = dir.file("tiny.pt"), out = dir.file("pruned.pt"), report = dir.file("report.json");

@@ -267,3 +267,23 @@ TEST_CASE("recipe: pqk stage options, each problem named", "[pipeline][recipe]")
   CHECK(has_line(e, "stages[8].pqk.alpha: 2 is out of range: must be in [0, 1]"));
   CHECK(has_line(e, "stages[8].pqk.repair_fraction: 1.5 is out of range: must be in [0, 1]"));
 }
+
+TEST_CASE("recipe: a prune stage's iterative_steps, each problem named", "[pipeline][recipe]") {
+  auto j = good_recipe();
+  auto& st = j["stages"];
+  st.push_back({{"prune", {{"target_macs", 0.5}, {"iterative_steps", 2}, {"finetune", {{"epochs", 2}}}}}});
+  CHECK(problems(j).empty());
+  st.push_back({{"prune", {{"ratio", 0.5}, {"iterative_steps", 2}, {"finetune", {{"epochs", 2}}}}}});
+  st.push_back({{"prune", {{"target_macs", 0.5}, {"iterative_steps", 2}, {"finetune", {{"epochs", 3}}}}}});
+  st.push_back({{"prune", {{"target_macs", 0.5}, {"iterative_steps", 2}}}});
+  st.push_back({{"prune", {{"target_macs", 0.5}, {"iterative_steps", 0}}}});
+  auto e = problems(j);
+  INFO(joined(e));
+  CHECK(e.size() == 4);
+  CHECK(has_line(e, "stages[7].prune.iterative_steps: splits a \"target_macs\" budget into steps: give target_macs, not ratio"));
+  CHECK(has_line(e, "stages[8].prune.iterative_steps: fine-tunes after every step: finetune.epochs must be a positive "
+                    "multiple of 2, got 3"));
+  CHECK(has_line(e, "stages[9].prune.iterative_steps: fine-tunes after every step: finetune.epochs must be a positive "
+                    "multiple of 2, got 0"));
+  CHECK(has_line(e, "stages[10].prune.iterative_steps: 0 is out of range: must be in [1, 1000]"));
+}

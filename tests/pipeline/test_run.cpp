@@ -2,6 +2,7 @@
 // data file, one epoch each), reruns that skip what did not change, and bad input.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -501,4 +502,38 @@ TEST_CASE("run: a text model without data: token-id inputs through prune, random
   CHECK(r.code == 2);
   CHECK(r.out.find("'text' is not a tensor dtype") != std::string::npos);
   CHECK_FALSE(fs::exists(dir.file("out2")));
+}
+
+TEST_CASE("run: a prune stage with iterative_steps prunes in two steps, fine-tuning after each", "[pipeline][run]") {
+  const TempDir dir("pipeline_iterative");
+  cli_test::make_set(dir, "set.pt", 192, 12);
+  write(dir.file("r.json"), nlohmann::json::parse(R"({
+    "model": {"arch": "cnn", "width": 0.25}, "data": {"source": "set.pt", "test_limit": 64}, "threads": 1,
+    "stages": [
+      {"train": {"epochs": 1, "batch_size": 32, "lr": 0.05}},
+      {"prune": {"target_macs": 0.5, "iterative_steps": 2, "recalibrate_bn": 2, "finetune": {"epochs": 2, "batch_size": 32}}}
+    ]})"));
+  Run r = run("run " + dir.file("r.json") + " -o " + dir.file("out") + " --quiet");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  const auto rep = read_json(dir.file("out/report.json"));
+  const auto& rows = rep["rows"];
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[1]["macs"].get<double>() <= 0.5 * rows[0]["macs"].get<double>());
+  const auto& d = rep["stages"][1]["details"];
+  INFO(d.dump(1));
+  CHECK(rep["stages"][1]["options"]["iterative_steps"] == 2);
+  REQUIRE(d["iterative_steps"].size() == 2);
+  const double first = d["iterative_steps"][0]["macs_kept"].get<double>(), second = d["iterative_steps"][1]["macs_kept"].get<double>();
+  CHECK(first <= std::sqrt(0.5) + 1e-9);
+  CHECK(first > 0.5);
+  CHECK(second <= 0.5);
+  CHECK(d["result"]["macs_after"] == d["iterative_steps"][1]["macs_after"]);
+  CHECK(d["result"]["macs_after"] == rows[1]["macs"]);
+  CHECK(d["batch_norms_recalibrated"].get<int>() > 0);
+  // Both rounds' training, one epoch of 192 / 32 steps each, on one curve.
+  REQUIRE(d["loss_curve"].size() == 12);
+  CHECK(d["loss_curve"][11][0] == 12);
+  for (const auto& e : fs::directory_iterator(dir.file("out/01-prune")))
+    CHECK(e.path().filename().string().rfind("checkpoint", 0) != 0);  // each step's checkpoint removed
 }

@@ -5,6 +5,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <cmath>
 #include <numeric>
 
 #include "compress/analysis/profile.h"
@@ -13,6 +14,7 @@
 #include "compress/ir/import.h"
 #include "compress/models/zoo.h"
 #include "compress/pruning/groups.h"
+#include "compress/pruning/iterative.h"
 #include "compress/pruning/prune.h"
 #include "ir/make_module.h"
 #include "test_util.h"
@@ -858,4 +860,323 @@ TEST_CASE("the latency-aware ranking meets a MACs budget with the time the table
     CHECK_THROWS_WITH(prune(k, bad), Catch::Contains("--max-group-ratio must be in (0, 0.99]"));
   }
   CHECK(k.param("a.weight").size(0) == 16);  // nothing pruned by the refusals
+}
+
+namespace {
+
+// A stand-in for fine-tuning that changes the channels' ranking between
+// steps, deterministically: every weight of rank >= 2 gets a pattern that
+// depends on the step.
+void perturb_weights(Graph& g, int64_t step) {
+  for (const std::string& name : g.param_order) {
+    const at::Tensor& w = g.param(name);
+    if (w.dim() < 2) continue;
+    at::Tensor pattern = at::sin(at::arange(w.numel(), at::kFloat).view(w.sizes()) * (0.37 * double(step)));
+    g.set_param(name, w + 0.2 * pattern * w.abs().mean());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("iterative pruning: each step keeps target^(k/N) of the MACs and scores the fine-tuned weights",
+          "[pruning][iterative]") {
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  const torch::jit::Module m = models::build("cnn", 1, 10, 0.5).module;
+  const Graph input = imported(m, {1, 1, 28, 28});
+  PruneOptions o;
+  o.target_macs = 0.4;
+  const int64_t steps = 3;
+
+  // The loop `compress prune --iterative-steps` ran before the driver existed:
+  // step k asks for target^(k/N) of the input's MACs as a fraction of the current model's.
+  Graph reference = input;
+  std::vector<int64_t> reference_macs;
+  int64_t macs_input = 0, macs_now = 0;
+  for (int64_t step = 1; step <= steps; ++step) {
+    PruneOptions round = o;
+    const double goal = std::pow(*o.target_macs, double(step) / double(steps));
+    round.target_macs = step == 1 ? goal : goal * double(macs_input) / double(macs_now);
+    const PruneResult r = prune(reference, round);
+    if (step == 1) macs_input = r.macs_before;
+    macs_now = r.macs_after;
+    reference_macs.push_back(r.macs_after);
+    perturb_weights(reference, step);
+  }
+
+  Graph g = input;
+  std::vector<int64_t> seen_steps, macs_at_fine_tune;
+  IterativeOptions it;
+  it.steps = steps;
+  it.fine_tune = [&](Graph& pruned, int64_t step, int64_t n) {
+    CHECK(n == steps);
+    seen_steps.push_back(step);
+    macs_at_fine_tune.push_back(profile_model(pruned).total_macs);
+    perturb_weights(pruned, step);
+  };
+  const IterativeResult r = prune_iteratively(g, o, it);
+  CHECK(seen_steps == std::vector<int64_t>{1, 2, 3});
+  REQUIRE(r.steps.size() == 3);
+  for (size_t k = 0; k < r.steps.size(); ++k) {
+    INFO("step " << k + 1);
+    CHECK(r.steps[k].step == int64_t(k) + 1);
+    CHECK(r.steps[k].pruned);
+    CHECK(r.steps[k].macs_after == reference_macs[k]);  // the same as the CLI's loop before
+    CHECK(r.steps[k].macs_after == macs_at_fine_tune[k]);  // fine-tuning sees the pruned model
+    CHECK(r.steps[k].macs_kept <= std::pow(0.4, double(k + 1) / 3.0) + 1e-9);
+    if (k > 0) CHECK(r.steps[k].macs_after < r.steps[k - 1].macs_after);
+  }
+  CHECK(r.steps[2].to_json()["macs_after"] == r.steps[2].macs_after);
+  // The whole run: from the input model to the last step, widths from the input's.
+  CHECK(r.result.macs_before == macs_input);
+  CHECK(r.result.macs_after == reference_macs.back());
+  CHECK(r.result.params_after == profile_model(reference).total_params);
+  const GroupAnalysis groups = analyze_groups(input);
+  REQUIRE_FALSE(r.result.changes.empty());
+  for (const GroupChange& c : r.result.changes) {
+    INFO(c.name);
+    CHECK(c.before == group(groups, c.name).width);
+    CHECK(c.after < c.before);
+  }
+  // The same weights as the reference (the criterion scored the perturbed ones).
+  for (const std::string& name : reference.param_order) {
+    INFO(name);
+    REQUIRE(g.has_param(name));
+    CHECK(g.param(name).equal(reference.param(name)));
+  }
+  // Scoring the perturbed weights matters: without the fine-tuning stand-in the channels kept differ.
+  Graph unperturbed = input;
+  IterativeOptions plain;
+  plain.steps = steps;
+  prune_iteratively(unperturbed, o, plain);
+  bool any_differs = false;
+  for (const std::string& name : reference.param_order)
+    any_differs |= !unperturbed.param(name).sizes().equals(reference.param(name).sizes()) ||
+                   !unperturbed.param(name).equal(reference.param(name));
+  CHECK(any_differs);
+}
+
+TEST_CASE("iterative pruning in one step is prune() then batch-norm re-estimation and fine-tuning", "[pruning][iterative]") {
+  at::set_num_threads(1);
+  auto m = net({{"c1", conv(3, 8)}, {"b1", bn(8)}, {"c2", conv(8, 8)}, {"b2", bn(8)}, {"c3", conv(8, 4)}},
+               R"(
+def forward(self, x):
+    y = torch.relu(self.b1.forward(self.c1.forward(x)))
+    return self.c3.forward(torch.relu(self.b2.forward(self.c2.forward(y))))
+)");
+  data::TensorDataset ds;
+  ds.inputs = at::randn({32, 3, 8, 8});
+  ds.labels = at::zeros({32}, at::kLong);
+  ds.num_classes = 4;
+  PruneOptions o;
+  o.target_macs = 0.5;
+  Graph expected = imported(m, {1, 3, 8, 8});
+  const PruneResult pr = prune(expected, o);
+  CHECK(recalibrate_batch_norm(expected, ds, 2) == 2);
+
+  Graph g = imported(m, {1, 3, 8, 8});
+  IterativeOptions it;
+  it.recalibrate_batches = 2;
+  it.recalibration_data = &ds;
+  int calls = 0;
+  it.fine_tune = [&](Graph& pruned, int64_t step, int64_t n) {
+    ++calls;
+    CHECK(step == 1);
+    CHECK(n == 1);
+    CHECK(pruned.param("b2.running_mean").equal(expected.param("b2.running_mean")));  // re-estimated first
+  };
+  const IterativeResult r = prune_iteratively(g, o, it);
+  CHECK(calls == 1);
+  CHECK(r.batch_norms_recalibrated == 2);
+  CHECK(r.result.macs_after == pr.macs_after);
+  CHECK(r.result.to_json()["groups"] == pr.to_json()["groups"]);
+  REQUIRE(r.steps.size() == 1);
+  CHECK(r.steps[0].macs_after == pr.macs_after);
+  // A custom prune step (what a measured latency budget plugs in) replaces prune().
+  Graph h = imported(m, {1, 3, 8, 8});
+  IterativeOptions custom;
+  int custom_calls = 0;
+  custom.prune_step = [&](Graph& graph, const PruneOptions& options) {
+    ++custom_calls;
+    PruneOptions half = options;
+    half.target_macs.reset();
+    half.ratio = 0.5;
+    return prune(graph, half);
+  };
+  CHECK(prune_iteratively(h, o, custom).result.changes.at(0).after == 4);
+  CHECK(custom_calls == 1);
+}
+
+TEST_CASE("bad iterative pruning options are refused with one clear reason", "[pruning][iterative][errors]") {
+  auto m = net({{"a", conv(3, 8)}, {"out", conv(8, 2)}}, "def forward(self, x):\n    return self.out.forward(self.a.forward(x))\n");
+  Graph g = imported(m, {1, 3, 8, 8});
+  PruneOptions o;
+  o.target_macs = 0.5;
+  IterativeOptions it;
+  it.steps = 0;
+  CHECK_THROWS_WITH(prune_iteratively(g, o, it), Catch::Contains("the number of steps must be at least 1, got 0"));
+  it.steps = 2;
+  PruneOptions ratio;
+  ratio.ratio = 0.5;
+  CHECK_THROWS_WITH(prune_iteratively(g, ratio, it), Catch::Contains("splits a MACs budget into steps"));
+  PruneOptions aware = o;
+  aware.latency_aware = true;
+  CHECK_THROWS_WITH(prune_iteratively(g, aware, it), Catch::Contains("splits a MACs budget into steps"));
+  it.steps = 1;
+  it.recalibrate_batches = 4;
+  CHECK_THROWS_WITH(prune_iteratively(g, o, it), Catch::Contains("batch-norm re-estimation needs data"));
+  CHECK(g.param("a.weight").size(0) == 8);  // nothing pruned by a refused call
+}
+
+namespace {
+
+torch::jit::Module layer_norm(int64_t d) {
+  return make_module("__torch__.torch.nn.modules.normalization.LayerNorm",
+                     {{"weight", at::rand({d}) + 0.5}, {"bias", at::randn({d}) * 0.1}},
+                     "def forward(self, x):\n    return torch.layer_norm(x, [" + std::to_string(d) +
+                         "], self.weight, self.bias, 1e-05, True)\n");
+}
+
+// The zoo vit's first attention at a quarter width: nn.MultiheadAttention
+// as this toolkit exports it (16 features, 4 heads of 4, batch first, the
+// fused kernel in eval mode).
+torch::jit::Module self_attention() {
+  torch::jit::Module vit = models::build("vit", /*seed=*/0, /*num_classes=*/10, /*width=*/0.25).module;
+  return vit.attr("encoder").toModule().attr("0").toModule().attr("self_attention").toModule().clone();
+}
+
+// A pre-norm transformer over 5 tokens of 6 features: embedding, class
+// token, positional embedding, one block of attention (4 heads) and an MLP,
+// a final layer norm, the class token classified. `extra` is appended to the
+// forward after the embeddings are added (to read the positional embedding twice).
+torch::jit::Module tiny_transformer(const std::string& extra = "") {
+  torch::manual_seed(0);
+  auto m = make_module("__torch__.test.Net", {}, "");
+  const std::vector<std::pair<std::string, torch::jit::Module>> children = {
+      {"embed", linear(6, 16)}, {"ln1", layer_norm(16)}, {"attn", self_attention()}, {"ln2", layer_norm(16)},
+      {"fc1", linear(16, 32)},  {"fc2", linear(32, 16)}, {"ln", layer_norm(16)},          {"head", linear(16, 3)}};
+  for (const auto& kv : children) m.register_module(kv.first, kv.second);
+  m.register_parameter("cls", at::randn({1, 1, 16}) * 0.1, false);
+  m.register_parameter("pos", at::randn({1, 6, 16}) * 0.1, false);
+  m.define(R"(
+def forward(self, x):
+    x = self.embed.forward(x)
+    c = self.cls.expand([x.size(0), -1, -1])
+    x = torch.cat([c, x], 1) + self.pos
+)" + extra + R"(
+    x = x + self.attn.forward(self.ln1.forward(x))
+    x = x + self.fc2.forward(torch.gelu(self.fc1.forward(self.ln2.forward(x))))
+    return self.head.forward(self.ln.forward(x).select(1, 0))
+)");
+  m.eval();
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("a transformer's residual stream is one group: embeddings, layer norms, attention's features, the MLP",
+          "[pruning][groups][attention]") {
+  at::set_num_threads(1);
+  const torch::jit::Module m = tiny_transformer();
+  Graph g = imported(m, {2, 5, 6});
+  const GroupAnalysis a = analyze_groups(g);
+  const Group& stream = group(a, "embed");
+  CHECK(stream.width == 16);
+  CHECK_FALSE(stream.frozen);
+  for (const char* member : {"embed", "cls", "pos", "ln1", "attn", "ln2", "fc1", "fc2", "ln", "head"}) {
+    INFO(member);
+    CHECK(has_member(stream, member));
+  }
+  CHECK(a.find("attn") < 0);  // attention writes the stream: its output features are the stream's
+  CHECK(a.find("fc2") < 0);
+  CHECK_FALSE(group(a, "attn:heads").frozen);
+  CHECK(group(a, "fc1").width == 32);
+
+  PruneOptions o;
+  o.ratios = {{"embed", 0.5}};
+  const PruneResult r = prune(g, o);
+  REQUIRE(r.changes.size() == 1);
+  CHECK(r.changes[0].after == 8);
+  CHECK(g.param("embed.weight").sizes() == at::IntArrayRef({8, 6}));
+  CHECK(g.param("cls").sizes() == at::IntArrayRef({1, 1, 8}));
+  CHECK(g.param("pos").sizes() == at::IntArrayRef({1, 6, 8}));
+  CHECK(g.param("ln1.weight").size(0) == 8);
+  CHECK(g.param("ln.bias").size(0) == 8);
+  CHECK(g.param("attn.in_proj_weight").sizes() == at::IntArrayRef({48, 8}));  // q, k, v of the 4 heads read 8 features
+  CHECK(g.param("attn.out_proj.weight").sizes() == at::IntArrayRef({8, 16}));  // and write 8
+  CHECK(g.param("attn.out_proj.bias").size(0) == 8);
+  CHECK(g.param("fc1.weight").sizes() == at::IntArrayRef({32, 8}));
+  CHECK(g.param("fc2.weight").sizes() == at::IntArrayRef({8, 32}));
+  CHECK(g.param("head.weight").sizes() == at::IntArrayRef({3, 8}));
+  const auto& attrs = std::get<AttentionAttrs>(g.producer(g.value_named("attn"))->attrs);
+  CHECK(attrs.embed_dim == 8);
+  CHECK(attrs.num_heads == 4);
+  CHECK(attrs.head_size() == 4);  // the heads keep their size
+  CHECK_FALSE(attrs.fused);      // the fused kernel needs q, k, v as wide as the input
+  CHECK(r.macs_after < r.macs_before);
+  CHECK(r.macs_after == profile_model(g).total_macs);
+  check_runs(g, m, {2, 5, 6});
+  // The pruned attention survives export -> import (embed_dim and head size saved).
+  Graph again = import_module(export_module(g));
+  const auto& again_attrs = std::get<AttentionAttrs>(again.producer(again.value_named("attn"))->attrs);
+  CHECK(again_attrs.embed_dim == 8);
+  CHECK(again_attrs.head_size() == 4);
+
+  // A MACs budget: the search's prediction (attention's projections scale
+  // with the features and heads kept, QK^T and AV with the heads) is exact.
+  Graph h = imported(m, {2, 5, 6});
+  PruneOptions budget;
+  budget.target_macs = 0.5;
+  const PruneResult half = prune(h, budget);
+  CHECK(half.macs_after <= 0.5 * half.macs_before);
+  CHECK(half.macs_after == profile_model(h).total_macs);
+  check_runs(h, m, {2, 5, 6});
+}
+
+TEST_CASE("a free parameter read twice freezes the residual stream it is added to, naming it", "[pruning][groups]") {
+  const torch::jit::Module m = tiny_transformer("    x = x * torch.sigmoid(self.pos)\n");
+  Graph g = imported(m, {2, 5, 6});
+  const GroupAnalysis a = analyze_groups(g);
+  const Group& stream = group(a, "embed");
+  CHECK(stream.frozen);
+  CHECK_THAT(stream.frozen_reason, Catch::Contains("parameter pos"));
+  CHECK_FALSE(group(a, "fc1").frozen);  // the MLP's hidden width still prunes
+}
+
+TEST_CASE("the zoo transformer and vit prune their residual stream: they run, keep their output shape, lose MACs",
+          "[pruning][groups][attention]") {
+  at::set_num_threads(1);
+  for (const char* name : {"vit", "transformer"}) {
+    INFO(name);
+    torch::manual_seed(0);
+    compress::models::ZooModel z = compress::models::build(name, 0);
+    z.module.eval();
+    Graph g = imported(z.module, {1, 1, 28, 28});
+    const GroupAnalysis a = analyze_groups(g);
+    const std::string stream_name = std::string(name) == "vit" ? "conv_proj" : "embed";
+    const Group& stream = group(a, stream_name);
+    INFO(describe_groups(a));
+    CHECK_FALSE(stream.frozen);
+    CHECK(stream.width == 64);
+    CHECK(has_member(stream, "pos_embedding"));
+    CHECK(has_member(stream, "head"));
+    if (std::string(name) == "vit") CHECK(has_member(stream, "class_token"));
+    PruneOptions o;
+    o.ratios = {{stream_name, 0.5}};
+    Graph by_ratio = g;
+    const PruneResult r = prune(by_ratio, o);
+    REQUIRE(r.changes.size() == 1);
+    CHECK(r.changes[0].after == 32);
+    CHECK(r.macs_after < 0.6 * r.macs_before);  // the stream's width is in every layer
+    check_runs(by_ratio, z.module, {2, 1, 28, 28});
+    PruneOptions budget;
+    budget.target_macs = 0.5;
+    const PruneResult half = prune(g, budget);
+    CHECK(half.macs_after <= 0.5 * half.macs_before);
+    CHECK(half.macs_after == profile_model(g).total_macs);
+    bool stream_pruned = false;
+    for (const GroupChange& c : half.changes) stream_pruned |= c.name == stream_name;
+    CHECK(stream_pruned);
+    check_runs(g, z.module, {2, 1, 28, 28});
+  }
 }

@@ -21,6 +21,7 @@
 #include "compress/io.h"
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
+#include "compress/pruning/iterative.h"
 #include "compress/pruning/prune.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
@@ -444,62 +445,35 @@ int cmd_prune(int argc, char** argv) {
     }
     return m;
   };
-  // One step, or --iterative-steps N: each step removes the same fraction of
-  // the MACs left (target^(k/N) of the original after step k), re-estimates
-  // the batch norms and fine-tunes epochs / N epochs.
-  pruning::PruneResult result;
-  std::map<std::string, size_t> change_of_group;  // index in result.changes
+  // One step, or --iterative-steps N (pruning::prune_iteratively): each step
+  // removes the same fraction of the MACs left, re-estimates the batch norms
+  // and fine-tunes epochs / N epochs.
+  pruning::IterativeOptions iterative;
+  iterative.steps = steps;
+  // INT8 latency calibration reads the data loaded so far (train split for the criterion, else test split).
+  const data::TensorDataset* latency_data = train_set ? &*train_set : test_set ? &*test_set : nullptr;
+  if (recal > 0) {
+    iterative.recalibrate_batches = recal;
+    iterative.recalibration_data = &training_set();
+  }
+  if (o.target_latency_ms || o.latency_aware) {
+    iterative.prune_step = [&](Graph& g, const pruning::PruneOptions& step_options) {
+      return prune_to_measured_latency(g, step_options, r, latency_data, report);
+    };
+  }
   torch::jit::Module pruned;
-  for (int64_t step = 1; step <= steps; ++step) {
-    pruning::PruneOptions step_options = o;
-    if (steps > 1) {
-      const double goal = std::pow(*o.target_macs, double(step) / double(steps));
-      step_options.target_macs = step == 1 ? goal : goal * double(result.macs_before) / double(result.macs_after);
-    }
-    const bool prune_now = !step_options.target_macs || *step_options.target_macs < 1;  // an earlier step may have gone further
-    pruning::PruneResult step_result;
-    if (!prune_now) {
-      step_result = result;
-      step_result.changes.clear();
-    } else if (o.target_latency_ms || o.latency_aware) {
-      step_result = prune_to_measured_latency(graph, o, r, train_set ? &*train_set : test_set ? &*test_set : nullptr, report);
-    } else {
-      step_result = pruning::prune(graph, step_options);
-    }
-    if (recal > 0 && prune_now)
-      report["batch_norms_recalibrated"] = pruning::recalibrate_batch_norm(graph, training_set(), recal);
-    pruned = epochs > 0 ? fine_tune(graph, epochs / steps, step < steps) : export_module(graph);
-    if (step == 1) {
-      result = step_result;
-    } else {
-      // Whole-run figures: before = the input model, after = the last step.
-      result.macs_after = step_result.macs_after;
-      result.params_after = step_result.params_after;
-      result.frozen = step_result.frozen;
-      result.ratio_used = step_result.ratio_used;
-      result.seconds.analysis += step_result.seconds.analysis;
-      result.seconds.scores += step_result.seconds.scores;
-      result.seconds.search += step_result.seconds.search;
-      result.seconds.removal += step_result.seconds.removal;
-    }
-    // Each group's width before the first step that shrank it and after the last.
-    for (size_t i = 0; i < step_result.changes.size(); ++i) {
-      const pruning::GroupChange& c = step_result.changes[i];
-      if (step == 1) {
-        change_of_group[c.name] = i;
-      } else if (auto it = change_of_group.find(c.name); it != change_of_group.end()) {
-        result.changes[it->second].after = c.after;
-      } else {
-        change_of_group[c.name] = result.changes.size();
-        result.changes.push_back(c);
-      }
-    }
-    if (steps > 1) {
-      report["iterative_steps"].push_back({{"step", step},
-                                           {"macs_after", step_result.macs_after},
-                                           {"macs_kept", double(step_result.macs_after) / double(result.macs_before)},
-                                           {"params_after", step_result.params_after},
-                                           {"finetune_epochs", epochs / steps}});
+  if (epochs > 0) {
+    iterative.fine_tune = [&](Graph& g, int64_t step, int64_t n) { pruned = fine_tune(g, epochs / n, step < n); };
+  }
+  const pruning::IterativeResult run = pruning::prune_iteratively(graph, o, iterative);
+  const pruning::PruneResult& result = run.result;
+  if (epochs == 0) pruned = export_module(graph);
+  if (recal > 0) report["batch_norms_recalibrated"] = run.batch_norms_recalibrated;
+  if (steps > 1) {
+    for (const pruning::IterativeStep& s : run.steps) {
+      nlohmann::json j = s.to_json();
+      j["finetune_epochs"] = epochs / steps;
+      report["iterative_steps"].push_back(j);
     }
   }
   if (!root) return 0;

@@ -3,13 +3,17 @@
 // shrink together, found by following every channel from the layer that
 // makes it (a convolution, linear layer or embedding) through everything
 // that passes it on (batch/layer norm, activations, pooling, residual adds,
-// squeeze-excitation multiplies, concatenation, flatten) to every layer that
-// reads it. A group is removed channel by channel in all its places at once.
+// squeeze-excitation multiplies, concatenation, flatten, transpose) to every
+// layer that reads it. A group is removed channel by channel in all its
+// places at once. A transformer's residual stream is one group: the features
+// attention and the MLP read and write, coupled through every residual add,
+// with the layer norms and the positional embedding / class token that
+// are added to or concatenated with it.
 //
 // What the analysis cannot follow it never guesses: an op whose channel rule
-// is unknown (a view, a permute, a custom op), a value the model returns, a
-// module called twice, a grouped (non-depthwise) convolution, attention —
-// each freezes the groups it touches, with the reason. docs/pruning.md.
+// is unknown (a view across channels, a custom op), a value the model
+// returns, a module called twice, a grouped (non-depthwise) convolution — each
+// freezes the groups it touches, with the reason. docs/pruning.md.
 #include <string>
 #include <vector>
 
@@ -28,7 +32,10 @@ struct ChannelSlice {
   int64_t offset = 0;
   int64_t stride = 1;
   Role role = Role::Out;
-  const Node* leaf = nullptr;  // the leaf that owns the parameter
+  // The leaf that owns the parameter, or, for a free parameter the model's
+  // code reads itself (a positional embedding, a class token: Role::Through),
+  // the op that couples it with the group.
+  const Node* leaf = nullptr;
 };
 
 struct Group {
