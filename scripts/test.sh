@@ -21,13 +21,15 @@ if [ "${1:-}" = "--sanitize" ]; then
   # instrumented libraries.
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$root/scripts/ubsan.supp${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
-  ctest --output-on-failure -j2 -E "ops_python_roundtrip|install_and_consume" "$@"
-  # The Python round trips load the instrumented libcompress_ops.so into the
-  # uninstrumented python3: the sanitizer runtimes must be preloaded, and
-  # leak checking is off for them (the interpreter and torch's Python side
-  # leave megabytes allocated at exit by design).
+  # Every test that loads a model in Python has "python" or "Python" in its name.
+  ctest --output-on-failure -j2 -E "[Pp]ython|install_and_consume" "$@"
+  # Those load the instrumented libcompress_ops.so into the uninstrumented
+  # python3 (the ops round trips, and the CLI, quantization, sequence and pqk
+  # cases that check a model loads in Python): the sanitizer runtimes must be
+  # preloaded, and leak checking is off for them (the interpreter and torch's
+  # Python side leave megabytes allocated at exit by design).
   LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
-    ASAN_OPTIONS="detect_leaks=0" ctest --output-on-failure -j2 -R "ops_python_roundtrip" "$@"
+    ASAN_OPTIONS="detect_leaks=0" ctest --output-on-failure -j2 -R "[Pp]ython" "$@"
   exit
 fi
 bash "$root/scripts/build.sh"
