@@ -370,13 +370,7 @@ DistillResult Distiller::fit(const data::TensorDataset& train, train::TrainConfi
 
   // The trained weights back into the student's graph (not the adapters or
   // other tensors registered on the training module only).
-  at::NoGradGuard no_grad;
-  for (const auto& p : training_.named_parameters(/*recurse=*/true)) {
-    if (student_.has_param(p.name)) student_.set_param(p.name, p.value.detach().clone());
-  }
-  for (const auto& b : training_.named_buffers(/*recurse=*/true)) {
-    if (student_.has_param(b.name)) student_.set_param(b.name, b.value.detach().clone());
-  }
+  update_from_module(student_, training_);
   return result;
 }
 

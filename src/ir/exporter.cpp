@@ -282,6 +282,14 @@ std::vector<ValueId> tap_values(const Graph& graph, const ExportOptions& options
 
 }  // namespace
 
+void update_from_module(Graph& graph, const torch::jit::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : module.named_parameters(/*recurse=*/true))
+    if (graph.has_param(p.name)) graph.set_param(p.name, p.value.detach().clone());
+  for (const auto& b : module.named_buffers(/*recurse=*/true))
+    if (graph.has_param(b.name)) graph.set_param(b.name, b.value.detach().clone());
+}
+
 std::string export_source(const Graph& graph, const ExportOptions& options) {
   SourceWriter writer(graph, nullptr);
   std::string src = writer.forward("forward", false, tap_values(graph, options));

@@ -5,7 +5,6 @@
 
 #include "compress/io.h"
 #include "compress/ir/export.h"
-#include "compress/ir/import.h"
 #include "compress/pruning/iterative.h"
 #include "compress/pruning/prune.h"
 #include "stage_util.h"
@@ -73,11 +72,7 @@ class PruneStage : public Stage {
           loss_curve.push_back(point);
         }
         train_seconds += res.seconds;
-        if (step < steps) {  // the next step scores and prunes the fine-tuned weights
-          const std::vector<InputSpec> inputs = g.example_inputs();
-          g = import_module(pruned);
-          g.set_example_inputs(inputs);
-        }
+        if (step < steps) update_from_module(g, pruned);  // the next step scores and prunes the fine-tuned weights
       };
     }
     const pruning::IterativeResult run = pruning::prune_iteratively(graph, o, iterative);

@@ -438,11 +438,7 @@ int cmd_prune(int argc, char** argv) {
     train::Trainer trainer(m, cfg);
     trainer.fit(train);
     m.eval();
-    if (update_graph) {
-      const std::vector<InputSpec> inputs = g.example_inputs();
-      g = import_module(m);
-      g.set_example_inputs(inputs);
-    }
+    if (update_graph) update_from_module(g, m);
     return m;
   };
   // One step, or --iterative-steps N (pruning::prune_iteratively): each step

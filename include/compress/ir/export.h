@@ -28,6 +28,12 @@ struct ExportOptions {
 // attention dropout. It starts in eval mode.
 torch::jit::Module export_module(const Graph& graph, const ExportOptions& options = {});
 
+// The other way: copies the parameters and buffers of `module` (an
+// export_module of `graph`, trained since) back into `graph` by state_dict
+// name. Names the graph does not have (e.g. adapters registered on the
+// training module only) are skipped.
+void update_from_module(Graph& graph, const torch::jit::Module& module);
+
 // The TorchScript source that export_module compiles for the root module
 // (for debugging and docs).
 std::string export_source(const Graph& graph, const ExportOptions& options = {});
