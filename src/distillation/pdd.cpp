@@ -145,7 +145,7 @@ at::Tensor gate_with_surrogate(const at::Tensor& gate, int64_t floor, const at::
   return binary(gate, floor) + (smooth - smooth.detach()) * scale;
 }
 
-// Bound of the budget's push factors with importance weighting (push_factor):
+// Bound of the budget's push factors with importance weighting (push_factors):
 // a channel that carries nothing is not pushed without bound, nor one that
 // carries much spared entirely.
 constexpr double kMaxPushFactor = 8.0;
@@ -175,14 +175,15 @@ class GateTrainer : public train::Callback {
       return i < 0 ? 1.0 : binary(gate(size_t(i)), groups_[size_t(i)].floor).mean().item<double>();
     });
   }
-  // Per channel of group i, the factor on the budget's push: 1 for every
+  // Per group, per channel, the factor on the budget's push: 1 for every
   // channel, or with `by_importance` the mean importance of all gated
   // channels over the channel's own (clamped to [1/8, 8]), so the budget is
   // paid by the channels that carry least rather than by the layer whose
   // gates are cheapest to close. 1 until importances have been measured.
-  at::Tensor push_factor(size_t i, bool by_importance) const {
-    at::Tensor ones = at::ones({groups_[i].width}, at::kFloat);
-    if (!by_importance || !importance_[i].defined()) return ones;
+  std::vector<at::Tensor> push_factors(bool by_importance) const {
+    std::vector<at::Tensor> ones;
+    for (const GatedGroup& g : groups_) ones.push_back(at::ones({g.width}, at::kFloat));
+    if (!by_importance) return ones;
     double sum = 0;
     int64_t count = 0;
     for (const at::Tensor& t : importance_) {
@@ -192,7 +193,10 @@ class GateTrainer : public train::Callback {
     }
     const double mean = sum / double(std::max<int64_t>(1, count));
     if (!(mean > 0)) return ones;
-    return (mean / importance_[i].clamp_min(mean / kMaxPushFactor)).clamp(1 / kMaxPushFactor, kMaxPushFactor);
+    std::vector<at::Tensor> factors;
+    for (const at::Tensor& t : importance_)
+      factors.push_back((mean / t.clamp_min(mean / kMaxPushFactor)).clamp(1 / kMaxPushFactor, kMaxPushFactor));
+    return factors;
   }
 
   void after_backward(train::StepContext& ctx) override {
@@ -395,8 +399,7 @@ PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& opti
     // is split over the gates: closing pushes the least important channels
     // hardest, reopening the most important ones (with an even split, both
     // are the plain ratio).
-    std::vector<at::Tensor> push;
-    for (size_t g = 0; g < groups.size(); ++g) push.push_back(gates->push_factor(g, by_importance));
+    const std::vector<at::Tensor> push = gates->push_factors(by_importance);
     auto gated_ratio = [&](bool closing) {
       return macs.ratio([&](int i) {
         if (i < 0) return one_t;
