@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <set>
 #include <sstream>
 
 #include "compress/analysis/profile.h"
@@ -376,6 +377,17 @@ double PruningEnvironment::accuracy(const std::vector<int64_t>& keep) {
   return top1;
 }
 
+double PruningEnvironment::accuracy_on(const std::vector<int64_t>& keep, const data::TensorDataset& data) const {
+  torch::jit::Module m = export_module(pruned(keep));
+  m.eval();
+  return train::evaluate(m, data, 500).top1;
+}
+
+double PruningEnvironment::reward(double accuracy, int64_t macs) const {
+  const double error = 1.0 - accuracy;
+  return config_.log_macs_reward ? -error * std::log(std::max(1.0, static_cast<double>(macs))) : -error;
+}
+
 std::vector<int64_t> PruningEnvironment::filled(const std::vector<int64_t>& keep) const {
   auto widen = [&](double t) {
     std::vector<int64_t> k = keep;
@@ -401,20 +413,50 @@ double PruningEnvironment::finish() {
   last_.macs = static_cast<int64_t>(std::llround(cost_->macs(keep_)));
   last_.cached = accuracy_cache_.count(keep_) > 0;
   last_.accuracy = accuracy(keep_);
-  const double error = 1.0 - last_.accuracy;
-  last_.reward = config_.log_macs_reward ? -error * std::log(std::max(1.0, static_cast<double>(last_.macs))) : -error;
+  last_.reward = reward(last_.accuracy, last_.macs);
   return last_.reward;
 }
 
 SearchData split_search_data(const data::TensorDataset& train, int64_t val_size, int64_t recalibrate_batches,
-                             uint64_t seed, const std::string& source) {
+                             uint64_t seed, const std::string& source, int64_t selection_size) {
   if (val_size <= 0) bad_input("the validation size must be positive: the search needs a validation set");
   if (train.size() == 0) bad_input(source + ": the dataset is empty, no validation set");
   if (val_size >= train.size())
     bad_input("a validation set of " + std::to_string(val_size) + " leaves no training data (" + source + " has " +
               std::to_string(train.size()) + " samples)");
   auto [rest, held] = data::train_val_split(train, static_cast<double>(val_size) / static_cast<double>(train.size()), seed);
-  return {data::take(held, val_size), data::take(rest, std::max<int64_t>(1, recalibrate_batches) * 64)};
+  const int64_t calibration_size = std::min(rest.size(), std::max<int64_t>(1, recalibrate_batches) * 64);
+  SearchData split{data::take(held, val_size), data::take(rest, calibration_size), {}};
+  const int64_t selection = std::min(std::max<int64_t>(0, selection_size), rest.size() - calibration_size);
+  split.selection = {rest.inputs.narrow(0, calibration_size, selection), rest.labels.narrow(0, calibration_size, selection),
+                     rest.num_classes, rest.name};
+  return split;
+}
+
+std::vector<RankedPolicy> rerank(const PruningEnvironment& env, const std::vector<EpisodeOutcome>& outcomes,
+                                 const data::TensorDataset& selection, int64_t count) {
+  std::vector<RankedPolicy> ranked;
+  if (count <= 0 || selection.size() == 0) return ranked;
+  std::vector<size_t> order(outcomes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return outcomes[a].reward > outcomes[b].reward; });
+  std::set<std::vector<int64_t>> seen;  // a cached episode repeats an earlier one's widths
+  for (size_t i : order) {
+    if (static_cast<int64_t>(ranked.size()) == count) break;
+    if (!seen.insert(outcomes[i].keep).second) continue;
+    RankedPolicy p;
+    p.episode = static_cast<int64_t>(i);
+    p.keep = outcomes[i].keep;
+    p.validation = outcomes[i].accuracy;
+    p.selection = env.accuracy_on(p.keep, selection);
+    p.reward = env.reward(p.selection, outcomes[i].macs);
+    ranked.push_back(std::move(p));
+  }
+  // Stable: equal selection rewards keep the validation order.
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const RankedPolicy& a, const RankedPolicy& b) { return a.reward > b.reward; });
+  return ranked;
 }
 
 }  // namespace compress::amc

@@ -1,5 +1,6 @@
 // amc: a DDPG agent learns a keep ratio per channel group under a MACs
-// budget (docs/amc.md); the best episode's pruning is the stage's model,
+// budget (docs/amc.md); the best episode's pruning (the best few on
+// validation re-scored on a second held-out set) is the stage's model,
 // optionally fine-tuned as the prune stage does. The validation images are
 // held out of the training split; the test set stays unseen.
 #include <ATen/Parallel.h>
@@ -16,7 +17,7 @@ namespace {
 class AmcStage : public Stage {
  public:
   double target_macs = 0.5;
-  int64_t episodes = 300, warmup = 100, val_size = 2000, recalibrate_bn = 4;
+  int64_t episodes = 300, warmup = 100, val_size = 2000, recalibrate_bn = 4, rerank = 10, rerank_size = 5000;
   double min_keep = 0.2;
   bool log_macs_reward = false;
   uint64_t seed = 0;
@@ -24,7 +25,8 @@ class AmcStage : public Stage {
 
   nlohmann::json options() const override {
     return {{"target_macs", target_macs}, {"episodes", episodes},       {"warmup", warmup},
-            {"val_size", val_size},       {"recalibrate_bn", recalibrate_bn}, {"min_keep", min_keep},
+            {"val_size", val_size},       {"recalibrate_bn", recalibrate_bn}, {"rerank", rerank},
+            {"rerank_size", rerank_size}, {"min_keep", min_keep},
             {"log_macs_reward", log_macs_reward}, {"seed", seed},        {"finetune", finetune.to_json()}};
   }
   bool needs_data() const override { return true; }
@@ -33,7 +35,8 @@ class AmcStage : public Stage {
     at::set_num_threads(ctx.recipe.threads);
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape);
     const data::TensorDataset& train_set = ctx.data.train();
-    amc::SearchData split = amc::split_search_data(train_set, val_size, recalibrate_bn, seed, "the recipe's data");
+    amc::SearchData split =
+        amc::split_search_data(train_set, val_size, recalibrate_bn, seed, "the recipe's data", rerank > 0 ? rerank_size : 0);
     amc::PruningEnvConfig ec;
     ec.target_macs = target_macs;
     ec.min_keep = min_keep;
@@ -45,20 +48,24 @@ class AmcStage : public Stage {
     dc.seed = seed;
     dc.action_low = ec.min_keep;
     dc.action_high = ec.max_keep;
-    std::vector<std::vector<int64_t>> keeps;
+    std::vector<amc::EpisodeOutcome> outcomes;
     nlohmann::json rewards = nlohmann::json::array();
     amc::SearchResult search = amc::search(env, dc, episodes, warmup, [&](const amc::EpisodeLog& e) {
-      keeps.push_back(env.last_outcome().keep);
+      outcomes.push_back(env.last_outcome());
       rewards.push_back({e.episode, e.reward, env.last_outcome().accuracy});
     });
-    const std::vector<int64_t>& keep = keeps.at(static_cast<size_t>(search.best_episode));
+    // The best few on validation re-scored on the selection set (as compress amc does).
+    const std::vector<amc::RankedPolicy> ranked = amc::rerank(env, outcomes, split.selection, rerank);
+    const int64_t chosen = ranked.empty() ? search.best_episode : ranked.front().episode;
+    const std::vector<int64_t>& keep = outcomes.at(static_cast<size_t>(chosen)).keep;
     pruning::PruneResult result;
     torch::jit::Module pruned = export_module(env.pruned(keep, &result));
 
     ctx.details["result"] = result.to_json();
     ctx.details["ratios"] = env.prune_ratios(keep);
-    ctx.details["best_episode"] = search.best_episode;
-    ctx.details["best_val_accuracy"] = rewards.at(static_cast<size_t>(search.best_episode))[2];
+    ctx.details["best_episode"] = chosen;
+    ctx.details["best_val_accuracy"] = rewards.at(static_cast<size_t>(chosen))[2];
+    if (!ranked.empty()) ctx.details["best_selection_accuracy"] = ranked.front().selection;
     ctx.details["policy_val_accuracy"] = env.last_outcome().accuracy;  // the noise-free episode after the search
     ctx.details["episodes"] = rewards;  // [episode, reward, validation top-1]
     if (finetune.recipe.epochs > 0) {
@@ -88,6 +95,8 @@ std::unique_ptr<Stage> parse_amc_stage(Fields& f, const ParseInfo&) {
                           " for the learned policy");
   s->val_size = f.integer("val_size", 2000, 1, 1 << 30);
   s->recalibrate_bn = f.integer("recalibrate_bn", 4, 0, 100000);
+  s->rerank = f.integer("rerank", 10, 0, 1 << 20);
+  s->rerank_size = f.integer("rerank_size", 5000, 1, 1 << 30);
   s->min_keep = f.number("min_keep", 0.2, 0, 1, true, false);
   s->log_macs_reward = f.boolean("log_macs_reward", false);
   s->seed = uint64_t(f.integer("seed", 0, 0));

@@ -1,13 +1,17 @@
 // AMC's pruning environment on a tiny zoo model and random data: the cost
 // model agrees with the pruning engine, clipping keeps every episode within
-// the budget, bad budgets are refused, and a whole search is reproducible.
+// the budget, bad budgets are refused, a whole search is reproducible, and
+// re-ranking re-scores the best episodes on the selection set.
 #include <catch2/catch.hpp>
+
+#include <set>
 
 #include <ATen/Parallel.h>
 
 #include "compress/amc/environment.h"
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
+#include "compress/ir/export.h"
 #include "compress/ir/import.h"
 #include "compress/models/zoo.h"
 
@@ -229,4 +233,73 @@ TEST_CASE("amc search on a pruning environment is deterministic for a seed", "[a
     if (run == 0) first = widths;
     else CHECK(widths == first);
   }
+}
+
+TEST_CASE("amc search data: validation, calibration and selection sets are disjoint", "[amc][env]") {
+  data::TensorDataset train = random_images(300, 4);
+  train.labels = at::arange(300);  // each sample's label names it
+  train.num_classes = 300;
+  SearchData s = split_search_data(train, 50, 2, 7, "train.pt", 100);
+  REQUIRE(s.validation.size() == 50);
+  REQUIRE(s.calibration.size() == 128);
+  REQUIRE(s.selection.size() == 100);
+  std::set<int64_t> seen;
+  for (const data::TensorDataset* part : {&s.validation, &s.calibration, &s.selection})
+    for (int64_t i = 0; i < part->size(); ++i) CHECK(seen.insert(part->labels[i].item<int64_t>()).second);
+  // The same seed splits the same way; the selection set takes what is left.
+  CHECK(at::equal(split_search_data(train, 50, 2, 7, "train.pt").calibration.labels, s.calibration.labels));
+  CHECK(split_search_data(train, 50, 2, 7, "train.pt").selection.size() == 0);
+  CHECK(split_search_data(train, 50, 2, 7, "train.pt", 1000).selection.size() == 300 - 50 - 128);
+}
+
+TEST_CASE("amc re-ranking: the best few episodes re-scored on the selection set, best there first", "[amc][env]") {
+  at::set_num_threads(1);
+  Graph g = tiny_cnn();
+  data::TensorDataset val = random_images(40, 1);
+  PruningEnvironment env(g, val, nullptr, macs_budget(0.5));
+  std::vector<int64_t> full, least, mid;
+  for (const GroupStep& s : env.steps()) {
+    full.push_back(s.width);
+    least.push_back(s.min_keep);
+    mid.push_back((s.width + s.min_keep) / 2);
+  }
+  // The selection set is labelled by the unpruned model itself: the full
+  // widths score 100% on it and the narrowest far less.
+  data::TensorDataset selection = random_images(64, 9);
+  selection.inputs = (selection.inputs - 0.5) * 20;  // far apart enough for the untrained model to tell apart
+  torch::jit::Module whole = export_module(g);
+  whole.eval();
+  selection.labels = whole.forward({selection.inputs}).toTensor().argmax(1);
+  const double least_top1 = env.accuracy_on(least, selection);
+  REQUIRE(env.accuracy_on(full, selection) == Approx(1.0));
+  REQUIRE(least_top1 < 0.9);
+  auto outcome = [&](std::vector<int64_t> keep, double validation) {
+    EpisodeOutcome o;
+    o.keep = std::move(keep);
+    o.accuracy = validation;
+    o.reward = -(1 - validation);
+    o.macs = static_cast<int64_t>(env.cost(o.keep));
+    return o;
+  };
+  // Validation favours the narrowest widths (episode 0, and again as a
+  // cached episode 3); the full widths are third on validation.
+  std::vector<EpisodeOutcome> outcomes{outcome(least, 0.9), outcome(mid, 0.5), outcome(full, 0.4),
+                                       outcome(least, 0.9)};
+  std::vector<RankedPolicy> top2 = rerank(env, outcomes, selection, 2);
+  REQUIRE(top2.size() == 2);  // episodes 0 and 1: the repeat of episode 0 is skipped, episode 2 is not among the 2 best
+  CHECK(top2[0].selection >= top2[1].selection);
+  std::set<int64_t> episodes{top2[0].episode, top2[1].episode};
+  CHECK(episodes == std::set<int64_t>{0, 1});
+  std::vector<RankedPolicy> all = rerank(env, outcomes, selection, 10);
+  REQUIRE(all.size() == 3);
+  CHECK(all[0].episode == 2);  // the full widths win on the selection set
+  CHECK(all[0].selection == Approx(1.0));
+  CHECK(all[0].validation == Approx(0.4));
+  CHECK(all[0].keep == full);
+  CHECK(all.back().episode == 0);
+  CHECK(all.back().selection == Approx(least_top1));
+  CHECK(all.back().reward == Approx(-(1 - least_top1)));
+  CHECK(rerank(env, outcomes, selection, 0).empty());
+  data::TensorDataset none = random_images(0, 1);
+  CHECK(rerank(env, outcomes, none, 3).empty());
 }

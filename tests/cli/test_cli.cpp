@@ -413,6 +413,33 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   CHECK(j["episode_seconds"]["scored_episodes"].get<int>() >= 1);
   CHECK(j["episode_seconds"]["export_and_validate"].get<double>() > 0);
   CHECK(j["macs_after"].get<double>() <= 0.5 * j["macs_before"].get<double>());
+  // Re-ranking (on by default): the chosen episode is the best of the
+  // validation's best few on the selection set, which is what the training
+  // split has left after validation (60) and calibration (64).
+  REQUIRE(j.contains("rerank"));
+  CHECK(j["rerank"]["selection_size"] == 200 - 60 - 64);
+  CHECK(j["rerank"]["candidates"].size() >= 1);
+  CHECK(j["rerank"]["candidates"].size() <= 4);
+  CHECK(j["best"]["episode"] == j["rerank"]["candidates"][0]["episode"]);
+  CHECK(j["best"]["selection_accuracy"] == j["rerank"]["candidates"][0]["selection_accuracy"]);
+  CHECK(r.out.find("re-scored on 76 images") != std::string::npos);
+  const std::string plain_report = dir.file("plain_report.json");
+  auto plain_run = run(base + "--target-macs 0.5 --episodes 4 --warmup 2 --seed 3 --rerank 0 -o " + dir.file("plain.json") +
+                       " --report " + plain_report);
+  REQUIRE(plain_run.code == 0);
+  auto p = nlohmann::json::parse(read_file(plain_report));
+  CHECK_FALSE(p.contains("rerank"));
+  CHECK(p["best"]["episode"] == j["rerank"]["validation_best_episode"]);  // the same search, the validation winner
+  double best_val = 0;
+  for (const auto& e : p["episodes"]) best_val = std::max(best_val, e["accuracy"].get<double>());
+  CHECK(p["best"]["val_accuracy"].get<double>() == best_val);
+  // No training images left for it: the validation winner, and a note.
+  const std::string full_report = dir.file("full_report.json");
+  auto full = run(base + "--val-size 136 --target-macs 0.5 --episodes 4 --warmup 2 --seed 3 -o " + dir.file("full.json") +
+                  " --report " + full_report);
+  REQUIRE(full.code == 0);
+  CHECK(full.out.find("no training images left for re-ranking") != std::string::npos);
+  CHECK_FALSE(nlohmann::json::parse(read_file(full_report)).contains("rerank"));
   const std::string prune_report = dir.file("prune.json");
   auto pr = run("prune " + model + " -o " + again + " --input-shape 1,1,28,28 --ratios " + ratios + " --report " + prune_report);
   REQUIRE(pr.code == 0);
@@ -464,6 +491,9 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   check_bad_input(run(base + "--target-macs 0.5 --val-size 0 -o " + out), "--val-size must be positive");
   check_bad_input(run(base + "--target-macs 0.5 --updates-per-step 0 -o " + out), "--updates-per-step must be at least 1");
   check_bad_input(run(base + "--target-macs 0.5 --discount 2 -o " + out), "--discount must be in [0, 1]");
+  check_bad_input(run(base + "--target-macs 0.5 --rerank -1 -o " + out), "--rerank must not be negative");
+  check_bad_input(run(base + "--target-macs 0.5 --rerank-size 0 -o " + out), "--rerank-size must be positive");
+
   check_bad_input(run(base + "--target-macs 0.5 --target-latency 1 -o " + out), "exactly one budget");
   check_bad_input(run(base + "-o " + out), "exactly one budget");
   check_bad_input(run(base + "--target-macs 0.5 --int8 -o " + out), "--int8 only applies to a latency budget");

@@ -244,9 +244,12 @@ TEST_CASE("recipe: amc stage options, each problem named", "[pipeline][recipe]")
   st.push_back({{"amc", {{"episodes", 30}}}});
   st.push_back({{"amc", {{"target_macs", 0.5}, {"episodes", 10}, {"warmup", 10}}}});
   st.push_back({{"amc", {{"target_macs", 1.5}}}});
+  st.push_back({{"amc", {{"target_macs", 0.5}, {"rerank", -1}, {"rerank_size", 0}}}});
   auto e = problems(j);
   INFO(joined(e));
-  CHECK(e.size() == 3);
+  CHECK(e.size() == 5);
+  CHECK_THAT(joined(e), Catch::Contains("stages[10].amc.rerank: -1 is out of range"));
+  CHECK_THAT(joined(e), Catch::Contains("stages[10].amc.rerank_size: 0 is out of range"));
   CHECK(has_line(e, "stages[7].amc: missing \"target_macs\" (the fraction of the MACs to keep, in (0, 1))"));
   CHECK(has_line(e, "stages[8].amc.warmup: 10 random episodes leave none of the 10 for the learned policy"));
   CHECK(has_line(e, "stages[9].amc.target_macs: 1.5 is out of range: must be in (0, 1)"));

@@ -439,6 +439,11 @@ TEST_CASE("run: an amc stage searches keep ratios under a MACs budget", "[pipeli
   CHECK(d["ratios"].size() > 0);
   CHECK(d["result"]["groups"].size() > 0);  // the widths chart's data
   CHECK(d["loss_curve"].size() == 8);  // fine-tuning on the whole training split: 256 / 32 steps
+  // Re-ranked on what the split leaves after validation and calibration.
+  REQUIRE(d.contains("best_selection_accuracy"));
+  CHECK(d["best_selection_accuracy"].get<double>() >= 0);
+  CHECK(d["best_episode"].get<int>() >= 0);
+  CHECK(d["best_episode"].get<int>() < 6);
 }
 
 TEST_CASE("run: a pqk stage prunes with QAT, distils from the restored network and writes INT8", "[pipeline][run]") {

@@ -1,5 +1,6 @@
 // compress amc IN --data fashion-mnist (--target-macs F | --target-latency MS [--int8] [--batch N] [--threads T])
 //              [--episodes N] [--warmup N] [--seed S] -o RATIOS.json [--prune-to OUT.pt] [--report R.json]
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -63,6 +64,10 @@ int cmd_amc(int argc, char** argv) {
       ("discount", "the critic's discount: 1 bootstraps from the next step (AMC), 0 fits each step's Q to the episode's reward", cxxopts::value<double>()->default_value("1"))
       ("seed", "seed of the agent and of the validation split", cxxopts::value<uint64_t>()->default_value("0"))
       ("val-size", "validation images held out of the training split", cxxopts::value<int64_t>()->default_value("2000"))
+      ("rerank", "re-score the K best episodes on a second held-out set and return the best there (0: the best "
+       "validation episode)", cxxopts::value<int64_t>()->default_value("10"))
+      ("rerank-size", "images of that second set (from the training split, disjoint from validation)",
+       cxxopts::value<int64_t>()->default_value("5000"))
       ("recalibrate-bn", "re-estimate batch norms on N training batches before each evaluation (0: off)", cxxopts::value<int64_t>()->default_value("4"))
       ("min-keep", "smallest keep ratio of a group", cxxopts::value<double>()->default_value("0.2"))
       ("log-macs-reward", "reward -error * log(MACs) instead of -error")
@@ -95,6 +100,9 @@ int cmd_amc(int argc, char** argv) {
   const int64_t val_size = r["val-size"].as<int64_t>(), recal = r["recalibrate-bn"].as<int64_t>();
   if (val_size <= 0) bad_input("--val-size must be positive: the search needs a validation set");
   if (recal < 0) bad_input("--recalibrate-bn must not be negative");
+  const int64_t rerank_count = r["rerank"].as<int64_t>(), rerank_size = r["rerank-size"].as<int64_t>();
+  if (rerank_count < 0) bad_input("--rerank must not be negative");
+  if (rerank_count > 0 && rerank_size <= 0) bad_input("--rerank-size must be positive when --rerank is on");
   const int threads = r["threads"].as<int>();
   if (threads < 1) bad_input("--threads must be at least 1");
   const int64_t updates_per_step = r["updates-per-step"].as<int64_t>();
@@ -111,7 +119,11 @@ int cmd_amc(int argc, char** argv) {
   // unseen until the final report); calibration: the rest of it.
   const uint64_t seed = r["seed"].as<uint64_t>();
   data::TensorDataset train = load_data_option(r["data"].as<std::string>(), "train", r["data-dir"].as<std::string>());
-  amc::SearchData split = amc::split_search_data(train, val_size, recal, seed, "--data " + r["data"].as<std::string>());
+  amc::SearchData split = amc::split_search_data(train, val_size, recal, seed, "--data " + r["data"].as<std::string>(),
+                                                 rerank_count > 0 ? rerank_size : 0);
+  if (rerank_count > 0 && split.selection.size() == 0 && !r.count("quiet"))
+    std::cout << "no training images left for re-ranking after the validation and calibration sets: the best "
+                 "validation episode is returned\n";
   const data::TensorDataset& validation = split.validation;
   const data::TensorDataset& calibration = split.calibration;
   if (graph.example_inputs().empty()) {  // one sample of the data set, batch 1
@@ -198,8 +210,10 @@ int cmd_amc(int argc, char** argv) {
   nlohmann::json log = nlohmann::json::array();
   const auto start = std::chrono::steady_clock::now();
   double best = -1e300;
+  std::vector<amc::EpisodeOutcome> outcomes;  // one per episode, for the re-ranking
   auto on_episode = [&](const amc::EpisodeLog& e) {
     const amc::EpisodeOutcome& o = env.last_outcome();
+    outcomes.push_back(o);
     best = std::max(best, e.reward);
     log.push_back({{"episode", e.episode}, {"warmup", e.warmup}, {"reward", e.reward}, {"accuracy", o.accuracy},
                    {"macs", o.macs}, {"cost", o.cost}, {"keep", o.keep}});
@@ -215,8 +229,24 @@ int cmd_amc(int argc, char** argv) {
   const double search_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const amc::EpisodeOutcome policy = env.last_outcome();
 
-  // The best episode's widths: the ratios file, the pruned model, the test set.
-  const nlohmann::json& best_log = log.at(static_cast<size_t>(result.best_episode));
+  // The chosen episode: the best on the selection set among the best few on
+  // validation, or the best on validation without re-ranking.
+  const auto rerank_start = std::chrono::steady_clock::now();
+  const std::vector<amc::RankedPolicy> ranked = amc::rerank(env, outcomes, split.selection, rerank_count);
+  const double rerank_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - rerank_start).count();
+  const int64_t chosen = ranked.empty() ? result.best_episode : ranked.front().episode;
+  if (!ranked.empty()) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const amc::RankedPolicy& p : ranked)
+      rows.push_back({{"episode", p.episode}, {"val_accuracy", p.validation}, {"selection_accuracy", p.selection},
+                      {"keep", p.keep}});
+    report["rerank"] = {{"count", rerank_count}, {"selection_size", split.selection.size()},
+                        {"seconds", rerank_seconds}, {"validation_best_episode", result.best_episode},
+                        {"candidates", rows}};
+  }
+
+  // The chosen episode's widths: the ratios file, the pruned model, the test set.
+  const nlohmann::json& best_log = log.at(static_cast<size_t>(chosen));
   const std::vector<int64_t> keep = best_log["keep"].get<std::vector<int64_t>>();
   const std::map<std::string, double> ratios = env.prune_ratios(keep);
   Graph pruned = env.pruned(keep);
@@ -229,10 +259,11 @@ int cmd_amc(int argc, char** argv) {
   for (size_t i = 0; i < env.steps().size(); ++i)
     groups.push_back({{"name", env.steps()[i].name}, {"width", env.steps()[i].width}, {"keep", keep[i]}});
   report["groups"] = groups;
-  const bool best_in_warmup = result.best_episode < warmup;  // random search found it, not the trained agent
-  report["best"] = {{"episode", result.best_episode}, {"warmup", best_in_warmup}, {"reward", result.best_reward},
+  const bool best_in_warmup = chosen < warmup;  // random search found it, not the trained agent
+  report["best"] = {{"episode", chosen}, {"warmup", best_in_warmup}, {"reward", best_log["reward"]},
                     {"val_accuracy", best_log["accuracy"]}, {"macs", best_log["macs"]}, {"cost", best_log["cost"]},
                     {"test_accuracy", test_top1}};
+  if (!ranked.empty()) report["best"]["selection_accuracy"] = ranked.front().selection;
   report["policy"] = {{"reward", result.policy_reward}, {"val_accuracy", policy.accuracy}, {"macs", policy.macs},
                       {"cost", policy.cost}, {"keep", policy.keep}};
   report["search_seconds"] = search_seconds;
@@ -280,7 +311,8 @@ int cmd_amc(int argc, char** argv) {
     report["latency_table"] = table.to_json();
   }
   report["options"] = {{"episodes", episodes}, {"warmup", warmup}, {"seed", seed}, {"val_size", val_size},
-                       {"recalibrate_bn", recal}, {"updates_per_step", updates_per_step}, {"discount", discount}, {"min_keep", ec.min_keep}, {"log_macs_reward", ec.log_macs_reward},
+                       {"recalibrate_bn", recal}, {"rerank", rerank_count}, {"rerank_size", split.selection.size()},
+                       {"updates_per_step", updates_per_step}, {"discount", discount}, {"min_keep", ec.min_keep}, {"log_macs_reward", ec.log_macs_reward},
                        {"fill_budget", ec.fill_budget}};
   report["ratios"] = ratios;
   report["episodes"] = log;
@@ -290,9 +322,19 @@ int cmd_amc(int argc, char** argv) {
   if (r.count("prune-to")) save_module(pruned_module, r["prune-to"].as<std::string>(), in);
   if (r.count("report")) write_text_file(r["report"].as<std::string>(), report.dump(2) + "\n");
   if (!r.count("quiet")) {
-    std::cout << "best episode " << result.best_episode + 1 << (best_in_warmup ? " (warm-up)" : " (trained)")
-              << ": validation top-1 "
-              << percent(best_log["accuracy"].get<double>()) << ", MACs " << report["macs_after"].get<int64_t>() << " of "
+    std::cout << "best episode " << chosen + 1 << (best_in_warmup ? " (warm-up)" : " (trained)")
+              << ": validation top-1 " << percent(best_log["accuracy"].get<double>());
+    if (!ranked.empty()) {
+      std::cout << ", selection top-1 " << percent(ranked.front().selection) << " (the best of the " << ranked.size()
+                << " best on validation, re-scored on " << split.selection.size() << " images";
+      auto winner = std::find_if(ranked.begin(), ranked.end(),
+                                 [&](const amc::RankedPolicy& p) { return p.episode == result.best_episode; });
+      if (winner != ranked.end())
+        std::cout << "; the validation winner, episode " << result.best_episode + 1 << ", scored "
+                  << percent(winner->selection);
+      std::cout << ")";
+    }
+    std::cout << ", MACs " << report["macs_after"].get<int64_t>() << " of "
               << report["macs_before"].get<int64_t>() << ", test top-1 " << percent(test_top1) << "\n";
     if (report.contains("latency")) {
       const double predicted_ms = report["latency"]["predicted_ms"].get<double>();
