@@ -481,6 +481,11 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   j = nlohmann::json::parse(read_file(report));
   CHECK(j["latency"]["predicted_ms"].get<double>() <= 1000);
   CHECK(j["latency"]["measured_ms"].get<double>() > 0);
+  // The measurement scaled back to the load the table was built under.
+  const auto& lat = j["latency"];
+  CHECK(lat["measured_at_table_load_ms"].get<double>() ==
+        Approx(lat["measured_ms"].get<double>() * lat["predicted_unpruned_ms"].get<double>() /
+               lat["measured_unpruned_ms"].get<double>()));
   CHECK(j["latency_table"]["int8"] == true);
   CHECK(j["latency_table"]["layers"].size() == 5);
 
