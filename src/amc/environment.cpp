@@ -377,6 +377,10 @@ double PruningEnvironment::accuracy(const std::vector<int64_t>& keep) {
   return top1;
 }
 
+double PruningEnvironment::activation_position(const std::vector<int64_t>& keep) const {
+  return cost_->activation_position(keep);
+}
+
 double PruningEnvironment::accuracy_on(const std::vector<int64_t>& keep, const data::TensorDataset& data) const {
   torch::jit::Module m = export_module(pruned(keep));
   m.eval();

@@ -159,22 +159,42 @@ int cmd_amc(int argc, char** argv) {
     if (layers.empty()) bad_input(in + ": no measurable layer (convolution or linear) for a latency budget");
     auto t0 = std::chrono::steady_clock::now();
     table = latency::LatencyTable::measure(layers, lo);
+    table.set_overhead_ms(0);  // for now: costs below are the table's layers alone
     const double full = end_to_end_ms(graph, lo.int8, int8_calibration, lo);
     const double layer_sum = table.layers_ms_at_full_width();
-    const double overhead = std::max(0.0, full - layer_sum);
-    table.set_overhead_ms(overhead);
-    // The second overhead point: every group at its minimum, measured end to
-    // end (an environment without a real budget finds those widths).
+    // The overhead (everything the table does not time) measured end to end
+    // at five widths: every group at its minimum (t = 0), at 35%, 55% and 75%
+    // of its width (or its minimum), and unpruned (t = 1); the table
+    // interpolates it in between (the report keeps what the two ends alone
+    // would have predicted for the three in between: docs/amc.md).
     amc::PruningEnvConfig probe_config = ec;
-    probe_config.target_latency_ms = 1e300;
+    probe_config.target_latency_ms = 1e300;  // no real budget: the environment only prices widths
     probe_config.recalibrate_batches = 0;
     probe_config.latency = &table;
     amc::PruningEnvironment probe(graph, validation, nullptr, probe_config);
     std::vector<int64_t> smallest;
     for (const amc::GroupStep& s : probe.steps()) smallest.push_back(s.min_keep);
     const double least_ms = end_to_end_ms(probe.pruned(smallest), lo.int8, int8_calibration, lo);
-    const double least_layers = probe.cost(smallest) - overhead;
-    table.set_overhead_ms(overhead, std::max(0.0, least_ms - least_layers));
+    const double least_layers = probe.cost(smallest);
+    std::vector<std::pair<double, double>> overhead_points{{0.0, std::max(0.0, least_ms - least_layers)},
+                                                           {1.0, std::max(0.0, full - layer_sum)}};
+    nlohmann::json probes = nlohmann::json::array();
+    for (double fraction : {0.35, 0.55, 0.75}) {
+      std::vector<int64_t> keep;
+      for (const amc::GroupStep& s : probe.steps())
+        keep.push_back(std::max(s.min_keep, static_cast<int64_t>(std::llround(fraction * static_cast<double>(s.width)))));
+      const double measured = end_to_end_ms(probe.pruned(keep), lo.int8, int8_calibration, lo);
+      const double t = probe.activation_position(keep), layers_ms = probe.cost(keep);
+      overhead_points.push_back({t, std::max(0.0, measured - layers_ms)});
+      probes.push_back({{"fraction", fraction}, {"position", t}, {"measured_ms", measured}, {"layers_ms", layers_ms}});
+    }
+    // What two points (the old model) would have predicted for the probes.
+    latency::LatencyTable two_points = table;
+    two_points.set_overhead_points({overhead_points[0], overhead_points[1]});
+    for (auto& p : probes)
+      p["two_point_predicted_ms"] = p["layers_ms"].get<double>() + two_points.overhead_ms(p["position"].get<double>());
+    table.set_overhead_points(overhead_points);
+    report["latency_probes"] = probes;
     if (r.count("match-latency")) {
       // The budget: that policy's latency as the table predicts it, so that
       // the table's error (a few percent, depending on the widths) is shared
@@ -193,6 +213,10 @@ int cmd_amc(int argc, char** argv) {
       std::cout << "latency table: " << layers.size() << " layers (batch " << lo.batch << ", " << threads
                 << " thread(s)); end to end: unpruned " << full << " ms (layers " << layer_sum << " ms), every group at "
                 << "its minimum " << least_ms << " ms (layers " << least_layers << " ms)\n";
+    if (!r.count("quiet"))
+      for (const auto& p : probes)
+        std::cout << "  every group at " << p["fraction"].get<double>() * 100 << "%: measured " << p["measured_ms"].get<double>()
+                  << " ms, predicted from the two ends " << p["two_point_predicted_ms"].get<double>() << " ms\n";
   }
   amc::PruningEnvironment env(graph, validation, &calibration, ec);
   if (!r.count("quiet")) {

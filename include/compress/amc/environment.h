@@ -93,6 +93,10 @@ class PruningEnvironment : public Environment {
   // Predicted cost (MACs or ms) with these kept channels per step.
   double cost(const std::vector<int64_t>& keep) const;
   double full_cost() const;
+  // Where these widths' activation channels (x spatial size) lie between
+  // every group at its minimum (0) and the unpruned model (1): the position
+  // a latency table's overhead is interpolated at.
+  double activation_position(const std::vector<int64_t>& keep) const;
   double budget() const { return budget_; }
   // The ratios file `compress prune --ratios` reads: {group: removed fraction},
   // groups kept whole left out.
