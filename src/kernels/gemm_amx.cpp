@@ -51,6 +51,8 @@ constexpr int64_t kQuadRow = kPanel * 4;           // bytes of one k-quad row of
 constexpr int64_t kTailBytes = kTileRows * kQuadRow;  // one zero-padded B block per panel
 // The padded input a direct convolution copies and multiplies at a time.
 constexpr int64_t kDirectGroupBytes = 512 * 1024;
+// From this many groups on, threads take whole groups (see run_direct).
+constexpr int64_t kGroupsPerLayerSplit = 8;
 
 // The 64-byte operand of ldtilecfg (palette 1).
 struct TileConfig {
@@ -239,8 +241,9 @@ void compute(void* vctx, int64_t begin, int64_t end) {
 }
 
 
-// The weight-side set-up shared by both entry points, and the run.
-void run(Ctx& c, const ParallelFor& pf) {
+// The weight-side set-up shared by all entry points, and the run: split by
+// pf, or on this thread when pf is null.
+void run(Ctx& c, const ParallelFor* pf) {
   const PackedView& B = *c.job->B;
   c.k64 = (B.k() + kTileK - 1) / kTileK * kTileK;
   c.kq = B.k_pad() / 4;
@@ -264,7 +267,10 @@ void run(Ctx& c, const ParallelFor& pf) {
     const int64_t a_block_bytes = c.virt ? kBlockM * B.c_in() : kBlockM * c.k64;
     c.mchunk = std::clamp<int64_t>((int64_t{1} << 20) / std::max<int64_t>(1, a_block_bytes), 1, 16);
   }
-  run_parallel(pf, c.mblocks * c.panels, &c, compute);
+  if (pf)
+    run_parallel(*pf, c.mblocks * c.panels, &c, compute);
+  else
+    compute(&c, 0, c.mblocks * c.panels);
   if (tail) scratch_free(tail);
 }
 
@@ -347,43 +353,77 @@ void stem_rows(void* vctx, int64_t begin, int64_t end) {
   }
 }
 
+struct DirectRun {
+  const uint8_t* input;
+  int64_t batch, height, width, channels, pad_h, pad_w;
+  const DirectPlan* plan;
+  const GemmJob* job;
+  int64_t group;       // images prepared and multiplied at a time
+  int64_t copy_bytes;  // a group's copy, with the slack
+};
+
+// Images b0 .. b0 + group - 1 (fewer at the end): prepared into `copy`, then
+// multiplied; the work split by pf, or on this thread when pf is null.
+void direct_group(const DirectRun& d, int64_t b0, uint8_t* copy, const ParallelFor* pf) {
+  const DirectPlan& plan = *d.plan;
+  const VirtualRows& vr = plan.grid;
+  const int64_t images = std::min(d.group, d.batch - b0), pixels = images * vr.hp * vr.wp;
+  FillCtx fc{d.input + b0 * d.height * d.width * d.channels, copy, d.height, d.width, d.channels, vr.hp, vr.wp,
+             d.pad_h, d.pad_w, plan.zp};
+  if (pf)
+    run_parallel(*pf, images * vr.hp, &fc, plan.fill);
+  else
+    plan.fill(&fc, 0, images * vr.hp);
+  std::memset(copy + pixels * plan.pixel_bytes, plan.zp, static_cast<size_t>(plan.slack * plan.pixel_bytes));
+  // This group's outputs and residual rows.
+  const Epilogue& ep = *d.job->ep;
+  const int64_t esz = ep.out == OutType::f32 ? 4 : 1, out0 = b0 * vr.oh * vr.ow;
+  Epilogue group_ep = ep;
+  if (ep.residual) group_ep.residual = static_cast<const uint8_t*>(ep.residual) + out0 * ep.ld_residual * esz;
+  GemmJob group_job = *d.job;
+  group_job.C = static_cast<uint8_t*>(d.job->C) + out0 * d.job->ldc * esz;
+  group_job.ep = &group_ep;
+  Ctx c;
+  c.job = &group_job;
+  c.M = pixels;
+  c.a_base = copy;
+  c.a_stride = plan.pixel_bytes;
+  c.kb_offset = plan.kb_offset.data();
+  c.direct_mblocks = (pixels + kBlockM - 1) / kBlockM;
+  c.virt = &vr;
+  run(c, pf);
+}
+
+// Groups [begin, end) on this thread, with its own copy.
+void direct_groups(void* vctx, int64_t begin, int64_t end) {
+  const DirectRun& d = *static_cast<DirectRun*>(vctx);
+  auto* copy = static_cast<uint8_t*>(scratch_alloc(d.copy_bytes, false));
+  for (int64_t g = begin; g < end; ++g) direct_group(d, g * d.group, copy, nullptr);
+  scratch_free(copy);
+}
+
 // Runs a direct convolution: images in groups whose prepared copy stays in
 // L2. Prepared and then multiplied at once, the copy is read from L2 by the
 // tile loads instead of going to memory and back (at batch 32 a 56x56x64
 // layer's copy is 7 MB, and the tile loads' stalls on it doubled the
-// layer's time).
+// layer's time). With enough groups the threads take whole groups (one
+// parallel region per layer, each thread's copy in its own L2); otherwise
+// they share each group's preparation and multiplication.
 void run_direct(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t channels, int64_t pad_h,
                 int64_t pad_w, const DirectPlan& plan, const GemmJob& job, const ParallelFor& pf) {
   const VirtualRows& vr = plan.grid;
   const int64_t image_bytes = vr.hp * vr.wp * plan.pixel_bytes;
   const int64_t group = std::clamp<int64_t>(kDirectGroupBytes / image_bytes, 1, batch);
-  // Not zeroed: the fill writes every pixel and the slack is set below.
-  auto* copy = static_cast<uint8_t*>(scratch_alloc((group * vr.hp * vr.wp + plan.slack) * plan.pixel_bytes, false));
-  const Epilogue& ep = *job.ep;
-  const int64_t esz = ep.out == OutType::f32 ? 4 : 1, out_pixels = vr.oh * vr.ow;
-  for (int64_t b0 = 0; b0 < batch; b0 += group) {
-    const int64_t images = std::min(group, batch - b0), pixels = images * vr.hp * vr.wp;
-    FillCtx fc{input + b0 * height * width * channels, copy, height, width, channels, vr.hp, vr.wp, pad_h, pad_w,
-               plan.zp};
-    run_parallel(pf, images * vr.hp, &fc, plan.fill);
-    std::memset(copy + pixels * plan.pixel_bytes, plan.zp, static_cast<size_t>(plan.slack * plan.pixel_bytes));
-    // This group's outputs and residual rows.
-    Epilogue group_ep = ep;
-    if (ep.residual)
-      group_ep.residual = static_cast<const uint8_t*>(ep.residual) + b0 * out_pixels * ep.ld_residual * esz;
-    GemmJob group_job = job;
-    group_job.C = static_cast<uint8_t*>(job.C) + b0 * out_pixels * job.ldc * esz;
-    group_job.ep = &group_ep;
-    Ctx c;
-    c.job = &group_job;
-    c.M = pixels;
-    c.a_base = copy;
-    c.a_stride = plan.pixel_bytes;
-    c.kb_offset = plan.kb_offset.data();
-    c.direct_mblocks = (pixels + kBlockM - 1) / kBlockM;
-    c.virt = &vr;
-    run(c, pf);
+  // Not zeroed: the fill writes every pixel and direct_group sets the slack.
+  DirectRun d{input, batch, height, width, channels, pad_h, pad_w, &plan, &job, group,
+              (group * vr.hp * vr.wp + plan.slack) * plan.pixel_bytes};
+  const int64_t groups = (batch + group - 1) / group;
+  if (groups >= kGroupsPerLayerSplit) {
+    run_parallel(pf, groups, &d, direct_groups);
+    return;
   }
+  auto* copy = static_cast<uint8_t*>(scratch_alloc(d.copy_bytes, false));
+  for (int64_t g = 0; g < groups; ++g) direct_group(d, g * group, copy, &pf);
   scratch_free(copy);
 }
 
@@ -403,7 +443,7 @@ void gemm_amx_32x32(const GemmJob& job, const ParallelFor& pf) {
     c.kb_offset = offsets.data();
     c.direct_mblocks = job.M / kBlockM;
   }
-  run(c, pf);
+  run(c, &pf);
 }
 
 bool conv_amx_direct(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t pad_h,

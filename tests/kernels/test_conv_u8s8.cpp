@@ -183,6 +183,14 @@ TEST_CASE("conv2d_u8s8 amx (implicit im2col rows + gemm_u8s8s32_amx_32x32) match
       {2, 7, 7, 3, 64, 7, 7, 2, 3, 1, false, OutType::u8, false, true},    // every window touches the border
   };
   for (const auto& c : stems) check_conv(c, Isa::amx, Layout::vnni_n32k4_s8, g, 255, Layout::depthwise_s8);
+  // Batches of 8 groups and more (a group: as many images as fit a 512 KB
+  // copy; 7 of these): the threads take whole groups, each output and
+  // residual block at its group's offset.
+  const ConvCase many_groups[] = {
+      {56, 32, 32, 64, 8, 3, 3, 1, 1, 1, false, OutType::u8, true, true},
+      {56, 64, 64, 3, 8, 7, 7, 2, 3, 1, false, OutType::f32, false, true},
+  };
+  for (const auto& c : many_groups) check_conv(c, Isa::amx, Layout::vnni_n32k4_s8, g, 255, Layout::depthwise_s8);
 }
 
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {
