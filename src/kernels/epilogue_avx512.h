@@ -38,6 +38,7 @@ struct Columns16 {
   __m512i comp;
   __m512 scale, bias;
   bool any;
+  Columns16() = default;  // filled in later (the AMX kernel's pending block)
   Columns16(const GemmJob& j, int64_t n0_) : n0(n0_) {
     const int64_t n_valid = j.B->n() - n0;
     any = n_valid > 0;
@@ -50,38 +51,62 @@ struct Columns16 {
   }
 };
 
-// Row m of the 16 columns `c` through the epilogue (same order as epilogue_scalar).
-static inline __attribute__((always_inline)) void store_row16(__m512i acc, const Columns16& c, const GemmJob& j,
-                                                              const Ep512& e, int64_t m) {
-  const Epilogue& ep = *j.ep;
+// Row m of the 16 columns `c` through the epilogue (same order as
+// epilogue_scalar), for an output type and residual known at compile time: a
+// kernel that loops over many rows can pick the instance once (the AMX
+// kernel's epilogue was a third scalar bookkeeping before).
+template <OutType kOut, bool kResidual>
+static inline __attribute__((always_inline)) void store_row16_as(__m512i acc, const Columns16& c, const GemmJob& j,
+                                                                 const Ep512& e, int64_t m) {
+  constexpr int64_t esz = kOut == OutType::f32 ? 4 : 1;
   acc = _mm512_add_epi32(acc, c.comp);
   __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), c.scale, c.bias);
-  const int64_t esz = e.out == OutType::f32 ? 4 : 1;
-  if (ep.residual) {
+  if constexpr (kResidual) {
+    const Epilogue& ep = *j.ep;
     const auto* rp = static_cast<const uint8_t*>(ep.residual) + (m * ep.ld_residual + c.n0) * esz;
     __m512 r;
-    if (e.out == OutType::f32) {
+    if constexpr (kOut == OutType::f32) {
       r = _mm512_maskz_loadu_ps(c.mask, rp);
     } else {
       const __m128i b = _mm_maskz_loadu_epi8(c.mask, rp);
-      const __m512i i = e.out == OutType::u8 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
+      const __m512i i = kOut == OutType::u8 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
       r = _mm512_cvtepi32_ps(_mm512_sub_epi32(i, _mm512_set1_epi32(e.rzp)));
     }
     y = _mm512_fmadd_ps(e.rscale, r, y);
   }
   auto* dst = static_cast<uint8_t*>(j.C) + (m * j.ldc + c.n0) * esz;
-  if (e.out == OutType::f32) {
+  if constexpr (kOut == OutType::f32) {
     if (e.relu) y = _mm512_max_ps(y, e.zero);
     _mm512_mask_storeu_ps(dst, c.mask, y);
-    return;
+  } else {
+    // Clamped to the integer bounds first, then converted in the current
+    // rounding mode (nearest even, as epilogue_scalar's nearbyint): the same
+    // as its round-then-clamp (rounding is monotone and the bounds are
+    // integers; a NaN becomes lo both ways), one instruction fewer.
+    y = _mm512_min_ps(_mm512_max_ps(y, e.lo), e.hi);
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(y), e.zp);
+    // q is inside the output type's range (lo >= qmin - zp), so the saturating
+    // narrowings are exact.
+    const __m128i b = kOut == OutType::u8 ? _mm512_cvtusepi32_epi8(q) : _mm512_cvtsepi32_epi8(q);
+    if (c.mask == 0xFFFF)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
+    else
+      _mm_mask_storeu_epi8(dst, c.mask, b);
   }
-  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-  y = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(y, kRound), e.lo), e.hi);
-  const __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(y), e.zp);
-  // Values are already inside the output range, so the saturating narrowings are exact.
-  const __m128i b = e.out == OutType::u8 ? _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()))
-                                         : _mm512_cvtsepi32_epi8(q);
-  _mm_mask_storeu_epi8(dst, c.mask, b);
+}
+
+// The same, choosing the instance at run time.
+static inline __attribute__((always_inline)) void store_row16(__m512i acc, const Columns16& c, const GemmJob& j,
+                                                              const Ep512& e, int64_t m) {
+  const bool res = j.ep->residual != nullptr;
+  switch (e.out) {
+    case OutType::u8: return res ? store_row16_as<OutType::u8, true>(acc, c, j, e, m)
+                                 : store_row16_as<OutType::u8, false>(acc, c, j, e, m);
+    case OutType::s8: return res ? store_row16_as<OutType::s8, true>(acc, c, j, e, m)
+                                 : store_row16_as<OutType::s8, false>(acc, c, j, e, m);
+    default: return res ? store_row16_as<OutType::f32, true>(acc, c, j, e, m)
+                        : store_row16_as<OutType::f32, false>(acc, c, j, e, m);
+  }
 }
 
 }  // namespace

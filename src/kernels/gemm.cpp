@@ -6,6 +6,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -179,6 +182,77 @@ bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const Packed
   return true;
 }
 
+#ifndef COMPRESS_VNNI_SIMDE  // the SIMDe test library has no AMX kernel
+namespace {
+
+// A packed blob at a 64-byte boundary (B tile rows that straddle cache lines
+// cost a 3x3 layer ~1.4x its time).
+struct AlignedBlob {
+  std::unique_ptr<uint8_t, void (*)(void*)> bytes{nullptr, scratch_free};
+  int64_t size = 0;
+};
+
+// The stem weight rearranged for conv_amx_stem_s2d: W'[o][a][b][i][j][c4] =
+// W[o][2a + i][2b + j][c] (zero where 2a + i >= kh, 2b + j >= kw or c >= C),
+// packed as a ceil(kh / 2) x 4 convolution over 16 channels. The zeros add
+// nothing, so its compensation equals the original's.
+AlignedBlob rearrange_stem_weight(const PackedView& W) {
+  const int64_t n = W.n(), kh = W.kh(), kw = W.kw(), C = W.c_in(), taps_h = (kh + 1) / 2;
+  const std::vector<int8_t> w = unpack_weight_rowmajor(W);
+  const int64_t k2 = taps_h * 4 * kS2dPixel;
+  std::vector<int8_t> w2(static_cast<size_t>(n * k2), 0);
+  for (int64_t o = 0; o < n; ++o)
+    for (int64_t y = 0; y < kh; ++y)
+      for (int64_t x = 0; x < kw; ++x)
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t a = y / 2, i = y % 2, b = x / 2, j = x % 2;
+          w2[o * k2 + (a * 4 + b) * kS2dPixel + (i * 2 + j) * 4 + c] = w[o * W.k() + (y * kw + x) * C + c];
+        }
+  const std::vector<uint8_t> packed =
+      pack_conv_u8s8(w2.data(), n, taps_h, 4, kS2dPixel, W.a_zero_point(), W.layout());
+  AlignedBlob out;
+  out.size = static_cast<int64_t>(packed.size());
+  out.bytes.reset(static_cast<uint8_t*>(scratch_alloc(out.size, false)));
+  std::memcpy(out.bytes.get(), packed.data(), packed.size());
+  return out;
+}
+
+// rearrange_stem_weight, remembered for the last few weights (a model calls
+// the same stem every forward). An entry matches on the blob's bytes, not its
+// address, so a freed and reused address cannot return a stale weight.
+std::shared_ptr<const AlignedBlob> stem_s2d_weight(const PackedView& W) {
+  struct Entry {
+    std::vector<uint8_t> original;
+    std::shared_ptr<const AlignedBlob> rearranged;
+  };
+  static std::mutex mutex;
+  static std::deque<Entry> cache;
+  constexpr size_t kEntries = 8;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const Entry& e : cache)
+      if (static_cast<int64_t>(e.original.size()) == W.bytes() &&
+          std::memcmp(e.original.data(), W.blob(), e.original.size()) == 0)
+        return e.rearranged;
+  }
+  auto rearranged = std::make_shared<const AlignedBlob>(rearrange_stem_weight(W));
+  std::lock_guard<std::mutex> lock(mutex);
+  cache.push_back({std::vector<uint8_t>(W.blob(), W.blob() + W.bytes()), rearranged});
+  if (cache.size() > kEntries) cache.pop_front();
+  return rearranged;
+}
+
+// Stems that conv_amx_stem_s2d takes: stride 2, no dilation, at most 4
+// channels and kernel rows of 7 or 8 taps (4 taps of the copy: one k-block).
+// The copy is built with vpermt2b (AVX-512 VBMI: every AMX CPU has it).
+bool stem_s2d_applies(const ConvGeometry& g, const PackedView& W) {
+  return __builtin_cpu_supports("avx512vbmi") && g.stride_h == 2 && g.stride_w == 2 && g.dil_h == 1 &&
+         g.dil_w == 1 && W.c_in() <= 4 && (W.kw() + 1) / 2 == 4;
+}
+
+}  // namespace
+#endif
+
 bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
                  const Epilogue& ep, const ParallelFor& pf, Isa isa) {
 #ifdef COMPRESS_VNNI_SIMDE
@@ -186,6 +260,17 @@ bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& 
 #else
   const DenseKernel* k = dense_kernel(W, isa);
   if (k == nullptr || k->run != gemm_amx_32x32) return false;
+  if (stem_s2d_applies(g, W)) {
+    check_epilogue(ep, "conv2d_u8s8");
+    const std::shared_ptr<const AlignedBlob> w2 = stem_s2d_weight(W);
+    const PackedView W2(w2->bytes.get(), w2->size);
+    Padded pad(ep, W2.n(), W2.n_pad());
+    GemmJob job{0, nullptr, W2.k(), &W2, output, W2.n(), &ep, pad.scale.data(), pad.bias.data()};
+    const int64_t oh = conv_output_size(g.height, W.kh(), 2, g.pad_h, 1);
+    const int64_t ow = conv_output_size(g.width, W.kw(), 2, g.pad_w, 1);
+    conv_amx_stem_s2d(input, g.batch, g.height, g.width, W.c_in(), g.pad_h, g.pad_w, oh, ow, job, pf);
+    return true;
+  }
   if (g.stride_h != 1 || g.stride_w != 1 || g.dil_h != 1 || g.dil_w != 1) return false;
   check_epilogue(ep, "conv2d_u8s8");
   Padded pad(ep, W.n(), W.n_pad());

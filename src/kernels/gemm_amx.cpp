@@ -21,8 +21,15 @@
 // items visit up to Ctx::mchunk m-blocks per weight panel. Accumulators go
 // through two alternating 4 KB buffers to the AVX-512 epilogue shared with
 // the VNNI kernel (one item's epilogue runs while the next item's tile
-// multiplies execute), so results are bit-identical to it and to the
-// reference.
+// multiplies execute; one instance per output type and residual), so results
+// are bit-identical to it and to the reference.
+//
+// Direct convolutions (no im2col) prepare a copy of the input that the A
+// tiles read in place, a group of images at a time so that the copy is still
+// in L2 when the tiles load it: stride-1 layers with c_in a multiple of 64
+// (a zero-point padded copy), and stride-2 stems with c_in <= 4 (a
+// space-to-depth copy, with the weight rearranged to match; see
+// conv_amx_stem_s2d in internal.h).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -42,6 +49,10 @@ constexpr int64_t kBlockM = 2 * kTileRows;         // rows of a work item
 constexpr int64_t kPanel = Avx512VnniTraits::NR;   // 32 columns: one VNNI panel
 constexpr int64_t kQuadRow = kPanel * 4;           // bytes of one k-quad row of a panel
 constexpr int64_t kTailBytes = kTileRows * kQuadRow;  // one zero-padded B block per panel
+// The padded input a direct convolution copies and multiplies at a time.
+constexpr int64_t kDirectGroupBytes = 512 * 1024;
+// From this many groups on, threads take whole groups (see run_direct).
+constexpr int64_t kGroupsPerLayerSplit = 8;
 
 // The 64-byte operand of ldtilecfg (palette 1).
 struct TileConfig {
@@ -97,32 +108,66 @@ void gather_a(const Ctx& c, int64_t mb, uint8_t* buf) {
   if (count < kBlockM) std::memset(buf + count * c.k64, 0, static_cast<size_t>((kBlockM - count) * c.k64));
 }
 
-// The epilogue of one item: rows x 32 accumulators of m-block mb, panel p.
-void epilogue_block(const Ctx& c, int32_t (*acc)[kPanel], int64_t rows, int64_t mb, int64_t p, const Ep512& e) {
+// An item whose accumulators wait in memory for the epilogue, which runs
+// after the next item's tile multiplies are issued (the tile unit computes
+// while the vector units requantize). Spreading it in slices between the
+// k-blocks instead measured no faster.
+struct Pending {
+  int32_t (*acc)[kPanel] = nullptr;  // nullptr when nothing waits
+  int64_t rows = 0;                  // accumulator rows
+  int64_t out_row[kBlockM];          // output row of each accumulator row; -1: dropped
+  Columns16 cols[2];                 // a half past n has an empty mask: stores nothing
+};
+
+// Makes rows x 32 accumulators of m-block mb, panel p the pending item.
+void set_pending(const Ctx& c, Pending& pd, int32_t (*acc)[kPanel], int64_t rows, int64_t mb, int64_t p) {
   const GemmJob& j = *c.job;
-  for (int64_t half = 0; half < 2; ++half) {
-    const Columns16 cols(j, p * kPanel + half * 16);
-    if (!cols.any) continue;
-    if (c.virt == nullptr) {
-      for (int64_t i = 0; i < rows; ++i)
-        store_row16(_mm512_load_si512(&acc[i][half * 16]), cols, j, e, mb * kBlockM + i);
-      continue;
-    }
-    // Virtual row -> output pixel, stepped from one division per block.
-    const VirtualRows& vr = *c.virt;
-    const int64_t v0 = mb * kBlockM;
-    int64_t x = v0 % vr.wp, y = (v0 / vr.wp) % vr.hp, b = v0 / (vr.wp * vr.hp);
-    for (int64_t i = 0; i < rows; ++i) {
-      if (y < vr.oh && x < vr.ow)
-        store_row16(_mm512_load_si512(&acc[i][half * 16]), cols, j, e, (b * vr.oh + y) * vr.ow + x);
-      if (++x == vr.wp) {
-        x = 0;
-        if (++y == vr.hp) {
-          y = 0;
-          ++b;
-        }
+  pd.acc = acc;
+  pd.rows = rows;
+  pd.cols[0] = Columns16(j, p * kPanel);
+  pd.cols[1] = Columns16(j, p * kPanel + 16);
+  const int64_t v0 = mb * kBlockM;
+  if (c.virt == nullptr) {
+    for (int64_t i = 0; i < rows; ++i) pd.out_row[i] = v0 + i;
+    return;
+  }
+  // Virtual row -> output pixel, stepped from one division per block.
+  const VirtualRows& vr = *c.virt;
+  int64_t x = v0 % vr.wp, y = (v0 / vr.wp) % vr.hp, b = v0 / (vr.wp * vr.hp);
+  for (int64_t i = 0; i < rows; ++i) {
+    pd.out_row[i] = y < vr.oh && x < vr.ow ? (b * vr.oh + y) * vr.ow + x : -1;
+    if (++x == vr.wp) {
+      x = 0;
+      if (++y == vr.hp) {
+        y = 0;
+        ++b;
       }
     }
+  }
+}
+
+// The pending item through the epilogue, both 16-column halves of a row in
+// turn; one instance per output type and residual, chosen once per call
+// (DrainFn): the generic epilogue's per-row tests more than doubled its time.
+template <OutType kOut, bool kResidual>
+void drain(const GemmJob& j, const Pending& pd, const Ep512& e) {
+  const Columns16 c0 = pd.cols[0], c1 = pd.cols[1];
+  for (int64_t r = 0; r < pd.rows; ++r) {
+    const int64_t m = pd.out_row[r];
+    if (m < 0) continue;
+    store_row16_as<kOut, kResidual>(_mm512_load_si512(&pd.acc[r][0]), c0, j, e, m);
+    store_row16_as<kOut, kResidual>(_mm512_load_si512(&pd.acc[r][16]), c1, j, e, m);
+  }
+}
+
+using DrainFn = void (*)(const GemmJob&, const Pending&, const Ep512&);
+
+DrainFn drain_for(const Epilogue& ep) {
+  const bool res = ep.residual != nullptr;
+  switch (ep.out) {
+    case OutType::u8: return res ? drain<OutType::u8, true> : drain<OutType::u8, false>;
+    case OutType::s8: return res ? drain<OutType::s8, true> : drain<OutType::s8, false>;
+    default: return res ? drain<OutType::f32, true> : drain<OutType::f32, false>;
   }
 }
 
@@ -132,15 +177,12 @@ void compute(void* vctx, int64_t begin, int64_t end) {
   const Ep512 e(*j.ep);
   const auto* bdata = reinterpret_cast<const int8_t*>(j.B->data());
   auto* abuf = static_cast<uint8_t*>(scratch_alloc(kBlockM * c.k64));
-  // Two accumulator buffers: the epilogue of the previous item runs after
-  // this item's tile multiplies are issued, so the vector units requantize
-  // while the tile unit computes.
+  // Two accumulator buffers: the previous item's epilogue (Pending) reads one
+  // while this item's tiles accumulate and are stored into the other.
   alignas(64) int32_t acc[2][kBlockM][kPanel];
   int32_t(*out)[kPanel] = acc[0];  // where this item's tiles are stored
-  struct Pending {
-    int32_t (*acc)[kPanel] = nullptr;  // the other buffer, or nullptr when nothing waits
-    int64_t rows = 0, mb = 0, p = 0;
-  } pending;
+  Pending pending;
+  const DrainFn drain_rows = drain_for(*j.ep);
 
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
@@ -149,6 +191,7 @@ void compute(void* vctx, int64_t begin, int64_t end) {
   }
   _tile_loadconfig(&cfg);
 
+  const int64_t blocks = c.full_blocks + (c.tail ? 1 : 0);
   int64_t gathered = -1;
   for (int64_t item = begin; item < end; ++item) {
     const int64_t chunk = item / (c.panels * c.mchunk), rem = item - chunk * c.panels * c.mchunk;
@@ -168,7 +211,6 @@ void compute(void* vctx, int64_t begin, int64_t end) {
     _tile_zero(2);
     _tile_zero(3);
     const int8_t* panel = bdata + p * c.kq * kQuadRow;
-    const int64_t blocks = c.full_blocks + (c.tail ? 1 : 0);
     for (int64_t kb = 0; kb < blocks; ++kb) {
       const int8_t* b = kb < c.full_blocks ? panel + kb * kTileRows * kQuadRow : c.tail + p * kTailBytes;
       const uint8_t* a = a_rows + (direct ? c.kb_offset[kb] : kb * kTileK);
@@ -183,24 +225,25 @@ void compute(void* vctx, int64_t begin, int64_t end) {
         _tile_dpbusd(3, 5, 7);
       }
     }
-    if (pending.acc) epilogue_block(c, pending.acc, pending.rows, pending.mb, pending.p, e);
+    if (pending.acc) drain_rows(j, pending, e);
     _tile_stored(0, &out[0][0], kPanel * 4);
     _tile_stored(1, &out[0][16], kPanel * 4);
     if (two_strips) {
       _tile_stored(2, &out[kTileRows][0], kPanel * 4);
       _tile_stored(3, &out[kTileRows][16], kPanel * 4);
     }
-    pending = {out, rows, mb, p};
+    set_pending(c, pending, out, rows, mb, p);
     out = out == acc[0] ? acc[1] : acc[0];
   }
-  if (pending.acc) epilogue_block(c, pending.acc, pending.rows, pending.mb, pending.p, e);
+  if (pending.acc) drain_rows(j, pending, e);
   _tile_release();  // the tile state costs every context switch while it is live
   scratch_free(abuf);
 }
 
 
-// The weight-side set-up shared by both entry points, and the run.
-void run(Ctx& c, const ParallelFor& pf) {
+// The weight-side set-up shared by all entry points, and the run: split by
+// pf, or on this thread when pf is null.
+void run(Ctx& c, const ParallelFor* pf) {
   const PackedView& B = *c.job->B;
   c.k64 = (B.k() + kTileK - 1) / kTileK * kTileK;
   c.kq = B.k_pad() / 4;
@@ -224,23 +267,39 @@ void run(Ctx& c, const ParallelFor& pf) {
     const int64_t a_block_bytes = c.virt ? kBlockM * B.c_in() : kBlockM * c.k64;
     c.mchunk = std::clamp<int64_t>((int64_t{1} << 20) / std::max<int64_t>(1, a_block_bytes), 1, 16);
   }
-  run_parallel(pf, c.mblocks * c.panels, &c, compute);
+  if (pf)
+    run_parallel(*pf, c.mblocks * c.panels, &c, compute);
+  else
+    compute(&c, 0, c.mblocks * c.panels);
   if (tail) scratch_free(tail);
 }
 
-struct PadJob {
-  const uint8_t* input;
-  uint8_t* padded;
+// What a direct convolution's GEMM reads: a prepared copy of a group of
+// images (zero-point padded; for the stem also rearranged) in which output
+// pixel (y, x) is virtual pixel (y, x) of a grid of hp x wp pixels of
+// `pixel_bytes`, and k-block kb of its row starts kb_offset[kb] bytes after it.
+struct DirectPlan {
+  VirtualRows grid;
+  int64_t pixel_bytes;
+  std::vector<int64_t> kb_offset;
+  int64_t slack;  // pixels past the last image the dropped rows' taps may read
+  uint8_t zp;     // the activation zero point: padding, and the slack
+  RangeFn fill;   // fills the copy's rows [begin, end) (image-major) from ctx
+};
+
+struct FillCtx {
+  const uint8_t* input;  // the group's first image
+  uint8_t* copy;
   int64_t h, w, c, hp, wp, pad_h, pad_w;
   uint8_t zp;
 };
 
-// Padded rows [begin, end) of all images: the zero point outside the image.
+// Padded rows [begin, end) of the group: the zero point outside the image.
 void pad_rows(void* vctx, int64_t begin, int64_t end) {
-  const PadJob& p = *static_cast<PadJob*>(vctx);
+  const FillCtx& p = *static_cast<FillCtx*>(vctx);
   for (int64_t r = begin; r < end; ++r) {
     const int64_t b = r / p.hp, y = r % p.hp - p.pad_h;
-    uint8_t* dst = p.padded + r * p.wp * p.c;
+    uint8_t* dst = p.copy + r * p.wp * p.c;
     if (y < 0 || y >= p.h) {
       std::memset(dst, p.zp, static_cast<size_t>(p.wp * p.c));
       continue;
@@ -249,6 +308,123 @@ void pad_rows(void* vctx, int64_t begin, int64_t end) {
     std::memcpy(dst + p.pad_w * p.c, p.input + (b * p.h + y) * p.w * p.c, static_cast<size_t>(p.w * p.c));
     std::memset(dst + (p.pad_w + p.w) * p.c, p.zp, static_cast<size_t>((p.wp - p.pad_w - p.w) * p.c));
   }
+}
+
+// Rows [begin, end) of a stride-2 stem's copy (c <= 4 channels): pixel
+// (Y, X) is the 64-byte k-block that kernel row pair Y of output column X
+// reads: for b in 0..3, i, j in {0, 1}, bytes b * 16 + (2i + j) * 4 .. + c
+// hold padded-input pixel (2Y + i, 2X + 2b + j) (the zero point outside the
+// image). Byte c .. 3 of each slot meets a zero weight.
+void stem_rows(void* vctx, int64_t begin, int64_t end) {
+  const FillCtx& p = *static_cast<FillCtx*>(vctx);
+  // 3 channels, a whole window row inside the image: one permute of the two
+  // input rows' 8 pixels (24 bytes each) per copy pixel.
+  alignas(64) uint8_t index[64];
+  for (int64_t q = 0; q < 64; ++q) {
+    const int64_t b = q / 16, i = q / 8 % 2, j = q / 4 % 2, c = std::min<int64_t>(q % 4, 2);
+    index[q] = static_cast<uint8_t>(i * 64 + (2 * b + j) * 3 + c);
+  }
+  const __m512i perm = _mm512_load_si512(index), zp = _mm512_set1_epi8(static_cast<char>(p.zp));
+  constexpr __mmask64 k24 = (__mmask64{1} << 24) - 1;
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t img = r / p.hp, Y = r % p.hp;
+    uint8_t* dst = p.copy + r * p.wp * 64;
+    const uint8_t* rows[2];
+    for (int64_t i = 0; i < 2; ++i) {
+      const int64_t y = 2 * Y + i - p.pad_h;
+      rows[i] = y >= 0 && y < p.h ? p.input + (img * p.h + y) * p.w * p.c : nullptr;
+    }
+    for (int64_t X = 0; X < p.wp; ++X, dst += 64) {
+      const int64_t x0 = 2 * X - p.pad_w;
+      if (p.c == 3 && x0 >= 0 && x0 + 8 <= p.w) {
+        const __m512i r0 = rows[0] ? _mm512_maskz_loadu_epi8(k24, rows[0] + x0 * 3) : zp;
+        const __m512i r1 = rows[1] ? _mm512_maskz_loadu_epi8(k24, rows[1] + x0 * 3) : zp;
+        _mm512_store_si512(dst, _mm512_permutex2var_epi8(r0, perm, r1));
+        continue;
+      }
+      std::memset(dst, p.zp, 64);
+      for (int64_t i = 0; i < 2; ++i) {
+        if (rows[i] == nullptr) continue;
+        for (int64_t t = 0; t < 8; ++t)
+          if (x0 + t >= 0 && x0 + t < p.w)
+            std::memcpy(dst + (t / 2) * 16 + (2 * i + t % 2) * 4, rows[i] + (x0 + t) * p.c, static_cast<size_t>(p.c));
+      }
+    }
+  }
+}
+
+struct DirectRun {
+  const uint8_t* input;
+  int64_t batch, height, width, channels, pad_h, pad_w;
+  const DirectPlan* plan;
+  const GemmJob* job;
+  int64_t group;       // images prepared and multiplied at a time
+  int64_t copy_bytes;  // a group's copy, with the slack
+};
+
+// Images b0 .. b0 + group - 1 (fewer at the end): prepared into `copy`, then
+// multiplied; the work split by pf, or on this thread when pf is null.
+void direct_group(const DirectRun& d, int64_t b0, uint8_t* copy, const ParallelFor* pf) {
+  const DirectPlan& plan = *d.plan;
+  const VirtualRows& vr = plan.grid;
+  const int64_t images = std::min(d.group, d.batch - b0), pixels = images * vr.hp * vr.wp;
+  FillCtx fc{d.input + b0 * d.height * d.width * d.channels, copy, d.height, d.width, d.channels, vr.hp, vr.wp,
+             d.pad_h, d.pad_w, plan.zp};
+  if (pf)
+    run_parallel(*pf, images * vr.hp, &fc, plan.fill);
+  else
+    plan.fill(&fc, 0, images * vr.hp);
+  std::memset(copy + pixels * plan.pixel_bytes, plan.zp, static_cast<size_t>(plan.slack * plan.pixel_bytes));
+  // This group's outputs and residual rows.
+  const Epilogue& ep = *d.job->ep;
+  const int64_t esz = ep.out == OutType::f32 ? 4 : 1, out0 = b0 * vr.oh * vr.ow;
+  Epilogue group_ep = ep;
+  if (ep.residual) group_ep.residual = static_cast<const uint8_t*>(ep.residual) + out0 * ep.ld_residual * esz;
+  GemmJob group_job = *d.job;
+  group_job.C = static_cast<uint8_t*>(d.job->C) + out0 * d.job->ldc * esz;
+  group_job.ep = &group_ep;
+  Ctx c;
+  c.job = &group_job;
+  c.M = pixels;
+  c.a_base = copy;
+  c.a_stride = plan.pixel_bytes;
+  c.kb_offset = plan.kb_offset.data();
+  c.direct_mblocks = (pixels + kBlockM - 1) / kBlockM;
+  c.virt = &vr;
+  run(c, pf);
+}
+
+// Groups [begin, end) on this thread, with its own copy.
+void direct_groups(void* vctx, int64_t begin, int64_t end) {
+  const DirectRun& d = *static_cast<DirectRun*>(vctx);
+  auto* copy = static_cast<uint8_t*>(scratch_alloc(d.copy_bytes, false));
+  for (int64_t g = begin; g < end; ++g) direct_group(d, g * d.group, copy, nullptr);
+  scratch_free(copy);
+}
+
+// Runs a direct convolution: images in groups whose prepared copy stays in
+// L2. Prepared and then multiplied at once, the copy is read from L2 by the
+// tile loads instead of going to memory and back (at batch 32 a 56x56x64
+// layer's copy is 7 MB, and the tile loads' stalls on it doubled the
+// layer's time). With enough groups the threads take whole groups (one
+// parallel region per layer, each thread's copy in its own L2); otherwise
+// they share each group's preparation and multiplication.
+void run_direct(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t channels, int64_t pad_h,
+                int64_t pad_w, const DirectPlan& plan, const GemmJob& job, const ParallelFor& pf) {
+  const VirtualRows& vr = plan.grid;
+  const int64_t image_bytes = vr.hp * vr.wp * plan.pixel_bytes;
+  const int64_t group = std::clamp<int64_t>(kDirectGroupBytes / image_bytes, 1, batch);
+  // Not zeroed: the fill writes every pixel and direct_group sets the slack.
+  DirectRun d{input, batch, height, width, channels, pad_h, pad_w, &plan, &job, group,
+              (group * vr.hp * vr.wp + plan.slack) * plan.pixel_bytes};
+  const int64_t groups = (batch + group - 1) / group;
+  if (groups >= kGroupsPerLayerSplit) {
+    run_parallel(pf, groups, &d, direct_groups);
+    return;
+  }
+  auto* copy = static_cast<uint8_t*>(scratch_alloc(d.copy_bytes, false));
+  for (int64_t g = 0; g < groups; ++g) direct_group(d, g * group, copy, &pf);
+  scratch_free(copy);
 }
 
 }  // namespace
@@ -267,7 +443,7 @@ void gemm_amx_32x32(const GemmJob& job, const ParallelFor& pf) {
     c.kb_offset = offsets.data();
     c.direct_mblocks = job.M / kBlockM;
   }
-  run(c, pf);
+  run(c, &pf);
 }
 
 bool conv_amx_direct(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t pad_h,
@@ -276,33 +452,31 @@ bool conv_amx_direct(const uint8_t* input, int64_t batch, int64_t height, int64_
   const int64_t C = W.c_in(), kh = W.kh(), kw = W.kw();
   if (C % kTileK != 0) return false;
   const int64_t hp = height + 2 * pad_h, wp = width + 2 * pad_w;
-  VirtualRows vr{wp, hp, hp - kh + 1, wp - kw + 1};
-  if (vr.oh <= 0 || vr.ow <= 0) return false;
-  // Slack past the last image: the taps of the last block's dropped rows
-  // read up to (kh - 1) rows, kw - 1 pixels and one block beyond it.
-  const int64_t pixels = batch * hp * wp, slack = (kh - 1) * wp + (kw - 1) + kBlockM;
-  // Not zeroed: pad_rows writes every pixel and the slack is filled below.
-  auto* padded = static_cast<uint8_t*>(scratch_alloc((pixels + slack) * C, false));
-  PadJob pj{input, padded, height, width, C, hp, wp, pad_h, pad_w, static_cast<uint8_t>(W.a_zero_point())};
-  run_parallel(pf, batch * hp, &pj, pad_rows);
-  std::memset(padded + pixels * C, pj.zp, static_cast<size_t>(slack * C));
+  DirectPlan plan{{wp, hp, hp - kh + 1, wp - kw + 1}, C, {}, 0, static_cast<uint8_t>(W.a_zero_point()), pad_rows};
+  if (plan.grid.oh <= 0 || plan.grid.ow <= 0) return false;
+  // The taps of the last block's dropped rows read up to (kh - 1) rows,
+  // kw - 1 pixels and one block beyond the last image.
+  plan.slack = (kh - 1) * wp + (kw - 1) + kBlockM;
   // k-block kb covers channels c0 .. c0 + 63 of tap t: K is in (kh, kw, c) order.
-  std::vector<int64_t> offsets;
   for (int64_t kb = 0; kb < W.k() / kTileK; ++kb) {
     const int64_t t = kb * kTileK / C, c0 = kb * kTileK % C;
-    offsets.push_back(((t / kw) * wp + t % kw) * C + c0);
+    plan.kb_offset.push_back(((t / kw) * wp + t % kw) * C + c0);
   }
-  Ctx c;
-  c.job = &job;
-  c.M = pixels;
-  c.a_base = padded;
-  c.a_stride = C;
-  c.kb_offset = offsets.data();
-  c.direct_mblocks = (pixels + kBlockM - 1) / kBlockM;
-  c.virt = &vr;
-  run(c, pf);
-  scratch_free(padded);
+  run_direct(input, batch, height, width, C, pad_h, pad_w, plan, job, pf);
   return true;
+}
+
+void conv_amx_stem_s2d(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t channels,
+                       int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, const GemmJob& job,
+                       const ParallelFor& pf) {
+  const PackedView& W = *job.B;  // the rearranged weight: ceil(kh / 2) k-blocks of 64 bytes
+  const int64_t taps_h = W.kh();
+  // Copy row Y serves output rows Y - taps_h + 1 .. Y; rows past out_h are dropped.
+  DirectPlan plan{{out_w, out_h + taps_h - 1, out_h, out_w}, kTileK, {}, 0,
+                  static_cast<uint8_t>(W.a_zero_point()), stem_rows};
+  for (int64_t a = 0; a < taps_h; ++a) plan.kb_offset.push_back(a * out_w * kTileK);
+  plan.slack = (taps_h - 1) * out_w + kBlockM;
+  run_direct(input, batch, height, width, channels, pad_h, pad_w, plan, job, pf);
 }
 
 }  // namespace compress::kernels::detail

@@ -64,6 +64,21 @@ void gemm_amx_32x32(const GemmJob& job, const ParallelFor& pf);  // vnni_n32k4_s
 // are unused. Returns false, computing nothing, if the shape does not qualify.
 bool conv_amx_direct(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t pad_h,
                      int64_t pad_w, const GemmJob& job, const ParallelFor& pf);
+// A stride-2 stem with c_in <= 4 (resnet's 7x7 on RGB) as a stride-1
+// convolution over a space-to-depth form of the input: input pixels
+// (2Y + i, 2X + j), i, j in {0, 1}, make one kS2dPixel-byte pixel (four
+// 4-byte slots), and the weight is rearranged to match (stem_s2d_weight in
+// gemm.cpp: ceil(kh / 2) rows of 4 taps of 16 bytes, zeros where the 7x7
+// kernel has no tap). Each kernel row is then one 64-byte k-block (4 for a
+// 7x7 instead of im2col's 3 for K = 147), and the A rows are built with one
+// byte permute per 64 bytes (the copy holds, per output pixel, the 4 pixels
+// each kernel row reads; 64-byte aligned tile rows) instead of seven short
+// copies per 147-byte im2col row, which cost more than the tile multiplies.
+// job.B is the rearranged weight.
+constexpr int64_t kS2dPixel = 16;
+void conv_amx_stem_s2d(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t channels,
+                       int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, const GemmJob& job,
+                       const ParallelFor& pf);
 // conv2d_u8s8's direct path: runs conv_amx_direct when `isa` and the CPU
 // allow the AMX kernel for W; false (nothing computed) otherwise.
 bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
@@ -78,6 +93,10 @@ int64_t gru_cell_f32_avx2(const float* gi, const float* gh, int64_t H, float* h)
 float max_abs_f32_avx2(const float* x, int64_t n, int64_t* done);
 int64_t quantize_f32_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q,
                              int32_t quant_max);
+// The same bytes for three planes (channels) interleaved into pixels:
+// q[3 * i + c] = code of planes[c][i]; whole blocks of 32 pixels, returns the count done.
+int64_t quantize_f32_u8_planes3_avx2(const float* const planes[3], int64_t n, float scale, int32_t zero_point,
+                                     uint8_t* q, int32_t quant_max);
 
 void sparse_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
 void sparse_1x4_avx2(const GemmJob& job, const ParallelFor& pf);

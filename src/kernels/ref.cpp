@@ -103,14 +103,22 @@ float max_abs_f32(const float* x, int64_t n) {
 void quantize_f32_u8_nchw_to_nhwc(const float* x, int64_t c, int64_t h, int64_t w, int64_t row_begin,
                                   int64_t row_end, float scale, int32_t zero_point, uint8_t* q, int32_t quant_max) {
   std::vector<uint8_t> plane_row(static_cast<size_t>(w));
+  const bool rgb_avx2 = c == 3 && cpu_supports(Isa::avx2);
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t b = row / h, y = row % h;
     uint8_t* out = q + row * w * c;
+    int64_t done = 0;
+    if (rgb_avx2) {  // an RGB image row: quantized and interleaved in registers
+      const float* planes[3];
+      for (int64_t ch = 0; ch < 3; ++ch) planes[ch] = x + ((b * c + ch) * h + y) * w;
+      done = detail::quantize_f32_u8_planes3_avx2(planes, w, scale, zero_point, out, quant_max);
+    }
+    if (done == w) continue;
     for (int64_t ch = 0; ch < c; ++ch) {
       // One contiguous plane row through the (vectorised) quantizer, then
       // interleaved: the strided reads of a direct transpose cost more.
-      quantize_f32_u8(x + ((b * c + ch) * h + y) * w, w, scale, zero_point, plane_row.data(), quant_max);
-      for (int64_t i = 0; i < w; ++i) out[i * c + ch] = plane_row[static_cast<size_t>(i)];
+      quantize_f32_u8(x + ((b * c + ch) * h + y) * w + done, w - done, scale, zero_point, plane_row.data(), quant_max);
+      for (int64_t i = done; i < w; ++i) out[i * c + ch] = plane_row[static_cast<size_t>(i - done)];
     }
   }
 }

@@ -7,6 +7,7 @@
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -34,6 +35,17 @@ static inline simde__m512 cvtepi32_ps(simde__m512i a) {
   F32x16 f;
   for (int t = 0; t < 16; ++t) f.v[t] = static_cast<float>(i.v[t]);
   return bits<simde__m512>(f);
+}
+// vcvtps2dq: rounded in the current mode (nearest-even), as nearbyint does;
+// NaN and out-of-range give 0x80000000.
+static inline simde__m512i cvtps_epi32(simde__m512 a) {
+  const F32x16 f = bits<F32x16>(a);
+  I32x16 i;
+  for (int t = 0; t < 16; ++t) {
+    const float r = std::nearbyint(f.v[t]);
+    i.v[t] = r >= -2147483648.f && r < 2147483648.f ? static_cast<int32_t>(r) : INT32_MIN;
+  }
+  return bits<simde__m512i>(i);
 }
 // vcvttps2dq: truncation; NaN and out-of-range give 0x80000000.
 static inline simde__m512i cvttps_epi32(simde__m512 a) {
@@ -102,6 +114,7 @@ static inline void mask_storeu_epi8(void* p, simde__mmask16 k, simde__m128i a) {
 // AVX2 build cannot inline) to the stand-ins above.
 #define _mm512_cvtepi32_ps compress_vnni_simde::cvtepi32_ps
 #define _mm512_cvttps_epi32 compress_vnni_simde::cvttps_epi32
+#define _mm512_cvtps_epi32 compress_vnni_simde::cvtps_epi32
 #define _mm512_cvtusepi32_epi8 compress_vnni_simde::cvtusepi32_epi8
 #define _mm512_cvtepu8_epi32 compress_vnni_simde::cvtepu8_epi32
 #define _mm512_cvtepi8_epi32 compress_vnni_simde::cvtepi8_epi32

@@ -170,6 +170,27 @@ TEST_CASE("conv2d_u8s8 amx (implicit im2col rows + gemm_u8s8s32_amx_32x32) match
       {1, 1, 1, 64, 8, 3, 3, 1, 1, 1, false, OutType::f32, false, false},  // one pixel, all taps but one padding
   };
   for (const auto& c : direct) check_conv(c, Isa::amx, Layout::vnni_n32k4_s8, g, 255, Layout::depthwise_s8);
+  // Stride-2 stems with at most 4 channels and 7- or 8-wide kernels: the
+  // space-to-depth path (a rearranged weight, cached by content; copy pixels
+  // built by a permute inside the image and byte by byte at its borders).
+  const ConvCase stems[] = {
+      {2, 24, 21, 3, 40, 7, 7, 2, 3, 1, false, OutType::u8, true, false},  // resnet's stem, odd width
+      {2, 24, 21, 3, 40, 7, 7, 2, 3, 1, false, OutType::u8, true, false},  // same shape, other weights
+      {1, 19, 30, 3, 64, 7, 7, 2, 2, 1, false, OutType::s8, false, true},
+      {3, 9, 16, 1, 17, 7, 7, 2, 3, 1, false, OutType::f32, true, true},   // one channel
+      {1, 13, 12, 4, 33, 8, 8, 2, 0, 1, false, OutType::u8, false, false}, // 8x8, four channels, no padding
+      {1, 16, 18, 2, 8, 5, 7, 2, 1, 1, false, OutType::u8, true, false},   // 5 rows: 3 k-blocks
+      {2, 7, 7, 3, 64, 7, 7, 2, 3, 1, false, OutType::u8, false, true},    // every window touches the border
+  };
+  for (const auto& c : stems) check_conv(c, Isa::amx, Layout::vnni_n32k4_s8, g, 255, Layout::depthwise_s8);
+  // Batches of 8 groups and more (a group: as many images as fit a 512 KB
+  // copy; 7 of these): the threads take whole groups, each output and
+  // residual block at its group's offset.
+  const ConvCase many_groups[] = {
+      {56, 32, 32, 64, 8, 3, 3, 1, 1, 1, false, OutType::u8, true, true},
+      {56, 64, 64, 3, 8, 7, 7, 2, 3, 1, false, OutType::f32, false, true},
+  };
+  for (const auto& c : many_groups) check_conv(c, Isa::amx, Layout::vnni_n32k4_s8, g, 255, Layout::depthwise_s8);
 }
 
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {

@@ -64,3 +64,31 @@ TEST_CASE("quantize_f32_u8 gives the formula's bytes: ties to even, NaN and infi
       }
     }
 }
+
+TEST_CASE("quantize_f32_u8_nchw_to_nhwc interleaves the same bytes as quantize_f32_u8, RGB rows of every tail",
+          "[kernels][quantize]") {
+  // Three channels take the in-register interleave (blocks of 32 pixels),
+  // the rest of a row and other channel counts the plane-by-plane loop.
+  std::mt19937 g(5);
+  for (int64_t c : {3, 2, 4})
+    for (int64_t w : {1, 31, 32, 33, 64, 70, 224}) {
+      const int64_t n = 2, h = 3;
+      std::vector<float> x = kt::random_f(g, n * c * h * w, -5.f, 5.f);
+      x[0] = NAN;
+      x[x.size() / 2] = 0.125f;  // a tie at scale 0.25
+      x.back() = INFINITY;
+      for (int32_t qmax : {255, 127}) {
+        std::vector<uint8_t> got(x.size(), 0xAA), plane(static_cast<size_t>(w));
+        quantize_f32_u8_nchw_to_nhwc(x.data(), c, h, w, 0, n * h, 0.25f, 100, got.data(), qmax);
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t ch = 0; ch < c; ++ch)
+            for (int64_t y = 0; y < h; ++y) {
+              quantize_f32_u8(x.data() + ((b * c + ch) * h + y) * w, w, 0.25f, 100, plane.data(), qmax);
+              for (int64_t i = 0; i < w; ++i) {
+                INFO("c=" << c << " w=" << w << " b=" << b << " ch=" << ch << " y=" << y << " i=" << i);
+                REQUIRE(int(got[((b * h + y) * w + i) * c + ch]) == int(plane[static_cast<size_t>(i)]));
+              }
+            }
+      }
+    }
+}
