@@ -21,6 +21,9 @@
 #   pqk-float-both pqk-float with --phase1-kd: the float phase 1 distils from the input model too
 #   pqk-float-oneshot pqk-float with --prune-steps 1: every mask before training, phase 1 a whole float epoch
 #                  at the final widths (prune-then-QAT's float epoch, with KD in phase 2)
+#   pqk-float-both-oneshot  pqk-float-both with --prune-steps 1: KD in both phases, phase 1 at the final widths
+#   pqk-float-oneshot-ce    pqk-float-oneshot with --alpha 0: no distillation anywhere, prune-then-QAT inside
+#                  compress pqk (the same settings as the two above but for KD)
 # EPOCHS=E (default 1) gives every pipeline E + E student epochs (ptq: E of float fine-tuning, E of QAT;
 # phase1: 2E in phase 1); run names get "-eE" when E is not 1.
 # KD settings of every PQK run: T = 2, alpha = 0.5 (the best of the KD table).
@@ -71,6 +74,10 @@ for run in $runs; do
                     --seed "$seed" --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
     pqk-float-oneshot) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --phase1-float \
                     --prune-steps 1 --seed "$seed" --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-float-both-oneshot) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --phase1-float \
+                    --phase1-kd --prune-steps 1 --seed "$seed" --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-float-oneshot-ce) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --phase1-float \
+                    --prune-steps 1 --alpha 0 --seed "$seed" --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
     *) echo "unknown run kind $kind" >&2; exit 2 ;;
   esac
   echo "$(date -u '+%H:%M:%S') done $name in $(( $(date +%s) - start )) s (load $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -82,6 +89,6 @@ for f in "$out"/*.json; do
   case "$f" in *.prune.json) continue ;; esac
   jq -r --arg n "$(basename "$f" .json)" \
     'def r: if type == "number" then (. * 100 | round / 100) else . end;
-     "| \($n) | \(.test.int8_top1 | r) | \(.test.phase1_float_top1 // "-" | r) | \(.test.teacher_top1 // "-" | r) | \(.check.teacher_top1 // "-" | r) / \(.check.student_top1 // "-" | r) | \(.training.kd_used // "-") | \(.macs_kept // "-" | r) |"' \
+     "| \($n) | \(.test.int8_top1 | r) | \(.test.phase1_float_top1 // "-" | r) | \(.test.teacher_top1 // "-" | r) | \(.check.teacher_top1 // "-" | r) / \(.check.student_top1 // "-" | r) | \(if .training.kd_used == null then "-" else .training.kd_used end) | \(.macs_kept // "-" | r) |"' \
     "$f"
 done
