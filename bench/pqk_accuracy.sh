@@ -22,11 +22,15 @@
 #   pqk-float-oneshot pqk-float with --prune-steps 1: every mask before training, phase 1 a whole float epoch
 #                  at the final widths (prune-then-QAT's float epoch, with KD in phase 2)
 #   pqk-float-both-oneshot  pqk-float-both with --prune-steps 1: KD in both phases, phase 1 at the final widths
+#   pqk-float-both-oneshot-lr5  pqk-float-both-oneshot with --finetune-lr 0.005 (phase 2 at compress qat's rate)
 #   pqk-float-oneshot-ce    pqk-float-oneshot with --alpha 0: no distillation anywhere, prune-then-QAT inside
-#                  compress pqk (the same settings as the two above but for KD)
+#                  compress pqk (pqk-float-oneshot and pqk-float-both-oneshot but for KD)
 # EPOCHS=E (default 1) gives every pipeline E + E student epochs (ptq: E of float fine-tuning, E of QAT;
 # phase1: 2E in phase 1); run names get "-eE" when E is not 1.
 # KD settings of every PQK run: T = 2, alpha = 0.5 (the best of the KD table).
+# The issue-12 PQK rows (docs/distillation.md, "phase 1 in float"), about 30 minutes on a quiet machine:
+#   RUNS="ptq:0 ptq:1 pqk-float-both-oneshot:0 pqk-float-both-oneshot:1 pqk-float-oneshot-ce:0 pqk-float-oneshot-ce:1"
+# Bash reads a script while it runs it: copy this file and run the copy if you edit it during a run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cli="${CLI:-$root/build/bin/compress}"
@@ -78,6 +82,9 @@ for run in $runs; do
                     --phase1-kd --prune-steps 1 --seed "$seed" --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
     pqk-float-oneshot-ce) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input --phase1-float \
                     --prune-steps 1 --alpha 0 --seed "$seed" --report "$out/$name.json" "${common[@]}" > "$log" 2>&1 ;;
+    pqk-float-both-oneshot-lr5) "$cli" pqk "$model" -o "$out/$name.int8.pt" "${pqk[@]}" --teacher input \
+                    --phase1-float --phase1-kd --prune-steps 1 --finetune-lr 0.005 --seed "$seed" --report "$out/$name.json" \
+                    "${common[@]}" > "$log" 2>&1 ;;
     *) echo "unknown run kind $kind" >&2; exit 2 ;;
   esac
   echo "$(date -u '+%H:%M:%S') done $name in $(( $(date +%s) - start )) s (load $(cut -d' ' -f1-3 /proc/loadavg))"
