@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -249,6 +250,8 @@ void PqkOptions::validate() const {
   if (!(repair_fraction >= 0 && repair_fraction <= 1))
     bad_input("--repair-fraction must be in [0, 1], got " + std::to_string(repair_fraction));
   if (check_samples < 0) bad_input("--check-samples must not be negative, got " + std::to_string(check_samples));
+  if (recalibrate_batches < 0)
+    bad_input("--recalibrate-bn must not be negative, got " + std::to_string(recalibrate_batches));
 }
 
 PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t> input_shape,
@@ -261,20 +264,25 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
   one.insert(one.begin(), 1);
   g.set_example_inputs({InputSpec{one}});
 
-  // Phase 1: QAT of the whole folded network under growing channel masks.
+  // Phase 1: QAT of the whole folded network under growing channel masks,
+  // or, with phase1_float, float training of the network as given (batch
+  // norms training too) under the same masks.
   PqkResult result;
-  quant::QatModel qat = quant::prepare_qat(g, calibration, options.qat);
-  auto masker = std::make_shared<ChannelMasker>(qat.base, options, train, result);
+  std::optional<quant::QatModel> qat;
+  if (!options.phase1_float) qat = quant::prepare_qat(g, calibration, options.qat);
+  const Graph& phase1_graph = qat ? qat->base : g;  // the graph the masks index
+  auto masker = std::make_shared<ChannelMasker>(phase1_graph, options, train, result);
   train::TrainConfig cfg1 = phase1;
-  cfg1.optimizer.groups.push_back(qat.scale_group(options.scale_lr));
-  cfg1.fingerprint += " | pqk phase 1 target_macs=" + std::to_string(options.target_macs);
+  if (qat) cfg1.optimizer.groups.push_back(qat->scale_group(options.scale_lr));
+  cfg1.fingerprint += " | pqk phase 1 target_macs=" + std::to_string(options.target_macs) +
+                      (options.phase1_float ? " float" : "");
   torch::jit::Module phase1_module;
   if (options.phase1_kd) {
     // The input model is the only teacher that exists before phase 1.
     torch::jit::Module input_teacher = export_module(g);
     input_teacher.eval();
-    Distiller d(input_teacher, qat.graph, options.distill, input_shape);
-    d.add_callback(quant::qat_callback(qat));
+    Distiller d(input_teacher, qat ? qat->graph : g, options.distill, input_shape);
+    if (qat) d.add_callback(quant::qat_callback(*qat));
     d.add_callback(masker);
     masker->mask_step(d.training_module(), 0);
     DistillResult kd1 = d.fit(train, cfg1);
@@ -282,23 +290,32 @@ PqkResult pqk(const Graph& model, const PqkOptions& options, std::vector<int64_t
     result.phase1_terms = kd1.terms;
     phase1_module = d.training_module();
   } else {
-    train::Trainer trainer(export_module(qat.graph, quant::qat_export_options(qat)), cfg1);
-    trainer.add_callback(quant::qat_callback(qat));
+    train::Trainer trainer(qat ? export_module(qat->graph, quant::qat_export_options(*qat)) : export_module(g), cfg1);
+    if (qat) trainer.add_callback(quant::qat_callback(*qat));
     trainer.add_callback(masker);
     masker->mask_step(trainer.module(), 0);
     result.phase1 = trainer.fit(train);
     phase1_module = trainer.module();
   }
-  quant::load_trained(qat, phase1_module);
+  if (qat) quant::load_trained(*qat, phase1_module);
 
-  const Graph trained = with_trained_values(qat.base, module_tensors(phase1_module));
+  const Graph trained = with_trained_values(phase1_graph, module_tensors(phase1_module));
   result.stale_teacher = masker->restored(trained);
   result.kept_channels = masker->kept_channels();
   result.phase1_student = trained;
   result.prune = pruning::prune_channels(result.phase1_student, result.kept_channels);
+  // Removing masked channels changes nothing the kept ones compute, but the
+  // running statistics are momentum averages over weights that kept moving:
+  // exact ones for the final weights before prepare_qat folds them.
+  if (options.phase1_float && options.recalibrate_batches > 0) {
+    result.batch_norms_recalibrated =
+        pruning::recalibrate_batch_norm(result.phase1_student, train, options.recalibrate_batches);
+  }
 
+  // Phase 2's fake quantizers: calibrated afresh on the pruned shapes, then
+  // phase 1's learned scales where it had some.
   quant::QatModel student = quant::prepare_qat(result.phase1_student, calibration, options.qat);
-  carry_scales(student, qat, result.kept_channels, qat.base);
+  if (qat) carry_scales(student, *qat, result.kept_channels, qat->base);
 
   // The check samples first, the repair's subset from the rest: the same
   // random split on every rank (seeded by phase 2's seed).

@@ -1,6 +1,6 @@
-// pqk: pruning + quantization-aware training (phase 1), then distillation
-// from the unpruned network with the removed weights restored and repaired (phase 2),
-// converted to INT8 (distillation/pqk.h, docs/distillation.md "PQK").
+// pqk: pruning + quantization-aware training (phase 1; in float with
+// phase1_float), then distillation from the unpruned network with the removed
+// weights restored and repaired, or from the input model (phase 2), converted to INT8 (distillation/pqk.h, docs/distillation.md "PQK").
 #include <ATen/Parallel.h>
 
 #include "compress/distillation/pqk.h"
@@ -31,6 +31,10 @@ class PqkStage : public Stage {
     j["repair_fraction"] = pqk.repair_fraction;
     j["check_samples"] = pqk.check_samples;
     j["kd_gate"] = pqk.kd_gate;
+    j["teacher"] = pqk.teacher == distillation::PqkTeacher::Input ? "input" : "restored";
+    j["phase1_kd"] = pqk.phase1_kd;
+    j["phase1_float"] = pqk.phase1_float;
+    j["recalibrate_bn"] = pqk.recalibrate_batches;
     j["scale_lr"] = pqk.scale_lr;
     j["calib_method"] = quant::method_name(pqk.qat.calibration.method);
     j["calib_batches"] = calib_batches;
@@ -67,6 +71,7 @@ class PqkStage : public Stage {
     ctx.details["repair_seconds"] = res.repair.seconds;
     ctx.details["phase2_seconds"] = res.phase2.train.seconds;
     ctx.details["kd_used"] = res.kd_used;
+    ctx.details["batch_norms_recalibrated"] = res.batch_norms_recalibrated;
     ctx.details["check"] = {{"samples", res.check_samples},
                             {"stale_teacher_top1", res.stale_teacher_check_top1},
                             {"teacher_top1", res.teacher_check_top1},
@@ -91,6 +96,10 @@ std::unique_ptr<Stage> parse_pqk_stage(Fields& f, const ParseInfo&) {
   o.repair_fraction = f.number("repair_fraction", 0.25, 0, 1);
   o.check_samples = f.integer("check_samples", 2000, 0, int64_t(1) << 40);
   o.kd_gate = f.boolean("kd_gate", true);
+  o.teacher = distillation::parse_pqk_teacher(f.string("teacher", "restored", {"restored", "input"}));
+  o.phase1_kd = f.boolean("phase1_kd", false);
+  o.phase1_float = f.boolean("phase1_float", false);
+  o.recalibrate_batches = f.integer("recalibrate_bn", 20, 0, 100000);
   o.qat.calibration.method =
       quant::parse_method(f.string("calib_method", "percentile", {"minmax", "percentile", "entropy", "mse"}));
   s->calib_batches = f.integer("calib_batches", 8, 1, 100000);

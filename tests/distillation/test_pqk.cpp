@@ -70,6 +70,30 @@ std::string producer_weight(const Graph& g, const std::string& name) {
   throw;
 }
 
+// The INT8 model of `r`: the converted graph calls the compress INT8 ops, no
+// float conv or linear is left, and it learned the task (chance is 1/4).
+torch::jit::Module check_int8(const PqkResult& r, const data::TensorDataset& ds) {
+  Graph int8 = quant::convert_qat(r.student);
+  auto ops = testing::op_counts(int8);
+  CHECK(ops["compress::conv2d_int8"] >= 2);
+  CHECK(ops["compress::linear_int8"] >= 1);
+  CHECK(ops["nn.Conv2d"] + ops["nn.Linear"] == 0);
+  torch::jit::Module m = export_module(int8);
+  m.eval();
+  CHECK(train::evaluate(m, ds).top1 > 0.6);
+  return m;
+}
+
+// Half the MACs in two masking steps, KD from the input model whatever the gate would say.
+PqkOptions input_teacher_options() {
+  PqkOptions o;
+  o.target_macs = 0.5;
+  o.prune_steps = 2;
+  o.teacher = PqkTeacher::Input;
+  o.kd_gate = false;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("PQK prunes to the MACs target with fake quant, distils, and converts to a smaller INT8 model",
@@ -104,18 +128,9 @@ TEST_CASE("PQK prunes to the MACs target with fake quant, distils, and converts 
   CHECK(r.phase2.terms.back().total < r.phase2.terms.front().total);
   CHECK(r.phase2.terms.front().kd > 0);
 
-  // INT8: the converted graph calls the compress INT8 ops, no float conv or linear is left.
-  Graph int8 = quant::convert_qat(r.student);
-  auto ops = testing::op_counts(int8);
-  CHECK(ops["compress::conv2d_int8"] >= 2);
-  CHECK(ops["compress::linear_int8"] >= 1);
-  CHECK(ops["nn.Conv2d"] + ops["nn.Linear"] == 0);
+  torch::jit::Module m = check_int8(r, ds);
   CHECK(profile_model(r.phase1_student).total_macs == r.prune.macs_after);
-  // It runs, and learned the task (chance is 1/4).
-  torch::jit::Module m = export_module(int8);
-  m.eval();
   CHECK(m.forward({at::rand({2, 1, 28, 28})}).toTensor().sizes() == at::IntArrayRef({2, 10}));
-  CHECK(train::evaluate(m, ds).top1 > 0.6);
 }
 
 TEST_CASE("the PQK teacher is the unpruned network with the phase-1 weights and the removed weights restored",
@@ -216,12 +231,8 @@ TEST_CASE("PQK with the input teacher distils from the float model as given, wit
   const data::TensorDataset ds = cli_test::quadrant_set(128, 11);
   const Graph model = trained_cnn(ds);
   const Graph before = model;
-  PqkOptions o;
-  o.target_macs = 0.5;
-  o.prune_steps = 2;
-  o.teacher = PqkTeacher::Input;
+  PqkOptions o = input_teacher_options();
   o.phase1_kd = true;
-  o.kd_gate = false;
   o.check_samples = 32;
   PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 2), ds, pqk_config(2), pqk_config(1));
 
@@ -250,6 +261,87 @@ TEST_CASE("PQK with the input teacher distils from the float model as given, wit
   REQUIRE(r.phase2.terms.size() == 1);
   CHECK(r.phase2.terms.front().kd > 0);
   CHECK(r.prune.macs_after <= 0.5 * double(r.prune.macs_before));
+}
+
+// Ops of `g` whose name contains `part`.
+int count_ops(const Graph& g, const std::string& part) {
+  int n = 0;
+  for (const auto& [name, count] : testing::op_counts(g))
+    if (name.find(part) != std::string::npos) n += count;
+  return n;
+}
+
+// `g` (unpruned) with every entry of the channels `keep` leaves out zeroed:
+// the network phase 1's masks computed.
+Graph zero_removed_channels(Graph g, const std::map<std::string, std::vector<int64_t>>& keep) {
+  torch::NoGradGuard no_grad;
+  const pruning::GroupAnalysis a = pruning::analyze_groups(g);
+  for (const auto& [group, kept] : keep) {
+    const pruning::Group& grp = a.groups[size_t(a.find(group))];
+    for (const pruning::ChannelSlice& s : grp.slices) {
+      at::Tensor p = g.param(s.param).clone();
+      for (int64_t c = 0; c < grp.width; ++c)
+        if (std::find(kept.begin(), kept.end(), c) == kept.end()) p.narrow(s.dim, s.offset + c * s.stride, s.stride).zero_();
+      g.set_param(s.param, p);
+    }
+  }
+  return g;
+}
+
+TEST_CASE("PQK with phase 1 in float trains the unfolded network under the masks and fake-quantizes only in phase 2",
+          "[distill][pqk]") {
+  const data::TensorDataset ds = cli_test::quadrant_set(256, 13);
+  const Graph model = trained_cnn(ds);
+  REQUIRE(count_ops(model, "BatchNorm") > 0);
+  PqkOptions o = input_teacher_options();
+  o.phase1_float = true;
+  o.recalibrate_batches = 0;
+  PqkResult r = pqk(model, o, {1, 28, 28}, first_batches(ds, 2), ds, pqk_config(2), pqk_config(1));
+
+  // Phase 1 ran on the float network as given: its student and the restored
+  // network keep their batch norms and have no fake quantizer.
+  CHECK(count_ops(r.phase1_student, "BatchNorm") == count_ops(model, "BatchNorm"));
+  CHECK(count_ops(r.phase1_student, "fake_quantize") == 0);
+  CHECK(count_ops(r.stale_teacher, "fake_quantize") == 0);
+  CHECK(r.stale_teacher.param_order == model.param_order);
+  CHECK(r.batch_norms_recalibrated == 0);
+  CHECK(r.phase1.history.size() == 2);
+  CHECK(r.prune.macs_after <= 0.5 * double(r.prune.macs_before));
+  CHECK(profile_model(r.phase1_student).total_macs == r.prune.macs_after);
+
+  // The masks were exact with batch norms training: the unpruned network
+  // with the removed channels zeroed computes what the pruned student does.
+  torch::jit::Module masked = export_module(zero_removed_channels(r.stale_teacher, r.kept_channels));
+  torch::jit::Module pruned = export_module(r.phase1_student);
+  masked.eval();
+  pruned.eval();
+  const at::Tensor x = ds.inputs.narrow(0, 0, 16);
+  CHECK(at::allclose(masked.forward({x}).toTensor(), pruned.forward({x}).toTensor(), 1e-4, 1e-5));
+  // Half its MACs gone, the float student still solves the task (chance is 1/4).
+  CHECK(train::evaluate(pruned, ds).top1 > 0.9);
+
+  // Phase 2 fake-quantized the student and distilled; it converts to INT8.
+  CHECK(count_ops(r.student.graph, "fake_quantize") > 0);
+  CHECK(r.kd_used);
+  REQUIRE(r.phase2.terms.size() == 1);
+  CHECK(r.phase2.terms.front().kd > 0);
+  check_int8(r, ds);
+
+  // With re-estimation (the default 20 batches; the set holds 4 of 64), the
+  // pruned student's statistics are exact ones for its final weights: a
+  // second re-estimation finds the same.
+  o.recalibrate_batches = 20;
+  PqkResult rc = pqk(model, o, {1, 28, 28}, first_batches(ds, 2), ds, pqk_config(1), pqk_config(0));
+  CHECK(rc.batch_norms_recalibrated == count_ops(model, "BatchNorm"));
+  Graph again = rc.phase1_student;
+  pruning::recalibrate_batch_norm(again, ds, 20);
+  int stats = 0;
+  for (const auto& name : again.param_order) {
+    if (name.find("running_") == std::string::npos) continue;
+    ++stats;
+    CHECK(at::allclose(again.param(name), rc.phase1_student.param(name), 1e-5, 1e-6));
+  }
+  CHECK(stats == 2 * rc.batch_norms_recalibrated);
 }
 
 TEST_CASE("PQK reports no KD when alpha is 0, even with the gate off", "[distill][pqk]") {
@@ -300,6 +392,9 @@ TEST_CASE("PQK refuses a target outside (0, 1), bad KD and repair settings and t
   PqkOptions check;
   check.check_samples = -1;
   CHECK_THROWS_WITH(check.validate(), Catch::Contains("--check-samples"));
+  PqkOptions recalibrate;
+  recalibrate.recalibrate_batches = -1;
+  CHECK_THROWS_WITH(recalibrate.validate(), Catch::Contains("--recalibrate-bn must not be negative"));
 }
 
 TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses bad input", "[cli][pqk]") {
@@ -318,6 +413,7 @@ TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses ba
       {"--target-macs 0.5 --alpha -0.5", "alpha"},
       {"--target-macs 0.5 --repair-fraction 1.5", "--repair-fraction must be in [0, 1]"},
       {"--target-macs 0.5 --check-samples -3", "--check-samples must not be negative"},
+      {"--target-macs 0.5 --phase1-float --recalibrate-bn -1", "--recalibrate-bn must not be negative"},
       {"--target-macs 0.5 --teacher float", "--teacher must be restored or input"},
   };
   distill_test::check_refused(base, bad, out);
@@ -359,6 +455,16 @@ TEST_CASE("compress pqk writes an INT8 model that loads in Python and refuses ba
   REQUIRE(ji["training"]["phase1_terms"].size() == 2);
   CHECK(ji["training"]["phase1_terms"][0]["kd"].get<double>() > 0);
   CHECK(ji["test"]["teacher_top1"].get<double>() == ji["test"]["float_top1"].get<double>());
+
+  // --phase1-float: phase 1 in float, the batch norms re-estimated after the removal, INT8 all the same.
+  cli_test::Run in_float = cli_test::run(base + " --target-macs 0.5 --teacher input --phase1-float --json");
+  INFO(in_float.out);
+  REQUIRE(in_float.code == 0);
+  auto jf = nlohmann::json::parse(in_float.out);
+  CHECK(jf["training"]["phase1_float"].get<bool>());
+  CHECK(jf["training"]["batch_norms_recalibrated"].get<int>() > 0);
+  CHECK(jf["macs_kept"].get<double>() <= 0.5);
+  CHECK(jf["int8_layers"].get<int>() >= 3);
 
   // Python with the compress ops library loads it and reproduces the C++ outputs.
   if (testing::run_command(std::string(COMPRESS_SYSTEM_PYTHON) + " -c 'import torch' > /dev/null 2>&1") != 0)

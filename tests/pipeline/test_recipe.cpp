@@ -262,13 +262,16 @@ TEST_CASE("recipe: pqk stage options, each problem named", "[pipeline][recipe]")
   CHECK(problems(j).empty());
   st.push_back({{"pqk", {{"epochs", 1}}}});
   st.push_back({{"pqk", {{"target_macs", 0.5}, {"criterion", "bn"}, {"alpha", 2}, {"repair_fraction", 1.5}}}});
+  st.push_back({{"pqk", {{"target_macs", 0.5}, {"teacher", "float"}, {"recalibrate_bn", -1}}}});
   auto e = problems(j);
   INFO(joined(e));
-  CHECK(e.size() == 4);
+  CHECK(e.size() == 6);
   CHECK(has_line(e, "stages[7].pqk: missing \"target_macs\" (the fraction of the MACs to keep, in (0, 1))"));
   CHECK_THAT(joined(e), Catch::Contains("stages[8].pqk.criterion: 'bn' is not one of l1, l2, fpgm, taylor, random"));
   CHECK(has_line(e, "stages[8].pqk.alpha: 2 is out of range: must be in [0, 1]"));
   CHECK(has_line(e, "stages[8].pqk.repair_fraction: 1.5 is out of range: must be in [0, 1]"));
+  CHECK_THAT(joined(e), Catch::Contains("stages[9].pqk.teacher: 'float' is not one of restored, input"));
+  CHECK_THAT(joined(e), Catch::Contains("stages[9].pqk.recalibrate_bn: -1 is out of range"));
 }
 
 TEST_CASE("recipe: a prune stage's iterative_steps, each problem named", "[pipeline][recipe]") {

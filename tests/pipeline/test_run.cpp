@@ -446,16 +446,21 @@ TEST_CASE("run: an amc stage searches keep ratios under a MACs budget", "[pipeli
   CHECK(d["best_episode"].get<int>() < 6);
 }
 
-TEST_CASE("run: a pqk stage prunes with QAT, distils from the restored network and writes INT8", "[pipeline][run]") {
-  const TempDir dir("pipeline_pqk");
+namespace {
+
+// A cnn trained for an epoch, then a pqk stage at 60% of the MACs with
+// `options` added to its own; checks that the stage wrote a smaller INT8
+// model and returns the run's report.
+nlohmann::json run_pqk_stage(const TempDir& dir, const nlohmann::json& options) {
   cli_test::make_set(dir, "set.pt", 192, 10);
-  write(dir.file("r.json"), nlohmann::json::parse(R"({
+  nlohmann::json recipe = nlohmann::json::parse(R"({
     "model": {"arch": "cnn", "width": 0.25}, "data": {"source": "set.pt", "test_limit": 128}, "threads": 1,
     "stages": [
       {"train": {"epochs": 1, "batch_size": 32, "lr": 0.05}},
-      {"pqk": {"target_macs": 0.6, "epochs": 1, "finetune_epochs": 1, "batch_size": 32, "calib_batches": 2,
-               "prune_steps": 2}}
-    ]})"));
+      {"pqk": {"target_macs": 0.6, "epochs": 1, "finetune_epochs": 1, "batch_size": 32, "calib_batches": 2}}
+    ]})");
+  recipe["stages"][1]["pqk"].update(options);
+  write(dir.file("r.json"), recipe);
   Run r = run("run " + dir.file("r.json") + " -o " + dir.file("out") + " --quiet");
   INFO(r.out);
   REQUIRE(r.code == 0);
@@ -465,17 +470,40 @@ TEST_CASE("run: a pqk stage prunes with QAT, distils from the restored network a
   CHECK(rows[1]["kind"] == "pqk");
   CHECK(rows[1]["macs"].get<double>() <= 0.6 * rows[0]["macs"].get<double>());
   CHECK(rows[1]["file_bytes"].get<double>() < 0.6 * rows[0]["file_bytes"].get<double>());
+  CHECK(rep["stages"][1]["details"]["int8_layers"].get<int>() > 0);
+  // The model is INT8: its graph calls the toolkit's ops.
+  const std::string code = torch::jit::load(dir.file("out/01-pqk/model.pt")).get_method("forward").graph()->toString();
+  CHECK(code.find("compress::") != std::string::npos);
+  return rep;
+}
+
+}  // namespace
+
+TEST_CASE("run: a pqk stage prunes with QAT, distils from the restored network and writes INT8", "[pipeline][run]") {
+  const TempDir dir("pipeline_pqk");
+  const auto rep = run_pqk_stage(dir, {{"prune_steps", 2}});
   const auto& d = rep["stages"][1]["details"];
-  CHECK(d["int8_layers"].get<int>() > 0);
   CHECK(d["result"]["groups"].size() > 0);
   CHECK(d["phase1_loss_per_epoch"].size() == 1);
   // The default teacher repair ran, and the KD gate's figures are reported.
   CHECK(d["repair_steps"].get<int>() >= 1);
   const auto& check = d["check"];
   CHECK(d["kd_used"].get<bool>() == (check["teacher_top1"].get<double>() > check["student_top1"].get<double>()));
-  // The model is INT8: its graph calls the toolkit's ops.
-  const std::string code = torch::jit::load(dir.file("out/01-pqk/model.pt")).get_method("forward").graph()->toString();
-  CHECK(code.find("compress::") != std::string::npos);
+  CHECK(d["batch_norms_recalibrated"].get<int>() == 0);
+}
+
+TEST_CASE("run: a pqk stage with phase 1 in float distils from the input model and writes INT8", "[pipeline][run]") {
+  const TempDir dir("pipeline_pqk_float");
+  const auto rep = run_pqk_stage(dir, {{"prune_steps", 1},
+                                       {"teacher", "input"},
+                                       {"phase1_float", true},
+                                       {"phase1_kd", true},
+                                       {"kd_gate", false}});
+  const auto& d = rep["stages"][1]["details"];
+  // No repair (the input model teaches), the batch norms re-estimated after the removal, KD in phase 2.
+  CHECK(d["repair_steps"].get<int>() == 0);
+  CHECK(d["batch_norms_recalibrated"].get<int>() > 0);
+  CHECK(d["kd_used"].get<bool>());
 }
 
 TEST_CASE("run: a text model without data: token-id inputs through prune, random calibration and bench", "[pipeline][run][python]") {

@@ -1,7 +1,7 @@
 // compress pqk IN -o OUT --data fashion-mnist|FILE --target-macs F --epochs N [--finetune-epochs M]
 //   [--temperature T --alpha A] [--prune-steps K] [--prune-end F] [--criterion C] [--input-shape S]
-//   [--teacher restored|input] [--phase1-kd] [--repair-fraction F] [--check-samples N] [--no-kd-gate]
-//   [--report R.json] [--nproc P]
+//   [--teacher restored|input] [--phase1-kd] [--phase1-float [--recalibrate-bn N]] [--repair-fraction F]
+//   [--check-samples N] [--no-kd-gate] [--report R.json] [--nproc P]
 // PQK: phase 1 prunes while training with fake quantization, phase 2
 // distils the pruned student from the unpruned network with the removed
 // weights restored; the result is the real INT8 model (distillation/pqk.h).
@@ -58,6 +58,10 @@ int cmd_pqk(int argc, char** argv) {
       ("teacher", "phase 2's teacher: restored (the phase-1 network with the removed weights restored, then "
        "repaired) or input (the float model IN as given)", cxxopts::value<std::string>()->default_value("restored"))
       ("phase1-kd", "phase 1 also distils, from the float model IN (with --temperature and --alpha)")
+      ("phase1-float", "phase 1 trains in float (batch norms unfolded, no fake quantization); fake quantization "
+       "starts with phase 2")
+      ("recalibrate-bn", "with --phase1-float: re-estimate the batch norms on this many batches of 64 training "
+       "samples after the removal (0: not)", cxxopts::value<int64_t>()->default_value("20"))
       ("repair-fraction", "teacher repair before phase 2: train only the restored weights for this fraction of an "
        "epoch, in [0, 1] (0: off)", cxxopts::value<double>()->default_value("0.25"))
       ("check-samples", "training samples kept out of the repair to compare the teacher with the student",
@@ -95,6 +99,8 @@ int cmd_pqk(int argc, char** argv) {
   o.distill.alpha = args["alpha"].as<double>();
   o.teacher = distillation::parse_pqk_teacher(args["teacher"].as<std::string>());
   o.phase1_kd = args.count("phase1-kd") > 0;
+  o.phase1_float = args.count("phase1-float") > 0;
+  o.recalibrate_batches = args["recalibrate-bn"].as<int64_t>();
   o.repair_fraction = args["repair-fraction"].as<double>();
   o.check_samples = args["check-samples"].as<int64_t>();
   o.kd_gate = !args.count("no-kd-gate");
@@ -176,6 +182,8 @@ int cmd_pqk(int argc, char** argv) {
                    {"phase1_seconds", res.phase1.seconds},
                    {"teacher", input_teacher ? "input" : "restored"},
                    {"phase1_kd", o.phase1_kd},
+                   {"phase1_float", o.phase1_float},
+                   {"batch_norms_recalibrated", res.batch_norms_recalibrated},
                    {"repair_fraction", o.repair_fraction},
                    {"repair_steps", res.repair.steps},
                    {"repair_seconds", res.repair.seconds},

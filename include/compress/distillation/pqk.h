@@ -32,6 +32,13 @@
 //
 //   `phase1_kd` distils phase 1 too, from the input model.
 //
+//   `phase1_float` trains phase 1 in float instead (the model as given,
+//   batch norms unfolded and learning, the same masks; masking a channel
+//   zeroes its batch norm's scale, shift and statistics too, so it still
+//   outputs zero), re-estimates the batch norms after the removal and
+//   fake-quantizes only in phase 2: the final widths get float training
+//   before QAT, as in prune-then-QAT.
+//
 //   `teacher = PqkTeacher::Input` takes the float model the user gave, as it
 //   was before phase 1, as the teacher instead (no repair): still no
 //   separately trained teacher, and the only one that keeps what the unpruned
@@ -90,11 +97,20 @@ struct PqkOptions {
   bool phase1_kd = false;
   bool kd_gate = true;          // KD only when the teacher beats the student on the check samples
   int64_t check_samples = 2000;  // training samples outside the repair subset, for the gate and the report
+  // Phase 1 in float: the network as given (batch norms unfolded, training)
+  // learns under the same masks with no fake quantization; after the
+  // physical removal its batch norms are re-estimated on
+  // `recalibrate_batches` batches of 64 training samples (0: not), and
+  // fake quantization starts with phase 2 (calibrated afresh, no scales
+  // carried over). What prune-then-QAT does: float training at the final
+  // widths, then QAT.
+  bool phase1_float = false;
+  int64_t recalibrate_batches = 20;  // >= 0; only with phase1_float
 
   // Error(BadInput) for a target outside (0, 1), fewer than one prune step,
   // prune_end outside [0, 1], bad KD settings, feature losses, the ste method,
-  // a non-positive scale learning rate, repair_fraction outside [0, 1] or a
-  // negative check_samples.
+  // a non-positive scale learning rate, repair_fraction outside [0, 1], a
+  // negative check_samples or a negative recalibrate_batches.
   void validate() const;
 };
 
@@ -122,7 +138,9 @@ struct PqkResult {
   int64_t check_samples = 0;   // how many (check_samples, at most half the training set)
   double stale_teacher_check_top1 = -1, teacher_check_top1 = -1, student_check_top1 = -1;
   bool kd_used = false;        // phase 2 distilled (false: cross-entropy alone, by the gate or alpha = 0, or no phase 2)
-  Graph phase1_student;        // the pruned folded float student as phase 1 left it
+  Graph phase1_student;        // the pruned float student as phase 1 left it (folded; with phase1_float unfolded,
+                               // batch norms re-estimated)
+  int batch_norms_recalibrated = 0;  // phase1_float: batch norms re-estimated after the removal
   DistillResult phase2;
   quant::QatModel student;     // the pruned student after phase 2: quant::convert_qat(student) is the INT8 model
 };
