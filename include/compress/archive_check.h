@@ -69,6 +69,17 @@ std::vector<ZipEntry> check_zip(const caffe2::serialize::ReadAdapterInterface& i
 void check_archive_pickles(caffe2::serialize::PyTorchStreamReader& reader, const std::vector<ZipEntry>& entries,
                            const std::string& what);
 
+// The archive's TorchScript source (code/**.py): every statement of a class
+// body that assigns a value without a type annotation (`name = value`) must
+// be one of the four LibTorch writes itself (__parameters__, __buffers__,
+// __forward_hooks__, __forward_pre_hooks__). LibTorch's compiler takes any
+// other as a class constant and dereferences its missing type annotation
+// (SEGV in ScriptTypeParser::parseClassConstant, fuzz_import): a crash that
+// depends on the heap, so the trial load in a child process caught it only
+// most of the time. Refuses with one line naming the record, the class and
+// the name.
+void check_archive_code(caffe2::serialize::PyTorchStreamReader& reader, const std::string& what);
+
 // A file in torch::jit::pickle_save's format (checkpoints, mask files), read
 // the checked way: check_zip and check_archive_pickles first, then LibTorch's
 // unpickler over a reader that gives back only bytes that exist (its memory

@@ -4,6 +4,7 @@
 #include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/script.h>
 
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -349,6 +350,60 @@ class BoundedReader : public caffe2::serialize::ReadAdapterInterface {
 };
 
 }  // namespace
+
+void check_archive_code(caffe2::serialize::PyTorchStreamReader& reader, const std::string& what) {
+  static const std::unordered_set<std::string> kWrittenByLibTorch{"__parameters__", "__buffers__",
+                                                                   "__forward_hooks__", "__forward_pre_hooks__"};
+  auto is_ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  for (const std::string& name : reader.getAllRecords()) {
+    if (name.size() < 3 || record_key(name.substr(name.size() - 3)) != ".py") continue;
+    at::DataPtr bytes;
+    size_t size = 0;
+    std::tie(bytes, size) = reader.getRecord(name);
+    const std::string src(static_cast<const char*>(bytes.get()), size);
+    std::string class_name, body_indent;  // the class whose body is being read, and its indentation
+    bool want_indent = false;
+    size_t line_start = 0;
+    while (line_start < src.size()) {
+      size_t line_end = src.find('\n', line_start);
+      if (line_end == std::string::npos) line_end = src.size();
+      const std::string line = src.substr(line_start, line_end - line_start);
+      line_start = line_end + 1;
+      const size_t text = line.find_first_not_of(" \t\r\f");
+      if (text == std::string::npos || line[text] == '#') continue;  // blank or comment
+      const std::string indent = line.substr(0, text);
+      if (indent.empty()) {
+        // A top-level statement: a class opens a body, anything else ends one.
+        class_name.clear();
+        want_indent = false;
+        if (line.compare(0, 6, "class ") == 0) {
+          size_t e = 6;
+          while (e < line.size() && is_ident(line[e])) ++e;
+          class_name = line.substr(6, e - 6);
+          want_indent = true;
+        }
+        continue;
+      }
+      if (class_name.empty()) continue;
+      if (want_indent) {
+        body_indent = indent;  // the body's first statement sets its indentation
+        want_indent = false;
+      }
+      if (indent != body_indent) continue;  // inside a method (or a continuation)
+      size_t e = text;
+      while (e < line.size() && is_ident(line[e])) ++e;
+      if (e == text) continue;
+      const std::string target = line.substr(text, e - text);
+      const size_t op = line.find_first_not_of(" \t", e);
+      if (op == std::string::npos) continue;
+      const bool assigns = line[op] == '=' && (op + 1 >= line.size() || line[op + 1] != '=');
+      const bool continued = line[op] == '\\';  // `name \` + a new line: where the = would follow
+      if ((assigns || continued) && !kWrittenByLibTorch.count(target))
+        bad_input(prefix(what) + "record " + name + ": class " + class_name + " assigns '" + target +
+                  "' without a type annotation (LibTorch's compiler crashes on it); the archive is damaged or crafted");
+    }
+  }
+}
 
 c10::IValue load_checked_pickle(const std::vector<char>& bytes, const std::string& what) {
   auto in = std::make_shared<BoundedReader>(bytes);

@@ -141,6 +141,7 @@ torch::jit::Module load_module(const std::string& path) {
     const std::vector<ZipEntry> entries = check_zip(*file, what);
     caffe2::serialize::PyTorchStreamReader reader(file);
     check_archive_pickles(reader, entries, what);
+    check_archive_code(reader, what);
     trial_load_in_child(path);
     torch::jit::Module m = torch::jit::load(path, c10::Device(c10::kCPU));
     check_module_tensors(m, path);
