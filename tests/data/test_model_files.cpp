@@ -275,14 +275,24 @@ TEST_CASE("record names are matched as LibTorch matches them, ignoring case", "[
   check_refused(p, "have the same name (ignoring case)");
 }
 
+namespace {
+
+// The archive's (last) TorchScript source record, or null.
+Record* source_record(std::vector<Record>& rs) {
+  Record* code = nullptr;
+  for (Record& r : rs)
+    if (r.name.size() > 3 && r.name.compare(r.name.size() - 3, 3, ".py") == 0) code = &r;
+  return code;
+}
+
+}  // namespace
+
 TEST_CASE("a model whose TorchScript source crashes LibTorch is refused, and this process goes on", "[model files]") {
   const compress::testing::TempDir tmp("zip");
   const std::string saved = tmp.file("tiny.pt");
   save_tiny_model(saved);
   std::vector<Record> rs = records_of(saved);
-  Record* code = nullptr;
-  for (Record& r : rs)
-    if (r.name.size() > 3 && r.name.compare(r.name.size() - 3, 3, ".py") == 0) code = &r;
+  Record* code = source_record(rs);
   REQUIRE(code);
   const std::string source = code->data;
 
@@ -329,9 +339,7 @@ TEST_CASE("a class body that assigns without a type is refused before LibTorch c
   const std::string saved = tmp.file("tiny.pt");
   save_tiny_model(saved);
   std::vector<Record> rs = records_of(saved);
-  Record* code = nullptr;
-  for (Record& r : rs)
-    if (r.name.size() > 3 && r.name.compare(r.name.size() - 3, 3, ".py") == 0) code = &r;
+  Record* code = source_record(rs);
   REQUIRE(code);
   const std::string source = code->data;
   const size_t buffers = source.find("  __buffers__ = ");
