@@ -28,8 +28,10 @@ if [ "${1:-}" = "--sanitize" ]; then
   # cases that check a model loads in Python): the sanitizer runtimes must be
   # preloaded, and leak checking is off for them (the interpreter and torch's
   # Python side leave megabytes allocated at exit by design).
+  # Their filter comes last: ctest keeps the last -R, and a caller's -R
+  # would otherwise run every test it matches a second time.
   LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
-    ASAN_OPTIONS="detect_leaks=0" ctest --output-on-failure -j2 -R "[Pp]ython" "$@"
+    ASAN_OPTIONS="detect_leaks=0" ctest --output-on-failure -j2 "$@" -R "[Pp]ython"
   exit
 fi
 bash "$root/scripts/build.sh"
