@@ -179,39 +179,11 @@ double LatencyTable::layer_ms(size_t i, double keep_in, double keep_out) const {
   return (1 - wi) * ((1 - wo) * t.ms[i0][o0] + wo * t.ms[i0][o1]) + wi * ((1 - wo) * t.ms[i1][o0] + wo * t.ms[i1][o1]);
 }
 
-void LatencyTable::set_overhead_points(std::vector<std::pair<double, double>> points) {
-  if (points.empty()) bad_input("latency table: no overhead point");
-  for (const auto& [t, ms] : points)
-    if (!(t >= 0 && t <= 1) || !std::isfinite(ms)) bad_input("latency table: overhead point outside t in [0, 1] or not finite");
-  std::stable_sort(points.begin(), points.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  // Pool adjacent violators: blocks of (t's, summed ms, count) whose means increase.
-  struct Block { std::vector<double> ts; double sum; };
-  std::vector<Block> blocks;
-  for (const auto& [t, ms] : points) {
-    blocks.push_back({{t}, ms});
-    while (blocks.size() > 1) {
-      Block& last = blocks.back();
-      Block& prev = blocks[blocks.size() - 2];
-      if (prev.sum / double(prev.ts.size()) <= last.sum / double(last.ts.size())) break;
-      prev.ts.insert(prev.ts.end(), last.ts.begin(), last.ts.end());
-      prev.sum += last.sum;
-      blocks.pop_back();
-    }
-  }
-  overhead_points_.clear();
-  for (const Block& b : blocks)
-    for (double t : b.ts) overhead_points_.push_back({t, b.sum / double(b.ts.size())});
-}
-
-double LatencyTable::overhead_ms(double t) const {
-  const auto& p = overhead_points_;
-  if (t <= p.front().first) return p.front().second;
-  if (t >= p.back().first) return p.back().second;
-  size_t i = 1;
-  while (p[i].first < t) ++i;
-  const double span = p[i].first - p[i - 1].first;
-  if (span <= 0) return p[i].second;
-  return p[i - 1].second + (t - p[i - 1].first) / span * (p[i].second - p[i - 1].second);
+void LatencyTable::set_overhead_ms(double unpruned, double smallest) {
+  if (!std::isfinite(unpruned) || !std::isfinite(smallest)) bad_input("latency table: an overhead that is not finite");
+  if (smallest > unpruned) unpruned = smallest = (unpruned + smallest) / 2;
+  overhead_ms_ = unpruned;
+  overhead_smallest_ms_ = smallest;
 }
 
 nlohmann::json LatencyTable::to_json() const {
@@ -223,7 +195,7 @@ nlohmann::json LatencyTable::to_json() const {
                       {"dilation", l.dilation}, {"full_ms", t.ms.back().back()}, {"ms", t.ms}});
   }
   return {{"batch", options_.batch}, {"threads", options_.threads}, {"int8", options_.int8}, {"grid", options_.grid},
-          {"overhead_ms", overhead_ms(1)}, {"overhead_points", overhead_points_}, {"layers", layers}};
+          {"overhead_ms", overhead_ms_}, {"overhead_smallest_ms", overhead_smallest_ms_}, {"layers", layers}};
 }
 
 LatencyTable LatencyTable::from_json(const nlohmann::json& j, const std::string& source) {
@@ -250,10 +222,7 @@ LatencyTable LatencyTable::from_json(const nlohmann::json& j, const std::string&
       layers.push_back(std::move(t));
     }
     LatencyTable table(std::move(layers), o);
-    if (j.contains("overhead_points"))
-      table.set_overhead_points(j.at("overhead_points").get<std::vector<std::pair<double, double>>>());
-    else  // a table written before the overhead had several points
-      table.set_overhead_ms(j.at("overhead_ms").get<double>(), j.value("overhead_smallest_ms", -1.0));
+    table.set_overhead_ms(j.at("overhead_ms").get<double>(), j.value("overhead_smallest_ms", -1.0));
     return table;
   } catch (const nlohmann::json::exception& e) {
     bad_input(source + ": not a latency table (" + e.what() + ")");

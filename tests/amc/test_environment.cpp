@@ -4,6 +4,7 @@
 // re-ranking re-scores the best episodes on the selection set.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <set>
 
 #include <ATen/Parallel.h>
@@ -304,37 +305,22 @@ TEST_CASE("amc re-ranking: the best few episodes re-scored on the selection set,
   CHECK(rerank(env, outcomes, none, 3).empty());
 }
 
-TEST_CASE("amc latency table: the overhead through several measured points, never decreasing", "[amc][env][latency]") {
+TEST_CASE("amc latency table: the overhead between its two ends, never decreasing, and read back", "[amc][env][latency]") {
   latency::LatencyTable table({}, latency::LatencyOptions{});
-  // Five points, given out of order; the one at t = 0.5 dips below its left
-  // neighbour (noise): the two are pooled into their mean.
-  table.set_overhead_points({{1.0, 0.30}, {0.0, 0.10}, {0.5, 0.14}, {0.25, 0.18}, {0.75, 0.22}});
-  const auto& p = table.overhead_points();
-  REQUIRE(p.size() == 5);
-  for (size_t i = 1; i < p.size(); ++i) {
-    CHECK(p[i].first > p[i - 1].first);
-    CHECK(p[i].second >= p[i - 1].second);
-  }
-  CHECK(p[1].second == Approx(0.16));  // (0.18 + 0.14) / 2
-  CHECK(p[2].second == Approx(0.16));
+  table.set_overhead_ms(0.30, 0.10);
   CHECK(table.overhead_ms(0) == Approx(0.10));
-  CHECK(table.overhead_ms(0.125) == Approx(0.13));  // halfway from 0.10 to 0.16
-  CHECK(table.overhead_ms(0.875) == Approx(0.26));
+  CHECK(table.overhead_ms(0.25) == Approx(0.15));
   CHECK(table.overhead_ms(1) == Approx(0.30));
-  CHECK(table.overhead_ms(2) == Approx(0.30));  // constant beyond the outer points
-  // Read back from JSON; a table written with only the two ends still reads.
+  // Read back from JSON.
   latency::LatencyTable again = latency::LatencyTable::from_json(table.to_json(), "t.json");
-  CHECK(again.overhead_ms(0.875) == Approx(0.26));
-  nlohmann::json old = table.to_json();
-  old.erase("overhead_points");
-  old["overhead_ms"] = 0.3;
-  old["overhead_smallest_ms"] = 0.1;
-  CHECK(latency::LatencyTable::from_json(old, "t.json").overhead_ms(0.5) == Approx(0.2));
+  CHECK(again.overhead_ms(0.25) == Approx(0.15));
+  nlohmann::json j = table.to_json();
+  j["overhead_smallest_ms"] = -1;  // unknown: constant
+  CHECK(latency::LatencyTable::from_json(j, "t.json").overhead_ms(0.5) == Approx(0.3));
   // Two ends given the wrong way round (the smallest model's overhead above
   // the unpruned one's) pool into a constant rather than shrink with width.
   table.set_overhead_ms(0.1, 0.3);
   CHECK(table.overhead_ms(0) == Approx(0.2));
   CHECK(table.overhead_ms(1) == Approx(0.2));
-  CHECK_THROWS_WITH(table.set_overhead_points({}), Catch::Contains("no overhead point"));
-  CHECK_THROWS_WITH(table.set_overhead_points({{1.5, 0.1}}), Catch::Contains("outside t in [0, 1]"));
+  CHECK_THROWS_WITH(table.set_overhead_ms(std::nan(""), 0.1), Catch::Contains("not finite"));
 }

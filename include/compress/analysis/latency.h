@@ -7,8 +7,7 @@
 // overhead (everything that is not a convolution or linear layer, and the
 // framework) is the end-to-end time of the unpruned model minus the sum of
 // its layers at full width, optionally interpolated towards the smallest
-// model's (set_overhead_ms) and through models in between
-// (set_overhead_points). docs/amc.md, "Latency budgets".
+// model's (set_overhead_ms). docs/amc.md, "Latency budgets".
 //
 //   latency::LatencyOptions lo;  lo.batch = 32;
 //   auto table = latency::LatencyTable::measure(latency::latency_layers(graph), lo);
@@ -16,7 +15,6 @@
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -74,22 +72,15 @@ class LatencyTable {
   static LatencyTable measure(const std::vector<LayerShape>& layers, const LatencyOptions& options);
 
   // Overhead of the unpruned model and, when known, of the smallest one
-  // (negative: unknown, the overhead is taken as constant).
-  void set_overhead_ms(double unpruned, double smallest = -1) {
-    if (smallest < 0) set_overhead_points({{1.0, unpruned}});
-    else set_overhead_points({{0.0, smallest}, {1.0, unpruned}});
-  }
-  // The overhead measured at several positions t in [0, 1] (0 the smallest
-  // model, 1 the unpruned one; end-to-end time minus the table's layers):
-  // interpolated piecewise-linearly, constant beyond the outer points. The
-  // points are sorted and made non-decreasing in t by pooling adjacent
-  // violators (their mean), so that a wider model never predicts faster;
-  // measurement noise between nearby points would otherwise break that.
-  // Error(BadInput) for no point or a t outside [0, 1].
-  void set_overhead_points(std::vector<std::pair<double, double>> points);
-  const std::vector<std::pair<double, double>>& overhead_points() const { return overhead_points_; }
+  // (negative: unknown, the overhead is taken as constant). Ends given the
+  // wrong way round (the smallest model's above the unpruned one's, which
+  // measurement noise can do) are both taken as their mean, so that a wider
+  // model never predicts faster. Error(BadInput) for a value not finite.
+  void set_overhead_ms(double unpruned, double smallest = -1);
   // At `t` in [0, 1]: 0 the smallest model, 1 the unpruned one.
-  double overhead_ms(double t = 1) const;
+  double overhead_ms(double t = 1) const {
+    return overhead_smallest_ms_ < 0 ? overhead_ms_ : overhead_smallest_ms_ + t * (overhead_ms_ - overhead_smallest_ms_);
+  }
   const std::vector<LayerTable>& layers() const { return layers_; }
   const LatencyOptions& options() const { return options_; }
   // Bilinear interpolation of layer `i` at kept fractions in (0, 1].
@@ -104,7 +95,7 @@ class LatencyTable {
  private:
   std::vector<LayerTable> layers_;
   LatencyOptions options_;
-  std::vector<std::pair<double, double>> overhead_points_{{1.0, 0.0}};  // (t, ms), t increasing
+  double overhead_ms_ = 0, overhead_smallest_ms_ = -1;
 };
 
 // The layers (2-d convolutions and linear layers that carry MACs, in graph
