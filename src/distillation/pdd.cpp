@@ -395,10 +395,10 @@ PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& opti
   const bool by_importance = options.budget_by_importance;
   search_run.set_extra_loss([&, target, weight, band, by_importance](train::StepContext&) {
     at::Tensor one_t = at::ones({}, at::kFloat);
-    // The same gated MACs ratio twice, differing only in how the gradient
-    // is split over the gates: closing pushes the least important channels
-    // hardest, reopening the most important ones (with an even split, both
-    // are the plain ratio).
+    // With importance weighting the same gated MACs ratio twice, differing
+    // only in how the gradient is split over the gates: closing pushes the
+    // least important channels hardest, reopening the most important ones.
+    // With an even split both are the plain ratio: computed once.
     const std::vector<at::Tensor> push = gates->push_factors(by_importance);
     auto gated_ratio = [&](bool closing) {
       return macs.ratio([&](int i) {
@@ -408,7 +408,9 @@ PddResult pdd(torch::jit::Module teacher, Graph& student, const PddOptions& opti
       });
     };
     // Down while over the target, up while below the dead band.
-    return weight * (at::relu(gated_ratio(true) - target) + at::relu(target - band - gated_ratio(false)));
+    const at::Tensor closing = gated_ratio(true);
+    const at::Tensor opening = by_importance ? gated_ratio(false) : closing;
+    return weight * (at::relu(closing - target) + at::relu(target - band - opening));
   });
   // One schedule: the search runs the first search.epochs of a schedule as
   // long as both phases; 0 = each phase its own.
