@@ -1,6 +1,7 @@
 // pqk: pruning + quantization-aware training (phase 1; in float with
-// phase1_float), then distillation from the unpruned network with the removed
-// weights restored and repaired, or from the input model (phase 2), converted to INT8 (distillation/pqk.h, docs/distillation.md "PQK").
+// phase1_float), then distillation from the unpruned network with the
+// removed weights restored and repaired, or from the input model (phase 2),
+// converted to INT8 (distillation/pqk.h, docs/distillation.md "PQK").
 #include <ATen/Parallel.h>
 
 #include "compress/distillation/pqk.h"

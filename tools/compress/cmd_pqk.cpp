@@ -236,7 +236,7 @@ int cmd_pqk(int argc, char** argv) {
                 "after phase 1 (float) %.2f%%, fake-quant %.2f%%, INT8 %.2f%%\n",
                 (long long)test_set.size(), float_top1, input_teacher ? "input" : "restored", teacher_top1,
                 stale_teacher_top1, phase1_top1, agree.top1_a, agree.top1_b);
-    if (finetune_epochs > 0 && !res.kd_used)
+    if (finetune_epochs > 0 && !res.kd_used && o.distill.alpha > 0)  // the gate closed it (not --alpha 0)
       std::printf("phase 2 ran on cross-entropy alone: the teacher was no better than the student on the check "
                   "samples\n");
     if (j.contains("latency_ms")) {
