@@ -175,6 +175,13 @@ PruningEnvironment::PruningEnvironment(const Graph& graph, const data::TensorDat
     if (p) {
       const Shape& out = graph_.shape(p->output());
       for (size_t d = 2; d < out.size(); ++d) spatial *= static_cast<double>(out[d]);
+      // A grouped layer's channel appears once in each of its blocks.
+      if (p->is_leaf(LeafKind::Conv2d)) {
+        int64_t blocks = 0;
+        for (const pruning::ChannelSlice& sl : g.slices)
+          blocks += sl.leaf == p && sl.dim == 0 && sl.param == p->params.at("weight");
+        spatial *= static_cast<double>(std::max<int64_t>(blocks, 1));
+      }
     }
     cm.spatial.push_back(spatial);
     if (p && p->is_leaf(LeafKind::Conv2d)) {

@@ -71,7 +71,7 @@ double time_layer_int8(const LayerShape& l, int64_t in, int64_t out, const Laten
     return median_ms([&] { ops::linear_int8(x, packed, scale, bias, 0, true, at::kByte, c10::nullopt, 0, 0); },
                      o.repeats, o.threads);
   }
-  const int64_t groups = l.depthwise ? out : 1;
+  const int64_t groups = l.depthwise ? out : l.groups;
   if (l.depthwise) in = out;
   at::Tensor x = at::randint(0, 256, {o.batch, l.input_hw[0], l.input_hw[1], in}, at::kByte);
   at::Tensor w = at::randint(-127, 128, {out, in / groups, l.kernel[0], l.kernel[1]}, at::kChar);
@@ -88,7 +88,7 @@ double time_layer(const LayerShape& l, int64_t in, int64_t out, const LatencyOpt
     at::Tensor x = at::randn({o.batch, in}), w = at::randn({out, in}), b = at::randn({out});
     return median_ms([&] { at::linear(x, w, b); }, o.repeats, o.threads);
   }
-  const int64_t groups = l.depthwise ? out : 1;
+  const int64_t groups = l.depthwise ? out : l.groups;
   if (l.depthwise) in = out;
   at::Tensor x = at::randn({o.batch, in, l.input_hw[0], l.input_hw[1]});
   at::Tensor w = at::randn({out, in / groups, l.kernel[0], l.kernel[1]}), b = at::randn({out});
@@ -118,7 +118,9 @@ LatencyTable LatencyTable::measure(const std::vector<LayerShape>& layers, const 
       for (int o = 0; o < g; ++o) {
         for (int i = 0; i < g; ++i) {
           if (l.depthwise && i != o) continue;
-          const double ms = time_layer(l, channels_at(l.in, i, g), channels_at(l.out, o, g), options);
+          // A grouped layer keeps its groups: widths in whole multiples of them.
+          auto width = [&](int64_t full, int k) { return channels_at(full / l.groups, k, g) * l.groups; };
+          const double ms = time_layer(l, width(l.in, i), width(l.out, o), options);
           t.ms[i][o] = round == 0 ? ms : std::min(t.ms[i][o], ms);
         }
       }
@@ -191,7 +193,7 @@ nlohmann::json LatencyTable::to_json() const {
   for (const LayerTable& t : layers_) {
     const LayerShape& l = t.layer;
     layers.push_back({{"name", l.name}, {"linear", l.linear}, {"in", l.in}, {"out", l.out}, {"depthwise", l.depthwise},
-                      {"input_hw", l.input_hw}, {"kernel", l.kernel}, {"stride", l.stride}, {"padding", l.padding},
+                      {"groups", l.groups}, {"input_hw", l.input_hw}, {"kernel", l.kernel}, {"stride", l.stride}, {"padding", l.padding},
                       {"dilation", l.dilation}, {"full_ms", t.ms.back().back()}, {"ms", t.ms}});
   }
   return {{"batch", options_.batch}, {"threads", options_.threads}, {"int8", options_.int8}, {"grid", options_.grid},
@@ -213,6 +215,8 @@ LatencyTable LatencyTable::from_json(const nlohmann::json& j, const std::string&
       l.name = e.at("name").get<std::string>();
       l.linear = e.value("linear", false);
       l.depthwise = e.at("depthwise").get<bool>();
+      l.groups = e.value("groups", int64_t{1});
+      if (l.groups < 1) bad_input(source + ": layer '" + l.name + "' has groups < 1");
       l.in = e.at("in").get<int64_t>();
       l.out = e.at("out").get<int64_t>();
       for (auto [key, field] : {std::pair{"input_hw", &l.input_hw}, {"kernel", &l.kernel}, {"stride", &l.stride},
@@ -258,6 +262,7 @@ std::vector<LayerShape> latency_layers(const Graph& graph) {
     } else {
       const auto& c = std::get<ConvAttrs>(n->attrs);
       l.depthwise = is_depthwise(n);
+      l.groups = l.depthwise ? 1 : c.groups;
       l.in = c.in_channels;
       l.out = c.out_channels;
       l.input_hw = {in_shape[in_shape.size() - 2], in_shape[in_shape.size() - 1]};

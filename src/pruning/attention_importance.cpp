@@ -21,6 +21,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "compress/error.h"
 #include "compress/ir/export.h"
@@ -43,6 +44,7 @@ struct Reader {
   int64_t dim = 1;    // channel dimension of the value
   int64_t offset = 0, stride = 1;
   std::string weight;  // the consumer's weight (state_dict name); its dim 1
+  int64_t weight_offset = 0;  // where the channels start in the weight's dim 1 (a grouped conv: within its group)
 };
 
 // A squeeze-excitation gate of a group: the sigmoid output that multiplies it.
@@ -88,17 +90,28 @@ GroupPlan plan_group(const Graph& g, const Group& grp) {
     }
     return p;
   }
-  std::set<std::pair<std::string, std::string>> seen;
+  std::set<std::tuple<std::string, std::string, int64_t>> seen;
   for (const ChannelSlice& s : grp.slices) {
     const Node* leaf = s.leaf;
     if (!is_dense(leaf) || leaf->params.count("weight") == 0 || s.param != leaf->params.at("weight")) continue;
     if (s.role == ChannelSlice::Role::In && leaf->input().is_value()) {
       const ValueId in = leaf->input().value;
       const int64_t rank = static_cast<int64_t>(g.shape(in).size());
-      Reader r{g.value(in).name, leaf->is_leaf(LeafKind::Conv2d) ? 1 : rank - 1, s.offset, s.stride, s.param};
-      if (seen.insert({r.value, r.weight}).second) p.readers.push_back(r);
+      const int64_t dim = leaf->is_leaf(LeafKind::Conv2d) ? 1 : rank - 1;
+      // A grouped conv's weight indexes channels within a group: the
+      // group's channels sit at that place in each of the input's blocks.
+      int64_t blocks = 1, block = 0;
+      if (leaf->is_leaf(LeafKind::Conv2d)) {
+        const auto& c = std::get<ConvAttrs>(leaf->attrs);
+        if (c.groups > 1) blocks = c.groups, block = c.in_channels / c.groups;
+      }
+      for (int64_t k = 0; k < blocks; ++k) {
+        Reader r{g.value(in).name, dim, s.offset + k * block, s.stride, s.param, s.offset};
+        if (seen.insert({r.value, r.weight, r.offset}).second) p.readers.push_back(r);
+      }
     } else if (s.role == ChannelSlice::Role::Out && !leaf->outputs().empty()) {
-      // A producer whose output goes through a sigmoid into a multiply: a gate.
+      // A producer whose output goes through a sigmoid into a multiply: a
+      // gate (one entry per block of it the group holds).
       for (const Use& u : g.value(leaf->output()).uses) {
         if ((u.user->is_op(kSigmoid) || u.user->is_op(kHardSigmoid)) && multiplies(g, u.user->output()))
           p.gates.push_back(Gate{g.value(u.user->output()).name, s.offset});
@@ -208,7 +221,7 @@ std::vector<std::vector<double>> attention_importance(const Graph& g, const Grou
         const at::Tensor& means = channel_means[tap_index.at(r.value)];
         // This group's channels: [offset + c * stride, ... + stride) of the value and of the weight's dim 1.
         at::Tensor act = means.narrow(0, r.offset, grp.width * r.stride).view({grp.width, r.stride}).mean(1);
-        at::Tensor w = g.param(r.weight).narrow(1, r.offset, grp.width * r.stride).movedim(1, 0);
+        at::Tensor w = g.param(r.weight).narrow(1, r.weight_offset, grp.width * r.stride).movedim(1, 0);
         // The L2 norm, not the mean |w|: a channel read through a few large
         // weights moves the output as much as their norm says (zoo senet at
         // 50% MACs, before fine-tuning: 71.61% against 69.78% with the mean).
@@ -217,10 +230,14 @@ std::vector<std::vector<double>> attention_importance(const Graph& g, const Grou
         total = total.defined() ? total + contribution : contribution;
       }
       if (total.defined()) {
+        // Each gate's mean over its blocks (a grouped layer's channel has one in each).
+        std::map<std::string, at::Tensor> gate_means;
         for (const Gate& gate : p.gates) {
-          const at::Tensor& means = channel_means[tap_index.at(gate.value)];
-          total = total * normalised(means.narrow(0, gate.offset, grp.width) / double(batches));
+          at::Tensor m = channel_means[tap_index.at(gate.value)].narrow(0, gate.offset, grp.width);
+          at::Tensor& acc = gate_means[gate.value];
+          acc = acc.defined() ? acc + m : m;
         }
+        for (const auto& kv : gate_means) total = total * normalised(kv.second / double(batches));
       }
     }
     // Nothing measured (a frozen group, or channels nobody reads through a

@@ -53,6 +53,9 @@ struct Space {
   std::string reason;
   std::vector<ChannelSlice> slices;
   std::vector<const Node*> producers;
+  // Set when the space was cut into consecutive pieces (see Analyzer::cut):
+  // it is gone, and every layout naming it names its pieces instead.
+  std::vector<int> pieces;
 };
 
 class Analyzer {
@@ -90,14 +93,20 @@ class Analyzer {
     return s;
   }
   void freeze(int s, const std::string& why) {
-    Space& r = spaces_[root(s)];
-    if (!r.frozen) r.reason = why;
-    r.frozen = true;
+    const int r = root(s);
+    if (!spaces_[r].pieces.empty()) {
+      for (int p : std::vector<int>(spaces_[r].pieces)) freeze(p, why);
+      return;
+    }
+    if (!spaces_[r].frozen) spaces_[r].reason = why;
+    spaces_[r].frozen = true;
   }
   void unite(int a, int b, const Node& where) {
     a = root(a);
     b = root(b);
     if (a == b) return;
+    if (!spaces_[a].pieces.empty() || !spaces_[b].pieces.empty())
+      failure("pruning analysis: a space that was cut is coupled at " + where.describe());
     if (spaces_[a].length != spaces_[b].length) {
       freeze(a, "channel counts disagree at " + where.describe());
       freeze(b, "channel counts disagree at " + where.describe());
@@ -110,6 +119,61 @@ class Analyzer {
     keep.frozen |= gone.frozen;
     keep.slices.insert(keep.slices.end(), gone.slices.begin(), gone.slices.end());
     keep.producers.insert(keep.producers.end(), gone.producers.begin(), gone.producers.end());
+  }
+
+  // Cuts space `s` into consecutive pieces of the given lengths (summing to
+  // its length), so that the pieces can be coupled with different spaces:
+  // channel c of piece k is channel (lengths before k) + c of the space.
+  // Every slice is split the same way, every layout naming the space names
+  // the pieces instead. Used where a grouped convolution or a coupling op
+  // cuts channels finer than the layer that made them.
+  void cut(int s, const std::vector<int64_t>& lengths) {
+    const int r = root(s);
+    std::vector<int> pieces;
+    int64_t start = 0;
+    for (int64_t len : lengths) {
+      const int p = new_space(len);
+      Space& piece = spaces_[p];
+      const Space& whole = spaces_[r];
+      piece.name = whole.name;
+      piece.frozen = whole.frozen;
+      piece.reason = whole.reason;
+      piece.producers = whole.producers;
+      for (ChannelSlice slice : whole.slices) {
+        slice.offset += start * slice.stride;
+        piece.slices.push_back(slice);
+      }
+      pieces.push_back(p);
+      start += len;
+    }
+    spaces_[r].pieces = pieces;
+    spaces_[r].slices.clear();
+    spaces_[r].producers.clear();
+    for (auto& kv : layouts_) rewrite(kv.second);
+  }
+  // Replaces segments of spaces that were cut by their pieces.
+  void rewrite(Layout& l) {
+    for (size_t i = 0; i < l.segments.size();) {
+      const Segment seg = l.segments[i];
+      const Space& sp = spaces_[root(seg.space)];
+      if (sp.pieces.empty()) {
+        ++i;
+        continue;
+      }
+      std::vector<Segment> parts;
+      for (int p : sp.pieces) parts.push_back(Segment{p, spaces_[p].length, seg.stride});
+      l.segments.erase(l.segments.begin() + static_cast<std::ptrdiff_t>(i));
+      l.segments.insert(l.segments.begin() + static_cast<std::ptrdiff_t>(i), parts.begin(), parts.end());
+    }
+  }
+  // Cuts the segment of `l` that spans channel `at` (counted over the
+  // layout) so that a segment starts there.
+  void cut_at(const Layout& l, int64_t at) {
+    int64_t start = 0;
+    for (const Segment& seg : l.segments) {
+      if (at > start && at < start + seg.length) return cut(seg.space, {at - start, start + seg.length - at});
+      start += seg.length;
+    }
   }
 
   // ---- layouts ----
@@ -137,15 +201,35 @@ class Analyzer {
         for (ValueId e : it->second) freeze_value(e, why);
     }
   }
-  // Unifies two layouts segment by segment; freezes both when they are cut differently.
-  bool unify(const Layout& a, const Layout& b, const Node& where) {
-    bool same = a.segments.size() == b.segments.size();
-    for (size_t i = 0; same && i < a.segments.size(); ++i)
-      same = a.segments[i].length == b.segments[i].length && a.segments[i].stride == b.segments[i].stride;
-    if (!same) {
-      freeze_layout(a, "operands cut into channel groups differently at " + where.describe());
-      freeze_layout(b, "operands cut into channel groups differently at " + where.describe());
-      return false;
+  // Unifies two layouts channel by channel. Where one is cut into segments
+  // the other is not (a squeeze-excitation gate made whole, multiplied with
+  // a grouped convolution's output made group by group), the coarser
+  // segment's space is cut to match first. Freezes both when their channel
+  // counts or spreads (strides) differ.
+  bool unify(const Layout& a0, const Layout& b0, const Node& where) {
+    Layout a = a0, b = b0;
+    for (bool again = true; again;) {
+      again = false;
+      rewrite(a);
+      rewrite(b);
+      int64_t start = 0;
+      size_t i = 0;
+      for (; i < a.segments.size() && i < b.segments.size(); ++i) {
+        const Segment &sa = a.segments[i], &sb = b.segments[i];
+        if (sa.stride != sb.stride) break;
+        if (sa.length != sb.length) {
+          cut_at(sa.length < sb.length ? b : a, start + std::min(sa.length, sb.length));
+          again = true;
+          break;
+        }
+        start += sa.length;
+      }
+      if (again) continue;
+      if (i != a.segments.size() || i != b.segments.size()) {
+        freeze_layout(a, "operands cut into channel groups differently at " + where.describe());
+        freeze_layout(b, "operands cut into channel groups differently at " + where.describe());
+        return false;
+      }
     }
     for (size_t i = 0; i < a.segments.size(); ++i) unite(a.segments[i].space, b.segments[i].space, where);
     return true;
@@ -543,22 +627,7 @@ class Analyzer {
       case LeafKind::Conv1d:
       case LeafKind::Conv2d: {
         const auto& a = std::get<ConvAttrs>(n.attrs);
-        bool depthwise = a.groups > 1 && a.groups == a.in_channels && a.groups == a.out_channels;
-        if (depthwise && in) {
-          // Output channel i is input channel i: the conv passes channels on.
-          add_slices(*in, n, "weight", 0, ChannelSlice::Role::Through);
-          add_slices(*in, n, "bias", 0, ChannelSlice::Role::Through);
-          if (calls_[n.module] > 1) freeze_layout(*in, n.module + " is called more than once");
-          layouts_[out] = *in;
-          return;
-        }
-        if (a.groups > 1) {
-          if (in) freeze_layout(*in, "grouped convolution " + n.module);
-          Layout made = produce(n, a.out_channels, 1);
-          freeze_layout(made, "grouped convolution " + n.module);
-          layouts_[out] = made;
-          return;
-        }
+        if (a.groups > 1) return grouped_conv(n, a);
         if (in) {
           if (in->dim != 1) freeze_layout(*in, n.module + " reads channels from another dimension");
           else add_slices(*in, n, "weight", 1, ChannelSlice::Role::In);
@@ -646,6 +715,82 @@ class Analyzer {
     }
   }
 
+  // A convolution with G > 1 groups: output channels [k*co, (k+1)*co) read
+  // only input channels [k*ci, (k+1)*ci). Its structure stays: G groups.
+  //  - ci = 1 (depthwise, with a channel multiplier co >= 1): input channel
+  //    k makes output channels [k*co, (k+1)*co), so the conv passes its
+  //    input's channels on, each spread over co outputs; removing a channel
+  //    removes its co filters (a depthwise conv shrinks its groups).
+  //  - ci > 1 (ResNeXt, RegNet): every group shrinks alike. The input is
+  //    cut into its G blocks of ci, coupled position by position (channel j
+  //    of every block is one channel of the group), which is what the
+  //    weight's dimension 1 indexes; the output is one new group of co
+  //    channels repeated in each of the G blocks. Both keep G groups.
+  void grouped_conv(const Node& n, const ConvAttrs& a) {
+    const ValueId out = n.output();
+    const int64_t groups = a.groups, ci = a.in_channels / a.groups, co = a.out_channels / a.groups;
+    const Arg& input = n.input(0);
+    auto strided = [](const Layout& l) {
+      return std::any_of(l.segments.begin(), l.segments.end(), [](const Segment& s) { return s.stride != 1; });
+    };
+    if (ci == 1) {
+      const Layout* in = layout(input);
+      if (!in) {
+        // Channels of unknown origin: the conv makes its own, which may not shrink.
+        Layout made = produce(n, a.out_channels, 1);
+        freeze_layout(made, "grouped convolution " + n.module + " reads channels of unknown origin");
+        layouts_[out] = made;
+        return;
+      }
+      if (in->dim != 1 || strided(*in)) {
+        freeze_layout(*in, n.module + " reads channels from another dimension");
+        Layout made = produce(n, a.out_channels, 1);
+        freeze_layout(made, n.module + " reads channels from another dimension");
+        layouts_[out] = made;
+        return;
+      }
+      Layout through = *in;
+      for (Segment& seg : through.segments) seg.stride = co;
+      add_slices(through, n, "weight", 0, ChannelSlice::Role::Through);
+      add_slices(through, n, "bias", 0, ChannelSlice::Role::Through);
+      if (calls_[n.module] > 1) freeze_layout(*in, n.module + " is called more than once");
+      layouts_[out] = through;
+      return;
+    }
+    // The output: one group of co channels, in each of the G blocks.
+    int made = new_space(co);
+    spaces_[made].producers.push_back(&n);
+    if (calls_[n.module] > 1) freeze(made, n.module + " is called more than once");
+    Layout block{1, {Segment{made, co, 1}}};
+    for (int64_t k = 0; k < groups; ++k) {
+      for (const char* role : {"weight", "bias"}) {
+        auto it = n.params.find(role);
+        if (it != n.params.end())
+          spaces_[made].slices.push_back(ChannelSlice{it->second, 0, k * co, 1, ChannelSlice::Role::Out, &n});
+      }
+    }
+    Layout made_layout{1, {}};
+    for (int64_t k = 0; k < groups; ++k) made_layout.segments.push_back(block.segments[0]);
+    layouts_[out] = made_layout;
+    // The input: its G blocks coupled position by position.
+    const Layout* in = layout(input);
+    if (!in) return;
+    if (in->dim != 1 || strided(*in)) return freeze_layout(*in, n.module + " reads channels from another dimension");
+    for (int64_t k = 1; k < groups; ++k) cut_at(*layout(input), k * ci);
+    auto block_of = [&](int64_t k) {
+      Layout b{1, {}};
+      int64_t start = 0;
+      for (const Segment& seg : layout(input)->segments) {
+        if (start >= k * ci && start < (k + 1) * ci) b.segments.push_back(seg);
+        start += seg.length;
+      }
+      return b;
+    };
+    for (int64_t k = 1; k < groups; ++k)
+      if (!unify(block_of(0), block_of(k), n)) return;
+    add_slices(block_of(0), n, "weight", 1, ChannelSlice::Role::In);
+  }
+
   GroupAnalysis collect() {
     GroupAnalysis result;
     std::unordered_map<int, size_t> index;
@@ -655,6 +800,8 @@ class Analyzer {
       Space& sp = spaces_[r];
       std::sort(sp.producers.begin(), sp.producers.end(),
                 [&](const Node* a, const Node* b) { return g_.is_before(a, b); });
+      // Pieces of one space coupled again (a grouped convolution's blocks) repeat their producers.
+      sp.producers.erase(std::unique(sp.producers.begin(), sp.producers.end()), sp.producers.end());
       Group grp;
       grp.name = sp.name.empty() ? sp.producers.front()->module : sp.name;
       grp.width = sp.length;
@@ -677,9 +824,14 @@ class Analyzer {
       }
       result.groups.push_back(std::move(grp));
     }
-    std::sort(result.groups.begin(), result.groups.end(), [&](const Group& a, const Group& b) {
+    std::stable_sort(result.groups.begin(), result.groups.end(), [&](const Group& a, const Group& b) {
       return g_.is_before(a.producers.front(), b.producers.front());
     });
+    // Names are how --ratios addresses groups: pieces of one layer's channels
+    // coupled with different groups (cut by a grouped convolution) get ":2", ":3", ...
+    std::unordered_map<std::string, int> seen;
+    for (Group& grp : result.groups)
+      if (int k = ++seen[grp.name]; k > 1) grp.name += ":" + std::to_string(k);
     return result;
   }
 

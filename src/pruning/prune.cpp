@@ -410,9 +410,12 @@ void apply(Graph& g, const GroupAnalysis& a, const Plan& plan) {
       case LeafKind::Conv1d:
       case LeafKind::Conv2d: {
         auto& c = std::get<ConvAttrs>(n->attrs);
-        bool depthwise = c.groups > 1 && c.groups == c.in_channels && c.groups == c.out_channels;
+        // One input channel a group (depthwise, maybe with a channel
+        // multiplier): whole groups go. Otherwise the groups stay and each shrinks.
+        const int64_t per_group_out = c.out_channels / c.groups;
+        const bool one_input_per_group = c.groups > 1 && c.in_channels == c.groups;
         c.out_channels = size("weight", 0);
-        if (depthwise) c.groups = c.out_channels;
+        if (one_input_per_group) c.groups = c.out_channels / per_group_out;
         c.in_channels = size("weight", 1) * c.groups;
         break;
       }

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "compress/analysis/profile.h"
@@ -65,6 +66,15 @@ const Group& group(const GroupAnalysis& a, const std::string& name) {
   int i = a.find(name);
   REQUIRE(i >= 0);
   return a.groups[static_cast<size_t>(i)];
+}
+
+// A forward whose features `y` (an expression) are gated by a squeeze-excitation
+// block of children se1, se2, then read by child out.
+std::string squeeze_excited(const std::string& features) {
+  return "def forward(self, x):\n    y = " + features +
+         "\n    s = torch.adaptive_avg_pool2d(y, [1, 1])\n"
+         "    s = torch.sigmoid(self.se2.forward(torch.relu(self.se1.forward(s))))\n"
+         "    return self.out.forward(y * s)\n";
 }
 
 bool has_member(const Group& grp, const std::string& module) {
@@ -138,32 +148,157 @@ def forward(self, x):
   check_runs(g, m, {1, 3, 8, 8});
 }
 
-TEST_CASE("depthwise convolutions pass channels on, grouped ones freeze them", "[pruning][groups]") {
-  auto m = net({{"pw", conv(3, 8)}, {"dw", conv(8, 8, 8)}, {"gc", conv(8, 8, 2)}, {"out", conv(8, 2)}}, R"(
+TEST_CASE("depthwise convolutions pass channels on", "[pruning][groups]") {
+  auto m = net({{"pw", conv(3, 8)}, {"dw", conv(8, 8, 8)}, {"out", conv(8, 2)}}, R"(
 def forward(self, x):
-    return self.out.forward(self.gc.forward(torch.relu(self.dw.forward(self.pw.forward(x)))))
+    return self.out.forward(torch.relu(self.dw.forward(self.pw.forward(x))))
 )");
   Graph g = imported(m, {1, 3, 8, 8});
   auto a = analyze_groups(g);
   const Group& pw = group(a, "pw");
   CHECK(has_member(pw, "dw"));
-  CHECK(pw.frozen);  // gc is grouped
-  CHECK(pw.frozen_reason == "grouped convolution gc");
-
-  auto m2 = net({{"pw", conv(3, 8)}, {"dw", conv(8, 8, 8)}, {"out", conv(8, 2)}}, R"(
-def forward(self, x):
-    return self.out.forward(torch.relu(self.dw.forward(self.pw.forward(x))))
-)");
-  Graph g2 = imported(m2, {1, 3, 8, 8});
+  CHECK(has_member(pw, "out"));
+  CHECK_FALSE(pw.frozen);
   PruneOptions o;
   o.ratio = 0.25;
-  prune(g2, o);
-  const auto& dw = std::get<ConvAttrs>(g2.producer(g2.value_named("dw"))->attrs);
+  prune(g, o);
+  const auto& dw = std::get<ConvAttrs>(g.producer(g.value_named("dw"))->attrs);
   CHECK(dw.groups == 6);
   CHECK(dw.in_channels == 6);
   CHECK(dw.out_channels == 6);
+  CHECK(g.param("dw.weight").sizes() == at::IntArrayRef({6, 1, 3, 3}));
+  check_runs(g, m, {1, 3, 8, 8});
+}
+
+namespace {
+
+// Zeroes rows of a parameter (a filter and its bias): the channels they make
+// are then zero, so removing them must leave the model's output as it was.
+void zero_rows(torch::jit::Module& m, const std::string& param, const std::vector<int64_t>& rows) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : m.named_parameters(true))
+    if (p.name == param)
+      for (int64_t r : rows) p.value[r].zero_();
+}
+
+// The pruned graph computes what the original did (its removed channels were zero).
+void check_same_output(const Graph& g, torch::jit::Module original, Shape input) {
+  at::Tensor x = at::randn(input);
+  torch::NoGradGuard no_grad;
+  at::Tensor y = export_module(g).forward({x}).toTensor();
+  at::Tensor want = original.forward({x}).toTensor();
+  REQUIRE(y.sizes() == want.sizes());
+  CHECK(at::allclose(y, want, 1e-4, 1e-5));
+}
+
+const ConvAttrs& conv_attrs(const Graph& g, const std::string& module) {
+  return std::get<ConvAttrs>(g.producer(g.value_named(module))->attrs);
+}
+
+}  // namespace
+
+TEST_CASE("grouped convolutions keep their groups and shrink each alike", "[pruning][groups]") {
+  // gc: 2 groups of 4 input and 4 output channels. Its input's blocks are
+  // coupled position by position (pw's channels j and 4 + j are one channel
+  // of the group); its output is a group of 4, repeated in both blocks.
+  auto m = net({{"pw", conv(3, 8)}, {"gc", conv(8, 8, 2)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    return self.out.forward(torch.relu(self.gc.forward(torch.relu(self.pw.forward(x)))))
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& pw = group(a, "pw");
+  CHECK(pw.width == 4);
+  CHECK_FALSE(pw.frozen);
+  CHECK(has_member(pw, "gc"));
+  std::vector<int64_t> pw_offsets;
+  for (const auto& s : pw.slices)
+    if (s.param == "pw.weight") pw_offsets.push_back(s.offset);
+  CHECK(pw_offsets == std::vector<int64_t>{0, 4});
+  const Group& gc = group(a, "gc");
+  CHECK(gc.width == 4);
+  CHECK_FALSE(gc.frozen);
+  CHECK(has_member(gc, "out"));
+  CHECK_FALSE(has_member(gc, "pw"));
+
+  // Channel 1 of pw's group (pw's 1 and 5) and channel 2 of gc's (gc's 2
+  // and 6) are zero: L1 removes exactly those, and the output stays.
+  zero_rows(m, "pw.weight", {1, 5});
+  zero_rows(m, "pw.bias", {1, 5});
+  zero_rows(m, "gc.weight", {2, 6});
+  zero_rows(m, "gc.bias", {2, 6});
+  Graph g2 = imported(m, {1, 3, 8, 8});
+  PruneOptions o;
+  o.ratios = {{"pw", 0.25}, {"gc", 0.25}};
+  prune(g2, o);
+  const ConvAttrs& c = conv_attrs(g2, "gc");
+  CHECK(c.groups == 2);
+  CHECK(c.in_channels == 6);
+  CHECK(c.out_channels == 6);
+  CHECK(g2.param("gc.weight").sizes() == at::IntArrayRef({6, 3, 3, 3}));
+  CHECK(g2.param("pw.weight").size(0) == 6);
+  CHECK(g2.param("out.weight").size(1) == 6);
+  check_same_output(g2, m, {1, 3, 8, 8});
+}
+
+TEST_CASE("a gate made whole is cut to match a grouped convolution's blocks, as in RegNet's squeeze-excitation",
+          "[pruning][groups]") {
+  auto m = net({{"pw", conv(3, 8)}, {"gc", conv(8, 8, 2)}, {"se1", conv(8, 2)}, {"se2", conv(2, 8)}, {"out", conv(8, 2)}},
+               squeeze_excited("torch.relu(self.gc.forward(torch.relu(self.pw.forward(x))))"));
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& gc = group(a, "gc");
+  CHECK_FALSE(gc.frozen);
+  CHECK(gc.width == 4);
+  CHECK(has_member(gc, "se1"));
+  CHECK(has_member(gc, "se2"));
+  CHECK(has_member(gc, "out"));
+  std::vector<int64_t> se2_offsets;
+  for (const auto& s : gc.slices)
+    if (s.param == "se2.weight") se2_offsets.push_back(s.offset);
+  std::sort(se2_offsets.begin(), se2_offsets.end());
+  CHECK(se2_offsets == std::vector<int64_t>{0, 4});
+
+  zero_rows(m, "gc.weight", {3, 7});
+  zero_rows(m, "gc.bias", {3, 7});
+  Graph g2 = imported(m, {1, 3, 8, 8});
+  PruneOptions o;
+  o.ratios = {{"gc", 0.25}};
+  prune(g2, o);
+  CHECK(g2.param("se2.weight").size(0) == 6);
+  CHECK(g2.param("se1.weight").size(1) == 6);
+  CHECK(conv_attrs(g2, "gc").groups == 2);
+  check_same_output(g2, m, {1, 3, 8, 8});
+}
+
+TEST_CASE("a depthwise convolution with a channel multiplier drops an input channel with its filters",
+          "[pruning][groups]") {
+  auto m = net({{"pw", conv(3, 4)}, {"dw", conv(4, 8, 4)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    return self.out.forward(torch.relu(self.dw.forward(self.pw.forward(x))))
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& pw = group(a, "pw");
+  CHECK(pw.width == 4);
+  CHECK(has_member(pw, "dw"));
+  CHECK(has_member(pw, "out"));
+  for (const auto& s : pw.slices)
+    if (s.param == "dw.weight" || s.param == "out.weight") CHECK(s.stride == 2);
+
+  zero_rows(m, "pw.weight", {1});
+  zero_rows(m, "pw.bias", {1});
+  zero_rows(m, "dw.bias", {2, 3});  // dw's filters of pw's channel 1 then make zeros
+  Graph g2 = imported(m, {1, 3, 8, 8});
+  PruneOptions o;
+  o.ratios = {{"pw", 0.25}};
+  prune(g2, o);
+  const ConvAttrs& c = conv_attrs(g2, "dw");
+  CHECK(c.groups == 3);
+  CHECK(c.in_channels == 3);
+  CHECK(c.out_channels == 6);
   CHECK(g2.param("dw.weight").sizes() == at::IntArrayRef({6, 1, 3, 3}));
-  check_runs(g2, m2, {1, 3, 8, 8});
+  check_same_output(g2, m, {1, 3, 8, 8});
 }
 
 TEST_CASE("flatten -> linear spreads each channel over its spatial block", "[pruning][groups]") {
@@ -190,13 +325,8 @@ def forward(self, x):
 }
 
 TEST_CASE("a squeeze-excitation multiply couples the gate with the feature map", "[pruning][groups]") {
-  auto m = net({{"c", conv(3, 8)}, {"se1", conv(8, 2)}, {"se2", conv(2, 8)}, {"out", conv(8, 2)}}, R"(
-def forward(self, x):
-    y = torch.relu(self.c.forward(x))
-    s = torch.adaptive_avg_pool2d(y, [1, 1])
-    s = torch.sigmoid(self.se2.forward(torch.relu(self.se1.forward(s))))
-    return self.out.forward(y * s)
-)");
+  auto m = net({{"c", conv(3, 8)}, {"se1", conv(8, 2)}, {"se2", conv(2, 8)}, {"out", conv(8, 2)}},
+               squeeze_excited("torch.relu(self.c.forward(x))"));
   Graph g = imported(m, {1, 3, 8, 8});
   auto a = analyze_groups(g);
   const Group& c = group(a, "c");
@@ -378,6 +508,39 @@ TEST_CASE("torchvision models prune to half their MACs and keep their output sha
     CHECK(r.params_after < r.params_before);
     for (const auto& c : r.changes) CHECK(c.after % 8 == 0);
     check_runs(g, original, {2, 3, 224, 224});
+  }
+}
+
+TEST_CASE("torchvision ResNeXt and RegNet blocks prune through their grouped convolutions", "[pruning][e2e]") {
+  at::set_num_threads(1);
+  for (const char* name : {"resnext_tiny", "regnet_tiny"}) {
+    INFO(name);
+    auto original = torch::jit::load(compress::testing::fixture(std::string(name) + ".pt"));
+    original.eval();
+    Graph g = imported(original, {1, 3, 64, 64});
+    std::map<std::string, ConvAttrs> before;
+    for (const Node& n : g.nodes())
+      if (n.is_leaf(LeafKind::Conv2d) && std::get<ConvAttrs>(n.attrs).groups > 1) before[n.module] = std::get<ConvAttrs>(n.attrs);
+    REQUIRE(!before.empty());
+    auto a = analyze_groups(g);
+    for (const Group& grp : a.groups)  // only the classifier's outputs are frozen
+      CHECK((!grp.frozen || grp.frozen_reason == "returned by the model"));
+    PruneOptions o;
+    o.target_macs = 0.5;
+    PruneResult r = prune(g, o);
+    CHECK(r.macs_after <= 0.5 * r.macs_before);
+    CHECK(r.macs_after >= 0.4 * r.macs_before);
+    int shrunk = 0;
+    for (const Node& n : g.nodes()) {
+      auto it = before.find(n.module);
+      if (!n.is_leaf(LeafKind::Conv2d) || it == before.end()) continue;
+      const auto& c = std::get<ConvAttrs>(n.attrs);
+      CHECK(c.groups == it->second.groups);  // the groups stay, each shrinks
+      CHECK(c.in_channels % c.groups == 0);
+      shrunk += c.in_channels < it->second.in_channels;
+    }
+    CHECK(shrunk > 0);
+    check_runs(g, original, {2, 3, 64, 64});
   }
 }
 
@@ -630,6 +793,31 @@ double predicted_from_shapes(const latency::LatencyTable& table, const Graph& or
 }
 
 }  // namespace
+
+TEST_CASE("a grouped convolution's latency entries are timed with its groups, and the table keeps them",
+          "[pruning][latency]") {
+  at::set_num_threads(1);
+  auto m = net({{"a", conv(3, 8)}, {"gc", conv(8, 8, 4)}, {"b", conv(8, 2)}}, R"(
+def forward(self, x):
+    return self.b.forward(torch.relu(self.gc.forward(torch.relu(self.a.forward(x)))))
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  std::vector<latency::LayerShape> shapes = latency::latency_layers(g);
+  REQUIRE(shapes.size() == 3);
+  CHECK(shapes[1].groups == 4);
+  CHECK_FALSE(shapes[1].depthwise);
+  CHECK(shapes[0].groups == 1);
+  latency::LatencyOptions lo;
+  lo.grid = 8;  // 1/8 of 8 channels would be one, fewer than the 4 groups: timed at one a group
+  lo.repeats = 1;
+  lo.rounds = 1;
+  latency::LatencyTable table = latency::LatencyTable::measure(shapes, lo);
+  for (const auto& row : table.layers()[1].ms)
+    for (double ms : row) CHECK(ms > 0);
+  latency::LatencyTable back = latency::LatencyTable::from_json(table.to_json(), "table.json");
+  CHECK(back.layers()[1].layer.groups == 4);
+  CHECK(back.layers()[0].layer.groups == 1);
+}
 
 TEST_CASE("a latency budget: the search meets the predicted budget with the least pruning", "[pruning][latency]") {
   auto m = latency_net();

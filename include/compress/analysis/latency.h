@@ -29,6 +29,7 @@ struct LayerShape {
   std::string name;
   bool linear = false;     // else a 2-d convolution
   bool depthwise = false;  // input width follows the output width (groups = channels)
+  int64_t groups = 1;      // a grouped (not depthwise) convolution's groups, kept when it is pruned
   int64_t in = 0, out = 0;
   std::vector<int64_t> input_hw;  // convolution input height and width
   std::vector<int64_t> kernel, stride, padding, dilation;

@@ -10,10 +10,16 @@
 // with the layer norms and the positional embedding / class token that
 // are added to or concatenated with it.
 //
+// A grouped convolution (ResNeXt, RegNet) keeps its groups: its input's
+// blocks are coupled position by position and its output is one group
+// repeated in every block, so each group shrinks alike; where that cuts a
+// layer's channels finer than the layer made them, its space is cut into
+// pieces (a squeeze-excitation gate made whole for a grouped output).
+//
 // What the analysis cannot follow it never guesses: an op whose channel rule
 // is unknown (a view across channels, a custom op), a value the model
-// returns, a module called twice, a grouped (non-depthwise) convolution — each
-// freezes the groups it touches, with the reason. docs/pruning.md.
+// returns, a module called twice — each freezes the groups it touches, with
+// the reason. docs/pruning.md.
 #include <string>
 #include <vector>
 
@@ -39,7 +45,8 @@ struct ChannelSlice {
 };
 
 struct Group {
-  std::string name;    // the first producing layer's module path ("layer1.0.conv1")
+  std::string name;    // the first producing layer's module path ("layer1.0.conv1"); ":2", ":3"... for
+                       // later pieces of a layer whose channels were cut into several groups
   int64_t width = 0;   // channels
   std::vector<ChannelSlice> slices;
   std::vector<const Node*> producers;  // leaves that make these channels
