@@ -53,9 +53,12 @@ struct Space {
   std::string reason;
   std::vector<ChannelSlice> slices;
   std::vector<const Node*> producers;
-  // Set when the space was cut into consecutive pieces (see Analyzer::cut):
-  // it is gone, and every layout naming it names its pieces instead.
+  // Set when the space was cut into consecutive pieces (Analyzer::cut) or
+  // coarsened (Analyzer::coarsen): it is gone, and every layout naming it
+  // names its pieces instead, each channel spread over `piece_stride` times
+  // the positions.
   std::vector<int> pieces;
+  int64_t piece_stride = 1;
 };
 
 class Analyzer {
@@ -161,19 +164,90 @@ class Analyzer {
         continue;
       }
       std::vector<Segment> parts;
-      for (int p : sp.pieces) parts.push_back(Segment{p, spaces_[p].length, seg.stride});
+      for (int p : sp.pieces) parts.push_back(Segment{p, spaces_[p].length, seg.stride * sp.piece_stride});
       l.segments.erase(l.segments.begin() + static_cast<std::ptrdiff_t>(i));
       l.segments.insert(l.segments.begin() + static_cast<std::ptrdiff_t>(i), parts.begin(), parts.end());
     }
   }
-  // Cuts the segment of `l` that spans channel `at` (counted over the
-  // layout) so that a segment starts there.
-  void cut_at(const Layout& l, int64_t at) {
+  // Merges every `factor` consecutive channels of space `s` into one, so that
+  // it can be coupled position by position with channels spread over
+  // `factor` times as many positions (a branch's output concatenated beside a
+  // shuffled passthrough, ShuffleNet): the channels then go `factor` at a time.
+  bool coarsen(int s, int64_t factor) {
+    const int r = root(s);
+    if (factor < 2 || spaces_[r].length % factor != 0) return false;
+    const int c = new_space(spaces_[r].length / factor);
+    Space& coarse = spaces_[c];
+    const Space& whole = spaces_[r];
+    coarse.name = whole.name;
+    coarse.frozen = whole.frozen;
+    coarse.reason = whole.reason;
+    coarse.producers = whole.producers;
+    for (ChannelSlice slice : whole.slices) {
+      slice.stride *= factor;
+      coarse.slices.push_back(slice);
+    }
+    spaces_[r].pieces = {c};
+    spaces_[r].piece_stride = factor;
+    spaces_[r].slices.clear();
+    spaces_[r].producers.clear();
+    for (auto& kv : layouts_) rewrite(kv.second);
+    return true;
+  }
+
+  // Cuts the segment of `l` that spans position `at` of its channel
+  // dimension so that a segment starts there. False when `at` falls inside
+  // one channel's spread (stride) and cannot be a boundary.
+  bool cut_at(const Layout& l, int64_t at) {
     int64_t start = 0;
     for (const Segment& seg : l.segments) {
-      if (at > start && at < start + seg.length) return cut(seg.space, {at - start, start + seg.length - at});
-      start += seg.length;
+      const int64_t end = start + seg.length * seg.stride;
+      if (at > start && at < end) {
+        if ((at - start) % seg.stride != 0) return false;
+        const int64_t first = (at - start) / seg.stride;
+        cut(seg.space, {first, seg.length - first});
+        return true;
+      }
+      start = end;
     }
+    return true;
+  }
+  static int64_t positions(const Layout& l) {
+    int64_t n = 0;
+    for (const Segment& seg : l.segments) n += seg.length * seg.stride;
+    return n;
+  }
+  // The segments of `l` within positions [begin, end) (boundaries there already).
+  static Layout part_of(const Layout& l, int64_t begin, int64_t end) {
+    Layout part{l.dim, {}};
+    int64_t start = 0;
+    for (const Segment& seg : l.segments) {
+      if (start >= begin && start < end) part.segments.push_back(seg);
+      start += seg.length * seg.stride;
+    }
+    return part;
+  }
+  // Cuts value v's channels into `blocks` equal blocks and couples them
+  // position by position: what keeps the blocks equal in size when they
+  // shrink (a grouped convolution's input, chunk, a channel shuffle's view).
+  // Returns the first block's layout (every block's, once coupled), or
+  // nothing when the blocks cannot be formed (its channels are frozen then).
+  std::optional<Layout> couple_blocks(ValueId v, int64_t blocks, const Node& n) {
+    const int64_t total = positions(layouts_.at(v));
+    if (blocks < 1 || total % blocks != 0) {
+      freeze_layout(layouts_.at(v), "channels cut into " + std::to_string(blocks) + " unequal blocks at " + n.describe());
+      return std::nullopt;
+    }
+    const int64_t size = total / blocks;
+    for (int64_t k = 1; k < blocks; ++k) {
+      if (!cut_at(layouts_.at(v), k * size)) {
+        freeze_layout(layouts_.at(v), "a block boundary falls inside a channel's spread at " + n.describe());
+        return std::nullopt;
+      }
+    }
+    for (int64_t k = 1; k < blocks; ++k)
+      if (!unify(part_of(layouts_.at(v), 0, size), part_of(layouts_.at(v), k * size, (k + 1) * size), n)) return std::nullopt;
+    return part_of(layouts_.at(v), 0, size);
   }
 
   // ---- layouts ----
@@ -212,17 +286,22 @@ class Analyzer {
       again = false;
       rewrite(a);
       rewrite(b);
-      int64_t start = 0;
+      int64_t start = 0;  // position in the channel dimension
       size_t i = 0;
       for (; i < a.segments.size() && i < b.segments.size(); ++i) {
         const Segment &sa = a.segments[i], &sb = b.segments[i];
-        if (sa.stride != sb.stride) break;
-        if (sa.length != sb.length) {
-          cut_at(sa.length < sb.length ? b : a, start + std::min(sa.length, sb.length));
-          again = true;
+        if (sa.stride != sb.stride) {
+          // The finer one's channels go `factor` at a time, if they can.
+          const Segment& fine = sa.stride < sb.stride ? sa : sb;
+          const int64_t coarse_stride = std::max(sa.stride, sb.stride);
+          if (coarse_stride % fine.stride == 0 && coarsen(fine.space, coarse_stride / fine.stride)) again = true;
           break;
         }
-        start += sa.length;
+        if (sa.length != sb.length) {
+          again = cut_at(sa.length < sb.length ? b : a, start + std::min(sa.length, sb.length) * sa.stride);
+          break;
+        }
+        start += sa.length * sa.stride;
       }
       if (again) continue;
       if (i != a.segments.size() || i != b.segments.size()) {
@@ -309,6 +388,10 @@ class Analyzer {
       return;
     }
     if (is_shape_query(op)) return;  // reads sizes, not channels
+    if (op == "aten::chunk" || op == "aten::unsafe_chunk" || op == "aten::split" || op == "aten::unsafe_split" ||
+        op == "aten::split_with_sizes")
+      return split_list(n);
+    if (op == "prim::ListUnpack") return unpack(n);
     if (n.outputs().size() != 1 || !g_.value(n.output()).is_tensor()) return freeze_inputs(n, "read by " + op);
     const ValueId out = n.output();
     if (is_unary(op)) return pass_through(n, 0);
@@ -410,7 +493,9 @@ class Analyzer {
   // the channel count when it changes: -1, or the size of `source`'s
   // dimension `dim` read at run time. A size written as a number (a traced
   // hidden_dim) would not shrink with the channels.
-  bool size_follows(const Node& n, size_t operand, size_t entry, ValueId source, int64_t dim) const {
+  // With `divisor` > 1 the size must be source's size divided by that
+  // number (a channel shuffle's channels per group: size(x, 1) // groups).
+  bool size_follows(const Node& n, size_t operand, size_t entry, ValueId source, int64_t dim, int64_t divisor = 1) const {
     if (operand >= n.inputs().size()) return false;
     const Arg& a = n.input(operand);
     if (a.kind == Arg::Kind::Constant) {
@@ -423,8 +508,23 @@ class Analyzer {
     const Arg& e = list->input(entry);
     if (e.kind == Arg::Kind::Constant) return e.constant.isInt() && e.constant.toInt() == -1;
     const Node* p = e.is_value() ? g_.producer(e.value) : nullptr;
-    while (p && (p->op_name() == "aten::Int" || p->op_name() == "prim::NumToTensor") && p->input(0).is_value())
+    auto skip_casts = [&] {
+      while (p && (p->op_name() == "aten::Int" || p->op_name() == "prim::NumToTensor") && p->input(0).is_value())
+        p = g_.producer(p->input(0).value);
+    };
+    skip_casts();
+    if (divisor > 1) {
+      const std::string op = p ? p->op_name() : "";
+      if ((op != "aten::floor_divide" && op != "aten::floordiv" && op != "aten::div") || p->inputs().size() < 2 ||
+          !p->input(0).is_value() || p->input(1).kind != Arg::Kind::Constant)
+        return false;
+      const c10::IValue& by = p->input(1).constant;
+      const bool exact = by.isInt() ? by.toInt() == divisor
+                                    : by.isTensor() && by.toTensor().numel() == 1 && by.toTensor().item<double>() == double(divisor);
+      if (!exact) return false;
       p = g_.producer(p->input(0).value);
+      skip_casts();
+    }
     if (!p || p->op_name() != "aten::size" || !p->input(0).is_value() || p->input(0).value != source) return false;
     const std::optional<int64_t> d = int_operand(*p, 1);
     return d && (*d == dim || *d + static_cast<int64_t>(rank(source)) == dim);
@@ -573,10 +673,108 @@ class Analyzer {
       layouts_[n.output()] = *l;
       return;
     }
+    if (split_or_merge(n, *l, in, out)) return;
     bool prefix_kept = out.size() == static_cast<size_t>(l->dim) + 1 &&
                        std::equal(in.begin(), in.begin() + l->dim, out.begin());
     if (!prefix_kept) return freeze_inputs(n, "reshaped across its channels at " + n.describe());
     spread(n, *l, l->dim, static_cast<int64_t>(in.size()) - 1);
+  }
+
+  // The views of a channel shuffle (ShuffleNet: [N, C, H, W] -> [N, G, C/G,
+  // H, W] -> transpose(1, 2) -> [N, -1, H, W]), and their like:
+  //  - split: channels [C] -> [G, C/G]. The G blocks must stay equal, so
+  //    they are coupled position by position; the channels are then those of
+  //    one block, in the inner dimension (C/G given as size(x, d) // G or -1);
+  //  - merge with the dimension after: [C', G] -> [-1]: each channel spreads
+  //    over G positions (the interleaving a shuffle's transpose makes);
+  //  - merge with a dimension before that holds none: [G, C'] -> [-1]: the
+  //    channels repeat in each of the G blocks.
+  // True when `n` was one of these (its output's layout set).
+  bool split_or_merge(const Node& n, const Layout& l, const Shape& in, const Shape& out) {
+    const size_t d = static_cast<size_t>(l.dim);
+    const ValueId source = n.input(0).value;
+    auto same = [](const Shape& a, size_t from_a, const Shape& b, size_t from_b, size_t count) {
+      return from_a + count <= a.size() && from_b + count <= b.size() &&
+             std::equal(a.begin() + from_a, a.begin() + from_a + count, b.begin() + from_b);
+    };
+    if (out.size() == in.size() + 1 && same(in, 0, out, 0, d) && out[d] > 1 && out[d] * out[d + 1] == in[d] &&
+        same(in, d + 1, out, d + 2, in.size() - d - 1)) {
+      const int64_t blocks = out[d];
+      if (!int_entry(n, 1, d, blocks) || !size_follows(n, 1, d + 1, source, l.dim, blocks)) return false;
+      std::optional<Layout> block = couple_blocks(source, blocks, n);
+      if (block) layouts_[n.output()] = Layout{l.dim + 1, block->segments};
+      return true;
+    }
+    if (out.size() + 1 != in.size()) return false;
+    if (d + 1 < in.size() && same(in, 0, out, 0, d) && out[d] == in[d] * in[d + 1] && same(in, d + 2, out, d + 1, in.size() - d - 2) &&
+        int_entry(n, 1, d, -1)) {
+      Layout merged = l;
+      for (Segment& seg : merged.segments) seg.stride *= in[d + 1];
+      layouts_[n.output()] = merged;
+      return true;
+    }
+    if (d > 0 && same(in, 0, out, 0, d - 1) && out[d - 1] == in[d - 1] * in[d] && same(in, d + 1, out, d, in.size() - d - 1) &&
+        int_entry(n, 1, d - 1, -1)) {
+      Layout repeated{l.dim - 1, {}};
+      for (int64_t k = 0; k < in[d - 1]; ++k)
+        repeated.segments.insert(repeated.segments.end(), l.segments.begin(), l.segments.end());
+      layouts_[n.output()] = repeated;
+      return true;
+    }
+    return false;
+  }
+
+  // Whether entry `entry` of the size list operand `operand` is the constant `value`.
+  bool int_entry(const Node& n, size_t operand, size_t entry, int64_t value) const {
+    if (operand >= n.inputs().size()) return false;
+    const Arg& a = n.input(operand);
+    if (a.kind == Arg::Kind::Constant) {
+      if (!a.constant.isIntList()) return false;
+      const std::vector<int64_t> sizes = a.constant.toIntVector();
+      return entry < sizes.size() && sizes[entry] == value;
+    }
+    const Node* list = a.is_value() ? g_.producer(a.value) : nullptr;
+    if (!list || list->op_name() != "prim::ListConstruct" || entry >= list->inputs().size()) return false;
+    const Arg& e = list->input(entry);
+    return e.kind == Arg::Kind::Constant && e.constant.isInt() && e.constant.toInt() == value;
+  }
+
+  // chunk / split: a list of parts, read by one prim::ListUnpack. Along
+  // another dimension each part has the input's channels; along the
+  // channels, chunk's parts must stay equal (torch.chunk splits evenly), so
+  // they are coupled position by position; split's fixed sizes would not
+  // follow a pruning, so they freeze.
+  void split_list(const Node& n) {
+    const Layout* l = layout(n.input(0));
+    if (!l) return;
+    const auto& uses = g_.value(n.output()).uses;
+    if (uses.size() != 1 || uses[0].user->op_name() != "prim::ListUnpack")
+      return freeze_inputs(n, "split into a list read by something other than an unpack at " + n.describe());
+    const size_t parts = uses[0].user->outputs().size();
+    const std::optional<int64_t> at = int_operand(n, 2);
+    if (!at) return freeze_inputs(n, "split at an unknown dimension at " + n.describe());
+    const int64_t d = *at < 0 ? *at + static_cast<int64_t>(rank(n.input(0).value)) : *at;
+    if (d != l->dim) {
+      parts_[n.output()] = std::vector<Layout>(parts, *l);
+      return;
+    }
+    const bool chunk = n.op_name() == "aten::chunk" || n.op_name() == "aten::unsafe_chunk";
+    if (!chunk || int_operand(n, 1) != static_cast<int64_t>(parts))
+      return freeze_inputs(n, "split along its channels at fixed sizes at " + n.describe());
+    if (std::optional<Layout> block = couple_blocks(n.input(0).value, static_cast<int64_t>(parts), n))
+      parts_[n.output()] = std::vector<Layout>(parts, *block);
+  }
+
+  void unpack(const Node& n) {
+    if (!n.input(0).is_value()) return;
+    auto it = parts_.find(n.input(0).value);
+    if (it == parts_.end() || it->second.size() != n.outputs().size())
+      return freeze_inputs(n, "read by " + n.op_name() + " (its channel rule is unknown)");
+    for (size_t i = 0; i < n.outputs().size(); ++i) {
+      Layout part = it->second[i];
+      rewrite(part);
+      layouts_[n.outputs()[i]] = part;
+    }
   }
 
   void concat(const Node& n) {
@@ -729,28 +927,21 @@ class Analyzer {
   void grouped_conv(const Node& n, const ConvAttrs& a) {
     const ValueId out = n.output();
     const int64_t groups = a.groups, ci = a.in_channels / a.groups, co = a.out_channels / a.groups;
-    const Arg& input = n.input(0);
-    auto strided = [](const Layout& l) {
-      return std::any_of(l.segments.begin(), l.segments.end(), [](const Segment& s) { return s.stride != 1; });
-    };
+    const Layout* in = layout(n.input(0));
+    if (in && in->dim != 1) {
+      freeze_layout(*in, n.module + " reads channels from another dimension");
+      in = nullptr;
+    }
     if (ci == 1) {
-      const Layout* in = layout(input);
       if (!in) {
         // Channels of unknown origin: the conv makes its own, which may not shrink.
         Layout made = produce(n, a.out_channels, 1);
-        freeze_layout(made, "grouped convolution " + n.module + " reads channels of unknown origin");
-        layouts_[out] = made;
-        return;
-      }
-      if (in->dim != 1 || strided(*in)) {
-        freeze_layout(*in, n.module + " reads channels from another dimension");
-        Layout made = produce(n, a.out_channels, 1);
-        freeze_layout(made, n.module + " reads channels from another dimension");
+        freeze_layout(made, "grouped convolution " + n.module + " reads channels it cannot follow");
         layouts_[out] = made;
         return;
       }
       Layout through = *in;
-      for (Segment& seg : through.segments) seg.stride = co;
+      for (Segment& seg : through.segments) seg.stride *= co;
       add_slices(through, n, "weight", 0, ChannelSlice::Role::Through);
       add_slices(through, n, "bias", 0, ChannelSlice::Role::Through);
       if (calls_[n.module] > 1) freeze_layout(*in, n.module + " is called more than once");
@@ -761,34 +952,20 @@ class Analyzer {
     int made = new_space(co);
     spaces_[made].producers.push_back(&n);
     if (calls_[n.module] > 1) freeze(made, n.module + " is called more than once");
-    Layout block{1, {Segment{made, co, 1}}};
+    Layout made_layout{1, {}};
     for (int64_t k = 0; k < groups; ++k) {
+      made_layout.segments.push_back(Segment{made, co, 1});
       for (const char* role : {"weight", "bias"}) {
         auto it = n.params.find(role);
         if (it != n.params.end())
           spaces_[made].slices.push_back(ChannelSlice{it->second, 0, k * co, 1, ChannelSlice::Role::Out, &n});
       }
     }
-    Layout made_layout{1, {}};
-    for (int64_t k = 0; k < groups; ++k) made_layout.segments.push_back(block.segments[0]);
     layouts_[out] = made_layout;
-    // The input: its G blocks coupled position by position.
-    const Layout* in = layout(input);
+    // The input: its G blocks coupled position by position; the weight's dim 1 indexes a block.
     if (!in) return;
-    if (in->dim != 1 || strided(*in)) return freeze_layout(*in, n.module + " reads channels from another dimension");
-    for (int64_t k = 1; k < groups; ++k) cut_at(*layout(input), k * ci);
-    auto block_of = [&](int64_t k) {
-      Layout b{1, {}};
-      int64_t start = 0;
-      for (const Segment& seg : layout(input)->segments) {
-        if (start >= k * ci && start < (k + 1) * ci) b.segments.push_back(seg);
-        start += seg.length;
-      }
-      return b;
-    };
-    for (int64_t k = 1; k < groups; ++k)
-      if (!unify(block_of(0), block_of(k), n)) return;
-    add_slices(block_of(0), n, "weight", 1, ChannelSlice::Role::In);
+    if (std::optional<Layout> block = couple_blocks(n.input(0).value, groups, n))
+      add_slices(*block, n, "weight", 1, ChannelSlice::Role::In);
   }
 
   GroupAnalysis collect() {
@@ -840,6 +1017,7 @@ class Analyzer {
   std::unordered_map<ValueId, Layout> layouts_;
   std::unordered_map<ValueId, std::vector<ValueId>> lists_;
   std::unordered_map<ValueId, std::vector<Arg>> list_params_;  // free parameters in a list
+  std::unordered_map<ValueId, std::vector<Layout>> parts_;       // a chunk's / split's parts, by list
   std::unordered_map<ValueId, FreeParam> free_params_;
   std::unordered_map<std::string, int> calls_;
   std::unordered_map<std::string, int> param_uses_;  // by op nodes

@@ -301,6 +301,120 @@ def forward(self, x):
   check_same_output(g2, m, {1, 3, 8, 8});
 }
 
+TEST_CASE("a channel shuffle keeps its blocks equal: channel j of every block goes, spread over the shuffled positions",
+          "[pruning][groups]") {
+  auto m = net({{"c", conv(3, 8)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    y = torch.relu(self.c.forward(x))
+    n = y.size(0)
+    ch = y.size(1)
+    h = y.size(2)
+    w = y.size(3)
+    y = torch.transpose(y.view([n, 2, ch // 2, h, w]), 1, 2).contiguous()
+    return self.out.forward(y.view([n, -1, h, w]))
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& c = group(a, "c");
+  CHECK_FALSE(c.frozen);
+  CHECK(c.width == 4);  // c's channels j and 4 + j go together
+  bool read = false;
+  for (const auto& sl : c.slices)
+    if (sl.param == "out.weight") {
+      CHECK(sl.stride == 2);  // after the shuffle they sit at 2j and 2j + 1
+      read = true;
+    }
+  CHECK(read);
+  zero_rows(m, "c.weight", {1, 5});
+  zero_rows(m, "c.bias", {1, 5});
+  Graph g2 = imported(m, {1, 3, 8, 8});
+  PruneOptions o;
+  o.ratios = {{"c", 0.25}};
+  prune(g2, o);
+  CHECK(g2.param("c.weight").size(0) == 6);
+  CHECK(g2.param("out.weight").size(1) == 6);
+  check_same_output(g2, m, {1, 3, 8, 8});
+}
+
+TEST_CASE("a ShuffleNet unit: chunk halves stay equal, the branch couples with the passthrough through the shuffle",
+          "[pruning][groups]") {
+  auto m = net({{"c", conv(3, 8)}, {"b", conv(4, 4)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    y = torch.relu(self.c.forward(x))
+    x1, x2 = torch.chunk(y, 2, 1)
+    z = torch.cat([x1, torch.relu(self.b.forward(x2))], 1)
+    n = z.size(0)
+    ch = z.size(1)
+    h = z.size(2)
+    w = z.size(3)
+    z = torch.transpose(z.view([n, 2, ch // 2, h, w]), 1, 2).contiguous()
+    return self.out.forward(z.view([n, -1, h, w]))
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& c = group(a, "c");
+  CHECK_FALSE(c.frozen);
+  CHECK(c.width == 4);
+  CHECK(has_member(c, "b"));    // b reads the second half and its output is coupled with the first
+  CHECK(has_member(c, "out"));
+  // c's channel 1 (both halves: 1 and 5) and b's output channel 1 go together.
+  zero_rows(m, "c.weight", {1, 5});
+  zero_rows(m, "c.bias", {1, 5});
+  zero_rows(m, "b.weight", {1});
+  zero_rows(m, "b.bias", {1});
+  Graph g2 = imported(m, {1, 3, 8, 8});
+  PruneOptions o;
+  o.ratios = {{"c", 0.25}};
+  prune(g2, o);
+  CHECK(g2.param("c.weight").size(0) == 6);
+  CHECK(g2.param("b.weight").sizes() == at::IntArrayRef({3, 3, 3, 3}));
+  CHECK(g2.param("out.weight").size(1) == 6);
+  check_same_output(g2, m, {1, 3, 8, 8});
+
+  // Two units: the second halves the shuffled passthrough again, so the
+  // first's units pair up, and its branch's output (channels one position
+  // apart) is coarsened to go two channels at a time beside them.
+  auto two = net({{"c", conv(3, 8)}, {"b", conv(4, 4)}, {"b2", conv(4, 4)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    y = torch.relu(self.c.forward(x))
+    n = y.size(0)
+    h = y.size(2)
+    w = y.size(3)
+    x1, x2 = torch.chunk(y, 2, 1)
+    z = torch.cat([x1, torch.relu(self.b.forward(x2))], 1)
+    z = torch.transpose(z.view([n, 2, z.size(1) // 2, h, w]), 1, 2).contiguous().view([n, -1, h, w])
+    x1, x2 = torch.chunk(z, 2, 1)
+    z = torch.cat([x1, torch.relu(self.b2.forward(x2))], 1)
+    z = torch.transpose(z.view([n, 2, z.size(1) // 2, h, w]), 1, 2).contiguous().view([n, -1, h, w])
+    return self.out.forward(z)
+)");
+  Graph g4 = imported(two, {1, 3, 8, 8});
+  auto a4 = analyze_groups(g4);
+  const Group& c4 = group(a4, "c");
+  CHECK_FALSE(c4.frozen);
+  CHECK(c4.width == 2);
+  CHECK(has_member(c4, "b2"));
+  for (const auto& sl : c4.slices)
+    if (sl.param == "b2.weight" && sl.dim == 0) CHECK(sl.stride == 2);
+  PruneOptions half;
+  half.ratios = {{"c", 0.5}};
+  prune(g4, half);
+  CHECK(g4.param("c.weight").size(0) == 4);
+  CHECK(g4.param("b2.weight").size(0) == 2);
+  check_runs(g4, two, {1, 3, 8, 8});
+
+  // An odd split cannot stay equal: chunk of 3 parts of 8 channels freezes them, saying so.
+  auto odd = net({{"c", conv(3, 8)}, {"out", conv(8, 2)}}, R"(
+def forward(self, x):
+    y = torch.relu(self.c.forward(x))
+    x1, x2, x3 = torch.chunk(y, 3, 1)
+    return self.out.forward(torch.cat([x1, x2, x3], 1))
+)");
+  Graph g3 = imported(odd, {1, 3, 8, 8});
+  auto a3 = analyze_groups(g3);
+  CHECK(group(a3, "c").frozen);
+}
+
 TEST_CASE("flatten -> linear spreads each channel over its spatial block", "[pruning][groups]") {
   auto m = net({{"c", conv(3, 4)}, {"fc", linear(4 * 5 * 5, 3)}}, R"(
 def forward(self, x):

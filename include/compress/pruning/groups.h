@@ -10,11 +10,13 @@
 // with the layer norms and the positional embedding / class token that
 // are added to or concatenated with it.
 //
-// A grouped convolution (ResNeXt, RegNet) keeps its groups: its input's
-// blocks are coupled position by position and its output is one group
-// repeated in every block, so each group shrinks alike; where that cuts a
-// layer's channels finer than the layer made them, its space is cut into
-// pieces (a squeeze-excitation gate made whole for a grouped output).
+// Where blocks of channels must stay equal in size — a grouped convolution's
+// groups (ResNeXt, RegNet), torch.chunk's parts, a channel shuffle's groups
+// (ShuffleNet) — the blocks are coupled position by position, so each
+// shrinks alike. Where that cuts a layer's channels finer than the layer
+// made them, its channels are cut into pieces (a squeeze-excitation gate
+// made whole for a grouped output); where channels spread over more
+// positions meet fewer, the finer ones go a few at a time.
 //
 // What the analysis cannot follow it never guesses: an op whose channel rule
 // is unknown (a view across channels, a custom op), a value the model
