@@ -135,26 +135,47 @@ class Analyzer {
     std::vector<int> pieces;
     int64_t start = 0;
     for (int64_t len : lengths) {
-      const int p = new_space(len);
-      Space& piece = spaces_[p];
-      const Space& whole = spaces_[r];
-      piece.name = whole.name;
-      piece.frozen = whole.frozen;
-      piece.reason = whole.reason;
-      piece.producers = whole.producers;
-      for (ChannelSlice slice : whole.slices) {
-        slice.offset += start * slice.stride;
-        piece.slices.push_back(slice);
-      }
-      pieces.push_back(p);
+      pieces.push_back(derive(r, len, start, 1));
       start += len;
     }
-    spaces_[r].pieces = pieces;
+    retire(r, pieces, 1);
+  }
+  // Merges every `factor` consecutive channels of space `s` into one, so that
+  // it can be coupled position by position with channels spread over
+  // `factor` times as many positions (a branch's output concatenated beside a
+  // shuffled passthrough, ShuffleNet): the channels then go `factor` at a time.
+  bool coarsen(int s, int64_t factor) {
+    const int r = root(s);
+    if (factor < 2 || spaces_[r].length % factor != 0) return false;
+    retire(r, {derive(r, spaces_[r].length / factor, 0, factor)}, factor);
+    return true;
+  }
+  // A new space of `length` channels made of space r's from channel `start`
+  // on, each spread over `factor` of r's channels; r's state and producers carry over.
+  int derive(int r, int64_t length, int64_t start, int64_t factor) {
+    const int p = new_space(length);
+    Space& piece = spaces_[p];
+    const Space& whole = spaces_[r];
+    piece.name = whole.name;
+    piece.frozen = whole.frozen;
+    piece.reason = whole.reason;
+    piece.producers = whole.producers;
+    for (ChannelSlice slice : whole.slices) {
+      slice.offset += start * slice.stride;
+      slice.stride *= factor;
+      piece.slices.push_back(slice);
+    }
+    return p;
+  }
+  // Space r is gone: every layout names `pieces` instead.
+  void retire(int r, std::vector<int> pieces, int64_t factor) {
+    spaces_[r].pieces = std::move(pieces);
+    spaces_[r].piece_stride = factor;
     spaces_[r].slices.clear();
     spaces_[r].producers.clear();
     for (auto& kv : layouts_) rewrite(kv.second);
   }
-  // Replaces segments of spaces that were cut by their pieces.
+  // Replaces segments of spaces that were cut or coarsened by their pieces.
   void rewrite(Layout& l) {
     for (size_t i = 0; i < l.segments.size();) {
       const Segment seg = l.segments[i];
@@ -168,31 +189,6 @@ class Analyzer {
       l.segments.erase(l.segments.begin() + static_cast<std::ptrdiff_t>(i));
       l.segments.insert(l.segments.begin() + static_cast<std::ptrdiff_t>(i), parts.begin(), parts.end());
     }
-  }
-  // Merges every `factor` consecutive channels of space `s` into one, so that
-  // it can be coupled position by position with channels spread over
-  // `factor` times as many positions (a branch's output concatenated beside a
-  // shuffled passthrough, ShuffleNet): the channels then go `factor` at a time.
-  bool coarsen(int s, int64_t factor) {
-    const int r = root(s);
-    if (factor < 2 || spaces_[r].length % factor != 0) return false;
-    const int c = new_space(spaces_[r].length / factor);
-    Space& coarse = spaces_[c];
-    const Space& whole = spaces_[r];
-    coarse.name = whole.name;
-    coarse.frozen = whole.frozen;
-    coarse.reason = whole.reason;
-    coarse.producers = whole.producers;
-    for (ChannelSlice slice : whole.slices) {
-      slice.stride *= factor;
-      coarse.slices.push_back(slice);
-    }
-    spaces_[r].pieces = {c};
-    spaces_[r].piece_stride = factor;
-    spaces_[r].slices.clear();
-    spaces_[r].producers.clear();
-    for (auto& kv : layouts_) rewrite(kv.second);
-    return true;
   }
 
   // Cuts the segment of `l` that spans position `at` of its channel
