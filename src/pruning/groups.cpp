@@ -755,10 +755,45 @@ class Analyzer {
       return;
     }
     const bool chunk = n.op_name() == "aten::chunk" || n.op_name() == "aten::unsafe_chunk";
-    if (!chunk || int_operand(n, 1) != static_cast<int64_t>(parts))
-      return freeze_inputs(n, "split along its channels at fixed sizes at " + n.describe());
-    if (std::optional<Layout> block = couple_blocks(n.input(0).value, static_cast<int64_t>(parts), n))
-      parts_[n.output()] = std::vector<Layout>(parts, *block);
+    const int64_t total = positions(*l);
+    if (chunk) {
+      if (int_operand(n, 1) != static_cast<int64_t>(parts))
+        return freeze_inputs(n, "chunked into fewer parts than asked at " + n.describe());
+      if (std::optional<Layout> block = couple_blocks(n.input(0).value, static_cast<int64_t>(parts), n))
+        parts_[n.output()] = std::vector<Layout>(parts, *block);
+      return;
+    }
+    // split(x, size): equal parts (coupled like chunk's), the size rewritten;
+    // split(x, [sizes]): each part its own range, the sizes rewritten.
+    const Arg& sizes = n.input(1);
+    if (sizes.kind == Arg::Kind::Constant && sizes.constant.isInt()) {
+      const int64_t size = sizes.constant.toInt();
+      if (size <= 0 || total % size != 0 || total / size != static_cast<int64_t>(parts))
+        return freeze_inputs(n, "split along its channels into unequal parts at " + n.describe());
+      if (std::optional<Layout> block = couple_blocks(n.input(0).value, static_cast<int64_t>(parts), n)) {
+        parts_[n.output()] = std::vector<Layout>(parts, *block);
+        splits_.push_back({&n, true, {*block}});
+      }
+      return;
+    }
+    if (sizes.kind != Arg::Kind::Constant || !sizes.constant.isIntList())
+      return freeze_inputs(n, "split along its channels at sizes not known at " + n.describe());
+    const std::vector<int64_t> each = sizes.constant.toIntVector();
+    if (each.size() != parts) return freeze_inputs(n, "split along its channels at sizes not known at " + n.describe());
+    int64_t at_pos = 0;
+    for (size_t k = 0; k + 1 < each.size(); ++k) {
+      at_pos += each[k];
+      if (!cut_at(*layout(n.input(0)), at_pos))
+        return freeze_inputs(n, "a split falls inside a channel's spread at " + n.describe());
+    }
+    std::vector<Layout> layouts;
+    at_pos = 0;
+    for (int64_t size : each) {
+      layouts.push_back(part_of(*layout(n.input(0)), at_pos, at_pos + size));
+      at_pos += size;
+    }
+    parts_[n.output()] = layouts;
+    splits_.push_back({&n, false, layouts});
   }
 
   void unpack(const Node& n) {
@@ -966,7 +1001,7 @@ class Analyzer {
 
   GroupAnalysis collect() {
     GroupAnalysis result;
-    std::unordered_map<int, size_t> index;
+    std::vector<std::pair<int, Group>> found;  // (space root, its group)
     for (size_t s = 0; s < spaces_.size(); ++s) {
       int r = root(static_cast<int>(s));
       if (static_cast<int>(s) != r || spaces_[r].producers.empty()) continue;
@@ -995,16 +1030,37 @@ class Analyzer {
           if (sl.leaf == l && std::find(grp.members.begin(), grp.members.end(), sl.param) == grp.members.end())
             grp.members.push_back(sl.param);
       }
+      found.emplace_back(r, std::move(grp));
+    }
+    std::stable_sort(found.begin(), found.end(), [&](const auto& a, const auto& b) {
+      return g_.is_before(a.second.producers.front(), b.second.producers.front());
+    });
+    std::vector<int> roots;
+    for (auto& [r, grp] : found) {
+      roots.push_back(r);
       result.groups.push_back(std::move(grp));
     }
-    std::stable_sort(result.groups.begin(), result.groups.end(), [&](const Group& a, const Group& b) {
-      return g_.is_before(a.producers.front(), b.producers.front());
-    });
     // Names are how --ratios addresses groups: pieces of one layer's channels
     // coupled with different groups (cut by a grouped convolution) get ":2", ":3", ...
     std::unordered_map<std::string, int> seen;
     for (Group& grp : result.groups)
       if (int k = ++seen[grp.name]; k > 1) grp.name += ":" + std::to_string(k);
+    // The splits' parts, by group index.
+    std::unordered_map<int, int> group_of;  // space root -> index in result.groups
+    for (size_t i = 0; i < result.groups.size(); ++i) group_of[roots[i]] = static_cast<int>(i);
+    for (SplitSite& site : splits_) {
+      SplitSizes out{site.node, 1, site.single, {}};
+      for (Layout& part : site.parts) {
+        rewrite(part);
+        std::vector<SplitSizes::Piece> pieces;
+        for (const Segment& seg : part.segments) {
+          auto it = group_of.find(root(seg.space));
+          pieces.push_back({it == group_of.end() ? -1 : it->second, seg.length, seg.stride});
+        }
+        out.parts.push_back(pieces);
+      }
+      result.splits.push_back(std::move(out));
+    }
     return result;
   }
 
@@ -1014,6 +1070,12 @@ class Analyzer {
   std::unordered_map<ValueId, std::vector<ValueId>> lists_;
   std::unordered_map<ValueId, std::vector<Arg>> list_params_;  // free parameters in a list
   std::unordered_map<ValueId, std::vector<Layout>> parts_;       // a chunk's / split's parts, by list
+  struct SplitSite {
+    const Node* node;
+    bool single;
+    std::vector<Layout> parts;
+  };
+  std::vector<SplitSite> splits_;  // splits whose sizes removal rewrites
   std::unordered_map<ValueId, FreeParam> free_params_;
   std::unordered_map<std::string, int> calls_;
   std::unordered_map<std::string, int> param_uses_;  // by op nodes

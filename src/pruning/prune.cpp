@@ -401,6 +401,20 @@ void apply(Graph& g, const GroupAnalysis& a, const Plan& plan) {
   for (size_t i = 0; i < a.groups.size(); ++i)
     if (!plan[i].empty())
       for (const ChannelSlice& s : a.groups[i].slices) touched.insert(s.leaf);
+  // Splits at sizes written in the model follow their parts' new widths.
+  for (const SplitSizes& split : a.splits) {
+    std::vector<int64_t> sizes;
+    for (const auto& part : split.parts) {
+      int64_t size = 0;
+      for (const SplitSizes::Piece& p : part) {
+        const bool shrinks = p.group >= 0 && !plan[static_cast<size_t>(p.group)].empty();
+        size += (shrinks ? static_cast<int64_t>(plan[static_cast<size_t>(p.group)].size()) : p.channels) * p.stride;
+      }
+      sizes.push_back(size);
+    }
+    Node* n = const_cast<Node*>(split.node);
+    n->set_input(split.operand, split.single ? Arg::of_constant(sizes.front()) : Arg::of_constant(c10::IValue(sizes)));
+  }
   // Hyper-parameters follow the new tensor shapes.
   for (const Node* cn : touched) {
     if (!cn->is_leaf()) continue;  // an op reading a free parameter has no hyper-parameters

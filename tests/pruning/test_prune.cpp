@@ -415,6 +415,56 @@ def forward(self, x):
   CHECK(group(a3, "c").frozen);
 }
 
+TEST_CASE("split at sizes: each part its own group, the sizes rewritten when they shrink", "[pruning][groups]") {
+  auto m = net({{"c", conv(3, 8)}, {"a", conv(2, 4)}, {"out", conv(10, 2)}}, R"(
+def forward(self, x):
+    y = torch.relu(self.c.forward(x))
+    p, q = torch.split(y, [2, 6], 1)
+    return self.out.forward(torch.cat([torch.relu(self.a.forward(p)), q], 1))
+)");
+  Graph g = imported(m, {1, 3, 8, 8});
+  auto a = analyze_groups(g);
+  const Group& first = group(a, "c");
+  const Group& second = group(a, "c:2");  // c's channels 2..7
+  CHECK(first.width == 2);
+  CHECK(second.width == 6);
+  CHECK(has_member(first, "a"));
+  CHECK_FALSE(has_member(second, "a"));
+  REQUIRE(a.splits.size() == 1);
+  zero_rows(m, "c.weight", {3, 6});
+  zero_rows(m, "c.bias", {3, 6});
+  Graph g2 = imported(m, {1, 3, 8, 8});
+  PruneOptions o;
+  o.ratios = {{"c:2", 2.0 / 6.0}};
+  prune(g2, o);
+  CHECK(g2.param("c.weight").size(0) == 6);
+  CHECK(g2.param("out.weight").size(1) == 8);
+  const Node* split = nullptr;
+  for (const Node& n : g2.nodes())
+    if (n.op_name() == "aten::split" || n.op_name() == "aten::split_with_sizes") split = &n;
+  REQUIRE(split);
+  CHECK(split->input(1).constant.toIntVector() == std::vector<int64_t>{2, 4});
+  check_same_output(g2, m, {1, 3, 8, 8});
+
+  // split(x, 4) of 8: two equal parts, coupled like chunk's; the size follows.
+  auto even = net({{"c", conv(3, 8)}, {"out", conv(4, 2)}}, R"(
+def forward(self, x):
+    p, q = torch.split(torch.relu(self.c.forward(x)), 4, 1)
+    return self.out.forward(p + q)
+)");
+  zero_rows(even, "c.weight", {0, 4});
+  zero_rows(even, "c.bias", {0, 4});
+  Graph g3 = imported(even, {1, 3, 8, 8});
+  auto a3 = analyze_groups(g3);
+  CHECK(group(a3, "c").width == 4);
+  PruneOptions quarter;
+  quarter.ratios = {{"c", 0.25}};
+  prune(g3, quarter);
+  for (const Node& n : g3.nodes())
+    if (n.op_name() == "aten::split") CHECK(n.input(1).constant.toInt() == 3);
+  check_same_output(g3, even, {1, 3, 8, 8});
+}
+
 TEST_CASE("flatten -> linear spreads each channel over its spatial block", "[pruning][groups]") {
   auto m = net({{"c", conv(3, 4)}, {"fc", linear(4 * 5 * 5, 3)}}, R"(
 def forward(self, x):

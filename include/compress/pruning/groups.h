@@ -57,8 +57,25 @@ struct Group {
   std::string frozen_reason;           // first reason it may not shrink
 };
 
+// A split along the channels at sizes the model writes as numbers
+// (torch.split): removal rewrites its sizes operand. Each part is a list of
+// pieces: `channels` channels of group `group` (-1: of none, never
+// shrinking), each spread over `stride` positions.
+struct SplitSizes {
+  struct Piece {
+    int group = -1;
+    int64_t channels = 0;
+    int64_t stride = 1;
+  };
+  const Node* node = nullptr;
+  size_t operand = 1;   // the sizes (an int list), or one size (an int) when `single`
+  bool single = false;  // split(x, size): every part the same size (the parts are coupled)
+  std::vector<std::vector<Piece>> parts;
+};
+
 struct GroupAnalysis {
   std::vector<Group> groups;  // graph order of their first producer
+  std::vector<SplitSizes> splits;
   // Index of a group by name, or -1.
   int find(const std::string& name) const;
 };
