@@ -2,7 +2,7 @@
 // and convolution, same thread count) and OpenBLAS sgemm, interleaved in one
 // process (ours, oneDNN, OpenBLAS, ours, ...), median of the repeats.
 //   compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only SECTION] [--filter TEXT]
-// Sections: peak, exact, square, model, sparse, sparse_isa. Prints Markdown tables.
+// Sections: peak, exact, square, model, sparse, sparse_isa, sparse_conv. Prints Markdown tables.
 // --filter keeps only the model layers whose name contains TEXT ("stem", "dw", "fc").
 #include <dlfcn.h>
 #include <omp.h>
@@ -509,6 +509,18 @@ void run_sparse(int64_t M, int64_t N, int64_t K, bool smoke) {
   add("2:4 (50% sparse)", mask);
 }
 
+// A random 1x4 mask of W[N][K]: each block of 4 along K kept with
+// probability 1 - sparsity (K padded: the last block may be short).
+std::vector<uint8_t> random_1x4_mask(int64_t N, int64_t K, double sparsity) {
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<uint8_t> mask(N * K, 0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k0 = 0; k0 < K; k0 += 4)
+      if (u(g_rng) >= sparsity)
+        for (int64_t k = k0; k < std::min(K, k0 + 4); ++k) mask[n * K + k] = 1;
+  return mask;
+}
+
 // ---- sparse_isa: the 1x4 kernels against every dense kernel, per layer shape ----
 // The shapes of bench/sparse_layer_shapes.py (fully connected at batch 32,
 // pointwise convolutions at their N*H*W rows). Each ISA's kernel is called
@@ -532,7 +544,6 @@ void run_sparse_isa(bool smoke) {
             : std::vector<std::array<int64_t, 3>>{{32, 128, 1152}, {32, 512, 512},  {32, 1024, 1024}, {32, 1024, 784},
                                                   {32, 256, 4096}, {6272, 96, 24},  {6272, 24, 96},   {1568, 128, 32},
                                                   {1568, 32, 128}, {392, 256, 64},  {392, 64, 256}};
-  std::uniform_real_distribution<double> u(0, 1);
   for (const auto& [M, N, Kd] : shapes) {
     GemmProblem p(M, N, Kd, false);
     for (auto& a : p.A) a = static_cast<uint8_t>(g_rng() & 0xFF);
@@ -540,11 +551,7 @@ void run_sparse_isa(bool smoke) {
     const auto avx2 = K::pack_gemm_u8s8(p.W.data(), N, Kd, 0, K::Layout::avx2_n16k4_u8s8);
     std::vector<std::vector<uint8_t>> sparse;
     for (double sp : {0.8, 0.9}) {
-      std::vector<uint8_t> mask(N * Kd, 0);
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t k0 = 0; k0 < Kd; k0 += 4)
-          if (u(g_rng) >= sp)
-            for (int64_t k = k0; k < std::min(Kd, k0 + 4); ++k) mask[n * Kd + k] = 1;
+      const std::vector<uint8_t> mask = random_1x4_mask(N, Kd, sp);
       sparse.push_back(K::pack_sparse_1x4_u8s8(p.W.data(), mask.data(), N, Kd, 0));
     }
     auto dense_on = [&p](const std::vector<uint8_t>& blob, Isa isa) -> std::function<void()> {
@@ -582,6 +589,92 @@ void run_sparse_isa(bool smoke) {
   }
 }
 
+// ---- sparse_conv: k x k convolutions, sparse (im2col blocks + 1x4 kernel) against dense, per ISA ----
+// The 3x3 layers of the Fashion-MNIST zoo cnn and resnet at batch 32 (their
+// NHWC shapes at 28x28 input), NHWC u8 activations over 0..255. Dense: the
+// conv2d_u8s8 path each ISA takes (AMX: direct convolution where the shape
+// allows, else implicit im2col rows; VNNI / AVX2: im2col rows). Sparse:
+// sparse_conv2d_u8s8 with random 1x4 masks keeping 20% / 10% of the blocks
+// along (kh, kw, c), its time including the im2col. Interleaved, median.
+struct SparseConvShape {
+  const char* layer;
+  int64_t cin, cout, hw, stride;
+};
+
+void run_sparse_conv(bool smoke) {
+  using Isa = K::Isa;
+  if (!K::cpu_supports(Isa::avx512vnni)) {
+    std::printf("\n## sparse_conv: skipped, this CPU lacks AVX-512 VNNI\n");
+    return;
+  }
+  const bool amx = K::cpu_supports(Isa::amx);
+  const int64_t batch = smoke ? 2 : 32;
+  std::printf("\n## 1x4 sparse vs dense 3x3 convolutions per ISA, batch %lld (u8 activations 0..255; ratio = dense ms / "
+              "sparse ms, > 1: sparse faster)\n| layer | M | N | K | dense amx ms | dense vnni ms | dense avx2 ms | "
+              "80%%: vnni-sp/amx | 80%%: vnni-sp/vnni | 80%%: avx2-sp/avx2 | 90%%: vnni-sp/amx | 90%%: vnni-sp/vnni | "
+              "90%%: avx2-sp/avx2 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+              static_cast<long long>(batch));
+  const std::vector<SparseConvShape> shapes =
+      smoke ? std::vector<SparseConvShape>{{"smoke 3x3 8-8 @6", 8, 8, 6, 1}}
+            : std::vector<SparseConvShape>{{"cnn features.4 3x3 32-64 @14", 32, 64, 14, 1},
+                                           {"cnn features.8 3x3 64-128 @7", 64, 128, 7, 1},
+                                           {"resnet layer1 3x3 32-32 @14", 32, 32, 14, 1},
+                                           {"resnet layer2.0.conv1 3x3s2 32-64 @14", 32, 64, 14, 2},
+                                           {"resnet layer2 3x3 64-64 @7", 64, 64, 7, 1},
+                                           {"resnet layer3.0.conv1 3x3s2 64-128 @7", 64, 128, 7, 2},
+                                           {"resnet layer3 3x3 128-128 @4", 128, 128, 4, 1}};
+  for (const SparseConvShape& s : shapes) {
+    K::ConvGeometry g;
+    g.batch = batch; g.height = s.hw; g.width = s.hw; g.stride_h = g.stride_w = s.stride; g.pad_h = g.pad_w = 1;
+    const int64_t oh = K::conv_output_size(s.hw, 3, s.stride, 1, 1), Kd = 9 * s.cin, N = s.cout;
+    const int64_t M = batch * oh * oh;
+    std::vector<uint8_t> x(batch * s.hw * s.hw * s.cin), y(M * N);
+    for (auto& a : x) a = static_cast<uint8_t>(g_rng() & 0xFF);
+    const std::vector<int8_t> w = rand_s8(N * Kd);  // OHWI
+    std::vector<float> scale(N, 1e-4f), bias(N, 3.f);
+    K::Epilogue ep;
+    ep.scale = scale.data();
+    ep.bias = bias.data();
+    ep.out = K::OutType::u8;
+    const Blob vnni = aligned(K::pack_conv_u8s8(w.data(), N, 3, 3, s.cin, 0, K::Layout::vnni_n32k4_s8));
+    const Blob avx2 = aligned(K::pack_conv_u8s8(w.data(), N, 3, 3, s.cin, 0, K::Layout::avx2_n16k4_u8s8));
+    std::vector<Blob> sparse;
+    for (double sp : {0.8, 0.9}) {
+      const std::vector<uint8_t> mask = random_1x4_mask(N, Kd, sp);  // along (kh, kw, c)
+      sparse.push_back(aligned(
+          K::pack_sparse_conv_u8s8(w.data(), mask.data(), N, 3, 3, s.cin, 0, K::PackedKind::sparse_1x4)));
+    }
+    auto conv_on = [&](const Blob& blob, Isa isa, bool is_sparse) -> std::function<void()> {
+      return [&, isa, is_sparse] {
+        K::PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+        if (is_sparse)
+          K::sparse_conv2d_u8s8(x.data(), g, v, y.data(), ep, omp_parallel(), isa);
+        else
+          K::conv2d_u8s8(x.data(), g, v, y.data(), ep, omp_parallel(), isa);
+      };
+    };
+    std::vector<Contender> cs = {{"dense amx", amx ? conv_on(vnni, Isa::amx, false) : std::function<void()>()},
+                                 {"dense vnni", conv_on(vnni, Isa::avx512vnni, false)},
+                                 {"dense avx2", conv_on(avx2, Isa::avx2, false)},
+                                 {"sparse80 vnni", conv_on(sparse[0], Isa::avx512vnni, true)},
+                                 {"sparse80 avx2", conv_on(sparse[0], Isa::avx2, true)},
+                                 {"sparse90 vnni", conv_on(sparse[1], Isa::avx512vnni, true)},
+                                 {"sparse90 avx2", conv_on(sparse[1], Isa::avx2, true)}};
+    measure(cs);
+    const double d_amx = cs[0].median(), d_vnni = cs[1].median(), d_avx2 = cs[2].median();
+    std::printf("| %s | %lld | %lld | %lld | %.4f | %.4f | %.4f", s.layer, static_cast<long long>(M),
+                static_cast<long long>(N), static_cast<long long>(Kd), d_amx, d_vnni, d_avx2);
+    for (int i = 0; i < 2; ++i)
+      std::printf(" | %.2fx | %.2fx | %.2fx", d_amx / cs[3 + 2 * i].median(), d_vnni / cs[3 + 2 * i].median(),
+                  d_avx2 / cs[4 + 2 * i].median());
+    std::printf(" |\n");
+    std::fflush(stdout);
+    Row r{"sparse_conv", s.layer, 2.0 * M * N * Kd, {}};
+    for (const auto& c : cs) r.ms.emplace_back(c.name, c.median());
+    g_rows.push_back(r);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -596,7 +689,7 @@ int main(int argc, char** argv) {
     else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
     else if (a == "--smoke") smoke = true;
     else {
-      std::fprintf(stderr, "usage: compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only peak|exact|square|model|sparse|sparse_isa] [--filter TEXT]\n");
+      std::fprintf(stderr, "usage: compress_bench_int8 [--threads N] [--reps R] [--json PATH] [--smoke] [--only peak|exact|square|model|sparse|sparse_isa|sparse_conv] [--filter TEXT]\n");
       return 2;
     }
   }
@@ -677,6 +770,7 @@ int main(int argc, char** argv) {
     }
   }
   if (want("sparse_isa")) run_sparse_isa(smoke);
+  if (want("sparse_conv")) run_sparse_conv(smoke);
   if (!json_path.empty()) {
     json out;
     out["meta"] = meta;

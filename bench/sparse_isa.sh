@@ -8,6 +8,10 @@
 # also checks the sparse and dense INT8 outputs are identical).
 #   MODEL=out/sparse/mlp.b90.pt bash bench/sparse_isa.sh   (needs a build and the pruned MLP:
 #   see docs/quantization.md for the three commands that make it)
+# SECTION=sparse_conv times the 3x3 convolutions of the zoo cnn / resnet
+# instead (sparse im2col + 1x4 kernel against each dense convolution), for
+# a model whose time is in k x k convolutions:
+#   SECTION=sparse_conv MODEL=cnn.b80.pt bash bench/sparse_isa.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD:-$root/build}"
@@ -16,7 +20,7 @@ reps="${REPS:-50}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) vCPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-"$build/bin/compress_bench_int8" --threads 1 --reps "${KERNEL_REPS:-7}" --only sparse_isa
+"$build/bin/compress_bench_int8" --threads 1 --reps "${KERNEL_REPS:-7}" --only "${SECTION:-sparse_isa}"
 for isa in avx512vnni amx avx2; do
   echo
   echo "## COMPRESS_ISA=$isa"

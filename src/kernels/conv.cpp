@@ -1,15 +1,18 @@
 // Convolution dispatch: 1x1 as a plain GEMM, k x k via im2col in row chunks
-// (bounded scratch), depthwise through its own kernel.
+// (bounded scratch), depthwise through its own kernel; sparse weights through
+// the same im2col and the sparse GEMM.
 #include "compress/kernels/conv.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compress/error.h"
 #include "compress/kernels/packing_traits.h"
+#include "compress/kernels/sparse.h"
 #include "internal.h"
 
 namespace compress::kernels {
@@ -118,6 +121,41 @@ void im2col_rows(void* vctx, int64_t begin, int64_t end) {
   im2col_strip(&c, c.row0 + begin, end - begin, c.buf + begin * K, K);
 }
 
+// The output's height and width, after the checks both convolutions make.
+std::pair<int64_t, int64_t> output_size(const ConvGeometry& g, const PackedView& W, const Epilogue& ep,
+                                        const std::string& fn) {
+  if (g.batch < 0 || g.height <= 0 || g.width <= 0 || g.stride_h <= 0 || g.stride_w <= 0 || g.pad_h < 0 ||
+      g.pad_w < 0 || g.dil_h <= 0 || g.dil_w <= 0)
+    bad_input(fn + ": bad geometry (sizes, strides and dilations must be positive, padding >= 0)");
+  if (ep.scale == nullptr) bad_input(fn + ": the epilogue needs a per-channel scale");
+  const int64_t oh = conv_output_size(g.height, W.kh(), g.stride_h, g.pad_h, g.dil_h);
+  const int64_t ow = conv_output_size(g.width, W.kw(), g.stride_w, g.pad_w, g.dil_w);
+  if (oh <= 0 || ow <= 0) bad_input(fn + ": the kernel is larger than the padded input");
+  return {oh, ow};
+}
+
+// The GEMM over a block of im2col rows: dense (gemm_u8s8s32) or sparse.
+using GemmFn = void (*)(int64_t, const uint8_t*, int64_t, const PackedView&, void*, int64_t, const Epilogue&,
+                        const ParallelFor&, Isa);
+
+// The M output pixels as blocks of `chunk` im2col rows: each block gathered
+// into one buffer (in parallel), then multiplied; the residual and output
+// pointers advance with the block.
+void im2col_in_chunks(const uint8_t* input, const ConvGeometry& g, const PackedView& W, int64_t oh, int64_t ow,
+                      int64_t chunk, GemmFn gemm, void* output, const Epilogue& ep, const ParallelFor& pf, Isa isa) {
+  const int64_t M = g.batch * oh * ow, N = W.n(), K = W.k();
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min(M, chunk) * K));
+  const int64_t esz = ep.out == OutType::f32 ? 4 : 1;
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t rows = std::min(chunk, M - r0);
+    Im2col c{input, &g, &W, oh, ow, r0, buf.data()};
+    detail::run_parallel(pf, rows, &c, im2col_rows);
+    Epilogue e = ep;
+    if (ep.residual) e.residual = static_cast<const uint8_t*>(ep.residual) + r0 * ep.ld_residual * esz;
+    gemm(rows, buf.data(), K, W, static_cast<uint8_t*>(output) + r0 * N * esz, N, e, pf, isa);
+  }
+}
+
 }  // namespace
 
 int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dil) {
@@ -128,14 +166,8 @@ void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& 
                  const Epilogue& ep, const ParallelFor& pf, Isa isa) {
   if (W.kind() != PackedKind::conv && W.kind() != PackedKind::depthwise)
     bad_input("conv2d_u8s8: the packed weight is not a convolution weight");
-  if (g.batch < 0 || g.height <= 0 || g.width <= 0 || g.stride_h <= 0 || g.stride_w <= 0 || g.pad_h < 0 ||
-      g.pad_w < 0 || g.dil_h <= 0 || g.dil_w <= 0)
-    bad_input("conv2d_u8s8: bad geometry (sizes, strides and dilations must be positive, padding >= 0)");
-  if (ep.scale == nullptr) bad_input("conv2d_u8s8: the epilogue needs a per-channel scale");
+  const auto [oh, ow] = output_size(g, W, ep, "conv2d_u8s8");
   const int64_t kh = W.kh(), kw = W.kw();
-  const int64_t oh = conv_output_size(g.height, kh, g.stride_h, g.pad_h, g.dil_h);
-  const int64_t ow = conv_output_size(g.width, kw, g.stride_w, g.pad_w, g.dil_w);
-  if (oh <= 0 || ow <= 0) bad_input("conv2d_u8s8: the kernel is larger than the padded input");
   const int64_t M = g.batch * oh * ow, N = W.n();
   if (M == 0) return;
 
@@ -170,16 +202,24 @@ void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& 
   }
   // Otherwise: chunks of about 4 MiB of im2col rows, a multiple of the AVX2 row tile.
   const int64_t chunk = std::max<int64_t>(Avx2Traits::MR * 16, (int64_t{4} << 20) / K / 48 * 48);
-  std::vector<uint8_t> buf(static_cast<size_t>(std::min(M, chunk) * K));
-  const int64_t esz = ep.out == OutType::f32 ? 4 : 1;
-  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
-    const int64_t rows = std::min(chunk, M - r0);
-    Im2col c{input, &g, &W, oh, ow, r0, buf.data()};
-    detail::run_parallel(pf, rows, &c, im2col_rows);
-    Epilogue e = ep;
-    if (ep.residual) e.residual = static_cast<const uint8_t*>(ep.residual) + r0 * ep.ld_residual * esz;
-    gemm_u8s8s32(rows, buf.data(), K, W, static_cast<uint8_t*>(output) + r0 * N * esz, N, e, pf, isa);
-  }
+  im2col_in_chunks(input, g, W, oh, ow, chunk, gemm_u8s8s32, output, ep, pf, isa);
+}
+
+void sparse_conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
+                        const Epilogue& ep, const ParallelFor& pf, Isa isa) {
+  if (W.kind() != PackedKind::sparse_1x4 && W.kind() != PackedKind::sparse_2_4)
+    bad_input("sparse_conv2d_u8s8: the packed weight is not a sparse (1x4 or 2:4) weight");
+  const auto [oh, ow] = output_size(g, W, ep, "sparse_conv2d_u8s8");
+  const int64_t kh = W.kh(), kw = W.kw();
+  const int64_t M = g.batch * oh * ow, N = W.n(), K = W.k();
+  if (M == 0) return;
+  if (kh == 1 && kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0)
+    return sparse_gemm_u8s8s32(M, input, W.c_in(), W, output, N, ep, pf, isa);
+  // The sparse kernels transpose 32 rows of A at a time and walk every kept
+  // block of the weight over them, so the block of im2col rows is written
+  // and read back while it is in L2: about 256 KiB, a multiple of 32 rows.
+  const int64_t chunk = std::max<int64_t>(32, (int64_t{256} << 10) / K / 32 * 32);
+  im2col_in_chunks(input, g, W, oh, ow, chunk, sparse_gemm_u8s8s32, output, ep, pf, isa);
 }
 
 }  // namespace compress::kernels

@@ -350,12 +350,13 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   c.range(kAZeroPoint, 0, layout_needs_7bit_activations(l) ? Avx2U7Traits::kMaxActivation : 255);
 
   // Geometry: a convolution's k is kh * kw * c_in; depthwise has one tap row per channel.
-  if (kd == PackedKind::conv || kd == PackedKind::depthwise) {
+  // Sparse blobs may be a convolution's (pack_sparse_conv_u8s8) or a linear layer's (kh = kw = 1).
+  if (kd != PackedKind::gemm) {
     c.range(kKh, 1, k);
     c.range(kKw, 1, k);
   } else {
-    c.equal(kKh, 1, "only convolutions have a kernel height");
-    c.equal(kKw, 1, "only convolutions have a kernel width");
+    c.equal(kKh, 1, "only convolution and sparse weights have a kernel height");
+    c.equal(kKw, 1, "only convolution and sparse weights have a kernel width");
   }
   if (kd == PackedKind::depthwise) {
     c.equal(kK, h[kKh] * h[kKw], "depthwise k is kh * kw taps");
@@ -521,6 +522,19 @@ std::vector<uint8_t> pack_sparse_1x4_u8s8(const int8_t* w, const uint8_t* mask, 
   }
   std::memcpy(b.row_ptr(), row_ptr.data(), row_ptr.size() * 4);
   return std::move(b.blob);
+}
+
+std::vector<uint8_t> pack_sparse_conv_u8s8(const int8_t* w, const uint8_t* mask, int64_t c_out, int64_t kh,
+                                          int64_t kw, int64_t c_in, int32_t a_zero_point, PackedKind kind) {
+  if (kh <= 0 || kw <= 0 || c_in <= 0) bad_input("pack_sparse_conv: kernel sizes and channels must be positive");
+  if (kind != PackedKind::sparse_1x4 && kind != PackedKind::sparse_2_4)
+    bad_input("pack_sparse_conv: the kind must be sparse_1x4 or sparse_2_4");
+  const int64_t k = kh * kw * c_in;
+  auto blob = kind == PackedKind::sparse_1x4 ? pack_sparse_1x4_u8s8(w, mask, c_out, k, a_zero_point)
+                                             : pack_sparse_2_4_u8s8(w, mask, c_out, k, a_zero_point);
+  auto* h = reinterpret_cast<int64_t*>(blob.data());
+  h[kKh] = kh; h[kKw] = kw; h[kCIn] = c_in;
+  return blob;
 }
 
 std::vector<uint8_t> pack_sparse_2_4_u8s8(const int8_t* w, const uint8_t* mask, int64_t n,

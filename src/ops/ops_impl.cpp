@@ -188,16 +188,26 @@ at::Tensor pack_conv2d_int8(const at::Tensor& weight, int64_t input_zero_point, 
   });
 }
 
+namespace {
+
+// The arguments both sparse packers take besides the weight's own shape.
+void check_sparse_packing(const char* op, const at::Tensor& weight, const at::Tensor& mask, int64_t input_zero_point,
+                          const std::string& format) {
+  TORCH_CHECK(mask.sizes() == weight.sizes(), op, ": mask must have the weight's shape ", weight.sizes(), ", got ",
+              mask.sizes());
+  TORCH_CHECK(format == "1x4" || format == "2:4", op, ": format must be \"1x4\" or \"2:4\", got \"", format, "\"");
+  check_zero_point(op, input_zero_point);
+}
+
+}  // namespace
+
 at::Tensor pack_linear_int8_sparse(const at::Tensor& weight, const at::Tensor& mask, int64_t input_zero_point,
                                    const std::string& format) {
   const char* op = "compress::pack_linear_int8_sparse";
   TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 2, op,
               ": weight must be a 2-D int8 tensor [out_features, in_features], got ", weight.scalar_type(),
               " of shape ", weight.sizes());
-  TORCH_CHECK(mask.sizes() == weight.sizes(), op, ": mask must have the weight's shape ", weight.sizes(), ", got ",
-              mask.sizes());
-  TORCH_CHECK(format == "1x4" || format == "2:4", op, ": format must be \"1x4\" or \"2:4\", got \"", format, "\"");
-  check_zero_point(op, input_zero_point);
+  check_sparse_packing(op, weight, mask, input_zero_point, format);
   const at::Tensor w = weight.contiguous().cpu();
   const at::Tensor m = mask.ne(0).to(at::kByte).contiguous().cpu();
   return guarded(op, [&] {
@@ -205,6 +215,23 @@ at::Tensor pack_linear_int8_sparse(const at::Tensor& weight, const at::Tensor& m
     return blob_tensor(format == "1x4"
                            ? K::pack_sparse_1x4_u8s8(w.data_ptr<int8_t>(), m.data_ptr<uint8_t>(), w.size(0), w.size(1), zp)
                            : K::pack_sparse_2_4_u8s8(w.data_ptr<int8_t>(), m.data_ptr<uint8_t>(), w.size(0), w.size(1), zp));
+  });
+}
+
+at::Tensor pack_conv2d_int8_sparse(const at::Tensor& weight, const at::Tensor& mask, int64_t input_zero_point,
+                                   const std::string& format) {
+  const char* op = "compress::pack_conv2d_int8_sparse";
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 4, op,
+              ": weight must be a 4-D int8 tensor [out, in, kh, kw] (groups 1), got ", weight.scalar_type(),
+              " of shape ", weight.sizes());
+  check_sparse_packing(op, weight, mask, input_zero_point, format);
+  // OIHW -> OHWI: K in (kh, kw, c) order, the im2col rows of NHWC activations.
+  const at::Tensor w = weight.permute({0, 2, 3, 1}).contiguous().cpu();
+  const at::Tensor m = mask.ne(0).permute({0, 2, 3, 1}).to(at::kByte).contiguous().cpu();
+  return guarded(op, [&] {
+    return blob_tensor(K::pack_sparse_conv_u8s8(w.data_ptr<int8_t>(), m.data_ptr<uint8_t>(), w.size(0), w.size(1),
+                                                w.size(2), w.size(3), static_cast<int32_t>(input_zero_point),
+                                                format == "1x4" ? K::PackedKind::sparse_1x4 : K::PackedKind::sparse_2_4));
   });
 }
 
@@ -224,15 +251,18 @@ at::Tensor linear_int8_sparse(const at::Tensor& input, const at::Tensor& packed_
                        relu, output_dtype, residual, residual_scale, residual_zero_point, output_quant_max);
 }
 
-at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
-                       const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
-                       at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
+namespace {
+
+at::Tensor conv_common(const char* op, bool sparse, const at::Tensor& input, const at::Tensor& packed_weight,
+                       const at::Tensor& scale, const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
                        c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
                        double residual_scale, int64_t residual_zero_point, int64_t output_quant_max) {
-  const char* op = "compress::conv2d_int8";
   const K::PackedView w = view_of(op, packed_weight);
-  TORCH_CHECK(w.kind() == K::PackedKind::conv || w.kind() == K::PackedKind::depthwise, op,
-              ": packed_weight was not made by compress::pack_conv2d_int8");
+  const bool sparse_blob = w.kind() == K::PackedKind::sparse_1x4 || w.kind() == K::PackedKind::sparse_2_4;
+  const bool conv_blob = w.kind() == K::PackedKind::conv || w.kind() == K::PackedKind::depthwise;
+  TORCH_CHECK(sparse ? sparse_blob : conv_blob, op, ": packed_weight was not made by ",
+              sparse ? "compress::pack_conv2d_int8_sparse" : "compress::pack_conv2d_int8");
   TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kByte && input.dim() == 4, op,
               ": input must be a 4-D uint8 NHWC CPU tensor [N, H, W, C], got ", input.scalar_type(), " of shape ",
               input.sizes());
@@ -257,10 +287,35 @@ at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight,
   const at::Tensor x = input.contiguous();
   at::Tensor out = at::empty(out_shape, at::TensorOptions().dtype(output_dtype));
   guarded(op, [&] {
-    K::conv2d_u8s8(x.data_ptr<uint8_t>(), g, w, out.data_ptr(), e.ep, torch_parallel());
+    if (sparse)
+      K::sparse_conv2d_u8s8(x.data_ptr<uint8_t>(), g, w, out.data_ptr(), e.ep, torch_parallel());
+    else
+      K::conv2d_u8s8(x.data_ptr<uint8_t>(), g, w, out.data_ptr(), e.ep, torch_parallel());
     return 0;
   });
   return out;
+}
+
+}  // namespace
+
+at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
+                       const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                       at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
+                       c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
+                       double residual_scale, int64_t residual_zero_point, int64_t output_quant_max) {
+  return conv_common("compress::conv2d_int8", false, input, packed_weight, scale, bias, stride, padding, dilation,
+                     output_zero_point, relu, output_dtype, residual, residual_scale, residual_zero_point,
+                     output_quant_max);
+}
+
+at::Tensor conv2d_int8_sparse(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
+                              const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
+                              c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
+                              double residual_scale, int64_t residual_zero_point, int64_t output_quant_max) {
+  return conv_common("compress::conv2d_int8_sparse", true, input, packed_weight, scale, bias, stride, padding,
+                     dilation, output_zero_point, relu, output_dtype, residual, residual_scale, residual_zero_point,
+                     output_quant_max);
 }
 
 at::Tensor max_pool2d_u8(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,

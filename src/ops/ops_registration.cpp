@@ -35,6 +35,12 @@ TORCH_LIBRARY(compress, m) {
         "int[2] padding, int[2] dilation, int output_zero_point, bool relu, ScalarType output_dtype, "
         "Tensor? residual=None, float residual_scale=1.0, int residual_zero_point=0, int output_quant_max=255) -> Tensor",
         &compress::ops::conv2d_int8);
+  m.def("pack_conv2d_int8_sparse(Tensor weight, Tensor mask, int input_zero_point, str format) -> Tensor",
+        &compress::ops::pack_conv2d_int8_sparse);
+  m.def("conv2d_int8_sparse(Tensor input, Tensor packed_weight, Tensor scale, Tensor? bias, int[2] stride, "
+        "int[2] padding, int[2] dilation, int output_zero_point, bool relu, ScalarType output_dtype, "
+        "Tensor? residual=None, float residual_scale=1.0, int residual_zero_point=0, int output_quant_max=255) -> Tensor",
+        &compress::ops::conv2d_int8_sparse);
   m.def("max_pool2d_u8(Tensor input, int[] kernel_size, int[] stride=[], int[] padding=[0], int[] dilation=[1], "
         "bool ceil_mode=False) -> Tensor",
         &compress::ops::max_pool2d_u8);

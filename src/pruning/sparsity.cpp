@@ -356,7 +356,7 @@ nlohmann::json WeightSparsity::to_json() const {
 
 std::vector<LayerStorage> describe_layers(const Graph& g) {
   static const std::set<std::string> int8_ops = {"compress::linear_int8", "compress::linear_int8_sparse",
-                                                 "compress::conv2d_int8"};
+                                                 "compress::conv2d_int8", "compress::conv2d_int8_sparse"};
   std::vector<LayerStorage> out;
   for (const Node* n : g.node_list()) {
     LayerStorage l;

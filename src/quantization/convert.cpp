@@ -318,7 +318,9 @@ class Converter {
     const std::string prefix = module.empty() ? "" : module + ".";
     int64_t groups = conv ? std::get<ConvAttrs>(layer->attrs).groups : 1;
     const FormatChoice format = weight_format(*layer, w.q, in.p.zero_point, rep);
-    const bool sparse = format.packed.defined();  // a 1x1 conv then runs as a GEMM over its NHWC rows
+    const bool sparse = format.packed.defined();
+    // A sparse 1x1 stride-1 conv runs as a GEMM over its NHWC rows (linear_int8_sparse).
+    const bool conv_op = conv && !(sparse && is_pointwise_gemm(*layer));
     const std::string layout = codes_.quant_max < 255 ? "auto_u7" : "auto";
     at::Tensor packed = sparse ? format.packed
                         : conv ? ops::pack_conv2d_int8(w.q, in.p.zero_point, groups, layout)
@@ -331,7 +333,7 @@ class Converter {
     std::vector<Arg> args = {val(in.q), Arg::of_param(prefix + "packed_weight"),
                              Arg::of_param(prefix + "requant_scale"),
                              bias.defined() ? Arg::of_param(prefix + "requant_bias") : cst(c10::IValue())};
-    if (conv && !sparse) {
+    if (conv_op) {
       const auto& a = std::get<ConvAttrs>(layer->attrs);
       args.push_back(cst(ints(a.stride)));
       args.push_back(cst(ints(a.padding)));
@@ -353,7 +355,8 @@ class Converter {
       }
       args.push_back(cst(quant_max));
     }
-    const char* int8_op = sparse ? "compress::linear_int8_sparse" : conv ? "compress::conv2d_int8" : "compress::linear_int8";
+    const char* int8_op = conv_op ? (sparse ? "compress::conv2d_int8_sparse" : "compress::conv2d_int8")
+                                  : (sparse ? "compress::linear_int8_sparse" : "compress::linear_int8");
     ValueId y = op(int8_op, std::move(args), scope, module + ":int8");
     rep.int8_value = g_.name_of(y);
     rep.int8_value_u8 = !float_out;
@@ -418,11 +421,27 @@ class Converter {
 
   // ---- sparse INT8 weights (sparse_format.h) ----
 
+  // A 1x1 convolution with stride 1 and no padding: a GEMM over its NHWC rows.
+  static bool is_pointwise_gemm(const Node& layer) {
+    const auto& a = std::get<ConvAttrs>(layer.attrs);
+    return a.kernel == std::vector<int64_t>{1, 1} && a.stride == std::vector<int64_t>{1, 1} &&
+           a.padding == std::vector<int64_t>{0, 0} && a.groups == 1;
+  }
+
   // Activation rows each planned layer's GEMM reads at the example input
-  // (N*H*W for a conv), from the float graph's shapes, before any edit.
+  // (N*H*W for a conv), and each convolution's input, from the float graph's
+  // shapes, before any edit.
   void record_gemm_rows(const std::vector<FusedLayer>& plan) {
     for (const FusedLayer& f : plan) {
       if (!f.int8()) continue;
+      if (f.layer->is_leaf(LeafKind::Conv2d)) {
+        try {
+          const Shape& s = g_.shape(f.input());  // NCHW
+          const auto& a = std::get<ConvAttrs>(f.layer->attrs);
+          if (s.size() == 4) conv_inputs_[f.layer] = ConvInput{s[0], s[2], s[3], a.stride, a.padding, a.dilation};
+        } catch (const Error&) {
+        }
+      }
       try {
         const Shape& s = g_.shape(f.layer->output());
         int64_t numel = 1;
@@ -440,10 +459,14 @@ class Converter {
   FormatChoice weight_format(const Node& layer, const at::Tensor& q, int64_t input_zero_point, LayerReport& rep) {
     FormatChoice c;
     const std::string misfit = sparse_kernel_fit(layer);
+    const bool conv_op = layer.is_leaf(LeafKind::Conv2d) && !is_pointwise_gemm(layer);
     auto rows = gemm_rows_.find(&layer);
-    if (!misfit.empty() || rows == gemm_rows_.end()) {
+    auto input = conv_inputs_.find(&layer);
+    if (!misfit.empty() || rows == gemm_rows_.end() || (conv_op && input == conv_inputs_.end())) {
       c.sparsity = q.numel() ? q.eq(0).to(at::kDouble).mean().item<double>() : 0.0;
       c.reason = misfit.empty() ? "the layer's shape at the example input is unknown" : misfit;
+    } else if (conv_op) {
+      c = choose_conv_weight_format(q, input->second, input_zero_point, options_.sparse);
     } else {
       c = choose_weight_format(q, rows->second, input_zero_point, options_.sparse);
     }
@@ -502,6 +525,7 @@ class Converter {
   std::map<ValueId, int64_t> sample_numel_;
   std::map<ValueId, QValue> twins_;
   std::map<const Node*, int64_t> gemm_rows_;
+  std::map<const Node*, ConvInput> conv_inputs_;
   std::set<ValueId> int8_reads_;
   std::set<int> created_;
 };

@@ -44,19 +44,23 @@ void check_sparse_mode(const std::string& mode) {
 std::string sparse_kernel_fit(const Node& layer) {
   if (layer.is_leaf(LeafKind::Linear)) return "";
   if (!layer.is_leaf(LeafKind::Conv2d)) return "not a conv or linear layer";
-  const auto& a = std::get<ConvAttrs>(layer.attrs);
-  const bool one_by_one = a.kernel == std::vector<int64_t>{1, 1};
-  const bool plain = a.groups == 1 && a.stride == std::vector<int64_t>{1, 1} &&
-                     a.padding == std::vector<int64_t>{0, 0};
-  if (one_by_one && plain) return "";
-  return "the sparse kernels take linear layers and 1x1 convolutions with stride 1, no padding, groups 1";
+  if (std::get<ConvAttrs>(layer.attrs).groups == 1) return "";
+  return "the sparse kernels take linear layers and convolutions with groups 1";
 }
 
-FormatChoice choose_weight_format(const at::Tensor& weight_int8, int64_t rows, int64_t input_zero_point,
-                                  const std::string& mode, int repeats, double margin) {
+namespace {
+
+// The choice shared by linear layers and convolutions. `rows` is the weight
+// as the kernels order it ([N, K], a conv's K in (kh, kw, c) order), for the
+// pattern checks; `pack` packs "dense", "1x4" or "2:4"; `run` calls the
+// layer's op once with a packed weight on random codes of its shape;
+// `shape_text` names that shape in the reason.
+FormatChoice choose(const at::Tensor& rows, const std::string& mode, int repeats, double margin,
+                    const std::function<at::Tensor(const std::string&)>& pack,
+                    const std::function<at::Tensor(const at::Tensor&, bool)>& run, const std::string& shape_text) {
   check_sparse_mode(mode);
   FormatChoice c;
-  const at::Tensor w = weight_int8.reshape({weight_int8.size(0), -1}).contiguous();
+  const at::Tensor w = rows.contiguous();
   const int64_t n = w.size(0), k = w.size(1);
   const at::Tensor mask = w.ne(0);
   c.sparsity = 1.0 - mask.to(at::kDouble).mean().item<double>();
@@ -75,7 +79,7 @@ FormatChoice choose_weight_format(const at::Tensor& weight_int8, int64_t rows, i
       return c;
     }
     c.format = mode == "1x4" ? "sparse_1x4" : "sparse_2_4";
-    c.packed = ops::pack_linear_int8_sparse(w, mask, input_zero_point, mode);
+    c.packed = pack(mode);
     c.reason = "--sparse " + mode;
     return c;
   }
@@ -83,24 +87,18 @@ FormatChoice choose_weight_format(const at::Tensor& weight_int8, int64_t rows, i
     c.reason = "no all-zero 1x4 block and not 2:4: a sparse kernel would do every multiply the dense one does";
     return c;
   }
-  // Random codes of the layer's shape; the epilogue writes uint8 as most layers do.
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(n * 1000003 + k));
-  const at::Tensor x = at::randint(0, 256, {std::max<int64_t>(rows, 1), k}, gen, at::kByte);
-  const at::Tensor scale = at::full({n}, 1e-3, at::kFloat);
   std::vector<Candidate> cands;
-  auto add = [&](const std::string& format, at::Tensor packed, bool sparse) {
+  auto add = [&](const std::string& format, const std::string& packing) {
     Candidate cand;
     cand.format = format;
-    cand.packed = packed;
-    cand.run = [x, packed, scale, sparse] {
-      return sparse ? ops::linear_int8_sparse(x, packed, scale, c10::nullopt, 0, false, at::kByte, c10::nullopt, 1.0, 0)
-                    : ops::linear_int8(x, packed, scale, c10::nullopt, 0, false, at::kByte, c10::nullopt, 1.0, 0);
-    };
+    cand.packed = pack(packing);
+    const bool sparse = format != "dense";
+    cand.run = [packed = cand.packed, sparse, &run] { return run(packed, sparse); };
     cands.push_back(cand);
   };
-  add("dense", ops::pack_linear_int8(w, input_zero_point, "auto"), false);
-  if (has_empty_block) add("sparse_1x4", ops::pack_linear_int8_sparse(w, mask, input_zero_point, "1x4"), true);
-  if (two_of_four) add("sparse_2_4", ops::pack_linear_int8_sparse(w, mask, input_zero_point, "2:4"), true);
+  add("dense", "dense");
+  if (has_empty_block) add("sparse_1x4", "1x4");
+  if (two_of_four) add("sparse_2_4", "2:4");
   for (auto& cand : cands) cand.run();  // warm-up: caches, thread pool, pages
   // Alternating rounds, so every candidate sees the same machine load.
   for (int r = 0; r < std::max(repeats, 1); ++r)
@@ -119,12 +117,66 @@ FormatChoice choose_weight_format(const at::Tensor& weight_int8, int64_t rows, i
   std::string times = "dense " + ms_text(c.dense_ms);
   if (c.sparse_1x4_ms > 0) times += ", sparse_1x4 " + ms_text(c.sparse_1x4_ms);
   if (c.sparse_2_4_ms > 0) times += ", sparse_2_4 " + ms_text(c.sparse_2_4_ms);
-  times += " (" + std::to_string(rows) + " rows, best of " + std::to_string(std::max(repeats, 1)) + ", " +
+  times += " (" + shape_text + ", best of " + std::to_string(std::max(repeats, 1)) + ", " +
            std::to_string(at::get_num_threads()) + " thread(s))";
   c.format = best->format;
   if (best->format != "dense") c.packed = best->packed;
   c.reason = (best->format == "dense" ? "measured: no sparse packing is faster here: " : "measured fastest: ") + times;
   return c;
+}
+
+}  // namespace
+
+FormatChoice choose_weight_format(const at::Tensor& weight_int8, int64_t rows, int64_t input_zero_point,
+                                  const std::string& mode, int repeats, double margin) {
+  const at::Tensor w = weight_int8.reshape({weight_int8.size(0), -1}).contiguous();
+  const int64_t n = w.size(0), k = w.size(1);
+  // Random codes of the layer's shape; the epilogue writes uint8 as most layers do.
+  at::Tensor x, scale;
+  if (mode == "auto") {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(n * 1000003 + k));
+    x = at::randint(0, 256, {std::max<int64_t>(rows, 1), k}, gen, at::kByte);
+    scale = at::full({n}, 1e-3, at::kFloat);
+  }
+  auto pack = [&](const std::string& format) {
+    return format == "dense" ? ops::pack_linear_int8(w, input_zero_point, "auto")
+                             : ops::pack_linear_int8_sparse(w, w.ne(0), input_zero_point, format);
+  };
+  auto run = [&](const at::Tensor& packed, bool sparse) {
+    return sparse ? ops::linear_int8_sparse(x, packed, scale, c10::nullopt, 0, false, at::kByte, c10::nullopt, 1.0, 0)
+                  : ops::linear_int8(x, packed, scale, c10::nullopt, 0, false, at::kByte, c10::nullopt, 1.0, 0);
+  };
+  return choose(w, mode, repeats, margin, pack, run, std::to_string(rows) + " rows");
+}
+
+FormatChoice choose_conv_weight_format(const at::Tensor& weight_int8, const ConvInput& input, int64_t input_zero_point,
+                                       const std::string& mode, int repeats, double margin) {
+  TORCH_CHECK(weight_int8.dim() == 4, "choose_conv_weight_format: the weight must be [O, I, kh, kw]");
+  const int64_t n = weight_int8.size(0), c_in = weight_int8.size(1), kh = weight_int8.size(2), kw = weight_int8.size(3);
+  // The kernels' K order (kh, kw, c): where the 1x4 blocks and 2:4 groups lie.
+  const at::Tensor rows = weight_int8.permute({0, 2, 3, 1}).reshape({n, -1});
+  at::Tensor x, scale;
+  if (mode == "auto") {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(n * 1000003 + rows.size(1)));
+    x = at::randint(0, 256, {std::max<int64_t>(input.batch, 1), input.height, input.width, c_in}, gen, at::kByte);
+    scale = at::full({n}, 1e-3, at::kFloat);
+  }
+  auto pack = [&](const std::string& format) {
+    return format == "dense" ? ops::pack_conv2d_int8(weight_int8, input_zero_point, 1, "auto")
+                             : ops::pack_conv2d_int8_sparse(weight_int8, weight_int8.ne(0), input_zero_point, format);
+  };
+  auto run = [&](const at::Tensor& packed, bool sparse) {
+    auto op = sparse ? ops::conv2d_int8_sparse : ops::conv2d_int8;
+    return op(x, packed, scale, c10::nullopt, input.stride, input.padding, input.dilation, 0, false, at::kByte,
+              c10::nullopt, 1.0, 0, 255);
+  };
+  const int64_t oh = (input.height + 2 * input.padding[0] - input.dilation[0] * (kh - 1) - 1) / input.stride[0] + 1;
+  const int64_t ow = (input.width + 2 * input.padding[1] - input.dilation[1] * (kw - 1) - 1) / input.stride[1] + 1;
+  const std::string shape = std::to_string(kh) + "x" + std::to_string(kw) + " conv stride " +
+                            std::to_string(input.stride[0]) + " on " + std::to_string(input.batch) + "x" +
+                            std::to_string(input.height) + "x" + std::to_string(input.width) + "x" +
+                            std::to_string(c_in) + ", " + std::to_string(input.batch * oh * ow) + " rows";
+  return choose(rows, mode, repeats, margin, pack, run, shape);
 }
 
 }  // namespace compress::quant

@@ -1,6 +1,7 @@
 // ops_roundtrip save PATH | check PATH
 // save: writes a TorchScript module whose forward uses compress::conv2d_int8,
-//       compress::linear_int8 and compress::linear_int8_sparse, with an example
+//       compress::conv2d_int8_sparse, compress::linear_int8 and
+//       compress::linear_int8_sparse, with an example
 //       input and the output it produced stored as attributes.
 // check: loads PATH (from C++ or Python), runs forward on its stored input and
 //        compares with its stored expected output. Exit 0 equal, 1 different.
@@ -32,12 +33,16 @@ int main(int argc, char** argv) {
       m.register_buffer("conv_w", pack("compress::pack_conv2d_int8", {wc, int64_t{100}, int64_t{1}, std::string("auto")}));
       m.register_buffer("fc_w", pack("compress::pack_linear_int8", {wl, int64_t{0}, std::string("auto")}));
       m.register_buffer("sp_w", pack("compress::pack_linear_int8_sparse", {wl, mask, int64_t{0}, std::string("1x4")}));
+      at::Tensor conv_mask = at::rand({8, 3, 3, 3}) > 0.6;
+      m.register_buffer("spconv_w", pack("compress::pack_conv2d_int8_sparse",
+                                         {wc * conv_mask.to(at::kChar), conv_mask, int64_t{100}, std::string("1x4")}));
       m.register_buffer("conv_s", at::full({8}, 0.002f));
       m.register_buffer("fc_s", at::full({10}, 0.01f));
       m.define(R"(
 def forward(self, x):
     y = ops.compress.conv2d_int8(x, self.conv_w, self.conv_s, None, [1, 1], [1, 1], [1, 1], 0, True, 0)
-    y = y.to(6).mean([1, 2]).round().to(0)  # float32 = 6, uint8 = 0 (ScalarType codes)
+    z = ops.compress.conv2d_int8_sparse(x, self.spconv_w, self.conv_s, None, [2, 2], [1, 1], [1, 1], 0, True, 0)
+    y = (y.to(6).mean([1, 2]) + z.to(6).mean([1, 2])).round().clamp(0, 255).to(0)  # float32 = 6, uint8 = 0
     a = ops.compress.linear_int8(y, self.fc_w, self.fc_s, None, 0, False, 6)
     b = ops.compress.linear_int8_sparse(y, self.sp_w, self.fc_s, None, 0, False, 6)
     return a + b

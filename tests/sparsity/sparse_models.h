@@ -38,10 +38,13 @@ def forward(self, x):
   return root;
 }
 
-inline torch::jit::Module conv_module(int64_t in, int64_t out, int64_t k, int64_t groups, at::Generator& gen) {
+inline torch::jit::Module conv_module(int64_t in, int64_t out, int64_t k, int64_t groups, at::Generator& gen,
+                                     int64_t stride = 1) {
   const int64_t pad = k / 2;
-  std::string src = "def forward(self, x):\n    return torch.conv2d(x, self.weight, self.bias, [1, 1], [" +
-                    std::to_string(pad) + ", " + std::to_string(pad) + "], [1, 1], " + std::to_string(groups) + ")\n";
+  const std::string st = std::to_string(stride);
+  std::string src = "def forward(self, x):\n    return torch.conv2d(x, self.weight, self.bias, [" + st + ", " + st +
+                    "], [" + std::to_string(pad) + ", " + std::to_string(pad) + "], [1, 1], " +
+                    std::to_string(groups) + ")\n";
   return make_module("__torch__.torch.nn.modules.conv.Conv2d",
                      {{"weight", at::normal(0.0, 1.0 / std::sqrt(double(in / groups * k * k)), {out, in / groups, k, k}, gen)},
                       {"bias", at::normal(0.0, 0.1, {out}, gen)}},
@@ -66,6 +69,29 @@ def forward(self, x):
     d = torch.relu(self.dw.forward(y))
     z = self.project.forward(torch.relu(self.expand.forward(d)))
     y = torch.relu(z + d)
+    return self.fc.forward(torch.flatten(y, 1))
+)");
+  root.eval();
+  return root;
+}
+
+// Input 3x9x9: a ResNet-like stage of k x k convs: conv 3x3 (3 -> 8), 3x3
+// stride 2 (8 -> 16, 9x9 -> 5x5), 3x3 (16 -> 16) added to its input, 1x1
+// stride 2 (16 -> 12, 5x5 -> 3x3), flatten, linear 108 -> 10.
+inline torch::jit::Module sparse_strided_convnet(uint64_t seed = 7) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto root = make_module("__torch__.test.StridedConvNet", {}, "");
+  root.register_module("stem", conv_module(3, 8, 3, 1, gen));
+  root.register_module("down", conv_module(8, 16, 3, 1, gen, 2));
+  root.register_module("block", conv_module(16, 16, 3, 1, gen));
+  root.register_module("shrink", conv_module(16, 12, 1, 1, gen, 2));
+  root.register_module("fc", linear_module(12 * 3 * 3, 10, gen));
+  root.define(R"(
+def forward(self, x):
+    y = torch.relu(self.stem.forward(x))
+    y = torch.relu(self.down.forward(y))
+    y = torch.relu(self.block.forward(y) + y)
+    y = torch.relu(self.shrink.forward(y))
     return self.fc.forward(torch.flatten(y, 1))
 )");
   root.eval();

@@ -227,3 +227,37 @@ TEST_CASE("compress quantize --sparse packs a sparsified model sparse, inspect s
   check_refused(cli(dir, "quantize " + sparse + " -o " + dir.file("x.pt") + " --input-shape 8,16 --sparse 3:4"),
                 "--sparse 3:4: unknown mode", {dir.file("x.pt")});
 }
+
+TEST_CASE("compress quantize --sparse 1x4 runs a sparsified convnet's k x k convolutions sparse, equal to --sparse off", "[sparsity][cli]") {
+  TempDir dir("sparse_conv_quantize");
+  const std::string model = dir.file("convnet.pt"), sparse = dir.file("s.pt"), report = dir.file("q.json");
+  const std::string int8_sparse = dir.file("s.int8.pt"), int8_dense = dir.file("d.int8.pt");
+  testing::sparse_strided_convnet().save(model);
+  REQUIRE(cli(dir, "sparsify " + model + " -o " + sparse + " --sparsity 0.8 --pattern 1x4 --include-first-last -q").code == 0);
+  const std::string common = " --input-shape 2,3,9,9 --calib random";
+  CliResult q = cli(dir, "quantize " + sparse + " -o " + int8_sparse + common + " --sparse 1x4 --report " + report);
+  INFO(q.err);
+  REQUIRE(q.code == 0);
+  REQUIRE(cli(dir, "quantize " + sparse + " -o " + int8_dense + common + " --sparse off").code == 0);
+  auto j = nlohmann::json::parse(slurp(report));
+  std::map<std::string, std::string> formats;
+  for (const auto& l : j["layers"]) formats[l["name"].get<std::string>()] = l["weight_format"].get<std::string>();
+  for (const char* name : {"stem", "down", "block", "shrink", "fc"}) CHECK(formats[name] == "sparse_1x4");
+  // inspect reads the format and the zeros back from the saved blobs.
+  CliResult ins = cli(dir, "inspect " + int8_sparse + " --input-shape 2,3,9,9");
+  CHECK(ins.out.find("compress::conv2d_int8_sparse x4") != std::string::npos);
+  std::istringstream lines(ins.out);
+  std::string line, block_line;
+  while (std::getline(lines, line))
+    if (line.rfind("  block ", 0) == 0) block_line = line;  // the weights table's row of the residual 3x3
+  INFO(ins.out);
+  CHECK(block_line.find("sparse_1x4") != std::string::npos);
+  CHECK(block_line.find("% zero of 2,304") != std::string::npos);
+  // The saved sparse and dense INT8 models compute the same codes.
+  torch::jit::Module ms = torch::jit::load(int8_sparse), md = torch::jit::load(int8_dense);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  for (int i = 0; i < 3; ++i) {
+    at::Tensor x = at::randn({2, 3, 9, 9}, gen);
+    CHECK(at::equal(ms.forward({x}).toTensor(), md.forward({x}).toTensor()));
+  }
+}

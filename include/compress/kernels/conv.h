@@ -22,4 +22,12 @@ int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
 void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
                  const Epilogue& ep, const ParallelFor& pf, Isa isa = active_isa());
 
+// The same convolution with a sparse weight (kind sparse_1x4 or sparse_2_4
+// from pack_sparse_conv_u8s8: K in (kh, kw, c) order): blocks of im2col rows
+// (padding = the activation zero point), each through sparse_gemm_u8s8s32
+// with the epilogue; 1x1 stride-1 unpadded reads the input as the GEMM's A.
+// Equals conv2d_u8s8 on the masked weight bit for bit (same int32 sums).
+void sparse_conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
+                        const Epilogue& ep, const ParallelFor& pf, Isa isa = active_isa());
+
 }  // namespace compress::kernels

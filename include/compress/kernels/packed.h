@@ -19,6 +19,8 @@ enum class PackedKind : int64_t {
   gemm = 1,        // dense W[N][K]
   conv = 2,        // dense, K = kh*kw*c_in in (kh, kw, c) order; NHWC im2col rows
   depthwise = 3,   // W[c][kh][kw], groups == c_in == c_out
+  // The sparse kinds serve linear layers (kh = kw = 1, c_in = k) and
+  // convolutions (k = kh*kw*c_in in (kh, kw, c) order, like conv).
   sparse_1x4 = 4,  // blocks of 4 consecutive k in one output row
   sparse_2_4 = 5,  // at most 2 non-zeros in every group of 4 consecutive k
 };
@@ -134,6 +136,15 @@ std::vector<uint8_t> pack_sparse_1x4_u8s8(const int8_t* w, const uint8_t* mask, 
                                          int64_t k, int32_t a_zero_point);
 std::vector<uint8_t> pack_sparse_2_4_u8s8(const int8_t* w, const uint8_t* mask, int64_t n,
                                          int64_t k, int32_t a_zero_point);
+
+// A convolution's sparse packing: the weight and mask in OHWI order
+// (w[o][kh][kw][c_in]), so K runs (kh, kw, c) like the im2col rows of NHWC
+// activations and a 1x4 block is 4 consecutive input channels at one tap
+// (when c_in is a multiple of 4; otherwise blocks continue into the next tap,
+// as K is one flat row). `kind` is sparse_1x4 or sparse_2_4; the blob records
+// kh, kw and c_in for conv2d_u8s8.
+std::vector<uint8_t> pack_sparse_conv_u8s8(const int8_t* w, const uint8_t* mask, int64_t c_out, int64_t kh,
+                                          int64_t kw, int64_t c_in, int32_t a_zero_point, PackedKind kind);
 
 // Row-major copy W[n][k] of the (possibly masked) weight a blob holds; for any
 // kind and layout. Used by the reference kernels and by tests.

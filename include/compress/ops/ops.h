@@ -30,6 +30,12 @@ at::Tensor pack_conv2d_int8(const at::Tensor& weight, int64_t input_zero_point, 
 // weight int8 [N, K] and mask bool/uint8 [N, K]; format "1x4" or "2:4".
 at::Tensor pack_linear_int8_sparse(const at::Tensor& weight, const at::Tensor& mask, int64_t input_zero_point,
                                    const std::string& format);
+// weight int8 [O, I, kh, kw] (PyTorch OIHW, groups 1) and mask of its shape;
+// format "1x4" or "2:4", counted along K = (kh, kw, c): the weight is packed
+// OHWI, so a 1x4 block is 4 consecutive input channels at one tap (see
+// pruning/sparsity.h). For conv2d_int8_sparse.
+at::Tensor pack_conv2d_int8_sparse(const at::Tensor& weight, const at::Tensor& mask, int64_t input_zero_point,
+                                   const std::string& format);
 
 at::Tensor linear_int8(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
                        const c10::optional<at::Tensor>& bias, int64_t output_zero_point, bool relu,
@@ -71,6 +77,14 @@ at::Tensor conv2d_int8(const at::Tensor& input, const at::Tensor& packed_weight,
                        at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
                        c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
                        double residual_scale, int64_t residual_zero_point, int64_t output_quant_max = 255);
+// conv2d_int8 with a weight from pack_conv2d_int8_sparse: im2col rows of the
+// NHWC input through the sparse GEMM kernels, same arguments, same epilogue,
+// and the same result bit for bit as conv2d_int8 on the masked weight.
+at::Tensor conv2d_int8_sparse(const at::Tensor& input, const at::Tensor& packed_weight, const at::Tensor& scale,
+                              const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
+                              c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
+                              double residual_scale, int64_t residual_zero_point, int64_t output_quant_max = 255);
 
 // Max pooling of NHWC uint8 codes [N, H, W, C] -> [N, oh, ow, C], with
 // aten::max_pool2d's arguments and output size; exact (quantization is

@@ -18,7 +18,10 @@
 // Patterns are defined on each layer's GEMM rows, the weight as the INT8
 // kernels see it: a linear weight [N, K] as is; a conv weight [O, I, kh, kw]
 // as [O, kh*kw*I] in (kh, kw, c) order (NHWC im2col rows, what
-// pack_conv2d_int8 packs):
+// pack_conv2d_int8 and pack_conv2d_int8_sparse pack), so a conv's 1x4 block
+// is 4 consecutive input channels at one (kh, kw) tap when I is a multiple
+// of 4 (otherwise the row is one flat K and a block may span two taps, as
+// the sparse conv kernel reads it):
 //   unstructured  any weight;
 //   1x4           blocks of 4 consecutive weights along K in one row, pruned
 //                 whole (the 1x4 block-sparse kernel skips them);
@@ -137,7 +140,7 @@ WeightSparsity measure(const at::Tensor& weight);
 
 // How each conv / linear layer of a float or INT8 graph stores its weight
 // (compress inspect): "float" for Conv2d / Linear leaves; for INT8 layers
-// (compress::linear_int8[_sparse], conv2d_int8) the packed format, "dense",
+// (compress::linear_int8[_sparse], conv2d_int8[_sparse]) the packed format, "dense",
 // "depthwise", "sparse_1x4" or "sparse_2_4", read from the packed blob.
 struct LayerStorage {
   std::string name, format;
