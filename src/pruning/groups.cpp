@@ -736,10 +736,12 @@ class Analyzer {
   }
 
   // chunk / split: a list of parts, read by one prim::ListUnpack. Along
-  // another dimension each part has the input's channels; along the
+  // another dimension each part has the input's channels. Along the
   // channels, chunk's parts must stay equal (torch.chunk splits evenly), so
-  // they are coupled position by position; split's fixed sizes would not
-  // follow a pruning, so they freeze.
+  // they are coupled position by position; split's sizes are numbers in the
+  // model, so the site is recorded (GroupAnalysis::splits) for removal to
+  // rewrite them: equal parts (split(x, size)) coupled like chunk's, listed
+  // sizes each part its own range.
   void split_list(const Node& n) {
     const Layout* l = layout(n.input(0));
     if (!l) return;
