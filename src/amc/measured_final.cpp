@@ -20,6 +20,15 @@ std::vector<int64_t> shrink_toward_minimum(const std::vector<int64_t>& keep, con
   return out;
 }
 
+double median_of(std::vector<double> values) {
+  if (values.empty()) return 0;
+  const size_t half = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(half), values.end());
+  const double upper = values[half];
+  if (values.size() % 2) return upper;
+  return 0.5 * (upper + *std::max_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(half)));
+}
+
 double bisect_largest_fitting(const std::function<bool(double)>& fits, int probes) {
   double lo = 0, hi = 1;  // hi does not fit; lo fits, or is 0 and untested
   for (int p = 0; p < probes; ++p) {
@@ -31,10 +40,11 @@ double bisect_largest_fitting(const std::function<bool(double)>& fits, int probe
 
 namespace {
 
-std::string percent_over(double ms, double budget) {
+// A policy's time against its budget, e.g. "+3.2%".
+std::string percent_over(const MeasuredPolicy& p) {
   std::ostringstream s;
   s.precision(1);
-  s << std::fixed << std::showpos << 100.0 * (ms / budget - 1.0) << "%";
+  s << std::fixed << std::showpos << 100.0 * (p.budget_ratio - 1.0) << "%";
   return s.str();
 }
 
@@ -51,20 +61,30 @@ class BudgetJudge {
     if (!config_.match.empty()) batch.push_back(config_.match);
     const size_t first = batch.size();
     batch.insert(batch.end(), keeps.begin(), keeps.end());
-    const std::vector<double> ms = timer_(batch);
-    if (ms.size() != batch.size()) bad_input("measured finalisation: the timer returned the wrong number of times");
-    // Other processes slow every model of the rounds alike: scale to the table's load.
-    const double scale = ms[0] > 0 ? config_.unpruned_reference_ms / ms[0] : 1.0;
-    const double budget = config_.match.empty() ? config_.budget_ms : ms[1] * scale;
+    const std::vector<std::vector<double>> rounds = timer_(batch);
+    if (rounds.empty()) bad_input("measured finalisation: the timer returned no round");
+    for (const std::vector<double>& ms : rounds)
+      if (ms.size() != batch.size()) bad_input("measured finalisation: the timer returned the wrong number of times");
     std::vector<MeasuredPolicy> out;
     for (size_t i = first; i < batch.size(); ++i) {
+      std::vector<double> raw, at_load, budget, ratio;
+      for (const std::vector<double>& ms : rounds) {
+        // Other processes slow every model of a round alike: scale to the table's load.
+        const double scale = ms[0] > 0 ? config_.unpruned_reference_ms / ms[0] : 1.0;
+        const double b = config_.match.empty() ? config_.budget_ms : ms[1] * scale;
+        raw.push_back(ms[i]);
+        at_load.push_back(ms[i] * scale);
+        budget.push_back(b);
+        ratio.push_back(ms[i] * scale / b);
+      }
       MeasuredPolicy p;
       p.keep = batch[i];
       if (config_.predict) p.predicted_ms = config_.predict(p.keep);
-      p.measured_ms = ms[i];
-      p.at_table_load_ms = ms[i] * scale;
-      p.budget_at_table_load_ms = budget;
-      p.within = p.at_table_load_ms <= budget * (1 + config_.tolerance);
+      p.measured_ms = median_of(raw);
+      p.at_table_load_ms = median_of(at_load);
+      p.budget_at_table_load_ms = median_of(budget);
+      p.budget_ratio = median_of(ratio);
+      p.within = p.budget_ratio <= 1 + config_.tolerance;
       seen_[p.keep] = p;
       out.push_back(std::move(p));
     }
@@ -103,7 +123,7 @@ MeasuredFinal finalize_by_measurement(const std::vector<FinalCandidate>& candida
   if (f.first_within == 0) {
     f.result = best;
     f.reason = "the best candidate measured within the budget (" +
-               percent_over(best.at_table_load_ms, best.budget_at_table_load_ms) + ")";
+               percent_over(best) + ")";
     return f;
   }
   auto take_candidate = [&](int64_t i, const std::string& why) {
@@ -112,8 +132,8 @@ MeasuredFinal finalize_by_measurement(const std::vector<FinalCandidate>& candida
     f.shrink_factor = 1;
     f.result = f.candidates[static_cast<size_t>(i)];
     f.reason = "candidate " + std::to_string(i + 1) + " is the best measured within the budget (" +
-               percent_over(f.result.at_table_load_ms, f.result.budget_at_table_load_ms) + "; the best candidate " +
-               percent_over(best.at_table_load_ms, best.budget_at_table_load_ms) + ")" + why;
+               percent_over(f.result) + "; the best candidate " +
+               percent_over(best) + ")" + why;
   };
   if (f.first_within > 0 && !score) {
     take_candidate(f.first_within, "");
@@ -146,9 +166,9 @@ MeasuredFinal finalize_by_measurement(const std::vector<FinalCandidate>& candida
   f.result = shrunk;
   std::ostringstream why;
   why.precision(3);
-  why << "the best candidate measured " << percent_over(best.at_table_load_ms, best.budget_at_table_load_ms)
+  why << "the best candidate measured " << percent_over(best)
       << " over the budget; shrunk by factor " << factor << " toward the minimum widths ("
-      << percent_over(shrunk.at_table_load_ms, shrunk.budget_at_table_load_ms) << ")";
+      << percent_over(shrunk) << ")";
   if (!shrunk.within) why << ", and not even that measured within the budget";
   else if (f.first_within > 0) why << ", scoring above candidate " << f.first_within + 1 << ", the best measured within it";
   else why << "; no candidate measured within it";
@@ -163,6 +183,7 @@ nlohmann::json MeasuredFinal::to_json(const std::vector<FinalCandidate>& given) 
                           {"measured_ms", p.measured_ms},
                           {"at_table_load_ms", p.at_table_load_ms},
                           {"budget_at_table_load_ms", p.budget_at_table_load_ms},
+                          {"budget_ratio", p.budget_ratio},
                           {"within", p.within}};
   };
   nlohmann::json rows = nlohmann::json::array();

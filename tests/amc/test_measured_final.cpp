@@ -22,11 +22,11 @@ struct FakeTimer {
   std::function<double(const Keep&)> ms;
   double load = 1;
   int64_t timed = 0;
-  std::vector<double> operator()(const std::vector<Keep>& keeps) {
+  std::vector<std::vector<double>> operator()(const std::vector<Keep>& keeps) {
     std::vector<double> out;
     for (const Keep& k : keeps) out.push_back(load * ms(k));
     timed += static_cast<int64_t>(keeps.size());
-    return out;
+    return {out};  // one round
   }
 };
 
@@ -105,12 +105,34 @@ TEST_CASE("measured finalisation: the best candidate within the budget, over fas
     CHECK(f.candidates[1].at_table_load_ms == Approx(0.8));
     CHECK(f.source == 1);
   }
+  SECTION("rounds: compared within each round, the median over rounds") {
+    // Three rounds: the second at twice the load for every model (drift),
+    // the third with a burst that slows the best candidate alone by half.
+    auto rounds = [&](const std::vector<Keep>& keeps) {
+      std::vector<std::vector<double>> out(3);
+      for (const Keep& k : keeps) {
+        out[0].push_back(channels_ms(k));
+        out[1].push_back(2 * channels_ms(k));
+        out[2].push_back((k == slow ? 1.5 : 1.0) * channels_ms(k));
+      }
+      return out;
+    };
+    MeasuredFinal f = finalize_by_measurement(candidates, rounds, {}, two_groups(0.95));
+    CHECK(f.candidates[0].measured_ms == Approx(0.9 * 1.5));  // the median of 0.9, 1.8 and 1.35
+    CHECK(f.candidates[0].at_table_load_ms == Approx(0.9));
+    CHECK(f.candidates[0].budget_ratio == Approx(0.9 / 0.95));
+    CHECK(f.source == 0);  // within, though one round of three put it at 1.35 ms
+    CHECK(median_of({3, 1, 2}) == 2);
+    CHECK(median_of({4, 1, 3, 2}) == 2.5);
+    CHECK(median_of({}) == 0);
+  }
   SECTION("a match policy: its time measured alongside is the budget") {
     MeasuredFinalConfig c = two_groups(100);  // ignored
     c.match = {6, 12};
     timer.load = 1.5;
     MeasuredFinal f = finalize_by_measurement(candidates, std::ref(timer), {}, c);
     CHECK(f.candidates[0].budget_at_table_load_ms == Approx(0.6));
+    CHECK(f.candidates[0].budget_ratio == Approx(0.9 / 0.6));
     CHECK(f.source == 2);  // only the fast one is within the policy's 0.6 ms
     CHECK(f.result.keep == fast);
   }

@@ -1,5 +1,5 @@
 // compress amc IN --data fashion-mnist (--target-macs F | --target-latency MS [--int8] [--batch N] [--threads T])
-//              [--episodes N] [--warmup N] [--seed S] -o RATIOS.json [--prune-to OUT.pt] [--report R.json]
+//              [--episodes N] [--warmup N] [--seed S] [--no-measured-final] -o RATIOS.json [--prune-to OUT.pt] [--report R.json]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -39,22 +39,26 @@ std::string percent(double f) {
   return b;
 }
 
+// Rounds of the side-by-side measurement at the end (result, unpruned, --match-latency's policy).
+constexpr int kFinalCheckRounds = 5;
+
 // Candidates of the measured finalisation without re-ranking: the best few on validation.
 constexpr int64_t kUnrankedFinalCandidates = 10;
 
 // The measured finalisation's timer: each policy pruned (no batch-norm
 // re-estimation: timing needs no statistics), deployed as the budget runs it
-// and timed end to end, the list interleaved over kRounds rounds (the
-// smallest time of each kept) so that load drift hits every model alike.
-// Models are built once per widths.
+// and timed end to end, the list interleaved over kRounds rounds so that
+// load drift hits every model of a round alike (amc::finalize_by_measurement
+// compares within rounds and takes medians over them). Models are built
+// once per widths.
 class EndToEndTimer {
  public:
-  static constexpr int kRounds = 2;
+  static constexpr int kRounds = 5;
   EndToEndTimer(const amc::PruningEnvironment& pricer, const latency::LatencyOptions& options,
                 const quant::CalibrationData& int8_calibration)
       : pricer_(pricer), options_(options), calibration_(int8_calibration) {}
 
-  std::vector<double> operator()(const std::vector<std::vector<int64_t>>& keeps) {
+  std::vector<std::vector<double>> operator()(const std::vector<std::vector<int64_t>>& keeps) {
     std::vector<Model*> models;
     for (const std::vector<int64_t>& keep : keeps) {
       auto it = models_.find(keep);
@@ -65,12 +69,9 @@ class EndToEndTimer {
       }
       models.push_back(&it->second);
     }
-    std::vector<double> ms(keeps.size(), 0.0);
-    for (int round = 0; round < kRounds; ++round)
-      for (size_t i = 0; i < models.size(); ++i) {
-        const double t = latency::measure_model_ms(models[i]->module, models[i]->graph, options_, kEndToEndRepeats);
-        ms[i] = round == 0 ? t : std::min(ms[i], t);
-      }
+    std::vector<std::vector<double>> ms(kRounds);
+    for (std::vector<double>& round : ms)
+      for (Model* m : models) round.push_back(latency::measure_model_ms(m->module, m->graph, options_, kEndToEndRepeats));
     return ms;
   }
 
@@ -408,34 +409,40 @@ int cmd_amc(int argc, char** argv) {
       matched = env.pruned(match_keep);  // batch norms re-estimated as the search's models
       matched_module = deployable(*matched, lo.int8, int8_calibration);
     }
-    double measured = 0, unpruned = 0, matched_ms = 0;
-    for (int round = 0; round < 2; ++round) {
-      const double p = latency::measure_model_ms(deployed, pruned, lo, kEndToEndRepeats);
-      const double u = latency::measure_model_ms(original, graph, lo, kEndToEndRepeats);
-      measured = round == 0 ? p : std::min(measured, p);
-      unpruned = round == 0 ? u : std::min(unpruned, u);
+    // Medians over rounds, and the ratios taken within each round (a burst
+    // of load slows the models of a round alike), as the finalisation does.
+    std::vector<double> result_ms, unpruned_ms, matched_ms, drift_scaled, speedups, over_match;
+    nlohmann::json rounds = nlohmann::json::array();
+    for (int round = 0; round < kFinalCheckRounds; ++round) {
+      result_ms.push_back(latency::measure_model_ms(deployed, pruned, lo, kEndToEndRepeats));
+      unpruned_ms.push_back(latency::measure_model_ms(original, graph, lo, kEndToEndRepeats));
+      drift_scaled.push_back(result_ms.back() * env.full_cost() / unpruned_ms.back());
+      speedups.push_back(unpruned_ms.back() / result_ms.back());
+      rounds.push_back({{"result_ms", result_ms.back()}, {"unpruned_ms", unpruned_ms.back()}});
       if (matched) {
-        const double m = latency::measure_model_ms(matched_module, *matched, lo, kEndToEndRepeats);
-        matched_ms = round == 0 ? m : std::min(matched_ms, m);
+        matched_ms.push_back(latency::measure_model_ms(matched_module, *matched, lo, kEndToEndRepeats));
+        over_match.push_back(result_ms.back() / matched_ms.back());
+        rounds.back()["match_ms"] = matched_ms.back();
       }
     }
+    const double measured = amc::median_of(result_ms), unpruned = amc::median_of(unpruned_ms);
     if (matched) {
       torch::jit::Module fp32 = export_module(*matched);
       fp32.eval();
       report["match"] = {{"ratios", r["match-latency"].as<std::string>()}, {"keep", match_keep},
                          {"macs", profile_model(*matched).total_macs}, {"predicted_ms", env.cost(match_keep)},
-                         {"measured_ms", matched_ms}, {"test_accuracy", train::evaluate(fp32, test).top1},
-                         {"result_over_match", measured / matched_ms}};  // side by side, same rounds
+                         {"measured_ms", amc::median_of(matched_ms)}, {"test_accuracy", train::evaluate(fp32, test).top1},
+                         {"result_over_match", amc::median_of(over_match)}};  // side by side, within rounds
     }
     const double predicted = env.cost(keep);
     report["latency"] = {{"budget_ms", *ec.target_latency_ms}, {"predicted_ms", predicted}, {"measured_ms", measured},
                          {"predicted_unpruned_ms", env.full_cost()}, {"measured_unpruned_ms", unpruned},
-                         {"predicted_speedup", env.full_cost() / predicted}, {"measured_speedup", unpruned / measured},
+                         {"predicted_speedup", env.full_cost() / predicted}, {"measured_speedup", amc::median_of(speedups)},
                          // The measured time in the conditions the table was built in: other
                          // processes slow both models alike, so scale by the unpruned model's
                          // drift between then and now (what a shared machine can check).
-                         {"measured_at_table_load_ms", measured * env.full_cost() / unpruned},
-                         {"batch", lo.batch}, {"threads", lo.threads}, {"int8", lo.int8}};
+                         {"measured_at_table_load_ms", amc::median_of(drift_scaled)},
+                         {"batch", lo.batch}, {"threads", lo.threads}, {"int8", lo.int8}, {"rounds", rounds}};
     report["latency_table"] = table.to_json();
   }
   report["options"] = {{"episodes", episodes}, {"warmup", warmup}, {"seed", seed}, {"val_size", val_size},
@@ -483,7 +490,8 @@ int cmd_amc(int argc, char** argv) {
     }
     if (report.contains("match")) {
       const nlohmann::json& m = report["match"];
-      std::cout << "--match-latency policy: measured " << m["measured_ms"].get<double>() << " ms (side by side), MACs "
+      std::cout << "--match-latency policy: measured " << m["measured_ms"].get<double>() << " ms (side by side: the result "
+                << m["result_over_match"].get<double>() << "x its time), MACs "
                 << m["macs"].get<int64_t>() << ", test top-1 " << percent(m["test_accuracy"].get<double>()) << "\n";
     }
     std::cout << "learned policy (no noise): validation top-1 " << percent(policy.accuracy) << ", MACs " << policy.macs

@@ -15,10 +15,13 @@
 //     candidate is returned and nothing is shrunk).
 //
 // Times are compared at the load the latency table was built under: each
-// model's time scaled by the unpruned model's drift in the same rounds
-// (the reference time over the unpruned time now), as the report's
+// model's time scaled by the unpruned model's drift in the same round (the
+// reference time over the unpruned time then), as the report's
 // latency.measured_at_table_load_ms does. With a `match` policy the budget
-// is that policy's time measured in the same rounds instead (side by side).
+// is that policy's time measured in the same round instead (side by side).
+// A policy is within the budget when the median over rounds of its time
+// over the budget is: a burst of load from other processes in one round
+// slows the models of that round alike, or spoils that round alone.
 //
 // The timer and the score are injected, so the selection and the bisection
 // are tested on given numbers (tests/amc/test_measured_final.cpp);
@@ -40,8 +43,8 @@ struct FinalCandidate {
 };
 
 // Times the models pruned to each of these widths end to end, in rounds
-// interleaved over the list, and returns one time (ms) per entry.
-using ModelTimer = std::function<std::vector<double>(const std::vector<std::vector<int64_t>>& keeps)>;
+// interleaved over the list: times[round][entry] in ms, one or more rounds.
+using ModelTimer = std::function<std::vector<std::vector<double>>(const std::vector<std::vector<int64_t>>& keeps)>;
 // The ranking's score of a policy that is no candidate (the shrunk one).
 using PolicyScore = std::function<double(const std::vector<int64_t>& keep)>;
 
@@ -65,7 +68,9 @@ struct MeasuredPolicy {
   double measured_ms = 0;             // as timed, in its rounds
   double at_table_load_ms = 0;        // scaled by the unpruned model's drift in those rounds
   double budget_at_table_load_ms = 0; // the budget it was held to (with `match`: that policy's time then)
-  bool within = false;
+  double budget_ratio = 0;            // median over rounds of time / budget, both in the same round
+  bool within = false;                // budget_ratio <= 1 + tolerance
+  // measured_ms, at_table_load_ms and budget_at_table_load_ms are medians over the rounds.
 };
 
 struct ShrinkProbe {
@@ -87,6 +92,9 @@ struct MeasuredFinal {
   std::string reason;  // one sentence: why this one
   nlohmann::json to_json(const std::vector<FinalCandidate>& candidates) const;
 };
+
+// The median (the mean of the two middle values for an even count; 0 for none).
+double median_of(std::vector<double> values);
 
 // Kept channels moved toward the minimum: min + round(factor x (keep - min))
 // per step, factor in [0, 1]; never narrower for a larger factor.
