@@ -9,8 +9,9 @@
 # finalisation): the result is the best one measured at most as slow as that
 # policy, or the best shrunk until it is. Then the result, the policy and the
 # unpruned model are timed again, side by side, and both policies' test top-1
-# printed. Pass: the result within 5% of the policy's time side by side, and
-# a higher test top-1.
+# printed; last, both saved and timed again out of process
+# (scripts/amc_time_models.py). Pass: the result within 5% of the policy's
+# time side by side, and a higher test top-1.
 #   scripts/amc_latency_check.sh [MODEL.pt] [OUT_DIR] [SEED]
 # REUSE_MACS=1 keeps an existing OUT_DIR/macs_policy.json (the MACs search
 # does not depend on the latency code; same seed, same result).
@@ -33,6 +34,13 @@ fi
 "$root/build/bin/compress" amc "$model" --match-latency "$out/macs_policy.json" "${search[@]}" \
   -o "$out/latency_policy.json" --report "$out/latency_report.json" | grep -v '^episode'
 uptime
+# Out of process: both policies pruned and saved (batch norms re-estimated as
+# in the search), timed side by side with the unpruned model.
+for policy in macs latency; do
+  "$root/build/bin/compress" prune "$model" -o "$out/${policy}_policy.pt" --input-shape 1,1,28,28 \
+    --ratios "$out/${policy}_policy.json" --recalibrate-bn 4 --data fashion-mnist --threads 1 > /dev/null
+done
+/usr/bin/python3 "$root/scripts/amc_time_models.py" 1,1,28,28 "$out/macs_policy.pt" "$out/latency_policy.pt" "$model"
 jq -r '"summary: MACs-only policy test \(.match.test_accuracy * 100 | . * 100 | round / 100)% MACs \(.match.macs); "
   + "latency search test \(.best.test_accuracy * 100 | . * 100 | round / 100)% MACs \(.macs_after) shrunk \(.best.shrunk); "
   + "result / MACs-only side by side \(.match.result_over_match * 1000 | round / 1000); "
