@@ -250,6 +250,10 @@ double PruningEnvironment::cost(const std::vector<int64_t>& keep) const { return
 
 double PruningEnvironment::full_cost() const { return cost(cost_->widths); }
 
+int64_t PruningEnvironment::macs(const std::vector<int64_t>& keep) const {
+  return static_cast<int64_t>(std::llround(cost_->macs(keep)));
+}
+
 std::vector<int64_t> PruningEnvironment::keep_counts(const std::vector<double>& keep_ratios) const {
   if (keep_ratios.size() != steps_.size()) bad_input("expected one keep ratio per prunable group");
   std::vector<int64_t> keep;
@@ -421,7 +425,7 @@ double PruningEnvironment::finish() {
   last_ = EpisodeOutcome{};
   last_.keep = keep_;
   last_.cost = cost(keep_);
-  last_.macs = static_cast<int64_t>(std::llround(cost_->macs(keep_)));
+  last_.macs = macs(keep_);
   last_.cached = accuracy_cache_.count(keep_) > 0;
   last_.accuracy = accuracy(keep_);
   last_.reward = reward(last_.accuracy, last_.macs);
@@ -444,18 +448,25 @@ SearchData split_search_data(const data::TensorDataset& train, int64_t val_size,
   return split;
 }
 
-std::vector<RankedPolicy> rerank(const PruningEnvironment& env, const std::vector<EpisodeOutcome>& outcomes,
-                                 const data::TensorDataset& selection, int64_t count) {
-  std::vector<RankedPolicy> ranked;
-  if (count <= 0 || selection.size() == 0) return ranked;
+std::vector<size_t> best_distinct_episodes(const std::vector<EpisodeOutcome>& outcomes, int64_t count) {
   std::vector<size_t> order(outcomes.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return outcomes[a].reward > outcomes[b].reward; });
+  std::vector<size_t> best;
   std::set<std::vector<int64_t>> seen;  // a cached episode repeats an earlier one's widths
   for (size_t i : order) {
-    if (static_cast<int64_t>(ranked.size()) == count) break;
-    if (!seen.insert(outcomes[i].keep).second) continue;
+    if (static_cast<int64_t>(best.size()) >= count) break;
+    if (seen.insert(outcomes[i].keep).second) best.push_back(i);
+  }
+  return best;
+}
+
+std::vector<RankedPolicy> rerank(const PruningEnvironment& env, const std::vector<EpisodeOutcome>& outcomes,
+                                 const data::TensorDataset& selection, int64_t count) {
+  std::vector<RankedPolicy> ranked;
+  if (count <= 0 || selection.size() == 0) return ranked;
+  for (size_t i : best_distinct_episodes(outcomes, count)) {
     RankedPolicy p;
     p.episode = static_cast<int64_t>(i);
     p.keep = outcomes[i].keep;

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -473,6 +474,39 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   CHECK(m["match"]["measured_ms"].get<double>() > 0);
   CHECK(m["match"]["test_accuracy"].get<double>() >= 0);
   CHECK(m["match"]["test_accuracy"].get<double>() <= 1);
+  // The measured finalisation: the re-ranked candidates timed beside that
+  // policy, whose time is the budget; the result is one of them within it,
+  // or the best shrunk, and is what the ratios file and the report hold.
+  CHECK(r.out.find("measured finalisation: ") != std::string::npos);
+  const auto& fin = m["measured_final"];
+  CHECK(fin["budget"] == "match");
+  REQUIRE(fin["candidates"].size() == m["rerank"]["candidates"].size());
+  for (const auto& c : fin["candidates"]) {
+    CHECK(c["measured_ms"].get<double>() > 0);
+    CHECK(c["predicted_ms"].get<double>() <= m["match_latency_budget_ms"].get<double>() + 1e-9);
+  }
+  const auto result_keep = fin["result"]["keep"];
+  for (size_t i = 0; i < m["groups"].size(); ++i) CHECK(m["groups"][i]["keep"] == result_keep[i]);
+  CHECK(m["best"]["shrunk"] == fin["shrunk"]);
+  CHECK(m["best"]["episode"] == fin["episode"]);
+  if (fin["result"]["within"].get<bool>())
+    CHECK(fin["result"]["at_table_load_ms"].get<double>() <= fin["result"]["budget_at_table_load_ms"].get<double>());
+  if (!fin["shrunk"].get<bool>()) {
+    CHECK(fin["episode"] == fin["candidates"][fin["source"].get<size_t>()]["episode"]);
+    CHECK(fin["probes"].empty());
+  } else {
+    CHECK(fin["shrink_factor"].get<double>() < 1);
+    CHECK_FALSE(fin["probes"].empty());
+  }
+  // --no-measured-final: the re-ranking's winner, untimed.
+  r = run(base + "--match-latency " + ratios + " --no-measured-final --episodes 2 --warmup 1 -o " + matched +
+          " --report " + report);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("measured finalisation") == std::string::npos);
+  auto unfinal = nlohmann::json::parse(read_file(report));
+  CHECK_FALSE(unfinal.contains("measured_final"));
+  CHECK(unfinal["best"]["episode"] == unfinal["rerank"]["candidates"][0]["episode"]);
+  CHECK(unfinal["best"]["shrunk"] == false);
 
   // A latency budget (INT8 kernels): the table's prediction of the chosen
   // widths meets the budget, and the report holds the end-to-end measurement.
@@ -481,11 +515,16 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   j = nlohmann::json::parse(read_file(report));
   CHECK(j["latency"]["predicted_ms"].get<double>() <= 1000);
   CHECK(j["latency"]["measured_ms"].get<double>() > 0);
-  // The measurement scaled back to the load the table was built under.
+  // The measurement scaled back to the load the table was built under:
+  // within each round by the unpruned model's time, the median of the rounds.
   const auto& lat = j["latency"];
-  CHECK(lat["measured_at_table_load_ms"].get<double>() ==
-        Approx(lat["measured_ms"].get<double>() * lat["predicted_unpruned_ms"].get<double>() /
-               lat["measured_unpruned_ms"].get<double>()));
+  REQUIRE(lat["rounds"].size() == 5);
+  std::vector<double> scaled;
+  for (const auto& round : lat["rounds"])
+    scaled.push_back(round["result_ms"].get<double>() * lat["predicted_unpruned_ms"].get<double>() /
+                     round["unpruned_ms"].get<double>());
+  std::sort(scaled.begin(), scaled.end());
+  CHECK(lat["measured_at_table_load_ms"].get<double>() == Approx(scaled[2]));
   CHECK(j["latency_table"]["int8"] == true);
   // Three widths between the two ends measured as a check of the prediction.
   REQUIRE(j["latency_probes"].size() == 3);
@@ -511,6 +550,7 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   check_bad_input(run(base + "--target-macs 0.5 --target-latency 1 -o " + out), "exactly one budget");
   check_bad_input(run(base + "-o " + out), "exactly one budget");
   check_bad_input(run(base + "--target-macs 0.5 --int8 -o " + out), "--int8 only applies to a latency budget");
+  check_bad_input(run(base + "--target-macs 0.5 --no-measured-final -o " + out), "--no-measured-final only applies");
   check_bad_input(run(base + "--target-macs 0.5 --match-latency " + ratios + " -o " + out), "exactly one budget");
   const std::string stranger = dir.file("stranger.json");
   compress::write_text_file(stranger, "{\"nope\": 0.5}\n");

@@ -1,10 +1,12 @@
 // compress amc IN --data fashion-mnist (--target-macs F | --target-latency MS [--int8] [--batch N] [--threads T])
-//              [--episodes N] [--warmup N] [--seed S] -o RATIOS.json [--prune-to OUT.pt] [--report R.json]
+//              [--episodes N] [--warmup N] [--seed S] [--no-measured-final] -o RATIOS.json [--prune-to OUT.pt] [--report R.json]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <optional>
 
 #include <ATen/Parallel.h>
@@ -13,6 +15,7 @@
 
 #include "commands.h"
 #include "compress/amc/environment.h"
+#include "compress/amc/measured_final.h"
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/io.h"
@@ -35,6 +38,53 @@ std::string percent(double f) {
   std::snprintf(b, sizeof(b), "%.2f%%", 100 * f);
   return b;
 }
+
+// Rounds of the side-by-side measurement at the end (result, unpruned, --match-latency's policy).
+constexpr int kFinalCheckRounds = 5;
+
+// Candidates of the measured finalisation without re-ranking: the best few on validation.
+constexpr int64_t kUnrankedFinalCandidates = 10;
+
+// The measured finalisation's timer: each policy pruned (no batch-norm
+// re-estimation: timing needs no statistics), deployed as the budget runs it
+// and timed end to end, the list interleaved over kRounds rounds so that
+// load drift hits every model of a round alike (amc::finalize_by_measurement
+// compares within rounds and takes medians over them). Models are built
+// once per widths.
+class EndToEndTimer {
+ public:
+  static constexpr int kRounds = 5;
+  EndToEndTimer(const amc::PruningEnvironment& pricer, const latency::LatencyOptions& options,
+                const quant::CalibrationData& int8_calibration)
+      : pricer_(pricer), options_(options), calibration_(int8_calibration) {}
+
+  std::vector<std::vector<double>> operator()(const std::vector<std::vector<int64_t>>& keeps) {
+    std::vector<Model*> models;
+    for (const std::vector<int64_t>& keep : keeps) {
+      auto it = models_.find(keep);
+      if (it == models_.end()) {
+        Graph g = pricer_.pruned(keep);
+        torch::jit::Module m = deployable(g, options_.int8, calibration_);
+        it = models_.emplace(keep, Model{std::move(g), std::move(m)}).first;
+      }
+      models.push_back(&it->second);
+    }
+    std::vector<std::vector<double>> ms(kRounds);
+    for (std::vector<double>& round : ms)
+      for (Model* m : models) round.push_back(latency::measure_model_ms(m->module, m->graph, options_, kEndToEndRepeats));
+    return ms;
+  }
+
+ private:
+  struct Model {
+    Graph graph;
+    torch::jit::Module module;
+  };
+  const amc::PruningEnvironment& pricer_;
+  const latency::LatencyOptions& options_;
+  const quant::CalibrationData& calibration_;
+  std::map<std::vector<int64_t>, Model> models_;
+};
 
 }  // namespace
 
@@ -71,6 +121,8 @@ int cmd_amc(int argc, char** argv) {
       ("recalibrate-bn", "re-estimate batch norms on N training batches before each evaluation (0: off)", cxxopts::value<int64_t>()->default_value("4"))
       ("min-keep", "smallest keep ratio of a group", cxxopts::value<double>()->default_value("0.2"))
       ("log-macs-reward", "reward -error * log(MACs) instead of -error")
+      ("no-measured-final", "with a latency budget, return the best candidate as ranked, without timing the "
+       "candidates end to end and shrinking the best to the measured budget")
       ("fill-budget", "before scoring an episode, widen every group by the same fraction of what it gave up "
        "until the budget is spent (the clipped actions often leave part of it)")
       ("prune-to", "also write the model pruned with the best ratios (batch norms recalibrated as in the search)", cxxopts::value<std::string>())
@@ -94,6 +146,8 @@ int cmd_amc(int argc, char** argv) {
     bad_input("give exactly one budget: --target-macs, --target-latency or --match-latency");
   const bool latency_budget = r.count("target-latency") || r.count("match-latency");
   if (r.count("int8") && !latency_budget) bad_input("--int8 only applies to a latency budget (--target-latency, --match-latency)");
+  if (r.count("no-measured-final") && !latency_budget)
+    bad_input("--no-measured-final only applies to a latency budget (--target-latency, --match-latency)");
   // The policy whose measured latency is the budget (--match-latency).
   std::map<std::string, double> match_ratios;
   if (r.count("match-latency")) match_ratios = read_ratios(r["match-latency"].as<std::string>());
@@ -154,6 +208,10 @@ int cmd_amc(int argc, char** argv) {
   lo.int8 = r.count("int8") > 0;
   if (lo.batch < 1) bad_input("--batch must be at least 1");
   std::vector<int64_t> match_keep;  // --match-latency's widths
+  // Prices widths with the table and prunes them without batch-norm
+  // re-estimation (timing needs no statistics): the latency checks and the
+  // measured finalisation's models.
+  std::optional<amc::PruningEnvironment> probe;
   if (latency_budget) {
     std::vector<latency::LayerShape> layers = latency::latency_layers(graph);
     if (layers.empty()) bad_input(in + ": no measurable layer (convolution or linear) for a latency budget");
@@ -174,19 +232,19 @@ int cmd_amc(int argc, char** argv) {
     probe_config.target_latency_ms = 1e300;  // no real budget: the environment only prices widths
     probe_config.recalibrate_batches = 0;
     probe_config.latency = &table;
-    amc::PruningEnvironment probe(graph, validation, nullptr, probe_config);
+    probe.emplace(graph, validation, nullptr, probe_config);
     std::vector<int64_t> smallest;
-    for (const amc::GroupStep& s : probe.steps()) smallest.push_back(s.min_keep);
-    const double least_ms = end_to_end_ms(probe.pruned(smallest), lo.int8, int8_calibration, lo);
-    const double least_layers = probe.cost(smallest);
+    for (const amc::GroupStep& s : probe->steps()) smallest.push_back(s.min_keep);
+    const double least_ms = end_to_end_ms(probe->pruned(smallest), lo.int8, int8_calibration, lo);
+    const double least_layers = probe->cost(smallest);
     nlohmann::json probes = nlohmann::json::array();
     for (double fraction : {0.35, 0.55, 0.75}) {
       std::vector<int64_t> keep;
-      for (const amc::GroupStep& s : probe.steps())
+      for (const amc::GroupStep& s : probe->steps())
         keep.push_back(std::max(s.min_keep, static_cast<int64_t>(std::llround(fraction * static_cast<double>(s.width)))));
-      probes.push_back({{"fraction", fraction}, {"position", probe.activation_position(keep)},
-                        {"measured_ms", end_to_end_ms(probe.pruned(keep), lo.int8, int8_calibration, lo)},
-                        {"layers_ms", probe.cost(keep)}});
+      probes.push_back({{"fraction", fraction}, {"position", probe->activation_position(keep)},
+                        {"measured_ms", end_to_end_ms(probe->pruned(keep), lo.int8, int8_calibration, lo)},
+                        {"layers_ms", probe->cost(keep)}});
     }
     table.set_overhead_ms(std::max(0.0, full - layer_sum), std::max(0.0, least_ms - least_layers));
     for (auto& p : probes) p["predicted_ms"] = p["layers_ms"].get<double>() + table.overhead_ms(p["position"].get<double>());
@@ -197,8 +255,8 @@ int cmd_amc(int argc, char** argv) {
       // by both; whether they run equally fast is measured side by side at
       // the end. (Its measured time as the budget made a search with the
       // table under-predicting by 7% return a model 9% slower than it.)
-      match_keep = probe.keep_for_prune_ratios(match_ratios, r["match-latency"].as<std::string>());
-      ec.target_latency_ms = probe.cost(match_keep);
+      match_keep = probe->keep_for_prune_ratios(match_ratios, r["match-latency"].as<std::string>());
+      ec.target_latency_ms = probe->cost(match_keep);
       report["match_latency_budget_ms"] = *ec.target_latency_ms;
     }
     report["latency_table_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -254,7 +312,7 @@ int cmd_amc(int argc, char** argv) {
   const auto rerank_start = std::chrono::steady_clock::now();
   const std::vector<amc::RankedPolicy> ranked = amc::rerank(env, outcomes, split.selection, rerank_count);
   const double rerank_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - rerank_start).count();
-  const int64_t chosen = ranked.empty() ? result.best_episode : ranked.front().episode;
+  int64_t chosen = ranked.empty() ? result.best_episode : ranked.front().episode;
   if (!ranked.empty()) {
     nlohmann::json rows = nlohmann::json::array();
     for (const amc::RankedPolicy& p : ranked)
@@ -264,10 +322,53 @@ int cmd_amc(int argc, char** argv) {
                         {"seconds", rerank_seconds}, {"validation_best_episode", result.best_episode},
                         {"candidates", rows}};
   }
+  std::vector<int64_t> keep = outcomes.at(static_cast<size_t>(chosen)).keep;
+  std::optional<double> selection_top1;  // the result's, when re-ranked
+  if (!ranked.empty()) selection_top1 = ranked.front().selection;
 
-  // The chosen episode's widths: the ratios file, the pruned model, the test set.
+  // A latency budget: the candidates timed end to end, and the most accurate
+  // one within the budget (or the best shrunk until it is) is the result.
+  std::optional<amc::MeasuredFinal> measured_final;
+  if (latency_budget && !r.count("no-measured-final")) {
+    const auto final_start = std::chrono::steady_clock::now();
+    std::vector<amc::FinalCandidate> candidates;
+    if (!ranked.empty()) {
+      for (const amc::RankedPolicy& p : ranked) candidates.push_back({p.episode, p.keep, p.reward});
+    } else {  // not re-ranked: the best few on validation, in that order
+      for (size_t i : amc::best_distinct_episodes(outcomes, kUnrankedFinalCandidates))
+        candidates.push_back({static_cast<int64_t>(i), outcomes[i].keep, outcomes[i].reward});
+    }
+    double shrunk_selection = 0;
+    const amc::PolicyScore score = [&](const std::vector<int64_t>& k) {
+      // The candidates' own score: selection reward when re-ranked, else validation.
+      const double top1 = ranked.empty() ? env.accuracy(k) : (shrunk_selection = env.accuracy_on(k, split.selection));
+      return env.reward(top1, env.macs(k));
+    };
+    amc::MeasuredFinalConfig fc;
+    for (const amc::GroupStep& s : env.steps()) {
+      fc.widths.push_back(s.width);
+      fc.min_keep.push_back(s.min_keep);
+    }
+    fc.unpruned_reference_ms = env.full_cost();  // the unpruned model as measured when the table was built
+    fc.budget_ms = *ec.target_latency_ms;
+    fc.match = match_keep;  // --match-latency: that policy's time, measured alongside, is the budget
+    fc.predict = [&](const std::vector<int64_t>& k) { return env.cost(k); };
+    EndToEndTimer timer(*probe, lo, int8_calibration);
+    measured_final = amc::finalize_by_measurement(candidates, std::ref(timer), score, fc);
+    chosen = candidates.at(static_cast<size_t>(measured_final->source)).episode;
+    keep = measured_final->result.keep;
+    if (!ranked.empty())
+      selection_top1 = measured_final->shrunk ? shrunk_selection : ranked.at(static_cast<size_t>(measured_final->source)).selection;
+    report["measured_final"] = measured_final->to_json(candidates);
+    report["measured_final"]["budget"] = match_keep.empty() ? "target" : "match";
+    report["measured_final"]["rounds"] = EndToEndTimer::kRounds;
+    report["measured_final"]["seconds"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - final_start).count();
+  }
+  const bool shrunk = measured_final && measured_final->shrunk;
+
+  // The chosen widths: the ratios file, the pruned model, the test set.
   const nlohmann::json& best_log = log.at(static_cast<size_t>(chosen));
-  const std::vector<int64_t> keep = best_log["keep"].get<std::vector<int64_t>>();
   const std::map<std::string, double> ratios = env.prune_ratios(keep);
   Graph pruned = env.pruned(keep);
   torch::jit::Module pruned_module = export_module(pruned);
@@ -280,10 +381,13 @@ int cmd_amc(int argc, char** argv) {
     groups.push_back({{"name", env.steps()[i].name}, {"width", env.steps()[i].width}, {"keep", keep[i]}});
   report["groups"] = groups;
   const bool best_in_warmup = chosen < warmup;  // random search found it, not the trained agent
-  report["best"] = {{"episode", chosen}, {"warmup", best_in_warmup}, {"reward", best_log["reward"]},
-                    {"val_accuracy", best_log["accuracy"]}, {"macs", best_log["macs"]}, {"cost", best_log["cost"]},
+  // Shrunk by the measured finalisation: no longer the episode's widths.
+  const double val_top1 = shrunk ? env.accuracy(keep) : best_log["accuracy"].get<double>();
+  report["best"] = {{"episode", chosen}, {"warmup", best_in_warmup}, {"shrunk", shrunk},
+                    {"reward", shrunk ? env.reward(val_top1, env.macs(keep)) : best_log["reward"].get<double>()},
+                    {"val_accuracy", val_top1}, {"macs", env.macs(keep)}, {"cost", env.cost(keep)},
                     {"test_accuracy", test_top1}};
-  if (!ranked.empty()) report["best"]["selection_accuracy"] = ranked.front().selection;
+  if (selection_top1) report["best"]["selection_accuracy"] = *selection_top1;
   report["policy"] = {{"reward", result.policy_reward}, {"val_accuracy", policy.accuracy}, {"macs", policy.macs},
                       {"cost", policy.cost}, {"keep", policy.keep}};
   report["search_seconds"] = search_seconds;
@@ -305,33 +409,40 @@ int cmd_amc(int argc, char** argv) {
       matched = env.pruned(match_keep);  // batch norms re-estimated as the search's models
       matched_module = deployable(*matched, lo.int8, int8_calibration);
     }
-    double measured = 0, unpruned = 0, matched_ms = 0;
-    for (int round = 0; round < 2; ++round) {
-      const double p = latency::measure_model_ms(deployed, pruned, lo, kEndToEndRepeats);
-      const double u = latency::measure_model_ms(original, graph, lo, kEndToEndRepeats);
-      measured = round == 0 ? p : std::min(measured, p);
-      unpruned = round == 0 ? u : std::min(unpruned, u);
+    // Medians over rounds, and the ratios taken within each round (a burst
+    // of load slows the models of a round alike), as the finalisation does.
+    std::vector<double> result_ms, unpruned_ms, matched_ms, drift_scaled, speedups, over_match;
+    nlohmann::json rounds = nlohmann::json::array();
+    for (int round = 0; round < kFinalCheckRounds; ++round) {
+      result_ms.push_back(latency::measure_model_ms(deployed, pruned, lo, kEndToEndRepeats));
+      unpruned_ms.push_back(latency::measure_model_ms(original, graph, lo, kEndToEndRepeats));
+      drift_scaled.push_back(result_ms.back() * env.full_cost() / unpruned_ms.back());
+      speedups.push_back(unpruned_ms.back() / result_ms.back());
+      rounds.push_back({{"result_ms", result_ms.back()}, {"unpruned_ms", unpruned_ms.back()}});
       if (matched) {
-        const double m = latency::measure_model_ms(matched_module, *matched, lo, kEndToEndRepeats);
-        matched_ms = round == 0 ? m : std::min(matched_ms, m);
+        matched_ms.push_back(latency::measure_model_ms(matched_module, *matched, lo, kEndToEndRepeats));
+        over_match.push_back(result_ms.back() / matched_ms.back());
+        rounds.back()["match_ms"] = matched_ms.back();
       }
     }
+    const double measured = amc::median_of(result_ms), unpruned = amc::median_of(unpruned_ms);
     if (matched) {
       torch::jit::Module fp32 = export_module(*matched);
       fp32.eval();
       report["match"] = {{"ratios", r["match-latency"].as<std::string>()}, {"keep", match_keep},
                          {"macs", profile_model(*matched).total_macs}, {"predicted_ms", env.cost(match_keep)},
-                         {"measured_ms", matched_ms}, {"test_accuracy", train::evaluate(fp32, test).top1}};
+                         {"measured_ms", amc::median_of(matched_ms)}, {"test_accuracy", train::evaluate(fp32, test).top1},
+                         {"result_over_match", amc::median_of(over_match)}};  // side by side, within rounds
     }
-    const double predicted = best_log["cost"].get<double>();
+    const double predicted = env.cost(keep);
     report["latency"] = {{"budget_ms", *ec.target_latency_ms}, {"predicted_ms", predicted}, {"measured_ms", measured},
                          {"predicted_unpruned_ms", env.full_cost()}, {"measured_unpruned_ms", unpruned},
-                         {"predicted_speedup", env.full_cost() / predicted}, {"measured_speedup", unpruned / measured},
+                         {"predicted_speedup", env.full_cost() / predicted}, {"measured_speedup", amc::median_of(speedups)},
                          // The measured time in the conditions the table was built in: other
                          // processes slow both models alike, so scale by the unpruned model's
                          // drift between then and now (what a shared machine can check).
-                         {"measured_at_table_load_ms", measured * env.full_cost() / unpruned},
-                         {"batch", lo.batch}, {"threads", lo.threads}, {"int8", lo.int8}};
+                         {"measured_at_table_load_ms", amc::median_of(drift_scaled)},
+                         {"batch", lo.batch}, {"threads", lo.threads}, {"int8", lo.int8}, {"rounds", rounds}};
     report["latency_table"] = table.to_json();
   }
   report["options"] = {{"episodes", episodes}, {"warmup", warmup}, {"seed", seed}, {"val_size", val_size},
@@ -347,9 +458,9 @@ int cmd_amc(int argc, char** argv) {
   if (r.count("report")) write_text_file(r["report"].as<std::string>(), report.dump(2) + "\n");
   if (!r.count("quiet")) {
     std::cout << "best episode " << chosen + 1 << (best_in_warmup ? " (warm-up)" : " (trained)")
-              << ": validation top-1 " << percent(best_log["accuracy"].get<double>());
+              << (shrunk ? ", shrunk to the budget" : "") << ": validation top-1 " << percent(val_top1);
     if (!ranked.empty()) {
-      std::cout << ", selection top-1 " << percent(ranked.front().selection) << " (the best of the " << ranked.size()
+      std::cout << ", selection top-1 " << percent(*selection_top1) << " (the best of the " << ranked.size()
                 << " best on validation, re-scored on " << split.selection.size() << " images";
       auto winner = std::find_if(ranked.begin(), ranked.end(),
                                  [&](const amc::RankedPolicy& p) { return p.episode == result.best_episode; });
@@ -371,9 +482,16 @@ int cmd_amc(int argc, char** argv) {
                 << env.full_cost() << " ms then, " << report["latency"]["measured_unpruned_ms"].get<double>()
                 << " ms now)\n";
     }
+    if (measured_final) {
+      const amc::MeasuredPolicy& m = measured_final->result;
+      std::cout << "measured finalisation: " << measured_final->reason << "; result " << m.at_table_load_ms
+                << " ms at the table's load against a budget of " << m.budget_at_table_load_ms << " ms"
+                << (match_keep.empty() ? "" : " (the --match-latency policy, measured alongside)") << "\n";
+    }
     if (report.contains("match")) {
       const nlohmann::json& m = report["match"];
-      std::cout << "--match-latency policy: measured " << m["measured_ms"].get<double>() << " ms (side by side), MACs "
+      std::cout << "--match-latency policy: measured " << m["measured_ms"].get<double>() << " ms (side by side: the result "
+                << m["result_over_match"].get<double>() << "x its time), MACs "
                 << m["macs"].get<int64_t>() << ", test top-1 " << percent(m["test_accuracy"].get<double>()) << "\n";
     }
     std::cout << "learned policy (no noise): validation top-1 " << percent(policy.accuracy) << ", MACs " << policy.macs

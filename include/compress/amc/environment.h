@@ -93,6 +93,8 @@ class PruningEnvironment : public Environment {
   // Predicted cost (MACs or ms) with these kept channels per step.
   double cost(const std::vector<int64_t>& keep) const;
   double full_cost() const;
+  // Exact MACs of the model pruned to these widths (as EpisodeOutcome::macs).
+  int64_t macs(const std::vector<int64_t>& keep) const;
   // Where these widths' activation channels (x spatial size) lie between
   // every group at its minimum (0) and the unpruned model (1): the position
   // a latency table's overhead is interpolated at.
@@ -172,8 +174,10 @@ struct RankedPolicy {
   double selection = 0;        // top-1 on the selection set
   double reward = 0;           // the environment's reward for the selection top-1
 };
-// The `count` best distinct widths among `outcomes` (one per episode, in
-// order; by reward, the earlier episode first on a tie), each pruned as the
+// The indices of the `count` best distinct widths among `outcomes` (one per
+// episode, in order), best first by reward, the earlier episode first on a tie.
+std::vector<size_t> best_distinct_episodes(const std::vector<EpisodeOutcome>& outcomes, int64_t count);
+// The `count` best distinct widths among `outcomes` (best_distinct_episodes), each pruned as the
 // search's episodes are and scored on `selection`; returned best first by
 // that score (the better validation reward first on a tie). Empty when
 // `count` <= 0 or `selection` is empty.
