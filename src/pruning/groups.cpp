@@ -492,18 +492,9 @@ class Analyzer {
   // With `divisor` > 1 the size must be source's size divided by that
   // number (a channel shuffle's channels per group: size(x, 1) // groups).
   bool size_follows(const Node& n, size_t operand, size_t entry, ValueId source, int64_t dim, int64_t divisor = 1) const {
-    if (operand >= n.inputs().size()) return false;
-    const Arg& a = n.input(operand);
-    if (a.kind == Arg::Kind::Constant) {
-      if (!a.constant.isIntList()) return false;
-      const std::vector<int64_t> sizes = a.constant.toIntVector();
-      return entry < sizes.size() && sizes[entry] == -1;
-    }
-    const Node* list = a.is_value() ? g_.producer(a.value) : nullptr;
-    if (!list || list->op_name() != "prim::ListConstruct" || entry >= list->inputs().size()) return false;
-    const Arg& e = list->input(entry);
-    if (e.kind == Arg::Kind::Constant) return e.constant.isInt() && e.constant.toInt() == -1;
-    const Node* p = e.is_value() ? g_.producer(e.value) : nullptr;
+    if (int_entry(n, operand, entry, -1)) return true;
+    const Arg* e = list_entry(n, operand, entry);
+    const Node* p = e && e->is_value() ? g_.producer(e->value) : nullptr;
     auto skip_casts = [&] {
       while (p && (p->op_name() == "aten::Int" || p->op_name() == "prim::NumToTensor") && p->input(0).is_value())
         p = g_.producer(p->input(0).value);
@@ -729,10 +720,15 @@ class Analyzer {
       const std::vector<int64_t> sizes = a.constant.toIntVector();
       return entry < sizes.size() && sizes[entry] == value;
     }
-    const Node* list = a.is_value() ? g_.producer(a.value) : nullptr;
-    if (!list || list->op_name() != "prim::ListConstruct" || entry >= list->inputs().size()) return false;
-    const Arg& e = list->input(entry);
-    return e.kind == Arg::Kind::Constant && e.constant.isInt() && e.constant.toInt() == value;
+    const Arg* e = list_entry(n, operand, entry);
+    return e && e->kind == Arg::Kind::Constant && e->constant.isInt() && e->constant.toInt() == value;
+  }
+  // Entry `entry` of a size list operand built at run time (prim::ListConstruct), or null.
+  const Arg* list_entry(const Node& n, size_t operand, size_t entry) const {
+    if (operand >= n.inputs().size() || !n.input(operand).is_value()) return nullptr;
+    const Node* list = g_.producer(n.input(operand).value);
+    if (!list || list->op_name() != "prim::ListConstruct" || entry >= list->inputs().size()) return nullptr;
+    return &list->input(entry);
   }
 
   // chunk / split: a list of parts, read by one prim::ListUnpack. Along

@@ -77,6 +77,20 @@ std::string squeeze_excited(const std::string& features) {
          "    return self.out.forward(y * s)\n";
 }
 
+// TorchScript lines that shuffle `v`'s channels in 2 groups as ShuffleNet
+// does (view, transpose, view), its sizes read at run time.
+std::string shuffled(const std::string& v) {
+  return "    n = " + v + ".size(0)\n    h = " + v + ".size(2)\n    w = " + v + ".size(3)\n    " + v +
+         " = torch.transpose(" + v + ".view([n, 2, " + v + ".size(1) // 2, h, w]), 1, 2).contiguous().view([n, -1, h, w])\n";
+}
+
+// A ShuffleNet unit on `z`: half the channels through child `branch`, the
+// other half passed on, concatenated and shuffled.
+std::string shuffle_unit(const std::string& branch) {
+  return "    x1, x2 = torch.chunk(z, 2, 1)\n    z = torch.cat([x1, torch.relu(self." + branch + ".forward(x2))], 1)\n" +
+         shuffled("z");
+}
+
 bool has_member(const Group& grp, const std::string& module) {
   return std::find(grp.members.begin(), grp.members.end(), module) != grp.members.end();
 }
@@ -303,16 +317,9 @@ def forward(self, x):
 
 TEST_CASE("a channel shuffle keeps its blocks equal: channel j of every block goes, spread over the shuffled positions",
           "[pruning][groups]") {
-  auto m = net({{"c", conv(3, 8)}, {"out", conv(8, 2)}}, R"(
-def forward(self, x):
-    y = torch.relu(self.c.forward(x))
-    n = y.size(0)
-    ch = y.size(1)
-    h = y.size(2)
-    w = y.size(3)
-    y = torch.transpose(y.view([n, 2, ch // 2, h, w]), 1, 2).contiguous()
-    return self.out.forward(y.view([n, -1, h, w]))
-)");
+  auto m = net({{"c", conv(3, 8)}, {"out", conv(8, 2)}},
+               "def forward(self, x):\n    y = torch.relu(self.c.forward(x))\n" + shuffled("y") +
+                   "    return self.out.forward(y)\n");
   Graph g = imported(m, {1, 3, 8, 8});
   auto a = analyze_groups(g);
   const Group& c = group(a, "c");
@@ -338,18 +345,9 @@ def forward(self, x):
 
 TEST_CASE("a ShuffleNet unit: chunk halves stay equal, the branch couples with the passthrough through the shuffle",
           "[pruning][groups]") {
-  auto m = net({{"c", conv(3, 8)}, {"b", conv(4, 4)}, {"out", conv(8, 2)}}, R"(
-def forward(self, x):
-    y = torch.relu(self.c.forward(x))
-    x1, x2 = torch.chunk(y, 2, 1)
-    z = torch.cat([x1, torch.relu(self.b.forward(x2))], 1)
-    n = z.size(0)
-    ch = z.size(1)
-    h = z.size(2)
-    w = z.size(3)
-    z = torch.transpose(z.view([n, 2, ch // 2, h, w]), 1, 2).contiguous()
-    return self.out.forward(z.view([n, -1, h, w]))
-)");
+  const std::string head = "def forward(self, x):\n    z = torch.relu(self.c.forward(x))\n";
+  const std::string tail = "    return self.out.forward(z)\n";
+  auto m = net({{"c", conv(3, 8)}, {"b", conv(4, 4)}, {"out", conv(8, 2)}}, head + shuffle_unit("b") + tail);
   Graph g = imported(m, {1, 3, 8, 8});
   auto a = analyze_groups(g);
   const Group& c = group(a, "c");
@@ -374,20 +372,8 @@ def forward(self, x):
   // Two units: the second halves the shuffled passthrough again, so the
   // first's units pair up, and its branch's output (channels one position
   // apart) is coarsened to go two channels at a time beside them.
-  auto two = net({{"c", conv(3, 8)}, {"b", conv(4, 4)}, {"b2", conv(4, 4)}, {"out", conv(8, 2)}}, R"(
-def forward(self, x):
-    y = torch.relu(self.c.forward(x))
-    n = y.size(0)
-    h = y.size(2)
-    w = y.size(3)
-    x1, x2 = torch.chunk(y, 2, 1)
-    z = torch.cat([x1, torch.relu(self.b.forward(x2))], 1)
-    z = torch.transpose(z.view([n, 2, z.size(1) // 2, h, w]), 1, 2).contiguous().view([n, -1, h, w])
-    x1, x2 = torch.chunk(z, 2, 1)
-    z = torch.cat([x1, torch.relu(self.b2.forward(x2))], 1)
-    z = torch.transpose(z.view([n, 2, z.size(1) // 2, h, w]), 1, 2).contiguous().view([n, -1, h, w])
-    return self.out.forward(z)
-)");
+  auto two = net({{"c", conv(3, 8)}, {"b", conv(4, 4)}, {"b2", conv(4, 4)}, {"out", conv(8, 2)}},
+                 head + shuffle_unit("b") + shuffle_unit("b2") + tail);
   Graph g4 = imported(two, {1, 3, 8, 8});
   auto a4 = analyze_groups(g4);
   const Group& c4 = group(a4, "c");
