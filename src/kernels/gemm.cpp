@@ -101,12 +101,12 @@ constexpr DenseKernel kDenseKernels[] = {
     // Test library only (src/kernels/CMakeLists.txt): the VNNI kernel's source
     // compiled against SIMD Everywhere, run where the CPU has AVX2.
     {Layout::vnni_n32k4_s8, Isa::avx512vnni, Isa::avx2, "gemm_u8s8s32_avx512vnni_8x32_simde",
-     detail::gemm_avx512vnni_8x32_simde, false},
+     detail::gemm_avx512vnni_8x32_simde, true},
 #else
     // First match wins: AMX where the caller allows it and the CPU has it.
     {Layout::vnni_n32k4_s8, Isa::amx, Isa::amx, "gemm_u8s8s32_amx_32x32", detail::gemm_amx_32x32, true},
     {Layout::vnni_n32k4_s8, Isa::avx512vnni, Isa::avx512vnni, "gemm_u8s8s32_avx512vnni_8x32",
-     detail::gemm_avx512vnni_8x32, false},
+     detail::gemm_avx512vnni_8x32, true},
 #endif
 };
 

@@ -266,6 +266,16 @@ TEST_CASE("gemm_u8s8s32_avx512vnni_8x32 matches the reference", "[kernels][gemm]
   REQUIRE(std::string(gemm_kernel_name(v, Isa::avx512vnni)) == kt::kVnniKernelName);
   run_all_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);
   check_integer_part(Isa::avx512vnni, Layout::vnni_n32k4_s8);
+  // Past the small cases: 64-row blocks read in place (K a multiple of 4)
+  // beside a gathered partial last block, blocks gathered because K is not
+  // a multiple of 4, exactly whole blocks, many panels.
+  std::mt19937 g(22);
+  for (const Case& c : {Case{200, 70, 64, 7, OutType::u8, true, true, true, 0},
+                        Case{128, 33, 12, 200, OutType::f32, false, true, false, 0},
+                        Case{130, 96, 301, 0, OutType::s8, false, false, true, 0},
+                        Case{65, 130, 576, 255, OutType::u8, false, true, false, 3},
+                        Case{64, 300, 1000, 128, OutType::f32, true, true, true, 1}})
+    check_case(c, Isa::avx512vnni, g, Layout::vnni_n32k4_s8, kDefaultMaxCorrection);
 }
 
 TEST_CASE("gemm_u8s8s32_amx_32x32 matches the reference", "[kernels][gemm][amx]") {
