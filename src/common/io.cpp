@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -257,8 +258,88 @@ void write_atomically(const std::string& out_path,
   sync_path(dir.string(), true, out_path);
 }
 
+namespace {
+
+// While alive, the module's buffers are views into one storage per dtype
+// (each at a 64-byte boundary, the alignment the kernels want for packed
+// weights); the destructor puts the original tensors back. A TorchScript
+// archive holds one zip entry per storage, and each entry costs a local
+// header, a central-directory record and up to 63 bytes of alignment
+// padding: an INT8 model keeps three buffers a layer (packed weight, scale,
+// bias), so for a small model like the zoo mobilenetv2 the entries were
+// about a fifth of the file. Only buffers that own their storage whole are
+// coalesced: a view, or a storage two tensors share, keeps its own entry
+// so that what aliases what is saved as it is. Parameters are left alone
+// (they are trained after loading, and Python's optimisers and `.grad`
+// expect a tensor per storage).
+class CoalescedBuffers {
+ public:
+  explicit CoalescedBuffers(const torch::jit::Module& module) {
+    struct Slot {
+      torch::jit::Module owner;
+      std::string name;
+      at::Tensor tensor;
+    };
+    std::vector<Slot> slots;
+    std::map<const void*, int> storage_uses;
+    for (const auto& sub : module.modules()) {
+      for (const auto& b : sub.named_buffers(/*recurse=*/false)) {
+        const at::Tensor& t = b.value;
+        if (t.defined() && t.has_storage()) ++storage_uses[t.storage().unsafeGetStorageImpl()];
+        slots.push_back({sub, b.name, t});
+      }
+    }
+    std::map<c10::ScalarType, std::vector<const Slot*>> by_dtype;
+    for (const Slot& s : slots) {
+      const at::Tensor& t = s.tensor;
+      const bool whole = t.defined() && t.layout() == at::kStrided && t.device().is_cpu() && t.has_storage() &&
+                         !t.requires_grad() && t.numel() > 0 && t.is_contiguous() && t.storage_offset() == 0 &&
+                         t.storage().nbytes() == size_t(t.numel()) * t.element_size() &&
+                         storage_uses[t.storage().unsafeGetStorageImpl()] == 1;
+      if (whole) by_dtype[t.scalar_type()].push_back(&s);
+    }
+    constexpr int64_t kAlign = 64;  // bytes; a multiple of every element size
+    for (const auto& [dtype, group] : by_dtype) {
+      if (group.size() < 2) continue;
+      const int64_t item = int64_t(c10::elementSize(dtype));
+      std::vector<int64_t> offsets;  // in elements
+      int64_t bytes = 0;
+      for (const Slot* s : group) {
+        offsets.push_back(bytes / item);
+        bytes += (int64_t(s->tensor.nbytes()) + kAlign - 1) / kAlign * kAlign;
+      }
+      // Zeros, so that the padding between tensors is the same in every file.
+      const at::Tensor flat = at::zeros({bytes / item}, at::TensorOptions().dtype(dtype));
+      for (size_t i = 0; i < group.size(); ++i) {
+        const Slot& s = *group[i];
+        at::Tensor view = flat.narrow(0, offsets[i], s.tensor.numel()).view(s.tensor.sizes());
+        view.copy_(s.tensor);
+        torch::jit::Module owner = s.owner;
+        owner.setattr(s.name, view);
+        replaced_.push_back({owner, s.name, s.tensor});
+      }
+    }
+  }
+  ~CoalescedBuffers() {
+    for (auto& r : replaced_) r.owner.setattr(r.name, r.original);
+  }
+  CoalescedBuffers(const CoalescedBuffers&) = delete;
+  CoalescedBuffers& operator=(const CoalescedBuffers&) = delete;
+
+ private:
+  struct Replaced {
+    torch::jit::Module owner;
+    std::string name;
+    at::Tensor original;
+  };
+  std::vector<Replaced> replaced_;
+};
+
+}  // namespace
+
 void save_module(const torch::jit::Module& module, const std::string& out_path,
                  const std::string& protect) {
+  const CoalescedBuffers coalesced(module);
   write_atomically(
       out_path,
       [&](const std::string& tmp) {
