@@ -202,7 +202,14 @@ void check_same_output(const Graph& g, torch::jit::Module original, Shape input)
   at::Tensor y = export_module(g).forward({x}).toTensor();
   at::Tensor want = original.forward({x}).toTensor();
   REQUIRE(y.sizes() == want.sizes());
-  CHECK(at::allclose(y, want, 1e-4, 1e-5));
+  // The pruned convolutions sum fewer channels in another order, so outputs
+  // near zero differ by float32 rounding of the largest values (outputs
+  // reach ~100 here: 2.7e-5 was seen, once in ~100 runs, against the fixed
+  // 1e-5 this had): the absolute tolerance is taken at the output's scale.
+  // A wrong channel mapping moves outputs by a sizeable part of that scale.
+  const double scale = std::max(1.0, want.abs().max().item<double>());
+  INFO("max |difference| " << (y - want).abs().max().item<double>() << ", max |output| " << scale);
+  CHECK(at::allclose(y, want, 1e-4, 1e-6 * scale));
 }
 
 const ConvAttrs& conv_attrs(const Graph& g, const std::string& module) {
