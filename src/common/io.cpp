@@ -271,7 +271,8 @@ namespace {
 // coalesced: a view, or a storage two tensors share, keeps its own entry
 // so that what aliases what is saved as it is. Parameters are left alone
 // (they are trained after loading, and Python's optimisers and `.grad`
-// expect a tensor per storage).
+// expect a tensor per storage). While the archive is written the module
+// holds the views, so it must not run on another thread meanwhile.
 class CoalescedBuffers {
  public:
   explicit CoalescedBuffers(const torch::jit::Module& module) {
