@@ -38,7 +38,8 @@ double measure_clock_ghz();
 double measure_madd_macs_per_s();
 double measure_maddubs_macs_per_s();
 double measure_u7_macs_per_s();
-double measure_amx_macs_per_s();  // peak_amx.cpp; only where cpu_supports(Isa::amx)
+double measure_amx_macs_per_s();   // peak_amx.cpp; only where cpu_supports(Isa::amx)
+double measure_vnni_macs_per_s();  // peak_vnni.cpp; only where cpu_supports(Isa::avx512vnni)
 }  // namespace bench
 
 namespace {
@@ -728,6 +729,16 @@ int main(int argc, char** argv) {
     meta["maddubs_gmacs_per_core"] = maddubs / 1e9;
     meta["peak_gops_u8_path"] = 2 * maddubs * g_threads / 1e9;
     meta["peak_gops_s16_path"] = 2 * madd * g_threads / 1e9;
+    if (K::cpu_supports(K::Isa::avx512vnni)) {
+      // The ceiling of the VNNI kernels (and of oneDNN's VNNI code): per layer,
+      // "best ours GOPS" in the model section against this says how much is left.
+      const double vnni = bench::measure_vnni_macs_per_s();
+      std::printf("AVX-512 VNNI vpdpbusd (zmm, 16 accumulators): %.1f GMAC/s = %.1f MAC/cycle per core; "
+                  "ceiling for %d cores %.0f GOPS\n",
+                  vnni / 1e9, vnni / 1e9 / ghz, g_threads, 2 * vnni * g_threads / 1e9);
+      meta["vnni_gmacs_per_core"] = vnni / 1e9;
+      meta["peak_gops_vnni"] = 2 * vnni * g_threads / 1e9;
+    }
     if (K::cpu_supports(K::Isa::amx)) {
       const double amx = bench::measure_amx_macs_per_s();
       std::printf("AMX tdpbusd (2 x 2 tiles, operands from L1): %.1f GMAC/s = %.0f MAC/cycle per core\n", amx / 1e9,
