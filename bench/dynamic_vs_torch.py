@@ -33,6 +33,7 @@ import time
 
 import torch
 from torch.ao.quantization import quantize_dynamic
+from torch_threads import set_threads  # LibTorch's and OpenBLAS's threads
 
 
 def sqnr_db(ref, out):
@@ -173,7 +174,7 @@ def main():
     rows = []
     for name, module, make_input, dtype in models:
         for threads in [int(t) for t in a.threads.split(",")]:
-            torch.set_num_threads(threads)
+            set_threads(threads)
             for batch in [int(b) for b in a.batches.split(",")]:
                 x = make_input(batch)
                 tag = name.replace(" ", "_") + f"_b{batch}"

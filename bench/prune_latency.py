@@ -11,6 +11,7 @@ not count the other processes' turns (one thread computes on the calling
 thread)."""
 import os, statistics, sys, time
 import torch
+from torch_threads import set_threads  # LibTorch's and OpenBLAS's threads
 
 args = [a for a in sys.argv[1:]]
 batch, reps, variants, cpu = 32, 7, ["pruned"], False
@@ -24,7 +25,7 @@ if "--cpu" in args:
     args.remove("--cpu"); cpu = True
 clock = time.thread_time if cpu else time.perf_counter
 folder, names = args[0], args[1:]
-torch.set_num_threads(1)
+set_threads(1)
 print(f"load average {os.getloadavg()[0]:.1f}; {'thread CPU time' if cpu else 'wall time'}")
 print(f"| model | variant | batch | threads | original (ms) | pruned (ms) | speed-up |")
 print("|---|---|---|---|---|---|---|")

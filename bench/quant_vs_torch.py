@@ -27,6 +27,7 @@ import torch
 import torchvision
 from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+from torch_threads import set_threads  # LibTorch's and OpenBLAS's threads
 
 
 def sqnr_db(ref, out):
@@ -120,7 +121,7 @@ def main():
         size = os.path.getsize(ours_path) / os.path.getsize(fp32_path)
 
         for t in threads:
-            torch.set_num_threads(t)
+            set_threads(t)
             for b in batches:
                 xb = torch.randn(b, *chw)
                 models = {"fp32": fp32, "ours": ours}

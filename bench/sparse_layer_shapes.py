@@ -14,6 +14,7 @@ import sys
 import time
 
 import torch
+from torch_threads import set_threads  # LibTorch's and OpenBLAS's threads
 
 
 def best_ms(f, reps=20):
@@ -28,7 +29,7 @@ def best_ms(f, reps=20):
 
 def main():
     torch.ops.load_library(sys.argv[1])
-    torch.set_num_threads(1)
+    set_threads(1)
     ops = torch.ops.compress
     print(f"isa {ops.kernel_isa()}")
     print("| M | N | K | dense ms | 80%: u8 | 80%: 7-bit | 90%: u8 | 90%: 7-bit |")

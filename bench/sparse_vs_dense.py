@@ -17,6 +17,7 @@ import statistics
 import time
 
 import torch
+from torch_threads import set_threads  # LibTorch's and OpenBLAS's threads
 
 
 def main():
@@ -29,7 +30,7 @@ def main():
     ap.add_argument("models", nargs="+", help="name=path.pt")
     a = ap.parse_args()
     torch.ops.load_library(a.ops)
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     torch.manual_seed(0)
     x = torch.randn([int(v) for v in a.shape.split(",")])
     models = []

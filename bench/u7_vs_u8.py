@@ -3,8 +3,9 @@
 # on the kernels COMPRESS_ISA selects, 1 thread, thread CPU time, median of REPS; ratios against the first.
 #   u7_vs_u8.py LIBCOMPRESS_OPS.so N,C,H,W REPS MODEL.pt [MODEL.pt ...]   (docs/quantization.md, 7-bit activations)
 import sys, time, torch
+from torch_threads import set_threads  # LibTorch's and OpenBLAS's threads
 torch.ops.load_library(sys.argv[1])
-torch.set_num_threads(1)
+set_threads(1)
 shape = [int(v) for v in sys.argv[2].split(',')]
 reps = int(sys.argv[3])
 models = {p: torch.jit.load(p).eval() for p in sys.argv[4:]}

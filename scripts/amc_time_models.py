@@ -9,10 +9,14 @@ of its time over the first model's in the same round.
 (SHAPE: e.g. 1,1,28,28.) Python's call overhead (tens of microseconds) is in
 every time, so the ratios lean slightly toward 1."""
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import torch
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from torch_threads import set_threads  # noqa: E402  (LibTorch's and OpenBLAS's threads)
 
 
 def main():
@@ -22,7 +26,7 @@ def main():
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--calls", type=int, default=100)
     a = p.parse_args()
-    torch.set_num_threads(1)
+    set_threads(1)
     x = torch.randn([int(d) for d in a.shape.split(",")], generator=torch.Generator().manual_seed(0))
     models = [torch.jit.load(m).eval() for m in a.models]
     times = [[] for _ in models]

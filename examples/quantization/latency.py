@@ -6,6 +6,7 @@
 
 Prints the median and the fastest run of each model, and their ratio."""
 import argparse
+import ctypes
 import statistics
 import time
 
@@ -34,6 +35,12 @@ def main():
     a = p.parse_args()
     torch.ops.load_library(a.ops_library)
     torch.set_num_threads(1)
+    # The float model's matmuls and im2col convolutions run on OpenBLAS, whose
+    # own pool (one thread per core) torch.set_num_threads leaves alone.
+    try:
+        ctypes.CDLL("libblas.so.3").openblas_set_num_threads(1)
+    except (OSError, AttributeError):
+        pass  # another BLAS
     torch.manual_seed(0)
     x = torch.randn(*[int(s) for s in a.shape.split(",")])
     results = {}

@@ -14,6 +14,7 @@
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/ops/ops.h"
+#include "compress/threads.h"
 
 namespace compress::latency {
 
@@ -102,8 +103,7 @@ LatencyTable LatencyTable::measure(const std::vector<LayerShape>& layers, const 
     bad_input("latency table: grid, repeats, rounds, batch and threads must be positive");
   LatencyTable table;
   table.options_ = options;
-  const int before = at::get_num_threads();
-  at::set_num_threads(options.threads);
+  compress::ScopedThreads threads(options.threads);
   torch::NoGradGuard no_grad;
   const int g = options.grid;
   for (const LayerShape& l : layers) {
@@ -142,7 +142,6 @@ LatencyTable LatencyTable::measure(const std::vector<LayerShape>& layers, const 
       }
     }
   }
-  at::set_num_threads(before);
   return table;
 }
 
@@ -280,12 +279,10 @@ double measure_model_ms(torch::jit::Module& module, const Graph& graph, const La
   if (graph.example_inputs().empty()) bad_input("latency: the model has no example input shape (--input-shape)");
   const std::vector<at::Tensor> inputs = InputSynthesizer(graph)(/*seed=*/0, options.batch);
   const std::vector<c10::IValue> x(inputs.begin(), inputs.end());
-  const int before = at::get_num_threads();
-  at::set_num_threads(options.threads);
+  compress::ScopedThreads threads(options.threads);
   torch::NoGradGuard no_grad;
   for (int i = 0; i < 3; ++i) module.forward(x);  // the profiling executor optimises over the first calls
   const double ms = time_call_ms([&] { module.forward(x); }, repeats, options.rounds, options.threads);
-  at::set_num_threads(before);
   return ms;
 }
 

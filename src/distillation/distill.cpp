@@ -13,6 +13,7 @@
 #include "compress/error.h"
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
+#include "compress/threads.h"
 
 namespace compress::distillation {
 
@@ -292,8 +293,7 @@ DistillResult Distiller::fit(const data::TensorDataset& train, train::TrainConfi
 
   std::vector<at::Tensor> cached;  // logits, then each teacher tap, over the whole set
   if (cache) {
-    const int saved_threads = at::get_num_threads();
-    if (cfg.threads > 0) at::set_num_threads(cfg.threads);
+    compress::ScopedThreads threads(cfg.threads);
     auto start = Clock::now();
     at::NoGradGuard no_grad;
     std::vector<std::vector<at::Tensor>> parts;
@@ -310,7 +310,6 @@ DistillResult Distiller::fit(const data::TensorDataset& train, train::TrainConfi
     }
     for (auto& p : parts) cached.push_back(at::cat(p));
     result.teacher_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    if (cfg.threads > 0) at::set_num_threads(saved_threads);
   }
   result.teacher_cached = cache;
 

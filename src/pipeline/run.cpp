@@ -15,6 +15,7 @@
 #include "compress/models/zoo.h"
 #include "compress/pipeline/report.h"
 #include "compress/train/evaluate.h"
+#include "compress/threads.h"
 #include "report_format.h"
 #include "stage_util.h"
 
@@ -71,7 +72,7 @@ nlohmann::json measure(const std::string& path, const Recipe& recipe, DataCache&
     }
   }
   if (recipe.measure_accuracy) {
-    at::set_num_threads(recipe.threads);
+    compress::set_num_threads(recipe.threads);
     module.eval();
     m["accuracy"] = train::evaluate(module, data.test()).top1;
   }

@@ -8,6 +8,7 @@
 #include "compress/amc/environment.h"
 #include "compress/io.h"
 #include "compress/ir/export.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -32,7 +33,7 @@ class AmcStage : public Stage {
   bool needs_data() const override { return true; }
 
   void run(StageContext& ctx) override {
-    at::set_num_threads(ctx.recipe.threads);
+    compress::set_num_threads(ctx.recipe.threads);
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape);
     const data::TensorDataset& train_set = ctx.data.train();
     amc::SearchData split =

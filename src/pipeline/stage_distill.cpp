@@ -5,6 +5,7 @@
 
 #include "compress/distillation/distill.h"
 #include "compress/io.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -36,7 +37,7 @@ class DistillStage : public Stage {
 
   void run(StageContext& ctx) override {
     const data::TensorDataset& train_set = ctx.data.train();
-    at::set_num_threads(ctx.recipe.threads);
+    compress::set_num_threads(ctx.recipe.threads);
     distillation::Distiller distiller(load_module(ctx.ref_models.at(0)), load_graph(ctx.input_model, ctx.sample_shape),
                                       distill, ctx.sample_shape);
     auto curve = std::make_shared<LossCurve>();

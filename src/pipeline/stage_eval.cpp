@@ -4,6 +4,7 @@
 
 #include "compress/io.h"
 #include "compress/train/evaluate.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -20,7 +21,7 @@ class EvalStage : public Stage {
   nlohmann::json options() const override { return {{"split", split}, {"batch_size", batch_size}}; }
 
   void run(StageContext& ctx) override {
-    at::set_num_threads(ctx.recipe.threads);
+    compress::set_num_threads(ctx.recipe.threads);
     torch::jit::Module m = load_module(ctx.input_model);
     const data::TensorDataset& ds = split == "train" ? ctx.data.train() : ctx.data.test();
     train::EvalResult ev = train::evaluate(m, ds, batch_size);

@@ -5,6 +5,7 @@
 #include "compress/distillation/pdd.h"
 #include "compress/io.h"
 #include "compress/ir/export.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -40,7 +41,7 @@ class PddStage : public Stage {
 
   void run(StageContext& ctx) override {
     const data::TensorDataset& train_set = ctx.data.train();
-    at::set_num_threads(ctx.recipe.threads);
+    compress::set_num_threads(ctx.recipe.threads);
     Graph student = load_graph(ctx.input_model, ctx.sample_shape);
     train::TrainConfig search = training.config(train_set.size(), ctx.recipe.threads, ctx.work_dir,
                                                 ctx.key, ctx.quiet);

@@ -7,6 +7,7 @@
 #include "compress/distillation/pqk.h"
 #include "compress/io.h"
 #include "compress/ir/export.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -46,7 +47,7 @@ class PqkStage : public Stage {
   bool needs_data() const override { return true; }
 
   void run(StageContext& ctx) override {
-    at::set_num_threads(ctx.recipe.threads);
+    compress::set_num_threads(ctx.recipe.threads);
     const data::TensorDataset& train_set = ctx.data.train();
     const int64_t batch = training.recipe.batch_size;
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape);

@@ -7,6 +7,7 @@
 #include "compress/ir/export.h"
 #include "compress/pruning/iterative.h"
 #include "compress/pruning/prune.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -37,7 +38,7 @@ class PruneStage : public Stage {
   }
 
   void run(StageContext& ctx) override {
-    at::set_num_threads(ctx.recipe.threads);
+    compress::set_num_threads(ctx.recipe.threads);
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape, ctx.sample_dtype);
     pruning::PruneOptions o = prune;
     if (scores_on_data()) o.data = &ctx.data.train();

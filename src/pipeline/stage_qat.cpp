@@ -4,6 +4,7 @@
 #include "compress/io.h"
 #include "compress/ir/export.h"
 #include "compress/quantization/qat.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -27,7 +28,7 @@ class QatStage : public Stage {
   bool needs_data() const override { return true; }
 
   void run(StageContext& ctx) override {
-    at::set_num_threads(ctx.recipe.threads);
+    compress::set_num_threads(ctx.recipe.threads);
     const data::TensorDataset& train_set = ctx.data.train();
     const int64_t batch = training.recipe.batch_size;
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape);

@@ -9,6 +9,7 @@
 #include "compress/ir/export.h"
 #include "compress/quantization/dynamic.h"
 #include "compress/quantization/quantize.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -34,7 +35,7 @@ class QuantizeStage : public Stage {
   bool needs_data() const override { return !dynamic && calib == "data"; }
 
   void run(StageContext& ctx) override {
-    at::set_num_threads(ctx.recipe.threads);
+    compress::set_num_threads(ctx.recipe.threads);
     Shape shape{calib_batch_size};
     shape.insert(shape.end(), ctx.sample_shape.begin(), ctx.sample_shape.end());
     Graph graph = load_graph(ctx.input_model, ctx.sample_shape, ctx.sample_dtype);

@@ -5,6 +5,7 @@
 
 #include "compress/io.h"
 #include "compress/pruning/sparsity.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -24,7 +25,7 @@ class SparsifyStage : public Stage {
   bool needs_data() const override { return finetune.recipe.epochs > 0; }
 
   void run(StageContext& ctx) override {
-    at::set_num_threads(ctx.recipe.threads);
+    compress::set_num_threads(ctx.recipe.threads);
     torch::jit::Module model = load_module(ctx.input_model);
     sparsity::SparsifyResult res;
     if (finetune.recipe.epochs > 0) {

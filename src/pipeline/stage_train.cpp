@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include "compress/io.h"
+#include "compress/threads.h"
 #include "stage_util.h"
 
 namespace compress::pipeline {
@@ -39,7 +40,7 @@ class TrainStage : public Stage {
     torch::jit::Module module = load_module(ctx.input_model);
     train::TrainConfig cfg = training.config(train_set.size(), ctx.recipe.threads, ctx.work_dir,
                                              ctx.key, ctx.quiet);
-    at::set_num_threads(cfg.threads);
+    compress::set_num_threads(cfg.threads);
     train::Trainer trainer(module, cfg);
     auto curve = std::make_shared<LossCurve>();
     trainer.add_callback(curve);

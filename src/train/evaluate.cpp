@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "compress/error.h"
+#include "compress/threads.h"
 
 namespace compress::train {
 
@@ -93,12 +94,12 @@ std::vector<LatencyPoint> measure_latency(torch::jit::Module& module, const Late
   if (opt.repeats < 1) bad_input("latency: repeats must be at least 1");
   const bool was_training = module.is_training();
   module.eval();
-  const int saved_threads = at::get_num_threads();
+  compress::ScopedThreads restore_threads(0);
   std::vector<LatencyPoint> out;
   at::NoGradGuard no_grad;
   for (int threads : opt.thread_counts) {
     if (threads < 1) bad_input("latency: thread count must be at least 1");
-    at::set_num_threads(threads);
+    compress::set_num_threads(threads);
     for (int64_t b : opt.batch_sizes) {
       if (b < 1) bad_input("latency: batch size must be at least 1");
       const std::vector<c10::IValue> x = make_inputs(b);
@@ -121,7 +122,6 @@ std::vector<LatencyPoint> measure_latency(torch::jit::Module& module, const Late
       out.push_back(p);
     }
   }
-  at::set_num_threads(saved_threads);
   module.train(was_training);
   return out;
 }

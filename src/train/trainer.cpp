@@ -22,6 +22,7 @@
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/train/sync_batch_norm.h"
+#include "compress/threads.h"
 
 namespace compress::train {
 
@@ -508,8 +509,7 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   // autodiff subgraphs, whose numerics could differ between the first steps of
   // a fresh process and later ones and so break resume == uninterrupted.
   torch::jit::GraphOptimizerEnabledGuard plain_interpreter(false);
-  const int saved_threads = at::get_num_threads();
-  if (cfg_.threads > 0) at::set_num_threads(cfg_.threads);
+  compress::ScopedThreads threads(cfg_.threads);
 
   data::LoaderOptions lo;
   lo.batch_size = cfg_.batch_size;
@@ -687,7 +687,6 @@ TrainResult Trainer::fit(const data::TensorDataset& train, const data::TensorDat
   result.cpu_seconds = process_cpu_seconds() - cpu_start;
   module_.train(false);
   if (sync_twin_) sync_twin_->train(false);
-  if (cfg_.threads > 0) at::set_num_threads(saved_threads);
   return result;
 }
 

@@ -1,8 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <ATen/Parallel.h>
+
 #include <nlohmann/json.hpp>
 
+#include "compress/threads.h"
 #include "compress/train/evaluate.h"
+#include "skip.h"
 
 using namespace compress::train;
 
@@ -66,4 +70,45 @@ TEST_CASE("latency is measured per batch size and thread count", "[evaluate][lat
   }
   auto j = nlohmann::json::parse(latency_to_json(pts));
   CHECK(j.size() == 4);
+}
+
+// The thread count a run asks for holds for OpenBLAS too (LibTorch's float
+// matmuls and im2col convolutions run on its pool, which at::set_num_threads
+// does not set), and measure_latency's 1-thread points are one thread there.
+TEST_CASE("set_num_threads sets OpenBLAS's pool with LibTorch's, and puts both back", "[evaluate][threads]") {
+  if (compress::blas_num_threads() == 0) COMPRESS_SKIP("this process's BLAS is not OpenBLAS");
+  const int torch_before = at::get_num_threads(), blas_before = compress::blas_num_threads();
+  {
+    compress::ScopedThreads one(1);
+    CHECK(at::get_num_threads() == 1);
+    CHECK(compress::blas_num_threads() == 1);
+    compress::set_num_threads(2);
+    CHECK(at::get_num_threads() == 2);
+    CHECK(compress::blas_num_threads() == 2);
+    compress::set_num_threads(0);  // at least one
+    CHECK(compress::blas_num_threads() == 1);
+  }
+  CHECK(at::get_num_threads() == torch_before);
+  CHECK(compress::blas_num_threads() == blas_before);
+
+  // A float matmul big enough for OpenBLAS to split runs while measure_latency
+  // holds one thread: afterwards the pool is back to what it was.
+  torch::jit::Module m("__torch__.MatMul");
+  m.register_attribute("training", c10::BoolType::get(), false);
+  m.define("def forward(self, x: Tensor) -> Tensor:\n    return torch.mm(x, x)\n");
+  LatencyOptions opt;
+  opt.batch_sizes = {256};
+  opt.thread_counts = {1};
+  opt.repeats = 1;
+  opt.warmup = 0;
+  int blas_inside = -1;
+  const auto points = measure_latency(
+      m, [&](int64_t b) {
+        blas_inside = compress::blas_num_threads();
+        return std::vector<c10::IValue>{at::ones({b, b})};
+      },
+      opt);
+  CHECK(points.size() == 1);
+  CHECK(blas_inside == 1);
+  CHECK(compress::blas_num_threads() == blas_before);
 }

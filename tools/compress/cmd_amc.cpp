@@ -23,6 +23,7 @@
 #include "compress/ir/import.h"
 #include "compress/quantization/quantize.h"
 #include "compress/train/evaluate.h"
+#include "compress/threads.h"
 #include "data_option.h"
 #include "input_shape.h"
 #include "latency_option.h"
@@ -163,7 +164,7 @@ int cmd_amc(int argc, char** argv) {
   if (updates_per_step < 1) bad_input("--updates-per-step must be at least 1");
   const double discount = r["discount"].as<double>();
   if (!(discount >= 0 && discount <= 1)) bad_input("--discount must be in [0, 1]");
-  at::set_num_threads(threads);
+  compress::set_num_threads(threads);
 
   torch::jit::Module module = load_module(in);
   Graph graph = import_module(module);

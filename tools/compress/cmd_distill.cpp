@@ -16,6 +16,7 @@
 #include "compress/models/zoo.h"
 #include "compress/pruning/prune.h"
 #include "compress/train/evaluate.h"
+#include "compress/threads.h"
 #include "distributed_option.h"
 #include "student_option.h"
 #include "train_options.h"
@@ -135,7 +136,7 @@ int cmd_distill(int argc, char** argv) {
   cfg.fingerprint = "teacher=" + teacher_path + " " + student.description + " data=" + r["data"].as<std::string>();
   apply_distributed_options(r, group, cfg);
 
-  at::set_num_threads(cfg.threads);
+  compress::set_num_threads(cfg.threads);
   distillation::Distiller distiller(teacher, std::move(student.graph), options, sample);
   distillation::DistillResult res = distiller.fit(d.train, cfg, d.val ? &*d.val : nullptr);
   if (!root) return 0;

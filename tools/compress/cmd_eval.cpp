@@ -11,6 +11,7 @@
 #include "compress/error.h"
 #include "compress/io.h"
 #include "compress/train/evaluate.h"
+#include "compress/threads.h"
 #include "data_option.h"
 
 namespace compress::cli {
@@ -67,7 +68,7 @@ int cmd_eval(int argc, char** argv) {
   if (threads < 1) bad_input("--threads must be at least 1");
   torch::jit::Module m = load_module(path);
   data::TensorDataset ds = load_data_option(data, r["split"].as<std::string>(), r["data-dir"].as<std::string>());
-  at::set_num_threads(threads);
+  compress::set_num_threads(threads);
   train::EvalResult ev = train::evaluate(m, ds, bs);
 
   std::vector<train::LatencyPoint> lat;

@@ -10,6 +10,7 @@
 #include "parse_args.h"
 #include "compress/error.h"
 #include "compress/ops/ops.h"
+#include "compress/threads.h"
 
 namespace compress::cli {
 
@@ -37,6 +38,7 @@ int cmd_info(int argc, char** argv) {
     j["forced_by_env"] = env != nullptr && *env != '\0';
     for (const auto& [name, ok] : r.supported) j["supported"][name] = ok;
     j["threads"] = r.threads;
+    j["blas_threads"] = blas_num_threads();  // 0: not OpenBLAS
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -44,6 +46,12 @@ int cmd_info(int argc, char** argv) {
               env && *env ? ", forced by COMPRESS_ISA" : "");
   for (const auto& [name, ok] : r.supported) std::printf("  %-11s %s\n", name.c_str(), ok ? "supported" : "not supported");
   std::printf("threads: %d (LibTorch intra-op pool, shared by the kernels)\n", r.threads);
+  // Every command's --threads sets OpenBLAS's pool too (compress/threads.h);
+  // this is its count before any command set it.
+  if (const int blas = blas_num_threads(); blas > 0)
+    std::printf("OpenBLAS threads: %d (LibTorch's float matmuls; each command's --threads sets it too)\n", blas);
+  else
+    std::printf("OpenBLAS: not loaded (LibTorch's BLAS has no thread pool of its own here)\n");
   return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "compress/ir/import.h"
 #include "compress/models/zoo.h"
 #include "compress/train/evaluate.h"
+#include "compress/threads.h"
 #include "student_option.h"
 #include "train_options.h"
 
@@ -105,7 +106,7 @@ int cmd_pdd(int argc, char** argv) {
   // One checkpoint file serves the search; the fine-tuning has its own.
   if (!finetune.checkpoint_path.empty()) finetune.checkpoint_path += ".finetune";
 
-  at::set_num_threads(search.threads);
+  compress::set_num_threads(search.threads);
   distillation::PddResult res = distillation::pdd(teacher, student.graph, o, sample, d.train, search, finetune);
   if (!root) return 0;
   torch::jit::Module trained = export_module(student.graph);

@@ -22,6 +22,7 @@
 #include "compress/ir/import.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/latency_compare.h"
+#include "compress/threads.h"
 #include "distributed_option.h"
 #include "parse_args.h"
 #include "qat_options.h"
@@ -133,7 +134,7 @@ int cmd_pqk(int argc, char** argv) {
       bad_input("--input-shape " + args["input-shape"].as<std::string>() + " does not match the samples of --data " +
                 data);
   }
-  at::set_num_threads(threads);
+  compress::set_num_threads(threads);
 
   quant::CalibrationData calib = quant::CalibrationData::first_batches(train_set.inputs, batch, calib_batches);
   train::TrainConfig phase1 = qat_train_config(args, epochs);

@@ -25,6 +25,7 @@
 #include "compress/pruning/prune.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
+#include "compress/threads.h"
 #include "data_option.h"
 #include "distributed_option.h"
 #include "input_shape.h"
@@ -369,7 +370,7 @@ int cmd_prune(int argc, char** argv) {
   o.min_channels = r["min-channels"].as<int64_t>();
   if (r.count("ignore")) o.ignore = r["ignore"].as<std::vector<std::string>>();
   o.seed = r["seed"].as<uint64_t>();
-  at::set_num_threads(r["threads"].as<int>());
+  compress::set_num_threads(r["threads"].as<int>());
 
   torch::jit::Module module = load_module(in);
   Graph graph = import_module(module);

@@ -20,6 +20,7 @@
 #include "compress/quantization/qat.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
+#include "compress/threads.h"
 #include "distributed_option.h"
 #include "qat_options.h"
 
@@ -85,7 +86,7 @@ int cmd_qat(int argc, char** argv) {
   Graph graph = import_module(float_module);
   const QatData sets = load_qat_data(args, graph, batch);
   const data::TensorDataset &train_set = sets.train, &test_set = sets.test;
-  at::set_num_threads(threads);
+  compress::set_num_threads(threads);
 
   quant::CalibrationData calib = quant::CalibrationData::first_batches(train_set.inputs, batch, calib_batches);
   quant::QatModel qat = quant::prepare_qat(graph, calib, qo);

@@ -20,6 +20,7 @@
 #include "compress/quantization/quantize.h"
 #include "compress/quantization/sensitivity.h"
 #include "compress/quantization/sparse_format.h"
+#include "compress/threads.h"
 #include "data_option.h"
 #include "input_shape.h"
 
@@ -201,7 +202,7 @@ int cmd_quantize(int argc, char** argv) {
   qo.activations = args["activations"].as<std::string>();
   (void)quant::resolve_activations(qo.activations);  // a bad value is refused before any work
   if (args["threads"].as<int>() < 0) bad_input("--threads must not be negative");
-  if (args["threads"].as<int>() > 0) at::set_num_threads(args["threads"].as<int>());
+  if (args["threads"].as<int>() > 0) compress::set_num_threads(args["threads"].as<int>());
   if (args.count("max-drop") && !args.count("data"))
     bad_input("--max-drop needs --data (labelled data whose held-out split measures the top-1 drop)");
   if (args.count("max-drop") && !(args["max-drop"].as<double>() >= 0))

@@ -16,6 +16,7 @@
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
 #include "compress/quantization/dynamic.h"
+#include "compress/threads.h"
 #include "input_shape.h"
 #include "parse_args.h"
 
@@ -60,7 +61,7 @@ int cmd_quantize_dynamic(int argc, char** argv) {
   if (same_file(in, out)) bad_input("-o " + out + " would overwrite the input model");
   const int threads = args["threads"].as<int>();
   if (threads < 1) bad_input("--threads must be at least 1, got " + std::to_string(threads));
-  at::set_num_threads(threads);
+  compress::set_num_threads(threads);
 
   quant::DynamicOptions o;
   if (args.count("exclude")) o.exclude = args["exclude"].as<std::vector<std::string>>();

@@ -23,6 +23,7 @@
 #include "compress/pruning/sparsity.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
+#include "compress/threads.h"
 #include "data_option.h"
 #include "format.h"
 #include "input_shape.h"
@@ -145,7 +146,7 @@ int cmd_sparsify(int argc, char** argv) {
   // update); the fine-tuning is data-parallel; rank 0 alone writes.
   std::shared_ptr<train::ProcessGroup> group = join_job(r);
   const bool root = !group || group->rank() == 0;
-  at::set_num_threads(r["threads"].as<int>());
+  compress::set_num_threads(r["threads"].as<int>());
 
   torch::jit::Module module = load_module(in);
   Graph graph = import_module(module);

@@ -13,6 +13,7 @@
 #include "compress/models/zoo.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
+#include "compress/threads.h"
 #include "distributed_option.h"
 #include "train_options.h"
 
@@ -78,7 +79,7 @@ int cmd_train(int argc, char** argv) {
   cfg.fingerprint = (arch.empty() ? "init=" + init : "arch=" + arch) + (reinit ? " reinit" : "") + " data=" + data;
   if (r["width"].as<double>() != 1) cfg.fingerprint += " width=" + std::to_string(r["width"].as<double>());
 
-  at::set_num_threads(cfg.threads);
+  compress::set_num_threads(cfg.threads);
   train::Trainer trainer(module, cfg);
   train::TrainResult res = trainer.fit(d.train, d.val ? &*d.val : nullptr);
   if (!root) return 0;  // rank 0 alone saves, evaluates and reports
