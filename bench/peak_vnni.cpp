@@ -10,6 +10,25 @@
 
 namespace bench {
 
+namespace {
+
+// Eight independent vpdpbusd, written out in assembly: with intrinsics GCC
+// copies accumulators between registers around the destructive instruction
+// and spills some. (Eight per statement: an asm takes at most 30 operands.)
+inline void dpbusd8(__m512i& c0, __m512i& c1, __m512i& c2, __m512i& c3, __m512i& c4, __m512i& c5, __m512i& c6,
+                    __m512i& c7, __m512i a, __m512i b) {
+  __asm__ volatile(
+      "vpdpbusd %[b], %[a], %[c0]\n\tvpdpbusd %[b], %[a], %[c1]\n\t"
+      "vpdpbusd %[b], %[a], %[c2]\n\tvpdpbusd %[b], %[a], %[c3]\n\t"
+      "vpdpbusd %[b], %[a], %[c4]\n\tvpdpbusd %[b], %[a], %[c5]\n\t"
+      "vpdpbusd %[b], %[a], %[c6]\n\tvpdpbusd %[b], %[a], %[c7]"
+      : [c0] "+v"(c0), [c1] "+v"(c1), [c2] "+v"(c2), [c3] "+v"(c3), [c4] "+v"(c4), [c5] "+v"(c5),
+        [c6] "+v"(c6), [c7] "+v"(c7)
+      : [a] "v"(a), [b] "v"(b));
+}
+
+}  // namespace
+
 double measure_vnni_macs_per_s() {
   __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(2);
   __m512i c0 = _mm512_set1_epi32(0), c1 = _mm512_set1_epi32(1), c2 = _mm512_set1_epi32(2), c3 = _mm512_set1_epi32(3);
@@ -20,25 +39,8 @@ double measure_vnni_macs_per_s() {
   const int64_t n = 10000000;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < n; ++i) {
-    // Written out in assembly: with intrinsics GCC copies accumulators
-    // between registers around the destructive vpdpbusd and spills some.
-    // (two statements: an asm takes at most 30 operands).
-    __asm__ volatile(
-        "vpdpbusd %[b], %[a], %[c0]\n\tvpdpbusd %[b], %[a], %[c1]\n\t"
-        "vpdpbusd %[b], %[a], %[c2]\n\tvpdpbusd %[b], %[a], %[c3]\n\t"
-        "vpdpbusd %[b], %[a], %[c4]\n\tvpdpbusd %[b], %[a], %[c5]\n\t"
-        "vpdpbusd %[b], %[a], %[c6]\n\tvpdpbusd %[b], %[a], %[c7]"
-        : [c0] "+v"(c0), [c1] "+v"(c1), [c2] "+v"(c2), [c3] "+v"(c3), [c4] "+v"(c4), [c5] "+v"(c5),
-          [c6] "+v"(c6), [c7] "+v"(c7)
-        : [a] "v"(a), [b] "v"(b));
-    __asm__ volatile(
-        "vpdpbusd %[b], %[a], %[c8]\n\tvpdpbusd %[b], %[a], %[c9]\n\t"
-        "vpdpbusd %[b], %[a], %[c10]\n\tvpdpbusd %[b], %[a], %[c11]\n\t"
-        "vpdpbusd %[b], %[a], %[c12]\n\tvpdpbusd %[b], %[a], %[c13]\n\t"
-        "vpdpbusd %[b], %[a], %[c14]\n\tvpdpbusd %[b], %[a], %[c15]"
-        : [c8] "+v"(c8), [c9] "+v"(c9), [c10] "+v"(c10), [c11] "+v"(c11), [c12] "+v"(c12), [c13] "+v"(c13),
-          [c14] "+v"(c14), [c15] "+v"(c15)
-        : [a] "v"(a), [b] "v"(b));
+    dpbusd8(c0, c1, c2, c3, c4, c5, c6, c7, a, b);
+    dpbusd8(c8, c9, c10, c11, c12, c13, c14, c15, a, b);
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   __m512i sum = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),

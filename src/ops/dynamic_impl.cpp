@@ -15,11 +15,13 @@
 #include "compress/kernels/quantize.h"
 #include "compress/kernels/rnn_cell.h"
 #include "compress/ops/ops.h"
+#include "activation_pool.h"
 #include "internal.h"
 
 namespace compress::ops {
 namespace {
 
+using detail::empty_activation;
 using detail::first_non_finite;
 using detail::guarded;
 using detail::torch_parallel;
@@ -152,7 +154,7 @@ at::Tensor run_recurrent(const char* op, const RecurrentSetup& s, int64_t num_la
   at::Tensor layer_in = s.x;
   std::vector<float> gi(static_cast<size_t>(T * B * G)), gh(static_cast<size_t>(B * G));
   for (int64_t l = 0; l < num_layers; ++l) {
-    at::Tensor layer_out = at::empty({T, B, s.D * H}, at::kFloat);
+    at::Tensor layer_out = empty_activation({T, B, s.D * H}, at::kFloat);
     float* out = layer_out.data_ptr<float>();
     for (int64_t d = 0; d < s.D; ++d) {
       const DirectionWeights& w = s.dirs[static_cast<size_t>(l * s.D + d)];
@@ -189,7 +191,7 @@ at::Tensor linear_int8_dynamic(const at::Tensor& input, const at::Tensor& packed
   const at::Tensor x = input.contiguous();
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   out_shape.back() = N;
-  at::Tensor out = at::empty(out_shape, at::kFloat);
+  at::Tensor out = empty_activation(out_shape, at::kFloat);
   dynamic_gemm(op, x.data_ptr<float>(), x.numel() / w.k(), w, ws, b, relu, out.data_ptr<float>(), N);
   return out;
 }

@@ -15,12 +15,14 @@
 #include "compress/kernels/quantize.h"
 #include "compress/kernels/sparse.h"
 #include "compress/ops/ops.h"
+#include "activation_pool.h"
 #include "internal.h"
 
 namespace compress::ops {
 namespace {
 
 namespace K = compress::kernels;
+using detail::empty_activation;
 using detail::first_non_finite;
 using detail::guarded;
 using detail::torch_parallel;
@@ -134,7 +136,7 @@ at::Tensor linear_common(const char* op, bool sparse, const at::Tensor& input, c
   const int64_t M = x.numel() / w.k();
   EpilogueTensors e = make_epilogue(op, w.n(), scale, bias, out_zp, relu, dtype, residual, out_shape,
                                     residual_scale, residual_zp, out_quant_max);
-  at::Tensor out = at::empty(out_shape, at::TensorOptions().dtype(dtype));
+  at::Tensor out = empty_activation(out_shape, dtype);
   guarded(op, [&] {
     if (sparse)
       K::sparse_gemm_u8s8s32(M, x.data_ptr<uint8_t>(), w.k(), w, out.data_ptr(), w.n(), e.ep, torch_parallel());
@@ -285,7 +287,7 @@ at::Tensor conv_common(const char* op, bool sparse, const at::Tensor& input, con
   EpilogueTensors e = make_epilogue(op, w.n(), scale, bias, output_zero_point, relu, output_dtype, residual,
                                     out_shape, residual_scale, residual_zero_point, output_quant_max);
   const at::Tensor x = input.contiguous();
-  at::Tensor out = at::empty(out_shape, at::TensorOptions().dtype(output_dtype));
+  at::Tensor out = empty_activation(out_shape, output_dtype);
   guarded(op, [&] {
     if (sparse)
       K::sparse_conv2d_u8s8(x.data_ptr<uint8_t>(), g, w, out.data_ptr(), e.ep, torch_parallel());
@@ -342,7 +344,7 @@ at::Tensor max_pool2d_u8(const at::Tensor& input, at::IntArrayRef kernel_size, a
                           K::pool_output_size(g.width, g.kw, g.stride_w, g.pad_w, g.dil_w, ceil_mode));
   });
   const at::Tensor x = input.contiguous();
-  at::Tensor out = at::empty({g.batch, oh, ow, g.channels}, at::kByte);
+  at::Tensor out = empty_activation({g.batch, oh, ow, g.channels}, at::kByte);
   guarded(op, [&] {
     K::max_pool2d_u8(x.data_ptr<uint8_t>(), g, out.data_ptr<uint8_t>(), torch_parallel());
     return 0;
@@ -369,7 +371,7 @@ at::Tensor quantize_u8(const at::Tensor& input, double scale, int64_t zero_point
               input.scalar_type());
   check_activation_quantization(op, scale, zero_point, quant_max);
   const at::Tensor x = input.to(at::kFloat).contiguous();
-  at::Tensor q = at::empty(x.sizes(), at::kByte);
+  at::Tensor q = empty_activation(x.sizes(), at::kByte);
   const float* src = x.data_ptr<float>();
   uint8_t* dst = q.data_ptr<uint8_t>();
   at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
@@ -386,7 +388,7 @@ at::Tensor quantize_u8_nhwc(const at::Tensor& input, double scale, int64_t zero_
   check_activation_quantization(op, scale, zero_point, quant_max);
   const at::Tensor x = input.to(at::kFloat).contiguous();
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  at::Tensor q = at::empty({n, h, w, c}, at::kByte);
+  at::Tensor q = empty_activation({n, h, w, c}, at::kByte);
   const float* src = x.data_ptr<float>();
   uint8_t* dst = q.data_ptr<uint8_t>();
   at::parallel_for(0, n * h, 1, [&](int64_t b, int64_t e) {
@@ -404,7 +406,7 @@ at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_poi
   TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", scale);
   check_zero_point(op, zero_point);
   const at::Tensor q = input.contiguous();
-  at::Tensor x = at::empty(q.sizes(), at::kFloat);
+  at::Tensor x = empty_activation(q.sizes(), at::kFloat);
   const uint8_t* src = q.data_ptr<uint8_t>();
   float* dst = x.data_ptr<float>();
   at::parallel_for(0, q.numel(), 1 << 14, [&](int64_t b, int64_t e) {
