@@ -8,7 +8,7 @@
 // "1 thread" run used every core in those layers, and their time swung with
 // the state of OpenBLAS's idle threads: a 64-channel 3x3 convolution at
 // 14x14 took 0.14 ms or 1.1 ms in the same process, 0.20 ms on one OpenBLAS
-// thread (docs/amc.md, "Latency budget"). Every thread setting of the
+// thread (docs/amc.md, "Latency budgets"). Every thread setting of the
 // toolkit goes through here.
 namespace compress {
 
