@@ -217,16 +217,25 @@ TEST_CASE("prune --target-latency: a measured table, predicted and measured late
   CHECK(saved["latency_budget"]["table_read"] == true);
   CHECK(saved["latency_budget"]["predicted_ms"].get<double>() <= budget * (1 + 1e-9));
   CHECK(saved["latency_budget"]["unpruned_predicted_ms"].get<double>() == Approx(lb["unpruned_predicted_ms"].get<double>()));
-  r = run(base + "--target-latency " + std::to_string(budget) + quick);
+  // With the table measured again: its times can differ from the first
+  // table's by tens of percent on a shared VM (a midpoint budget was refused
+  // as impossible when the new table's smallest model came out over it), so
+  // the budget is 90% of the first table's unpruned prediction, and whether
+  // it prunes follows the new table's own prediction of the unpruned model.
+  const double budget2 = 0.9 * lb["unpruned_predicted_ms"].get<double>();
+  r = run(base + "--target-latency " + std::to_string(budget2) + quick);
   require_ok(r);
   CHECK(r.out.find("latency: budget") != std::string::npos);
   CHECK(r.out.find("measured") != std::string::npos);
   j = nlohmann::json::parse(read_file(report));
-  CHECK(j["latency_budget"]["predicted_ms"].get<double>() <= budget * (1 + 1e-9));
+  CHECK(j["latency_budget"]["predicted_ms"].get<double>() <= budget2 * (1 + 1e-9));
   CHECK(j["latency_budget"]["measured_ms"].get<double>() > 0);
-  CHECK(j["latency_budget"]["target_ms"].get<double>() == Approx(budget));
+  CHECK(j["latency_budget"]["target_ms"].get<double>() == Approx(budget2));
   CHECK(j["result"]["latency_attempts"].size() >= 1);
-  CHECK(j["result"]["macs_after"].get<double>() < j["result"]["macs_before"].get<double>());
+  if (j["latency_budget"]["unpruned_predicted_ms"].get<double>() > budget2)
+    CHECK(j["result"]["macs_after"].get<double>() < j["result"]["macs_before"].get<double>());
+  else
+    CHECK(j["result"]["groups"].empty());
   auto c = run("compare " + model + " " + out + " --input-shape 2,1,28,28 --json");
   CHECK(c.code == 0);  // runs, same output shape
   // INT8 kernels timed instead (the model written stays FP32).
