@@ -220,22 +220,26 @@ TEST_CASE("prune --target-latency: a measured table, predicted and measured late
   // With the table measured again: its times can differ from the first
   // table's by tens of percent on a shared VM (a midpoint budget was refused
   // as impossible when the new table's smallest model came out over it), so
-  // the budget is 90% of the first table's unpruned prediction, and whether
-  // it prunes follows the new table's own prediction of the unpruned model.
-  const double budget2 = 0.9 * lb["unpruned_predicted_ms"].get<double>();
-  r = run(base + "--target-latency " + std::to_string(budget2) + quick);
-  require_ok(r);
+  // the budget is 90% of the first table's unpruned prediction. Should the
+  // new table predict the unpruned model within that (nothing to prune),
+  // the run is repeated at the midpoint of that table's own predictions.
+  double budget2 = 0.9 * lb["unpruned_predicted_ms"].get<double>();
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    r = run(base + "--target-latency " + std::to_string(budget2) + quick);
+    require_ok(r);
+    j = nlohmann::json::parse(read_file(report));
+    const auto& fresh = j["latency_budget"];
+    if (fresh["unpruned_predicted_ms"].get<double>() > budget2) break;
+    CHECK(j["result"]["groups"].empty());  // within the budget unpruned: nothing removed
+    budget2 = 0.5 * (fresh["unpruned_predicted_ms"].get<double>() + fresh["smallest_predicted_ms"].get<double>());
+  }
   CHECK(r.out.find("latency: budget") != std::string::npos);
   CHECK(r.out.find("measured") != std::string::npos);
-  j = nlohmann::json::parse(read_file(report));
   CHECK(j["latency_budget"]["predicted_ms"].get<double>() <= budget2 * (1 + 1e-9));
   CHECK(j["latency_budget"]["measured_ms"].get<double>() > 0);
   CHECK(j["latency_budget"]["target_ms"].get<double>() == Approx(budget2));
   CHECK(j["result"]["latency_attempts"].size() >= 1);
-  if (j["latency_budget"]["unpruned_predicted_ms"].get<double>() > budget2)
-    CHECK(j["result"]["macs_after"].get<double>() < j["result"]["macs_before"].get<double>());
-  else
-    CHECK(j["result"]["groups"].empty());
+  CHECK(j["result"]["macs_after"].get<double>() < j["result"]["macs_before"].get<double>());
   auto c = run("compare " + model + " " + out + " --input-shape 2,1,28,28 --json");
   CHECK(c.code == 0);  // runs, same output shape
   // INT8 kernels timed instead (the model written stays FP32).
@@ -513,6 +517,7 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
       // candidate within the budget scored above that, so it is the result.
       CHECK(fin["source"] == fin["first_within"]);
       CHECK(fin["result"]["within"] == true);
+      CHECK_FALSE(fin["probes"].empty());
     }
   } else {
     CHECK(fin["shrink_factor"].get<double>() < 1);
