@@ -4,6 +4,7 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -49,17 +50,15 @@ class ActivationPool final : public c10::Allocator {
     std::lock_guard<std::mutex> lock(mutex_);
     return cached_;
   }
-  size_t limit() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return limit_;
-  }
+  // Read without the lock on every allocation; written under it.
+  size_t limit() const { return limit_.load(std::memory_order_relaxed); }
   void set_limit(size_t bytes) {
     std::vector<void*> surplus;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      limit_ = bytes;
+      limit_.store(bytes, std::memory_order_relaxed);
       for (auto& [size, blocks] : free_) {
-        while (cached_ > limit_ && !blocks.empty()) {
+        while (cached_ > bytes && !blocks.empty()) {
           surplus.push_back(blocks.back());
           blocks.pop_back();
           cached_ -= size;
@@ -89,7 +88,7 @@ class ActivationPool final : public c10::Allocator {
     const size_t size = *static_cast<size_t*>(base);
     {
       std::lock_guard<std::mutex> lock(pool.mutex_);
-      if (pool.cached_ + size <= pool.limit_) {
+      if (pool.cached_ + size <= pool.limit()) {
         pool.free_[size].push_back(base);
         pool.cached_ += size;
         return;
@@ -99,7 +98,7 @@ class ActivationPool final : public c10::Allocator {
   }
 
   mutable std::mutex mutex_;
-  size_t limit_;
+  std::atomic<size_t> limit_;
   mutable std::unordered_map<size_t, std::vector<void*>> free_;
   mutable size_t cached_ = 0;
 };
