@@ -92,3 +92,41 @@ TEST_CASE("round trip is exact: embedding, conv1d, batchnorm1d, layernorm, trans
   CHECK(emb.num_embeddings == 100);
   CHECK(emb.padding_idx == std::optional<int64_t>(0));
 }
+
+TEST_CASE("export gives modules with the same class name, slots and forward one class", "[ir][roundtrip]") {
+  torch::jit::Module original = torch::jit::load(fixture("resnet18.pt"));
+  torch::jit::Module exported = export_module(import_module(original));
+  auto type_of = [&](const std::string& path) {
+    torch::jit::Module m = exported;
+    for (size_t from = 0; from <= path.size();) {
+      const size_t dot = std::min(path.find('.', from), path.size());
+      m = m.attr(path.substr(from, dot - from)).toModule();
+      from = dot + 1;
+    }
+    return m.type();
+  };
+  // Two 3x3 stride-1 convolutions without bias, two batch norms of one
+  // width, two blocks without a downsample branch: one class each.
+  CHECK(type_of("layer1.0.conv1") == type_of("layer1.0.conv2"));
+  CHECK(type_of("layer1.0.conv1") == type_of("layer1.1.conv2"));
+  CHECK(type_of("layer1.0.bn1") == type_of("layer1.1.bn2"));
+  CHECK(type_of("layer1.0") == type_of("layer1.1"));
+  // A 7x7 stride-2 convolution has another forward; a block with a
+  // downsample branch other slots.
+  CHECK(type_of("conv1") != type_of("layer1.0.conv1"));
+  CHECK(type_of("layer2.0") != type_of("layer2.1"));
+  // Sharing keeps the class names users see, and each module its own state.
+  CHECK(type_of("layer1.0")->name()->name() == "BasicBlock");
+  CHECK(type_of("layer1.0.conv1")->name()->name() == "Conv2d");
+  std::set<c10::ClassTypePtr> classes;
+  int64_t modules = 0;
+  for (const auto& m : exported.modules()) {
+    classes.insert(m.type());
+    ++modules;
+  }
+  INFO(classes.size() << " classes for " << modules << " modules");
+  CHECK(classes.size() * 3 < size_t(modules));
+  exported.attr("layer1").toModule().attr("0").toModule().train();
+  CHECK(exported.attr("layer1").toModule().attr("0").toModule().is_training());
+  CHECK_FALSE(exported.attr("layer1").toModule().attr("1").toModule().is_training());
+}
