@@ -23,6 +23,7 @@
 
 #include "compress/archive_check.h"
 #include "compress/error.h"
+#include "compress/ops/ops.h"
 
 namespace fs = std::filesystem;
 
@@ -260,6 +261,56 @@ void write_atomically(const std::string& out_path,
 
 namespace {
 
+// Buffers set on a module for a while: the destructor puts the original
+// tensors back, last set first.
+class BufferSwaps {
+ public:
+  BufferSwaps() = default;
+  BufferSwaps(const BufferSwaps&) = delete;
+  BufferSwaps& operator=(const BufferSwaps&) = delete;
+  ~BufferSwaps() {
+    for (auto it = swapped_.rbegin(); it != swapped_.rend(); ++it) it->owner.setattr(it->name, it->original);
+  }
+
+ protected:
+  void swap(torch::jit::Module owner, const std::string& name, const at::Tensor& replacement) {
+    swapped_.push_back({owner, name, owner.attr(name).toTensor()});
+    owner.setattr(name, replacement);
+  }
+
+ private:
+  struct Swapped {
+    torch::jit::Module owner;
+    std::string name;
+    at::Tensor original;
+  };
+  std::vector<Swapped> swapped_;
+};
+
+// While alive, every dense packed weight among the module's buffers is in
+// its storage form (ops::packed_weight_for_storage: row-major, without the
+// kernel layouts' padding, for any CPU; the ops pack it for theirs at its
+// first call); the destructor puts the packings back. Runs before
+// CoalescedBuffers, which then coalesces the stored forms.
+class StoredWeights : BufferSwaps {
+ public:
+  explicit StoredWeights(const torch::jit::Module& module) {
+    for (const auto& sub : module.modules()) {
+      for (const auto& b : sub.named_buffers(/*recurse=*/false)) {
+        const at::Tensor& t = b.value;
+        if (!t.defined() || t.scalar_type() != at::kByte || t.dim() != 1 || !t.device().is_cpu()) continue;
+        at::Tensor stored;
+        try {
+          stored = ops::packed_weight_for_storage(t);
+        } catch (const c10::Error&) {
+          continue;  // not a packed weight (or not a valid one): saved as it is
+        }
+        if (!stored.is_same(t)) swap(sub, b.name, stored);
+      }
+    }
+  }
+};
+
 // While alive, the module's buffers are views into one storage per dtype
 // (each at a 64-byte boundary, the alignment the kernels want for packed
 // weights); the destructor puts the original tensors back. A TorchScript
@@ -273,7 +324,7 @@ namespace {
 // (they are trained after loading, and Python's optimisers and `.grad`
 // expect a tensor per storage). While the archive is written the module
 // holds the views, so it must not run on another thread meanwhile.
-class CoalescedBuffers {
+class CoalescedBuffers : BufferSwaps {
  public:
   explicit CoalescedBuffers(const torch::jit::Module& module) {
     struct Slot {
@@ -315,31 +366,17 @@ class CoalescedBuffers {
         const Slot& s = *group[i];
         at::Tensor view = flat.narrow(0, offsets[i], s.tensor.numel()).view(s.tensor.sizes());
         view.copy_(s.tensor);
-        torch::jit::Module owner = s.owner;
-        owner.setattr(s.name, view);
-        replaced_.push_back({owner, s.name, s.tensor});
+        swap(s.owner, s.name, view);
       }
     }
   }
-  ~CoalescedBuffers() {
-    for (auto& r : replaced_) r.owner.setattr(r.name, r.original);
-  }
-  CoalescedBuffers(const CoalescedBuffers&) = delete;
-  CoalescedBuffers& operator=(const CoalescedBuffers&) = delete;
-
- private:
-  struct Replaced {
-    torch::jit::Module owner;
-    std::string name;
-    at::Tensor original;
-  };
-  std::vector<Replaced> replaced_;
 };
 
 }  // namespace
 
 void save_module(const torch::jit::Module& module, const std::string& out_path,
                  const std::string& protect) {
+  const StoredWeights stored(module);
   const CoalescedBuffers coalesced(module);
   write_atomically(
       out_path,

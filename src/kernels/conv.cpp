@@ -169,6 +169,8 @@ void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& 
                  const Epilogue& ep, const ParallelFor& pf, Isa isa) {
   if (W.kind() != PackedKind::conv && W.kind() != PackedKind::depthwise)
     bad_input("conv2d_u8s8: the packed weight is not a convolution weight");
+  if (is_storage_layout(W.layout()))
+    return conv2d_u8s8(input, g, detail::Unstored(W, isa).view(), output, ep, pf, isa);
   const auto [oh, ow] = output_size(g, W, ep, "conv2d_u8s8");
   const int64_t kh = W.kh(), kw = W.kw();
   const int64_t M = g.batch * oh * ow, N = W.n();

@@ -34,6 +34,13 @@ void* scratch_alloc(int64_t bytes, bool zeroed) {
 
 void scratch_free(void* p) { std::free(p); }
 
+Unstored::Unstored(const PackedView& stored, Isa isa) {
+  const std::vector<uint8_t> blob = from_stored(stored, isa);
+  size_ = static_cast<int64_t>(blob.size());
+  bytes_.reset(static_cast<uint8_t*>(scratch_alloc(size_, false)));
+  std::memcpy(bytes_.get(), blob.data(), blob.size());
+}
+
 bool bytes_fit_7bit(const uint8_t* p, int64_t rows, int64_t cols, int64_t stride) {
   if (cpu_supports(Isa::avx2)) return bytes_fit_7bit_avx2(p, rows, cols, stride);
   for (int64_t r = 0; r < rows; ++r) {
@@ -155,6 +162,8 @@ void gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& B,
                   int64_t ldc, const Epilogue& ep, const ParallelFor& pf, Isa isa) {
   if (B.kind() != PackedKind::gemm && B.kind() != PackedKind::conv)
     bad_input("gemm_u8s8s32: the packed weight is not a dense GEMM weight");
+  if (is_storage_layout(B.layout()))
+    return gemm_u8s8s32(M, A, lda, detail::Unstored(B, isa).view(), C, ldc, ep, pf, isa);
   if (M < 0 || lda < B.k() || ldc < B.n()) bad_input("gemm_u8s8s32: bad M, lda or ldc");
   check_epilogue(ep, "gemm_u8s8s32");
   if (M == 0) return;

@@ -6,6 +6,7 @@
 // reference path and fault on an older CPU).
 #include <cmath>
 #include <cstdint>
+#include <memory>
 
 #include "compress/kernels/conv.h"
 #include "compress/kernels/gemm.h"
@@ -39,6 +40,19 @@ void run_parallel(const ParallelFor& pf, int64_t n, void* ctx, RangeFn fn);
 // unless the caller writes every byte itself).
 void* scratch_alloc(int64_t bytes, bool zeroed = true);
 void scratch_free(void* p);
+
+// A weight in the storage form (Layout::stored_s8) packed for `isa`, in
+// 64-byte aligned scratch: what a kernel entry point handed one computes
+// with, packing it on every call (the ops pack it once and keep it).
+class Unstored {
+ public:
+  Unstored(const PackedView& stored, Isa isa);
+  PackedView view() const { return PackedView(bytes_.get(), size_); }
+
+ private:
+  std::unique_ptr<uint8_t, void (*)(void*)> bytes_{nullptr, scratch_free};
+  int64_t size_ = 0;
+};
 
 void gemm_ref(const GemmJob& job, const int8_t* w_rowmajor, const ParallelFor& pf);
 void gemm_avx2_6x16(const GemmJob& job, const ParallelFor& pf);    // s16 vpmaddwd, exact for any weight

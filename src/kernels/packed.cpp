@@ -36,7 +36,7 @@ struct Builder {
           int32_t a_zp, int64_t data_bytes, int64_t idx_bytes, int64_t rowptr_bytes) {
     int64_t off = kHeaderBytes;
     const int64_t comp_off = off;
-    off = round_up(off + n_pad * 4, 64);
+    off = round_up(off + (is_storage_layout(layout) ? 0 : n_pad * 4), 64);  // the storage forms have none
     const int64_t data_off = off;
     off = round_up(off + data_bytes, 64);
     const int64_t idx_off = off;
@@ -180,7 +180,9 @@ std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int
   }
   int64_t n_pad = n, k_pad = k, bytes = 0;
   switch (layout) {
-    case Layout::rowmajor_s8: bytes = n * k; break;
+    case Layout::rowmajor_s8:
+    case Layout::stored_s8:
+    case Layout::stored_u7_s8: bytes = n * k; break;
     case Layout::avx2_n16k2_s16:
     case Layout::avx2_n16k2_s8:
       n_pad = round_up(n, Avx2Traits::NR);
@@ -195,8 +197,8 @@ std::vector<uint8_t> pack_dense(PackedKind kind, const int8_t* w, int64_t n, int
     default: bad_input("pack: layout is not a dense GEMM layout");
   }
   Builder b(kind, layout, n, k, n_pad, k_pad, a_zp, bytes, 0, 0);
-  fill_comp(b.comp(), w, n, k, a_zp);
-  if (layout == Layout::rowmajor_s8) {
+  if (!is_storage_layout(layout)) fill_comp(b.comp(), w, n, k, a_zp);
+  if (layout == Layout::rowmajor_s8 || is_storage_layout(layout)) {
     std::memcpy(b.data(), w, static_cast<size_t>(n * k));
   } else if (layout == Layout::avx2_n16k2_s16) {
     store_n16k2(reinterpret_cast<int16_t*>(b.data()), w, n, k, k_pad);
@@ -290,7 +292,7 @@ class BlobChecker {
 };
 
 bool dense_layout(Layout l) {
-  return l == Layout::rowmajor_s8 || l == Layout::avx2_n16k2_s16 || l == Layout::avx2_n16k2_s8 ||
+  return l == Layout::rowmajor_s8 || is_storage_layout(l) || l == Layout::avx2_n16k2_s16 || l == Layout::avx2_n16k2_s8 ||
          l == Layout::vnni_n32k4_s8 ||
          l == Layout::avx2_n16k4_u8s8 || l == Layout::avx2_n16k8_u7s8;
 }
@@ -327,10 +329,10 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   if (h[kTotalBytes] != bytes)
     c.fail(kTotalBytes, "says " + std::to_string(h[kTotalBytes]) + " bytes, the tensor has " + std::to_string(bytes));
   c.range(kKind, 1, 5);
-  c.range(kLayout, 0, 9);
+  c.range(kLayout, 0, 11);
   const PackedKind kd = kind();
   const Layout l = layout();
-  const bool depthwise_layout = l == Layout::depthwise_s16 || l == Layout::depthwise_s8;
+  const bool depthwise_layout = l == Layout::depthwise_s16 || l == Layout::depthwise_s8 || l == Layout::stored_s8;
   const bool layout_fits = (kd == PackedKind::gemm || kd == PackedKind::conv) ? dense_layout(l)
                            : kd == PackedKind::depthwise                     ? depthwise_layout
                            : kd == PackedKind::sparse_1x4                    ? l == Layout::sparse_1x4_csr
@@ -372,7 +374,9 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   const bool corrected = l == Layout::avx2_n16k4_u8s8 || l == Layout::avx2_n16k8_u7s8;
   int64_t data = 0, idx = 0, nnz = 0;
   switch (l) {
-    case Layout::rowmajor_s8: data = n * k; break;
+    case Layout::rowmajor_s8:
+    case Layout::stored_s8:
+    case Layout::stored_u7_s8: data = n * k; break;
     case Layout::avx2_n16k2_s16: data = n_pad * k_pad * 2; break;
     case Layout::avx2_n16k2_s8: data = n_pad * k_pad; break;
     case Layout::depthwise_s16: data = n_pad * k_pad * 2; break;
@@ -399,7 +403,8 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   c.equal(kNnz, nnz, "the entry count the layout implies");
   c.equal(kDataBytes, data, "the data size the layout implies");
   c.equal(kIdxBytes, idx, "the index size the layout implies");
-  c.section(kCompOffset, n_pad * 4);
+  const bool stored = is_storage_layout(l);  // no compensation: recomputed when packed for a kernel
+  c.section(kCompOffset, stored ? 0 : n_pad * 4);
   c.section(kDataOffset, data);
   c.section(kIdxOffset, idx);
   const bool has_row_ptr = corrected || l == Layout::sparse_1x4_csr;
@@ -439,7 +444,7 @@ PackedView::PackedView(const uint8_t* blob, int64_t bytes) : blob_(blob), bytes_
   // The compensation: |comp| <= 255 * 128 * k keeps acc + comp inside int32 (see kMaxK).
   const int32_t* comp = c.i32(kCompOffset);
   const int64_t comp_max = 255 * 128 * k;
-  for (int64_t i = 0; i < n_pad; ++i)
+  for (int64_t i = 0; i < (stored ? 0 : n_pad); ++i)
     if (comp[i] < -comp_max || comp[i] > comp_max)
       c.fail_section("comp", "compensation of channel " + std::to_string(i) + " is " +
                               std::to_string(comp[i]) + ", beyond 255 * 128 * k");
@@ -592,6 +597,8 @@ std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v) {
   std::vector<int8_t> w(static_cast<size_t>(n * k), 0);
   switch (v.layout()) {
     case Layout::rowmajor_s8:
+    case Layout::stored_s8:
+    case Layout::stored_u7_s8:
       std::memcpy(w.data(), v.data(), w.size());
       break;
     case Layout::avx2_n16k2_s16:
@@ -652,6 +659,54 @@ std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v) {
     }
   }
   return w;
+}
+
+bool storable(const PackedView& v) {
+  switch (v.layout()) {
+    case Layout::avx2_n16k2_s16:
+    case Layout::avx2_n16k2_s8:
+    case Layout::avx2_n16k4_u8s8:
+    case Layout::avx2_n16k8_u7s8:
+    case Layout::vnni_n32k4_s8:
+    case Layout::depthwise_s16:
+    case Layout::depthwise_s8: return true;
+    default: return false;
+  }
+}
+
+namespace {
+
+// A blob of v's kind, zero point and geometry holding row-major w in `layout`
+// (a depthwise weight's own layout when v is depthwise).
+std::vector<uint8_t> repack(const PackedView& v, const std::vector<int8_t>& w, Layout layout) {
+  switch (v.kind()) {
+    case PackedKind::conv:
+      return pack_conv_u8s8(w.data(), v.n(), v.kh(), v.kw(), v.c_in(), v.a_zero_point(), layout);
+    case PackedKind::gemm: return pack_gemm_u8s8(w.data(), v.n(), v.k(), v.a_zero_point(), layout);
+    case PackedKind::depthwise: {
+      if (layout != Layout::stored_s8) return pack_depthwise_u8s8(w.data(), v.n(), v.kh(), v.kw(), v.a_zero_point());
+      Builder b(PackedKind::depthwise, Layout::stored_s8, v.n(), v.k(), v.n(), v.k(), v.a_zero_point(), v.n() * v.k(),
+                0, 0);
+      b.h()[kKh] = v.kh(); b.h()[kKw] = v.kw(); b.h()[kCIn] = v.n(); b.h()[kGroups] = v.n();
+      std::memcpy(b.data(), w.data(), w.size());
+      return std::move(b.blob);
+    }
+    default: bad_input("repack: a sparse weight has no storage form");
+  }
+}
+
+}  // namespace
+
+std::vector<uint8_t> to_stored(const PackedView& v) {
+  if (!storable(v)) bad_input("to_stored: only a dense or depthwise weight packed for a kernel has a storage form");
+  const Layout stored = v.layout() == Layout::avx2_n16k8_u7s8 ? Layout::stored_u7_s8 : Layout::stored_s8;
+  return repack(v, unpack_weight_rowmajor(v), stored);
+}
+
+std::vector<uint8_t> from_stored(const PackedView& v, Isa isa) {
+  if (!is_storage_layout(v.layout())) bad_input("from_stored: the weight is not in a storage form");
+  const Layout layout = v.layout() == Layout::stored_u7_s8 ? Layout::avx2_n16k8_u7s8 : dense_layout_for(isa);
+  return repack(v, unpack_weight_rowmajor(v), layout);
 }
 
 }  // namespace compress::kernels

@@ -25,7 +25,7 @@ using detail::empty_activation;
 using detail::first_non_finite;
 using detail::guarded;
 using detail::torch_parallel;
-using detail::view_of;
+using detail::runnable_view_of;
 namespace K = compress::kernels;
 
 constexpr int32_t kDynamicZeroPoint = 128;
@@ -40,7 +40,7 @@ float dynamic_scale(const char* op, const float* x, int64_t n) {
 
 // A packed weight the dynamic ops read: dense, packed for zero point 128.
 K::PackedView dynamic_weight(const char* op, const at::Tensor& packed, const char* what) {
-  const K::PackedView w = view_of(op, packed);
+  const K::PackedView w = runnable_view_of(op, packed);
   TORCH_CHECK(w.kind() == K::PackedKind::gemm && w.a_zero_point() == kDynamicZeroPoint, op, ": ", what,
               " must be made by compress::pack_linear_int8 with input_zero_point ", kDynamicZeroPoint);
   return w;

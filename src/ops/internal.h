@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstring>
+#include <vector>
 #include <functional>
 
 #include "compress/error.h"
@@ -32,12 +34,32 @@ auto guarded(const char* op, F&& f) -> decltype(f()) {
   }
 }
 
+// A blob from the packers, as the 1-D uint8 tensor the ops take.
+inline at::Tensor blob_tensor(const std::vector<uint8_t>& blob) {
+  at::Tensor t = at::empty({static_cast<int64_t>(blob.size())}, at::kByte);
+  std::memcpy(t.data_ptr<uint8_t>(), blob.data(), blob.size());
+  return t;
+}
+
 inline K::PackedView view_of(const char* op, const at::Tensor& packed) {
   TORCH_CHECK(packed.device().is_cpu() && packed.scalar_type() == at::kByte && packed.dim() == 1 &&
                   packed.is_contiguous(),
               op, ": packed_weight must be a contiguous 1-D uint8 CPU tensor made by a compress::pack_* op, got ",
               packed.scalar_type(), " of shape ", packed.sizes());
   return guarded(op, [&] { return K::PackedView(packed.data_ptr<uint8_t>(), packed.numel()); });
+}
+
+// The blob the kernels should read for `packed`: itself, or for a dense
+// weight in the storage form (saved models: kernels::to_stored) its packing
+// for this CPU's kernels, made at the first call and kept, keyed by the
+// stored bytes' storage, until that storage is freed or written to. Defined
+// in stored_weights.cpp.
+at::Tensor runnable_blob(const char* op, const at::Tensor& packed);
+
+// view_of(runnable_blob(op, packed)): the view points into a tensor the
+// cache keeps while `packed` lives unchanged.
+inline K::PackedView runnable_view_of(const char* op, const at::Tensor& packed) {
+  return view_of(op, runnable_blob(op, packed));
 }
 
 // Index of the first value of v[0..n) that is NaN or infinite, or -1.

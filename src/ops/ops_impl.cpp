@@ -22,10 +22,12 @@ namespace compress::ops {
 namespace {
 
 namespace K = compress::kernels;
+using detail::blob_tensor;
 using detail::empty_activation;
 using detail::first_non_finite;
 using detail::guarded;
 using detail::torch_parallel;
+using detail::runnable_view_of;
 using detail::view_of;
 
 // "<isa>" or "auto"; the suffix "_u7" asks for the layout of 7-bit
@@ -38,12 +40,6 @@ K::Layout parse_layout(const char* op, const std::string& layout) {
   TORCH_CHECK(isa == "ref" || isa == "avx2" || isa == "avx512vnni" || isa == "amx", op, ": unknown layout '", layout,
               "' (expected auto, ref, avx2, avx512vnni or amx, optionally with _u7 for 7-bit activations)");
   return K::dense_layout_for(K::parse_isa(isa), u7);
-}
-
-at::Tensor blob_tensor(const std::vector<uint8_t>& blob) {
-  at::Tensor t = at::empty({static_cast<int64_t>(blob.size())}, at::kByte);
-  std::memcpy(t.data_ptr<uint8_t>(), blob.data(), blob.size());
-  return t;
 }
 
 void check_zero_point(const char* op, int64_t zp) {
@@ -120,7 +116,7 @@ at::Tensor linear_common(const char* op, bool sparse, const at::Tensor& input, c
                          const at::Tensor& scale, const c10::optional<at::Tensor>& bias, int64_t out_zp,
                          bool relu, c10::ScalarType dtype, const c10::optional<at::Tensor>& residual,
                          double residual_scale, int64_t residual_zp, int64_t out_quant_max) {
-  const K::PackedView w = view_of(op, packed);
+  const K::PackedView w = runnable_view_of(op, packed);
   const bool is_sparse = w.kind() == K::PackedKind::sparse_1x4 || w.kind() == K::PackedKind::sparse_2_4;
   TORCH_CHECK(is_sparse == sparse && (sparse || w.kind() == K::PackedKind::gemm), op,
               ": packed_weight was not made by ",
@@ -260,7 +256,7 @@ at::Tensor conv_common(const char* op, bool sparse, const at::Tensor& input, con
                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t output_zero_point, bool relu,
                        c10::ScalarType output_dtype, const c10::optional<at::Tensor>& residual,
                        double residual_scale, int64_t residual_zero_point, int64_t output_quant_max) {
-  const K::PackedView w = view_of(op, packed_weight);
+  const K::PackedView w = runnable_view_of(op, packed_weight);
   const bool sparse_blob = w.kind() == K::PackedKind::sparse_1x4 || w.kind() == K::PackedKind::sparse_2_4;
   const bool conv_blob = w.kind() == K::PackedKind::conv || w.kind() == K::PackedKind::depthwise;
   TORCH_CHECK(sparse ? sparse_blob : conv_blob, op, ": packed_weight was not made by ",

@@ -12,6 +12,8 @@ TORCH_LIBRARY(compress, m) {
         &compress::ops::pack_linear_int8);
   m.def("pack_conv2d_int8(Tensor weight, int input_zero_point, int groups=1, str layout=\"auto\") -> Tensor",
         &compress::ops::pack_conv2d_int8);
+  m.def("packed_weight_for_storage(Tensor packed_weight) -> Tensor", &compress::ops::packed_weight_for_storage);
+  m.def("packed_weight_for_cpu(Tensor packed_weight) -> Tensor", &compress::ops::packed_weight_for_cpu);
   m.def("pack_linear_int8_sparse(Tensor weight, Tensor mask, int input_zero_point, str format) -> Tensor",
         &compress::ops::pack_linear_int8_sparse);
   m.def("linear_int8(Tensor input, Tensor packed_weight, Tensor scale, Tensor? bias, int output_zero_point, "

@@ -45,6 +45,9 @@ def packed_seeds(lib):
     mask[:, 2::4] = 1
     blobs["sparse_1x4"] = ops.pack_linear_int8_sparse(w, mask, 2, "1x4")
     blobs["sparse_2_4"] = ops.pack_linear_int8_sparse(w, mask, 2, "2:4")
+    # The storage forms save_module writes (stored_s8, stored_u7_s8).
+    for name in ("linear_vnni", "linear_avx2_u7", "conv_avx2", "depthwise_s8"):
+        blobs["stored_" + name] = ops.packed_weight_for_storage(blobs[name])
     for name, t in blobs.items():
         write("packed", name, bytes(t.numpy().tobytes()))
 

@@ -8,6 +8,9 @@
 #include <torch/script.h>
 
 #include "compress/io.h"
+#include "compress/kernels/packed.h"
+#include "compress/ops/ops.h"
+#include "compress/ops/script.h"
 #include "temp_dir.h"
 
 using namespace compress;
@@ -83,4 +86,90 @@ TEST_CASE("save_module writes the buffers as one storage per dtype, and they loa
   const std::string again = dir.file("again.pt");
   save_module(loaded, again);
   CHECK(data_records(again) == 5);
+}
+
+namespace {
+
+int64_t layout_of(const at::Tensor& blob) { return blob.narrow(0, 0, 256).view(at::kLong)[3].item<int64_t>(); }
+
+}  // namespace
+
+TEST_CASE("save_module keeps dense packed weights in their storage form, which a loaded model packs for this CPU once",
+          "[io]") {
+  compress::testing::TempDir dir("save_stored");
+  torch::NoGradGuard no_grad;
+  at::manual_seed(5);
+  // A depthwise convolution into a dense 3x3 one and a linear layer: all
+  // three saved in the storage form; a 7-bit packing in its own.
+  auto weight = [](std::vector<int64_t> shape) { return at::randint(-60, 60, shape, at::kChar); };
+  auto scale = [](int64_t n) { return at::rand({n}) * 0.01 + 0.001; };
+  torch::jit::Module m("__torch__.Int8Model");
+  m.register_attribute("training", c10::BoolType::get(), false);
+  m.register_buffer("w_dw", ops::pack_conv2d_int8(weight({5, 1, 3, 3}), 3, 5, "auto"));
+  m.register_buffer("s_dw", scale(5));
+  m.register_buffer("w_conv", ops::pack_conv2d_int8(weight({21, 5, 3, 3}), 7, 1, "auto"));
+  m.register_buffer("s_conv", scale(21));
+  m.register_buffer("w_fc", ops::pack_linear_int8(weight({10, 21}), 2, "auto"));
+  m.register_buffer("s_fc", scale(10));
+  m.register_buffer("w_u7", ops::pack_linear_int8(weight({4, 10}), 0, "avx2_u7"));
+  m.define(R"(
+def forward(self, x: Tensor) -> Tensor:
+    y = ops.compress.conv2d_int8(x, self.w_dw, self.s_dw, None, [1, 1], [1, 1], [1, 1], 7, False, 0)
+    z = ops.compress.conv2d_int8(y, self.w_conv, self.s_conv, None, [1, 1], [0, 0], [1, 1], 2, True, 0)
+    return ops.compress.linear_int8(z, self.w_fc, self.s_fc, None, 0, False, 6)
+)",
+           ops::script_resolver());
+  const at::Tensor x = at::randint(0, 256, {2, 6, 6, 5}, at::kByte);
+  const at::Tensor expected = m.forward({x}).toTensor();
+  const at::Tensor packed_conv = m.attr("w_conv").toTensor();
+
+  const std::string path = dir.file("int8.pt");
+  save_module(m, path);
+  CHECK(m.attr("w_conv").toTensor().is_same(packed_conv));  // the caller's module keeps its packing
+
+  torch::jit::Module loaded = torch::jit::load(path);
+  at::Tensor stored_conv = loaded.attr("w_conv").toTensor();
+  CHECK(layout_of(stored_conv) == int64_t(kernels::Layout::stored_s8));
+  CHECK(layout_of(loaded.attr("w_fc").toTensor()) == int64_t(kernels::Layout::stored_s8));
+  CHECK(layout_of(loaded.attr("w_dw").toTensor()) == int64_t(kernels::Layout::stored_s8));
+  CHECK(layout_of(loaded.attr("w_u7").toTensor()) == int64_t(kernels::Layout::stored_u7_s8));
+  CHECK(stored_conv.numel() < packed_conv.numel());  // 21 x 45 row-major, not padded to the layout's blocks
+  CHECK(ops::packed_weight_info(stored_conv).nonzeros == ops::packed_weight_info(packed_conv).nonzeros);
+
+  const int64_t cached = ops::repacked_weights_cached();
+  CHECK(at::equal(loaded.forward({x}).toTensor(), expected));
+  CHECK(ops::repacked_weights_cached() == cached + 3);  // the two convolutions' and the linear layer's packings
+  CHECK(at::equal(loaded.forward({x}).toTensor(), expected));
+  CHECK(ops::repacked_weights_cached() == cached + 3);  // kept: packed once
+  // Written in place (its version changes): packed again, not read stale.
+  at::Tensor changed = stored_conv.clone();
+  {
+    // Zero the first output channel's weights (the storage form has no
+    // compensation to match): channel 0 of the convolution's result becomes
+    // the ReLU of zero.
+    auto* h = changed.data_ptr<uint8_t>();
+    const auto* fields = reinterpret_cast<const int64_t*>(h);
+    std::memset(h + fields[kernels::kDataOffset], 0, 45);
+  }
+  loaded.attr("w_conv").toTensor().copy_(changed);
+  const at::Tensor after_write = loaded.forward({x}).toTensor();
+  CHECK_FALSE(at::equal(after_write, expected));
+  CHECK(ops::repacked_weights_cached() == cached + 3);
+  // Saved again from the loaded module: the stored forms stay as they are.
+  const std::string again = dir.file("again.pt");
+  save_module(loaded, again);
+  CHECK(at::equal(torch::jit::load(again).forward({x}).toTensor(), after_write));
+  // Freed with the model (its buffers share one storage, which stored_conv
+  // would keep).
+  stored_conv.reset();
+  loaded = torch::jit::Module();
+  CHECK(ops::repacked_weights_cached() == cached);
+  // Packed in the module itself: each weight held once, nothing kept aside.
+  torch::jit::Module packed_in_place = torch::jit::load(again);
+  CHECK(ops::pack_stored_weights(packed_in_place) == 4);
+  CHECK(layout_of(packed_in_place.attr("w_conv").toTensor()) == layout_of(packed_conv));
+  CHECK(at::equal(packed_in_place.attr("w_u7").toTensor(), m.attr("w_u7").toTensor()));
+  CHECK(at::equal(packed_in_place.forward({x}).toTensor(), after_write));
+  CHECK(ops::repacked_weights_cached() == cached);
+  CHECK(ops::pack_stored_weights(packed_in_place) == 0);
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "compress/kernels/conv.h"
+#include "compress/kernels/packed.h"
 #include "kernel_test_util.h"
 
 using namespace compress::kernels;
@@ -196,4 +197,32 @@ TEST_CASE("conv2d_u8s8 amx (implicit im2col rows + gemm_u8s8s32_amx_32x32) match
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {
   KT_REQUIRE_ISA(Isa::avx512vnni);
   run_conv_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);
+}
+
+TEST_CASE("conv2d_u8s8 computes with a weight in the storage form as with its packing", "[kernels][conv][packing]") {
+  std::mt19937 g(33);
+  ConvGeometry geo;
+  geo.batch = 2;
+  geo.height = 7;
+  geo.width = 6;
+  geo.pad_h = geo.pad_w = 1;
+  const int64_t c_in = 6, c_out = 11;
+  const std::vector<uint8_t> x = kt::random_u8(g, geo.batch * geo.height * geo.width * c_in);
+  const std::vector<int8_t> w = kt::random_s8(g, c_out * 9 * c_in, -50, 50), dw = kt::random_s8(g, c_in * 9);
+  for (const auto& [packed, n] :
+       {std::make_pair(pack_conv_u8s8(w.data(), c_out, 3, 3, c_in, 4, dense_layout_for(best_isa())), c_out),
+        std::make_pair(pack_depthwise_u8s8(dw.data(), c_in, 3, 3, 4), c_in)}) {
+    const PackedView p(packed.data(), static_cast<int64_t>(packed.size()));
+    INFO("kind " << static_cast<int>(p.kind()));
+    const std::vector<uint8_t> stored = to_stored(p);
+    const PackedView s(stored.data(), static_cast<int64_t>(stored.size()));
+    const std::vector<float> scale = kt::random_f(g, n, 0.01f, 0.1f);
+    Epilogue ep;
+    ep.scale = scale.data();
+    ep.out = OutType::f32;
+    std::vector<float> a(geo.batch * geo.height * geo.width * n), b(a.size());
+    conv2d_u8s8(x.data(), geo, p, a.data(), ep, serial());
+    conv2d_u8s8(x.data(), geo, s, b.data(), ep, serial());
+    CHECK(a == b);
+  }
 }

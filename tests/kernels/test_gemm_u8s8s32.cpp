@@ -328,3 +328,97 @@ TEST_CASE("packed blobs are validated", "[kernels][packing]") {
   CHECK_THROWS_WITH(pack_gemm_u8s8(W.data(), 2, 3, 256, Layout::rowmajor_s8), Catch::Contains("zero point"));
   CHECK_THROWS_AS(pack_gemm_u8s8(W.data(), 0, 3, 0, Layout::rowmajor_s8), compress::Error);
 }
+
+TEST_CASE("the storage form of a dense weight is row-major and packs back to each ISA's layout byte for byte",
+          "[kernels][gemm][packing]") {
+  std::mt19937 g(31);
+  // Sizes off every layout's blocks (n 16 / 32, k 2 / 4); a narrow-range
+  // weight keeps the AVX2 u8 layout (few corrections), a full-range one
+  // makes it fall back to the exact s8 layout.
+  for (const int range : {40, 127}) {
+    const int64_t n = 21, kh = 3, kw = 3, c_in = 5, k = kh * kw * c_in;
+    const std::vector<int8_t> w = kt::random_s8(g, n * k, -range, range);
+    for (const Layout layout : {Layout::vnni_n32k4_s8, Layout::avx2_n16k4_u8s8, Layout::avx2_n16k2_s8,
+                                Layout::avx2_n16k2_s16}) {
+      INFO("range " << range << ", layout " << static_cast<int>(layout));
+      const std::vector<uint8_t> conv = pack_conv_u8s8(w.data(), n, kh, kw, c_in, 17, layout);
+      const PackedView packed(conv.data(), static_cast<int64_t>(conv.size()));
+      REQUIRE(storable(packed) == (packed.layout() != Layout::rowmajor_s8));
+      const std::vector<uint8_t> stored = to_stored(packed);
+      const PackedView s(stored.data(), static_cast<int64_t>(stored.size()));
+      CHECK(s.layout() == Layout::stored_s8);
+      CHECK(s.kind() == PackedKind::conv);
+      CHECK((s.n_pad() == n && s.k_pad() == k));
+      CHECK((s.kh() == kh && s.kw() == kw && s.c_in() == c_in && s.a_zero_point() == 17));
+      CHECK(std::memcmp(s.data(), w.data(), w.size()) == 0);
+      CHECK(stored.size() < conv.size());
+      CHECK_FALSE(storable(s));
+      for (const Isa isa : {Isa::ref, Isa::avx2, Isa::avx512vnni, Isa::amx}) {
+        INFO("isa " << isa_name(isa));
+        const std::vector<uint8_t> direct = pack_conv_u8s8(w.data(), n, kh, kw, c_in, 17, dense_layout_for(isa));
+        CHECK(from_stored(s, isa) == direct);
+      }
+    }
+  }
+  // A linear layer's too; and the stored blob itself runs (the reference
+  // kernel reads it as it reads rowmajor_s8), bit for bit as its packing.
+  const int64_t M = 7, n = 19, k = 37;
+  const std::vector<int8_t> w = kt::random_s8(g, n * k);
+  const std::vector<uint8_t> A = kt::random_u8(g, M * k);
+  const std::vector<uint8_t> gemm = pack_gemm_u8s8(w.data(), n, k, 3, dense_layout_for(best_isa()));
+  const PackedView packed(gemm.data(), static_cast<int64_t>(gemm.size()));
+  const std::vector<uint8_t> stored = to_stored(packed);
+  const PackedView s(stored.data(), static_cast<int64_t>(stored.size()));
+  CHECK(s.kind() == PackedKind::gemm);
+  CHECK(from_stored(s, best_isa()) == gemm);
+  const std::vector<float> scale = kt::random_f(g, n, 0.01f, 0.1f);
+  Epilogue ep;
+  ep.scale = scale.data();
+  ep.out = OutType::f32;
+  std::vector<float> from_packed(M * n), from_stored_blob(M * n);
+  gemm_u8s8s32(M, A.data(), k, packed, from_packed.data(), n, ep, serial());
+  gemm_u8s8s32(M, A.data(), k, s, from_stored_blob.data(), n, ep, serial());
+  CHECK(from_packed == from_stored_blob);
+  // A depthwise weight: W[c][kh * kw], packed back as depthwise_s8 whatever the ISA.
+  const int64_t c = 19;
+  const std::vector<int8_t> dw = kt::random_s8(g, c * 9);
+  const std::vector<uint8_t> dw_packed = pack_depthwise_u8s8(dw.data(), c, 3, 3, 5);
+  const std::vector<uint8_t> dw_stored = to_stored(PackedView(dw_packed.data(), int64_t(dw_packed.size())));
+  const PackedView ds(dw_stored.data(), static_cast<int64_t>(dw_stored.size()));
+  CHECK((ds.kind() == PackedKind::depthwise && ds.layout() == Layout::stored_s8));
+  CHECK((ds.n() == c && ds.k() == 9 && ds.kh() == 3 && ds.kw() == 3 && ds.groups() == c && ds.a_zero_point() == 5));
+  CHECK(std::memcmp(ds.data(), dw.data(), dw.size()) == 0);
+  CHECK(dw_stored.size() < dw_packed.size());
+  for (const Isa isa : {Isa::ref, Isa::avx2, Isa::avx512vnni}) CHECK(from_stored(ds, isa) == dw_packed);
+  // A weight packed for 7-bit activations has its own storage form, which
+  // packs back to the 7-bit layout on every ISA (it refuses codes above 127
+  // wherever it runs, as it did before it was stored).
+  // (Trained-like weights: with full-range ones the packer falls back to the exact layout.)
+  const std::vector<int8_t> w7 = kt::random_s8(g, n * k, -40, 40);
+  const std::vector<uint8_t> u7 = pack_gemm_u8s8(w7.data(), n, k, 3, Layout::avx2_n16k8_u7s8);
+  REQUIRE(PackedView(u7.data(), int64_t(u7.size())).layout() == Layout::avx2_n16k8_u7s8);
+  const std::vector<uint8_t> u7_stored = to_stored(PackedView(u7.data(), int64_t(u7.size())));
+  const PackedView us(u7_stored.data(), static_cast<int64_t>(u7_stored.size()));
+  CHECK(us.layout() == Layout::stored_u7_s8);
+  CHECK(std::memcmp(us.data(), w7.data(), w7.size()) == 0);
+  for (const Isa isa : {Isa::ref, Isa::avx2, Isa::avx512vnni}) CHECK(from_stored(us, isa) == u7);
+  std::vector<uint8_t> too_large = A;
+  too_large[0] = 128;
+  CHECK_THROWS_AS(gemm_u8s8s32(M, too_large.data(), k, us, from_stored_blob.data(), n, ep, serial()), compress::Error);
+}
+
+TEST_CASE("only dense and depthwise weights packed for a kernel have a storage form", "[kernels][gemm][packing]") {
+  std::mt19937 g(32);
+  const int64_t n = 8, k = 16;
+  const std::vector<int8_t> w = kt::random_s8(g, n * k, -20, 20);
+  const std::vector<uint8_t> mask(n * k, 1);
+  for (const std::vector<uint8_t>& blob :
+       {pack_gemm_u8s8(w.data(), n, k, 0, Layout::rowmajor_s8), pack_sparse_1x4_u8s8(w.data(), mask.data(), n, k, 0),
+        pack_sparse_2_4_u8s8(w.data(), std::vector<uint8_t>(n * k, 0).data(), n, k, 0)}) {
+    const PackedView v(blob.data(), static_cast<int64_t>(blob.size()));
+    INFO("kind " << static_cast<int>(v.kind()) << ", layout " << static_cast<int>(v.layout()));
+    CHECK_FALSE(storable(v));
+    CHECK_THROWS_AS(to_stored(v), compress::Error);
+    CHECK_THROWS_AS(from_stored(v, Isa::avx2), compress::Error);
+  }
+}

@@ -5,7 +5,8 @@ usage: test_ops_python.py LIBCOMPRESS_OPS OPS_ROUNDTRIP WORKDIR
 1. C++ saves a module (ops_roundtrip save); Python loads it after
    torch.ops.load_library and reproduces the output stored in it.
 2. Python scripts a module with the ops, checks it against exact integer
-   references, saves it; C++ (ops_roundtrip check) loads it and reproduces it.
+   references (also with a weight in the storage form), saves it; C++
+   (ops_roundtrip check) loads it and reproduces it.
 """
 import os
 import subprocess
@@ -47,6 +48,17 @@ def main():
     yc = ops.conv2d_int8(xc, ops.pack_conv2d_int8(wc, zp), torch.ones(6), None, [1, 1], [1, 1], [1, 1],
                          0, False, torch.float32)
     assert torch.equal(yc, ref.permute(0, 2, 3, 1).contiguous()), "conv2d_int8 is not exact in Python"
+    # The storage form (what save_module writes) runs as the packing does,
+    # and packs back to it for this CPU.
+    packed = ops.pack_conv2d_int8(wc, zp)
+    stored = ops.packed_weight_for_storage(packed)
+    if ops.kernel_isa() == "ref":  # packed row-major already: no other storage form
+        assert torch.equal(stored, packed), "the reference layout was changed for storage"
+    else:
+        assert stored.numel() < packed.numel(), "the storage form is not smaller"
+    ys = ops.conv2d_int8(xc, stored, torch.ones(6), None, [1, 1], [1, 1], [1, 1], 0, False, torch.float32)
+    assert torch.equal(ys, yc), "conv2d_int8 computes otherwise with the storage form"
+    assert torch.equal(ops.packed_weight_for_cpu(stored), packed), "the storage form does not pack back"
 
     class Net(torch.nn.Module):
         def __init__(self):

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,23 @@ std::vector<Sample> samples() {
   const at::Tensor dw_w = at::randint(-128, 128, {6, 1, 3, 3}, at::kChar);
   s.push_back({"depthwise", call("pack_conv2d_int8", {dw_w, int64_t{9}, int64_t{6}, std::string("auto")}).toTensor(),
                conv_runner(6, 6)});
+  // The storage form save_module writes, of a dense, a convolution and a
+  // depthwise weight (16 channels: its data must outgrow the 64 bytes that
+  // one field case moves data_offset back by).
+  auto stored = [&](const std::string& of) {
+    for (const Sample& sample : s)
+      if (sample.what == of) return call("packed_weight_for_storage", {sample.packed}).toTensor();
+    throw std::logic_error("no sample " + of);
+  };
+  s.push_back({"stored dense", stored("vnni_n32k4_s8"), linear_runner("linear_int8", N, K, 255)});
+  s.push_back({"stored conv", stored("conv avx2"), conv_runner(3, 5)});
+  s.push_back({"stored u7", stored("avx2_n16k8_u7s8"), linear_runner("linear_int8", N, K, 127)});
+  const at::Tensor dw16 = at::randint(-128, 128, {16, 1, 3, 3}, at::kChar);
+  s.push_back({"stored depthwise",
+               call("packed_weight_for_storage",
+                    {call("pack_conv2d_int8", {dw16, int64_t{9}, int64_t{16}, std::string("auto")}).toTensor()})
+                   .toTensor(),
+               conv_runner(16, 16)});
   at::Tensor mask = at::zeros({N, K}, at::kByte);
   for (int64_t i = 0; i < N; ++i)
     for (int64_t j = (i % 3) * 4; j < K; j += 12) mask[i][j] = 1, mask[i][j + 2] = 1;
@@ -110,7 +128,8 @@ const std::vector<FieldCase>& field_cases() {
       {KN::kMagic, "magic", [](int64_t, const KN::PackedView&) { return int64_t{0}; }},
       {KN::kVersion, "version", [](int64_t, const KN::PackedView&) { return int64_t{2}; }},
       {KN::kKind, "kind", [](int64_t, const KN::PackedView&) { return int64_t{9}; }},
-      {KN::kLayout, "layout", [](int64_t, const KN::PackedView&) { return int64_t{10}; }},  // past the last
+      {KN::kLayout, "layout",  // past the last
+       [](int64_t, const KN::PackedView&) { return static_cast<int64_t>(KN::Layout::stored_u7_s8) + 1; }},
       // A real layout of another kind of weight.
       {KN::kLayout, "layout",
        [](int64_t, const KN::PackedView& v) {
@@ -160,12 +179,15 @@ TEST_CASE("every header field of a packed weight is validated by the op that rea
 }
 
 TEST_CASE("a 7-bit packed weight refuses a zero point above 127", "[ops][packed][errors]") {
+  int checked = 0;
   for (Sample& s : samples()) {
-    if (view(s.packed).layout() != KN::Layout::avx2_n16k8_u7s8) continue;
+    if (!KN::layout_needs_7bit_activations(view(s.packed).layout())) continue;  // the 7-bit layout and its storage form
+    ++checked;
     at::Tensor bad = s.packed.clone();
     header(bad)[KN::kAZeroPoint] = 128;
     CHECK_THAT(error_of([&] { s.run(bad); }), Catch::Contains("field 'a_zero_point' is 128, outside 0..127"));
   }
+  CHECK(checked == 2);
 }
 
 // Sections hold the indices the kernels follow: row pointers, correction
@@ -180,8 +202,9 @@ TEST_CASE("packed weight sections are validated: row pointers, indices, compensa
       std::memcpy(bad.data_ptr<uint8_t>() + header(bad)[section_field] + byte_offset, &value, sizeof(value));
       return error_of([&] { s.run(bad); });
     };
-    CHECK_THAT(corrupt(KN::kCompOffset, 4, std::numeric_limits<int32_t>::max()),
-               Catch::Contains("packed weight: section 'comp': compensation of channel 1"));
+    if (!KN::is_storage_layout(v.layout()))  // the storage forms have no compensation
+      CHECK_THAT(corrupt(KN::kCompOffset, 4, std::numeric_limits<int32_t>::max()),
+                 Catch::Contains("packed weight: section 'comp': compensation of channel 1"));
     const bool has_row_ptr = v.layout() == KN::Layout::avx2_n16k4_u8s8 || v.layout() == KN::Layout::avx2_n16k8_u7s8 ||
                              v.layout() == KN::Layout::sparse_1x4_csr;
     if (has_row_ptr) {

@@ -55,6 +55,18 @@ enum class Layout : int64_t {
   // padding tap (the kernel widens and pairs the taps once per call). What
   // pack_depthwise_u8s8 writes; depthwise_s16 blobs still load and run.
   depthwise_s8 = 9,
+  // The storage form of a dense or depthwise weight: W[n][k] s8 row-major
+  // (depthwise: W[c][kh * kw]), no padding and no compensation section.
+  // Saved models keep their weights in it (to_stored): independent of the
+  // CPU that packed them, without the kernel layouts' padding (n to 16 or
+  // 32, k to 4) and 4 bytes a channel of compensation. The ops pack it once
+  // for the CPU they run on (from_stored); a kernel given it packs it on
+  // every call.
+  stored_s8 = 10,
+  // stored_s8 for a weight packed for 7-bit activations: it packs back to
+  // avx2_n16k8_u7s8 whatever the CPU (what the weight was packed as), so the
+  // model refuses codes above 127 wherever it runs, as before it was saved.
+  stored_u7_s8 = 11,
 };
 
 // Field indices of the int64 header.
@@ -109,7 +121,12 @@ inline int32_t depthwise_weight(const PackedView& v, int64_t t, int64_t ch) {
 Layout dense_layout_for(Isa isa, bool activations_7bit = false);
 
 // True if the layout requires activations (and their zero point) in 0..127.
-inline bool layout_needs_7bit_activations(Layout l) { return l == Layout::avx2_n16k8_u7s8; }
+inline bool layout_needs_7bit_activations(Layout l) {
+  return l == Layout::avx2_n16k8_u7s8 || l == Layout::stored_u7_s8;
+}
+
+// True for the storage forms (stored_s8, stored_u7_s8).
+inline bool is_storage_layout(Layout l) { return l == Layout::stored_s8 || l == Layout::stored_u7_s8; }
 
 // Packs a dense s8 weight W[n][k] (row-major) for u8 activations whose zero
 // point is `a_zero_point` (0..255; 0..127 for avx2_n16k8_u7s8). Throws
@@ -149,5 +166,19 @@ std::vector<uint8_t> pack_sparse_conv_u8s8(const int8_t* w, const uint8_t* mask,
 // Row-major copy W[n][k] of the (possibly masked) weight a blob holds; for any
 // kind and layout. Used by the reference kernels and by tests.
 std::vector<int8_t> unpack_weight_rowmajor(const PackedView& v);
+
+// True for a dense (gemm, conv) or depthwise blob packed for a kernel's
+// layout, which to_stored can write: every such layout but the reference's
+// and the storage forms themselves.
+bool storable(const PackedView& v);
+// The storage form of a storable blob (stored_u7_s8 for the 7-bit layout,
+// stored_s8 otherwise): same kind, sizes, zero point and geometry. Throws
+// BadInput for any other blob.
+std::vector<uint8_t> to_stored(const PackedView& v);
+// A blob in a storage form packed for the kernels of `isa`
+// (dense_layout_for(isa); depthwise_s8 for a depthwise weight,
+// avx2_n16k8_u7s8 for stored_u7_s8), byte for byte what packing the weight
+// for that layout gives.
+std::vector<uint8_t> from_stored(const PackedView& v, Isa isa);
 
 }  // namespace compress::kernels

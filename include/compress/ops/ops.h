@@ -27,6 +27,22 @@ at::Tensor pack_linear_int8(const at::Tensor& weight, int64_t input_zero_point, 
 // weight int8 [O, I/groups, kh, kw] (PyTorch OIHW); groups 1 or depthwise (groups == O == I).
 at::Tensor pack_conv2d_int8(const at::Tensor& weight, int64_t input_zero_point, int64_t groups,
                             const std::string& layout);
+// The storage form of a packed weight, which save_module writes: a dense
+// weight packed for a CPU's kernels becomes row-major without the kernel
+// layouts' padding (kernels::Layout::stored_s8), the same weight in fewer
+// bytes and for any CPU. The ops take it wherever they take the packing: at
+// its first call it is packed for this CPU's kernels, once, and the packing
+// kept while the stored tensor lives unchanged. Any other blob (depthwise,
+// sparse, 7-bit, reference layout, already stored) comes back as it is.
+at::Tensor packed_weight_for_storage(const at::Tensor& packed_weight);
+// The inverse: a weight in the storage form packed for this CPU's kernels
+// (any other blob as it is). What the ops run a stored weight with; a
+// module's buffers replaced by it (pack_stored_weights in script.h, or a
+// loop over named_buffers in Python) hold each weight once instead of the
+// stored bytes plus the ops' kept packing.
+at::Tensor packed_weight_for_cpu(const at::Tensor& packed_weight);
+// How many packings of stored weights the ops keep now (tests, diagnostics).
+int64_t repacked_weights_cached();
 // weight int8 [N, K] and mask bool/uint8 [N, K]; format "1x4" or "2:4".
 at::Tensor pack_linear_int8_sparse(const at::Tensor& weight, const at::Tensor& mask, int64_t input_zero_point,
                                    const std::string& format);
