@@ -11,6 +11,7 @@
 #include "compress/kernels/packed.h"
 #include "compress/ir/export.h"
 #include "compress/ir/import.h"
+#include "compress/models/zoo.h"
 #include "compress/passes/fold_batch_norm.h"
 #include "quant_test_util.h"
 
@@ -41,7 +42,7 @@ void save_with_expectation(torch::jit::Module m, const at::Tensor& x, const std:
   at::Tensor y = m.forward({x}).toTensor();
   m.register_buffer("example_input", x);
   m.register_buffer("expected_output", y);
-  m.save(path);
+  save_module(m, path);  // the weights in their storage form, as the CLI writes them
 }
 
 // The saved model runs in a C++ program linking only compress_ops, and in
@@ -284,7 +285,8 @@ TEST_CASE("resnet18: INT8 with fused residuals, a quarter of the size, loads in 
   torch::jit::Module q = export_module(g);
   std::string out = quant_scratch() + "/resnet18.int8.pt";
   save_module(q, out);
-  // Measured 0.252 (11.8 MB of 46.9 MB).
+  // Measured 0.2503 (11.7 MB of 46.9 MB; 0.252 before weights were saved
+  // in their storage form).
   double ratio = static_cast<double>(fs::file_size(out)) / static_cast<double>(fs::file_size(in));
   INFO("size ratio " << ratio);
   CHECK(ratio <= 0.27);
@@ -304,17 +306,48 @@ TEST_CASE("mobilenet_v2: depthwise convolutions and relu6 run in INT8", "[quant]
   // Measured (percentile, 3 random batches of 2): output SQNR 33.0 dB.
   CHECK(r.output_sqnr_db > 27.0);
   // The issue's size bound holds here too, where 17 depthwise layers and 52
-  // layers' per-channel scales weigh more than in resnet18: measured 0.268 of
-  // the fixture file with the VNNI/AMX layout (depthwise weights as s8 with
-  // no padding tap; 0.275 with the s16 layout). The AVX2 layouts also store
-  // correction lists for the weight pairs they clip (up to 2% of the weights,
-  // 4 bytes each; random weights need many): 0.273 there.
+  // layers' per-channel scales weigh more than in resnet18: measured 0.2516
+  // of the fixture file. The file holds the weights in their storage form
+  // (row-major, no padding or compensation), the same whichever CPU
+  // quantized it: before, the VNNI layout gave 0.268 and the AVX2 ones,
+  // which add correction lists for the weight pairs they clip, 0.273.
   std::string out = quant_scratch() + "/mobilenet_v2.int8.pt";
   save_module(export_module(g), out);
   double ratio = static_cast<double>(fs::file_size(out)) / static_cast<double>(fs::file_size(fixture("mobilenet_v2.pt")));
   INFO("size ratio " << ratio);
-  const bool avx2_layouts = kernels::dense_layout_for(kernels::active_isa()) == kernels::Layout::avx2_n16k4_u8s8;
-  CHECK(ratio <= (avx2_layouts ? 0.28 : 0.27));
+  CHECK(ratio <= 0.26);
+}
+
+TEST_CASE("the zoo's convolutional models quantize to about a quarter of their float file", "[quant]") {
+  // The float file as `compress train` writes it (save_module). Untrained
+  // models stand for the trained ones once no weight is zero: the zoo
+  // initialises some batch-norm scales to zero, which would fold to
+  // all-zero convolutions that pack sparse (half the resnet's file).
+  // Measured (as on trained models, docs/quantization.md): cnn 0.258, resnet
+  // 0.259, senet 0.264 (the issue's 0.27 met), mobilenetv2 0.285 (not met:
+  // 92k weights, so the archive's code, pickled module tree, 23 packed-weight
+  // headers and 8 bytes of float scale and bias for each of its 2090
+  // channels weigh a quarter of its weights; bounded here to catch a
+  // regression). Before the export shared one class among identical modules
+  // and weights were saved in their storage form: 0.265, 0.271, 0.282, 0.403.
+  for (const auto& [arch, bound] : {std::pair<const char*, double>{"cnn", 0.27}, {"resnet", 0.27}, {"senet", 0.27},
+                                    {"mobilenetv2", 0.29}}) {
+    INFO(arch);
+    const std::string in = quant_scratch() + "/" + arch + ".pt", out = quant_scratch() + "/" + arch + ".int8.pt";
+    torch::jit::Module float_model = models::build(arch).module;
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& p : float_model.named_parameters()) p.value.normal_(0.0, 0.1);
+    }
+    save_module(float_model, in);
+    Graph g = import_module(load_module(in));
+    g.set_example_inputs({InputSpec{{2, 1, 28, 28}}});
+    quant::quantize_static(g, random_batches({2, 1, 28, 28}, 2));
+    save_module(export_module(g), out);
+    const double ratio = static_cast<double>(fs::file_size(out)) / static_cast<double>(fs::file_size(in));
+    INFO("size ratio " << ratio << " (" << fs::file_size(out) << " of " << fs::file_size(in) << " bytes)");
+    CHECK(ratio <= bound);
+  }
 }
 
 TEST_CASE("static quantization gives attention leaves dynamic INT8 projections, unless excluded", "[quant][fixtures]") {
