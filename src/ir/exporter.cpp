@@ -242,9 +242,10 @@ class SourceWriter {
 // a module of its own type with its parameters and attributes (`get`, then
 // register_*). Then `share_types` rebuilds it so that modules with the same
 // class name, slots and forward share one TorchScript class: a saved archive
-// holds one code file (and one debug record) per class, about 400 bytes even
-// for a class of three buffers, and an exporter making a class per instance
-// wrote 53 of them for the zoo's INT8 mobilenetv2 where 9 differ.
+// holds one code file and one debug record per class, each about 400 bytes
+// with its zip entry even for a class of three buffers, and an exporter
+// making a class per instance wrote 53 classes for the zoo's INT8
+// mobilenetv2 where 9 differ.
 struct Hierarchy {
   std::shared_ptr<torch::jit::CompilationUnit> draft_cu = std::make_shared<torch::jit::CompilationUnit>();
   std::map<std::string, torch::jit::Module> modules;  // path -> draft module ("" is the root)
