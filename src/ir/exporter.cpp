@@ -396,17 +396,18 @@ torch::jit::Module export_module(const Graph& graph, const ExportOptions& option
   auto resolver = ops::script_resolver();
   try {
     // Leaf modules first, so their parameters sit under their own names.
-    std::map<std::string, std::string> leaf_sources;
+    std::vector<const Node*> leaves;  // the first call of each leaf module
     for (const Node& n : graph.nodes()) {
       if (!n.is_leaf()) continue;
       std::string src = leaf_info(n.leaf).source(n);
-      auto done = leaf_sources.find(n.module);
-      if (done != leaf_sources.end()) {
+      auto done = h.sources.find(n.module);
+      if (done != h.sources.end()) {
         if (done->second != src)
           failure("export: module '" + n.module + "' is called as two different " + n.op_name() + " leaves");
         continue;
       }
-      leaf_sources[n.module] = src;
+      h.sources[n.module] = src;
+      leaves.push_back(&n);
       h.get(graph, n.module, detail::default_leaf_type_name(n.leaf));
       for (const auto& role : n.params) {
         if (role.second != (n.module.empty() ? role.first : n.module + "." + role.first))
@@ -423,13 +424,12 @@ torch::jit::Module export_module(const Graph& graph, const ExportOptions& option
       at::Tensor copy = st.tensor.detach().clone(at::MemoryFormat::Preserve);
       h.get(graph, owner).register_parameter(attr, copy, st.is_buffer);
     }
-    for (const Node& n : graph.nodes()) {
-      if (!n.is_leaf() || h.sources.count(n.module)) continue;
-      torch::jit::Module& m = h.modules.at(n.module);
-      const LeafInfo& info = leaf_info(n.leaf);
-      if (info.attributes)
-        for (const auto& kv : info.attributes(n)) m.register_attribute(kv.first, kv.second.type(), kv.second);
-      h.sources[n.module] = leaf_sources.at(n.module);
+    // Then their attributes, after the parameters (the slot order their class records).
+    for (const Node* n : leaves) {
+      const LeafInfo& info = leaf_info(n->leaf);
+      if (!info.attributes) continue;
+      torch::jit::Module& m = h.modules.at(n->module);
+      for (const auto& kv : info.attributes(*n)) m.register_attribute(kv.first, kv.second.type(), kv.second);
     }
     root = h.share_types(resolver);
     SourceWriter writer(graph, &root);
