@@ -71,6 +71,12 @@ bool is_stored_blob(const at::Tensor& packed) {
          K::is_storage_layout(static_cast<K::Layout>(header[K::kLayout]));
 }
 
+// A stored blob packed for `isa`'s kernels; errors name `op`.
+at::Tensor packed_for(const char* op, const at::Tensor& stored, K::Isa isa) {
+  const K::PackedView v = view_of(op, stored);
+  return guarded(op, [&] { return blob_tensor(K::from_stored(v, isa)); });
+}
+
 }  // namespace
 
 at::Tensor runnable_blob(const char* op, const at::Tensor& packed) {
@@ -86,8 +92,7 @@ at::Tensor runnable_blob(const char* op, const at::Tensor& packed) {
   }
   // Packed outside the lock (a large layer takes milliseconds); two threads
   // meeting here pack the same bytes twice and keep one.
-  const K::PackedView stored = view_of(op, packed);
-  at::Tensor blob = guarded(op, [&] { return blob_tensor(K::from_stored(stored, isa)); });
+  at::Tensor blob = packed_for(op, packed, isa);
   std::lock_guard<std::mutex> lock(table_mutex());
   sweep(table());
   table().insert_or_assign(key, Entry{packed.storage().getWeakStorageImpl(), version, blob});
@@ -108,9 +113,7 @@ at::Tensor packed_weight_for_storage(const at::Tensor& packed_weight) {
 
 at::Tensor packed_weight_for_cpu(const at::Tensor& packed_weight) {
   const char* op = "compress::packed_weight_for_cpu";
-  if (!detail::is_stored_blob(packed_weight)) return packed_weight;
-  const K::PackedView stored = detail::view_of(op, packed_weight);
-  return detail::guarded(op, [&] { return detail::blob_tensor(K::from_stored(stored, K::active_isa())); });
+  return detail::is_stored_blob(packed_weight) ? detail::packed_for(op, packed_weight, K::active_isa()) : packed_weight;
 }
 
 int64_t pack_stored_weights(torch::jit::Module& module) {
