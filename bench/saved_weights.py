@@ -28,7 +28,7 @@ from torch_threads import set_threads  # noqa: E402
 
 def packed_copy(model_path, out_path):
     m = torch.jit.load(model_path)
-    for owner_name, owner in m.named_modules():
+    for owner in m.modules():
         for name, b in list(owner.named_buffers(recurse=False)):
             setattr(owner, name, torch.ops.compress.packed_weight_for_cpu(b))
     torch.jit.save(m, out_path)
