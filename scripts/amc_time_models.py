@@ -5,8 +5,9 @@ them: an independent check of `compress amc`'s end-to-end latencies
 the median of CALLS calls in the thread's CPU time, the models interleaved
 over ROUNDS rounds; prints each model's median time and the median over rounds
 of its time over the first model's in the same round.
-  scripts/amc_time_models.py SHAPE FIRST.pt OTHER.pt... [--rounds 7] [--calls 100]
-(SHAPE: e.g. 1,1,28,28.) Python's call overhead (tens of microseconds) is in
+  scripts/amc_time_models.py SHAPE FIRST.pt OTHER.pt... [--rounds 7] [--calls 100] [--ops LIB]
+(SHAPE: e.g. 1,1,28,28; --ops build/src/ops/libcompress_ops.so for INT8 models
+from compress quantize, whose ops live there.) Python's call overhead (tens of microseconds) is in
 every time, so the ratios lean slightly toward 1."""
 import argparse
 import os
@@ -25,7 +26,10 @@ def main():
     p.add_argument("models", nargs="+")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--calls", type=int, default=100)
+    p.add_argument("--ops", help="libcompress_ops.so, for models that call the compress ops")
     a = p.parse_args()
+    if a.ops:
+        torch.ops.load_library(a.ops)
     set_threads(1)
     x = torch.randn([int(d) for d in a.shape.split(",")], generator=torch.Generator().manual_seed(0))
     models = [torch.jit.load(m).eval() for m in a.models]
