@@ -476,15 +476,21 @@ std::vector<uint8_t> pack_conv_u8s8(const int8_t* w, int64_t c_out, int64_t kh, 
 std::vector<uint8_t> pack_depthwise_u8s8(const int8_t* w, int64_t c, int64_t kh, int64_t kw,
                                         int32_t a_zero_point, Layout layout) {
   check_common(c, kh * kw, a_zero_point);
-  if (layout != Layout::depthwise_s8 && layout != Layout::depthwise_s16)
+  const bool stored = layout == Layout::stored_s8;
+  if (layout != Layout::depthwise_s8 && layout != Layout::depthwise_s16 && !stored)
     bad_input("pack: layout is not a depthwise layout");
   const int64_t elem = layout == Layout::depthwise_s16 ? 2 : 1;
   // The s16 form pads the taps to pairs; the s8 form does not (the kernel
-  // pairs them while widening): 9 bytes per channel of a 3x3, not 10.
+  // pairs them while widening): 9 bytes per channel of a 3x3, not 10. The
+  // storage form is w itself: no channel padding, no compensation.
   const int64_t taps = kh * kw, taps_pad = elem == 2 ? round_up(taps, 2) : taps;
-  const int64_t c_pad = round_up(c, DepthwiseTraits::CV);
+  const int64_t c_pad = stored ? c : round_up(c, DepthwiseTraits::CV);
   Builder b(PackedKind::depthwise, layout, c, taps, c_pad, taps_pad, a_zero_point, taps_pad * c_pad * elem, 0, 0);
   b.h()[kKh] = kh; b.h()[kKw] = kw; b.h()[kCIn] = c; b.h()[kGroups] = c;
+  if (stored) {
+    std::memcpy(b.data(), w, static_cast<size_t>(c * taps));
+    return std::move(b.blob);
+  }
   fill_comp(b.comp(), w, c, taps, a_zero_point);
   auto store = [&](auto* d) {
     for (int64_t ch = 0; ch < c; ++ch)
@@ -677,20 +683,15 @@ bool storable(const PackedView& v) {
 namespace {
 
 // A blob of v's kind, zero point and geometry holding row-major w in `layout`
-// (a depthwise weight's own layout when v is depthwise).
+// (for a depthwise weight: the storage form, or else its kernel layout).
 std::vector<uint8_t> repack(const PackedView& v, const std::vector<int8_t>& w, Layout layout) {
   switch (v.kind()) {
     case PackedKind::conv:
       return pack_conv_u8s8(w.data(), v.n(), v.kh(), v.kw(), v.c_in(), v.a_zero_point(), layout);
     case PackedKind::gemm: return pack_gemm_u8s8(w.data(), v.n(), v.k(), v.a_zero_point(), layout);
-    case PackedKind::depthwise: {
-      if (layout != Layout::stored_s8) return pack_depthwise_u8s8(w.data(), v.n(), v.kh(), v.kw(), v.a_zero_point());
-      Builder b(PackedKind::depthwise, Layout::stored_s8, v.n(), v.k(), v.n(), v.k(), v.a_zero_point(), v.n() * v.k(),
-                0, 0);
-      b.h()[kKh] = v.kh(); b.h()[kKw] = v.kw(); b.h()[kCIn] = v.n(); b.h()[kGroups] = v.n();
-      std::memcpy(b.data(), w.data(), w.size());
-      return std::move(b.blob);
-    }
+    case PackedKind::depthwise:
+      return pack_depthwise_u8s8(w.data(), v.n(), v.kh(), v.kw(), v.a_zero_point(),
+                                 is_storage_layout(layout) ? Layout::stored_s8 : Layout::depthwise_s8);
     default: bad_input("repack: a sparse weight has no storage form");
   }
 }

@@ -143,7 +143,8 @@ std::vector<uint8_t> pack_conv_u8s8(const int8_t* w, int64_t c_out, int64_t kh, 
                                    int64_t c_in, int32_t a_zero_point, Layout layout,
                                    double max_correction = kDefaultMaxCorrection);
 // Depthwise weight w[c][kh][kw] (channel multiplier 1), as depthwise_s8
-// (depthwise_s16 only to test that older blobs still run).
+// (depthwise_s16 only to test that older blobs still run; stored_s8 is its
+// storage form).
 std::vector<uint8_t> pack_depthwise_u8s8(const int8_t* w, int64_t c, int64_t kh, int64_t kw,
                                         int32_t a_zero_point, Layout layout = Layout::depthwise_s8);
 // Sparse packing from a dense weight and a mask (same shape; non-zero = keep).
