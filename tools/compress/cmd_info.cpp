@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "parse_args.h"
+#include "compress/cpu_block_cache.h"
 #include "compress/error.h"
 #include "compress/ops/ops.h"
 #include "compress/threads.h"
@@ -39,6 +40,7 @@ int cmd_info(int argc, char** argv) {
     for (const auto& [name, ok] : r.supported) j["supported"][name] = ok;
     j["threads"] = r.threads;
     j["blas_threads"] = blas_num_threads();  // 0: not OpenBLAS
+    j["cpu_block_cache_mb"] = cpu_block_cache_limit_bytes() >> 20;  // 0: off
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -52,6 +54,10 @@ int cmd_info(int argc, char** argv) {
     std::printf("OpenBLAS threads: %d (LibTorch's float matmuls; each command's --threads sets it too)\n", blas);
   else
     std::printf("OpenBLAS: not loaded (LibTorch's BLAS has no thread pool of its own here)\n");
+  if (const size_t limit = cpu_block_cache_limit_bytes(); limit > 0)
+    std::printf("CPU block cache: up to %zu MiB of freed blocks kept for reuse (COMPRESS_CPU_CACHE_MB)\n", limit >> 20);
+  else
+    std::printf("CPU block cache: off (COMPRESS_CPU_CACHE_MB=0)\n");
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <cxxopts.hpp>
 
 #include "commands.h"
+#include "compress/cpu_block_cache.h"
 #include "compress/error.h"
 
 namespace {
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
   }
   for (const auto& c : kCommands) {
     if (name != c.name) continue;
+    // Before any tensor: evaluation and training loops reuse their blocks
+    // instead of page-faulting them in again on every pass.
+    compress::install_cpu_block_cache_from_env();
     try {
       // The command sees its own name as argv[0], as cxxopts expects.
       return c.run(argc - 1, argv + 1);

@@ -1,0 +1,194 @@
+// The cache's own blocks are plain posix_memalign blocks (data == context, no
+// header), so any deleter that ends in free() frees them correctly, and the
+// cache tells its blocks from others by a table of the ones it handed out.
+// That table is what makes installing it mid-process safe: LibTorch registers
+// oneDNN's allocator as "GetAllocator(CPU)->raw_allocate / raw_deallocate",
+// so oneDNN frees a scratch block allocated before the cache existed through
+// the cache's raw deleter (an earlier try, which read a header in front of
+// every pointer, crashed there).
+#include "compress/cpu_block_cache.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <list>
+#include <map>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <vector>
+
+namespace compress {
+
+namespace {
+
+constexpr size_t kSmallest = size_t{256} << 10;  // below: LibTorch's allocator
+constexpr size_t kPage = 4096;
+constexpr size_t kAlignment = 64;  // LibTorch's CPU alignment (c10's gAlignment)
+constexpr size_t kDefaultLimitMb = 1024;
+
+size_t limit_from_env() {
+  const char* env = std::getenv("COMPRESS_CPU_CACHE_MB");
+  if (env == nullptr || *env == '\0') return kDefaultLimitMb << 20;
+  char* end = nullptr;
+  const long mb = std::strtol(env, &end, 10);
+  return (end != env && *end == '\0' && mb > 0) ? static_cast<size_t>(mb) << 20 : 0;
+}
+
+class CpuBlockCache final : public c10::Allocator {
+ public:
+  // Never destroyed: tensors freed during static destruction still find it.
+  static CpuBlockCache& instance() {
+    static CpuBlockCache* cache = new CpuBlockCache();
+    return *cache;
+  }
+
+  // Installs the cache in front of the current CPU allocator, once.
+  void install() {
+    std::call_once(installed_once_, [this] {
+      next_ = c10::GetCPUAllocator();
+      next_raw_deleter_ = next_->raw_deleter();
+      if (next_raw_deleter_ == nullptr) next_raw_deleter_ = &c10::free_cpu;  // LibTorch's own frees with it
+      installed_.store(true);
+      // The same priority as LibTorch's default, which it registers at 0.
+      c10::SetCPUAllocator(this, 0);
+    });
+  }
+  bool installed() const { return installed_.load(); }
+
+  c10::DataPtr allocate(size_t nbytes) const override {
+    if (nbytes < kSmallest || limit() == 0) return next_->allocate(nbytes);
+    const size_t size = (nbytes + kPage - 1) / kPage * kPage;
+    void* data = take(size);
+    if (data == nullptr) {
+      if (posix_memalign(&data, kAlignment, size) != 0) throw std::bad_alloc();
+      std::lock_guard<std::mutex> lock(mutex_);
+      live_.emplace(data, size);
+    }
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  // oneDNN's raw_deallocate comes here for any block, the cache's or not.
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+  size_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  size_t cached() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cached_;
+  }
+  void set_limit(size_t bytes) {
+    std::vector<void*> surplus;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      limit_.store(bytes, std::memory_order_relaxed);
+      evict_until_fits(0, surplus);
+    }
+    for (void* data : surplus) std::free(data);
+  }
+
+ private:
+  struct FreeBlock {
+    void* data;
+    size_t size;
+  };
+  using Recency = std::list<FreeBlock>;  // front: freed most recently
+
+  // The most recently freed block of `size` bytes, or of up to 1/8 more, or
+  // null. A handed-out block is in live_ with its real size.
+  void* take(size_t size) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = by_size_.lower_bound(size);
+    if (it == by_size_.end() || it->first > size + size / 8) return nullptr;
+    Recency::iterator block = it->second;
+    void* data = block->data;
+    cached_ -= block->size;
+    live_.emplace(data, block->size);
+    recency_.erase(block);
+    by_size_.erase(it);
+    return data;
+  }
+
+  // Under the lock: moves the least recently freed blocks to `surplus` until
+  // `incoming` more bytes fit under the limit.
+  void evict_until_fits(size_t incoming, std::vector<void*>& surplus) const {
+    while (!recency_.empty() && cached_ + incoming > limit()) {
+      const FreeBlock oldest = recency_.back();
+      auto range = by_size_.equal_range(oldest.size);
+      for (auto it = range.first; it != range.second; ++it) {
+        if (it->second->data == oldest.data) {
+          by_size_.erase(it);
+          break;
+        }
+      }
+      recency_.pop_back();
+      cached_ -= oldest.size;
+      surplus.push_back(oldest.data);
+    }
+  }
+
+  // The deleter of the cache's blocks and the raw deleter of every block.
+  static void release(void* data) {
+    if (data == nullptr) return;
+    CpuBlockCache& cache = instance();
+    std::vector<void*> surplus;
+    bool ours = false;
+    {
+      std::lock_guard<std::mutex> lock(cache.mutex_);
+      auto it = cache.live_.find(data);
+      if (it != cache.live_.end()) {
+        ours = true;
+        const size_t size = it->second;
+        cache.live_.erase(it);
+        if (size <= cache.limit()) {
+          cache.evict_until_fits(size, surplus);
+          cache.recency_.push_front({data, size});
+          // Before the blocks of its size already here: take() finds it first.
+          cache.by_size_.emplace_hint(cache.by_size_.lower_bound(size), size, cache.recency_.begin());
+          cache.cached_ += size;
+        } else {
+          surplus.push_back(data);
+        }
+      }
+    }
+    // Not the cache's: allocated by the allocator it replaced.
+    if (!ours) cache.next_raw_deleter_(data);
+    for (void* block : surplus) std::free(block);
+  }
+
+  std::once_flag installed_once_;
+  std::atomic<bool> installed_{false};
+  c10::Allocator* next_ = nullptr;
+  c10::DeleterFnPtr next_raw_deleter_ = nullptr;
+
+  mutable std::mutex mutex_;
+  std::atomic<size_t> limit_{0};
+  mutable std::unordered_map<void*, size_t> live_;  // handed out: data -> block size
+  mutable Recency recency_;
+  mutable std::multimap<size_t, Recency::iterator> by_size_;
+  mutable size_t cached_ = 0;
+};
+
+}  // namespace
+
+void install_cpu_block_cache(size_t limit_bytes) {
+  CpuBlockCache& cache = CpuBlockCache::instance();
+  cache.set_limit(limit_bytes);
+  cache.install();
+}
+
+void install_cpu_block_cache_from_env() {
+  const size_t limit = limit_from_env();
+  if (limit > 0) install_cpu_block_cache(limit);
+}
+
+bool cpu_block_cache_installed() { return CpuBlockCache::instance().installed(); }
+size_t cpu_block_cache_limit_bytes() {
+  const CpuBlockCache& cache = CpuBlockCache::instance();
+  return cache.installed() ? cache.limit() : 0;
+}
+size_t cpu_block_cache_cached_bytes() { return CpuBlockCache::instance().cached(); }
+
+}  // namespace compress
