@@ -10,6 +10,8 @@ namespace compress {
 
 // Loads a TorchScript archive onto the CPU. A missing, empty, non-archive or
 // truncated file raises Error(BadInput) naming the file and the problem.
+// INT8 weights saved in their storage form come back packed for this CPU's
+// kernels (ops::pack_stored_weights), each held once.
 torch::jit::Module load_module(const std::string& path);
 
 // Checks that `path` names an existing, readable, non-empty regular file.

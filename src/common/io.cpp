@@ -24,6 +24,7 @@
 #include "compress/archive_check.h"
 #include "compress/error.h"
 #include "compress/ops/ops.h"
+#include "compress/ops/script.h"
 
 namespace fs = std::filesystem;
 
@@ -147,6 +148,11 @@ torch::jit::Module load_module(const std::string& path) {
     trial_load_in_child(path);
     torch::jit::Module m = torch::jit::load(path, c10::Device(c10::kCPU));
     check_module_tensors(m, path);
+    // INT8 weights saved in their storage form, packed for this CPU now: the
+    // module then holds each weight once, where the ops would keep a packing
+    // beside the stored bytes (and a damaged blob is refused here, not at the
+    // first forward).
+    ops::pack_stored_weights(m);
     return m;
   } catch (const Error&) {
     throw;  // already one line naming the file
@@ -298,12 +304,12 @@ class StoredWeights : BufferSwaps {
     for (const auto& sub : module.modules()) {
       for (const auto& b : sub.named_buffers(/*recurse=*/false)) {
         const at::Tensor& t = b.value;
-        if (!t.defined() || t.scalar_type() != at::kByte || t.dim() != 1 || !t.device().is_cpu()) continue;
+        if (!ops::is_packed_weight(t)) continue;
         at::Tensor stored;
         try {
           stored = ops::packed_weight_for_storage(t);
         } catch (const c10::Error&) {
-          continue;  // not a packed weight (or not a valid one): saved as it is
+          continue;  // a damaged blob: saved as it is, for the ops to refuse when it runs
         }
         if (!stored.is_same(t)) swap(sub, b.name, stored);
       }

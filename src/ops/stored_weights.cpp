@@ -61,13 +61,18 @@ void sweep(std::map<Key, Entry>& t) {
   for (auto it = t.begin(); it != t.end();) it = it->second.storage.expired() ? t.erase(it) : std::next(it);
 }
 
-bool is_stored_blob(const at::Tensor& packed) {
+// The header's first fields, or false when the tensor cannot hold a blob.
+bool read_header_start(const at::Tensor& packed, int64_t (&header)[K::kLayout + 1]) {
   if (!packed.defined() || !packed.device().is_cpu() || packed.scalar_type() != at::kByte || packed.dim() != 1 ||
       !packed.is_contiguous() || packed.numel() < K::kHeaderBytes)
     return false;  // view_of reports what is wrong with it
-  int64_t header[K::kLayout + 1];
   std::memcpy(header, packed.data_ptr<uint8_t>(), sizeof(header));
-  return header[K::kMagic] == K::kPackedMagic && header[K::kLayout] >= 0 &&
+  return header[K::kMagic] == K::kPackedMagic;
+}
+
+bool is_stored_blob(const at::Tensor& packed) {
+  int64_t header[K::kLayout + 1];
+  return read_header_start(packed, header) && header[K::kLayout] >= 0 &&
          K::is_storage_layout(static_cast<K::Layout>(header[K::kLayout]));
 }
 
@@ -109,6 +114,11 @@ at::Tensor packed_weight_for_storage(const at::Tensor& packed_weight) {
   return detail::guarded(op, [&] {
     return K::storable(w) ? detail::blob_tensor(K::to_stored(w)) : packed_weight;
   });
+}
+
+bool is_packed_weight(const at::Tensor& tensor) {
+  int64_t header[K::kLayout + 1];
+  return detail::read_header_start(tensor, header);
 }
 
 at::Tensor packed_weight_for_cpu(const at::Tensor& packed_weight) {

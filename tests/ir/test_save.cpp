@@ -112,6 +112,8 @@ TEST_CASE("save_module keeps dense packed weights in their storage form, which a
   m.register_buffer("w_fc", ops::pack_linear_int8(weight({10, 21}), 2, "auto"));
   m.register_buffer("s_fc", scale(10));
   m.register_buffer("w_u7", ops::pack_linear_int8(weight({4, 10}), 0, "avx2_u7"));
+  // Bytes that are not a packed weight: saved as they are.
+  m.register_buffer("bytes", at::randint(0, 256, {300}, at::kByte));
   m.define(R"(
 def forward(self, x: Tensor) -> Tensor:
     y = ops.compress.conv2d_int8(x, self.w_dw, self.s_dw, None, [1, 1], [1, 1], [1, 1], 7, False, 0)
@@ -134,6 +136,12 @@ def forward(self, x: Tensor) -> Tensor:
   CHECK(layout_of(loaded.attr("w_dw").toTensor()) == int64_t(kernels::Layout::stored_s8));
   CHECK(layout_of(loaded.attr("w_u7").toTensor()) == int64_t(kernels::Layout::stored_u7_s8));
   CHECK(stored_conv.numel() < packed_conv.numel());  // 21 x 45 row-major, not padded to the layout's blocks
+  CHECK(at::equal(loaded.attr("bytes").toTensor(), m.attr("bytes").toTensor()));
+  CHECK(ops::is_packed_weight(packed_conv));
+  CHECK(ops::is_packed_weight(stored_conv));
+  CHECK_FALSE(ops::is_packed_weight(m.attr("bytes").toTensor()));
+  CHECK_FALSE(ops::is_packed_weight(packed_conv.narrow(0, 0, 200)));  // shorter than the header
+  CHECK_FALSE(ops::is_packed_weight(m.attr("s_conv").toTensor()));
   CHECK(ops::packed_weight_info(stored_conv).nonzeros == ops::packed_weight_info(packed_conv).nonzeros);
 
   const int64_t cached = ops::repacked_weights_cached();
@@ -172,4 +180,9 @@ def forward(self, x: Tensor) -> Tensor:
   CHECK(at::equal(packed_in_place.forward({x}).toTensor(), after_write));
   CHECK(ops::repacked_weights_cached() == cached);
   CHECK(ops::pack_stored_weights(packed_in_place) == 0);
+  // load_module does the same.
+  torch::jit::Module via_load_module = load_module(again);
+  CHECK(layout_of(via_load_module.attr("w_conv").toTensor()) == layout_of(packed_conv));
+  CHECK(at::equal(via_load_module.forward({x}).toTensor(), after_write));
+  CHECK(ops::repacked_weights_cached() == cached);
 }

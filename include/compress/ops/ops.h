@@ -27,6 +27,11 @@ at::Tensor pack_linear_int8(const at::Tensor& weight, int64_t input_zero_point, 
 // weight int8 [O, I/groups, kh, kw] (PyTorch OIHW); groups 1 or depthwise (groups == O == I).
 at::Tensor pack_conv2d_int8(const at::Tensor& weight, int64_t input_zero_point, int64_t groups,
                             const std::string& layout);
+// Whether the tensor is one of these ops' packed weights: a 1-D uint8 CPU
+// tensor that begins with their blob header's magic number (the rest of the
+// blob is checked by the ops that read it). How save_module tells packed
+// weights from other byte buffers.
+bool is_packed_weight(const at::Tensor& tensor);
 // The storage form of a packed weight, which save_module writes: a dense
 // weight packed for a CPU's kernels becomes row-major without the kernel
 // layouts' padding (kernels::Layout::stored_s8), the same weight in fewer
