@@ -39,7 +39,9 @@ void install_cpu_block_cache(size_t limit_bytes);
 // MiB; 0 or an unreadable value: no cache, LibTorch's allocator untouched).
 void install_cpu_block_cache_from_env();
 
-// Whether the cache is installed, its limit, and the free bytes it holds now.
+// Whether the cache is installed (false also when another allocator holds
+// LibTorch's CPU slot at a higher priority), its limit (0 when it is not
+// installed), and the free bytes it holds now.
 bool cpu_block_cache_installed();
 size_t cpu_block_cache_limit_bytes();
 size_t cpu_block_cache_cached_bytes();

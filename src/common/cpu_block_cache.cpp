@@ -52,9 +52,10 @@ class CpuBlockCache final : public c10::Allocator {
       next_ = c10::GetCPUAllocator();
       next_raw_deleter_ = next_->raw_deleter();
       if (next_raw_deleter_ == nullptr) next_raw_deleter_ = &c10::free_cpu;  // LibTorch's own frees with it
-      installed_.store(true);
-      // The same priority as LibTorch's default, which it registers at 0.
+      // The same priority as LibTorch's default, which it registers at 0; an
+      // allocator someone registered above that stays, and the cache is off.
       c10::SetCPUAllocator(this, 0);
+      installed_.store(c10::GetCPUAllocator() == this);
     });
   }
   bool installed() const { return installed_.load(); }
