@@ -1,28 +1,29 @@
 #pragma once
-// A cache of large CPU blocks in front of LibTorch's CPU allocator, for the
-// whole process.
+// A cache of large CPU blocks: freed blocks are kept and handed out again.
 //
 // Why: glibc hands blocks above its mmap threshold (128 KiB to 32 MiB,
 // adjusted as the process runs) back to the system when they are freed, and
 // trims its heap, so a loop that allocates the same activations again and
-// again (evaluation, fine-tuning, the AMC search) page-faults its whole
-// working set on every pass. Evaluating the Fashion-MNIST resnet at batch
-// 500 on one thread spent about a third of its time in the kernel, over a
-// million faults (docs/performance.md, "Page faults in evaluation and
-// training"). Turning glibc's unmapping off instead makes the heap grow
-// without bound: posix_memalign cannot reuse a freed block of the same size.
+// again (evaluation, fine-tuning, the AMC search, an INT8 model's forward)
+// page-faults its whole working set on every pass. Evaluating the
+// Fashion-MNIST resnet at batch 500 on one thread spent about a third of its
+// time in the kernel, over a million faults; an INT8 mobilenet_v2 forward at
+// batch 32 about 10,000 (docs/performance.md, "Page faults"). Turning glibc's
+// unmapping off instead makes the heap grow without bound: posix_memalign
+// cannot reuse a freed block of the same size.
 //
 // The cache keeps freed blocks of 256 KiB or more and hands them out again
-// for a request of their size (up to 1/8 smaller); smaller requests go to
-// LibTorch's own allocator. It holds at most a limit of free bytes and, past
-// it, returns the least recently freed blocks to the system, so a process
-// holds at most its live tensors plus the limit.
+// for a request of their size (up to 1/8 smaller, the most recently freed
+// first); smaller requests go to LibTorch's own allocator. It holds at most a
+// limit of free bytes and, past it, returns the least recently freed blocks
+// to the system, so a process holds at most its live tensors plus the limit.
 //
-// The `compress` command line installs it at start with the limit from
-// COMPRESS_CPU_CACHE_MB (mebibytes; default 1024, 0 leaves LibTorch's
-// allocator alone). A program linking the library calls
-// install_cpu_block_cache itself. The INT8 ops keep their own pool of output
-// blocks (compress/ops/activation_pool.h), which also serves Python.
+// One cache, two scopes. The INT8 ops (the compress_ops runtime, in C++ and
+// in Python) always take their outputs from it. install_cpu_block_cache puts
+// it in front of LibTorch's CPU allocator as well, for every CPU tensor of
+// the process: the `compress` command line and the example programs do that
+// at start. The limit is COMPRESS_CPU_CACHE_MB mebibytes (default 1024; 0
+// turns the cache off for both) until a program sets another.
 #include <cstddef>
 
 namespace compress {
@@ -36,12 +37,18 @@ namespace compress {
 void install_cpu_block_cache(size_t limit_bytes);
 
 // install_cpu_block_cache with COMPRESS_CPU_CACHE_MB's limit (default 1024
-// MiB; 0 or an unreadable value: no cache, LibTorch's allocator untouched).
+// MiB); with 0, LibTorch's allocator is left alone and the ops' outputs are
+// not cached either. A value that is not a whole number of mebibytes throws
+// compress::Error (bad input) naming it, before anything changes.
 void install_cpu_block_cache_from_env();
 
-// Whether the cache is installed (false also when another allocator holds
-// LibTorch's CPU slot at a higher priority), its limit (0 when it is not
-// installed), and the free bytes it holds now.
+// Sets the limit without installing the cache (then it serves the INT8 ops'
+// outputs only); blocks held beyond it are freed now.
+void set_cpu_block_cache_limit_bytes(size_t limit_bytes);
+
+// Whether the cache is installed in front of LibTorch's allocator (false
+// also when another allocator holds LibTorch's CPU slot at a higher
+// priority), its limit (0: off), and the free bytes it holds now.
 bool cpu_block_cache_installed();
 size_t cpu_block_cache_limit_bytes();
 size_t cpu_block_cache_cached_bytes();

@@ -15,7 +15,6 @@
 #include "compress/kernels/quantize.h"
 #include "compress/kernels/rnn_cell.h"
 #include "compress/ops/ops.h"
-#include "activation_pool.h"
 #include "internal.h"
 
 namespace compress::ops {

@@ -24,6 +24,11 @@ inline K::ParallelFor torch_parallel() {
   };
 }
 
+// at::empty(sizes, dtype) on the CPU, from the CPU block cache when large
+// (compress/cpu_block_cache.h): a forward's outputs reuse the blocks of the
+// one before instead of page-faulting fresh ones.
+at::Tensor empty_activation(at::IntArrayRef sizes, at::ScalarType dtype);
+
 // Runs f, turning compress::Error into a one-line c10::Error that names the op.
 template <typename F>
 auto guarded(const char* op, F&& f) -> decltype(f()) {

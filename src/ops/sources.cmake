@@ -4,7 +4,7 @@
 #   PARALLEL_VAR = those of them that call at::parallel_for (src/ops gives
 #   them OpenMP; the fuzz build runs them serially).
 function(compress_ops_sources out parallel_out dir)
-  set(files ops_registration.cpp ops_impl.cpp dynamic_impl.cpp script_resolver.cpp activation_pool.cpp stored_weights.cpp)
+  set(files ops_registration.cpp ops_impl.cpp dynamic_impl.cpp script_resolver.cpp cpu_block_cache.cpp stored_weights.cpp)
   set(parallel ops_impl.cpp dynamic_impl.cpp)
   list(TRANSFORM files PREPEND ${dir}/)
   list(TRANSFORM parallel PREPEND ${dir}/)

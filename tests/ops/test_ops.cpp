@@ -15,7 +15,7 @@
 
 #include "compress/kernels/gemm.h"
 #include "compress/kernels/packed.h"
-#include "compress/ops/activation_pool.h"
+#include "compress/cpu_block_cache.h"
 #include "compress/ops/ops.h"
 #include "compress/ops/script.h"
 #include "ops_test_util.h"
@@ -364,13 +364,15 @@ TEST_CASE("7-bit activations: the _u7 layouts, quant_max and output_quant_max", 
   CHECK(at::equal(y7, at::clamp_max(y8, 127)));
 }
 
-TEST_CASE("large op outputs reuse freed blocks, within the pool's limit", "[ops][pool]") {
+TEST_CASE("large op outputs reuse freed blocks of the CPU block cache, within its limit", "[ops][pool]") {
   namespace ops = compress::ops;
-  const size_t saved_limit = ops::activation_pool_limit_bytes();
-  ops::set_activation_pool_limit_bytes(size_t{64} << 20);
-  ops::set_activation_pool_limit_bytes(0);  // start empty
-  ops::set_activation_pool_limit_bytes(size_t{64} << 20);
-  REQUIRE(ops::activation_pool_cached_bytes() == 0);
+  // Not installed in front of LibTorch's allocator here: the ops use the cache directly.
+  REQUIRE_FALSE(compress::cpu_block_cache_installed());
+  const size_t saved_limit = compress::cpu_block_cache_limit_bytes();
+  compress::set_cpu_block_cache_limit_bytes(size_t{64} << 20);
+  compress::set_cpu_block_cache_limit_bytes(0);  // start empty
+  compress::set_cpu_block_cache_limit_bytes(size_t{64} << 20);
+  REQUIRE(compress::cpu_block_cache_cached_bytes() == 0);
 
   const at::Tensor x = at::rand({2, 16, 128, 128});  // its uint8 NHWC codes: 512 KiB, pooled
   const at::Tensor expect = ops::quantize_u8_nhwc(x, 0.01, 3, 255).clone();
@@ -380,16 +382,16 @@ TEST_CASE("large op outputs reuse freed blocks, within the pool's limit", "[ops]
     first = q.data_ptr();
     CHECK(reinterpret_cast<uintptr_t>(first) % 64 == 0);
   }
-  const size_t held = ops::activation_pool_cached_bytes();
+  const size_t held = compress::cpu_block_cache_cached_bytes();
   CHECK(held >= size_t{512} << 10);
   at::Tensor again = ops::quantize_u8_nhwc(x, 0.01, 3, 255);
   CHECK(again.data_ptr() == first);  // the freed block, handed out again
   CHECK(at::equal(again, expect));   // and every byte written
-  CHECK(ops::activation_pool_cached_bytes() == 0);
+  CHECK(compress::cpu_block_cache_cached_bytes() == 0);
 
   // Small outputs come from LibTorch's allocator: the pool does not grow.
   { at::Tensor small = ops::quantize_u8_nhwc(at::rand({1, 4, 8, 8}), 0.01, 3, 255); }
-  CHECK(ops::activation_pool_cached_bytes() == 0);
+  CHECK(compress::cpu_block_cache_cached_bytes() == 0);
 
   // Resizing an output made by the pool works like any tensor's.
   at::Tensor grown = ops::quantize_u8(at::rand({600 * 1024}), 0.01, 0, 255);
@@ -401,16 +403,16 @@ TEST_CASE("large op outputs reuse freed blocks, within the pool's limit", "[ops]
   // outputs freed under a 1.2 MiB limit leave two in the pool.
   again = at::Tensor();
   grown = at::Tensor();
-  ops::set_activation_pool_limit_bytes(0);
-  ops::set_activation_pool_limit_bytes(size_t{1200} << 10);
+  compress::set_cpu_block_cache_limit_bytes(0);
+  compress::set_cpu_block_cache_limit_bytes(size_t{1200} << 10);
   {
     std::vector<at::Tensor> outs;
     for (int i = 0; i < 3; ++i) outs.push_back(ops::quantize_u8_nhwc(x, 0.01, 3, 255));
   }
-  CHECK(ops::activation_pool_cached_bytes() == 2 * held);
-  CHECK(ops::activation_pool_cached_bytes() <= size_t{1200} << 10);
+  CHECK(compress::cpu_block_cache_cached_bytes() == 2 * held);
+  CHECK(compress::cpu_block_cache_cached_bytes() <= size_t{1200} << 10);
   // Lowering the limit frees what is over it now.
-  ops::set_activation_pool_limit_bytes(held);
-  CHECK(ops::activation_pool_cached_bytes() == held);
-  ops::set_activation_pool_limit_bytes(saved_limit);
+  compress::set_cpu_block_cache_limit_bytes(held);
+  CHECK(compress::cpu_block_cache_cached_bytes() == held);
+  compress::set_cpu_block_cache_limit_bytes(saved_limit);
 }

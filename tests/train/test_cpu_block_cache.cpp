@@ -5,9 +5,12 @@
 #include <ATen/ATen.h>
 #include <c10/core/CPUAllocator.h>
 
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "compress/cpu_block_cache.h"
+#include "compress/error.h"
 #include "compress/threads.h"
 
 namespace {
@@ -133,4 +136,38 @@ TEST_CASE("convolutions and their gradients are the same with the cache as witho
   }
   CHECK(compress::cpu_block_cache_cached_bytes() > 0);
   compress::install_cpu_block_cache(0);
+}
+
+TEST_CASE("the CPU block cache's limit comes from COMPRESS_CPU_CACHE_MB, and an unreadable one is refused",
+          "[cpu_block_cache]") {
+  const char* saved = std::getenv("COMPRESS_CPU_CACHE_MB");
+  const std::string restore = saved != nullptr ? saved : "";
+  auto from_env = [](const char* value) {
+    setenv("COMPRESS_CPU_CACHE_MB", value, 1);
+    compress::install_cpu_block_cache_from_env();
+  };
+  from_env("300");
+  CHECK(compress::cpu_block_cache_installed());
+  CHECK(compress::cpu_block_cache_limit_bytes() == 300 * kMiB);
+  from_env("");  // empty: the default
+  CHECK(compress::cpu_block_cache_limit_bytes() == 1024 * kMiB);
+  for (const char* bad : {"256abc", "-5", "1.5", " 64", "99999999999999999999"}) {
+    INFO(bad);
+    try {
+      from_env(bad);
+      FAIL("accepted");
+    } catch (const compress::Error& e) {
+      CHECK(e.kind() == compress::ErrorKind::BadInput);
+      CHECK(std::string(e.what()).find(std::string("COMPRESS_CPU_CACHE_MB='") + bad + "'") != std::string::npos);
+    }
+    CHECK(compress::cpu_block_cache_limit_bytes() == 1024 * kMiB);  // nothing changed
+  }
+  from_env("0");  // off: nothing cached, the ops' outputs included
+  CHECK(compress::cpu_block_cache_limit_bytes() == 0);
+  block_of(kMiB).reset();
+  CHECK(compress::cpu_block_cache_cached_bytes() == 0);
+  if (saved != nullptr)
+    setenv("COMPRESS_CPU_CACHE_MB", restore.c_str(), 1);
+  else
+    unsetenv("COMPRESS_CPU_CACHE_MB");
 }

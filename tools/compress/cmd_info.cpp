@@ -41,6 +41,7 @@ int cmd_info(int argc, char** argv) {
     j["threads"] = r.threads;
     j["blas_threads"] = blas_num_threads();  // 0: not OpenBLAS
     j["cpu_block_cache_mb"] = cpu_block_cache_limit_bytes() >> 20;  // 0: off
+    j["cpu_block_cache_installed"] = cpu_block_cache_installed();  // false: the ops' outputs only
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -55,7 +56,10 @@ int cmd_info(int argc, char** argv) {
   else
     std::printf("OpenBLAS: not loaded (LibTorch's BLAS has no thread pool of its own here)\n");
   if (const size_t limit = cpu_block_cache_limit_bytes(); limit > 0)
-    std::printf("CPU block cache: up to %zu MiB of freed blocks kept for reuse (COMPRESS_CPU_CACHE_MB)\n", limit >> 20);
+    std::printf("CPU block cache: up to %zu MiB of freed blocks kept for reuse, %s (COMPRESS_CPU_CACHE_MB)\n",
+                limit >> 20,
+                cpu_block_cache_installed() ? "for every CPU tensor"
+                                            : "for the INT8 ops' outputs only (another allocator holds LibTorch's)");
   else
     std::printf("CPU block cache: off (COMPRESS_CPU_CACHE_MB=0)\n");
   return 0;

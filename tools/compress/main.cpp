@@ -59,10 +59,10 @@ int main(int argc, char** argv) {
   }
   for (const auto& c : kCommands) {
     if (name != c.name) continue;
-    // Before any tensor: evaluation and training loops reuse their blocks
-    // instead of page-faulting them in again on every pass.
-    compress::install_cpu_block_cache_from_env();
     try {
+      // Before any tensor: evaluation and training loops reuse their blocks
+      // instead of page-faulting them in again on every pass.
+      compress::install_cpu_block_cache_from_env();
       // The command sees its own name as argv[0], as cxxopts expects.
       return c.run(argc - 1, argv + 1);
     } catch (const compress::Error& e) {

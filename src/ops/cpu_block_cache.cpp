@@ -1,3 +1,5 @@
+// The cache of large CPU blocks (include/compress/cpu_block_cache.h says why).
+//
 // The cache's own blocks are plain posix_memalign blocks (data == context, no
 // header), so any deleter that ends in free() frees them correctly, and the
 // cache tells its blocks from others by a table of the ones it handed out.
@@ -8,18 +10,26 @@
 // every pointer, crashed there).
 #include "compress/cpu_block_cache.h"
 
+#include <ATen/EmptyTensor.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+#include <c10/util/Exception.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <list>
 #include <map>
 #include <mutex>
 #include <new>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "compress/error.h"
+#include "internal.h"
 
 namespace compress {
 
@@ -29,13 +39,19 @@ constexpr size_t kSmallest = size_t{256} << 10;  // below: LibTorch's allocator
 constexpr size_t kPage = 4096;
 constexpr size_t kAlignment = 64;  // LibTorch's CPU alignment (c10's gAlignment)
 constexpr size_t kDefaultLimitMb = 1024;
+constexpr const char* kLimitVariable = "COMPRESS_CPU_CACHE_MB";
 
-size_t limit_from_env() {
-  const char* env = std::getenv("COMPRESS_CPU_CACHE_MB");
+// The limit COMPRESS_CPU_CACHE_MB asks for: the default when it is unset or
+// empty, nothing when it is not a whole number of mebibytes.
+std::optional<size_t> limit_from_env() {
+  const char* env = std::getenv(kLimitVariable);
   if (env == nullptr || *env == '\0') return kDefaultLimitMb << 20;
-  char* end = nullptr;
-  const long mb = std::strtol(env, &end, 10);
-  return (end != env && *end == '\0' && mb > 0) ? static_cast<size_t>(mb) << 20 : 0;
+  size_t mb = 0;
+  for (const char* c = env; *c != '\0'; ++c) {
+    if (!std::isdigit(static_cast<unsigned char>(*c)) || mb > (size_t{1} << 30)) return std::nullopt;
+    mb = mb * 10 + static_cast<size_t>(*c - '0');
+  }
+  return mb << 20;
 }
 
 class CpuBlockCache final : public c10::Allocator {
@@ -49,9 +65,10 @@ class CpuBlockCache final : public c10::Allocator {
   // Installs the cache in front of the current CPU allocator, once.
   void install() {
     std::call_once(installed_once_, [this] {
-      next_ = c10::GetCPUAllocator();
-      next_raw_deleter_ = next_->raw_deleter();
+      c10::Allocator* next = c10::GetCPUAllocator();
+      next_raw_deleter_ = next->raw_deleter();
       if (next_raw_deleter_ == nullptr) next_raw_deleter_ = &c10::free_cpu;  // LibTorch's own frees with it
+      next_.store(next);
       // The same priority as LibTorch's default, which it registers at 0; an
       // allocator someone registered above that stays, and the cache is off.
       c10::SetCPUAllocator(this, 0);
@@ -61,7 +78,7 @@ class CpuBlockCache final : public c10::Allocator {
   bool installed() const { return installed_.load(); }
 
   c10::DataPtr allocate(size_t nbytes) const override {
-    if (nbytes < kSmallest || limit() == 0) return next_->allocate(nbytes);
+    if (nbytes < kSmallest || limit() == 0) return next()->allocate(nbytes);
     const size_t size = (nbytes + kPage - 1) / kPage * kPage;
     void* data = take(size);
     if (data == nullptr) {
@@ -75,6 +92,7 @@ class CpuBlockCache final : public c10::Allocator {
   // oneDNN's raw_deallocate comes here for any block, the cache's or not.
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
 
+  // Read without the lock on every allocation; written under it.
   size_t limit() const { return limit_.load(std::memory_order_relaxed); }
   size_t cached() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -91,11 +109,31 @@ class CpuBlockCache final : public c10::Allocator {
   }
 
  private:
+  struct FreeBlock;
+  using Recency = std::list<FreeBlock>;  // front: freed most recently
+  using BySize = std::multimap<size_t, Recency::iterator>;
   struct FreeBlock {
     void* data;
     size_t size;
+    BySize::iterator by_size;  // its entry in by_size_
   };
-  using Recency = std::list<FreeBlock>;  // front: freed most recently
+
+  // Until a program sets a limit, COMPRESS_CPU_CACHE_MB's. Unreadable here
+  // (the ops in a process that never called install_cpu_block_cache_from_env,
+  // which refuses it): the default, with a warning.
+  CpuBlockCache() {
+    const std::optional<size_t> limit = limit_from_env();
+    if (!limit) TORCH_WARN(kLimitVariable, "='", std::getenv(kLimitVariable), "' is not a whole number of mebibytes; using ",
+                         kDefaultLimitMb, " MiB");
+    limit_.store(limit.value_or(kDefaultLimitMb << 20));
+  }
+
+  // Where requests the cache does not serve go: the allocator it replaced
+  // once installed, LibTorch's current one before.
+  c10::Allocator* next() const {
+    c10::Allocator* next = next_.load();
+    return next != nullptr ? next : c10::GetCPUAllocator();
+  }
 
   // The most recently freed block of `size` bytes, or of up to 1/8 more, or
   // null. A handed-out block is in live_ with its real size.
@@ -116,18 +154,20 @@ class CpuBlockCache final : public c10::Allocator {
   // `incoming` more bytes fit under the limit.
   void evict_until_fits(size_t incoming, std::vector<void*>& surplus) const {
     while (!recency_.empty() && cached_ + incoming > limit()) {
-      const FreeBlock oldest = recency_.back();
-      auto range = by_size_.equal_range(oldest.size);
-      for (auto it = range.first; it != range.second; ++it) {
-        if (it->second->data == oldest.data) {
-          by_size_.erase(it);
-          break;
-        }
-      }
-      recency_.pop_back();
+      const FreeBlock& oldest = recency_.back();
+      by_size_.erase(oldest.by_size);
       cached_ -= oldest.size;
       surplus.push_back(oldest.data);
+      recency_.pop_back();
     }
+  }
+
+  // Under the lock: keeps a block the cache handed out, now free.
+  void keep(void* data, size_t size) const {
+    recency_.push_front({data, size, {}});
+    // Before the blocks of its size already here: take() finds it first.
+    recency_.front().by_size = by_size_.emplace_hint(by_size_.lower_bound(size), size, recency_.begin());
+    cached_ += size;
   }
 
   // The deleter of the cache's blocks and the raw deleter of every block.
@@ -145,10 +185,7 @@ class CpuBlockCache final : public c10::Allocator {
         cache.live_.erase(it);
         if (size <= cache.limit()) {
           cache.evict_until_fits(size, surplus);
-          cache.recency_.push_front({data, size});
-          // Before the blocks of its size already here: take() finds it first.
-          cache.by_size_.emplace_hint(cache.by_size_.lower_bound(size), size, cache.recency_.begin());
-          cache.cached_ += size;
+          cache.keep(data, size);
         } else {
           surplus.push_back(data);
         }
@@ -161,14 +198,14 @@ class CpuBlockCache final : public c10::Allocator {
 
   std::once_flag installed_once_;
   std::atomic<bool> installed_{false};
-  c10::Allocator* next_ = nullptr;
+  std::atomic<c10::Allocator*> next_{nullptr};
   c10::DeleterFnPtr next_raw_deleter_ = nullptr;
 
   mutable std::mutex mutex_;
   std::atomic<size_t> limit_{0};
   mutable std::unordered_map<void*, size_t> live_;  // handed out: data -> block size
   mutable Recency recency_;
-  mutable std::multimap<size_t, Recency::iterator> by_size_;
+  mutable BySize by_size_;
   mutable size_t cached_ = 0;
 };
 
@@ -181,15 +218,31 @@ void install_cpu_block_cache(size_t limit_bytes) {
 }
 
 void install_cpu_block_cache_from_env() {
-  const size_t limit = limit_from_env();
-  if (limit > 0) install_cpu_block_cache(limit);
+  const std::optional<size_t> limit = limit_from_env();
+  if (!limit)
+    throw Error(ErrorKind::BadInput, std::string(kLimitVariable) + "='" + std::getenv(kLimitVariable) +
+                                         "' is not a whole number of mebibytes (0 turns the cache off)");
+  if (*limit > 0)
+    install_cpu_block_cache(*limit);
+  else
+    set_cpu_block_cache_limit_bytes(0);
 }
 
+void set_cpu_block_cache_limit_bytes(size_t limit_bytes) { CpuBlockCache::instance().set_limit(limit_bytes); }
+
 bool cpu_block_cache_installed() { return CpuBlockCache::instance().installed(); }
-size_t cpu_block_cache_limit_bytes() {
-  const CpuBlockCache& cache = CpuBlockCache::instance();
-  return cache.installed() ? cache.limit() : 0;
-}
+size_t cpu_block_cache_limit_bytes() { return CpuBlockCache::instance().limit(); }
 size_t cpu_block_cache_cached_bytes() { return CpuBlockCache::instance().cached(); }
+
+namespace ops::detail {
+
+at::Tensor empty_activation(at::IntArrayRef sizes, at::ScalarType dtype) {
+  // Straight from the cache, installed or not: the ops' outputs are reused
+  // in Python too, where nothing installs it.
+  return at::detail::empty_generic(sizes, &CpuBlockCache::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   dtype, c10::nullopt);
+}
+
+}  // namespace ops::detail
 
 }  // namespace compress
