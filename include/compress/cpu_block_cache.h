@@ -23,7 +23,11 @@
 // it in front of LibTorch's CPU allocator as well, for every CPU tensor of
 // the process: the `compress` command line and the example programs do that
 // at start. The limit is COMPRESS_CPU_CACHE_MB mebibytes (default 1024; 0
-// turns the cache off for both) until a program sets another.
+// turns the cache off for both) until a program sets another. Python sees
+// and sets it through two ops: torch.ops.compress.cpu_block_cache_stats()
+// -> (limit_bytes, cached_bytes, installed) and
+// torch.ops.compress.set_cpu_block_cache_limit(bytes) (0 hands every held
+// block back now, as torch.cuda.empty_cache does for CUDA's cache).
 #include <cstddef>
 
 namespace compress {

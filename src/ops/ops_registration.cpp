@@ -3,6 +3,7 @@
 // a model saved with these ops needs.
 #include <torch/library.h>
 
+#include "compress/cpu_block_cache.h"
 #include "compress/ops/ops.h"
 
 TORCH_LIBRARY(compress, m) {
@@ -50,4 +51,16 @@ TORCH_LIBRARY(compress, m) {
   m.def("quantize_u8_nhwc(Tensor input, float scale, int zero_point, int quant_max=255) -> Tensor",
         &compress::ops::quantize_u8_nhwc);
   m.def("dequantize_u8(Tensor input, float scale, int zero_point) -> Tensor", &compress::ops::dequantize_u8);
+  // The CPU block cache the ops' outputs come from (compress/cpu_block_cache.h),
+  // for Python: its limit, the free bytes it holds, whether it serves every
+  // CPU tensor; and a new limit (0: hand every held block back now, cache no more).
+  m.def("cpu_block_cache_stats() -> (int limit_bytes, int cached_bytes, bool installed)", []() {
+    return std::make_tuple(static_cast<int64_t>(compress::cpu_block_cache_limit_bytes()),
+                           static_cast<int64_t>(compress::cpu_block_cache_cached_bytes()),
+                           compress::cpu_block_cache_installed());
+  });
+  m.def("set_cpu_block_cache_limit(int limit_bytes) -> ()", [](int64_t limit_bytes) {
+    TORCH_CHECK(limit_bytes >= 0, "set_cpu_block_cache_limit: limit_bytes must not be negative, got ", limit_bytes);
+    compress::set_cpu_block_cache_limit_bytes(static_cast<size_t>(limit_bytes));
+  });
 }

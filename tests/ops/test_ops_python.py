@@ -33,6 +33,27 @@ def main():
     assert got.unique().numel() > 3, "degenerate test output: %s" % got
     assert torch.equal(got, m.expected_output), "Python does not reproduce the C++ module's output"
 
+    # The ops' outputs reuse freed blocks of the CPU block cache; Python
+    # reads its state and sets its limit (0 hands every held block back).
+    limit, cached, installed = ops.cpu_block_cache_stats()
+    expected = int(os.environ.get("COMPRESS_CPU_CACHE_MB") or 1024) << 20  # default 1024 MiB
+    assert limit == expected and not installed, (limit, installed)  # nothing installs it in Python
+    big = torch.rand(2, 16, 128, 128)  # 512 KiB of uint8 codes: cached when freed
+    codes = ops.quantize_u8_nhwc(big, 0.01, 3, 255)
+    first = codes.data_ptr()
+    del codes
+    assert ops.cpu_block_cache_stats()[1] >= cached + (512 << 10), "a freed op output was not kept"
+    assert ops.quantize_u8_nhwc(big, 0.01, 3, 255).data_ptr() == first, "the freed block was not reused"
+    ops.set_cpu_block_cache_limit(0)
+    assert ops.cpu_block_cache_stats()[:2] == (0, 0), ops.cpu_block_cache_stats()
+    ops.set_cpu_block_cache_limit(limit)
+    try:
+        ops.set_cpu_block_cache_limit(-1)
+        raise AssertionError("a negative limit was accepted")
+    except RuntimeError as e:
+        assert "must not be negative" in str(e), e
+    assert ops.cpu_block_cache_stats()[0] == limit
+
     # 2. Python -> C++
     torch.manual_seed(0)
     k, n, zp = 40, 12, 33
