@@ -23,7 +23,10 @@
 // it in front of LibTorch's CPU allocator as well, for every CPU tensor of
 // the process: the `compress` command line and the example programs do that
 // at start. The limit is COMPRESS_CPU_CACHE_MB mebibytes (default 1024; 0
-// turns the cache off for both) until a program sets another. Python sees
+// turns the cache off for both) until a program sets another; a program that
+// never reads the variable itself (Python) and finds it unreadable gets the
+// default and one warning when the cache first serves a block under it
+// (none when it set its own limit first). Python sees
 // and sets it through two ops: torch.ops.compress.cpu_block_cache_stats()
 // -> (limit_bytes, cached_bytes, installed) and
 // torch.ops.compress.set_cpu_block_cache_limit(bytes) (0 hands every held

@@ -78,7 +78,9 @@ class CpuBlockCache final : public c10::Allocator {
   bool installed() const { return installed_.load(); }
 
   c10::DataPtr allocate(size_t nbytes) const override {
-    if (nbytes < kSmallest || limit() == 0) return next()->allocate(nbytes);
+    if (nbytes < kSmallest) return next()->allocate(nbytes);
+    warn_if_unreadable_limit_in_force();
+    if (limit() == 0) return next()->allocate(nbytes);
     const size_t size = (nbytes + kPage - 1) / kPage * kPage;
     void* data = take(size);
     if (data == nullptr) {
@@ -102,6 +104,7 @@ class CpuBlockCache final : public c10::Allocator {
     std::vector<void*> surplus;
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      unreadable_env_.store(false);  // the program's limit replaces the variable's
       limit_.store(bytes, std::memory_order_relaxed);
       evict_until_fits(0, surplus);
     }
@@ -120,12 +123,19 @@ class CpuBlockCache final : public c10::Allocator {
 
   // Until a program sets a limit, COMPRESS_CPU_CACHE_MB's. Unreadable here
   // (the ops in a process that never called install_cpu_block_cache_from_env,
-  // which refuses it): the default, with a warning.
+  // which refuses it): the default, with a warning when the cache first
+  // serves a block under it; none when the program sets its own limit first.
   CpuBlockCache() {
     const std::optional<size_t> limit = limit_from_env();
-    if (!limit) TORCH_WARN(kLimitVariable, "='", std::getenv(kLimitVariable), "' is not a whole number of mebibytes; using ",
-                         kDefaultLimitMb, " MiB");
+    unreadable_env_.store(!limit);
     limit_.store(limit.value_or(kDefaultLimitMb << 20));
+  }
+
+  void warn_if_unreadable_limit_in_force() const {
+    if (!unreadable_env_.load(std::memory_order_relaxed) || !unreadable_env_.exchange(false)) return;
+    const char* env = std::getenv(kLimitVariable);
+    TORCH_WARN(kLimitVariable, "='", env != nullptr ? env : "", "' is not a whole number of mebibytes; using ",
+               kDefaultLimitMb, " MiB");
   }
 
   // Where requests the cache does not serve go: the allocator it replaced
@@ -203,6 +213,7 @@ class CpuBlockCache final : public c10::Allocator {
 
   mutable std::mutex mutex_;
   std::atomic<size_t> limit_{0};
+  mutable std::atomic<bool> unreadable_env_{false};  // the default is in force in its place, not yet said
   mutable std::unordered_map<void*, size_t> live_;  // handed out: data -> block size
   mutable Recency recency_;
   mutable BySize by_size_;

@@ -53,6 +53,7 @@ def main():
     except RuntimeError as e:
         assert "must not be negative" in str(e), e
     assert ops.cpu_block_cache_stats()[0] == limit
+    check_unreadable_cache_limit(lib)
 
     # 2. Python -> C++
     torch.manual_seed(0)
@@ -131,6 +132,25 @@ def main():
         assert "\n" not in msg, "multi-line error: " + msg
     print("ok: C++ -> Python and Python -> C++ round trips reproduce the saved outputs; errors are one line")
 
+
+def check_unreadable_cache_limit(lib):
+    """An unreadable COMPRESS_CPU_CACHE_MB in a process that never asks for it
+    (Python): one warning on stderr (LibTorch's log: torch.ops does not turn
+    it into a Python warning) when the cache first serves a block under the
+    default, none when the program sets its own limit first."""
+    child = (
+        "import sys, torch\n"
+        "torch.ops.load_library(sys.argv[1])\n"
+        "ops = torch.ops.compress\n"
+        "if sys.argv[2] == 'own': ops.set_cpu_block_cache_limit(64 << 20)\n"
+        "for _ in range(2): ops.quantize_u8_nhwc(torch.rand(2, 16, 128, 128), 0.01, 3, 255)\n"
+        "print(ops.cpu_block_cache_stats()[0])\n")
+    env = dict(os.environ, COMPRESS_CPU_CACHE_MB="256abc")
+    said = "COMPRESS_CPU_CACHE_MB='256abc' is not a whole number of mebibytes; using 1024 MiB"
+    for mode, warnings_expected, limit_expected in (("default", 1, 1024 << 20), ("own", 0, 64 << 20)):
+        r = subprocess.run([sys.executable, "-c", child, lib, mode], env=env, check=True, capture_output=True, text=True)
+        assert int(r.stdout) == limit_expected, (mode, r.stdout)
+        assert r.stderr.count(said) == warnings_expected, (mode, r.stderr)
 
 if __name__ == "__main__":
     main()
