@@ -183,6 +183,12 @@ void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& 
     detail::DepthwiseJob j{input, g.batch, g.height, g.width, N, kh, kw, g.stride_h, g.stride_w,
                            g.pad_h, g.pad_w, g.dil_h, g.dil_w, oh, ow, &W, output, &ep,
                            scale.data(), bias.data()};
+    const bool vnni_allowed = static_cast<int>(isa) >= static_cast<int>(Isa::avx512vnni);
+#ifdef COMPRESS_VNNI_SIMDE  // test library: the VNNI kernel's source on AVX2
+    if (vnni_allowed && cpu_supports(Isa::avx2)) return detail::depthwise_avx512vnni_simde(j, pf);
+#else  // also under amx: no tile kernel for depthwise
+    if (vnni_allowed && cpu_supports(Isa::avx512vnni)) return detail::depthwise_avx512vnni(j, pf);
+#endif
     if (static_cast<int>(isa) >= static_cast<int>(Isa::avx2) && cpu_supports(Isa::avx2))
       detail::depthwise_avx2(j, pf);
     else

@@ -130,6 +130,8 @@ struct DepthwiseJob {
 };
 void depthwise_ref(const DepthwiseJob& job, const ParallelFor& pf);
 void depthwise_avx2(const DepthwiseJob& job, const ParallelFor& pf);
+void depthwise_avx512vnni(const DepthwiseJob& job, const ParallelFor& pf);
+void depthwise_avx512vnni_simde(const DepthwiseJob& job, const ParallelFor& pf);  // SIMDe test build only
 
 // Clamp bounds of a u8/s8 output relative to its zero point, as the epilogue
 // applies them to the rounded value: [lo, hi] = [max(qmin, zp if relu) - zp,

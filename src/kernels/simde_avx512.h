@@ -7,6 +7,7 @@
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -108,6 +109,20 @@ static inline void mask_storeu_epi8(void* p, simde__mmask16 k, simde__m128i a) {
     if ((k >> t) & 1) static_cast<uint8_t*>(p)[t] = b.v[t];
 }
 
+// 32 lanes of bytes (the depthwise kernel's channel blocks).
+static inline simde__m256i maskz_loadu_epi8_32(simde__mmask32 k, const void* p) {
+  uint8_t b[32] = {};
+  for (int t = 0; t < 32; ++t)
+    if ((k >> t) & 1) b[t] = static_cast<const uint8_t*>(p)[t];
+  return bits<simde__m256i>(b);
+}
+static inline simde__m512i cvtepu8_epi16(simde__m256i a) {
+  const auto b = bits<std::array<uint8_t, 32>>(a);
+  std::array<int16_t, 32> w{};
+  for (int t = 0; t < 32; ++t) w[t] = b[t];
+  return bits<simde__m512i>(w);
+}
+
 }  // namespace compress_vnni_simde
 
 // The kernel's spellings, redirected from GCC's AVX-512 builtins (which an
@@ -123,3 +138,5 @@ static inline void mask_storeu_epi8(void* p, simde__mmask16 k, simde__m128i a) {
 #define _mm512_maskz_loadu_epi32 compress_vnni_simde::maskz_loadu_epi32
 #define _mm512_mask_storeu_ps compress_vnni_simde::mask_storeu_ps
 #define _mm_mask_storeu_epi8 compress_vnni_simde::mask_storeu_epi8
+#define _mm256_maskz_loadu_epi8 compress_vnni_simde::maskz_loadu_epi8_32
+#define _mm512_cvtepu8_epi16 compress_vnni_simde::cvtepu8_epi16

@@ -8,7 +8,7 @@
 function(compress_kernel_sources out dir)
   set(plain error.cpp isa.cpp parallel.cpp packed.cpp gemm.cpp conv.cpp pool.cpp ref.cpp rnn_cell.cpp)
   set(avx2 gemm_avx2.cpp gemm_avx2_u8.cpp sparse_avx2.cpp conv_avx2.cpp quantize_avx2.cpp rnn_cell_avx2.cpp)
-  set(avx512vnni gemm_avx512vnni.cpp sparse_avx512vnni.cpp)
+  set(avx512vnni gemm_avx512vnni.cpp sparse_avx512vnni.cpp depthwise_avx512vnni.cpp)
   set(amx gemm_amx.cpp)
   list(TRANSFORM plain PREPEND ${dir}/)
   list(TRANSFORM avx2 PREPEND ${dir}/)

@@ -101,6 +101,15 @@ void run_conv_cases(Isa isa, Layout layout, int a_max = 255, Layout dw_layout = 
       {1, 7, 9, 17, 0, 3, 3, 1, 0, 1, true, OutType::f32, true, false},
       {1, 10, 10, 40, 0, 5, 5, 2, 2, 1, true, OutType::u8, true, false},
       {1, 6, 6, 33, 0, 3, 3, 1, 2, 2, true, OutType::u8, false, false},
+      // 32-channel blocks (the AVX-512 kernel): one whole block, a block and
+      // a half, two and exactly 16 more, two and 17 more
+      {1, 5, 7, 32, 0, 3, 3, 1, 1, 1, true, OutType::u8, true, true},
+      {2, 6, 5, 48, 0, 3, 3, 2, 1, 1, true, OutType::f32, false, true},
+      {1, 4, 9, 80, 0, 3, 3, 1, 1, 1, true, OutType::s8, true, false},
+      {1, 5, 5, 81, 0, 3, 3, 1, 1, 1, true, OutType::u8, false, true},
+      // rows wide enough for strips of interior pixels: stride 2, dilation 2
+      {1, 9, 21, 40, 0, 3, 3, 2, 1, 1, true, OutType::u8, true, true},
+      {1, 7, 16, 24, 0, 3, 3, 1, 2, 2, true, OutType::f32, false, true},
   };
   for (const auto& c : cases) check_conv(c, isa, layout, g, a_max, dw_layout);
 }
@@ -122,6 +131,11 @@ TEST_CASE("depthwise weights in the older s16 layout still run, reference and av
   run_conv_cases(Isa::ref, Layout::rowmajor_s8, 255, Layout::depthwise_s16);
   KT_REQUIRE_ISA(Isa::avx2);
   run_conv_cases(Isa::avx2, Layout::avx2_n16k4_u8s8, 255, Layout::depthwise_s16);
+}
+
+TEST_CASE("depthwise weights in the older s16 layout still run, avx512vnni", "[kernels][conv][avx512vnni]") {
+  KT_REQUIRE_ISA(Isa::avx512vnni);
+  run_conv_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8, 255, Layout::depthwise_s16);
 }
 
 TEST_CASE("conv2d_u8s8 avx2 (implicit im2col rows + gemm_u8s8s32_avx2_6x16c4) matches", "[kernels][conv][avx2]") {
