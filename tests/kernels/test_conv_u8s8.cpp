@@ -111,6 +111,9 @@ void run_conv_cases(Isa isa, Layout layout, int a_max = 255, Layout dw_layout = 
       {1, 9, 21, 40, 0, 3, 3, 2, 1, 1, true, OutType::u8, true, true},
       {1, 7, 16, 24, 0, 3, 3, 1, 2, 2, true, OutType::f32, false, true},
       {2, 5, 19, 48, 0, 3, 3, 1, 1, 1, true, OutType::u8, true, false},  // 17 interior pixels a row: 8 + 8 + 1
+      // inputs over 2 MiB: the AVX-512 kernel prefetches the next rows
+      {2, 41, 40, 800, 0, 3, 3, 2, 1, 1, true, OutType::u8, false, true},
+      {1, 48, 48, 1024, 0, 3, 3, 1, 1, 1, true, OutType::u8, true, false},
   };
   for (const auto& c : cases) check_conv(c, isa, layout, g, a_max, dw_layout);
 }
