@@ -78,7 +78,9 @@ void rows(void* vctx, int64_t begin, int64_t end) {
   const int64_t full = C / CV * CV;
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / j.out_h, oh = row % j.out_h;
+    NextRowsPrefetch prefetch(j, b, oh);
     for (int64_t ow = 0; ow < j.out_w; ++ow) {
+      prefetch.ahead(1);
       const int64_t m = row * j.out_w + ow;
       const int64_t ih0 = oh * j.stride_h - j.pad_h, iw0 = ow * j.stride_w - j.pad_w;
       if (ih0 >= 0 && ih0 + (j.kh - 1) * j.dil_h < j.height && iw0 >= 0 && iw0 + (j.kw - 1) * j.dil_w < j.width) {

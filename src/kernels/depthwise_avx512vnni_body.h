@@ -182,27 +182,12 @@ void rows(void* vctx, int64_t begin, int64_t end) {
   // Strips of 8 measured faster than 4 at stride 1 and slower at stride 2
   // (docs/performance.md, "Depthwise on AVX-512").
   const bool wide_strips = j.stride_w == 1;
-  const int64_t row_bytes = j.width * C;
-  const bool prefetch = j.batch * j.height * row_bytes > (int64_t{2} << 20);
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / j.out_h, oh = row % j.out_h;
     const int64_t ih0 = oh * j.stride_h - j.pad_h;
-    // The input rows the next output row reads first (below this window's
-    // last row), prefetched a little at every window of this row when the
-    // input is larger than the caches near the core: at batch 32 a layer's
-    // input is tens of MB, and the hardware prefetcher, which follows the
-    // rows being read, starts each new row cold (a stride-2 layer read 2x
-    // faster with it). A small input is in cache already.
-    const int64_t first_new = std::max<int64_t>(ih0 + (j.kh - 1) * j.dil_h + 1, 0);
-    const int64_t last_new = std::min<int64_t>(ih0 + j.stride_h + (j.kh - 1) * j.dil_h, j.height - 1);
-    const uint8_t* pf = j.input + (b * j.height + first_new) * row_bytes;
-    const uint8_t* const pf_end = j.input + (b * j.height + last_new + 1) * row_bytes;
-    const int64_t pf_per_pixel = prefetch && oh + 1 < j.out_h && first_new <= last_new
-                                     ? ((last_new + 1 - first_new) * row_bytes / 64 + j.out_w - 1) / j.out_w
-                                     : 0;
+    NextRowsPrefetch prefetch(j, b, oh);
     auto window = [&](int64_t ow, int64_t pixels_ahead) {  // tap[] and step[] of pixel ow
-      for (int64_t n = 0; n < pf_per_pixel * pixels_ahead && pf < pf_end; ++n, pf += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
+      prefetch.ahead(pixels_ahead);
       const int64_t iw0 = ow * j.stride_w - j.pad_w;
       for (int64_t t = 0; t < taps; ++t) {
         const int64_t ih = ih0 + (t / j.kw) * j.dil_h, iw = iw0 + (t % j.kw) * j.dil_w;

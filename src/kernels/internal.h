@@ -4,6 +4,7 @@
 // with -mavx2 or -mavx512* never donates its copy to another one (an inline
 // function compiled with AVX2 could otherwise be picked by the linker for the
 // reference path and fault on an older CPU).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -128,6 +129,38 @@ struct DepthwiseJob {
   const float* scale;
   const float* bias;
 };
+// Prefetch for a depthwise kernel walking output row (b, oh) left to right:
+// the input rows the next output row reads first (below this window's last
+// row), a few cache lines at every output pixel, when the input is larger
+// than the caches near the core. At batch 32 a layer's input is tens of MB,
+// and the hardware prefetcher, which follows the rows being read, starts
+// each new row cold (docs/performance.md, "Depthwise on AVX-512"); a small
+// input is in cache already and the prefetches would only cost instructions.
+// (In an unnamed namespace: each ISA unit keeps its own copy, as above.)
+namespace {
+class NextRowsPrefetch {
+ public:
+  NextRowsPrefetch(const DepthwiseJob& j, int64_t b, int64_t oh) {
+    const int64_t row_bytes = j.width * j.channels;
+    const int64_t ih0 = oh * j.stride_h - j.pad_h;
+    const int64_t first = std::max<int64_t>(ih0 + (j.kh - 1) * j.dil_h + 1, 0);
+    const int64_t last = std::min<int64_t>(ih0 + j.stride_h + (j.kh - 1) * j.dil_h, j.height - 1);
+    if (j.batch * j.height * row_bytes <= (int64_t{2} << 20) || oh + 1 >= j.out_h || first > last) return;
+    next_ = j.input + (b * j.height + first) * row_bytes;
+    end_ = j.input + (b * j.height + last + 1) * row_bytes;
+    lines_per_pixel_ = ((last + 1 - first) * row_bytes / 64 + j.out_w - 1) / j.out_w;
+  }
+  // Before computing `pixels` output pixels.
+  void ahead(int64_t pixels) {
+    for (int64_t n = lines_per_pixel_ * pixels; n > 0 && next_ < end_; --n, next_ += 64) __builtin_prefetch(next_, 0, 3);
+  }
+
+ private:
+  const uint8_t* next_ = nullptr;
+  const uint8_t* end_ = nullptr;
+  int64_t lines_per_pixel_ = 0;
+};
+}  // namespace
 void depthwise_ref(const DepthwiseJob& job, const ParallelFor& pf);
 void depthwise_avx2(const DepthwiseJob& job, const ParallelFor& pf);
 void depthwise_avx512vnni(const DepthwiseJob& job, const ParallelFor& pf);
