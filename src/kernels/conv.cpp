@@ -233,4 +233,29 @@ void sparse_conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const Packe
   im2col_in_chunks(input, g, W, oh, ow, chunk, sparse_gemm_u8s8s32, output, ep, pf, isa);
 }
 
+namespace detail {
+
+int16_t* interleave_depthwise_pairs(const PackedView& W, int64_t taps, int64_t lanes, int64_t blocks) {
+  const int64_t pairs = (taps + 1) / 2, c_pad = W.n_pad(), n = W.n(), block = lanes * 8;
+  const bool s16 = W.layout() == Layout::depthwise_s16;
+  auto weight = [&](int64_t t, int64_t ch) -> int16_t {
+    if (t >= taps || ch >= n) return 0;
+    return s16 ? reinterpret_cast<const int16_t*>(W.data())[t * c_pad + ch]
+               : static_cast<int16_t>(reinterpret_cast<const int8_t*>(W.data())[t * c_pad + ch]);
+  };
+  auto* out = static_cast<int16_t*>(scratch_alloc(pairs * blocks * 2 * block * 2, false));
+  int16_t* dst = out;
+  for (int64_t p = 0; p < pairs; ++p)
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t half = 0; half < 2; ++half)  // lo, hi
+        for (int64_t lane = 0; lane < lanes; ++lane)
+          for (int64_t i = 0; i < 4; ++i) {
+            const int64_t ch = b * block + lane * 8 + half * 4 + i;
+            *dst++ = weight(2 * p, ch);
+            *dst++ = weight(2 * p + 1, ch);
+          }
+  return out;
+}
+
+}  // namespace detail
 }  // namespace compress::kernels

@@ -21,50 +21,11 @@ constexpr int64_t CV = DepthwiseTraits::CV;
 // checks; only the last, partial block goes through a copy.
 constexpr int64_t kMaxTaps = 64;
 
-// The weights of tap pair (t, t + 1) for one 16-channel block, interleaved
-// the way _mm256_unpacklo/hi_epi16 interleave the two taps' activations: lo =
-// channels 0-3 and 8-11, hi = 4-7 and 12-15, each as (w_t, w_t+1). Built once
-// per call from the packed [taps_pad][c_pad] layout, so the inner loop reads
-// ready operands instead of unpacking weights at every output pixel.
-// Stored as s8 (depthwise_s8, `stored_taps` = the taps) or s16
-// (depthwise_s16, taps padded to pairs): widened here; an odd last tap's
-// partner is zero.
-template <typename W>
-void interleave_into(const DepthwiseJob& j, int16_t* out) {
-  const int64_t stored_taps = j.W->k_pad(), c_pad = j.W->n_pad(), blocks = c_pad / CV;
-  const auto* w = reinterpret_cast<const W*>(j.W->data());
-  static const W zeros[CV] = {};
-  for (int64_t t = 0; t < stored_taps; t += 2)
-    for (int64_t b = 0; b < blocks; ++b) {
-      int16_t* dst = out + ((t / 2) * blocks + b) * 2 * CV;
-      const W* w0 = w + t * c_pad + b * CV;
-      const W* w1 = t + 1 < stored_taps ? w0 + c_pad : zeros;
-      for (int half = 0; half < 2; ++half)      // lo, hi
-        for (int lane = 0; lane < 2; ++lane)    // 128-bit lanes
-          for (int i = 0; i < 4; ++i) {
-            const int64_t ch = lane * 8 + half * 4 + i;
-            *dst++ = w0[ch];
-            *dst++ = w1[ch];
-          }
-    }
-}
-
-int16_t* interleave_weights(const DepthwiseJob& j) {
-  const int64_t pairs = (j.W->k_pad() + 1) / 2;
-  auto* out = static_cast<int16_t*>(scratch_alloc(pairs * 2 * j.W->n_pad() * 2));
-  if (j.W->layout() == Layout::depthwise_s16) {
-    interleave_into<int16_t>(j, out);
-  } else {
-    interleave_into<int8_t>(j, out);
-  }
-  return out;
-}
-
 void rows(void* vctx, int64_t begin, int64_t end) {
   const DepthwiseJob& j = *static_cast<DepthwiseJob*>(vctx);
   const EpAvx2 e(*j.ep);
   const int64_t C = j.channels, taps = j.kh * j.kw, c_pad = j.W->n_pad(), blocks = c_pad / CV;
-  int16_t* w = interleave_weights(j);
+  int16_t* w = interleave_depthwise_pairs(*j.W, taps, CV / 8, blocks);  // [pair][block] -> lo, hi
   auto* zp_row = static_cast<uint8_t*>(scratch_alloc(c_pad));
   // Epilogue constants of every 16-channel block, loaded once per call rather
   // than once per output pixel.

@@ -31,33 +31,6 @@ constexpr int64_t kBlock = 32;    // channels per step: one zmm of s16
 constexpr int64_t kMaxTaps = 64;  // larger kernels go to the reference
 constexpr int kStrip = 8;         // output pixels of a row at once (then 4, then 1)
 
-// The weights of tap pair (t, t + 1) for one 32-channel block, arranged as
-// _mm512_unpacklo/hi_epi16 arrange the two taps' widened activations: in
-// 128-bit lane L, lo holds channels 8L..8L+3 and hi 8L+4..8L+7, each as
-// (w_t, w_t+1). Built once per call from the packed [taps][c_pad] layout (s8,
-// or the older s16); channels past n and an odd last tap's partner are zero.
-int16_t* interleave_weights(const PackedView& W, int64_t taps, int64_t blocks) {
-  const int64_t pairs = (taps + 1) / 2, c_pad = W.n_pad(), n = W.n();
-  const bool s16 = W.layout() == Layout::depthwise_s16;
-  auto weight = [&](int64_t t, int64_t ch) -> int16_t {
-    if (t >= taps || ch >= n) return 0;
-    return s16 ? reinterpret_cast<const int16_t*>(W.data())[t * c_pad + ch]
-               : static_cast<int16_t>(reinterpret_cast<const int8_t*>(W.data())[t * c_pad + ch]);
-  };
-  auto* out = static_cast<int16_t*>(scratch_alloc(pairs * blocks * 2 * kBlock * 2, false));
-  int16_t* dst = out;
-  for (int64_t p = 0; p < pairs; ++p)
-    for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t half = 0; half < 2; ++half)  // lo, hi
-        for (int64_t lane = 0; lane < 4; ++lane)
-          for (int64_t i = 0; i < 4; ++i) {
-            const int64_t ch = b * kBlock + lane * 8 + half * 4 + i;
-            *dst++ = weight(2 * p, ch);
-            *dst++ = weight(2 * p + 1, ch);
-          }
-  return out;
-}
-
 // A whole block's epilogue constants in the accumulators' channel order:
 // [0] the channels acc_lo holds, [1] acc_hi's.
 struct BlockEpilogue {
@@ -81,7 +54,7 @@ void rows(void* vctx, int64_t begin, int64_t end) {
   const int64_t C = j.channels, taps = j.kh * j.kw, pairs = (taps + 1) / 2;
   const int64_t blocks = (C + kBlock - 1) / kBlock, full = C / kBlock;
   const __mmask32 tail = static_cast<__mmask32>((uint64_t{1} << (C % kBlock)) - 1);
-  int16_t* w = interleave_weights(W, taps, blocks);
+  int16_t* w = interleave_depthwise_pairs(W, taps, kBlock / 8, blocks);  // [pair][block] -> lo, hi
   // A row of zero points for the padding taps (and the odd tap's partner,
   // whose weights are zero), wide enough for a whole block's load.
   const int64_t zp_bytes = blocks * kBlock;

@@ -161,6 +161,15 @@ class NextRowsPrefetch {
   int64_t lines_per_pixel_ = 0;
 };
 }  // namespace
+// The depthwise kernels' weights as tap pairs (t, t + 1), interleaved the
+// way _mm256/_mm512_unpacklo/hi_epi16 interleave two taps' widened
+// activations, so the inner loops read ready operands: per block of `lanes`
+// 128-bit lanes (8 channels each), lo holds channels 8L..8L+3 of every lane L
+// and hi 8L+4..8L+7, each as (w_t, w_t+1); laid out [pair][block] -> lo, hi.
+// Read once per call from the packed [taps][c_pad] weight (s8, or the older
+// s16 padded to tap pairs); channels past n and an odd last tap's partner are
+// zero. Scratch memory: the caller frees it (scratch_free).
+int16_t* interleave_depthwise_pairs(const PackedView& W, int64_t taps, int64_t lanes, int64_t blocks);
 void depthwise_ref(const DepthwiseJob& job, const ParallelFor& pf);
 void depthwise_avx2(const DepthwiseJob& job, const ParallelFor& pf);
 void depthwise_avx512vnni(const DepthwiseJob& job, const ParallelFor& pf);
