@@ -16,7 +16,7 @@ namespace {
 
 void check(const PruneOptions& o, const IterativeOptions& it) {
   if (it.steps < 1) bad_input("iterative pruning: the number of steps must be at least 1, got " + std::to_string(it.steps));
-  if (it.steps > 1 && (!o.target_macs || o.latency_aware || o.ratio || o.target_latency_ms || !o.ratios.empty()))
+  if (it.steps > 1 && (!o.target_macs || o.latency_aware || o.ratio || o.target_latency_ms || o.target_speedup || !o.ratios.empty()))
     bad_input("iterative pruning splits a MACs budget into steps: give target_macs alone (without the latency-aware ranking)");
   if (it.steps > 1 && it.prune_step)
     bad_input("iterative pruning: a custom prune step (a measured latency budget) runs in one step only");

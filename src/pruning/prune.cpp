@@ -51,6 +51,7 @@ nlohmann::json PruneOptions::to_json() const {
   if (target_macs) j["target_macs"] = *target_macs;
   if (!ratios.empty()) j["ratios"] = ratios;
   if (target_latency_ms) j["target_latency_ms"] = *target_latency_ms;
+  if (target_speedup) j["target_speedup"] = *target_speedup;
   if (latency_aware) j["latency_aware"] = true, j["max_group_ratio"] = max_group_ratio;
   return j;
 }
@@ -64,6 +65,7 @@ nlohmann::json PruneResult::to_json() const {
                                 {"removal", seconds.removal}}}};
   if (predicted_ms_before > 0) {
     j["predicted_ms"] = {{"before", predicted_ms_before}, {"after", predicted_ms_after}, {"smallest", predicted_ms_smallest}};
+    if (latency_budget_ms > 0) j["predicted_ms"]["budget"] = latency_budget_ms;
   }
   if (!latency_attempts.empty()) {
     nlohmann::json tries = nlohmann::json::array();
@@ -540,14 +542,20 @@ bool ignored(const Group& grp, const std::vector<std::string>& ignore) {
 }
 
 void check_options(const GroupAnalysis& a, const PruneOptions& o) {
-  int budgets = (o.ratio ? 1 : 0) + (o.target_macs ? 1 : 0) + (o.ratios.empty() ? 0 : 1) + (o.target_latency_ms ? 1 : 0);
-  if (budgets != 1) bad_input("give exactly one budget: --ratio, --target-macs, --ratios or --target-latency");
+  int budgets = (o.ratio ? 1 : 0) + (o.target_macs ? 1 : 0) + (o.ratios.empty() ? 0 : 1) + (o.target_latency_ms ? 1 : 0) +
+                (o.target_speedup ? 1 : 0);
+  if (budgets != 1)
+    bad_input("give exactly one budget: --ratio, --target-macs, --ratios, --target-latency or --target-speedup");
   if (o.target_latency_ms && !(*o.target_latency_ms > 0))
     bad_input("--target-latency must be a positive number of ms, got " + std::to_string(*o.target_latency_ms));
-  if (o.target_latency_ms && (!o.latency || o.latency->layers().empty()))
+  if (o.target_speedup && !(*o.target_speedup > 1 && std::isfinite(*o.target_speedup)))
+    bad_input("--target-speedup must be a number above 1 (1.5: 1.5 times faster), got " + std::to_string(*o.target_speedup));
+  const bool latency_budget = o.target_latency_ms || o.target_speedup;
+  if (latency_budget && (!o.latency || o.latency->layers().empty()))
     bad_input("a latency budget needs a latency table with at least one measurable layer (convolution or linear)");
-  if (o.latency_aware && !o.target_macs && !o.target_latency_ms)
-    bad_input("the latency-aware ranking chooses widths for a budget: give --target-macs or --target-latency, not a ratio");
+  if (o.latency_aware && !o.target_macs && !latency_budget)
+    bad_input("the latency-aware ranking chooses widths for a budget: give --target-macs, --target-latency or "
+              "--target-speedup, not a ratio");
   if (!(o.max_group_ratio > 0 && o.max_group_ratio <= kMost))
     bad_input("--max-group-ratio must be in (0, 0.99], got " + std::to_string(o.max_group_ratio));
   if (o.latency_aware && (!o.latency || o.latency->layers().empty()))
@@ -647,6 +655,10 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
     result.predicted_ms_before = latency->predict_ms(kept_by(g, {}));
     result.predicted_ms_smallest = latency->predict_ms(kept_by(g, least));
   }
+  // The latency budget in ms (a speed-up is over this table's unpruned prediction).
+  std::optional<double> budget_ms = o.target_latency_ms;
+  if (o.target_speedup) budget_ms = result.predicted_ms_before / *o.target_speedup;
+  if (budget_ms) result.latency_budget_ms = *budget_ms;
   auto macs_at = [&](double f) {
     const Removed removed = removed_positions(a, plan_for(a, scores, prunable, o, f));
     return static_cast<double>(macs_after(before, kept_by(g, removed)));
@@ -680,11 +692,19 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
                 "% asked for");
     }
   }
-  if (o.target_latency_ms && result.predicted_ms_smallest > *o.target_latency_ms) {
-    bad_input("impossible budget: pruning every prunable group to its minimum width is predicted at " +
-              c10::str(result.predicted_ms_smallest) + " ms (batch " + std::to_string(o.latency->options().batch) +
-              ", " + std::to_string(o.latency->options().threads) + " thread(s)), more than the " +
-              c10::str(*o.target_latency_ms) + " ms asked for");
+  if (budget_ms && result.predicted_ms_smallest > *budget_ms) {
+    const std::string smallest = "pruning every prunable group to its minimum width" +
+                                 std::string(o.latency_aware ? " (--max-group-ratio " + c10::str(o.max_group_ratio) + ")" : "");
+    const std::string setting = "batch " + std::to_string(o.latency->options().batch) + ", " +
+                                std::to_string(o.latency->options().threads) + " thread(s)";
+    if (o.target_speedup) {
+      bad_input("impossible budget: " + smallest + " is predicted " +
+                c10::str(result.predicted_ms_before / result.predicted_ms_smallest) + "x faster than the unpruned model (" +
+                c10::str(result.predicted_ms_before) + " -> " + c10::str(result.predicted_ms_smallest) + " ms, " + setting +
+                "), less than the " + c10::str(*o.target_speedup) + "x asked for");
+    }
+    bad_input("impossible budget: " + smallest + " is predicted at " + c10::str(result.predicted_ms_smallest) + " ms (" +
+              setting + "), more than the " + c10::str(*budget_ms) + " ms asked for");
   }
   Plan plan;
   if (o.latency_aware) {
@@ -692,7 +712,7 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
     auto ms_of = [&](const std::vector<int64_t>& w) { return latency->predict_ms(widths_model.kept(w)); };
     auto macs_of = [&](const std::vector<int64_t>& w) { return static_cast<double>(macs_after(before, widths_model.kept(w))); };
     auto met = [&](double ms, double macs) {
-      return o.target_macs ? macs <= *macs_goal : ms <= *o.target_latency_ms;
+      return o.target_macs ? macs <= *macs_goal : ms <= *budget_ms;
     };
     const std::vector<int64_t> widths = latency_aware_widths(a, scores, prunable, o, ms_of, macs_of, met);
     plan.assign(a.groups.size(), {});
@@ -706,7 +726,7 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
     fraction = total > 0 ? 1.0 - kept / total : 0.0;
   } else {
     if (o.target_macs) fraction = smallest_fraction(macs_at, *macs_goal);
-    if (o.target_latency_ms) fraction = smallest_fraction(ms_at, *o.target_latency_ms);
+    if (budget_ms) fraction = smallest_fraction(ms_at, *budget_ms);
     plan = plan_for(a, scores, prunable, o, fraction);
   }
   result.ratio_used = fraction;
@@ -733,9 +753,10 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
 
 PruneResult prune_to_latency(Graph& graph, const PruneOptions& options, const std::function<double(const Graph&)>& measure,
                              double tolerance, int max_attempts) {
-  if (!options.target_latency_ms) bad_input("prune_to_latency needs a latency budget (target_latency_ms)");
+  if (!options.target_latency_ms && !options.target_speedup)
+    bad_input("prune_to_latency needs a latency budget (target_latency_ms or target_speedup)");
   if (!(tolerance >= 0) || max_attempts < 1) bad_input("prune_to_latency: the tolerance must be >= 0 and the tries >= 1");
-  const double target = *options.target_latency_ms;
+  double target = options.target_latency_ms.value_or(0);  // a speed-up's: known after the first try
   PruneOptions o = options;
   std::optional<Graph> chosen;
   PruneResult chosen_result;
@@ -743,8 +764,9 @@ PruneResult prune_to_latency(Graph& graph, const PruneOptions& options, const st
   for (int k = 0; k < max_attempts; ++k) {
     Graph g = graph;
     PruneResult r = prune(g, o);
+    if (k == 0) target = r.latency_budget_ms;
     const double ms = measure(g);
-    attempts.push_back({*o.target_latency_ms, r.ratio_used, r.predicted_ms_after, ms});
+    attempts.push_back({r.latency_budget_ms, r.ratio_used, r.predicted_ms_after, ms});
     const bool met = ms <= target * (1 + tolerance);
     if (!chosen || met || ms < chosen_result.measured_ms) {
       r.measured_ms = ms;
@@ -755,10 +777,12 @@ PruneResult prune_to_latency(Graph& graph, const PruneOptions& options, const st
     if (met) break;
     // Slower than predicted: ask the prediction for proportionally less,
     // never below the smallest model (reached already: nothing left to try).
-    if (*o.target_latency_ms <= chosen_result.predicted_ms_smallest) break;
-    o.target_latency_ms = std::max(*o.target_latency_ms * target / ms, chosen_result.predicted_ms_smallest);
+    if (r.latency_budget_ms <= chosen_result.predicted_ms_smallest) break;
+    o.target_speedup.reset();
+    o.target_latency_ms = std::max(r.latency_budget_ms * target / ms, chosen_result.predicted_ms_smallest);
   }
   chosen_result.latency_attempts = attempts;
+  chosen_result.latency_budget_ms = target;  // the budget asked for, not a tightened try's
   graph = std::move(*chosen);
   return chosen_result;
 }

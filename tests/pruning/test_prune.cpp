@@ -1068,6 +1068,69 @@ TEST_CASE("a latency budget is checked by measurement and tightened when the mod
   CHECK(prune_to_latency(k, o, [&](const Graph& x) { return predicted_from_shapes(table, original, x, 0.5); }).latency_attempts.size() == 1);
 }
 
+TEST_CASE("a speed-up budget is the unpruned prediction over the speed-up, searched and checked as a latency budget", "[pruning][latency]") {
+  auto m = latency_net();
+  const Graph original = imported(m, {1, 3, 8, 8});
+  latency::LatencyTable table = synthetic_table(original, {1.0, 0.5, 2.0, 0.25});
+  table.set_overhead_ms(0.5, 0.1);
+  const double full = 4.25;
+  for (bool aware : {false, true}) {
+    INFO("latency-aware " << aware);
+    PruneOptions by_speedup;
+    by_speedup.latency = &table;
+    by_speedup.latency_aware = aware;
+    by_speedup.target_speedup = 1.6;
+    Graph g = original;
+    const PruneResult r = prune(g, by_speedup);
+    CHECK(r.predicted_ms_before == Approx(full));
+    CHECK(r.latency_budget_ms == Approx(full / 1.6));
+    CHECK(r.predicted_ms_after <= r.latency_budget_ms);
+    CHECK(r.predicted_ms_before / r.predicted_ms_after >= 1.6);
+    CHECK(r.to_json()["predicted_ms"]["budget"].get<double>() == Approx(full / 1.6));
+    CHECK(by_speedup.to_json()["target_speedup"] == 1.6);
+    // The same widths as the budget in ms.
+    PruneOptions by_ms = by_speedup;
+    by_ms.target_speedup.reset();
+    by_ms.target_latency_ms = full / 1.6;
+    Graph h = original;
+    const PruneResult same = prune(h, by_ms);
+    REQUIRE(same.changes.size() == r.changes.size());
+    for (size_t i = 0; i < r.changes.size(); ++i) CHECK(same.changes[i].after == r.changes[i].after);
+  }
+  // Checked by measurement: a machine 25% slower than the table is tightened
+  // towards the speed-up's budget in ms, which the result reports.
+  PruneOptions o;
+  o.latency = &table;
+  o.target_speedup = 1.6;
+  Graph g = original;
+  const PruneResult r =
+      prune_to_latency(g, o, [&](const Graph& x) { return 1.25 * predicted_from_shapes(table, original, x, 0.5); }, 0.05, 4);
+  REQUIRE(r.latency_attempts.size() >= 2);
+  CHECK(r.latency_attempts[0].budget_ms == Approx(full / 1.6));
+  CHECK(r.latency_attempts[1].budget_ms < r.latency_attempts[0].budget_ms);
+  CHECK(r.latency_budget_ms == Approx(full / 1.6));
+  CHECK(r.latency_met);
+  CHECK(r.measured_ms <= 1.05 * full / 1.6);
+  // Refused: a speed-up of at most 1, or more than the smallest model gives
+  // (the message says how much that is), or beside another budget.
+  for (double bad : {1.0, 0.5, std::nan("")}) {
+    o.target_speedup = bad;
+    Graph x = original;
+    CHECK_THROWS_WITH(prune(x, o), Catch::Contains("--target-speedup must be a number above 1"));
+  }
+  o.target_speedup = 100;
+  Graph x = original;
+  CHECK_THROWS_WITH(prune(x, o), Catch::Contains("impossible budget") && Catch::Contains("x faster than the unpruned model") &&
+                                     Catch::Contains("less than the 100x asked for"));
+  o.target_speedup = 1.5;
+  o.target_latency_ms = 3.0;
+  CHECK_THROWS_WITH(prune(x, o), Catch::Contains("exactly one budget"));
+  o.target_latency_ms.reset();
+  o.latency = nullptr;
+  CHECK_THROWS_WITH(prune(x, o), Catch::Contains("needs a latency table"));
+  CHECK(x.param("a.weight").size(0) == 16);  // nothing pruned by the refusals
+}
+
 TEST_CASE("bad latency budgets are refused with one clear reason", "[pruning][latency][errors]") {
   auto m = latency_net();
   const Graph original = imported(m, {1, 3, 8, 8});

@@ -1,4 +1,5 @@
-// compress prune IN -o OUT (--target-macs F | --ratio F | --ratios FILE | --target-latency MS) [--input-shape S]
+// compress prune IN -o OUT (--target-macs F | --ratio F | --ratios FILE | --target-latency MS | --target-speedup S)
+//                [--input-shape S]
 //                [--criterion C] [--global | --latency-aware] [--round-to N] [--min-channels N] [--ignore NAME ...] [--report R.json]
 //                [--data fashion-mnist --finetune-epochs N [--distill | --teacher T.pt] [--temperature T] [--alpha A]]
 //                [--latency-batch N] [--latency-threads T] [--int8] [--latency-grid G] [--latency-repeats R] [--latency-rounds K]
@@ -94,9 +95,11 @@ latency::LatencyTable read_latency_table(const std::string& path, const cxxopts:
   return table;
 }
 
-// --target-latency or --latency-aware: measures the lookup table and the
-// overhead (the unpruned and the smallest model end to end) or reads them
-// (--latency-table). A latency budget is then pruned to on the prediction
+// --target-latency, --target-speedup or --latency-aware: measures the lookup
+// table and the overhead (the unpruned and the smallest model end to end) or
+// reads them (--latency-table). A latency budget (--target-speedup S: the
+// unpruned model's predicted latency over S, from the same table, so that a
+// budget means the same on any machine) is then pruned to on the prediction
 // and checked by measurement (pruning::prune_to_latency); a MACs budget with
 // the latency-aware ranking is pruned on the prediction and the result
 // measured once. Fills `report`.
@@ -124,7 +127,7 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
 
   std::vector<latency::LayerShape> layers = latency::latency_layers(graph);
   if (layers.empty()) {
-    bad_input(std::string(o.target_latency_ms ? "--target-latency" : "--latency-aware") +
+    bad_input(std::string(o.target_latency_ms ? "--target-latency" : o.target_speedup ? "--target-speedup" : "--latency-aware") +
               ": the model has no measurable layer (2-d convolution or linear)");
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -141,6 +144,7 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
     Graph smallest = graph;
     pruning::PruneOptions least = o;
     least.target_latency_ms.reset();
+    least.target_speedup.reset();
     least.target_macs.reset();
     least.latency_aware = false;
     least.ratio = 0.99;  // the largest fraction a budget search tries
@@ -164,7 +168,7 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
   o.latency = &table;
   const nlohmann::json table_facts{{"table_read", loaded.has_value()}, {"batch", lo.batch}, {"threads", lo.threads},
                                    {"int8", lo.int8}, {"table_seconds", table_seconds}};
-  if (!o.target_latency_ms) {
+  if (!o.target_latency_ms && !o.target_speedup) {
     // The latency-aware ranking under a MACs budget: the table only steers
     // the widths; the pruned model is measured once, beside the unpruned one.
     const Graph original = graph;
@@ -194,7 +198,7 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
   // the smaller of its two measurements, which bracket the pruned ones in time.
   const double unpruned_again_ms = measure(original);
   const double unpruned_best_ms = std::min(unpruned_ms.value_or(unpruned_again_ms), unpruned_again_ms);
-  const double target = *o.target_latency_ms;
+  const double target = result.latency_budget_ms;
   if (!quiet) {
     for (size_t k = 0; k < result.latency_attempts.size(); ++k) {
       const pruning::LatencyAttempt& t = result.latency_attempts[k];
@@ -205,7 +209,9 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
     if (result.latency_attempts.size() > 1 || !result.latency_met)
       std::cout << (result.latency_met ? "met the budget after tightening the predicted budget\n"
                                        : "the measured latency stays above the budget: kept the fastest try\n");
-    std::cout << "latency: budget " << target << " ms, predicted " << result.predicted_ms_after << " ms, measured "
+    std::cout << "latency: budget " << target << " ms"
+              << (o.target_speedup ? " (the unpruned prediction over --target-speedup " + c10::str(*o.target_speedup) + ")" : "")
+              << ", predicted " << result.predicted_ms_after << " ms, measured "
               << result.measured_ms << " ms; unpruned measured " << unpruned_best_ms << " ms (speed-up "
               << unpruned_best_ms / result.measured_ms << "x measured, " << result.predicted_ms_before / result.predicted_ms_after
               << "x predicted)" << std::endl;
@@ -223,6 +229,7 @@ pruning::PruneResult prune_to_measured_latency(Graph& graph, pruning::PruneOptio
                               {"predicted_speedup", result.predicted_ms_before / result.predicted_ms_after},
                               {"smallest_predicted_ms", result.predicted_ms_smallest},
                               {"smallest_measured_ms", smallest_ms ? nlohmann::json(*smallest_ms) : nlohmann::json()}};
+  if (o.target_speedup) report["latency_budget"]["target_speedup"] = *o.target_speedup;
   report["latency_budget"].update(table_facts);
   report["latency_table"] = table.to_json();
   return result;
@@ -234,7 +241,7 @@ int cmd_prune(int argc, char** argv) {
   cxxopts::Options options("compress prune",
                            "Structured pruning: remove whole channels (and everything coupled to them through "
                            "residuals, concatenations, depthwise convolutions, ...) so the model is smaller and faster.");
-  options.positional_help("IN -o OUT (--target-macs F | --ratio F | --ratios FILE | --target-latency MS)");
+  options.positional_help("IN -o OUT (--target-macs F | --ratio F | --ratios FILE | --target-latency MS | --target-speedup S)");
   add_input_options(options);
   options.add_options()
       ("in", "input TorchScript model", cxxopts::value<std::string>())
@@ -244,6 +251,8 @@ int cmd_prune(int argc, char** argv) {
       ("ratios", "JSON file {\"group\": ratio, ...} (group names: compress inspect --groups)", cxxopts::value<std::string>())
       ("target-latency", "keep the latency at most this many ms: predicted from per-layer times measured here, "
        "then checked end to end (and tightened when slower)", cxxopts::value<double>())
+      ("target-speedup", "keep the latency at most 1/S of the unpruned model's (S > 1), predicted and checked as "
+       "--target-latency is: a budget that means the same on any machine", cxxopts::value<double>())
       ("latency-batch", "batch size of the latency budget", cxxopts::value<int64_t>()->default_value("1"))
       ("latency-threads", "threads of the latency budget", cxxopts::value<int>()->default_value("1"))
       ("int8", "the latency budget is for the INT8 kernels (the model written stays FP32: compress quantize it)")
@@ -297,25 +306,30 @@ int cmd_prune(int argc, char** argv) {
   if (!r.count("output")) bad_input("no output file given (-o OUT)");
   const std::string in = r["in"].as<std::string>(), out = r["output"].as<std::string>();
   const std::string data = r["data"].as<std::string>();
-  if (r.count("target-macs") + r.count("ratio") + r.count("ratios") + r.count("target-latency") != 1)
-    bad_input("give exactly one budget: --target-macs, --ratio, --ratios or --target-latency");
+  const bool latency_budget = r.count("target-latency") || r.count("target-speedup");
+  if (r.count("target-macs") + r.count("ratio") + r.count("ratios") + r.count("target-latency") + r.count("target-speedup") != 1)
+    bad_input("give exactly one budget: --target-macs, --ratio, --ratios, --target-latency or --target-speedup");
   for (const char* opt : {"report", "save-latency-table"})
     if (r.count(opt) && same_file(r[opt].as<std::string>(), in)) bad_input(std::string("--") + opt + " would overwrite the input model");
   if (r.count("latency-table") && r.count("save-latency-table"))
     bad_input("--latency-table reads a table, --save-latency-table writes a measured one: give one");
   const bool latency_aware = r.count("latency-aware") > 0;
-  if (latency_aware && !r.count("target-macs") && !r.count("target-latency"))
-    bad_input("--latency-aware chooses widths for a budget: give --target-macs or --target-latency, not --ratio or --ratios");
+  if (latency_aware && !r.count("target-macs") && !latency_budget)
+    bad_input("--latency-aware chooses widths for a budget: give --target-macs, --target-latency or --target-speedup, "
+              "not --ratio or --ratios");
   if (r.count("max-group-ratio") && !latency_aware) bad_input("--max-group-ratio only applies to --latency-aware");
   if (r.count("target-latency") && !(r["target-latency"].as<double>() > 0))
     bad_input("--target-latency must be a positive number of ms, got " + std::to_string(r["target-latency"].as<double>()));
-  if (r.count("target-latency") || latency_aware) {
+  if (r.count("target-speedup") && !(r["target-speedup"].as<double>() > 1 && std::isfinite(r["target-speedup"].as<double>())))
+    bad_input("--target-speedup must be a number above 1 (1.5: 1.5 times faster), got " +
+              std::to_string(r["target-speedup"].as<double>()));
+  if (latency_budget || latency_aware) {
     for (const char* opt : {"latency-grid", "latency-repeats", "latency-rounds", "latency-threads"})
       if (r[opt].as<int>() < 1) bad_input(std::string("--") + opt + " must be at least 1");
     if (r["latency-batch"].as<int64_t>() < 1) bad_input("--latency-batch must be at least 1");
   } else {
     for (const char* opt : kLatencyOnlyOptions)
-      if (r.count(opt)) bad_input(std::string("--") + opt + " only applies to --target-latency or --latency-aware");
+      if (r.count(opt)) bad_input(std::string("--") + opt + " only applies to --target-latency, --target-speedup or --latency-aware");
   }
   const int64_t epochs = r["finetune-epochs"].as<int64_t>();
   if (epochs < 0) bad_input("--finetune-epochs must not be negative");
@@ -362,6 +376,7 @@ int cmd_prune(int argc, char** argv) {
   if (r.count("ratio")) o.ratio = r["ratio"].as<double>();
   if (r.count("ratios")) o.ratios = read_ratios(r["ratios"].as<std::string>());
   if (r.count("target-latency")) o.target_latency_ms = r["target-latency"].as<double>();
+  if (r.count("target-speedup")) o.target_speedup = r["target-speedup"].as<double>();
   o.criterion = pruning::parse_criterion(r["criterion"].as<std::string>());
   o.global = r.count("global") > 0;
   o.latency_aware = latency_aware;
@@ -453,7 +468,7 @@ int cmd_prune(int argc, char** argv) {
     iterative.recalibrate_batches = recal;
     iterative.recalibration_data = &training_set();
   }
-  if (o.target_latency_ms || o.latency_aware) {
+  if (latency_budget || o.latency_aware) {
     iterative.prune_step = [&](Graph& g, const pruning::PruneOptions& step_options) {
       return prune_to_measured_latency(g, step_options, r, latency_data, report);
     };

@@ -12,7 +12,7 @@
 //
 //   latency::LatencyTable t = latency::LatencyTable::measure(latency::latency_layers(graph), lo);
 //   t.set_overhead_ms(measured_unpruned_ms - t.layers_ms_at_full_width());
-//   o.target_latency_ms = 20;  o.latency = &t;
+//   o.target_latency_ms = 20;  o.latency = &t;     // or o.target_speedup = 1.5
 //   pruning::PruneResult r = pruning::prune_to_latency(graph, o, [&](const Graph& g) { return time_it(g); });
 #include <functional>
 #include <map>
@@ -47,11 +47,16 @@ struct PruneOptions {
   // smallest uniform ratio (or global threshold) that meets it, as for
   // target_macs. prune_to_latency also measures the result.
   std::optional<double> target_latency_ms;
+  // Keep the predicted latency at most the unpruned model's (predicted from
+  // the same table) over this (> 1): a latency budget that means the same on
+  // any machine, e.g. in a recipe; otherwise as target_latency_ms.
+  std::optional<double> target_speedup;
   // A lookup table of this graph's layers (latency::latency_layers, in that
-  // order, with its overhead set); needed by target_latency_ms. With any
-  // budget it makes the result carry predicted latencies.
+  // order, with its overhead set); needed by target_latency_ms and
+  // target_speedup. With any budget it makes the result carry predicted
+  // latencies.
   const latency::LatencyTable* latency = nullptr;
-  // Latency-aware ranking for target_macs or target_latency_ms (needs
+  // Latency-aware ranking for target_macs, target_latency_ms or target_speedup (needs
   // `latency`): instead of one ratio or threshold everywhere, shrinks, step by
   // step, the group whose next least important channels lose the least
   // importance per predicted ms saved, until the budget is met. Among the
@@ -101,6 +106,9 @@ struct PruneResult {
   // the pruned one, and of the smallest one any budget can reach (every
   // prunable group at its minimum).
   double predicted_ms_before = 0, predicted_ms_after = 0, predicted_ms_smallest = 0;
+  // A latency budget in ms: target_latency_ms, or predicted_ms_before over
+  // target_speedup (else 0).
+  double latency_budget_ms = 0;
   std::vector<LatencyAttempt> latency_attempts;  // prune_to_latency's tries, in order
   bool latency_met = false;                      // prune_to_latency: the chosen try measured within tolerance
   double measured_ms = 0;                        // prune_to_latency: the chosen try's measurement
@@ -123,7 +131,7 @@ std::vector<std::vector<double>> channel_importance(const Graph& graph, const Gr
 PruneResult prune(Graph& graph, const PruneOptions& options);
 
 // Latency budget checked end to end: prunes a copy of `graph` to
-// options.target_latency_ms (predicted), times it with `measure` (ms, the
+// options.target_latency_ms or target_speedup (predicted), times it with `measure` (ms, the
 // way the table was timed: same batch, threads, FP32 or INT8), and when the
 // measurement exceeds the budget by more than `tolerance` (a fraction),
 // scales the predicted budget by budget / measured and prunes again from
