@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -378,10 +379,57 @@ class CoalescedBuffers : BufferSwaps {
   }
 };
 
+// Whether the module holds 8-bit buffers (an INT8 model's weights).
+bool holds_int8_buffers(const torch::jit::Module& module) {
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) {
+    if (b.value.defined() && (b.value.scalar_type() == at::kChar || b.value.scalar_type() == at::kByte)) return true;
+  }
+  return false;
+}
+
+// An archive in memory, read in place.
+class StringReadAdapter : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit StringReadAdapter(const std::string& bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
+    if (pos >= bytes_.size()) return 0;
+    n = std::min<size_t>(n, bytes_.size() - size_t(pos));
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::string& bytes_;
+};
+
+// Copies the TorchScript archive `archive` (as LibTorch wrote it) record by
+// record to `out`, every record deflated. LibTorch writes tensor storages
+// and data.pkl stored (so that a reader could map them); its reader inflates
+// any record, so Python's torch.jit.load and C++ torch::jit::load read the
+// result as they read LibTorch's own. INT8 weights deflate by 4-10% and
+// data.pkl by 70%: for the zoo mobilenetv2 that is 0.285 -> 0.256 of its
+// float file.
+void write_deflated(const std::string& archive, std::ostream& out) {
+  caffe2::serialize::PyTorchStreamReader reader(std::make_shared<StringReadAdapter>(archive));
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t size) -> size_t {
+    out.write(static_cast<const char*>(data), std::streamsize(size));
+    return out ? size : 0;
+  });
+  writer.setMinVersion(reader.version());
+  for (const std::string& name : reader.getAllRecords()) {
+    if (name == "version" || name == ".data/version") continue;  // the writer writes its own
+    auto [data, size] = reader.getRecord(name);
+    writer.writeRecord(name, data.get(), size, /*compress=*/true);
+  }
+  writer.writeEndOfFile();
+}
+
 }  // namespace
 
 void save_module(const torch::jit::Module& module, const std::string& out_path,
                  const std::string& protect) {
+  const bool int8 = holds_int8_buffers(module);
   const StoredWeights stored(module);
   const CoalescedBuffers coalesced(module);
   write_atomically(
@@ -392,10 +440,24 @@ void save_module(const torch::jit::Module& module, const std::string& out_path,
         // ".NAME.tmp.PID.XXXXXXXX/..." (12 KB more for a 400-entry INT8
         // mobilenet_v2). A stream's archive is "archive/", as Python's
         // torch.jit.save to a file object writes it.
+        //
+        // An INT8 model's archive is written again with every record deflated
+        // (write_deflated); a float model's is left as LibTorch writes it
+        // (its storages would shrink by 7% at the cost of a deflate pass on
+        // every save and an inflate pass on every load, and memory for the
+        // archive twice over).
         std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
         if (!f) failure(out_path + ": cannot write " + tmp);
         try {
-          module.save(f);
+          if (int8) {
+            std::ostringstream archive;
+            module.save(archive);
+            write_deflated(archive.str(), f);
+          } else {
+            module.save(f);
+          }
+        } catch (const Error&) {
+          throw;
         } catch (const std::exception& e) {
           failure(out_path + ": cannot save model: " + first_line_of(e));
         }

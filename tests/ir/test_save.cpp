@@ -2,11 +2,16 @@
 // buffers) and that loading gives the same module.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <map>
 #include <set>
+#include <sstream>
 
+#include <caffe2/serialize/file_adapter.h>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
 
+#include "compress/archive_check.h"
 #include "compress/io.h"
 #include "compress/kernels/packed.h"
 #include "compress/ops/ops.h"
@@ -14,6 +19,7 @@
 #include "temp_dir.h"
 
 using namespace compress;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -86,6 +92,53 @@ TEST_CASE("save_module writes the buffers as one storage per dtype, and they loa
   const std::string again = dir.file("again.pt");
   save_module(loaded, again);
   CHECK(data_records(again) == 5);
+}
+
+TEST_CASE("save_module deflates an INT8 model's archive, leaves a float model's as LibTorch writes it, and both load alike",
+          "[io]") {
+  compress::testing::TempDir dir("save_deflate");
+  torch::NoGradGuard no_grad;
+  // How each record of the archive at `path` is kept: name -> zip method (0 stored, 8 deflated).
+  auto methods = [](const std::string& path) {
+    caffe2::serialize::FileAdapter file(path);
+    std::map<std::string, uint16_t> m;
+    for (const ZipEntry& e : check_zip(file, path)) m[e.name.substr(e.name.find('/') + 1)] = e.method;
+    return m;
+  };
+  at::manual_seed(3);
+  for (bool int8 : {false, true}) {
+    INFO((int8 ? "INT8" : "float") << " model");
+    torch::jit::Module root("__torch__.Root");
+    // Values the way trained INT8 weights are: most small, so deflate finds something.
+    at::Tensor w = at::randn({64, 64}).mul(20).round().clamp(-127, 127);
+    root.register_buffer("w", int8 ? w.to(at::kChar) : w.to(at::kFloat));
+    root.register_buffer("scale", at::rand({64}));
+    root.define("def forward(self, x):\n    return self.w.float() * self.scale + x\n");
+    const std::string path = dir.file(int8 ? "int8.pt" : "float.pt");
+    save_module(root, path);
+    const auto m = methods(path);
+    REQUIRE(m.count("data.pkl"));
+    int storages = 0;
+    for (const auto& [name, method] : m) {
+      INFO(name);
+      if (name == "version" || name == ".data/version") continue;
+      const bool storage_or_pickle = name.rfind("data/", 0) == 0 || name == "data.pkl";
+      storages += name.rfind("data/", 0) == 0;
+      if (storage_or_pickle) CHECK(method == (int8 ? 8 : 0));
+    }
+    CHECK(storages == (int8 ? 2 : 1));  // float buffers share one storage (save_module)
+    // Smaller than LibTorch's own archive of the same module when deflated.
+    std::ostringstream libtorch;
+    root.save(libtorch);
+    if (int8) CHECK(fs::file_size(path) < libtorch.str().size());
+    // Loads through our checks and through LibTorch alone, to the same values.
+    const at::Tensor x = at::randn({64, 64});
+    const at::Tensor expected = root.forward({x}).toTensor();
+    for (torch::jit::Module loaded : {load_module(path), torch::jit::load(path)}) {
+      CHECK(at::equal(loaded.attr("w").toTensor(), root.attr("w").toTensor()));
+      CHECK(at::equal(loaded.forward({x}).toTensor(), expected));
+    }
+  }
 }
 
 namespace {

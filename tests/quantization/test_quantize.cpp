@@ -323,15 +323,16 @@ TEST_CASE("the zoo's convolutional models quantize to about a quarter of their f
   // models stand for the trained ones once no weight is zero: the zoo
   // initialises some batch-norm scales to zero, which would fold to
   // all-zero convolutions that pack sparse (half the resnet's file).
-  // Measured (as on trained models, docs/quantization.md): cnn 0.258, resnet
-  // 0.259, senet 0.264 (the issue's 0.27 met), mobilenetv2 0.285 (not met:
-  // 92k weights, so the archive's code, pickled module tree, 23 packed-weight
-  // headers and 8 bytes of float scale and bias for each of its 2090
-  // channels weigh a quarter of its weights; bounded here to catch a
-  // regression). Before the export shared one class among identical modules
-  // and weights were saved in their storage form: 0.265, 0.271, 0.282, 0.403.
+  // Measured (as on trained models, docs/quantization.md), since INT8
+  // archives are deflated: cnn 0.236, resnet 0.237, senet 0.240, mobilenetv2
+  // 0.254 (the issue's 0.27 met by all four). Before: cnn 0.258, resnet 0.259, senet
+  // 0.264, mobilenetv2 0.285 (its 92k weights left the archive's code,
+  // pickled module tree, 23 packed-weight headers and 8 bytes of float scale
+  // and bias for each of its 2090 channels weighing a quarter of its
+  // weights); before the export shared one class among identical modules and
+  // weights were saved in their storage form: 0.265, 0.271, 0.282, 0.403.
   for (const auto& [arch, bound] : {std::pair<const char*, double>{"cnn", 0.27}, {"resnet", 0.27}, {"senet", 0.27},
-                                    {"mobilenetv2", 0.29}}) {
+                                    {"mobilenetv2", 0.27}}) {
     INFO(arch);
     const std::string in = quant_scratch() + "/" + arch + ".pt", out = quant_scratch() + "/" + arch + ".int8.pt";
     torch::jit::Module float_model = models::build(arch).module;
