@@ -184,8 +184,9 @@ void ProcessGroup::fail(const char* what, const std::exception& e) const {
   const std::string reason = first_line_of(e);
   const std::string here = host_name();
   std::string gone;
-  // A peer killed a moment ago may still be exiting: look for up to a second.
-  for (int attempt = 0; attempt < 20 && gone.empty(); ++attempt) {
+  // A peer killed a moment ago may still be exiting: look for up to 3 s
+  // (on a loaded machine its teardown can take a while to be scheduled).
+  for (int attempt = 0; attempt < 60 && gone.empty(); ++attempt) {
     for (int r = 0; r < int(impl_->procs.size()); ++r) {
       const auto& [host, pid] = impl_->procs[size_t(r)];
       if (r != rank() && host == here && pid > 0 && process_exited(pid)) {

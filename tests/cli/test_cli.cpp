@@ -524,8 +524,11 @@ TEST_CASE("amc: a short search on a tiny model writes ratios prune accepts, and 
   for (size_t i = 0; i < m["groups"].size(); ++i) CHECK(m["groups"][i]["keep"] == result_keep[i]);
   CHECK(m["best"]["shrunk"] == fin["shrunk"]);
   CHECK(m["best"]["episode"] == fin["episode"]);
-  if (fin["result"]["within"].get<bool>())
-    CHECK(fin["result"]["at_table_load_ms"].get<double>() <= fin["result"]["budget_at_table_load_ms"].get<double>());
+  // Within means the median over rounds of measured / budget is at most 1
+  // (the CLI's tolerance is 0), not that the median time is under the
+  // median budget: with load varying between rounds those two medians can
+  // come from different rounds and disagree.
+  CHECK(fin["result"]["within"].get<bool>() == (fin["result"]["budget_ratio"].get<double>() <= 1.0));
   if (!fin["shrunk"].get<bool>()) {
     CHECK(fin["episode"] == fin["candidates"][fin["source"].get<size_t>()]["episode"]);
     if (fin["source"].get<int64_t>() == 0) {

@@ -209,9 +209,12 @@ TEST_CASE("a killed worker stops the other within 30 s, the launcher fails, a re
   for (const char* a : {"--checkpoint", ckpt.c_str(), "--checkpoint-steps", "3", "-o", resumed.c_str()}) {
     one_rank.push_back(a);
   }
+  // A collective timeout far beyond the 30 s asked for: rank 0 must stop
+  // because the connection dropped (its message names the dead process),
+  // not because a collective timed out (30 s by default: the bound below
+  // would race it).
   std::vector<std::string> killed = one_rank;
-  killed.push_back("--nproc");
-  killed.push_back("2");
+  for (const char* a : {"--nproc", "2", "--dist-timeout", "300"}) killed.push_back(a);
   const std::string log = dir.file("killed.log");
   const pid_t launcher = cli_test::spawn(killed, log);
   REQUIRE(launcher > 0);
