@@ -33,9 +33,18 @@ void write_atomically(const std::string& out_path,
                       const std::function<void(const std::string& tmp_path)>& write,
                       const std::string& protect = "");
 
-// Saves a module atomically (see write_atomically).
+// Saves a module atomically (see write_atomically), as write_module writes it.
 void save_module(const torch::jit::Module& module, const std::string& out_path,
                  const std::string& protect = "");
+
+// The TorchScript archive of `module` as this toolkit writes it: buffers in
+// one storage per dtype, INT8 weights in their storage form (packed again
+// when loaded), and an INT8 model's records deflated. LibTorch's and
+// Python's loaders read it. The module is unchanged.
+void write_module(const torch::jit::Module& module, std::ostream& out);
+
+// The size of what write_module (and save_module) writes for `module`.
+int64_t saved_size(const torch::jit::Module& module);
 
 // Writes text atomically.
 void write_text_file(const std::string& out_path, const std::string& text);

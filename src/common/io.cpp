@@ -427,35 +427,45 @@ void write_deflated(const std::string& archive, std::ostream& out) {
 
 }  // namespace
 
-void save_module(const torch::jit::Module& module, const std::string& out_path,
-                 const std::string& protect) {
+void write_module(const torch::jit::Module& module, std::ostream& out) {
   const bool int8 = holds_int8_buffers(module);
   const StoredWeights stored(module);
   const CoalescedBuffers coalesced(module);
+  // To a stream: LibTorch names the archive's root folder after a file it
+  // writes, which for save_module's temporary file would make every entry
+  // ".NAME.tmp.PID.XXXXXXXX/..." (12 KB more for a 400-entry INT8
+  // mobilenet_v2). A stream's archive is "archive/", as Python's
+  // torch.jit.save to a file object writes it.
+  //
+  // An INT8 model's archive is written again with every record deflated
+  // (write_deflated); a float model's is left as LibTorch writes it (its
+  // storages would shrink by 7% at the cost of a deflate pass on every save
+  // and an inflate pass on every load, and memory for the archive twice
+  // over).
+  if (int8) {
+    std::ostringstream archive;
+    module.save(archive);
+    write_deflated(archive.str(), out);
+  } else {
+    module.save(out);
+  }
+}
+
+int64_t saved_size(const torch::jit::Module& module) {
+  std::ostringstream out;
+  write_module(module, out);
+  return static_cast<int64_t>(out.tellp());
+}
+
+void save_module(const torch::jit::Module& module, const std::string& out_path,
+                 const std::string& protect) {
   write_atomically(
       out_path,
       [&](const std::string& tmp) {
-        // Through a stream, not module.save(tmp): LibTorch names the archive's
-        // root folder after the file it writes, which would make every entry
-        // ".NAME.tmp.PID.XXXXXXXX/..." (12 KB more for a 400-entry INT8
-        // mobilenet_v2). A stream's archive is "archive/", as Python's
-        // torch.jit.save to a file object writes it.
-        //
-        // An INT8 model's archive is written again with every record deflated
-        // (write_deflated); a float model's is left as LibTorch writes it
-        // (its storages would shrink by 7% at the cost of a deflate pass on
-        // every save and an inflate pass on every load, and memory for the
-        // archive twice over).
         std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
         if (!f) failure(out_path + ": cannot write " + tmp);
         try {
-          if (int8) {
-            std::ostringstream archive;
-            module.save(archive);
-            write_deflated(archive.str(), f);
-          } else {
-            module.save(f);
-          }
+          write_module(module, f);
         } catch (const Error&) {
           throw;
         } catch (const std::exception& e) {

@@ -18,6 +18,7 @@
 #include "compress/analysis/profile.h"
 #include "compress/error.h"
 #include "compress/ir/builder.h"
+#include "compress/io.h"
 #include "compress/ir/export.h"
 #include "compress/ops/ops.h"
 #include "compress/passes/strip_dropout.h"
@@ -90,11 +91,8 @@ double median_us(const std::function<void()>& f, int iterations) {
   return t[t.size() / 2];
 }
 
-int64_t serialized_size(const Graph& g) {
-  std::ostringstream os;
-  export_module(g).save(os);
-  return static_cast<int64_t>(os.str().size());
-}
+// What the saved file will weigh (save_module's archive).
+int64_t serialized_size(const Graph& g) { return saved_size(export_module(g)); }
 
 std::vector<at::Tensor> flat_tensors(const c10::IValue& v) {
   if (v.isTensor()) return {v.toTensor()};

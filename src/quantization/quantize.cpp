@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "compress/error.h"
+#include "compress/io.h"
 #include "compress/ir/export.h"
 #include "compress/ops/ops.h"
 #include "compress/passes/fold_batch_norm.h"
@@ -22,11 +23,8 @@ using detail::under_module;
 
 namespace {
 
-int64_t serialized_bytes(const Graph& g) {
-  std::ostringstream os;
-  export_module(g).save(os);
-  return static_cast<int64_t>(os.str().size());
-}
+// What the saved file will weigh (save_module's archive).
+int64_t serialized_bytes(const Graph& g) { return saved_size(export_module(g)); }
 
 nlohmann::json db_json(double db) {
   if (std::isinf(db)) return db > 0 ? "inf" : "-inf";

@@ -75,6 +75,8 @@ TEST_CASE("compress quantize writes an INT8 model and a report", "[quant][cli]")
   CHECK(j["layers"][1]["output"]["zero_point"] == 0);
   CHECK(j["output_sqnr_db"].get<double>() > 22.0);  // measured 25.75 dB (entropy, 3 batches of 4)
   CHECK(j["size"]["file_bytes_out"].get<int64_t>() == static_cast<int64_t>(fs::file_size(out)));
+  // The report's size is the file's (save_module's archive: storage form, deflated).
+  CHECK(j["size"]["bytes_after"] == j["size"]["file_bytes_out"]);
   CHECK(j["float_nodes"].empty());
 
   CliResult ex = quantize_cli(small_model() + " -o " + out + "2 --input-shape 4,3,16,16 --exclude dw --json");
