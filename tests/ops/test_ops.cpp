@@ -190,9 +190,31 @@ TEST_CASE("quantize_u8_nhwc equals quantize_u8 of the NHWC permutation", "[ops][
     CHECK(got.sizes() == expect.sizes());
     CHECK(got.equal(expect));
     CHECK(compress::ops::quantize_u8_nhwc(x, 0.03, 10, 127).equal(compress::ops::quantize_u8(x.permute({0, 2, 3, 1}), 0.03, 10, 127)));
+    // A channels-last input (NHWC in memory) gives the same bytes, quantized in memory order.
+    CHECK(compress::ops::quantize_u8_nhwc(x.contiguous(at::MemoryFormat::ChannelsLast), 0.03, 100, 255).equal(expect));
+    // A strided input that is neither layout, too.
+    CHECK(compress::ops::quantize_u8_nhwc(x.transpose(2, 3).contiguous().transpose(2, 3), 0.03, 100, 255).equal(expect));
   }
   CHECK_THAT(error_of([&] { compress::ops::quantize_u8_nhwc(at::randn({2, 3}), 0.1, 0, 255); }),
              Catch::StartsWith("compress::quantize_u8_nhwc: input must be a 4-D float NCHW"));
+}
+
+TEST_CASE("dequantize_u8 keeps an NHWC activation's layout, so float ops after it read one order", "[ops][quantize]") {
+  const at::Tensor nhwc = rand_u8({2, 5, 6, 16});
+  const at::Tensor seen_nchw = nhwc.permute({0, 3, 1, 2});  // what the INT8 layers pass on
+  const at::Tensor expect = (nhwc.to(at::kFloat) - 7) * 0.25;
+  const at::Tensor x = compress::ops::dequantize_u8(seen_nchw, 0.25, 7);
+  CHECK(x.sizes() == seen_nchw.sizes());
+  CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast));
+  CHECK(x.equal(expect.permute({0, 3, 1, 2})));
+  // An NCHW-contiguous input stays NCHW-contiguous, and other layouts are made so.
+  const at::Tensor nchw = rand_u8({2, 16, 5, 6});
+  CHECK(compress::ops::dequantize_u8(nchw, 0.25, 7).is_contiguous());
+  CHECK(compress::ops::dequantize_u8(nchw, 0.25, 7).equal((nchw.to(at::kFloat) - 7) * 0.25));
+  const at::Tensor odd = nchw.transpose(2, 3);
+  CHECK(compress::ops::dequantize_u8(odd, 0.25, 7).equal((odd.to(at::kFloat) - 7) * 0.25));
+  // Round trip through the channels-last path: the bytes come back.
+  CHECK(compress::ops::quantize_u8_nhwc(x, 0.25, 7, 255).equal(nhwc));
 }
 
 TEST_CASE("bad input gives a one-line error naming the op", "[ops][errors]") {
