@@ -454,6 +454,9 @@ const ConvShape kModelConvs[] = {
     {"mbv2", "dw 3x3 576 @14", 576, 576, 14, 3, 1, 1, true},
     {"mbv2", "pw 1x1 960-160 @7", 960, 160, 7, 1, 1, 0, false},
     {"mbv2", "pw 1x1 320-1280 @7", 320, 1280, 7, 1, 1, 0, false},
+    // the Fashion-MNIST zoo's stem (one input channel) and the cnn's second layer
+    {"zoo", "stem 3x3 1-32 @28", 1, 32, 28, 3, 1, 1, false},
+    {"zoo", "cnn 3x3 32-64 @14", 32, 64, 14, 3, 1, 1, false},
 };
 
 // ---- sparse ----

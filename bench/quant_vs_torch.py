@@ -18,8 +18,10 @@ model: a call right after the float model's batch-32 forward (seconds of
 other memory traffic) ran 100 ms slower than the next on this VM (our
 resnet18 INT8 270 against 165 ms), and in the fixed order fp32, ours,
 torch only ours paid it. Models can also be a zoo TorchScript file
-(name=path.pt:CxHxW, e.g. cnn=cnn.pt:1x28x28): FP32 and ours only, since torch.ao FX needs the Python
-source of a model."""
+(name=path.pt:CxHxW, e.g. cnn=cnn.pt:1x28x28): torch.ao FX needs a model's
+Python source, so PyTorch's INT8 of a zoo model is made from its Python
+twin (bench/zoo_twins.py: the same modules and weights, checked to compute
+what the file does); FP32 is the file itself."""
 import argparse
 import os
 import statistics
@@ -32,6 +34,7 @@ import torchvision
 from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from torch_threads import set_threads  # LibTorch's and OpenBLAS's threads
+from zoo_twins import twin
 
 
 def sqnr_db(ref, out):
@@ -97,6 +100,7 @@ def main():
             chw = [int(s) for s in chw.split("x")]
             fp32 = torch.jit.load(path).eval()
             fp32_path = path
+            model = twin(fp32)
         else:
             chw = [3, 224, 224]
             model = getattr(torchvision.models, name)(weights=None).eval()
@@ -113,24 +117,21 @@ def main():
                         "--calib", calib_path, "--calib-batches", "8", "--method", a.method], check=True,
                        stdout=subprocess.DEVNULL)
         ours = torch.jit.load(ours_path).eval()
-        theirs = torch_int8(model, calib, calib[0]) if not zoo else None
+        theirs = torch_int8(model, calib, calib[0])
 
         x = torch.randn(4, *chw)
         with torch.no_grad():
             ref = fp32(x)
             sq_ours = sqnr_db(ref, ours(x))
-            sq_theirs = sqnr_db(ref, theirs(x)) if theirs is not None else None
-        print(f"{name}: output SQNR vs FP32: ours {sq_ours:.2f} dB"
-              + (f", PyTorch INT8 {sq_theirs:.2f} dB" if sq_theirs is not None else ""), flush=True)
+            sq_theirs = sqnr_db(ref, theirs(x))
+        print(f"{name}: output SQNR vs FP32: ours {sq_ours:.2f} dB, PyTorch INT8 {sq_theirs:.2f} dB", flush=True)
         size = os.path.getsize(ours_path) / os.path.getsize(fp32_path)
 
         for t in threads:
             set_threads(t)
             for b in batches:
                 xb = torch.randn(b, *chw)
-                models = {"fp32": fp32, "ours": ours}
-                if theirs is not None:
-                    models["torch"] = theirs
+                models = {"fp32": fp32, "ours": ours, "torch": theirs}
                 times = {k: [] for k in models}
                 reps = a.reps if b == 1 else max(5, a.reps // 3)
                 with torch.no_grad():
