@@ -693,17 +693,17 @@ PruneResult prune(Graph& g, const PruneOptions& o) {
     }
   }
   if (budget_ms && result.predicted_ms_smallest > *budget_ms) {
-    const std::string smallest = "pruning every prunable group to its minimum width" +
+    const std::string all_at_minimum = "pruning every prunable group to its minimum width" +
                                  std::string(o.latency_aware ? " (--max-group-ratio " + c10::str(o.max_group_ratio) + ")" : "");
     const std::string setting = "batch " + std::to_string(o.latency->options().batch) + ", " +
                                 std::to_string(o.latency->options().threads) + " thread(s)";
     if (o.target_speedup) {
-      bad_input("impossible budget: " + smallest + " is predicted " +
+      bad_input("impossible budget: " + all_at_minimum + " is predicted " +
                 c10::str(result.predicted_ms_before / result.predicted_ms_smallest) + "x faster than the unpruned model (" +
                 c10::str(result.predicted_ms_before) + " -> " + c10::str(result.predicted_ms_smallest) + " ms, " + setting +
                 "), less than the " + c10::str(*o.target_speedup) + "x asked for");
     }
-    bad_input("impossible budget: " + smallest + " is predicted at " + c10::str(result.predicted_ms_smallest) + " ms (" +
+    bad_input("impossible budget: " + all_at_minimum + " is predicted at " + c10::str(result.predicted_ms_smallest) + " ms (" +
               setting + "), more than the " + c10::str(*budget_ms) + " ms asked for");
   }
   Plan plan;
