@@ -414,15 +414,11 @@ at::Tensor dequantize_u8(const at::Tensor& input, double scale, int64_t zero_poi
   // The same rule as quantize_u8's scale: a NaN or infinite one would make every output NaN or infinite.
   TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", scale);
   check_zero_point(op, zero_point);
-  // An NHWC activation seen as NCHW (what the INT8 layers pass on) keeps its
-  // layout: the float ops after it (a residual add, a squeeze-excitation
-  // multiply) then read both operands in one order. Made NCHW-contiguous, an
-  // add of it and a channels-last INT8 layer's float output ran strided, 10x
-  // slower than the add itself.
-  const bool nhwc = input.dim() == 4 && input.is_contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor q = nhwc ? input : input.contiguous();
-  at::Tensor x = nhwc ? empty_activation({q.size(0), q.size(2), q.size(3), q.size(1)}, at::kFloat).permute({0, 3, 1, 2})
-                      : empty_activation(q.sizes(), at::kFloat);
+  // NCHW-contiguous, whatever the input's layout: the float ops after it are
+  // the model's own, traced on contiguous tensors (a view() among them fails
+  // on a channels-last one).
+  const at::Tensor q = input.contiguous();
+  at::Tensor x = empty_activation(q.sizes(), at::kFloat);
   const uint8_t* src = q.data_ptr<uint8_t>();
   float* dst = x.data_ptr<float>();
   at::parallel_for(0, q.numel(), 1 << 14, [&](int64_t b, int64_t e) {

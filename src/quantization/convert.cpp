@@ -82,6 +82,7 @@ class Converter {
     for (auto& l : report_.layers) converted[l.name] = l;
     report_.layers.clear();
     for (const FusedLayer& f : plan) report_.layers.push_back(f.int8() ? converted.at(f.name()) : float_layer(f));
+    reshape_instead_of_view();
     g_.eliminate_dead_code();
     if (!qat_) list_float_nodes(float_reason);
   }
@@ -498,6 +499,27 @@ class Converter {
     rep.precision = "float";
     rep.reason = f.float_reason;
     return rep;
+  }
+
+  // The float values between INT8 layers are NHWC tensors seen as NCHW (an
+  // INT8 layer's float output, a dequantized activation permuted back), and
+  // view() refuses such strides where the float model, traced on contiguous
+  // tensors, had none: a model with `x.view(n, -1)` after a float op on an
+  // INT8 convolution's result failed to quantize. reshape() computes the
+  // same and aliases the same wherever view() would have worked; it copies
+  // only where view() would have failed.
+  void reshape_instead_of_view() {
+    static const c10::Symbol view = c10::Symbol::fromQualString("aten::view");
+    static const c10::Symbol view_as = c10::Symbol::fromQualString("aten::view_as");
+    for (Node* n : g_.node_list()) {
+      if (n->erased() || !(n->is_op(view) || n->is_op(view_as))) continue;
+      auto guard = g_.inserting_before(n);
+      OpOptions o;
+      o.scope = n->scope;
+      const ValueId y = add_op(g_, n->is_op(view) ? "aten::reshape" : "aten::reshape_as", n->inputs(), o);
+      g_.replace_all_uses(n->output(), val(y));
+      g_.erase(n);
+    }
   }
 
   void list_float_nodes(const std::map<const Node*, std::string>& float_reason) {

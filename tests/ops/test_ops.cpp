@@ -199,24 +199,6 @@ TEST_CASE("quantize_u8_nhwc equals quantize_u8 of the NHWC permutation", "[ops][
              Catch::StartsWith("compress::quantize_u8_nhwc: input must be a 4-D float NCHW"));
 }
 
-TEST_CASE("dequantize_u8 keeps an NHWC activation's layout, so float ops after it read one order", "[ops][quantize]") {
-  const at::Tensor nhwc = rand_u8({2, 5, 6, 16});
-  const at::Tensor seen_nchw = nhwc.permute({0, 3, 1, 2});  // what the INT8 layers pass on
-  const at::Tensor expect = (nhwc.to(at::kFloat) - 7) * 0.25;
-  const at::Tensor x = compress::ops::dequantize_u8(seen_nchw, 0.25, 7);
-  CHECK(x.sizes() == seen_nchw.sizes());
-  CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast));
-  CHECK(x.equal(expect.permute({0, 3, 1, 2})));
-  // An NCHW-contiguous input stays NCHW-contiguous, and other layouts are made so.
-  const at::Tensor nchw = rand_u8({2, 16, 5, 6});
-  CHECK(compress::ops::dequantize_u8(nchw, 0.25, 7).is_contiguous());
-  CHECK(compress::ops::dequantize_u8(nchw, 0.25, 7).equal((nchw.to(at::kFloat) - 7) * 0.25));
-  const at::Tensor odd = nchw.transpose(2, 3);
-  CHECK(compress::ops::dequantize_u8(odd, 0.25, 7).equal((odd.to(at::kFloat) - 7) * 0.25));
-  // Round trip through the channels-last path: the bytes come back.
-  CHECK(compress::ops::quantize_u8_nhwc(x, 0.25, 7, 255).equal(nhwc));
-}
-
 TEST_CASE("bad input gives a one-line error naming the op", "[ops][errors]") {
   at::Tensor w = rand_s8({4, 8});
   at::Tensor p = compress::ops::pack_linear_int8(w, 0, "auto");

@@ -71,6 +71,46 @@ void check_loads_elsewhere(const std::string& path) {
 
 }  // namespace
 
+TEST_CASE("a view() of a float value between INT8 layers runs (as reshape), equal to the float model's", "[quant]") {
+  // conv -> relu -> conv, then float ops on the INT8 layers' results (a
+  // scaled add, tanh) and x.view(n, -1): those float values are NHWC seen as
+  // NCHW, which view() refuses; quantizing the model failed on it.
+  torch::manual_seed(5);
+  const std::string conv_cls = "__torch__.torch.nn.modules.conv.Conv2d";
+  auto conv = [&](int64_t out, int64_t in) {
+    return make_module(conv_cls, {{"weight", at::randn({out, in, 3, 3}) * 0.3}, {"bias", at::randn({out}) * 0.1}},
+                       "def forward(self, x):\n    return torch.conv2d(x, self.weight, self.bias, [1, 1], [1, 1], [1, 1], 1)\n");
+  };
+  auto root = make_module("__torch__.test.ViewNet", {}, "");
+  root.register_module("conv1", conv(8, 3));
+  root.register_module("conv2", conv(8, 8));
+  root.register_module("fc", make_module("__torch__.torch.nn.modules.linear.Linear",
+                                         {{"weight", at::randn({10, 8 * 8 * 8}) * 0.05}, {"bias", at::randn({10}) * 0.1}},
+                                         "def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n"));
+  root.define(R"(
+def forward(self, x):
+    y = torch.relu(self.conv1.forward(x))
+    z = torch.tanh(self.conv2.forward(y) + y * 0.5)
+    z = torch.max_pool2d(z, [2, 2], [2, 2], [0, 0], [1, 1], False)
+    return self.fc.forward(z.view(z.size(0), -1))
+)");
+  root.eval();
+  Graph g = import_module(root);
+  g.set_example_inputs({InputSpec{{4, 3, 16, 16}}});
+  quant::QuantizeReport r = quant::quantize_static(g, random_batches({4, 3, 16, 16}, 3));
+  INFO(r.to_json().dump(2));
+  auto ops = op_counts(g);
+  CHECK(ops["compress::conv2d_int8"] == 2);
+  CHECK(ops["aten::view"] == 0);
+  CHECK(ops["aten::reshape"] == 1);
+  CHECK(r.output_sqnr_db > 25.0);
+  torch::jit::Module q = export_module(g);
+  const at::Tensor x = at::randn({2, 3, 16, 16});
+  const at::Tensor want = root.forward({x}).toTensor(), got = q.forward({x}).toTensor();
+  CHECK(got.sizes() == want.sizes());
+  CHECK((got - want).abs().max().item<double>() < 0.1 * want.abs().max().item<double>());
+}
+
 TEST_CASE("the plan fuses relu, the residual add and relu6 into the layers' epilogue", "[quant]") {
   Graph g = small_cnn_graph();
   fold_batch_norm(g);
