@@ -21,7 +21,13 @@ unshare -n bash -c '
   ip link set lo up
   ip link add va type veth peer name vb 2>/dev/null || exit 77
   unshare -n sleep 300 & other=$!
-  sleep 0.2
+  # Wait (up to 10 s) until that process is in its own namespace: moving vb
+  # to it earlier leaves vb here, and the run would be skipped below.
+  for _ in $(seq 100); do
+    [ "$(readlink /proc/$other/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break
+    sleep 0.1
+  done
+  [ "$(readlink /proc/$other/ns/net)" != "$(readlink /proc/self/ns/net)" ] || exit 77
   ip link set vb netns $other || exit 77
   ip addr add 10.77.0.1/24 dev va && ip link set va up || exit 77
   nsenter -t $other -n sh -c "ip link set lo up; ip addr add 10.77.0.2/24 dev vb; ip link set vb up" || exit 77
