@@ -381,25 +381,19 @@ at::Tensor quantize_u8_nhwc(const at::Tensor& input, double scale, int64_t zero_
   TORCH_CHECK(input.device().is_cpu() && input.is_floating_point() && input.dim() == 4, op,
               ": input must be a 4-D float NCHW CPU tensor, got ", input.scalar_type(), " of shape ", input.sizes());
   check_activation_quantization(op, scale, zero_point, quant_max);
-  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
-  at::Tensor q = empty_activation({n, h, w, c}, at::kByte);
-  uint8_t* dst = q.data_ptr<uint8_t>();
-  if (input.is_contiguous(at::MemoryFormat::ChannelsLast)) {
-    // Already NHWC in memory (a float op between INT8 layers, e.g. a
-    // squeeze-excitation multiply or a residual add on an INT8 layer's float
-    // output, keeps its input's channels-last layout): quantize in memory
-    // order. Making it NCHW-contiguous first and transposing back cost 10x
-    // as much (the zoo senet at batch 32: 0.55 ms a call against 0.05).
-    const at::Tensor x = input.to(at::kFloat);
-    const float* src = x.data_ptr<float>();
-    at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
-      K::quantize_f32_u8(src + b, e - b, static_cast<float>(scale), static_cast<int32_t>(zero_point), dst + b,
-                         static_cast<int32_t>(quant_max));
-    });
-    return q;
-  }
+  // Already NHWC in memory (a float op between INT8 layers, e.g. a
+  // squeeze-excitation multiply or a residual add on an INT8 layer's float
+  // output, keeps its input's channels-last layout): its NHWC view is
+  // contiguous, and quantize_u8 quantizes it in memory order. Making it
+  // NCHW-contiguous first and transposing back cost 10x as much (the zoo
+  // senet at batch 32: 0.55 ms a call against 0.05).
+  if (input.is_contiguous(at::MemoryFormat::ChannelsLast))
+    return quantize_u8(input.permute({0, 2, 3, 1}), scale, zero_point, quant_max);
   const at::Tensor x = input.to(at::kFloat).contiguous();
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  at::Tensor q = empty_activation({n, h, w, c}, at::kByte);
   const float* src = x.data_ptr<float>();
+  uint8_t* dst = q.data_ptr<uint8_t>();
   at::parallel_for(0, n * h, 1, [&](int64_t b, int64_t e) {
     K::quantize_f32_u8_nchw_to_nhwc(src, c, h, w, b, e, static_cast<float>(scale), static_cast<int32_t>(zero_point),
                                     dst, static_cast<int32_t>(quant_max));

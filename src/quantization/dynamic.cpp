@@ -8,7 +8,6 @@
 #include <cmath>
 #include <functional>
 #include <set>
-#include <sstream>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -90,9 +89,6 @@ double median_us(const std::function<void()>& f, int iterations) {
   std::nth_element(t.begin(), t.begin() + static_cast<long>(t.size() / 2), t.end());
   return t[t.size() / 2];
 }
-
-// What the saved file will weigh (save_module's archive).
-int64_t serialized_size(const Graph& g) { return saved_size(export_module(g)); }
 
 std::vector<at::Tensor> flat_tensors(const c10::IValue& v) {
   if (v.isTensor()) return {v.toTensor()};
@@ -506,10 +502,10 @@ DynamicReport quantize_dynamic(Graph& g, const DynamicOptions& options) {
   DynamicReport report;
   strip_dropout(g);
   const Graph original = g;
-  report.bytes_before = serialized_size(original);
+  report.bytes_before = saved_size(export_module(original));
   DynamicConverter(g, options, report).run();
   g.lint();
-  report.bytes_after = serialized_size(g);
+  report.bytes_after = saved_size(export_module(g));
 
   // The converted model against the float one on synthetic inputs.
   torch::NoGradGuard no_grad;

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
-#include <sstream>
 
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -22,9 +21,6 @@ namespace compress::quant {
 using detail::under_module;
 
 namespace {
-
-// What the saved file will weigh (save_module's archive).
-int64_t serialized_bytes(const Graph& g) { return saved_size(export_module(g)); }
 
 nlohmann::json db_json(double db) {
   if (std::isinf(db)) return db > 0 ? "inf" : "-inf";
@@ -206,7 +202,7 @@ QuantizeReport quantize_static(Graph& g, const CalibrationData& data, const Quan
   QuantizeReport report;
   report.method = method_name(options.method);
   report.calibration_batches = data.num_batches;
-  report.bytes_before = serialized_bytes(g);
+  report.bytes_before = saved_size(export_module(g));
 
   prepare_float_graph(g, report);
   std::vector<FusedLayer> plan = plan_layers(g, options.exclude);
@@ -215,7 +211,7 @@ QuantizeReport quantize_static(Graph& g, const CalibrationData& data, const Quan
   convert(g, plan, observers, options, report);
   attention_to_dynamic(g, options, report);
   measure(reference, g, data, options.sqnr_batches, report);
-  report.bytes_after = serialized_bytes(g);
+  report.bytes_after = saved_size(export_module(g));
   return report;
 }
 
