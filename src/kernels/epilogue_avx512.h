@@ -51,19 +51,15 @@ struct Columns16 {
   }
 };
 
-// Row m of the 16 columns `c` through the epilogue (same order as
-// epilogue_scalar), for an output type and residual known at compile time: a
-// kernel that loops over many rows can pick the instance once (the AMX
-// kernel's epilogue was a third scalar bookkeeping before).
+// 16 columns `c` of one output row through the epilogue (same order as
+// epilogue_scalar), for an output type and residual known at compile time;
+// rp: the row's residual at column c.n0, dst: its output there.
 template <OutType kOut, bool kResidual>
-static inline __attribute__((always_inline)) void store_row16_as(__m512i acc, const Columns16& c, const GemmJob& j,
-                                                                 const Ep512& e, int64_t m) {
-  constexpr int64_t esz = kOut == OutType::f32 ? 4 : 1;
+static inline __attribute__((always_inline)) void store16_as(__m512i acc, const Columns16& c, const Ep512& e,
+                                                             const uint8_t* rp, uint8_t* dst) {
   acc = _mm512_add_epi32(acc, c.comp);
   __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), c.scale, c.bias);
   if constexpr (kResidual) {
-    const Epilogue& ep = *j.ep;
-    const auto* rp = static_cast<const uint8_t*>(ep.residual) + (m * ep.ld_residual + c.n0) * esz;
     __m512 r;
     if constexpr (kOut == OutType::f32) {
       r = _mm512_maskz_loadu_ps(c.mask, rp);
@@ -74,7 +70,6 @@ static inline __attribute__((always_inline)) void store_row16_as(__m512i acc, co
     }
     y = _mm512_fmadd_ps(e.rscale, r, y);
   }
-  auto* dst = static_cast<uint8_t*>(j.C) + (m * j.ldc + c.n0) * esz;
   if constexpr (kOut == OutType::f32) {
     if (e.relu) y = _mm512_max_ps(y, e.zero);
     _mm512_mask_storeu_ps(dst, c.mask, y);
@@ -92,6 +87,53 @@ static inline __attribute__((always_inline)) void store_row16_as(__m512i acc, co
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
     else
       _mm_mask_storeu_epi8(dst, c.mask, b);
+  }
+}
+
+// Row m of the 16 columns `c` through the epilogue.
+template <OutType kOut, bool kResidual>
+static inline __attribute__((always_inline)) void store_row16_as(__m512i acc, const Columns16& c, const GemmJob& j,
+                                                                 const Ep512& e, int64_t m) {
+  constexpr int64_t esz = kOut == OutType::f32 ? 4 : 1;
+  const Epilogue& ep = *j.ep;
+  const uint8_t* rp = kResidual ? static_cast<const uint8_t*>(ep.residual) + (m * ep.ld_residual + c.n0) * esz : nullptr;
+  store16_as<kOut, kResidual>(acc, c, e, rp, static_cast<uint8_t*>(j.C) + (m * j.ldc + c.n0) * esz);
+}
+
+// Rows m0 .. m0 + rows - 1 of two 16-column halves (acc[i][0] for `lo`,
+// acc[i][1] for `hi`; a half with no columns is skipped): the pointers and
+// constants read once, not per row (the compiler cannot keep them across the
+// u8 stores, which might alias them), and the instance chosen by the caller.
+template <OutType kOut, bool kResidual, int64_t kRows>
+static inline __attribute__((always_inline)) void store_rows_as(const __m512i (&acc)[kRows][2], const Columns16& lo,
+                                                                const Columns16& hi, const GemmJob& j,
+                                                                const Ep512& e, int64_t m0, int64_t rows) {
+  constexpr int64_t esz = kOut == OutType::f32 ? 4 : 1;
+  const Columns16 cols[2] = {lo, hi};
+  const Epilogue& ep = *j.ep;
+  const int64_t ld = j.ldc * esz, ld_r = kResidual ? ep.ld_residual * esz : 0;
+  for (int h = 0; h < 2; ++h) {
+    const Columns16 c = cols[h];
+    if (!c.any) continue;
+    uint8_t* dst = static_cast<uint8_t*>(j.C) + (m0 * j.ldc + c.n0) * esz;
+    const uint8_t* rp =
+        kResidual ? static_cast<const uint8_t*>(ep.residual) + (m0 * ep.ld_residual + c.n0) * esz : nullptr;
+    for (int64_t i = 0; i < rows; ++i, dst += ld, rp += ld_r) store16_as<kOut, kResidual>(acc[i][h], c, e, rp, dst);
+  }
+}
+
+template <int64_t kRows>
+static inline __attribute__((always_inline)) void store_rows(const __m512i (&acc)[kRows][2], const Columns16& lo,
+                                                             const Columns16& hi, const GemmJob& j, const Ep512& e,
+                                                             int64_t m0, int64_t rows) {
+  const bool res = j.ep->residual != nullptr;
+  switch (e.out) {
+    case OutType::u8: return res ? store_rows_as<OutType::u8, true>(acc, lo, hi, j, e, m0, rows)
+                                 : store_rows_as<OutType::u8, false>(acc, lo, hi, j, e, m0, rows);
+    case OutType::s8: return res ? store_rows_as<OutType::s8, true>(acc, lo, hi, j, e, m0, rows)
+                                 : store_rows_as<OutType::s8, false>(acc, lo, hi, j, e, m0, rows);
+    default: return res ? store_rows_as<OutType::f32, true>(acc, lo, hi, j, e, m0, rows)
+                        : store_rows_as<OutType::f32, false>(acc, lo, hi, j, e, m0, rows);
   }
 }
 

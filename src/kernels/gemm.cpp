@@ -98,22 +98,24 @@ struct DenseKernel {
   const char* name;
   void (*run)(const detail::GemmJob&, const ParallelFor&);
   bool takes_rows;  // reads A through GemmJob::rows (implicit im2col)
+  // The same ISA's direct convolution (RowQuadConvJob), if it has one.
+  void (*row_quads)(const detail::RowQuadConvJob&, const ParallelFor&);
 };
 constexpr DenseKernel kDenseKernels[] = {
-    {Layout::avx2_n16k2_s16, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c2_s16", detail::gemm_avx2_6x16, false},
-    {Layout::avx2_n16k2_s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c2_s8", detail::gemm_avx2_6x16_s8, false},
-    {Layout::avx2_n16k4_u8s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c4", detail::gemm_avx2_6x16c4, true},
-    {Layout::avx2_n16k8_u7s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_4x16c8_u7", detail::gemm_avx2_4x16c8_u7, true},
+    {Layout::avx2_n16k2_s16, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c2_s16", detail::gemm_avx2_6x16, false, nullptr},
+    {Layout::avx2_n16k2_s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c2_s8", detail::gemm_avx2_6x16_s8, false, nullptr},
+    {Layout::avx2_n16k4_u8s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_6x16c4", detail::gemm_avx2_6x16c4, true, nullptr},
+    {Layout::avx2_n16k8_u7s8, Isa::avx2, Isa::avx2, "gemm_u8s8s32_avx2_4x16c8_u7", detail::gemm_avx2_4x16c8_u7, true, nullptr},
 #ifdef COMPRESS_VNNI_SIMDE
     // Test library only (src/kernels/CMakeLists.txt): the VNNI kernel's source
     // compiled against SIMD Everywhere, run where the CPU has AVX2.
     {Layout::vnni_n32k4_s8, Isa::avx512vnni, Isa::avx2, "gemm_u8s8s32_avx512vnni_8x32_simde",
-     detail::gemm_avx512vnni_8x32_simde, true},
+     detail::gemm_avx512vnni_8x32_simde, true, detail::conv_row_quads_avx512vnni_simde},
 #else
     // First match wins: AMX where the caller allows it and the CPU has it.
-    {Layout::vnni_n32k4_s8, Isa::amx, Isa::amx, "gemm_u8s8s32_amx_32x32", detail::gemm_amx_32x32, true},
+    {Layout::vnni_n32k4_s8, Isa::amx, Isa::amx, "gemm_u8s8s32_amx_32x32", detail::gemm_amx_32x32, true, nullptr},
     {Layout::vnni_n32k4_s8, Isa::avx512vnni, Isa::avx512vnni, "gemm_u8s8s32_avx512vnni_8x32",
-     detail::gemm_avx512vnni_8x32, true},
+     detail::gemm_avx512vnni_8x32, true, detail::conv_row_quads_avx512vnni},
 #endif
 };
 
@@ -191,7 +193,6 @@ bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const Packed
   return true;
 }
 
-#ifndef COMPRESS_VNNI_SIMDE  // the SIMDe test library has no AMX kernel
 namespace {
 
 // A packed blob at a 64-byte boundary (B tile rows that straddle cache lines
@@ -200,6 +201,140 @@ struct AlignedBlob {
   std::unique_ptr<uint8_t, void (*)(void*)> bytes{nullptr, scratch_free};
   int64_t size = 0;
 };
+
+AlignedBlob aligned_copy(const std::vector<uint8_t>& packed) {
+  AlignedBlob out;
+  out.size = static_cast<int64_t>(packed.size());
+  out.bytes.reset(static_cast<uint8_t*>(scratch_alloc(out.size, false)));
+  std::memcpy(out.bytes.get(), packed.data(), packed.size());
+  return out;
+}
+
+// A weight rearranged for one of the direct paths.
+using Rearrange = AlignedBlob (*)(const PackedView&);
+
+// rearrange(W), remembered for the last few weights (a model calls the same
+// stem every forward). An entry matches on the blob's bytes, not its
+// address, so a freed and reused address cannot return a stale weight.
+std::shared_ptr<const AlignedBlob> rearranged_weight(const PackedView& W, Rearrange rearrange) {
+  struct Entry {
+    Rearrange how;
+    std::vector<uint8_t> original;
+    std::shared_ptr<const AlignedBlob> rearranged;
+  };
+  static std::mutex mutex;
+  static std::deque<Entry> cache;
+  constexpr size_t kEntries = 8;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const Entry& e : cache)
+      if (e.how == rearrange && static_cast<int64_t>(e.original.size()) == W.bytes() &&
+          std::memcmp(e.original.data(), W.blob(), e.original.size()) == 0)
+        return e.rearranged;
+  }
+  auto rearranged = std::make_shared<const AlignedBlob>(rearrange(W));
+  std::lock_guard<std::mutex> lock(mutex);
+  cache.push_back({rearrange, std::vector<uint8_t>(W.blob(), W.blob() + W.bytes()), rearranged});
+  if (cache.size() > kEntries) cache.pop_front();
+  return rearranged;
+}
+
+// Quads a kernel row takes in the direct path's weight.
+int64_t row_quads_of(const PackedView& W) { return (W.kw() * W.c_in() + 3) / 4; }
+
+// The weight for RowQuadConvJob: W'[o][y][0][r] = W[o][y][x][c] at r = x C + c
+// (zero for r >= kw C), packed as a kh x 1 convolution over 4 row_quads
+// channels in W's own layout.
+AlignedBlob rearrange_row_quads_weight(const PackedView& W) {
+  const int64_t n = W.n(), kh = W.kh(), row = 4 * row_quads_of(W), run = W.kw() * W.c_in();
+  const std::vector<int8_t> w = unpack_weight_rowmajor(W);
+  std::vector<int8_t> w2(static_cast<size_t>(n * kh * row), 0);
+  for (int64_t o = 0; o < n; ++o)
+    for (int64_t y = 0; y < kh; ++y)
+      std::memcpy(&w2[(o * kh + y) * row], &w[o * W.k() + y * run], static_cast<size_t>(run));
+  return aligned_copy(pack_conv_u8s8(w2.data(), n, kh, 1, row, W.a_zero_point(), W.layout()));
+}
+
+// Convolutions the direct path takes, all with undilated kernel rows (each
+// one run of bytes in NHWC): up to 4 input channels (the stems: their im2col
+// rows are a few short copies each, which cost more than their multiplies),
+// and stride-1 layers with kernel rows of whole quads and K up to 576 (a
+// 3x3 over 64 channels), where it was 5-15% faster than gathering im2col
+// rows (docs/performance.md). With larger K, or stride 2, gathering the
+// rows into a compact block was faster.
+bool row_quads_applies(const ConvGeometry& g, const PackedView& W) {
+  if (W.kind() != PackedKind::conv || g.dil_w != 1) return false;
+  if (W.c_in() <= 4) return true;
+  return (W.kw() * W.c_in()) % 4 == 0 && g.stride_w == 1 && g.stride_h == 1 && W.k() <= 576;
+}
+
+// The input with its zero-point border, image by image.
+struct PadCopy {
+  const uint8_t* input;
+  uint8_t* padded;
+  const ConvGeometry* g;
+  int64_t channels, hp, wp;
+  uint8_t zp;
+};
+
+void pad_images(void* vctx, int64_t begin, int64_t end) {
+  const PadCopy& c = *static_cast<PadCopy*>(vctx);
+  const ConvGeometry& g = *c.g;
+  const int64_t C = c.channels, row_in = g.width * C, left = g.pad_w * C, right = (c.wp - g.pad_w - g.width) * C;
+  for (int64_t b = begin; b < end; ++b) {
+    uint8_t* dst = c.padded + b * c.hp * c.wp * C;
+    for (int64_t y = 0; y < c.hp; ++y, dst += c.wp * C) {
+      const int64_t iy = y - g.pad_h;
+      if (iy < 0 || iy >= g.height) {
+        std::memset(dst, c.zp, static_cast<size_t>(c.wp * C));
+        continue;
+      }
+      std::memset(dst, c.zp, static_cast<size_t>(left));
+      std::memcpy(dst + left, c.input + (b * g.height + iy) * row_in, static_cast<size_t>(row_in));
+      std::memset(dst + left + row_in, c.zp, static_cast<size_t>(right));
+    }
+  }
+}
+
+void conv_row_quads(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
+                  const Epilogue& ep, const ParallelFor& pf, const DenseKernel& kernel) {
+  check_epilogue(ep, "conv2d_u8s8");
+  const std::shared_ptr<const AlignedBlob> w2 = rearranged_weight(W, rearrange_row_quads_weight);
+  const PackedView W2(w2->bytes.get(), w2->size);
+  const int64_t C = W.c_in(), hp = g.height + 2 * g.pad_h, wp = g.width + 2 * g.pad_w;
+  const int64_t image = hp * wp * C;
+  const std::unique_ptr<uint8_t, void (*)(void*)> padded(
+      static_cast<uint8_t*>(scratch_alloc(g.batch * image + kRowQuadSlack, false)), scratch_free);
+  const auto zp = static_cast<uint8_t>(W.a_zero_point());
+  PadCopy copy{input, padded.get(), &g, C, hp, wp, zp};
+  run_parallel(pf, g.batch, &copy, pad_images);
+  std::memset(padded.get() + g.batch * image, zp, kRowQuadSlack);  // read only by zero weights
+
+  Padded pad(ep, W2.n(), W2.n_pad());
+  RowQuadConvJob job;
+  job.padded = padded.get();
+  job.hp = hp;
+  job.wp = wp;
+  job.channels = C;
+  job.stride_h = g.stride_h;
+  job.stride_w = g.stride_w;
+  job.out_h = conv_output_size(g.height, W.kh(), g.stride_h, g.pad_h, g.dil_h);
+  job.out_w = conv_output_size(g.width, W.kw(), g.stride_w, g.pad_w, 1);
+  job.kh = W.kh();
+  job.row_quads = row_quads_of(W);
+  std::vector<int64_t> quad_offset(static_cast<size_t>(job.kh * job.row_quads));
+  for (int64_t y = 0; y < job.kh; ++y)
+    for (int64_t q = 0; q < job.row_quads; ++q) quad_offset[y * job.row_quads + q] = y * g.dil_h * wp * C + 4 * q;
+  job.quad_offset = quad_offset.data();
+  job.gemm = GemmJob{g.batch * job.out_h * job.out_w, nullptr, W2.k(), &W2, output, W2.n(), &ep,
+                     pad.scale.data(), pad.bias.data()};
+  kernel.row_quads(job, pf);
+}
+
+}  // namespace
+
+#ifndef COMPRESS_VNNI_SIMDE  // the SIMDe test library has no AMX kernel
+namespace {
 
 // The stem weight rearranged for conv_amx_stem_s2d: W'[o][a][b][i][j][c4] =
 // W[o][2a + i][2b + j][c] (zero where 2a + i >= kh, 2b + j >= kw or c >= C),
@@ -217,38 +352,7 @@ AlignedBlob rearrange_stem_weight(const PackedView& W) {
           const int64_t a = y / 2, i = y % 2, b = x / 2, j = x % 2;
           w2[o * k2 + (a * 4 + b) * kS2dPixel + (i * 2 + j) * 4 + c] = w[o * W.k() + (y * kw + x) * C + c];
         }
-  const std::vector<uint8_t> packed =
-      pack_conv_u8s8(w2.data(), n, taps_h, 4, kS2dPixel, W.a_zero_point(), W.layout());
-  AlignedBlob out;
-  out.size = static_cast<int64_t>(packed.size());
-  out.bytes.reset(static_cast<uint8_t*>(scratch_alloc(out.size, false)));
-  std::memcpy(out.bytes.get(), packed.data(), packed.size());
-  return out;
-}
-
-// rearrange_stem_weight, remembered for the last few weights (a model calls
-// the same stem every forward). An entry matches on the blob's bytes, not its
-// address, so a freed and reused address cannot return a stale weight.
-std::shared_ptr<const AlignedBlob> stem_s2d_weight(const PackedView& W) {
-  struct Entry {
-    std::vector<uint8_t> original;
-    std::shared_ptr<const AlignedBlob> rearranged;
-  };
-  static std::mutex mutex;
-  static std::deque<Entry> cache;
-  constexpr size_t kEntries = 8;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    for (const Entry& e : cache)
-      if (static_cast<int64_t>(e.original.size()) == W.bytes() &&
-          std::memcmp(e.original.data(), W.blob(), e.original.size()) == 0)
-        return e.rearranged;
-  }
-  auto rearranged = std::make_shared<const AlignedBlob>(rearrange_stem_weight(W));
-  std::lock_guard<std::mutex> lock(mutex);
-  cache.push_back({std::vector<uint8_t>(W.blob(), W.blob() + W.bytes()), rearranged});
-  if (cache.size() > kEntries) cache.pop_front();
-  return rearranged;
+  return aligned_copy(pack_conv_u8s8(w2.data(), n, taps_h, 4, kS2dPixel, W.a_zero_point(), W.layout()));
 }
 
 // Stems that conv_amx_stem_s2d takes: stride 2, no dilation, at most 4
@@ -264,14 +368,19 @@ bool stem_s2d_applies(const ConvGeometry& g, const PackedView& W) {
 
 bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
                  const Epilogue& ep, const ParallelFor& pf, Isa isa) {
+  const DenseKernel* k = dense_kernel(W, isa);
+  if (k == nullptr) return false;
+  if (k->row_quads != nullptr && row_quads_applies(g, W)) {
+    conv_row_quads(input, g, W, output, ep, pf, *k);
+    return true;
+  }
 #ifdef COMPRESS_VNNI_SIMDE
   return false;  // the SIMDe test library has no AMX kernel
 #else
-  const DenseKernel* k = dense_kernel(W, isa);
-  if (k == nullptr || k->run != gemm_amx_32x32) return false;
+  if (k->run != gemm_amx_32x32) return false;
   if (stem_s2d_applies(g, W)) {
     check_epilogue(ep, "conv2d_u8s8");
-    const std::shared_ptr<const AlignedBlob> w2 = stem_s2d_weight(W);
+    const std::shared_ptr<const AlignedBlob> w2 = rearranged_weight(W, rearrange_stem_weight);
     const PackedView W2(w2->bytes.get(), w2->size);
     Padded pad(ep, W2.n(), W2.n_pad());
     GemmJob job{0, nullptr, W2.k(), &W2, output, W2.n(), &ep, pad.scale.data(), pad.bias.data()};

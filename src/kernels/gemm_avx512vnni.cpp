@@ -3,4 +3,5 @@
 #include <immintrin.h>
 
 #define COMPRESS_VNNI_ENTRY gemm_avx512vnni_8x32
+#define COMPRESS_VNNI_ROW_QUADS_ENTRY conv_row_quads_avx512vnni
 #include "gemm_avx512vnni_body.h"

@@ -2,8 +2,9 @@
 // kernel, compiled twice: natively by gemm_avx512vnni.cpp (AVX-512 flags on
 // that file only), and against SIMD Everywhere by gemm_avx512vnni_simde.cpp,
 // so that AVX2 machines run the same code through the same bit-exact tests.
-// The includer provides the intrinsics and defines COMPRESS_VNNI_ENTRY, the
-// name of the entry point.
+// The includer provides the intrinsics and defines COMPRESS_VNNI_ENTRY and
+// COMPRESS_VNNI_ROW_QUADS_ENTRY, the names of the entry points (the GEMM and
+// the direct convolution of RowQuadConvJob).
 // vpdpbusd adds four u8*s8 products straight into s32 with no intermediate
 // saturation, so raw u8 activations and s8 weights are exact; no widening.
 #include <algorithm>
@@ -57,19 +58,22 @@ void gather_block(const Ctx& c, int64_t mb, uint8_t* buf) {
   if (rows < kBlockM) std::memset(buf + rows * c.kp, 0, static_cast<size_t>((kBlockM - rows) * c.kp));
 }
 
-// acc[i][0..1] = sum over quads q of a_i[4q..4q+3] . b[q] for the MR rows
-// a + i * lda and one 32-column panel. Sixteen named accumulators: GCC kept
-// an array of them in memory, moving each through the stack every quad.
-inline void kernel_8x32(const uint8_t* a, int64_t lda, const int8_t* b, int64_t kq, __m512i acc[MR][2]) {
+// acc[i][0..1] = sum over quads q of r[i][off(q) .. off(q) + 3] . b[q] for
+// the MR rows r[i] and one 32-column panel: off(q) = 4q for a GEMM's rows,
+// a table for the direct convolution below. Sixteen named
+// accumulators: GCC kept an array of them in memory, moving each through the
+// stack every quad.
+template <class QuadOffset>
+inline void kernel_8x32(const uint8_t* const r[MR], const int8_t* b, int64_t kq, QuadOffset off,
+                        __m512i acc[MR][2]) {
   static_assert(MR == 8, "kernel_8x32 is written out for 8 rows");
-  const uint8_t *r0 = a, *r1 = a + lda, *r2 = a + 2 * lda, *r3 = a + 3 * lda;
-  const uint8_t *r4 = a + 4 * lda, *r5 = a + 5 * lda, *r6 = a + 6 * lda, *r7 = a + 7 * lda;
+  const uint8_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5], *r6 = r[6], *r7 = r[7];
   __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
   __m512i c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
   for (int64_t q = 0; q < kq; ++q, b += NR * 4) {
     const __m512i b0 = _mm512_loadu_si512(b);
     const __m512i b1 = _mm512_loadu_si512(b + 64);
-    const int64_t k = 4 * q;
+    const int64_t k = off(q);
 #define COMPRESS_VNNI_ROW(r, lo, hi)                           \
   {                                                            \
     const __m512i x = _mm512_set1_epi32(load_quad(r + k));     \
@@ -114,16 +118,63 @@ void compute(void* vctx, int64_t begin, int64_t end) {
     const int64_t rows = std::min(kBlockM, j.M - mb * kBlockM);
     const Columns16 lo(j, p * NR), hi(j, p * NR + 16);  // the panel's epilogue constants, loaded once
     for (int64_t s = 0; s * MR < rows; ++s) {
+      const uint8_t* strip = a + s * MR * lda;
+      const uint8_t* const r[MR] = {strip,           strip + lda,     strip + 2 * lda, strip + 3 * lda,
+                                    strip + 4 * lda, strip + 5 * lda, strip + 6 * lda, strip + 7 * lda};
       __m512i acc[MR][2];
-      kernel_8x32(a + s * MR * lda, lda, b, c.kq, acc);
-      const int64_t m0 = mb * kBlockM + s * MR, strip_rows = std::min(MR, rows - s * MR);
-      for (int64_t i = 0; i < strip_rows; ++i) {
-        if (lo.any) store_row16(acc[i][0], lo, j, e, m0 + i);
-        if (hi.any) store_row16(acc[i][1], hi, j, e, m0 + i);
-      }
+      kernel_8x32(r, b, c.kq, [](int64_t q) { return 4 * q; }, acc);
+      store_rows(acc, lo, hi, j, e, mb * kBlockM + s * MR, std::min(MR, rows - s * MR));
     }
   }
   if (buf) scratch_free(buf);
+}
+
+// The direct convolution (RowQuadConvJob, internal.h): output pixels
+// in blocks of kBlockM with the panels fastest, as above, but no gathering:
+// a strip's eight row pointers are its pixels' windows in the padded copy of
+// the input, and quad q of every window lies quad_offset[q] bytes on.
+void compute_row_quads(void* vctx, int64_t begin, int64_t end) {
+  const RowQuadConvJob& sj = *static_cast<const RowQuadConvJob*>(vctx);
+  const GemmJob& j = sj.gemm;
+  const Ep512 e(*j.ep);
+  const auto* bdata = reinterpret_cast<const int8_t*>(j.B->data());
+  const int64_t kq = sj.kh * sj.row_quads, panels = j.B->n_pad() / NR;
+  const int64_t plane = sj.out_h * sj.out_w, row_bytes = sj.wp * sj.channels;
+  const int64_t step_x = sj.stride_w * sj.channels, step_y = sj.stride_h * row_bytes;
+  const int64_t* off = sj.quad_offset;
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t mb = item / panels, p = item % panels;
+    const int8_t* b = bdata + p * kq * NR * 4;
+    const int64_t rows = std::min(kBlockM, j.M - mb * kBlockM);
+    const Columns16 lo(j, p * NR), hi(j, p * NR + 16);
+    // The block's first pixel, then stepped (a division per pixel would cost
+    // about what its multiplies do).
+    const int64_t m = mb * kBlockM, img = m / plane, rem = m - img * plane;
+    int64_t y = rem / sj.out_w, x = rem - y * sj.out_w;
+    const uint8_t* row = sj.padded + img * sj.hp * row_bytes + y * step_y;
+    for (int64_t s = 0; s * MR < rows; ++s) {
+      const int64_t strip_rows = std::min(MR, rows - s * MR);
+      const uint8_t* r[MR];
+      for (int64_t i = 0; i < MR; ++i) {
+        if (i >= strip_rows) {
+          r[i] = r[0];  // past the last pixel: computed, never stored
+          continue;
+        }
+        r[i] = row + x * step_x;
+        if (++x == sj.out_w) {
+          x = 0;
+          row += step_y;
+          if (++y == sj.out_h) {  // the next image
+            y = 0;
+            row += (sj.hp - sj.out_h * sj.stride_h) * row_bytes;
+          }
+        }
+      }
+      __m512i acc[MR][2];
+      kernel_8x32(r, b, kq, [off](int64_t q) { return off[q]; }, acc);
+      store_rows(acc, lo, hi, j, e, m + s * MR, strip_rows);
+    }
+  }
 }
 
 }  // namespace
@@ -138,6 +189,11 @@ void COMPRESS_VNNI_ENTRY(const GemmJob& job, const ParallelFor& pf) {
   const bool in_place = job.rows == nullptr && job.B->k() == c.kp;
   c.direct_mblocks = in_place ? job.M / kBlockM : 0;
   run_parallel(pf, c.mblocks * c.panels, &c, compute);
+}
+
+void COMPRESS_VNNI_ROW_QUADS_ENTRY(const RowQuadConvJob& job, const ParallelFor& pf) {
+  const int64_t mblocks = (job.gemm.M + kBlockM - 1) / kBlockM;
+  run_parallel(pf, mblocks * (job.gemm.B->n_pad() / NR), const_cast<RowQuadConvJob*>(&job), compute_row_quads);
 }
 
 }  // namespace compress::kernels::detail

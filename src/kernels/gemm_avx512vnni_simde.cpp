@@ -9,4 +9,5 @@
 #include "simde_avx512.h"
 
 #define COMPRESS_VNNI_ENTRY gemm_avx512vnni_8x32_simde
+#define COMPRESS_VNNI_ROW_QUADS_ENTRY conv_row_quads_avx512vnni_simde
 #include "gemm_avx512vnni_body.h"

@@ -94,8 +94,34 @@ constexpr int64_t kS2dPixel = 16;
 void conv_amx_stem_s2d(const uint8_t* input, int64_t batch, int64_t height, int64_t width, int64_t channels,
                        int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, const GemmJob& job,
                        const ParallelFor& pf);
-// conv2d_u8s8's direct path: runs conv_amx_direct when `isa` and the CPU
-// allow the AMX kernel for W; false (nothing computed) otherwise.
+// A convolution on AVX-512 VNNI without im2col rows, for the stems (1 to 4
+// input channels: their 9- or 27-byte rows cost more to gather than to
+// multiply) and small stride-1 layers (gemm.cpp, row_quads_applies). The
+// weight is rearranged so that each kernel row's kw * C bytes start a new
+// 4-byte quad (row_quads quads a row, zero weights past kw * C), and the
+// input is copied once with its zero-point border (hp x wp pixels an image,
+// kRowQuadSlack bytes more at the end); quad (y, q) of an output pixel is
+// then the 4 bytes quad_offset[y * row_quads + q] past its window's first
+// byte in the copy, broadcast from there. Zero weights make the bytes a quad
+// reads past its kernel row (the next pixel's) count for nothing, so the
+// compensation is the original weight's. gemm.M is batch x out_h x out_w,
+// gemm.B the rearranged weight (kh x 1 taps of 4 row_quads channels).
+constexpr int64_t kRowQuadSlack = 64;
+struct RowQuadConvJob {
+  const uint8_t* padded;
+  int64_t hp, wp, channels;
+  int64_t stride_h, stride_w;
+  int64_t out_h, out_w;
+  int64_t kh, row_quads;
+  const int64_t* quad_offset;  // kh x row_quads
+  GemmJob gemm;
+};
+void conv_row_quads_avx512vnni(const RowQuadConvJob& job, const ParallelFor& pf);
+void conv_row_quads_avx512vnni_simde(const RowQuadConvJob& job, const ParallelFor& pf);  // SIMDe test build only
+// conv2d_u8s8's direct paths, which read the input without im2col rows:
+// conv_amx_direct (or the AMX stem) when `isa` and the CPU allow the AMX
+// kernel for W, conv_row_quads_avx512vnni for the convolutions it takes
+// on VNNI; false (nothing computed) otherwise.
 bool conv_direct(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
                  const Epilogue& ep, const ParallelFor& pf, Isa isa);
 

@@ -15,11 +15,13 @@ struct ConvCase {
   bool depthwise;
   OutType out;
   bool relu, residual;
+  int64_t dil_h = 0;  // the height's dilation when not `dil`
 };
 
 // Activations and their zero point in 0..a_max (127 for the 7-bit layout).
 void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g, int a_max, Layout dw_layout) {
-  const int64_t oh = conv_output_size(c.h, c.kh, c.stride, c.pad, c.dil);
+  const int64_t dil_h = c.dil_h ? c.dil_h : c.dil;
+  const int64_t oh = conv_output_size(c.h, c.kh, c.stride, c.pad, dil_h);
   const int64_t ow = conv_output_size(c.w, c.kw, c.stride, c.pad, c.dil);
   const int64_t co = c.depthwise ? c.c_in : c.c_out;
   const int64_t kper = c.depthwise ? c.kh * c.kw : c.kh * c.kw * c.c_in;
@@ -52,7 +54,7 @@ void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g, int 
           int64_t acc = 0;
           for (int64_t i = 0; i < c.kh; ++i)
             for (int64_t j = 0; j < c.kw; ++j) {
-              const int64_t ih = y * c.stride - c.pad + i * c.dil, iw = xo * c.stride - c.pad + j * c.dil;
+              const int64_t ih = y * c.stride - c.pad + i * dil_h, iw = xo * c.stride - c.pad + j * c.dil;
               if (ih < 0 || ih >= c.h || iw < 0 || iw >= c.w) continue;  // padding is real zero
               const uint8_t* px = x.data() + ((b * c.h + ih) * c.w + iw) * c.c_in;
               if (c.depthwise) {
@@ -72,11 +74,12 @@ void check_conv(const ConvCase& c, Isa isa, Layout layout, std::mt19937& g, int 
   geo.batch = c.batch; geo.height = c.h; geo.width = c.w;
   geo.stride_h = geo.stride_w = c.stride;
   geo.pad_h = geo.pad_w = c.pad;
-  geo.dil_h = geo.dil_w = c.dil;
+  geo.dil_h = dil_h;
+  geo.dil_w = c.dil;
   conv2d_u8s8(x.data(), geo, v, got.data(), ep, std_threads(2), isa);
   INFO("isa=" << isa_name(isa) << " layout=" << static_cast<int>(layout) << " dw=" << c.depthwise << " in=" << c.batch << "x" << c.h << "x" << c.w << "x"
                << c.c_in << " out_c=" << co << " k=" << c.kh << "x" << c.kw << " s=" << c.stride << " p=" << c.pad
-               << " d=" << c.dil << " out=" << static_cast<int>(c.out) << " relu=" << c.relu
+               << " d=" << dil_h << "," << c.dil << " out=" << static_cast<int>(c.out) << " relu=" << c.relu
                << " residual=" << c.residual);
   CHECK(kt::first_mismatch(got, expect, c.out) == -1);
 }
@@ -215,6 +218,28 @@ TEST_CASE("conv2d_u8s8 amx (implicit im2col rows + gemm_u8s8s32_amx_32x32) match
 TEST_CASE("conv2d_u8s8 avx512vnni matches a direct convolution", "[kernels][conv][avx512vnni]") {
   KT_REQUIRE_ISA(Isa::avx512vnni);
   run_conv_cases(Isa::avx512vnni, Layout::vnni_n32k4_s8);
+  // The direct path (window quads broadcast from a padded copy of the input,
+  // a rearranged weight cached by content; strips of 8 pixels across rows and
+  // images): up to 4 input channels with undilated rows, and stride-1 layers
+  // whose kernel rows are whole quads, K <= 576.
+  std::mt19937 g(321);
+  const ConvCase direct[] = {
+      {4, 28, 28, 1, 32, 3, 3, 1, 1, 1, false, OutType::u8, true, false},  // the zoo's stem
+      {4, 28, 28, 1, 32, 3, 3, 1, 1, 1, false, OutType::u8, true, false},  // same shape, other weights
+      {3, 17, 15, 3, 32, 3, 3, 2, 1, 1, false, OutType::u8, true, true},   // mobilenet's stem, odd sizes
+      {2, 23, 21, 3, 64, 7, 7, 2, 3, 1, false, OutType::s8, false, true},  // resnet's stem: 6 quads a row
+      {1, 9, 10, 2, 70, 3, 3, 1, 0, 1, false, OutType::f32, true, true},   // 3 panels, the last partial
+      {2, 11, 6, 4, 17, 5, 3, 1, 2, 1, false, OutType::u8, false, false},  // pad wider than the image's edge
+      {1, 7, 9, 3, 16, 1, 1, 2, 0, 1, false, OutType::u8, true, true},     // 1x1 stride 2: one quad
+      {1, 3, 3, 1, 8, 3, 3, 1, 1, 1, false, OutType::f32, false, false},   // 9 pixels: a strip and one
+      {5, 13, 13, 3, 24, 11, 11, 4, 2, 1, false, OutType::u8, true, false}, // AlexNet-like: 99 quads
+      {2, 12, 10, 1, 33, 3, 3, 1, 2, 1, false, OutType::u8, false, true, 2},  // rows dilated, taps not
+      {2, 14, 14, 32, 64, 3, 3, 1, 1, 1, false, OutType::u8, true, true},   // the zoo cnn's second layer
+      {1, 9, 7, 64, 40, 3, 3, 1, 1, 1, false, OutType::s8, false, false},   // K = 576, the largest taken
+      {1, 6, 5, 8, 33, 5, 5, 1, 2, 1, false, OutType::f32, true, true},     // 10 quads a row
+      {2, 8, 9, 12, 20, 3, 3, 1, 1, 2, false, OutType::u8, true, false},    // dilated: im2col rows
+  };
+  for (const auto& c : direct) check_conv(c, Isa::avx512vnni, Layout::vnni_n32k4_s8, g, 255, Layout::depthwise_s8);
 }
 
 TEST_CASE("conv2d_u8s8 computes with a weight in the storage form as with its packing", "[kernels][conv][packing]") {
