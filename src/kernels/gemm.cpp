@@ -299,8 +299,12 @@ void pad_images(void* vctx, int64_t begin, int64_t end) {
 void conv_row_quads(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
                   const Epilogue& ep, const ParallelFor& pf, const DenseKernel& kernel) {
   check_epilogue(ep, "conv2d_u8s8");
-  const std::shared_ptr<const AlignedBlob> w2 = rearranged_weight(W, rearrange_row_quads_weight);
-  const PackedView W2(w2->bytes.get(), w2->size);
+  // Kernel rows of whole quads are already laid out so (k = (y kw + x) C + c,
+  // no quad straddles two rows): the weight runs as it is. Otherwise (the
+  // stems) it is rearranged, once per weight.
+  std::shared_ptr<const AlignedBlob> w2;
+  if ((W.kw() * W.c_in()) % 4 != 0) w2 = rearranged_weight(W, rearrange_row_quads_weight);
+  const PackedView W2 = w2 ? PackedView(w2->bytes.get(), w2->size) : W;
   const int64_t C = W.c_in(), hp = g.height + 2 * g.pad_h, wp = g.width + 2 * g.pad_w;
   const int64_t image = hp * wp * C;
   const std::unique_ptr<uint8_t, void (*)(void*)> padded(
