@@ -1,6 +1,7 @@
-// Convolution dispatch: 1x1 as a plain GEMM, k x k via im2col in row chunks
-// (bounded scratch), depthwise through its own kernel; sparse weights through
-// the same im2col and the sparse GEMM.
+// Convolution dispatch: 1x1 as a plain GEMM, k x k by a direct kernel where
+// one takes the shape (reading a padded copy of the input) or via im2col in
+// row chunks (bounded scratch), depthwise through its own kernel; sparse
+// weights through the same im2col and the sparse GEMM.
 #include "compress/kernels/conv.h"
 
 #include <algorithm>
@@ -202,8 +203,9 @@ void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& 
   if (layout_needs_7bit_activations(W.layout()))  // im2col rows are copies of these bytes
     detail::require_7bit_activations(input, 1, g.batch * g.height * g.width * C, 0, "conv2d_u8s8");
 
-  // AMX reads A tiles straight from a padded copy of the input when the
-  // shape allows (stride 1, channels a multiple of 64): no im2col at all.
+  // Direct paths read a padded copy of the input, no im2col at all: AMX's A
+  // tiles (stride 1, channels a multiple of 64; the stride-2 stems), VNNI's
+  // window quads (the stems, small stride-1 layers; internal.h).
   if (detail::conv_direct(input, g, W, output, ep, pf, isa)) return;
   // Kernels that take row functions gather im2col rows while packing A: no
   // im2col buffer and no extra pass.

@@ -181,6 +181,21 @@ void gemm_u8s8s32(int64_t M, const uint8_t* A, int64_t lda, const PackedView& B,
 
 namespace detail {
 
+void pad_rows(void* vctx, int64_t begin, int64_t end) {
+  const FillCtx& p = *static_cast<FillCtx*>(vctx);
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t b = r / p.hp, y = r % p.hp - p.pad_h;
+    uint8_t* dst = p.copy + r * p.wp * p.c;
+    if (y < 0 || y >= p.h) {
+      std::memset(dst, p.zp, static_cast<size_t>(p.wp * p.c));
+      continue;
+    }
+    std::memset(dst, p.zp, static_cast<size_t>(p.pad_w * p.c));
+    std::memcpy(dst + p.pad_w * p.c, p.input + (b * p.h + y) * p.w * p.c, static_cast<size_t>(p.w * p.c));
+    std::memset(dst + (p.pad_w + p.w) * p.c, p.zp, static_cast<size_t>((p.wp - p.pad_w - p.w) * p.c));
+  }
+}
+
 bool gemm_u8s8s32_rows(int64_t M, RowsFn rows, const void* row_ctx, const PackedView& B, void* C, int64_t ldc,
                        const Epilogue& ep, const ParallelFor& pf, Isa isa) {
   const DenseKernel* k = dense_kernel(B, isa);
@@ -268,34 +283,6 @@ bool row_quads_applies(const ConvGeometry& g, const PackedView& W) {
   return (W.kw() * W.c_in()) % 4 == 0 && g.stride_w == 1 && g.stride_h == 1 && W.k() <= 576;
 }
 
-// The input with its zero-point border, image by image.
-struct PadCopy {
-  const uint8_t* input;
-  uint8_t* padded;
-  const ConvGeometry* g;
-  int64_t channels, hp, wp;
-  uint8_t zp;
-};
-
-void pad_images(void* vctx, int64_t begin, int64_t end) {
-  const PadCopy& c = *static_cast<PadCopy*>(vctx);
-  const ConvGeometry& g = *c.g;
-  const int64_t C = c.channels, row_in = g.width * C, left = g.pad_w * C, right = (c.wp - g.pad_w - g.width) * C;
-  for (int64_t b = begin; b < end; ++b) {
-    uint8_t* dst = c.padded + b * c.hp * c.wp * C;
-    for (int64_t y = 0; y < c.hp; ++y, dst += c.wp * C) {
-      const int64_t iy = y - g.pad_h;
-      if (iy < 0 || iy >= g.height) {
-        std::memset(dst, c.zp, static_cast<size_t>(c.wp * C));
-        continue;
-      }
-      std::memset(dst, c.zp, static_cast<size_t>(left));
-      std::memcpy(dst + left, c.input + (b * g.height + iy) * row_in, static_cast<size_t>(row_in));
-      std::memset(dst + left + row_in, c.zp, static_cast<size_t>(right));
-    }
-  }
-}
-
 void conv_row_quads(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
                   const Epilogue& ep, const ParallelFor& pf, const DenseKernel& kernel) {
   check_epilogue(ep, "conv2d_u8s8");
@@ -310,8 +297,8 @@ void conv_row_quads(const uint8_t* input, const ConvGeometry& g, const PackedVie
   const std::unique_ptr<uint8_t, void (*)(void*)> padded(
       static_cast<uint8_t*>(scratch_alloc(g.batch * image + kRowQuadSlack, false)), scratch_free);
   const auto zp = static_cast<uint8_t>(W.a_zero_point());
-  PadCopy copy{input, padded.get(), &g, C, hp, wp, zp};
-  run_parallel(pf, g.batch, &copy, pad_images);
+  FillCtx copy{input, padded.get(), g.height, g.width, C, hp, wp, g.pad_h, g.pad_w, zp};
+  run_parallel(pf, g.batch * hp, &copy, pad_rows);
   std::memset(padded.get() + g.batch * image, zp, kRowQuadSlack);  // read only by zero weights
 
   Padded pad(ep, W2.n(), W2.n_pad());
@@ -323,7 +310,7 @@ void conv_row_quads(const uint8_t* input, const ConvGeometry& g, const PackedVie
   job.stride_h = g.stride_h;
   job.stride_w = g.stride_w;
   job.out_h = conv_output_size(g.height, W.kh(), g.stride_h, g.pad_h, g.dil_h);
-  job.out_w = conv_output_size(g.width, W.kw(), g.stride_w, g.pad_w, 1);
+  job.out_w = conv_output_size(g.width, W.kw(), g.stride_w, g.pad_w, g.dil_w);
   job.kh = W.kh();
   job.row_quads = row_quads_of(W);
   std::vector<int64_t> quad_offset(static_cast<size_t>(job.kh * job.row_quads));

@@ -287,29 +287,6 @@ struct DirectPlan {
   RangeFn fill;   // fills the copy's rows [begin, end) (image-major) from ctx
 };
 
-struct FillCtx {
-  const uint8_t* input;  // the group's first image
-  uint8_t* copy;
-  int64_t h, w, c, hp, wp, pad_h, pad_w;
-  uint8_t zp;
-};
-
-// Padded rows [begin, end) of the group: the zero point outside the image.
-void pad_rows(void* vctx, int64_t begin, int64_t end) {
-  const FillCtx& p = *static_cast<FillCtx*>(vctx);
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t b = r / p.hp, y = r % p.hp - p.pad_h;
-    uint8_t* dst = p.copy + r * p.wp * p.c;
-    if (y < 0 || y >= p.h) {
-      std::memset(dst, p.zp, static_cast<size_t>(p.wp * p.c));
-      continue;
-    }
-    std::memset(dst, p.zp, static_cast<size_t>(p.pad_w * p.c));
-    std::memcpy(dst + p.pad_w * p.c, p.input + (b * p.h + y) * p.w * p.c, static_cast<size_t>(p.w * p.c));
-    std::memset(dst + (p.pad_w + p.w) * p.c, p.zp, static_cast<size_t>((p.wp - p.pad_w - p.w) * p.c));
-  }
-}
-
 // Rows [begin, end) of a stride-2 stem's copy (c <= 4 channels): pixel
 // (Y, X) is the 64-byte k-block that kernel row pair Y of output column X
 // reads: for b in 0..3, i, j in {0, 1}, bytes b * 16 + (2i + j) * 4 .. + c

@@ -107,6 +107,16 @@ void conv_amx_stem_s2d(const uint8_t* input, int64_t batch, int64_t height, int6
 // compensation is the original weight's. gemm.M is batch x out_h x out_w,
 // gemm.B the rearranged weight (kh x 1 taps of 4 row_quads channels).
 constexpr int64_t kRowQuadSlack = 64;
+// The input of a direct convolution copied with its zero-point border
+// (images of hp x wp pixels, `input` the first image's first byte).
+struct FillCtx {
+  const uint8_t* input;
+  uint8_t* copy;
+  int64_t h, w, c, hp, wp, pad_h, pad_w;
+  uint8_t zp;
+};
+// Padded rows [begin, end) of the copy, image-major (a RangeFn on a FillCtx).
+void pad_rows(void* vctx, int64_t begin, int64_t end);
 struct RowQuadConvJob {
   const uint8_t* padded;
   int64_t hp, wp, channels;

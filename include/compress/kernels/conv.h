@@ -18,7 +18,10 @@ int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
 // input [batch][height][width][c_in] u8; output [batch][oh][ow][c_out] of ep.out;
 // residual (if any) shaped like the output. W is of kind conv or depthwise.
 // 1x1 stride-1 unpadded convolutions run as one GEMM over the input itself;
-// other k x k go through im2col in row chunks; depthwise has its own kernel.
+// other k x k run directly on a padded copy of the input where the kernel
+// for the ISA has such a path for the shape (AVX-512 VNNI: up to 4 input
+// channels, or stride 1 with K <= 576; AMX), else through im2col in row
+// chunks; depthwise has its own kernel.
 void conv2d_u8s8(const uint8_t* input, const ConvGeometry& g, const PackedView& W, void* output,
                  const Epilogue& ep, const ParallelFor& pf, Isa isa = active_isa());
 
